@@ -1,0 +1,1 @@
+"""What the server and the worker share: configuration, data access, events, schemas."""

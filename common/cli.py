@@ -1,0 +1,81 @@
+"""What both CLIs share: the connection options and running an async command."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from common.config import DEFAULT_DATA_DIR, Settings
+from common.embedded import start_embedded
+from common.logs import configure_logging
+
+T = TypeVar("T")
+
+DATABASE_URL_HELP = (
+    "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db. "
+    "Unset: an embedded PostgreSQL kept in --data-dir."
+)
+REDIS_URL_HELP = "Redis URL, e.g. redis://host:6379/0. Unset: an embedded Redis kept in --data-dir."
+DATA_DIR_HELP = "Where the embedded PostgreSQL and Redis keep their data."
+LOG_LEVEL_HELP = "Logging level: debug, info, warning or error."
+
+
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command group takes (flag, else DASHBOARD_* variable)."""
+    options = [
+        click.option("--database-url", envvar="DASHBOARD_DATABASE_URL", help=DATABASE_URL_HELP),
+        click.option("--redis-url", envvar="DASHBOARD_REDIS_URL", help=REDIS_URL_HELP),
+        click.option(
+            "--data-dir",
+            envvar="DASHBOARD_DATA_DIR",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=DEFAULT_DATA_DIR,
+            show_default=True,
+            help=DATA_DIR_HELP,
+        ),
+        click.option(
+            "--log-level",
+            envvar="DASHBOARD_LOG_LEVEL",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+            default="info",
+            show_default=True,
+            help=LOG_LEVEL_HELP,
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def settings_from_options(
+    *, database_url: str | None, redis_url: str | None, data_dir: Path, log_level: str
+) -> Settings:
+    """Configure logging and build the base settings of a command group."""
+    configure_logging(log_level)
+    return Settings(database_url=database_url or None, redis_url=redis_url or None, data_dir=data_dir)
+
+
+def resolved_settings(ctx: click.Context) -> Settings:
+    """The group's settings with concrete URLs, starting embedded servers if needed."""
+    root = ctx.find_root()
+    if "resolved_settings" not in root.meta:
+        try:
+            root.meta["resolved_settings"] = start_embedded(root.obj)
+        except Exception as exc:
+            raise click.ClickException(f"could not start the embedded database or Redis: {exc}") from exc
+    return root.meta["resolved_settings"]
+
+
+def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Let a click command be written as an async function."""
+
+    @functools.wraps(coroutine_function)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        return asyncio.run(coroutine_function(*args, **kwargs))
+
+    return wrapper

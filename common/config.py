@@ -1,0 +1,51 @@
+"""Settings shared by the server and the worker.
+
+Values come from flags, then `DASHBOARD_*` environment variables, then the
+defaults below (click does the flag/env precedence; see server/cli.py and
+worker/cli.py). Settings are built once inside a CLI command, never at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "live-dashboard"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know about its surroundings.
+
+    `database_url` and `redis_url` of None mean: use the embedded PostgreSQL
+    and Redis kept in `data_dir` (see common/embedded.py).
+    """
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = 8080
+    interval: float = 5.0
+    history_limit: int = 100
+    session_max_age: int = 7 * 24 * 3600
+    secure_cookies: bool = False
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        """A copy pointing at concrete servers (after the embedded ones started)."""
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+
+def obscure_password(url: str) -> str:
+    """The URL with its password replaced by ***, for logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,298 @@
+"""All SQL of the service: small verb-named functions over an aiopg pool.
+
+Every statement is parameterised. Functions raise the domain errors below,
+which the CLIs and views translate at their edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiopg
+import psycopg2.errors
+
+METRIC_TYPES = ("counter", "gauge", "histogram")
+
+
+class NotFound(LookupError):
+    """The named user, dashboard or metric does not exist."""
+
+
+class AlreadyExists(ValueError):
+    """A unique name (username, slug, metric name on a dashboard) is taken."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    id: int
+    name: str
+    slug: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Metric:
+    id: int
+    dashboard_id: int
+    name: str
+    description: str
+    type: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    id: int
+    metric_id: int
+    value: float
+    ts: datetime
+
+
+@asynccontextmanager
+async def create_pool(dsn: str, *, minsize: int = 1, maxsize: int = 10) -> AsyncIterator[aiopg.Pool]:
+    """A connection pool whose sessions speak UTC, closed on exit."""
+    # timeout bounds every statement's wait, so a database that went away
+    # surfaces as an error instead of a hung request.
+    async with aiopg.create_pool(
+        dsn, minsize=minsize, maxsize=maxsize, timeout=10, options="-c timezone=UTC"
+    ) as pool:
+        yield pool
+
+
+# Users ---------------------------------------------------------------------
+
+
+async def create_user(pool: aiopg.Pool, username: str, password_hash: str) -> User:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(
+                "INSERT INTO users (username, password_hash) VALUES (%s, %s) RETURNING id",
+                (username, password_hash),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise AlreadyExists(f"user {username!r} already exists") from None
+        (user_id,) = await cur.fetchone()
+    return User(user_id, username)
+
+
+async def get_credentials(pool: aiopg.Pool, username: str) -> Credentials | None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username, password_hash FROM users WHERE username = %s", (username,))
+        row = await cur.fetchone()
+    return Credentials(User(row[0], row[1]), row[2]) if row else None
+
+
+async def set_password_hash(pool: aiopg.Pool, user_id: int, password_hash: str) -> None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+
+
+async def get_user(pool: aiopg.Pool, user_id: int) -> User | None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username FROM users WHERE id = %s", (user_id,))
+        row = await cur.fetchone()
+    return User(*row) if row else None
+
+
+async def get_user_by_username(pool: aiopg.Pool, username: str) -> User:
+    credentials = await get_credentials(pool, username)
+    if credentials is None:
+        raise NotFound(f"no user {username!r}")
+    return credentials.user
+
+
+async def list_users(pool: aiopg.Pool) -> list[User]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username FROM users ORDER BY username")
+        return [User(*row) for row in await cur.fetchall()]
+
+
+# Dashboards and membership ---------------------------------------------------
+
+_DASHBOARD_COLUMNS = "d.id, d.name, d.slug, d.description, d.created_at"
+
+
+async def create_dashboard(pool: aiopg.Pool, name: str, slug: str, description: str = "") -> Dashboard:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(
+                "INSERT INTO dashboards AS d (name, slug, description) VALUES (%s, %s, %s)"
+                f" RETURNING {_DASHBOARD_COLUMNS}",
+                (name, slug, description),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise AlreadyExists(f"dashboard {slug!r} already exists") from None
+        return Dashboard(*await cur.fetchone())
+
+
+async def get_dashboard_by_slug(pool: aiopg.Pool, slug: str) -> Dashboard:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d WHERE slug = %s", (slug,))
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no dashboard {slug!r}")
+    return Dashboard(*row)
+
+
+async def list_dashboards(pool: aiopg.Pool) -> list[Dashboard]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d ORDER BY d.name, d.id")
+        return [Dashboard(*row) for row in await cur.fetchall()]
+
+
+async def list_user_dashboards(pool: aiopg.Pool, user_id: int) -> list[Dashboard]:
+    """The dashboards this user is a member of, by name."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d"
+            " JOIN dashboard_members m ON m.dashboard_id = d.id"
+            " WHERE m.user_id = %s ORDER BY d.name, d.id",
+            (user_id,),
+        )
+        return [Dashboard(*row) for row in await cur.fetchall()]
+
+
+async def get_member_dashboard(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> Dashboard | None:
+    """The dashboard if the user is its member; None if not, or if it does not exist.
+
+    The two cases are deliberately indistinguishable to callers.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d"
+            " JOIN dashboard_members m ON m.dashboard_id = d.id"
+            " WHERE d.id = %s AND m.user_id = %s",
+            (dashboard_id, user_id),
+        )
+        row = await cur.fetchone()
+    return Dashboard(*row) if row else None
+
+
+async def add_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bool:
+    """Make the user a member; False if they already were."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO dashboard_members (dashboard_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (dashboard_id, user_id),
+        )
+        return cur.rowcount == 1
+
+
+async def remove_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bool:
+    """End the membership; False if there was none."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s",
+            (dashboard_id, user_id),
+        )
+        return cur.rowcount == 1
+
+
+# Metrics and values ----------------------------------------------------------
+
+_METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit"
+
+
+async def create_metric(
+    pool: aiopg.Pool,
+    dashboard_id: int,
+    name: str,
+    metric_type: str,
+    unit: str = "",
+    description: str = "",
+) -> Metric:
+    if metric_type not in METRIC_TYPES:
+        raise ValueError(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(
+                "INSERT INTO metrics (dashboard_id, name, description, type, unit)"
+                f" VALUES (%s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
+                (dashboard_id, name, description, metric_type, unit),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None
+        return Metric(*await cur.fetchone())
+
+
+async def list_metrics(pool: aiopg.Pool, dashboard_id: int) -> list[Metric]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_METRIC_COLUMNS} FROM metrics WHERE dashboard_id = %s ORDER BY id",
+            (dashboard_id,),
+        )
+        return [Metric(*row) for row in await cur.fetchall()]
+
+
+async def list_all_metrics(pool: aiopg.Pool) -> list[Metric]:
+    """Every metric of every dashboard: what the worker produces values for."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(f"SELECT {_METRIC_COLUMNS} FROM metrics ORDER BY id")
+        return [Metric(*row) for row in await cur.fetchall()]
+
+
+async def latest_values(
+    pool: aiopg.Pool, metric_ids: Sequence[int], limit: int
+) -> dict[int, list[MetricValue]]:
+    """The newest `limit` values of each metric, oldest first, in one round trip."""
+    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # LATERAL runs the per-metric "newest N" as an index scan for each id.
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts"
+            " FROM unnest(%s::bigint[]) AS m(id)"
+            " CROSS JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id ORDER BY ts DESC, id DESC LIMIT %s"
+            " ) v",
+            (list(metric_ids), limit),
+        )
+        rows = await cur.fetchall()
+    for row in reversed(rows):
+        result[row[1]].append(MetricValue(*row))
+    return result
+
+
+async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, float]:
+    """The newest value of each metric that has one (the worker's counter state)."""
+    latest = await latest_values(pool, metric_ids, 1)
+    return {metric_id: values[-1].value for metric_id, values in latest.items() if values}
+
+
+async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
+    """Store (metric_id, value, ts) rows in one statement and one transaction.
+
+    Returns the stored rows once committed, in the order given.
+    """
+    if not values:
+        return []
+    metric_ids, numbers, stamps = (list(column) for column in zip(*values, strict=True))
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # One multi-row INSERT: a single round trip and commit per tick.
+        await cur.execute(
+            "INSERT INTO metric_values (metric_id, value, ts)"
+            " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
+            " RETURNING id, metric_id, value, ts",
+            (metric_ids, numbers, stamps),
+        )
+        rows = await cur.fetchall()
+    rows.sort(key=lambda row: row[0])
+    return [MetricValue(*row) for row in rows]

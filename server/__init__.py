@@ -1,0 +1,1 @@
+"""The web server: pages, the dashboard WebSocket, and the Redis fan-out hub."""

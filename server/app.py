@@ -1,0 +1,103 @@
+"""The application factory. Each resource is opened and closed by its own
+cleanup context, in order: database, Redis, then the hub that needs Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from importlib import resources
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+from aiohttp_session.redis_storage import RedisStorage
+from redis.asyncio import Redis
+
+from common import db
+from common.config import Settings, obscure_password
+from common.migrate import pending_migrations
+from server.auth import csrf_middleware, template_context
+from server.closecodes import CloseCode
+from server.hub import Hub
+from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.routes import setup_routes
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the server for settings whose database and Redis URLs are set."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("create_app needs concrete database and Redis URLs")
+    # Creating the client opens nothing; redis_ctx checks and closes it.
+    redis_client = Redis.from_url(settings.redis_url, health_check_interval=30)
+    storage = RedisStorage(
+        redis_client,
+        cookie_name="dashboard_session",
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.secure_cookies,
+    )
+    # Order matters: the CSRF check reads the session, so the session
+    # middleware must run first (outermost).
+    app = web.Application(middlewares=[session_middleware(storage), csrf_middleware])
+    app[SETTINGS_KEY] = settings
+    app[REDIS_KEY] = redis_client
+    app[SOCKETS_KEY] = weakref.WeakSet()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(resources.files("templates"))),
+        autoescape=True,
+        context_processors=[template_context],
+    )
+    app[aiohttp_jinja2.static_root_key] = "/static"
+    setup_routes(app)
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx])
+    app.on_shutdown.append(close_sockets)
+    return app
+
+
+async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    async with db.create_pool(settings.database_url or "") as pool:
+        pending = await pending_migrations(pool)
+        if pending:
+            raise RuntimeError(
+                f"the database needs {len(pending)} migration(s): run `dashboard-server migrate`"
+            )
+        log.info("database ready at %s", obscure_password(settings.database_url))
+        app[DB_KEY] = pool
+        yield
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    redis_client = app[REDIS_KEY]
+    try:
+        await redis_client.ping()
+        log.info("Redis ready at %s", obscure_password(app[SETTINGS_KEY].redis_url or ""))
+        yield
+    finally:
+        await redis_client.aclose()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = Hub(app[REDIS_KEY])
+    app[HUB_KEY] = hub
+    listener = asyncio.create_task(hub.run(), name="redis-listener")
+    yield
+    listener.cancel()
+    with suppress(asyncio.CancelledError):
+        await listener
+    await hub.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown, tell every client to go and reconnect (to another instance)."""
+    for ws in set(app[SOCKETS_KEY]):
+        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")

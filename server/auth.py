@@ -1,0 +1,103 @@
+"""Who is asking: sessions, the login requirement, CSRF tokens, Origin checks."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from common import db
+from common.db import User
+from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CSRF_FIELD = "csrf_token"
+_USER_ID = "user_id"
+_CSRF = "csrf_token"
+
+
+async def current_user(request: web.Request) -> User | None:
+    """The logged-in user of this request's session, if it is still valid."""
+    session = await get_session(request)
+    user_id = session.get(_USER_ID)
+    if not isinstance(user_id, int):
+        return None
+    return await db.get_user(request.app[DB_KEY], user_id)
+
+
+async def log_in(request: web.Request, user: User) -> None:
+    # A fresh session id at login defeats session fixation.
+    session = await new_session(request)
+    session[_USER_ID] = user.id
+    session[_CSRF] = secrets.token_urlsafe(32)
+
+
+async def log_out(request: web.Request) -> None:
+    session = await get_session(request)
+    session.invalidate()
+
+
+def login_required(handler: Handler) -> Handler:
+    """Send anonymous visitors to the login page, coming back here afterwards."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        user = await current_user(request)
+        if user is None:
+            raise web.HTTPFound(request.app.router["login"].url_for().with_query(next=request.path_qs))
+        request[USER_KEY] = user
+        return await handler(request)
+
+    return wrapper
+
+
+async def csrf_token(request: web.Request) -> str:
+    """This session's CSRF token, created on first use."""
+    session = await get_session(request)
+    token = session.get(_CSRF)
+    if not isinstance(token, str):
+        token = session[_CSRF] = secrets.token_urlsafe(32)
+    return token
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse any form POST whose token does not match the session's."""
+    if request.method == "POST" and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        sent = form.get(CSRF_FIELD)
+        expected = (await get_session(request)).get(_CSRF)
+        if not (isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)):
+            raise web.HTTPForbidden(text="Invalid or missing CSRF token: reload the page and retry.")
+    elif request.method == "POST":
+        raise web.HTTPUnsupportedMediaType(text="Forms must be sent as form data.")
+    return await handler(request)
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Whether a WebSocket upgrade's Origin is this service (or allow-listed).
+
+    Browsers always send Origin on WebSocket upgrades; a request without one
+    is not from a browser page and cannot be a cross-site hijack.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin in request.app[SETTINGS_KEY].allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == request.host
+
+
+async def template_context(request: web.Request) -> dict[str, Any]:
+    """What every page template can use."""
+    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), "user": request.get(USER_KEY)}

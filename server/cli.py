@@ -1,0 +1,298 @@
+"""`dashboard-server`: run the web server and manage users, dashboards and metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiopg
+import click
+from aiohttp import web
+from redis.asyncio import Redis
+
+from common import db
+from common.cli import connection_options, resolved_settings, run_async, settings_from_options
+from common.config import Settings
+from common.migrate import migrate, pending_migrations
+from common.passwords import hash_password
+from server.app import create_app
+from server.demo import create_demo
+
+HOST_HELP = "Address to listen on."
+PORT_HELP = "TCP port to listen on."
+PASSWORD_HELP = "The password; prompted for (hidden) when not given."
+
+
+@asynccontextmanager
+async def _pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
+        yield pool
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not slug:
+        raise click.BadParameter("give a --slug: the name has no letters or digits")
+    return slug
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@connection_options
+@click.pass_context
+def main(ctx: click.Context, **options: object) -> None:
+    """Live metrics dashboards: the web server and its administration.
+
+    Settings come from flags or DASHBOARD_* environment variables. With no
+    database or Redis URL, an embedded PostgreSQL and Redis are started in
+    --data-dir and shared with `dashboard-worker`.
+    """
+    ctx.obj = settings_from_options(**options)  # type: ignore[arg-type]
+
+
+@main.command()
+@click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
+@click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the pages and the dashboard WebSockets until interrupted."""
+    settings = resolved_settings(ctx)
+    web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+
+
+@main.command(name="migrate")
+@click.pass_context
+@run_async
+async def migrate_command(ctx: click.Context) -> None:
+    """Bring the database schema up to date (safe to run again, or concurrently)."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        applied = await migrate(pool)
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+
+
+@main.command()
+@click.pass_context
+@run_async
+async def check(ctx: click.Context) -> None:
+    """Exit 0 if the database and Redis answer and the schema is current."""
+    settings = resolved_settings(ctx)
+    try:
+        async with _pool(settings) as pool:
+            pending = await pending_migrations(pool)
+        client = Redis.from_url(settings.redis_url or "")
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+    except Exception as exc:
+        raise click.ClickException(f"not ready: {exc}") from exc
+    if pending:
+        raise click.ClickException(f"not ready: {len(pending)} migration(s) pending")
+    click.echo("ok")
+
+
+@main.group()
+def user() -> None:
+    """Create and list users."""
+
+
+@user.command(name="create")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help=PASSWORD_HELP)
+@click.pass_context
+@run_async
+async def user_create(ctx: click.Context, username: str, password: str) -> None:
+    """Create a user who can log in."""
+    if not password:
+        raise click.BadParameter("must not be empty", param_hint="--password")
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            created = await db.create_user(pool, username, hash_password(password))
+        except db.AlreadyExists as exc:
+            raise _fail(exc) from None
+    click.echo(f"created user {created.username} (id {created.id})")
+
+
+@user.command(name="set-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help=PASSWORD_HELP)
+@click.pass_context
+@run_async
+async def user_set_password(ctx: click.Context, username: str, password: str) -> None:
+    """Change a user's password."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_user_by_username(pool, username)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        await db.set_password_hash(pool, found.id, hash_password(password))
+    click.echo(f"password of {username} changed")
+
+
+@user.command(name="list")
+@click.pass_context
+@run_async
+async def user_list(ctx: click.Context) -> None:
+    """List users."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        for found in await db.list_users(pool):
+            click.echo(f"{found.id}\t{found.username}")
+
+
+@main.group()
+def dashboard() -> None:
+    """Create and list dashboards."""
+
+
+@dashboard.command(name="create")
+@click.argument("name")
+@click.option("--slug", help="Unique short name used by other commands (default: from NAME).")
+@click.option("--description", default="", help="Shown under the dashboard's name.")
+@click.pass_context
+@run_async
+async def dashboard_create(ctx: click.Context, name: str, slug: str | None, description: str) -> None:
+    """Create a dashboard (add metrics and members next)."""
+    slug = slug or _slugify(name)
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug):
+        raise click.BadParameter("lower-case letters, digits and single dashes only", param_hint="--slug")
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            created = await db.create_dashboard(pool, name, slug, description)
+        except db.AlreadyExists as exc:
+            raise _fail(exc) from None
+    click.echo(f"created dashboard {created.slug} (id {created.id})")
+
+
+@dashboard.command(name="list")
+@click.pass_context
+@run_async
+async def dashboard_list(ctx: click.Context) -> None:
+    """List dashboards: id, slug, name."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        for found in await db.list_dashboards(pool):
+            click.echo(f"{found.id}\t{found.slug}\t{found.name}")
+
+
+@main.group()
+def metric() -> None:
+    """Add and list a dashboard's metrics."""
+
+
+@metric.command(name="add")
+@click.argument("dashboard_slug")
+@click.argument("name")
+@click.option(
+    "--type", "metric_type", type=click.Choice(db.METRIC_TYPES), required=True, help="Kind of metric."
+)
+@click.option("--unit", default="", help="Unit shown next to values, e.g. ms or %.")
+@click.option("--description", default="", help="Shown on the metric's card.")
+@click.pass_context
+@run_async
+async def metric_add(
+    ctx: click.Context, dashboard_slug: str, name: str, metric_type: str, unit: str, description: str
+) -> None:
+    """Add a metric to a dashboard; the worker starts producing it at its next tick."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+            created = await db.create_metric(pool, found.id, name, metric_type, unit, description)
+        except (db.NotFound, db.AlreadyExists) as exc:
+            raise _fail(exc) from None
+    click.echo(f"added {created.type} {created.name} (id {created.id}) to {dashboard_slug}")
+
+
+@metric.command(name="list")
+@click.argument("dashboard_slug")
+@click.pass_context
+@run_async
+async def metric_list(ctx: click.Context, dashboard_slug: str) -> None:
+    """List a dashboard's metrics: id, type, name, unit."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        for item in await db.list_metrics(pool, found.id):
+            click.echo(f"{item.id}\t{item.type}\t{item.name}\t{item.unit}")
+
+
+@main.group()
+def member() -> None:
+    """Give and take away access to a dashboard."""
+
+
+@member.command(name="add")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.pass_context
+@run_async
+async def member_add(ctx: click.Context, dashboard_slug: str, username: str) -> None:
+    """Let a user see a dashboard."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+            who = await db.get_user_by_username(pool, username)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        added = await db.add_member(pool, found.id, who.id)
+    click.echo(f"{username} is {'now' if added else 'already'} a member of {dashboard_slug}")
+
+
+@member.command(name="remove")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.pass_context
+@run_async
+async def member_remove(ctx: click.Context, dashboard_slug: str, username: str) -> None:
+    """Take away a user's access to a dashboard."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+            who = await db.get_user_by_username(pool, username)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        removed = await db.remove_member(pool, found.id, who.id)
+    click.echo(f"{username} {'is no longer' if removed else 'was not'} a member of {dashboard_slug}")
+
+
+@main.command()
+@click.pass_context
+@run_async
+async def demo(ctx: click.Context) -> None:
+    """Create the demo dashboard, a member (demo/demo) and a non-member (outsider/outsider)."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        await migrate(pool)
+        logins = await create_demo(pool)
+    click.echo(f"demo dashboard {logins.dashboard.slug} (id {logins.dashboard.id})")
+    click.echo(f"member login: {logins.member[0]} / {logins.member[1]}")
+    click.echo(f"non-member login: {logins.non_member[0]} / {logins.non_member[1]}")
+
+
+@main.command()
+@click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
+@click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Worker seconds between values.")
+@click.pass_context
+def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
+    """Everything on this machine: migrate, demo data, a worker and the server."""
+    settings = resolved_settings(ctx)
+    ctx.invoke(demo)
+    env = dict(
+        os.environ,
+        DASHBOARD_DATABASE_URL=settings.database_url or "",
+        DASHBOARD_REDIS_URL=settings.redis_url or "",
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "worker", "run", "--interval", str(interval)], env=env)
+    click.echo(f"\n  Open http://{host}:{port}/ and log in as demo / demo  (Ctrl-C stops everything)\n")
+    try:
+        web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)

@@ -1,0 +1,159 @@
+"""The process's single Redis subscription and the fan-out to local sockets.
+
+A dashboard's channel is subscribed when its first local connection arrives
+and left after its last one goes. Each published value is encoded once as a
+`metric_update` frame and handed to exactly the connections subscribed to
+that metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+import redis.exceptions
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from common.events import dashboard_channel, decode_values
+from common.schemas import encode_message
+from server.connection import ClientConnection
+
+log = logging.getLogger(__name__)
+
+# Always subscribed, so the listener has a live subscription from the start.
+CONTROL_CHANNEL = "dashboard:control"
+MAX_BACKOFF = 5.0
+
+
+class Hub:
+    def __init__(self, redis_client: Redis) -> None:
+        self._redis = redis_client
+        self._pubsub: PubSub = redis_client.pubsub()
+        self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
+        self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        # Channel joins and leaves are serialised so that a leave racing a new
+        # connection's join can never end up unsubscribed with a watcher left.
+        self._channel_lock = asyncio.Lock()
+        self._joined: set[str] = set()
+        self._leaving: set[asyncio.Future[None]] = set()
+
+    async def run(self) -> None:
+        """Read the subscription until cancelled, reconnecting with backoff."""
+        await self._pubsub.subscribe(CONTROL_CHANNEL)
+        backoff = 0.1
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                backoff = 0.1
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+                # redis-py reconnects and re-subscribes on the next read.
+                log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if message is not None:
+                self._handle(message)
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()
+
+    async def add(self, conn: ClientConnection) -> None:
+        """Register a connection, subscribing to its dashboard's channel if needed.
+
+        Returns once Redis confirmed the subscription, so that nothing published
+        after this call can be missed.
+        """
+        dashboard_id = conn.dashboard.id
+        self._by_dashboard[dashboard_id].add(conn)
+        channel = dashboard_channel(dashboard_id)
+        async with self._channel_lock:
+            if channel not in self._joined:
+                self._confirmations[channel] = asyncio.get_running_loop().create_future()
+                try:
+                    await self._pubsub.subscribe(channel)
+                except BaseException:
+                    del self._confirmations[channel]
+                    raise
+                self._joined.add(channel)
+            confirmed = self._confirmations.get(channel)
+        if confirmed is not None:
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout=10)
+
+    def remove(self, conn: ClientConnection) -> None:
+        self.unsubscribe(conn, list(conn.subscribed))
+        dashboard_id = conn.dashboard.id
+        connections = self._by_dashboard.get(dashboard_id)
+        if connections is None:
+            return
+        connections.discard(conn)
+        if not connections:
+            del self._by_dashboard[dashboard_id]
+            task = asyncio.ensure_future(self._leave(dashboard_channel(dashboard_id), dashboard_id))
+            self._leaving.add(task)
+            task.add_done_callback(self._leaving.discard)
+
+    def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
+        for metric_id in metric_ids:
+            self._by_metric[metric_id].add(conn)
+            conn.subscribed.add(metric_id)
+
+    def unsubscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
+        for metric_id in metric_ids:
+            subscribers = self._by_metric.get(metric_id)
+            if subscribers is not None:
+                subscribers.discard(conn)
+                if not subscribers:
+                    del self._by_metric[metric_id]
+            conn.subscribed.discard(metric_id)
+
+    def connection_count(self) -> int:
+        return sum(len(connections) for connections in self._by_dashboard.values())
+
+    async def _leave(self, channel: str, dashboard_id: int) -> None:
+        async with self._channel_lock:
+            # A new connection may have arrived while this was scheduled.
+            if dashboard_id in self._by_dashboard or channel not in self._joined:
+                return
+            self._joined.discard(channel)
+            self._confirmations.pop(channel, None)
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except redis.exceptions.RedisError as exc:
+                log.warning("could not unsubscribe from %s: %s", channel, exc)
+
+    def _handle(self, message: dict) -> None:
+        kind = message["type"]
+        channel = message["channel"].decode()
+        if kind == "subscribe":
+            confirmed = self._confirmations.pop(channel, None)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == "message" and channel != CONTROL_CHANNEL:
+            self._fan_out(message["data"])
+
+    def _fan_out(self, data: bytes) -> None:
+        try:
+            _, values = decode_values(data)
+        except ValueError as exc:
+            log.error("ignoring unreadable event: %s", exc)
+            return
+        for event in values:
+            subscribers = self._by_metric.get(event.metric_id)
+            if not subscribers:
+                continue
+            # Encoded once, shared by every subscriber.
+            frame = encode_message(
+                "metric_update",
+                {
+                    "metric_id": event.metric_id,
+                    "value": event.value,
+                    "timestamp": event.timestamp,
+                    "metric_name": event.metric_name,
+                    "unit": event.unit,
+                },
+            )
+            for conn in tuple(subscribers):
+                conn.deliver(event.metric_id, event.id, frame)

@@ -1,0 +1,22 @@
+"""Typed keys of everything the application holds (aiohttp warns on string keys)."""
+
+from __future__ import annotations
+
+import weakref
+
+import aiopg
+from aiohttp import web
+from redis.asyncio import Redis
+
+from common.config import Settings
+from common.db import User
+from server.hub import Hub
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+DB_KEY = web.AppKey("db", aiopg.Pool)
+REDIS_KEY = web.AppKey("redis", Redis)
+HUB_KEY = web.AppKey("hub", Hub)
+SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+
+# The logged-in user of a request, set by auth.login_required.
+USER_KEY = web.RequestKey("user", User)

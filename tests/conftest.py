@@ -1,0 +1,142 @@
+"""Fixtures over the real PostgreSQL and Redis.
+
+The test database is created anew once per session and migrated with our own
+migrations; every test starts from empty tables and an empty Redis database.
+Set DASHBOARD_TEST_DATABASE_URL / DASHBOARD_TEST_REDIS_URL to point elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import aiopg
+import psycopg2
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from common import db
+from common.config import Settings
+from common.migrate import migrate
+from common.passwords import hash_password
+from server.app import create_app
+
+DATABASE_URL = os.environ.get(
+    "DASHBOARD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dashboard_test"
+)
+REDIS_URL = os.environ.get("DASHBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TABLES = "metric_values, metrics, dashboard_members, dashboards, users"
+
+
+def _recreate_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"refusing to recreate database {name!r}")
+    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A freshly created, migrated test database."""
+    _recreate_database(DATABASE_URL)
+    import asyncio
+
+    async def _migrate() -> None:
+        async with db.create_pool(DATABASE_URL) as pool:
+            await migrate(pool)
+
+    asyncio.run(_migrate())
+    return DATABASE_URL
+
+
+@pytest.fixture
+def clean_state(database_url: str) -> Iterator[None]:
+    """Empty tables and Redis database before the test."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    conn.close()
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    yield
+
+
+@pytest.fixture
+def settings(database_url: str, clean_state: None) -> Settings:
+    return Settings(database_url=database_url, redis_url=REDIS_URL, history_limit=100)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    async with db.create_pool(settings.database_url or "") as created:
+        yield created
+
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Awaitable[TestClient]], app: web.Application) -> TestClient:
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def make_user(pool: aiopg.Pool) -> Callable[..., Awaitable[db.User]]:
+    async def _make(username: str, password: str = "secret-pw") -> db.User:
+        return await db.create_user(pool, username, hash_password(password))
+
+    return _make
+
+
+@pytest.fixture
+def make_dashboard(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Dashboard]]:
+    async def _make(slug: str, *, members: tuple[db.User, ...] = (), name: str | None = None) -> db.Dashboard:
+        created = await db.create_dashboard(pool, name or slug.title(), slug, f"about {slug}")
+        for member in members:
+            await db.add_member(pool, created.id, member.id)
+        return created
+
+    return _make
+
+
+@pytest.fixture
+def make_metric(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Metric]]:
+    async def _make(dashboard: db.Dashboard, name: str, metric_type: str = "gauge", unit: str = "u") -> db.Metric:
+        return await db.create_metric(pool, dashboard.id, name, metric_type, unit, f"{name} description")
+
+    return _make
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def csrf_from(client: TestClient, path: str = "/login") -> str:
+    response = await client.get(path)
+    match = CSRF_INPUT.search(await response.text())
+    assert match, f"no CSRF token on {path}"
+    return match[1]
+
+
+async def log_in(client: TestClient, username: str, password: str = "secret-pw") -> None:
+    """Log the test client in through the real login form."""
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert response.status == 302, await response.text()

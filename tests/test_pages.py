@@ -1,0 +1,106 @@
+"""Login, logout and the pages a logged-in user sees."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from tests.conftest import REDIS_URL, csrf_from, log_in
+
+
+async def test_anonymous_visitor_is_sent_to_login(client):
+    response = await client.get("/dashboards/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/login?next=/dashboards/"
+
+
+async def test_login_page_sets_httponly_lax_session_cookie(client):
+    response = await client.get("/login")
+    cookie = response.cookies["dashboard_session"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_answer(client, make_user):
+    await make_user("alice", "right-password")
+    answers = []
+    for username, password in (("alice", "wrong"), ("nobody", "wrong")):
+        token = await csrf_from(client)
+        response = await client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}
+        )
+        answers.append((response.status, "Invalid username or password." in await response.text()))
+    assert answers == [(401, True), (401, True)]
+
+
+async def test_login_without_csrf_token_is_refused(client, make_user):
+    await make_user("alice")
+    await client.get("/login")
+    response = await client.post("/login", data={"username": "alice", "password": "secret-pw"})
+    assert response.status == 403
+    follow = await client.get("/dashboards/", allow_redirects=False)
+    assert follow.status == 302  # still not logged in
+
+
+async def test_login_rotates_the_session_id(client, make_user):
+    await make_user("alice")
+    await client.get("/login")
+    before = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+    await log_in(client, "alice")
+    after = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+    assert before != after
+
+
+async def test_dashboard_list_shows_only_member_dashboards_escaped(client, make_user, make_dashboard):
+    alice = await make_user("alice")
+    await make_dashboard("mine", members=(alice,), name="<b>Mine</b>")
+    await make_dashboard("theirs", name="Theirs")
+    await log_in(client, "alice")
+    page = await (await client.get("/dashboards/")).text()
+    assert "&lt;b&gt;Mine&lt;/b&gt;" in page
+    assert "<b>Mine</b>" not in page
+    assert "Theirs" not in page
+
+
+async def test_dashboard_page_for_members_only(client, make_user, make_dashboard):
+    alice = await make_user("alice")
+    mine = await make_dashboard("mine", members=(alice,))
+    theirs = await make_dashboard("theirs")
+    await log_in(client, "alice")
+    page = await client.get(f"/dashboards/{mine.id}/")
+    assert page.status == 200
+    assert f'data-socket="/ws/dashboard/{mine.id}/"' in await page.text()
+    assert (await client.get(f"/dashboards/{theirs.id}/")).status == 404
+    assert (await client.get("/dashboards/999999/")).status == 404
+
+
+async def test_login_redirects_only_to_local_paths(client, make_user):
+    await make_user("alice")
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login",
+        data={"username": "alice", "password": "secret-pw", "csrf_token": token, "next": "//evil.example/"},
+        allow_redirects=False,
+    )
+    assert response.headers["Location"] == "/dashboards/"
+
+
+async def test_logout_ends_the_session_in_redis(client, make_user):
+    await make_user("alice")
+    await log_in(client, "alice")
+    key = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+    redis_client = Redis.from_url(REDIS_URL)
+    try:
+        assert await redis_client.exists(f"dashboard_session_{key}")
+        token = await csrf_from(client, "/dashboards/")
+        response = await client.post("/logout", data={"csrf_token": token}, allow_redirects=False)
+        assert response.status == 302
+        assert not await redis_client.exists(f"dashboard_session_{key}")
+    finally:
+        await redis_client.aclose()
+    assert (await client.get("/dashboards/", allow_redirects=False)).status == 302
+
+
+async def test_static_chart_library_is_served_locally(client):
+    response = await client.get("/static/vendor/uPlot-1.6.32.iife.min.js")
+    assert response.status == 200
+    assert "uPlot" in await response.text()

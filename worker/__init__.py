@@ -1,0 +1,1 @@
+"""The worker: produces metric values, stores them, then publishes them."""

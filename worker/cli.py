@@ -1,0 +1,88 @@
+"""`dashboard-worker`: produce metric values into PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import click
+from redis.asyncio import Redis
+
+from common import db
+from common.cli import connection_options, resolved_settings, run_async, settings_from_options
+from common.config import Settings, obscure_password
+from common.migrate import pending_migrations
+from worker.tick import Producer, run_forever
+
+log = logging.getLogger(__name__)
+
+INTERVAL_HELP = "Seconds between two values of each metric."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@connection_options
+@click.pass_context
+def main(ctx: click.Context, **options: object) -> None:
+    """Produce a value for every metric of every dashboard, store it, publish it.
+
+    Settings come from flags or DASHBOARD_* environment variables; with no
+    database or Redis URL the embedded ones in --data-dir are used (shared
+    with `dashboard-server`).
+    """
+    ctx.obj = settings_from_options(**options)  # type: ignore[arg-type]
+
+
+@main.command()
+@click.option(
+    "--interval",
+    envvar="DASHBOARD_INTERVAL",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    show_default=True,
+    help=INTERVAL_HELP,
+)
+@click.pass_context
+@run_async
+async def run(ctx: click.Context, interval: float) -> None:
+    """Tick every --interval seconds until SIGINT or SIGTERM."""
+    settings = resolved_settings(ctx)
+    async with _producer(settings) as producer:
+        log.info(
+            "worker started: every %.2fs into %s, publishing to %s",
+            interval,
+            obscure_password(settings.database_url or ""),
+            obscure_password(settings.redis_url or ""),
+        )
+        # A signal ends the loop between ticks: a tick in progress completes
+        # its commit and publish first.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_forever(producer, interval, stop)
+        log.info("worker stopped")
+
+
+@main.command()
+@click.pass_context
+@run_async
+async def tick(ctx: click.Context) -> None:
+    """Produce one value per metric, then exit."""
+    async with _producer(resolved_settings(ctx)) as producer:
+        click.echo(f"stored and published {await producer.tick()} value(s)")
+
+
+@asynccontextmanager
+async def _producer(settings: Settings) -> AsyncIterator[Producer]:
+    """A Producer with its pool and Redis client, closed on exit."""
+    async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
+        if await pending_migrations(pool):
+            raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
+        client = Redis.from_url(settings.redis_url or "")
+        try:
+            yield Producer(pool, client)
+        finally:
+            await client.aclose()
