@@ -99,5 +99,5 @@ def origin_allowed(request: web.Request) -> bool:
 
 
 async def template_context(request: web.Request) -> dict[str, Any]:
-    """What every page template can use."""
-    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), "user": request.get(USER_KEY)}
+    """What every page template can use (views add `user` where there is one)."""
+    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request)}

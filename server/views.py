@@ -45,21 +45,22 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @login_required
 @aiohttp_jinja2.template("dashboards.html")
 async def dashboard_list(request: web.Request) -> dict:
-    dashboards = await db.list_user_dashboards(request.app[DB_KEY], request[USER_KEY].id)
-    return {"dashboards": dashboards}
+    user = request[USER_KEY]
+    return {"user": user, "dashboards": await db.list_user_dashboards(request.app[DB_KEY], user.id)}
 
 
 @login_required
 @aiohttp_jinja2.template("dashboard.html")
 async def dashboard_page(request: web.Request) -> dict:
+    user = request[USER_KEY]
     dashboard_id = int(request.match_info["id"])
     dashboard = None
     if dashboard_id <= 2**63 - 1:
-        dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, request[USER_KEY].id)
+        dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, user.id)
     if dashboard is None:
         # Not "forbidden": whether the dashboard exists is not for non-members to learn.
         raise web.HTTPNotFound(text="No such dashboard.")
-    return {"dashboard": dashboard}
+    return {"user": user, "dashboard": dashboard}
 
 
 def _safe_next(target: str | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL, csrf_from, log_in
@@ -90,13 +92,17 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
     key = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
     redis_client = Redis.from_url(REDIS_URL)
     try:
-        assert await redis_client.exists(f"dashboard_session_{key}")
+        stored = json.loads(await redis_client.get(f"dashboard_session_{key}"))
+        assert "user_id" in stored["session"]
         token = await csrf_from(client, "/dashboards/")
         response = await client.post("/logout", data={"csrf_token": token}, allow_redirects=False)
         assert response.status == 302
-        assert not await redis_client.exists(f"dashboard_session_{key}")
+        stored = json.loads(await redis_client.get(f"dashboard_session_{key}"))
+        assert "user_id" not in stored.get("session", {})
     finally:
         await redis_client.aclose()
+    # Replaying the old cookie gets nowhere: the server-side session is over.
+    client.session.cookie_jar.update_cookies({"dashboard_session": key})
     assert (await client.get("/dashboards/", allow_redirects=False)).status == 302
 
 
