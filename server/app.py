@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.config import Settings, obscure_password
-from common.migrate import pending_migrations
+from common.migrate import MigrationError, pending_migrations
 from server.auth import csrf_middleware, template_context
 from server.closecodes import CloseCode
 from server.hub import Hub
@@ -68,7 +68,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     async with db.create_pool(settings.database_url or "") as pool:
         pending = await pending_migrations(pool)
         if pending:
-            raise RuntimeError(
+            raise MigrationError(
                 f"the database needs {len(pending)} migration(s): run `dashboard-server migrate`"
             )
         log.info("database ready at %s", obscure_password(settings.database_url))

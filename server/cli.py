@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
-from common.migrate import migrate, pending_migrations
+from common.migrate import MigrationError, migrate, pending_migrations
 from common.passwords import hash_password
 from server.app import create_app
 from server.demo import create_demo
@@ -63,8 +63,17 @@ def main(ctx: click.Context, **options: object) -> None:
 @click.pass_context
 def run(ctx: click.Context, host: str, port: int) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
-    settings = resolved_settings(ctx)
-    web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+    serve(resolved_settings(ctx), host, port)
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the server until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
+    try:
+        web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
 
 
 @main.command(name="migrate")
@@ -292,7 +301,7 @@ def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "worker", "run", "--interval", str(interval)], env=env)
     click.echo(f"\n  Open http://{host}:{port}/ and log in as demo / demo  (Ctrl-C stops everything)\n")
     try:
-        web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+        serve(settings, host, port)
     finally:
         worker.terminate()
         worker.wait(timeout=15)

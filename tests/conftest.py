@@ -115,7 +115,9 @@ def make_dashboard(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Dashboard]]:
 
 @pytest.fixture
 def make_metric(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Metric]]:
-    async def _make(dashboard: db.Dashboard, name: str, metric_type: str = "gauge", unit: str = "u") -> db.Metric:
+    async def _make(
+        dashboard: db.Dashboard, name: str, metric_type: str = "gauge", unit: str = "u"
+    ) -> db.Metric:
         return await db.create_metric(pool, dashboard.id, name, metric_type, unit, f"{name} description")
 
     return _make
@@ -140,3 +142,19 @@ async def log_in(client: TestClient, username: str, password: str = "secret-pw")
         allow_redirects=False,
     )
     assert response.status == 302, await response.text()
+
+
+@pytest.fixture
+async def new_client(client: TestClient) -> AsyncIterator[Callable[[], Awaitable[TestClient]]]:
+    """More browsers (own cookie jars) on the same running server as `client`."""
+    made: list[TestClient] = []
+
+    async def _make() -> TestClient:
+        other = TestClient(client.server)
+        await other.start_server()
+        made.append(other)
+        return other
+
+    yield _make
+    for other in made:
+        await other.close()

@@ -1,0 +1,89 @@
+"""Worker → PostgreSQL → Redis → server → browser socket, as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+import pytest
+
+from common import db
+from tests.processes import child, free_port, wait_for_http
+from tests.wsclient import read_connect_sequence, receive
+
+pytestmark = pytest.mark.slow
+
+
+async def browser_log_in(session: aiohttp.ClientSession, base: str, username: str, password: str) -> None:
+    async with session.get(f"{base}/login") as response:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())[1]
+    async with session.post(
+        f"{base}/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 302
+
+
+async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user, make_dashboard, make_metric):
+    alice = await make_user("alice")
+    dashboard = await make_dashboard("ops", members=(alice,))
+    metrics = [await make_metric(dashboard, "cpu", "gauge"), await make_metric(dashboard, "hits", "counter")]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    with child(["-m", "server", *urls, "run", "--port", str(port)]) as server:
+        await asyncio.to_thread(wait_for_http, f"{base}/login", server)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            await browser_log_in(session, base, "alice", "secret-pw")
+            ws = await session.ws_connect(f"{base}/ws/dashboard/{dashboard.id}/", origin=base)
+            sequence = await read_connect_sequence(ws, 2)
+            assert [m["action"] for m in sequence] == ["authentication", "dashboard_config"] + [
+                "metric_history"
+            ] * 2
+            with child(["-m", "worker", *urls, "run", "--interval", "0.2"]):
+                updates = [await receive(ws, within=15) for _ in range(4)]
+            await ws.close()
+    assert {u["action"] for u in updates} == {"metric_update"}
+    assert {u["payload"]["metric_id"] for u in updates} == {m.id for m in metrics}
+    # Every value shown to the client is in PostgreSQL.
+    stored = await db.latest_values(pool, [m.id for m in metrics], 100)
+    stored_pairs = {(v.metric_id, v.value, v.ts.isoformat()) for values in stored.values() for v in values}
+    for update in updates:
+        payload = update["payload"]
+        assert (payload["metric_id"], payload["value"], payload["timestamp"]) in stored_pairs
+
+
+async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
+    import psycopg2
+
+    admin = psycopg2.connect(settings.database_url.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS dashboard_test_empty")
+        cur.execute("CREATE DATABASE dashboard_test_empty")
+    try:
+        empty = settings.database_url.rsplit("/", 1)[0] + "/dashboard_test_empty"
+        with child(
+            [
+                "-m",
+                "server",
+                "--database-url",
+                empty,
+                "--redis-url",
+                settings.redis_url,
+                "run",
+                "--port",
+                str(free_port()),
+            ]
+        ) as server:
+            code = await asyncio.to_thread(server.wait, 30)
+            output = server.output()
+        assert code == 1
+        assert "Error: the database needs 1 migration(s): run `dashboard-server migrate`" in output
+        assert "Traceback" not in output
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS dashboard_test_empty WITH (FORCE)")
+        admin.close()
