@@ -33,6 +33,9 @@ class ValueEvent:
     timestamp: str  # ISO 8601 with time zone
 
 
+_VALUE_FIELDS = tuple(ValueEvent.__dataclass_fields__)
+
+
 def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]]) -> str:
     """The message published for a batch of committed values of one dashboard."""
     return json.dumps(
@@ -61,6 +64,10 @@ def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
         message = json.loads(data)
         if message.get("v") != EVENT_VERSION:
             raise ValueError(f"unsupported event version {message.get('v')!r}")
-        return int(message["dashboard_id"]), [ValueEvent(**item) for item in message["values"]]
+        return int(message["dashboard_id"]), [
+            # Fields added by a newer worker are ignored, so the format can grow.
+            ValueEvent(**{name: item[name] for name in _VALUE_FIELDS})
+            for item in message["values"]
+        ]
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed values event: {exc}") from None

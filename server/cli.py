@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aiopg
 import click
@@ -25,6 +26,12 @@ from server.demo import create_demo
 HOST_HELP = "Address to listen on."
 PORT_HELP = "TCP port to listen on."
 PASSWORD_HELP = "The password; prompted for (hidden) when not given."
+ORIGIN_HELP = (
+    "Another origin (scheme://host[:port]) whose pages may open dashboard sockets, "
+    "e.g. the public URL when a proxy rewrites Host. Repeatable; env: space-separated."
+)
+SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
+HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
 
 
 @asynccontextmanager
@@ -60,10 +67,37 @@ def main(ctx: click.Context, **options: object) -> None:
 @main.command()
 @click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
+@click.option(
+    "--allowed-origin", "allowed_origins", envvar="DASHBOARD_ALLOWED_ORIGINS", multiple=True, help=ORIGIN_HELP
+)
+@click.option(
+    "--secure-cookies/--no-secure-cookies", envvar="DASHBOARD_SECURE_COOKIES", default=False, help=SECURE_HELP
+)
+@click.option(
+    "--history-limit",
+    envvar="DASHBOARD_HISTORY_LIMIT",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help=HISTORY_HELP,
+)
 @click.pass_context
-def run(ctx: click.Context, host: str, port: int) -> None:
+def run(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    allowed_origins: tuple[str, ...],
+    secure_cookies: bool,
+    history_limit: int,
+) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
-    serve(resolved_settings(ctx), host, port)
+    settings = replace(
+        resolved_settings(ctx),
+        allowed_origins=tuple(origin.rstrip("/") for origin in allowed_origins),
+        secure_cookies=secure_cookies,
+        history_limit=history_limit,
+    )
+    serve(settings, host, port)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

@@ -1,15 +1,22 @@
 """Fixtures over the real PostgreSQL and Redis.
 
-The test database is created anew once per session and migrated with our own
-migrations; every test starts from empty tables and an empty Redis database.
-Set DASHBOARD_TEST_DATABASE_URL / DASHBOARD_TEST_REDIS_URL to point elsewhere.
+The servers are those named by DASHBOARD_TEST_DATABASE_URL and
+DASHBOARD_TEST_REDIS_URL (CI points them at the machine's own); when unset,
+embedded ones are started for the session, so the suite runs on a machine
+with nothing but Python. The test database is created anew once per session
+and migrated with our own migrations; every test starts from empty tables and
+an empty Redis database.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
@@ -21,23 +28,39 @@ from aiohttp.test_utils import TestClient
 
 from common import db
 from common.config import Settings
+from common.embedded import start_embedded
 from common.migrate import migrate
 from common.passwords import hash_password
 from server.app import create_app
 
-DATABASE_URL = os.environ.get(
-    "DASHBOARD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dashboard_test"
-)
-REDIS_URL = os.environ.get("DASHBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _test_servers() -> tuple[str, str]:
+    database_url = os.environ.get("DASHBOARD_TEST_DATABASE_URL")
+    redis_url = os.environ.get("DASHBOARD_TEST_REDIS_URL")
+    if database_url and redis_url:
+        return database_url, redis_url
+    data_dir = Path(tempfile.mkdtemp(prefix="dashboard-tests-"))
+    # Registered first so it runs last, after the embedded servers stopped.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    embedded = start_embedded(Settings(data_dir=data_dir))
+    embedded_db = with_database_name(embedded.database_url or "", "dashboard_test")
+    return database_url or embedded_db, redis_url or embedded.redis_url or ""
+
+
+def with_database_name(url: str, name: str) -> str:
+    """The same server's URL for another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+DATABASE_URL, REDIS_URL = _test_servers()
 TABLES = "metric_values, metrics, dashboard_members, dashboards, users"
 
 
 def _recreate_database(url: str) -> None:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+    name = urlsplit(url).path.lstrip("/")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name == "postgres":
         raise ValueError(f"refusing to recreate database {name!r}")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
+    admin = psycopg2.connect(with_database_name(url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

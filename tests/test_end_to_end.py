@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from common import db
+from tests.conftest import with_database_name
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
 
@@ -58,13 +59,13 @@ async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user,
 async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
     import psycopg2
 
-    admin = psycopg2.connect(settings.database_url.rsplit("/", 1)[0] + "/postgres")
+    admin = psycopg2.connect(with_database_name(settings.database_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS dashboard_test_empty")
         cur.execute("CREATE DATABASE dashboard_test_empty")
     try:
-        empty = settings.database_url.rsplit("/", 1)[0] + "/dashboard_test_empty"
+        empty = with_database_name(settings.database_url, "dashboard_test_empty")
         with child(
             [
                 "-m",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, WSServerHandshakeError
 from redis.asyncio import Redis
 
 from common import db
 from common.events import dashboard_channel, encode_values
+from server.app import create_app
 from server.closecodes import CloseCode
 from tests.conftest import REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
@@ -336,8 +338,6 @@ async def test_frame_over_the_size_limit_closes_with_1009(client, setup):
 
 
 async def test_cross_origin_upgrade_is_refused(client, setup):
-    from aiohttp import WSServerHandshakeError
-
     with pytest.raises(WSServerHandshakeError) as refused:
         await connect(client, setup["ops"].id, origin="https://evil.example")
     assert refused.value.status == 403
@@ -346,3 +346,14 @@ async def test_cross_origin_upgrade_is_refused(client, setup):
 async def test_same_origin_upgrade_is_accepted(client, setup):
     ws = await connect(client, setup["ops"].id, origin=f"http://{client.host}:{client.port}")
     assert (await receive(ws))["payload"]["status_code"] == 200
+
+
+async def test_allow_listed_origin_is_accepted(aiohttp_client, settings, make_user, make_dashboard):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    proxied = await aiohttp_client(create_app(replace(settings, allowed_origins=("https://dash.example",))))
+    await log_in(proxied, "alice")
+    ws = await connect(proxied, ops.id, origin="https://dash.example")
+    assert (await receive(ws))["payload"]["status_code"] == 200
+    with pytest.raises(WSServerHandshakeError):
+        await connect(proxied, ops.id, origin="https://other.example")
