@@ -155,7 +155,7 @@ def _own_metric_ids(conn: ClientConnection, metric_ids: list[int]) -> list[int]:
     if foreign:
         raise ProtocolError(
             "metric ids not on this dashboard: " + ", ".join(map(str, foreign)),
-            {"metric_ids": {"not_on_dashboard": foreign}},
+            {"payload": {"metric_ids": {"not_on_dashboard": foreign}}},
         )
     return list(dict.fromkeys(metric_ids))
 

@@ -225,7 +225,7 @@ async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, poo
         "action": "error",
         "payload": {
             "message": f"metric ids not on this dashboard: {secret.id}",
-            "errors": {"metric_ids": {"not_on_dashboard": [secret.id]}},
+            "errors": {"payload": {"metric_ids": {"not_on_dashboard": [secret.id]}}},
         },
     }
     assert complete == {"action": "complete"}
