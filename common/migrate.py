@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # An arbitrary constant naming "the schema migration lock" for pg_advisory_lock.
 MIGRATION_LOCK_ID = 0x6C697665_64617368 & 0x7FFFFFFFFFFFFFFF
+MIGRATION_TIMEOUT = 3600.0  # seconds
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -50,18 +51,26 @@ def available_migrations() -> list[Migration]:
 async def applied_versions(pool: aiopg.Pool) -> list[int]:
     """Versions recorded as applied; empty for a database never migrated."""
     async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        (exists,) = await cur.fetchone()
-        if not exists:
-            return []
-        await cur.execute("SELECT version FROM schema_migrations ORDER BY version")
-        return [row[0] for row in await cur.fetchall()]
+        return await _applied_versions(cur)
 
 
 async def pending_migrations(pool: aiopg.Pool) -> list[Migration]:
     """Migrations not yet applied; raises if the database is ahead of the code."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        return _pending(await _applied_versions(cur))
+
+
+async def _applied_versions(cur: aiopg.Cursor) -> list[int]:
+    await cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    (exists,) = await cur.fetchone()
+    if not exists:
+        return []
+    await cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+    return [row[0] for row in await cur.fetchall()]
+
+
+def _pending(applied: list[int]) -> list[Migration]:
     known = available_migrations()
-    applied = await applied_versions(pool)
     if applied != list(range(1, len(applied) + 1)):
         raise MigrationError(f"applied migrations are not contiguous: {applied}")
     if len(applied) > len(known):
@@ -72,7 +81,10 @@ async def pending_migrations(pool: aiopg.Pool) -> list[Migration]:
 async def migrate(pool: aiopg.Pool) -> list[Migration]:
     """Apply every pending migration; returns those this call applied."""
     done: list[Migration] = []
-    async with pool.acquire() as conn, conn.cursor() as cur:
+    # One connection throughout: it holds the lock. Its statements may wait
+    # for another runner's lock or build an index on a big table, so they get
+    # MIGRATION_TIMEOUT instead of the pool's short per-statement timeout.
+    async with pool.acquire() as conn, conn.cursor(timeout=MIGRATION_TIMEOUT) as cur:
         await cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
         try:
             await cur.execute(
@@ -82,7 +94,7 @@ async def migrate(pool: aiopg.Pool) -> list[Migration]:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             # Read under the lock: another runner may have just finished.
-            for migration in await pending_migrations(pool):
+            for migration in _pending(await _applied_versions(cur)):
                 log.info("applying migration %04d_%s", migration.version, migration.name)
                 await cur.execute("BEGIN")
                 try:

@@ -11,6 +11,7 @@ an empty Redis database.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import shutil
@@ -181,3 +182,15 @@ async def new_client(client: TestClient) -> AsyncIterator[Callable[[], Awaitable
     yield _make
     for other in made:
         await other.close()
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """Drop the stderr handler a CLI command installs: it writes to CliRunner's dead stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

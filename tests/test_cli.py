@@ -1,0 +1,279 @@
+"""The administration CLIs, `dashboard-server` and `dashboard-worker`, through CliRunner.
+
+Commands run against the session test database (emptied before each test) and
+the test Redis. The tests are sync: every command calls asyncio.run itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import closing
+
+import click
+import psycopg2
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from common.events import dashboard_channel, decode_values
+from common.passwords import verify_password
+from server.cli import main as server_main
+from server.demo import DEMO_METRICS
+from tests.conftest import REDIS_URL
+from worker.cli import main as worker_main
+
+Invoke = Callable[..., Result]
+
+
+def _invoker(group: click.Group, database_url: str, redis_url: str = REDIS_URL) -> Invoke:
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(group, ["--database-url", database_url, "--redis-url", redis_url, *args])
+
+    return invoke
+
+
+@pytest.fixture
+def server_cli(database_url: str, clean_state: None) -> Invoke:
+    """`dashboard-server` on the emptied test database."""
+    return _invoker(server_main, database_url)
+
+
+@pytest.fixture
+def worker_cli(database_url: str, clean_state: None) -> Invoke:
+    """`dashboard-worker` on the emptied test database."""
+    return _invoker(worker_main, database_url)
+
+
+def _ok(result: Result) -> str:
+    """The standard output of a command that must have succeeded."""
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result.stdout
+
+
+def _error(result: Result, exit_code: int = 1) -> str:
+    """The error output of a command that must have refused with a message, not crashed."""
+    assert result.exit_code == exit_code, result.output
+    # A crash also exits 1, but leaves its own exception here.
+    assert isinstance(result.exception, SystemExit), result.exception
+    return result.stderr
+
+
+def _rows(database_url: str, query: str, params: tuple = ()) -> list[tuple]:
+    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _members(database_url: str) -> list[tuple[str, str]]:
+    return _rows(
+        database_url,
+        "SELECT d.slug, u.username FROM dashboard_members m"
+        " JOIN dashboards d ON d.id = m.dashboard_id JOIN users u ON u.id = m.user_id"
+        " ORDER BY 1, 2",
+    )
+
+
+# Users -----------------------------------------------------------------------
+
+
+def test_user_create_then_list_stores_an_argon2_hash(server_cli, database_url):
+    created = _ok(server_cli("user", "create", "alice", "--password", "s3cret"))
+
+    [(user_id, password_hash)] = _rows(database_url, "SELECT id, password_hash FROM users")
+    assert created == f"created user alice (id {user_id})\n"
+    assert _ok(server_cli("user", "list")) == f"{user_id}\talice\n"
+    assert password_hash.startswith("$argon2id$")
+    assert verify_password(password_hash, "s3cret")
+
+
+def test_duplicate_user_is_refused_with_a_message(server_cli, database_url):
+    _ok(server_cli("user", "create", "alice", "--password", "first"))
+
+    message = _error(server_cli("user", "create", "alice", "--password", "second"))
+
+    assert "user 'alice' already exists" in message
+    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    assert verify_password(password_hash, "first")
+
+
+# Dashboards ------------------------------------------------------------------
+
+
+def test_dashboard_create_derives_the_slug_from_the_name(server_cli, database_url):
+    created = _ok(server_cli("dashboard", "create", "My Board", "--description", "d"))
+
+    [(dashboard_id, name, slug, description)] = _rows(
+        database_url, "SELECT id, name, slug, description FROM dashboards"
+    )
+    assert (name, slug, description) == ("My Board", "my-board", "d")
+    assert created == f"created dashboard my-board (id {dashboard_id})\n"
+    assert _ok(server_cli("dashboard", "list")) == f"{dashboard_id}\tmy-board\tMy Board\n"
+
+
+@pytest.mark.parametrize("slug", ["My-Board", "my--board", "-board", "my board", "my_board"])
+def test_dashboard_create_rejects_an_invalid_slug(server_cli, database_url, slug):
+    message = _error(server_cli("dashboard", "create", "Board", f"--slug={slug}"), exit_code=2)
+
+    # Click quotes the option name in some versions, not in others.
+    assert re.search(r"Invalid value for '?--slug'?:", message), message
+    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
+
+
+def test_dashboard_name_without_letters_or_digits_needs_a_slug(server_cli, database_url):
+    message = _error(server_cli("dashboard", "create", "!!!"), exit_code=2)
+
+    assert "give a --slug" in message
+    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
+
+
+# Metrics ---------------------------------------------------------------------
+
+
+def test_metric_add_then_list(server_cli, database_url):
+    _ok(server_cli("dashboard", "create", "My Board"))
+
+    added = _ok(server_cli("metric", "add", "my-board", "cpu", "--type", "gauge", "--unit", "%"))
+
+    [(metric_id,)] = _rows(database_url, "SELECT id FROM metrics")
+    assert added == f"added gauge cpu (id {metric_id}) to my-board\n"
+    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\n"
+
+
+def test_metric_add_rejects_an_unknown_type(server_cli, database_url):
+    _ok(server_cli("dashboard", "create", "My Board"))
+
+    message = _error(server_cli("metric", "add", "my-board", "cpu", "--type", "speedometer"), exit_code=2)
+
+    assert re.search(r"Invalid value for '?--type'?:", message), message
+    assert "'gauge'" in message  # the choices are listed
+    assert _rows(database_url, "SELECT count(*) FROM metrics") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("metric", "add", "nope", "cpu", "--type", "gauge"),
+        ("metric", "list", "nope"),
+        ("member", "add", "nope", "alice"),
+        ("member", "remove", "nope", "alice"),
+    ],
+    ids=" ".join,
+)
+def test_unknown_dashboard_is_a_clear_error(server_cli, args):
+    _ok(server_cli("user", "create", "alice", "--password", "pw"))
+
+    assert "no dashboard 'nope'" in _error(server_cli(*args))
+
+
+# Members ---------------------------------------------------------------------
+
+
+def test_member_add_and_remove_say_what_changed(server_cli, database_url):
+    _ok(server_cli("user", "create", "alice", "--password", "pw"))
+    _ok(server_cli("dashboard", "create", "My Board"))
+
+    assert _ok(server_cli("member", "add", "my-board", "alice")) == "alice is now a member of my-board\n"
+    assert _ok(server_cli("member", "add", "my-board", "alice")) == "alice is already a member of my-board\n"
+    assert _members(database_url) == [("my-board", "alice")]
+
+    removed = _ok(server_cli("member", "remove", "my-board", "alice"))
+    assert removed == "alice is no longer a member of my-board\n"
+    assert _ok(server_cli("member", "remove", "my-board", "alice")) == "alice was not a member of my-board\n"
+    assert _members(database_url) == []
+
+
+def test_member_add_unknown_user_is_a_clear_error(server_cli, database_url):
+    _ok(server_cli("dashboard", "create", "My Board"))
+
+    assert "no user 'bob'" in _error(server_cli("member", "add", "my-board", "bob"))
+    assert _members(database_url) == []
+
+
+# Demo, check, help -------------------------------------------------------------
+
+
+def test_demo_twice_is_idempotent(server_cli, database_url):
+    first = _ok(server_cli("demo"))
+    second = _ok(server_cli("demo"))
+
+    assert second == first
+    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
+    assert f"demo dashboard demo (id {dashboard_id})" in first
+    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(1,)]
+    metrics = _rows(database_url, "SELECT name FROM metrics WHERE dashboard_id = %s", (dashboard_id,))
+    assert sorted(name for (name,) in metrics) == sorted(name for name, *_ in DEMO_METRICS)
+    assert len(metrics) == 9
+    users = dict(_rows(database_url, "SELECT username, password_hash FROM users"))
+    assert users.keys() == {"demo", "outsider"}
+    assert verify_password(users["demo"], "demo")
+    assert verify_password(users["outsider"], "outsider")
+    assert _members(database_url) == [("demo", "demo")]
+
+
+def test_check_is_ok_on_a_migrated_database(server_cli):
+    assert _ok(server_cli("check")) == "ok\n"
+
+
+def test_check_fails_when_redis_does_not_answer(database_url):
+    check = _invoker(server_main, database_url, redis_url="redis://127.0.0.1:1/0")
+
+    assert "not ready" in _error(check("check"))
+
+
+def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _command_paths(sub, (*path, name))
+
+
+HELP_CASES = [
+    pytest.param(group, path, id=" ".join((prog, *path)))
+    for prog, group in (("dashboard-server", server_main), ("dashboard-worker", worker_main))
+    for path in _command_paths(group)
+]
+
+
+@pytest.mark.parametrize(("group", "path"), HELP_CASES)
+def test_help_says_what_each_command_does(group, path):
+    command = group
+    for name in path:
+        command = command.commands[name]
+    summary = (command.help or "").split("\n\n")[0]
+    assert summary, "the command has no help text"
+
+    result = CliRunner().invoke(group, [*path, "--help"])
+
+    assert result.exit_code == 0, result.output
+    # Click rewraps paragraphs to the terminal width.
+    assert " ".join(summary.split()) in " ".join(result.stdout.split())
+
+
+# Worker ----------------------------------------------------------------------
+
+
+def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worker_cli, database_url):
+    _ok(server_cli("demo"))
+    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards")
+    with redis.Redis.from_url(REDIS_URL) as client, client.pubsub() as pubsub:
+        pubsub.subscribe(dashboard_channel(dashboard_id))
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+
+        assert _ok(worker_cli("tick")) == "stored and published 9 value(s)\n"
+
+        published = pubsub.get_message(timeout=5)
+    per_metric = _rows(
+        database_url,
+        "SELECT m.name, count(v.id) FROM metrics m LEFT JOIN metric_values v ON v.metric_id = m.id"
+        " GROUP BY m.name",
+    )
+    assert dict(per_metric) == {name: 1 for name, *_ in DEMO_METRICS}
+    assert published is not None
+    assert published["type"] == "message"
+    published_dashboard, values = decode_values(published["data"])
+    assert published_dashboard == dashboard_id
+    stored_ids = _rows(database_url, "SELECT id FROM metric_values ORDER BY id")
+    assert sorted(value.id for value in values) == [value_id for (value_id,) in stored_ids]
