@@ -29,6 +29,8 @@ class Settings:
     port: int = 8080
     interval: float = 5.0
     history_limit: int = 100
+    # Bytes that may wait for one client before it is closed as too slow.
+    client_buffer_bytes: int = 1 << 20
     session_max_age: int = 7 * 24 * 3600
     secure_cookies: bool = False
     allowed_origins: tuple[str, ...] = ()

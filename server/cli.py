@@ -32,6 +32,7 @@ ORIGIN_HELP = (
 )
 SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
+CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
 @asynccontextmanager
@@ -81,6 +82,15 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=HISTORY_HELP,
 )
+@click.option(
+    "--client-buffer",
+    "client_buffer_bytes",
+    envvar="DASHBOARD_CLIENT_BUFFER",
+    type=click.IntRange(16 * 1024, 64 << 20),
+    default=1 << 20,
+    show_default=True,
+    help=CLIENT_BUFFER_HELP,
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -89,6 +99,7 @@ def run(
     allowed_origins: tuple[str, ...],
     secure_cookies: bool,
     history_limit: int,
+    client_buffer_bytes: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -96,6 +107,7 @@ def run(
         allowed_origins=tuple(origin.rstrip("/") for origin in allowed_origins),
         secure_cookies=secure_cookies,
         history_limit=history_limit,
+        client_buffer_bytes=client_buffer_bytes,
     )
     serve(settings, host, port)
 

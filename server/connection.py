@@ -1,6 +1,13 @@
-"""One client's WebSocket seen from the fan-out side: its subscriptions and a
-bounded outbound queue drained by its own writer task, so a slow client never
-stalls the broadcast to the others.
+"""One client's WebSocket seen from the fan-out side: its subscriptions and
+its outbound buffer.
+
+Frames arrive as finished bytes (built once per update by the hub). All
+frames that pile up for a connection during one event-loop turn are joined
+and handed to the transport in ONE write. While the transport's own buffer is
+above its high-water mark (the client reads slowly) frames wait here; once a
+connection has more than `max_buffered` bytes waiting in total it is closed
+with SLOW_CONSUMER, so a client that stops reading neither grows the server's
+memory without bound nor slows anyone else.
 """
 
 from __future__ import annotations
@@ -12,50 +19,64 @@ from aiohttp import web
 
 from common.db import Dashboard, Metric, User
 from server.closecodes import CloseCode
+from server.frames import text_frame
 
 log = logging.getLogger(__name__)
 
-# Frames waiting for one client before it counts as too slow and is closed.
-MAX_PENDING_FRAMES = 2000
+# Above this many bytes in the transport's buffer we stop adding to it.
+TRANSPORT_HIGH_WATER = 256 * 1024
+# How soon to look again when the transport was too full to take more.
+RETRY_SECONDS = 0.02
 
 
 class ClientConnection:
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
         user: User,
         dashboard: Dashboard,
         metrics: list[Metric],
-        max_pending: int = MAX_PENDING_FRAMES,
+        max_buffered: int,
     ) -> None:
         self.ws = ws
         self.user = user
         self.dashboard = dashboard
         self.metrics = {metric.id: metric for metric in metrics}
         self.subscribed: set[int] = set()
-        self._queue: asyncio.Queue[str] = asyncio.Queue(max_pending)
-        self._max_pending = max_pending
-        self._held: list[tuple[int, int, str]] | None = None
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._max_buffered = max_buffered
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._held: list[tuple[int, int, bytes]] | None = None
         self._closing = False
-        self._close_task: asyncio.Future[bool] | None = None
+        self._close_task: asyncio.Task[bool] | None = None
 
-    def send(self, frame: str) -> None:
-        """Queue a frame; a client that let too many pile up is disconnected."""
+    def send(self, text: str) -> None:
+        """Queue a message of this connection only (replies, history)."""
+        self.send_frame(text_frame(text))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a finished frame; it goes out with the others of this loop turn."""
         if self._closing:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes + self._transport.get_write_buffer_size() > self._max_buffered:
             self._overflow()
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
-    def deliver(self, metric_id: int, value_id: int, frame: str) -> None:
+    def deliver(self, metric_id: int, value_id: int, frame: bytes) -> None:
         """A live update from the hub (kept aside while history is being sent)."""
         if self._held is None:
-            self.send(frame)
-        elif len(self._held) < self._max_pending:
-            self._held.append((metric_id, value_id, frame))
+            self.send_frame(frame)
         else:
-            self._overflow()
+            self._held.append((metric_id, value_id, frame))
+            if len(self._held) * len(frame) > self._max_buffered:
+                self._overflow()
 
     def hold(self) -> None:
         """Keep live updates aside until `release`: history must go out first."""
@@ -69,25 +90,35 @@ class ClientConnection:
         held, self._held = self._held or [], None
         for metric_id, value_id, frame in held:
             if value_id > last_sent.get(metric_id, 0):
-                self.send(frame)
+                self.send_frame(frame)
 
-    async def write_loop(self) -> None:
-        """Drain the queue into the socket until cancelled or the socket closes."""
-        while not self.ws.closed:
-            frame = await self._queue.get()
-            try:
-                await self.ws.send_str(frame)
-            except ConnectionError:
-                return
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Stop sending and close the socket with `code` (idempotent)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._closing or self._transport.is_closing() or not self._pending:
+            return
+        if self._transport.get_write_buffer_size() > TRANSPORT_HIGH_WATER:
+            self._flush_handle = self._loop.call_later(RETRY_SECONDS, self._flush)
+            return
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._pending = []
+        self._pending_bytes = 0
+        self._transport.write(data)
 
     def _overflow(self) -> None:
-        self._closing = True
         log.warning(
-            "closing slow client of user %s on dashboard %s: %d frames pending",
+            "closing slow client of user %s on dashboard %s: %d bytes waiting",
             self.user.username,
             self.dashboard.id,
-            self._queue.qsize(),
+            self._pending_bytes + self._transport.get_write_buffer_size(),
         )
-        self._close_task = asyncio.ensure_future(
-            self.ws.close(code=CloseCode.SLOW_CONSUMER, message=b"too slow: send buffer full")
-        )
+        self.close_soon(CloseCode.SLOW_CONSUMER, "too slow: send buffer full")

@@ -19,6 +19,7 @@ from redis.asyncio.client import PubSub
 from common.events import dashboard_channel, decode_values
 from common.schemas import encode_message
 from server.connection import ClientConnection
+from server.frames import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +145,18 @@ class Hub:
             subscribers = self._by_metric.get(event.metric_id)
             if not subscribers:
                 continue
-            # Encoded once, shared by every subscriber.
-            frame = encode_message(
-                "metric_update",
-                {
-                    "metric_id": event.metric_id,
-                    "value": event.value,
-                    "timestamp": event.timestamp,
-                    "metric_name": event.metric_name,
-                    "unit": event.unit,
-                },
+            # Encoded once, as the finished frame, shared by every subscriber.
+            frame = text_frame(
+                encode_message(
+                    "metric_update",
+                    {
+                        "metric_id": event.metric_id,
+                        "value": event.value,
+                        "timestamp": event.timestamp,
+                        "metric_name": event.metric_name,
+                        "unit": event.unit,
+                    },
+                )
             )
             for conn in tuple(subscribers):
                 conn.deliver(event.metric_id, event.id, frame)

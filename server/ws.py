@@ -4,10 +4,8 @@ stream updates and answer client messages. docs/protocol.md is its spec.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -57,9 +55,12 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     )
     pool = request.app[DB_KEY]
     metrics = await db.list_metrics(pool, dashboard.id)
-    conn = ClientConnection(ws, user, dashboard, metrics)
+    transport = request.transport
+    if transport is None:  # the client went away during the queries above
+        return ws
+    max_buffered = request.app[SETTINGS_KEY].client_buffer_bytes
+    conn = ClientConnection(ws, transport, user, dashboard, metrics, max_buffered)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
-    writer = asyncio.create_task(conn.write_loop())
     hub = request.app[HUB_KEY]
     try:
         await hub.add(conn)
@@ -74,9 +75,6 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
             conn.send(encode_message("complete"))
     finally:
         hub.remove(conn)
-        writer.cancel()
-        with suppress(asyncio.CancelledError):
-            await writer
     return ws
 
 
