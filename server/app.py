@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -35,7 +36,10 @@ def create_app(settings: Settings) -> web.Application:
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs concrete database and Redis URLs")
     # Creating the client opens nothing; redis_ctx checks and closes it.
-    redis_client = Redis.from_url(settings.redis_url, health_check_interval=30)
+    # Named, so CLIENT LIST in Redis shows which server process holds what.
+    redis_client = Redis.from_url(
+        settings.redis_url, health_check_interval=30, client_name=f"dashboard-server/{os.getpid()}"
+    )
     storage = RedisStorage(
         redis_client,
         cookie_name="dashboard_session",
@@ -98,6 +102,15 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def close_sockets(app: web.Application) -> None:
-    """On shutdown, tell every client to go and reconnect (to another instance)."""
-    for ws in set(app[SOCKETS_KEY]):
-        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+    """On shutdown, tell every client to go and reconnect (to another instance).
+
+    All at once: each close waits for the client's reply, and one slow
+    client must not hold up everyone else's.
+    """
+    await asyncio.gather(
+        *(
+            ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+            for ws in set(app[SOCKETS_KEY])
+        ),
+        return_exceptions=True,
+    )

@@ -12,16 +12,15 @@ from dataclasses import replace
 
 import aiopg
 import click
-from aiohttp import web
 from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
-from common.migrate import MigrationError, migrate, pending_migrations
+from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
-from server.app import create_app
 from server.demo import create_demo
+from server.serve import ServeError, serve
 
 HOST_HELP = "Address to listen on."
 PORT_HELP = "TCP port to listen on."
@@ -32,6 +31,7 @@ ORIGIN_HELP = (
 )
 SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
+WORKERS_HELP = "Server processes sharing the port (SO_REUSEPORT); one per core uses them all."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -91,6 +91,14 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=CLIENT_BUFFER_HELP,
 )
+@click.option(
+    "--workers",
+    envvar="DASHBOARD_WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help=WORKERS_HELP,
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -100,6 +108,7 @@ def run(
     secure_cookies: bool,
     history_limit: int,
     client_buffer_bytes: int,
+    workers: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -109,17 +118,15 @@ def run(
         history_limit=history_limit,
         client_buffer_bytes=client_buffer_bytes,
     )
-    serve(settings, host, port)
+    _serve(settings, host, port, workers)
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the server until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Serve until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
     try:
-        web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
-    except MigrationError as exc:
+        serve(settings, host, port, workers)
+    except ServeError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
 
 
 @main.command(name="migrate")
@@ -347,7 +354,7 @@ def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "worker", "run", "--interval", str(interval)], env=env)
     click.echo(f"\n  Open http://{host}:{port}/ and log in as demo / demo  (Ctrl-C stops everything)\n")
     try:
-        serve(settings, host, port)
+        _serve(settings, host, port)
     finally:
         worker.terminate()
         worker.wait(timeout=15)

@@ -1,0 +1,74 @@
+"""`dashboard-server run --workers N`: N processes on one port, each with its own subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+import psutil
+import pytest
+from redis.asyncio import Redis
+
+from tests.processes import child, free_port, wait_for_http
+from tests.test_end_to_end import browser_log_in
+from tests.test_fanout import publish_many
+from tests.wsclient import read_connect_sequence, receive
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_until_listening(processes: list[psutil.Process], port: int, timeout: float = 30) -> None:
+    """Every process has bound the port (the first to answer HTTP may be alone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listening = [
+            any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("tcp"))
+            for p in processes
+        ]
+        if all(listening):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not every server process listens on {port}")
+
+
+async def test_two_server_processes_share_the_port_and_each_fans_out(
+    settings, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    with child(["-m", "server", *urls, "run", "--port", str(port), "--workers", "2"]) as server:
+        await asyncio.to_thread(wait_for_http, f"{base}/login", server)
+        # multiprocessing also starts a resource tracker: count the servers.
+        children = [c for c in psutil.Process(server.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(children) == 2
+        await asyncio.to_thread(_wait_until_listening, children, port)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            await browser_log_in(session, base, "alice", "secret-pw")
+            # 16 connections land on both processes but for a 1 in 32768 chance.
+            sockets = [await session.ws_connect(f"{base}/ws/dashboard/{ops.id}/") for _ in range(16)]
+            for ws in sockets:
+                await read_connect_sequence(ws, 1)
+            async with Redis.from_url(settings.redis_url) as redis_client:
+                clients = await redis_client.client_list()
+            subscribers = {
+                int(entry["name"].split("/")[1])
+                for entry in clients
+                if entry["name"].startswith("dashboard-server/") and int(entry["sub"]) >= 2
+            }
+            assert subscribers == {c.pid for c in children}
+            await publish_many(pool, cpu, 1)
+            for ws in sockets:
+                assert (await receive(ws))["payload"]["metric_id"] == cpu.id
+            server.send_signal(signal.SIGTERM)
+            closes = [await ws.receive() for ws in sockets]
+        # What each client got is a close frame with 1001 (ws.close_code may
+        # read 1006 where the server hung up before the client's reply).
+        assert {(message.type, message.data) for message in closes} == {(aiohttp.WSMsgType.CLOSE, 1001)}
+        assert await asyncio.to_thread(server.wait, 20) == 0
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
