@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 from aiohttp_session.redis_storage import RedisStorage
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from common import db
 from common.config import Settings, obscure_password
@@ -30,15 +30,24 @@ from server.routes import setup_routes
 
 log = logging.getLogger(__name__)
 
+REDIS_CONNECTIONS = 32  # per server process, including the one subscription
+
 
 def create_app(settings: Settings) -> web.Application:
     """Build the server for settings whose database and Redis URLs are set."""
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs concrete database and Redis URLs")
     # Creating the client opens nothing; redis_ctx checks and closes it.
-    # Named, so CLIENT LIST in Redis shows which server process holds what.
-    redis_client = Redis.from_url(
-        settings.redis_url, health_check_interval=30, client_name=f"dashboard-server/{os.getpid()}"
+    # A blocking pool: a burst of requests waits for a free connection instead
+    # of failing. Named, so CLIENT LIST shows which server process holds what.
+    redis_client = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=10,
+            health_check_interval=30,
+            client_name=f"dashboard-server/{os.getpid()}",
+        )
     )
     storage = RedisStorage(
         redis_client,

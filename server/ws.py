@@ -30,42 +30,49 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
-    await ws.prepare(request)
-    request.app[SOCKETS_KEY].add(ws)
+    try:
+        await ws.prepare(request)
+        request.app[SOCKETS_KEY].add(ws)
+        conn = await _open(request, ws)
+        if conn is not None:
+            await _serve(request, conn)
+    except ConnectionResetError:
+        log.debug("client of %s went away before the socket was set up", request.path)
+    return ws
 
+
+async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnection | None:
+    """Authenticate, then send the config; None if the client was refused."""
     user = await current_user(request)
     if user is None:
         await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
-        return ws
+        return None
     dashboard = await _member_dashboard(request, user.id)
     if dashboard is None:
         # Same answer whether the dashboard exists or not: ids are not probeable.
         await _refuse(ws, 403, "Forbidden", CloseCode.FORBIDDEN)
-        return ws
-
+        return None
+    accepted = {"user": user.username, "dashboard_id": dashboard.id}
     await ws.send_str(
-        encode_message(
-            "authentication",
-            {
-                "status_code": 200,
-                "status_text": "OK",
-                "data": {"user": user.username, "dashboard_id": dashboard.id},
-            },
-        )
+        encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
-    pool = request.app[DB_KEY]
-    metrics = await db.list_metrics(pool, dashboard.id)
+    metrics = await db.list_metrics(request.app[DB_KEY], dashboard.id)
     transport = request.transport
-    if transport is None:  # the client went away during the queries above
-        return ws
+    if transport is None:
+        raise ConnectionResetError("client went away")
     max_buffered = request.app[SETTINGS_KEY].client_buffer_bytes
     conn = ClientConnection(ws, transport, user, dashboard, metrics, max_buffered)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
+    return conn
+
+
+async def _serve(request: web.Request, conn: ClientConnection) -> None:
+    """History, then live updates and client messages until the socket closes."""
     hub = request.app[HUB_KEY]
     try:
         await hub.add(conn)
-        await _subscribe_with_history(request, conn, [metric.id for metric in metrics])
-        async for message in ws:
+        await _subscribe_with_history(request, conn, list(conn.metrics))
+        async for message in conn.ws:
             if message.type == WSMsgType.TEXT:
                 await _handle_text(request, conn, message.data)
             elif message.type == WSMsgType.BINARY:
@@ -75,7 +82,6 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
             conn.send(encode_message("complete"))
     finally:
         hub.remove(conn)
-    return ws
 
 
 async def _member_dashboard(request: web.Request, user_id: int) -> db.Dashboard | None:
