@@ -1,0 +1,1 @@
+"""Benchmarks of the dashboard service (run: python -m bench --help)."""

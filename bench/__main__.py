@@ -1,0 +1,364 @@
+"""Run the benchmarks and write bench/results/latest.json and bench/RESULTS.md.
+
+    python -m bench            # the full run documented in bench/RESULTS.md
+    python -m bench --quick    # a smaller run to check the harness
+
+Fan-out: a publisher in this process publishes ticks of 10 values (the
+worker's event format) on the dashboard's Redis channel at R ticks/s; a
+separate load process (bench/wsload.py) holds C authenticated sockets to
+a real `dashboard-server` and counts what arrives; this process samples the
+server's CPU seconds and RSS from /proc around each window. The same load
+runs against bench/naive_server.py in the same run, so the comparison is a
+ratio on one machine state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import click
+import psycopg2
+from redis.asyncio import Redis
+
+from bench import procstat, store
+from common import db
+from common.events import dashboard_channel, encode_values
+from common.migrate import migrate
+from common.passwords import hash_password
+
+HERE = Path(__file__).parent
+METRICS = 10
+DRAIN = 2.0  # seconds after a window's last publish in which its messages still count
+LOG_DIR = Path("/tmp/dashboard-bench-logs")  # server logs of the last run, for when a run fails
+USERS_PER = 50  # connections per bench user (stays under per-user limits)
+
+
+@dataclass
+class Target:
+    name: str
+    args: list[str]
+    path: str
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _recreate(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name == "postgres":
+        raise click.BadParameter(f"refusing to recreate database {name!r}")
+    admin = psycopg2.connect(_with_db(url, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
+    admin.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    """Until the server answers anything over HTTP (a 400 for a plain GET of a socket path counts)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class Bench:
+    def __init__(self, database_url: str, redis_url: str, window: float) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.window = window
+        self.metrics: list[db.Metric] = []
+        self.dashboard_id = 0
+        self.cookies: list[str] = []
+        self.users = 0
+        self.next_value_id = 1
+
+    async def prepare(self, max_connections: int) -> None:
+        _recreate(self.database_url)
+        async with db.create_pool(self.database_url) as pool:
+            await migrate(pool)
+            dashboard = await db.create_dashboard(pool, "Bench", "bench")
+            self.dashboard_id = dashboard.id
+            for i in range(METRICS):
+                self.metrics.append(await db.create_metric(pool, dashboard.id, f"m{i}", "gauge", "u"))
+            password = hash_password("bench")
+            self.users = math.ceil(max_connections / USERS_PER)
+            for i in range(self.users):
+                user = await db.create_user(pool, f"bench{i}", password)
+                await db.add_member(pool, dashboard.id, user.id)
+        async with Redis.from_url(self.redis_url) as client:
+            await client.flushdb()
+
+    async def log_in_all(self, base: str) -> None:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            for i in range(self.users):
+                session.cookie_jar.clear()
+                async with session.get(f"{base}/login") as response:
+                    token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())[1]
+                async with session.post(
+                    f"{base}/login",
+                    data={"username": f"bench{i}", "password": "bench", "csrf_token": token},
+                    allow_redirects=False,
+                ) as response:
+                    if response.status != 302:
+                        raise RuntimeError(f"login of bench{i} failed: {response.status}")
+                self.cookies.append(session.cookie_jar.filter_cookies(base)["dashboard_session"].value)
+
+    async def publish(self, rate: float, seconds: float) -> int:
+        """Publish `rate` ticks per second for `seconds`; returns ticks sent."""
+        channel = dashboard_channel(self.dashboard_id)
+        interval = 1 / rate
+        sent = 0
+        async with Redis.from_url(self.redis_url) as client:
+            start = time.monotonic()
+            while time.monotonic() - start < seconds:
+                now = datetime.now(UTC)
+                values = []
+                for metric in self.metrics:
+                    values.append((metric, db.MetricValue(self.next_value_id, metric.id, 1.0, now)))
+                    self.next_value_id += 1
+                await client.publish(channel, encode_values(self.dashboard_id, values))
+                sent += 1
+                delay = start + sent * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        return sent
+
+    async def fanout(self, target: Target, connections: int, rates: list[float]) -> dict:
+        """Connect C clients to a fresh server, then ramp the rate until saturation."""
+        port = _free_port()
+        log_path = LOG_DIR / f"{target.args[1]}-{connections}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        server = subprocess.Popen(
+            [sys.executable, *target.args, "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=log_path.open("w"),
+        )
+        try:
+            await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}{target.path}", 60)
+            await asyncio.sleep(1.0)  # every worker process up
+            pids = procstat.tree(server.pid)
+            rss_idle = procstat.rss_bytes(pids)
+            load = subprocess.Popen(
+                [
+                    sys.executable, "-m", "bench.wsload", "--port", str(port), "--path", target.path,
+                    "--connections", str(connections), "--settle", "3",
+                    *[arg for cookie in self.cookies for arg in ("--cookie", cookie)],
+                ],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                connected = json.loads(await asyncio.to_thread(load.stdout.readline))
+                pids = procstat.tree(server.pid)
+                rss_connected = procstat.rss_bytes(pids)
+                result = {
+                    "target": target.name,
+                    "connections": connections,
+                    "connect_auth_config_seconds": round(connected["connect_seconds"], 3),
+                    "rss_idle_mb": round(rss_idle / 2**20, 1),
+                    "rss_connected_mb": round(rss_connected / 2**20, 1),
+                    "rss_per_connection_kb": round((rss_connected - rss_idle) / connections / 1024, 1),
+                    "windows": [],
+                }
+                # Saturation: the first rate at which clients no longer get
+                # everything within a second (or get disconnected as too slow).
+                saturated_at = None
+                for rate in rates:
+                    window = await self._window(load, pids, connections, rate)
+                    result["windows"].append(window)
+                    if not window["kept_up"]:
+                        saturated_at = rate
+                        break
+                result["saturated_at_rate"] = saturated_at
+                half = (saturated_at or rates[-1]) / 2
+                result["half_saturation"] = await self._window(load, pids, connections, half)
+                return result
+            finally:
+                load.stdin.write("quit\n")
+                load.stdin.flush()
+                load.wait(30)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    async def _window(self, load: subprocess.Popen, pids: list[int], connections: int, rate: float) -> dict:
+        """Publish for `window` seconds; count until DRAIN seconds after the last publish,
+        so that every window's messages are counted in that window and no other."""
+        cpu_before = procstat.cpu_seconds(pids)
+        load.stdin.write(f"go {self.window + DRAIN}\n")
+        load.stdin.flush()
+        published, line = await asyncio.gather(
+            self.publish(rate, self.window), asyncio.to_thread(load.stdout.readline)
+        )
+        cpu = procstat.cpu_seconds(pids) - cpu_before
+        window = json.loads(line)
+        expected = published * METRICS * connections
+        delivered = window["updates"]
+        per_second = delivered / self.window
+        p99 = window["latency_p99_ms"]
+        kept_up = (
+            window["alive"] == connections and delivered >= 0.95 * expected and p99 is not None and p99 < 1000
+        )
+        return {
+            "rate": rate,
+            "offered_per_second": round(rate * METRICS * connections),
+            "delivered_per_second": round(per_second),
+            "delivered_fraction": round(delivered / expected, 3) if expected else None,
+            "latency_p50_ms": window["latency_p50_ms"],
+            "latency_p95_ms": window["latency_p95_ms"],
+            "latency_p99_ms": p99,
+            "server_cpu_seconds": round(cpu, 2),
+            "server_cpu_share": round(cpu / window["window_seconds"], 2),
+            "delivered_per_server_cpu_second": round(delivered / cpu) if cpu > 0 else None,
+            "client_cpu_seconds": round(window["client_cpu_seconds"], 2),
+            "alive": window["alive"],
+            "kept_up": kept_up,
+        }
+
+
+def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, Target]:
+    server = [
+        "-m",
+        "server",
+        "--database-url",
+        database_url,
+        "--redis-url",
+        redis_url,
+        "--log-level",
+        "warning",
+        "run",
+    ]
+    return {
+        "server": Target("dashboard-server, 1 process", server, f"/ws/dashboard/{dashboard_id}/"),
+        "server2": Target(
+            "dashboard-server --workers 2", [*server, "--workers", "2"], f"/ws/dashboard/{dashboard_id}/"
+        ),
+        "naive": Target(
+            "naive reference (send_str per client per message)",
+            ["-m", "bench.naive_server", "--redis-url", redis_url, "--dashboard-id", str(dashboard_id)],
+            "/ws",
+        ),
+    }
+
+
+@click.command()
+@click.option(
+    "--database-url",
+    envvar="DASHBOARD_BENCH_DATABASE_URL",
+    default="postgresql://postgres@127.0.0.1:5432/dashboard_bench",
+    show_default=True,
+    help="A database the benchmark may drop and recreate.",
+)
+@click.option(
+    "--redis-url", envvar="DASHBOARD_BENCH_REDIS_URL", default="redis://127.0.0.1:6379/12", show_default=True
+)
+@click.option(
+    "--quick", is_flag=True, help="Fewer connections and rows: checks the harness in about a minute."
+)
+@click.option("--window", type=float, default=5.0, show_default=True, help="Seconds per measuring window.")
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=HERE / "results" / "latest.json", show_default=True
+)
+def main(database_url: str, redis_url: str, quick: bool, window: float, output: Path) -> None:
+    """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
+    # 5,000 sockets need more descriptors than the usual soft limit; the
+    # servers started from here inherit this.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(
+        _main(database_url, redis_url, quick, window, output, " ".join(["python -m bench", *sys.argv[1:]]))
+    )
+
+
+async def _main(
+    database_url: str, redis_url: str, quick: bool, window: float, output: Path, command: str
+) -> None:
+    connection_counts = [100, 1000] if quick else [100, 1000, 5000]
+    rates = [1, 2, 5, 10, 20, 40, 80, 160]
+    bench = Bench(database_url, redis_url, window)
+    await bench.prepare(max(connection_counts))
+    targets = _targets(database_url, redis_url, bench.dashboard_id)
+    results: dict = {
+        "command": command,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "fanout": [],
+    }
+    # Log in once through a server: sessions live in Redis and outlast restarts.
+    port = _free_port()
+    login_server = subprocess.Popen([sys.executable, *targets["server"].args, "--port", str(port)])
+    try:
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}/login")
+        await bench.log_in_all(f"http://127.0.0.1:{port}")
+    finally:
+        login_server.terminate()
+        login_server.wait(30)
+
+    plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
+    if not quick:
+        plan.append(("naive", 5000))
+    for key, connections in plan:
+        click.echo(f"fan-out: {targets[key].name}, C={connections}", err=True)
+        results["fanout"].append(await bench.fanout(targets[key], connections, rates))
+
+    async with db.create_pool(database_url) as pool:
+        click.echo("ingest", err=True)
+        all_metrics = bench.metrics
+        more = [await db.create_metric(pool, bench.dashboard_id, f"ingest{i}", "gauge") for i in range(990)]
+        ids = [m.id for m in all_metrics + more]
+        results["ingest"] = await store.ingest(pool, ids, ticks=20 if quick else 100)
+        rows_per_metric = 1_000 if quick else 10_000
+        click.echo(f"history: filling {len(ids) * rows_per_metric:,} rows", err=True)
+        fill_seconds = await store.fill(pool, ids, rows_per_metric)
+        results["history"] = {
+            "table_rows": len(ids) * rows_per_metric + results["ingest"]["rows"],
+            "fill_seconds": round(fill_seconds, 1),
+            **await store.history_latency(pool, ids, 500),
+        }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    from bench.report import write_markdown
+
+    write_markdown(results, HERE / "RESULTS.md", HERE / "results" / "baseline.json")
+    click.echo(f"wrote {output} and {HERE / 'RESULTS.md'}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""A lean WebSocket load client: C connections, counting frames, sampling latency.
+
+Runs as its own process (`python -m bench.wsload ...`) and prints one JSON
+object. It speaks just enough RFC 6455 to receive unmasked server frames and
+answers nothing but the server's pings, so that the client side costs as
+little CPU as possible and the server is what gets measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import sys
+import time
+from datetime import datetime
+
+import click
+
+_UPDATE_PREFIX = b'{"action":"metric_update"'
+
+
+class Counter:
+    def __init__(self, sample_every: int) -> None:
+        self.frames = 0
+        self.updates = 0
+        self.latencies: list[float] = []
+        self.sample_every = sample_every
+        self.counting = False
+
+
+class LoadProtocol(asyncio.Protocol):
+    def __init__(self, counter: Counter, request: bytes, ready: asyncio.Future[None]) -> None:
+        self.counter = counter
+        self.request = request
+        self.ready = ready
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed during handshake: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buffer[:12])
+            if not status.startswith(b"HTTP/1.1 101"):
+                self.ready.set_exception(ConnectionError(bytes(buffer[: end + 4]).decode(errors="replace")))
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+            self.ready.set_result(None)
+        counter = self.counter
+        offset = 0
+        size = len(buffer)
+        while size - offset >= 2:
+            opcode = buffer[offset] & 0x0F
+            length = buffer[offset + 1] & 0x7F
+            start = offset + 2
+            if length == 126:
+                if size - offset < 4:
+                    break
+                length = int.from_bytes(buffer[offset + 2 : offset + 4], "big")
+                start = offset + 4
+            elif length == 127:
+                if size - offset < 10:
+                    break
+                length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
+                start = offset + 10
+            end = start + length
+            if end > size:
+                break
+            if opcode == 1 and counter.counting:
+                counter.frames += 1
+                if buffer.startswith(_UPDATE_PREFIX, start):
+                    counter.updates += 1
+                    if counter.updates % counter.sample_every == 0:
+                        payload = json.loads(bytes(buffer[start:end]))["payload"]
+                        sent = datetime.fromisoformat(payload["timestamp"]).timestamp()
+                        counter.latencies.append(time.time() - sent)
+            elif opcode == 9 and self.transport is not None:  # ping: answer with a masked pong
+                body = bytes(buffer[start:end])
+                self.transport.write(bytes((0x8A, 0x80 | len(body))) + b"\0\0\0\0" + body)
+            offset = end
+        if offset:
+            del buffer[:offset]
+
+
+def upgrade_request(host: str, port: int, path: str, cookie: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nCookie: dashboard_session={cookie}\r\n\r\n"
+    ).encode()
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def run(
+    host: str, port: int, path: str, cookies: list[str], connections: int, settle: float, sample_every: int
+) -> dict:
+    loop = asyncio.get_running_loop()
+    counter = Counter(sample_every)
+    protocols: list[LoadProtocol] = []
+    limit = asyncio.Semaphore(200)  # the server's accept backlog is finite
+
+    async def open_one(index: int) -> None:
+        async with limit:
+            ready = loop.create_future()
+            request = upgrade_request(host, port, path, cookies[index % len(cookies)])
+            _, protocol = await loop.create_connection(
+                lambda: LoadProtocol(counter, request, ready), host, port
+            )
+            await ready
+            protocols.append(protocol)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(open_one(i) for i in range(connections)))
+    connect_seconds = time.perf_counter() - started
+    await asyncio.sleep(settle)  # config and history arrive and are not counted
+    print(json.dumps({"event": "connected", "connect_seconds": connect_seconds}), flush=True)
+    # Each "go SECONDS" line from the orchestrator measures one window.
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] != "go":
+            break
+        window_seconds = float(line[1])
+        counter.frames = counter.updates = 0
+        counter.latencies = []
+        cpu_before = sum(os.times()[:2])
+        counter.counting = True
+        window_start = time.perf_counter()
+        await asyncio.sleep(window_seconds)
+        counter.counting = False
+        window = time.perf_counter() - window_start
+        print(
+            json.dumps(
+                {
+                    "event": "window",
+                    "alive": sum(1 for p in protocols if not p.closed.done()),
+                    "window_seconds": window,
+                    "frames": counter.frames,
+                    "updates": counter.updates,
+                    "latency_samples": len(counter.latencies),
+                    "latency_p50_ms": _ms(percentile(counter.latencies, 0.50)),
+                    "latency_p95_ms": _ms(percentile(counter.latencies, 0.95)),
+                    "latency_p99_ms": _ms(percentile(counter.latencies, 0.99)),
+                    "client_cpu_seconds": sum(os.times()[:2]) - cpu_before,
+                }
+            ),
+            flush=True,
+        )
+    for protocol in protocols:
+        if protocol.transport is not None:
+            protocol.transport.close()
+    return {"event": "bye"}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, required=True)
+@click.option("--path", required=True, help="e.g. /ws/dashboard/1/")
+@click.option(
+    "--cookie", "cookies", multiple=True, required=True, help="Session cookie value(s), used round-robin."
+)
+@click.option("--connections", type=int, required=True)
+@click.option("--settle", type=float, default=2.0, help="Seconds between connecting and measuring.")
+@click.option("--sample-every", type=int, default=50, help="Decode one update in N for latency.")
+def main(
+    host: str,
+    port: int,
+    path: str,
+    cookies: tuple[str, ...],
+    connections: int,
+    settle: float,
+    sample_every: int,
+) -> None:
+    """Open CONNECTIONS sockets; then, for each `go SECONDS` line on stdin, count
+    what arrives for that long and print it as JSON. Any other line ends it."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    result = asyncio.run(run(host, port, path, list(cookies), connections, settle, sample_every))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
