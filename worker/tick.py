@@ -1,7 +1,5 @@
-"""One tick: a value for every metric, stored in one statement, then published.
-
-Publishing happens only after PostgreSQL committed the values, so a client
-is never shown a value the database does not have.
+"""One tick: a value for every metric, stored in one statement, then published
+(common/ingest.py: only after PostgreSQL committed them).
 """
 
 from __future__ import annotations
@@ -10,17 +8,15 @@ import asyncio
 import logging
 import random
 import time
-from collections import defaultdict
 from contextlib import suppress
 from datetime import UTC, datetime
 
 import aiopg
 import psycopg2
-import redis.exceptions
 from redis.asyncio import Redis
 
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.ingest import store_and_publish
 from worker.sources import next_value
 
 log = logging.getLogger(__name__)
@@ -48,25 +44,10 @@ class Producer:
         for metric in metrics:
             value = next_value(metric.type, self._last.get(metric.id), self._rng)
             rows.append((metric.id, value, now))
-        stored = await db.insert_values(self._pool, rows)
-        by_id = {metric.id: metric for metric in metrics}
-        by_dashboard: dict[int, list[tuple[db.Metric, db.MetricValue]]] = defaultdict(list)
+        stored = await store_and_publish(self._pool, self._redis, {m.id: m for m in metrics}, rows)
         for item in stored:
             self._last[item.metric_id] = item.value
-            metric = by_id[item.metric_id]
-            by_dashboard[metric.dashboard_id].append((metric, item))
-        await self._publish(by_dashboard)
         return len(stored)
-
-    async def _publish(self, by_dashboard: dict[int, list[tuple[db.Metric, db.MetricValue]]]) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for dashboard_id, values in by_dashboard.items():
-                    pipe.publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
-                await pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            # The values are stored: clients see them in history on reconnect.
-            log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
 
 
 async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) -> None:

@@ -1,0 +1,46 @@
+"""The one path by which values enter the system: store, commit, then publish.
+
+Used by the worker's ticks and by the HTTP push API alike. Publishing only
+after PostgreSQL committed means a client is never shown a value the
+database does not have; a failed publish loses nothing, since clients get
+stored values as history when they (re)connect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import aiopg
+import redis.exceptions
+from redis.asyncio import Redis
+
+from common import db
+from common.events import dashboard_channel, encode_values
+
+log = logging.getLogger(__name__)
+
+
+async def store_and_publish(
+    pool: aiopg.Pool,
+    redis_client: Redis,
+    metrics: Mapping[int, db.Metric],
+    rows: Sequence[tuple[int, float, datetime]],
+) -> list[db.MetricValue]:
+    """Store (metric_id, value, ts) rows in one transaction, then publish them:
+    one message per dashboard. `metrics` must hold every metric named in rows."""
+    stored = await db.insert_values(pool, rows)
+    by_dashboard: dict[int, list[tuple[db.Metric, db.MetricValue]]] = defaultdict(list)
+    for item in stored:
+        metric = metrics[item.metric_id]
+        by_dashboard[metric.dashboard_id].append((metric, item))
+    try:
+        async with redis_client.pipeline(transaction=False) as pipe:
+            for dashboard_id, values in by_dashboard.items():
+                pipe.publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
+            await pipe.execute()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
+    return stored
