@@ -153,6 +153,7 @@ class Hub:
                     "timestamp": event.timestamp,
                     "metric_name": event.metric_name,
                     "unit": event.unit,
+                    "id": event.id,
                 },
             )
             for conn in tuple(subscribers):
