@@ -19,4 +19,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/dashboards/", views.dashboard_list, name="dashboards")
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
+    app.router.add_get("/playground/", views.playground, name="playground")
+    app.router.add_get("/asyncapi.json", views.asyncapi, name="asyncapi")
     app.router.add_static("/static/", STATIC_DIR, name="static")
