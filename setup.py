@@ -37,6 +37,8 @@ setup(
             "pytest>=8,<10",
             "pytest-aiohttp>=1.1,<2",
             "pytest-timeout>=2.3,<3",
+            # Drives the system's Chromium in tests/browser (no browser download).
+            "playwright>=1.45,<2",
             "ruff>=0.6",
         ],
     },

@@ -6,7 +6,7 @@ which the CLIs and views translate at their edge.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -356,3 +356,102 @@ async def use_api_token(pool: aiopg.Pool, token_hash: bytes) -> int | None:
         )
         row = await cur.fetchone()
     return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The values of one metric in one time bucket, summarised."""
+
+    metric_id: int
+    start: datetime
+    min: float
+    max: float
+    avg: float
+    count: int
+    last_id: int
+
+
+async def values_since(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, limit: int
+) -> dict[int, list[MetricValue]]:
+    """Each metric's values stored at or after `since` (at most the newest `limit`), oldest first."""
+    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts"
+            " FROM unnest(%s::bigint[]) AS m(id)"
+            " CROSS JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id AND ts >= %s ORDER BY ts DESC, id DESC LIMIT %s"
+            " ) v",
+            (list(metric_ids), since, limit),
+        )
+        rows = await cur.fetchall()
+    for row in reversed(rows):
+        result[row[1]].append(MetricValue(*row))
+    return result
+
+
+async def bucketed_values(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, bucket_seconds: int
+) -> dict[int, list[Bucket]]:
+    """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
+
+    Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
+    client can add live values to the newest bucket by the same rule.
+    """
+    result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
+        await cur.execute(
+            "SELECT metric_id, to_timestamp(floor(extract(epoch FROM ts) / %(size)s) * %(size)s) AS start,"
+            " min(value), max(value), avg(value), count(*), max(id)"
+            " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
+            " GROUP BY metric_id, start ORDER BY metric_id, start",
+            {"ids": list(metric_ids), "since": since, "size": bucket_seconds},
+        )
+        for row in await cur.fetchall():
+            result[row[0]].append(Bucket(*row))
+    return result
+
+
+async def values_after(
+    pool: aiopg.Pool, positions: Mapping[int, int], limit: int
+) -> dict[int, list[MetricValue] | None]:
+    """Per metric, the values stored after the value whose id is `positions[metric_id]`.
+
+    None for a metric when that value is not stored for it (deleted, or another
+    database) or more than `limit` values follow it: the gap cannot be filled.
+    """
+    if not positions:
+        return {}
+    metric_ids, after_ids = list(positions), [positions[metric_id] for metric_id in positions]
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # The anchor row gives the (ts, id) to continue from; the LATERAL scan
+        # then walks the per-metric index from there.
+        await cur.execute(
+            "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, after_id)"
+            " LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id"
+            " LEFT JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id) ORDER BY ts, id LIMIT %s"
+            " ) v ON true",
+            (metric_ids, after_ids, limit + 1),
+        )
+        rows = await cur.fetchall()
+    found: dict[int, list[MetricValue] | None] = {metric_id: [] for metric_id in metric_ids}
+    for metric_id, anchored, value_id, value, ts in rows:
+        values = found[metric_id]
+        if not anchored:
+            found[metric_id] = None
+        elif values is not None and value_id is not None:
+            values.append(MetricValue(value_id, metric_id, value, ts))
+    return {
+        metric_id: None if values is None or len(values) > limit else values
+        for metric_id, values in found.items()
+    }

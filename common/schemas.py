@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 # What a client may send. Anything else is answered with an `error`.
-CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping")
+CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
 # What the server sends.
 SERVER_ACTIONS = (
     "authentication",
@@ -26,6 +26,8 @@ SERVER_ACTIONS = (
 # Bounds on a subscribe/unsubscribe request; a dashboard has far fewer metrics.
 MAX_IDS_PER_MESSAGE = 500
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
+# The time ranges a client may ask `history` for, in seconds.
+RANGES = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 
 
 class StrictInteger(fields.Integer):
@@ -55,6 +57,27 @@ class MetricIdsSchema(Schema):
     )
 
 
+class HistorySchema(MetricIdsSchema):
+    """Payload of `history`: the metrics' values over a range, then live."""
+
+    range = fields.String(required=True, validate=validate.OneOf(RANGES))
+
+
+class PositionSchema(Schema):
+    metric_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    after_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+class ResumeSchema(Schema):
+    """Payload of `resume`: the newest value id the client holds, per metric."""
+
+    positions = fields.List(
+        fields.Nested(PositionSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_IDS_PER_MESSAGE),
+    )
+
+
 class PingSchema(Schema):
     """Payload of `ping`: anything, or nothing; it is echoed in the `pong`."""
 
@@ -62,6 +85,91 @@ class PingSchema(Schema):
 PAYLOAD_SCHEMAS: dict[str, Schema] = {
     "subscribe": MetricIdsSchema(),
     "unsubscribe": MetricIdsSchema(),
+    "history": HistorySchema(),
+    "resume": ResumeSchema(),
+}
+
+
+# What the server sends. The server does not load these: they describe its
+# messages for docs/asyncapi (server/asyncapi.py) and the tests check real
+# messages against them.
+
+
+class AuthenticatedSchema(Schema):
+    user = fields.String(required=True)
+    dashboard_id = fields.Integer(required=True)
+
+
+class AuthenticationSchema(Schema):
+    status_code = fields.Integer(required=True, validate=validate.OneOf([200, 401, 403]))
+    status_text = fields.String(required=True)
+    data = fields.Nested(AuthenticatedSchema, required=True, allow_none=True)
+
+
+class MetricSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(["counter", "gauge", "histogram"]))
+    unit = fields.String(required=True)
+
+
+class DashboardConfigSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    metrics = fields.List(fields.Nested(MetricSchema), required=True)
+
+
+class HistoryValueSchema(Schema):
+    """A stored value (with its `id`), or a bucket's summary (with min, max, count)."""
+
+    id = fields.Integer()
+    value = fields.Float(required=True, metadata={"description": "the value, or the bucket's average"})
+    timestamp = fields.String(required=True, metadata={"description": "ISO 8601; a bucket's start"})
+    min = fields.Float()
+    max = fields.Float()
+    count = fields.Integer()
+
+
+class MetricHistorySchema(Schema):
+    metric_id = fields.Integer(required=True)
+    metric_name = fields.String(required=True)
+    unit = fields.String(required=True)
+    values = fields.List(fields.Nested(HistoryValueSchema), required=True)
+    last_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "id of the newest stored value this history accounts for"},
+    )
+    range = fields.String(validate=validate.OneOf(RANGES), metadata={"description": "answers `history`"})
+    bucket_seconds = fields.Integer(metadata={"description": "answers `history`; 0: raw values"})
+    recovered = fields.Boolean(metadata={"description": "answers `resume`"})
+
+
+class MetricUpdateSchema(Schema):
+    id = fields.Integer(required=True)
+    metric_id = fields.Integer(required=True)
+    value = fields.Float(required=True)
+    timestamp = fields.String(required=True)
+    metric_name = fields.String(required=True)
+    unit = fields.String(required=True)
+
+
+class ErrorSchema(Schema):
+    message = fields.String(required=True)
+    errors = fields.Dict(required=True)
+
+
+# None: no schema. `pong` echoes any JSON; `complete` has no payload.
+SERVER_PAYLOAD_SCHEMAS: dict[str, Schema | None] = {
+    "authentication": AuthenticationSchema(),
+    "dashboard_config": DashboardConfigSchema(),
+    "metric_history": MetricHistorySchema(),
+    "metric_update": MetricUpdateSchema(),
+    "pong": None,
+    "complete": None,
+    "error": ErrorSchema(),
 }
 
 

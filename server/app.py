@@ -25,8 +25,9 @@ from common.migrate import MigrationError, pending_migrations
 from server.auth import csrf_middleware, template_context
 from server.closecodes import CloseCode
 from server.hub import Hub
-from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SESSION_SOCKETS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.routes import setup_routes
+from server.session_sockets import SessionSockets
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
+    app[SESSION_SOCKETS_KEY] = SessionSockets()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),

@@ -14,7 +14,7 @@ from aiohttp_session import get_session, new_session
 
 from common import db
 from common.db import User
-from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
+from server.keys import DB_KEY, SESSION_SOCKETS_KEY, SETTINGS_KEY, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
@@ -40,8 +40,18 @@ async def log_in(request: web.Request, user: User) -> None:
 
 
 async def log_out(request: web.Request) -> None:
+    """End the session, and close the sockets this process opened with it."""
     session = await get_session(request)
+    identity = session.identity
     session.invalidate()
+    if identity is not None:
+        request.app[SESSION_SOCKETS_KEY].close_session(str(identity))
+
+
+async def session_id(request: web.Request) -> str | None:
+    """The identity of this request's session (None for a session not yet stored)."""
+    identity = (await get_session(request)).identity
+    return None if identity is None else str(identity)
 
 
 def login_required(handler: Handler) -> Handler:

@@ -155,6 +155,7 @@ class Hub:
                         "timestamp": event.timestamp,
                         "metric_name": event.metric_name,
                         "unit": event.unit,
+                        "id": event.id,
                     },
                 )
             )

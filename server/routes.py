@@ -21,4 +21,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
     app.router.add_post(r"/api/v1/metrics/{id:\d+}/values", api.push_metric_values, name="push_metric_values")
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
+    app.router.add_get("/playground/", views.playground, name="playground")
+    app.router.add_get("/asyncapi.json", views.asyncapi, name="asyncapi")
     app.router.add_static("/static/", STATIC_DIR, name="static")

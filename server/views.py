@@ -7,6 +7,7 @@ from aiohttp import web
 
 from common import db
 from common.passwords import verify_password
+from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required
 from server.keys import DB_KEY, USER_KEY
 
@@ -51,7 +52,7 @@ async def dashboard_list(request: web.Request) -> dict:
 
 @login_required
 @aiohttp_jinja2.template("dashboard.html")
-async def dashboard_page(request: web.Request) -> dict:
+async def dashboard_page(request: web.Request) -> dict | web.Response:
     user = request[USER_KEY]
     dashboard_id = int(request.match_info["id"])
     dashboard = None
@@ -59,8 +60,21 @@ async def dashboard_page(request: web.Request) -> dict:
         dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, user.id)
     if dashboard is None:
         # Not "forbidden": whether the dashboard exists is not for non-members to learn.
-        raise web.HTTPNotFound(text="No such dashboard.")
+        context = {"user": user}
+        return aiohttp_jinja2.render_template("no_dashboard.html", request, context, status=404)
     return {"user": user, "dashboard": dashboard}
+
+
+@login_required
+@aiohttp_jinja2.template("playground.html")
+async def playground(request: web.Request) -> dict:
+    user = request[USER_KEY]
+    return {"user": user, "dashboards": await db.list_user_dashboards(request.app[DB_KEY], user.id)}
+
+
+async def asyncapi(request: web.Request) -> web.Response:
+    """The socket protocol as AsyncAPI 3 (public: it holds no data)."""
+    return web.json_response(asyncapi_document(), headers={"Cache-Control": "no-cache"})
 
 
 def _safe_next(target: str | None) -> str:

@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from common import db
 from common.db import Metric, MetricValue
-from common.schemas import ProtocolError, encode_message, error_message, parse_client_message
-from server.auth import current_user, origin_allowed
+from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
+from server.auth import current_user, origin_allowed, session_id
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
-from server.keys import DB_KEY, HUB_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, SESSION_SOCKETS_KEY, SETTINGS_KEY, SOCKETS_KEY
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
 HEARTBEAT_SECONDS = 25.0  # server pings; a peer that stops answering is dropped
+MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
+MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
+
+# What a metric's history holds: its `metric_history` fields besides the metric's own.
+HistoryLoader = Callable[[list[int]], Awaitable[dict[int, dict[str, Any]]]]
 
 
 async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
@@ -69,9 +75,16 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
 async def _serve(request: web.Request, conn: ClientConnection) -> None:
     """History, then live updates and client messages until the socket closes."""
     hub = request.app[HUB_KEY]
+    # Registered so that logging out closes this socket.
+    session = await session_id(request)
+    if session is not None:
+        request.app[SESSION_SOCKETS_KEY].add(session, conn.ws)
     try:
         await hub.add(conn)
-        await _subscribe_with_history(request, conn, list(conn.metrics))
+        # `?subscribe=none`: the client will send `resume` or `history` itself
+        # (a reconnecting page), so the default history would be wasted.
+        if request.query.get("subscribe") != "none":
+            await _send_histories(request, conn, list(conn.metrics), _latest_loader(request))
         async for message in conn.ws:
             if message.type == WSMsgType.TEXT:
                 await _handle_text(request, conn, message.data)
@@ -81,6 +94,8 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
                 break
             conn.send(encode_message("complete"))
     finally:
+        if session is not None:
+            request.app[SESSION_SOCKETS_KEY].discard(session, conn.ws)
         hub.remove(conn)
 
 
@@ -113,34 +128,98 @@ def _config_payload(dashboard: db.Dashboard, metrics: list[Metric]) -> dict[str,
     }
 
 
-def _history_payload(metric: Metric, values: list[MetricValue]) -> dict[str, Any]:
+def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
     return {
-        "metric_id": metric.id,
-        "metric_name": metric.name,
-        "unit": metric.unit,
-        "values": [{"value": v.value, "timestamp": v.ts.isoformat()} for v in values],
+        "values": [{"id": v.id, "value": v.value, "timestamp": v.ts.isoformat()} for v in values],
+        "last_id": values[-1].id if values else None,
     }
 
 
-async def _subscribe_with_history(
-    request: web.Request, conn: ClientConnection, metric_ids: list[int]
+def _latest_loader(request: web.Request) -> HistoryLoader:
+    """The newest values (`history_limit` of them): the history sent on connect and `subscribe`."""
+
+    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
+        limit = request.app[SETTINGS_KEY].history_limit
+        latest = await db.latest_values(request.app[DB_KEY], metric_ids, limit)
+        return {metric_id: _raw_values(values) for metric_id, values in latest.items()}
+
+    return load
+
+
+def _range_loader(request: web.Request, range_name: str) -> HistoryLoader:
+    """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
+    seconds = RANGES[range_name]
+    bucket_seconds = 0 if seconds <= MAX_POINTS else -(-seconds // MAX_POINTS)
+
+    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
+        pool = request.app[DB_KEY]
+        since = datetime.now(UTC) - timedelta(seconds=seconds)
+        common = {"range": range_name, "bucket_seconds": bucket_seconds}
+        if not bucket_seconds:
+            raw = await db.values_since(pool, metric_ids, since, MAX_RECOVERED)
+            return {metric_id: {**_raw_values(values), **common} for metric_id, values in raw.items()}
+        buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
+        return {
+            metric_id: {
+                "values": [
+                    {
+                        "value": b.avg,
+                        "timestamp": b.start.isoformat(),
+                        "min": b.min,
+                        "max": b.max,
+                        "count": b.count,
+                    }
+                    for b in found
+                ],
+                "last_id": max((b.last_id for b in found), default=None),
+                **common,
+            }
+            for metric_id, found in buckets.items()
+        }
+
+    return load
+
+
+def _resume_loader(request: web.Request, positions: dict[int, int]) -> HistoryLoader:
+    """What was stored after each position, or `recovered: false` when that cannot be told."""
+
+    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
+        missed = await db.values_after(
+            request.app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED
+        )
+        answers: dict[int, dict[str, Any]] = {}
+        for metric_id in metric_ids:
+            values = missed[metric_id]
+            if values is None:
+                answers[metric_id] = {"values": [], "last_id": None, "recovered": False}
+            else:
+                answers[metric_id] = {**_raw_values(values), "recovered": True}
+                answers[metric_id]["last_id"] = values[-1].id if values else positions[metric_id]
+        return answers
+
+    return load
+
+
+async def _send_histories(
+    request: web.Request, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
 ) -> None:
     """Subscribe to the metrics, then send their history, then live updates.
 
     Live updates arriving while history is read are held back and released
-    afterwards minus those the history already contained: no gap, no duplicate.
+    afterwards minus those the history already accounts for: no gap, no duplicate.
     """
     conn.hold()
     last_sent: dict[int, int] = {}
     try:
         request.app[HUB_KEY].subscribe(conn, metric_ids)
-        limit = request.app[SETTINGS_KEY].history_limit
-        history = await db.latest_values(request.app[DB_KEY], metric_ids, limit)
+        histories = await load(metric_ids)
         for metric_id in metric_ids:
-            values = history[metric_id]
-            conn.send(encode_message("metric_history", _history_payload(conn.metrics[metric_id], values)))
-            if values:
-                last_sent[metric_id] = values[-1].id
+            metric = conn.metrics[metric_id]
+            payload = {"metric_id": metric_id, "metric_name": metric.name, "unit": metric.unit}
+            payload.update(histories[metric_id])
+            conn.send(encode_message("metric_history", payload))
+            if payload["last_id"] is not None:
+                last_sent[metric_id] = payload["last_id"]
     finally:
         conn.release(last_sent)
 
@@ -168,7 +247,22 @@ async def _on_subscribe(request: web.Request, conn: ClientConnection, payload: d
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _subscribe_with_history(request, conn, new)
+        await _send_histories(request, conn, new, _latest_loader(request))
+
+
+async def _on_history(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
+    # Subscribed or not: the history replaces what the client holds.
+    wanted = _own_metric_ids(conn, payload["metric_ids"])
+    await _send_histories(request, conn, wanted, _range_loader(request, payload["range"]))
+
+
+async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
+    positions = {p["metric_id"]: p["after_id"] for p in payload["positions"]}
+    wanted = _own_metric_ids(conn, [p["metric_id"] for p in payload["positions"]])
+    # Subscribed metrics are already live: the client has everything since.
+    new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
+    if new:
+        await _send_histories(request, conn, new, _resume_loader(request, positions))
 
 
 async def _on_unsubscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
@@ -183,4 +277,6 @@ HANDLERS: dict[str, Callable[[web.Request, ClientConnection, Any], Awaitable[Non
     "subscribe": _on_subscribe,
     "unsubscribe": _on_unsubscribe,
     "ping": _on_ping,
+    "history": _on_history,
+    "resume": _on_resume,
 }

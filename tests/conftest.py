@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
@@ -145,6 +146,19 @@ def make_metric(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Metric]]:
         return await db.create_metric(pool, dashboard.id, name, metric_type, unit, f"{name} description")
 
     return _make
+
+
+@pytest.fixture
+async def setup(client: TestClient, make_user, make_dashboard, make_metric) -> dict[str, Any]:
+    """alice is a member of `ops` (two metrics); `other` has a metric she may not see."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu", "gauge", "%")
+    requests = await make_metric(ops, "requests", "counter", "req")
+    other = await make_dashboard("other")
+    secret = await make_metric(other, "secret", "gauge")
+    await log_in(client, "alice")
+    return {"user": alice, "ops": ops, "cpu": cpu, "requests": requests, "other": other, "secret": secret}
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

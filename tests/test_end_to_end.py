@@ -82,7 +82,7 @@ async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
             code = await asyncio.to_thread(server.wait, 30)
             output = server.output()
         assert code == 1
-        assert "Error: the database needs 1 migration(s): run `dashboard-server migrate`" in output
+        assert "migration(s): run `dashboard-server migrate`" in output
         assert "Traceback" not in output
     finally:
         with admin.cursor() as cur:

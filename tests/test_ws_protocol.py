@@ -18,19 +18,6 @@ from tests.conftest import REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 
 
-@pytest.fixture
-async def setup(client, make_user, make_dashboard, make_metric):
-    """alice is a member of `ops` (two metrics); `other` has a metric she may not see."""
-    alice = await make_user("alice")
-    ops = await make_dashboard("ops", members=(alice,))
-    cpu = await make_metric(ops, "cpu", "gauge", "%")
-    requests = await make_metric(ops, "requests", "counter", "req")
-    other = await make_dashboard("other")
-    secret = await make_metric(other, "secret", "gauge")
-    await log_in(client, "alice")
-    return {"user": alice, "ops": ops, "cpu": cpu, "requests": requests, "other": other, "secret": secret}
-
-
 async def publish(pool, metric, value: float, when: datetime | None = None) -> db.MetricValue:
     """Store a value and publish it the way the worker does (after the commit)."""
     (stored,) = await db.insert_values(pool, [(metric.id, value, when or datetime.now(UTC))])
@@ -147,6 +134,7 @@ async def test_new_values_arrive_as_metric_updates(client, setup, pool):
             "timestamp": stored.ts.isoformat(),
             "metric_name": "cpu",
             "unit": "%",
+            "id": stored.id,
         },
     }
 
@@ -205,6 +193,7 @@ async def _last_update_payload(pool, metric):
         "timestamp": latest.ts.isoformat(),
         "metric_name": metric.name,
         "unit": metric.unit,
+        "id": latest.id,
     }
 
 

@@ -1,128 +1,446 @@
-// The dashboard page: one card per metric, fed only by the WebSocket.
-// Every text from the server is set with textContent, never as HTML.
+// The dashboard page: one card per metric, fed only by the WebSocket
+// (docs/protocol.md). Every text from the server is set with textContent,
+// never as HTML.
 "use strict";
 
 (function () {
-  const MAX_POINTS = 300; // per chart: memory stays flat however long the page is open
-  const PING_EVERY_MS = 20000; // browsers expose no WebSocket ping, so we send our own
+  const RANGES = { "5m": 300, "1h": 3600, "24h": 86400, "7d": 604800 };
+  const MAX_POINTS = 1200; // per chart, whatever the range: memory stays flat for days
+  const PING_EVERY_MS = 15000; // browsers expose no WebSocket ping, so we send our own
+  const PONG_TIMEOUT_MS = 8000; // no pong by then: the connection is dead, reconnect
+  const MAX_BACKOFF_MS = 30000;
+  const CHART_HEIGHT = 150;
+  const HISTOGRAM_BINS = 24;
+  const COLORS = { counter: "#1a7f37", gauge: "#0969da", histogram: "#8250df" };
+
+  const root = document.getElementById("dashboard");
   const grid = document.getElementById("metrics");
   const statusEl = document.getElementById("connection");
-  const noticeEl = document.getElementById("notice");
+  const statusText = statusEl.querySelector(".status-text");
+  const stateEl = document.getElementById("state");
   const template = document.getElementById("card-template");
-  const cards = new Map(); // metric id -> card state
+  const rangeButtons = Array.from(document.querySelectorAll("[data-range]"));
+
+  const cards = new Map(); // metric id -> card
+  const dirty = new Set(); // cards to redraw at the next animation frame
+  let range = rangeFromHash();
   let socket = null;
   let attempt = 0;
   let pingTimer = null;
+  let pongTimer = null;
+  let reconnectTimer = null;
   let stopped = false;
+  let frameRequested = false;
 
-  function setStatus(kind, text) {
-    statusEl.className = "status status-" + kind;
-    statusEl.textContent = text;
-  }
+  // For tests and curious people: read-only views of what the page holds.
+  const hook = { connections: 0, closes: [], status: "connecting", range: range, rtt: null, resumed: 0, reloaded: 0 };
+  hook.points = (metricId) => {
+    const card = cards.get(metricId);
+    if (!card) return [];
+    return card.xs.map((x, i) => ({ id: card.ids[i], t: x, v: card.ys[i] }));
+  };
+  hook.metricIds = () => Array.from(cards.keys());
+  // Drop the connection as a network failure would (for tests and diagnosis).
+  hook.dropConnection = () => abandon("dropped on request");
+  window.__dashboard = hook;
 
-  function notice(text) {
-    noticeEl.hidden = !text;
-    noticeEl.textContent = text || "";
-  }
+  // ---- formatting --------------------------------------------------------
+
+  const plain = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+  const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 2 });
 
   function formatValue(value) {
     if (!Number.isFinite(value)) return "–";
     const abs = Math.abs(value);
-    return abs >= 1000 ? value.toFixed(0) : abs >= 10 ? value.toFixed(1) : value.toFixed(2);
+    if (abs >= 100000) return compact.format(value);
+    if (abs >= 100) return plain.format(Math.round(value * 10) / 10);
+    return plain.format(value);
   }
 
-  function chartWidth(card) {
-    return Math.max(200, card.chartEl.clientWidth || 300);
+  function rangeFromHash() {
+    const match = /range=([^&]+)/.exec(window.location.hash);
+    return match && RANGES[match[1]] ? match[1] : "5m";
   }
 
-  function makeChart(card) {
-    const isHistogram = card.metric.type === "histogram";
-    const series = {
-      label: card.metric.name,
-      stroke: isHistogram ? "#8250df" : card.metric.type === "counter" ? "#1a7f37" : "#0969da",
-      width: 2,
-    };
-    if (isHistogram) {
-      series.fill = "rgba(130, 80, 223, 0.35)";
-      series.paths = uPlot.paths.bars({ size: [0.8, 12] });
-      series.points = { show: false };
+  // ---- states --------------------------------------------------------------
+
+  function setStatus(kind, text) {
+    hook.status = kind;
+    statusEl.dataset.state = kind;
+    statusText.textContent = text;
+  }
+
+  // A page-wide state (empty, signed out, no access) replaces the grid's message.
+  function showState(kind, title, body, link) {
+    stateEl.hidden = !kind;
+    stateEl.dataset.state = kind || "";
+    stateEl.replaceChildren();
+    if (!kind) return;
+    const heading = document.createElement("h2");
+    heading.textContent = title;
+    const text = document.createElement("p");
+    text.textContent = body;
+    stateEl.append(heading, text);
+    if (link) {
+      const a = document.createElement("a");
+      a.className = "button";
+      a.href = link.href;
+      a.textContent = link.text;
+      stateEl.append(a);
     }
-    const opts = {
-      width: chartWidth(card),
-      height: 160,
-      legend: { show: false },
-      cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
-      axes: [{ stroke: "#57606a" }, { stroke: "#57606a", size: 50 }],
-      series: [{}, series],
-    };
-    card.chart = new uPlot(opts, [card.xs, card.ys], card.chartEl);
+  }
+
+  // ---- cards ---------------------------------------------------------------
+
+  function emptyBuffers(card, bucket) {
+    card.bucket = bucket;
+    card.xs = [];
+    card.ys = [];
+    card.mins = [];
+    card.maxs = [];
+    card.counts = [];
+    card.ids = [];
   }
 
   function addCard(metric) {
     const node = template.content.firstElementChild.cloneNode(true);
     node.dataset.metricId = String(metric.id);
-    node.querySelector(".metric-name").textContent = metric.name;
-    node.querySelector(".metric-type").textContent = metric.type;
-    node.querySelector(".metric-description").textContent = metric.description;
-    node.querySelector(".unit").textContent = metric.unit;
-    grid.appendChild(node);
+    node.dataset.type = metric.type;
     const card = {
       metric: metric,
       node: node,
-      valueEl: node.querySelector(".value"),
-      chartEl: node.querySelector(".chart"),
-      xs: [],
-      ys: [],
+      lastId: null,
       chart: null,
+      valueEl: node.querySelector(".value"),
+      unitEl: node.querySelector(".unit"),
+      statsEl: node.querySelector(".stats"),
+      chartEl: node.querySelector(".chart"),
     };
-    makeChart(card);
+    emptyBuffers(card, 0);
+    describeCard(card, metric);
+    grid.appendChild(node);
+    card.chart = makeChart(card);
     cards.set(metric.id, card);
+    markDirty(card);
   }
 
-  function showConfig(config) {
-    document.getElementById("dashboard-name").textContent = config.name;
-    document.getElementById("dashboard-description").textContent = config.description;
-    for (const card of cards.values()) card.chart.destroy();
-    cards.clear();
-    grid.replaceChildren();
-    config.metrics.forEach(addCard);
-    if (config.metrics.length === 0) notice("This dashboard has no metrics yet.");
+  function describeCard(card, metric) {
+    card.metric = metric;
+    card.node.querySelector(".metric-name").textContent = metric.name;
+    card.node.querySelector(".metric-type").textContent = metric.type;
+    card.node.querySelector(".metric-description").textContent = metric.description;
+    card.unitEl.textContent = metric.unit;
   }
 
-  function pushPoint(card, timestamp, value) {
-    const x = Date.parse(timestamp) / 1000;
-    const last = card.xs.length ? card.xs[card.xs.length - 1] : -Infinity;
-    if (x < last) return; // older than what we show: already drawn
-    card.xs.push(x);
-    card.ys.push(value);
-    if (card.xs.length > MAX_POINTS) {
-      card.xs.splice(0, card.xs.length - MAX_POINTS);
-      card.ys.splice(0, card.ys.length - MAX_POINTS);
+  function chartWidth(card) {
+    return Math.max(220, Math.floor(card.chartEl.clientWidth || 320));
+  }
+
+  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+  const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const dayClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false });
+
+  // Time labels that fit the visible span: seconds, hours or days.
+  function timeLabels(u, splits) {
+    const span = u.scales.x.max - u.scales.x.min;
+    const format = span > 2 * 86400 ? dayClock : span < 180 ? clockSeconds : clock;
+    return splits.map((s) => format.format(new Date(s * 1000)));
+  }
+
+  function axis(values) {
+    return {
+      stroke: "#57606a",
+      grid: { stroke: "rgba(31, 35, 40, 0.07)", width: 1 },
+      ticks: { show: false },
+      font: "11px system-ui, sans-serif",
+      values: values,
+    };
+  }
+
+  function makeChart(card) {
+    const color = COLORS[card.metric.type];
+    if (card.metric.type === "histogram") {
+      return new uPlot(
+        {
+          width: chartWidth(card),
+          height: CHART_HEIGHT,
+          legend: { show: false },
+          cursor: { show: false },
+          scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+          axes: [
+            Object.assign(axis((u, splits) => splits.map(formatValue)), { size: 30 }),
+            Object.assign(axis((u, splits) => splits.map((s) => (Number.isInteger(s) ? String(s) : ""))), { size: 40 }),
+          ],
+          series: [
+            {},
+            {
+              label: "values",
+              stroke: color,
+              fill: "rgba(130, 80, 223, 0.35)",
+              width: 1,
+              paths: uPlot.paths.bars({ size: [0.9, 80], align: 0 }),
+              points: { show: false },
+            },
+          ],
+        },
+        [[], []],
+        card.chartEl,
+      );
+    }
+    return new uPlot(
+      {
+        width: chartWidth(card),
+        height: CHART_HEIGHT,
+        legend: { show: false },
+        cursor: { drag: { x: false, y: false }, points: { size: 6 } },
+        scales: { x: { time: true } },
+        axes: [
+          Object.assign(axis(timeLabels), { space: 55, size: 30 }),
+          Object.assign(axis((u, splits) => splits.map(formatValue)), { size: 52 }),
+        ],
+        series: [
+          {},
+          { label: "value", stroke: color, width: 2, fill: color + "14", points: { show: false } },
+          { label: "min", stroke: "transparent", points: { show: false } },
+          { label: "max", stroke: "transparent", points: { show: false } },
+        ],
+        // Between min and max of each bucket: the spread a bucketed range hides.
+        bands: [{ series: [3, 2], fill: color + "26" }],
+      },
+      [[], [], [], []],
+      card.chartEl,
+    );
+  }
+
+  function markDirty(card) {
+    dirty.add(card);
+    if (!frameRequested) {
+      frameRequested = true;
+      // One redraw per frame however many values arrived: smooth with 30+ charts.
+      requestAnimationFrame(redrawDirty);
     }
   }
 
+  function redrawDirty() {
+    frameRequested = false;
+    for (const card of dirty) redraw(card);
+    dirty.clear();
+  }
+
   function redraw(card) {
-    card.chart.setData([card.xs, card.ys]);
     const n = card.ys.length;
-    card.valueEl.textContent = n ? formatValue(card.ys[n - 1]) : "–";
     card.node.classList.toggle("no-data", n === 0);
+    card.valueEl.textContent = n ? formatValue(card.latest) : "–";
+    if (card.metric.type === "histogram") return redrawHistogram(card);
+    card.chart.setData([card.xs, card.ys, card.mins, card.maxs]);
+    card.statsEl.replaceChildren();
+    if (!n) return;
+    if (card.metric.type === "counter") {
+      addStat(card, "rate", formatValue(counterRate(card)) + " /s");
+    } else {
+      addStat(card, "min", formatValue(Math.min(...card.mins)));
+      addStat(card, "avg", formatValue(average(card)));
+      addStat(card, "max", formatValue(Math.max(...card.maxs)));
+    }
   }
 
-  function showHistory(payload) {
-    const card = cards.get(payload.metric_id);
-    if (!card) return;
-    card.xs = [];
-    card.ys = [];
-    payload.values.forEach((v) => pushPoint(card, v.timestamp, v.value));
-    redraw(card);
+  function addStat(card, label, value) {
+    const item = document.createElement("span");
+    item.className = "stat";
+    item.dataset.stat = label;
+    const name = document.createElement("span");
+    name.className = "stat-label";
+    name.textContent = label;
+    const number = document.createElement("span");
+    number.className = "stat-value";
+    number.textContent = value;
+    item.append(name, number);
+    card.statsEl.append(item);
   }
 
-  function showUpdate(payload) {
+  function average(card) {
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < card.ys.length; i++) {
+      sum += card.ys[i] * card.counts[i];
+      count += card.counts[i];
+    }
+    return count ? sum / count : NaN;
+  }
+
+  // Per second over the last minute of what the chart holds (at least two points).
+  function counterRate(card) {
+    const n = card.xs.length;
+    if (n < 2) return NaN;
+    const end = n - 1;
+    let start = end - 1;
+    while (start > 0 && card.xs[end] - card.xs[start - 1] <= 60) start--;
+    const seconds = card.xs[end] - card.xs[start];
+    return seconds > 0 ? (card.ys[end] - card.ys[start]) / seconds : NaN;
+  }
+
+  function percentile(sorted, p) {
+    if (!sorted.length) return NaN;
+    const rank = (p / 100) * (sorted.length - 1);
+    const low = Math.floor(rank);
+    const high = Math.ceil(rank);
+    return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+  }
+
+  function redrawHistogram(card) {
+    const sorted = card.ys.slice().sort((a, b) => a - b);
+    card.statsEl.replaceChildren();
+    if (!sorted.length) {
+      card.chart.setData([[], []]);
+      return;
+    }
+    for (const p of [50, 95, 99]) addStat(card, "p" + p, formatValue(percentile(sorted, p)));
+    addStat(card, card.bucket ? "buckets" : "values", String(sorted.length));
+    const low = sorted[0];
+    const high = sorted[sorted.length - 1];
+    const width = (high - low) / HISTOGRAM_BINS || 1;
+    const xs = [];
+    const counts = new Array(HISTOGRAM_BINS).fill(0);
+    for (let i = 0; i < HISTOGRAM_BINS; i++) xs.push(low + i * width);
+    for (const v of sorted) counts[Math.min(HISTOGRAM_BINS - 1, Math.floor((v - low) / width))] += 1;
+    card.chart.setData([xs, counts]);
+  }
+
+  // ---- data ----------------------------------------------------------------
+
+  function parseTime(timestamp) {
+    return Date.parse(timestamp) / 1000;
+  }
+
+  function trim(card) {
+    const n = card.xs.length;
+    if (!n) return;
+    const oldest = card.xs[n - 1] - RANGES[range];
+    let drop = 0;
+    while (drop < n && card.xs[drop] < oldest) drop++;
+    drop = Math.max(drop, n - MAX_POINTS);
+    if (drop > 0) {
+      for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids]) list.splice(0, drop);
+    }
+  }
+
+  // A stored value: appended as a point, or added to the newest bucket.
+  function addValue(card, id, timestamp, value) {
+    if (id != null && card.lastId != null && id <= card.lastId) return; // already shown
+    const x = parseTime(timestamp);
+    const n = card.xs.length;
+    if (n && x < card.xs[n - 1] && !card.bucket) return; // older than what we show
+    if (card.bucket) {
+      const start = Math.floor(x / card.bucket) * card.bucket;
+      if (n && card.xs[n - 1] === start) {
+        const count = card.counts[n - 1];
+        card.ys[n - 1] = (card.ys[n - 1] * count + value) / (count + 1);
+        card.mins[n - 1] = Math.min(card.mins[n - 1], value);
+        card.maxs[n - 1] = Math.max(card.maxs[n - 1], value);
+        card.counts[n - 1] = count + 1;
+        card.ids[n - 1] = id;
+      } else {
+        pushPoint(card, start, value, value, value, 1, id);
+      }
+    } else {
+      pushPoint(card, x, value, value, value, 1, id);
+    }
+    card.latest = value;
+    if (id != null) card.lastId = id;
+    trim(card);
+    markDirty(card);
+  }
+
+  function pushPoint(card, x, y, min, max, count, id) {
+    card.xs.push(x);
+    card.ys.push(y);
+    card.mins.push(min);
+    card.maxs.push(max);
+    card.counts.push(count);
+    card.ids.push(id);
+  }
+
+  // A history replaces what the card holds (its values may be buckets).
+  function replaceHistory(card, payload) {
+    emptyBuffers(card, payload.bucket_seconds || 0);
+    card.lastId = payload.last_id;
+    card.latest = NaN;
+    for (const v of payload.values) {
+      const count = v.count || 1;
+      const min = v.min != null ? v.min : v.value;
+      const max = v.max != null ? v.max : v.value;
+      pushPoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null);
+      card.latest = v.value;
+    }
+    trim(card);
+    markDirty(card);
+  }
+
+  function onHistory(payload) {
     const card = cards.get(payload.metric_id);
     if (!card) return;
-    pushPoint(card, payload.timestamp, payload.value);
-    redraw(card);
+    if (payload.recovered === true) {
+      // The gap since our last value, exactly: append it.
+      hook.resumed += 1;
+      for (const v of payload.values) addValue(card, v.id, v.timestamp, v.value);
+      if (payload.last_id != null) card.lastId = Math.max(card.lastId || 0, payload.last_id);
+    } else if (payload.recovered === false) {
+      // Too old to fill: reload this metric's range.
+      hook.reloaded += 1;
+      send("history", { metric_ids: [card.metric.id], range: range });
+    } else {
+      replaceHistory(card, payload);
+    }
+  }
+
+  function onConfig(config) {
+    document.getElementById("dashboard-name").textContent = config.name;
+    document.getElementById("dashboard-description").textContent = config.description;
+    const ids = config.metrics.map((m) => m.id);
+    const same = ids.length === cards.size && ids.every((id) => cards.has(id));
+    if (!same) {
+      for (const card of cards.values()) card.chart.destroy();
+      cards.clear();
+      grid.replaceChildren();
+      config.metrics.forEach(addCard);
+    } else {
+      config.metrics.forEach((m) => describeCard(cards.get(m.id), m));
+    }
+    if (!config.metrics.length) {
+      showState(
+        "empty",
+        "No metrics yet",
+        "This dashboard has no metrics. Add one with: dashboard-server metric add " +
+          root.dataset.slug +
+          " NAME --type gauge",
+      );
+      return;
+    }
+    showState(null);
+    // Continue from what we hold where we can; the rest loads the range.
+    const positions = [];
+    const fresh = [];
+    for (const card of cards.values()) {
+      if (same && card.lastId != null) positions.push({ metric_id: card.metric.id, after_id: card.lastId });
+      else fresh.push(card.metric.id);
+    }
+    if (positions.length) send("resume", { positions: positions });
+    if (fresh.length) send("history", { metric_ids: fresh, range: range });
+  }
+
+  function setRange(next) {
+    if (!RANGES[next]) return;
+    range = next;
+    hook.range = next;
+    rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === next)));
+    history.replaceState(null, "", "#range=" + next);
+    if (cards.size) send("history", { metric_ids: Array.from(cards.keys()), range: range });
+  }
+
+  // ---- connection ----------------------------------------------------------
+
+  function send(action, payload) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action, payload }));
   }
 
   function onMessage(event) {
@@ -137,62 +455,140 @@
       case "authentication":
         if (payload.status_code === 200) {
           attempt = 0;
-          setStatus("connected", "live");
-          notice("");
+          hook.connections += 1;
+          setStatus("connected", "Live");
         }
         break;
       case "dashboard_config":
-        showConfig(payload);
+        onConfig(payload);
         break;
       case "metric_history":
-        showHistory(payload);
+        onHistory(payload);
         break;
-      case "metric_update":
-        showUpdate(payload);
+      case "metric_update": {
+        const card = cards.get(payload.metric_id);
+        if (card) addValue(card, payload.id, payload.timestamp, payload.value);
+        break;
+      }
+      case "pong":
+        clearTimeout(pongTimer);
+        if (payload && payload.t) hook.rtt = Date.now() - payload.t;
         break;
       case "error":
-        console.warn("server error:", payload);
+        console.warn("server refused a message:", payload.message, payload.errors);
         break;
     }
   }
 
-  function onClose(event) {
+  function startPings() {
+    pingTimer = setInterval(() => {
+      send("ping", { t: Date.now() });
+      clearTimeout(pongTimer);
+      pongTimer = setTimeout(() => abandon("no answer to ping"), PONG_TIMEOUT_MS);
+    }, PING_EVERY_MS);
+  }
+
+  function stopTimers() {
     clearInterval(pingTimer);
+    clearTimeout(pongTimer);
+  }
+
+  // A socket that stopped answering may take minutes to report its close:
+  // drop it and reconnect now.
+  function abandon(reason) {
+    if (!socket) return;
+    const dead = socket;
+    socket = null;
+    dead.onclose = dead.onmessage = null;
+    dead.close();
+    onClose({ code: 1006, reason: reason });
+  }
+
+  function onClose(event) {
+    stopTimers();
+    socket = null;
+    hook.closes.push(event.code);
     if (stopped) return;
     if (event.code === 4401) {
       stopped = true;
-      setStatus("offline", "signed out");
-      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      setStatus("offline", "Signed out");
+      const next = window.location.pathname + window.location.hash;
+      showState("signed-out", "Your session has ended", "Log in again to keep watching this dashboard.", {
+        href: "/login?next=" + encodeURIComponent(next),
+        text: "Log in again",
+      });
       return;
     }
     if (event.code === 4403) {
       stopped = true;
-      setStatus("offline", "no access");
-      notice("You are not a member of this dashboard.");
+      setStatus("offline", "No access");
+      showState("forbidden", "No access", "You are no longer a member of this dashboard.", {
+        href: "/dashboards/",
+        text: "Your dashboards",
+      });
       return;
     }
-    // Exponential backoff with full jitter, capped at 30 s.
-    const delay = Math.random() * Math.min(30000, 500 * 2 ** attempt);
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(reconnectTimer);
+    if (!navigator.onLine) {
+      setStatus("offline", "Offline");
+      return; // the "online" event reconnects
+    }
+    // Exponential backoff with jitter: half fixed, half random, capped.
+    const ceiling = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
     attempt += 1;
-    setStatus("reconnecting", "reconnecting…");
-    setTimeout(connect, delay);
+    setStatus("reconnecting", "Reconnecting…");
+    statusEl.title = "next attempt in " + Math.round(delay / 100) / 10 + " s";
+    reconnectTimer = setTimeout(connect, delay);
   }
 
   function connect() {
+    clearTimeout(reconnectTimer);
+    if (stopped || socket) return;
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + grid.dataset.socket);
-    socket.addEventListener("message", onMessage);
-    socket.addEventListener("close", onClose);
-    socket.addEventListener("open", () => {
-      pingTimer = setInterval(() => {
-        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action: "ping" }));
-      }, PING_EVERY_MS);
-    });
+    // subscribe=none: this page asks for exactly the history it needs (range or resume).
+    const ws = new WebSocket(scheme + window.location.host + root.dataset.socket + "?subscribe=none");
+    socket = ws;
+    ws.onmessage = onMessage;
+    ws.onclose = onClose;
+    ws.onopen = startPings;
   }
 
-  window.addEventListener("resize", () => {
-    for (const card of cards.values()) card.chart.setSize({ width: chartWidth(card), height: 160 });
+  // ---- page wiring ---------------------------------------------------------
+
+  rangeButtons.forEach((b) => b.addEventListener("click", () => setRange(b.dataset.range)));
+  rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
+
+  let resizeQueued = false;
+  new ResizeObserver(() => {
+    if (resizeQueued) return;
+    resizeQueued = true;
+    requestAnimationFrame(() => {
+      resizeQueued = false;
+      for (const card of cards.values()) card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT });
+    });
+  }).observe(grid);
+
+  window.addEventListener("offline", () => {
+    if (!stopped) setStatus("offline", "Offline");
   });
-  window.addEventListener("offline", () => setStatus("offline", "offline"));
+  window.addEventListener("online", () => {
+    attempt = 0;
+    if (!socket && !stopped) connect();
+  });
+  window.addEventListener("pagehide", () => {
+    stopped = true;
+    if (socket) socket.close(1000);
+  });
+  // Back from the back/forward cache: the socket is gone, start afresh.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) window.location.reload();
+  });
+
+  setStatus("connecting", "Connecting…");
   connect();
 })();

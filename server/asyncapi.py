@@ -1,0 +1,198 @@
+"""The socket protocol as an AsyncAPI 3 document, built from the marshmallow
+schemas in common/schemas.py: what the server validates with is what it
+publishes, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from common.schemas import CLIENT_ACTIONS, PAYLOAD_SCHEMAS, RANGES, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS
+
+SUMMARIES = {
+    "subscribe": "Receive updates of these metrics; a metric_history comes first for each new one.",
+    "unsubscribe": "Stop receiving updates of these metrics.",
+    "ping": "Application-level ping (browsers cannot send WebSocket pings); answered with pong.",
+    "history": "The metrics' values over a time range (raw or bucketed), replacing what the client holds.",
+    "resume": "After a reconnect: what was stored after the newest value the client holds, per metric.",
+    "authentication": "First message: whether the session may see this dashboard.",
+    "dashboard_config": "The dashboard and its metrics.",
+    "metric_history": "A metric's past values: on connect, or answering subscribe, history or resume.",
+    "metric_update": "A new value of a subscribed metric.",
+    "pong": "Answer to ping, echoing its payload.",
+    "complete": "Sent after the handling of every client message.",
+    "error": "A client message that could not be acted on.",
+}
+
+EXAMPLES: dict[str, Any] = {
+    "subscribe": {"metric_ids": [1, 2]},
+    "unsubscribe": {"metric_ids": [2]},
+    "ping": {"t": 1767225600000},
+    "history": {"metric_ids": [1, 2], "range": "1h"},
+    "resume": {"positions": [{"metric_id": 1, "after_id": 5231}, {"metric_id": 2, "after_id": 5232}]},
+    "authentication": {"status_code": 200, "status_text": "OK", "data": {"user": "demo", "dashboard_id": 1}},
+    "dashboard_config": {
+        "id": 1,
+        "name": "Service health (demo)",
+        "description": "Random values from dashboard-worker",
+        "metrics": [{"id": 1, "name": "requests", "description": "", "type": "counter", "unit": "req"}],
+    },
+    "metric_history": {
+        "metric_id": 1,
+        "metric_name": "requests",
+        "unit": "req",
+        "values": [{"id": 5231, "value": 6.43, "timestamp": "2026-11-28T23:28:44.048772+00:00"}],
+        "last_id": 5231,
+        "recovered": True,
+    },
+    "metric_update": {
+        "id": 5240,
+        "metric_id": 1,
+        "value": 22.07,
+        "timestamp": "2026-11-28T23:28:46.049670+00:00",
+        "metric_name": "requests",
+        "unit": "req",
+    },
+    "pong": {"t": 1767225600000},
+    "complete": None,
+    "error": {"message": "unknown action 'publish'", "errors": {"action": ["Must be one of: ..."]}},
+}
+
+
+def field_schema(field: fields.Field) -> dict[str, Any]:
+    """The JSON Schema of one marshmallow field, with its validators."""
+    schema: dict[str, Any]
+    if isinstance(field, fields.Nested):
+        nested = field.schema
+        schema = object_schema(nested)
+    elif isinstance(field, fields.List):
+        schema = {"type": "array", "items": field_schema(field.inner)}
+    elif isinstance(field, fields.Integer):
+        schema = {"type": "integer"}
+    elif isinstance(field, fields.Float | fields.Number):
+        schema = {"type": "number"}
+    elif isinstance(field, fields.Boolean):
+        schema = {"type": "boolean"}
+    elif isinstance(field, fields.String):
+        schema = {"type": "string"}
+    elif isinstance(field, fields.Dict):
+        schema = {"type": "object"}
+    else:
+        schema = {}  # fields.Raw: any JSON
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            schema.update(minimum=validator.min, maximum=validator.max)
+        elif isinstance(validator, validate.Length):
+            key = "Items" if schema.get("type") == "array" else "Length"
+            schema.update({f"min{key}": validator.min, f"max{key}": validator.max})
+        elif isinstance(validator, validate.OneOf):
+            schema["enum"] = list(validator.choices)
+    if "description" in field.metadata:
+        schema["description"] = field.metadata["description"]
+    if field.allow_none and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    return schema
+
+
+def object_schema(schema: Schema) -> dict[str, Any]:
+    """The JSON Schema of a marshmallow schema: unknown keys are refused, as on load."""
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: field_schema(field) for name, field in schema.fields.items()},
+        "additionalProperties": False,
+    }
+    required = [name for name, field in schema.fields.items() if field.required]
+    if required:
+        result["required"] = required
+    if schema.__doc__:
+        result["description"] = schema.__doc__.strip()
+    return result
+
+
+def _payload_schema(action: str) -> dict[str, Any] | None:
+    schema = PAYLOAD_SCHEMAS.get(action) if action in CLIENT_ACTIONS else SERVER_PAYLOAD_SCHEMAS.get(action)
+    if schema is not None:
+        return object_schema(schema)
+    if action == "complete":
+        return None
+    return {"description": "any JSON, or none"}  # ping and its pong
+
+
+def message(action: str) -> dict[str, Any]:
+    """An AsyncAPI message: the envelope with this action and its payload schema."""
+    envelope: dict[str, Any] = {
+        "type": "object",
+        "properties": {"action": {"const": action}},
+        "required": ["action"],
+        "additionalProperties": False,
+    }
+    payload = _payload_schema(action)
+    if payload is not None:
+        envelope["properties"]["payload"] = payload
+        if payload.get("type") == "object":  # ping's and pong's may be left out
+            envelope["required"].append("payload")
+    example: dict[str, Any] = {"action": action}
+    if EXAMPLES[action] is not None:
+        example["payload"] = EXAMPLES[action]
+    return {
+        "name": action,
+        "title": action,
+        "summary": SUMMARIES[action],
+        "contentType": "application/json",
+        "payload": envelope,
+        "examples": [{"name": action, "payload": example}],
+    }
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The whole protocol; served at /asyncapi.json and shown in the playground."""
+    client = {action: message(action) for action in CLIENT_ACTIONS}
+    server = {action: message(action) for action in SERVER_ACTIONS}
+    channel_messages = {**client, **server}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Live dashboards WebSocket",
+            "version": "1.1.0",
+            "description": (
+                "One socket per open dashboard. Every frame is a JSON text message "
+                '{"action": ..., "payload": ...}. docs/protocol.md explains the sequence, '
+                "close codes and recovery. Ranges for history: " + ", ".join(RANGES) + "."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": {
+            "dashboard": {
+                "address": "/ws/dashboard/{dashboardId}/",
+                "title": "A dashboard's socket",
+                "description": (
+                    "Authenticated by the session cookie. Add ?subscribe=none to skip the "
+                    "history sent on connect (then send resume or history)."
+                ),
+                "parameters": {"dashboardId": {"description": "The dashboard's id (digits)."}},
+                "messages": channel_messages,
+            }
+        },
+        "operations": {
+            **{
+                f"receive_{action}": {
+                    "action": "receive",
+                    "channel": {"$ref": "#/channels/dashboard"},
+                    "summary": SUMMARIES[action],
+                    "messages": [{"$ref": f"#/channels/dashboard/messages/{action}"}],
+                }
+                for action in client
+            },
+            **{
+                f"send_{action}": {
+                    "action": "send",
+                    "channel": {"$ref": "#/channels/dashboard"},
+                    "summary": SUMMARIES[action],
+                    "messages": [{"$ref": f"#/channels/dashboard/messages/{action}"}],
+                }
+                for action in server
+            },
+        },
+    }

@@ -1,0 +1,221 @@
+// The WebSocket playground: connect to a dashboard, send any message, see
+// every message with its time. Everything shown is set as text, never HTML.
+"use strict";
+
+(function () {
+  const MAX_LOG = 500; // entries kept: the page stays light however long it runs
+  const root = document.getElementById("playground");
+  const statusEl = document.getElementById("connection");
+  const select = document.getElementById("dashboard-select");
+  const connectButton = document.getElementById("connect");
+  const disconnectButton = document.getElementById("disconnect");
+  const sendButton = document.getElementById("send");
+  const composer = document.getElementById("composer");
+  const composerError = document.getElementById("composer-error");
+  const log = document.getElementById("log");
+  const countEl = document.getElementById("message-count");
+  const typesEl = document.getElementById("message-types");
+  const examplesEl = document.getElementById("examples");
+  let socket = null;
+  let count = 0;
+  let metricIds = []; // of the connected dashboard, to make the examples real
+  const lastIds = new Map(); // metric id -> newest value id seen, for `resume`
+
+  const hook = { received: [] }; // for tests: every message received, parsed
+  window.__playground = hook;
+
+  function setStatus(kind, text) {
+    statusEl.dataset.state = kind;
+    statusEl.querySelector(".status-text").textContent = text;
+  }
+
+  function pretty(text) {
+    try {
+      return JSON.stringify(JSON.parse(text), null, 2);
+    } catch (e) {
+      return text;
+    }
+  }
+
+  function addEntry(direction, title, body) {
+    const item = document.createElement("li");
+    item.dataset.direction = direction;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const time = document.createElement("time");
+    const now = new Date();
+    time.dateTime = now.toISOString();
+    time.textContent = now.toLocaleTimeString(undefined, { hour12: false }) + "." + String(now.getMilliseconds()).padStart(3, "0");
+    const arrow = document.createElement("span");
+    arrow.textContent = { in: "← received", out: "→ sent", event: "• connection" }[direction];
+    const name = document.createElement("strong");
+    name.className = "action";
+    name.textContent = title;
+    meta.append(time, arrow, name);
+    item.append(meta);
+    if (body) {
+      const pre = document.createElement("pre");
+      pre.textContent = body;
+      item.append(pre);
+    }
+    log.prepend(item);
+    while (log.children.length > MAX_LOG) log.lastElementChild.remove();
+    count += 1;
+    countEl.textContent = String(count);
+  }
+
+  function connected(open) {
+    connectButton.disabled = open;
+    disconnectButton.disabled = !open;
+    sendButton.disabled = !open;
+  }
+
+  function connect() {
+    if (socket) return;
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const none = document.getElementById("subscribe-none").checked ? "?subscribe=none" : "";
+    const url = scheme + window.location.host + select.value + none;
+    setStatus("connecting", "Connecting…");
+    addEntry("event", "connecting", url);
+    socket = new WebSocket(url);
+    socket.onopen = () => {
+      setStatus("connected", "Connected");
+      connected(true);
+      addEntry("event", "open", null);
+    };
+    socket.onmessage = (event) => {
+      let action = "(not JSON)";
+      try {
+        const message = JSON.parse(event.data);
+        hook.received.push(message);
+        action = String(message.action);
+        remember(message);
+      } catch (e) {
+        hook.received.push(event.data);
+      }
+      addEntry("in", action, pretty(event.data));
+    };
+    socket.onclose = (event) => {
+      addEntry("event", "closed", "code " + event.code + (event.reason ? " · " + event.reason : ""));
+      setStatus("offline", "Closed (" + event.code + ")");
+      connected(false);
+      socket = null;
+    };
+  }
+
+  function send() {
+    composerError.textContent = "";
+    const text = composer.value;
+    // Invalid JSON is sent anyway (the server's answer is instructive); just say so.
+    try {
+      JSON.parse(text);
+    } catch (e) {
+      composerError.textContent = "Not valid JSON: sent as is.";
+    }
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    socket.send(text);
+    let action = "(not JSON)";
+    try {
+      action = String(JSON.parse(text).action);
+    } catch (e) {}
+    addEntry("out", action, pretty(text));
+  }
+
+  function remember(message) {
+    const payload = message.payload || {};
+    if (message.action === "dashboard_config") metricIds = payload.metrics.map((m) => m.id);
+    if (message.action === "metric_update") lastIds.set(payload.metric_id, payload.id);
+    if (message.action === "metric_history" && payload.last_id != null) lastIds.set(payload.metric_id, payload.last_id);
+  }
+
+  // The documented example, with this dashboard's metric and value ids once known.
+  function localised(example) {
+    const copy = JSON.parse(JSON.stringify(example));
+    const payload = copy.payload;
+    if (!metricIds.length || !payload || typeof payload !== "object") return copy;
+    if (Array.isArray(payload.metric_ids)) payload.metric_ids = metricIds.slice(0, payload.metric_ids.length);
+    if (Array.isArray(payload.positions)) {
+      const known = metricIds.filter((id) => lastIds.has(id));
+      if (known.length) payload.positions = known.map((id) => ({ metric_id: id, after_id: lastIds.get(id) }));
+    }
+    return copy;
+  }
+
+  function useExample(example) {
+    composer.value = JSON.stringify(localised(example), null, 2);
+    composer.focus();
+  }
+
+  function exampleButton(name, example) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.dataset.example = name;
+    button.textContent = name;
+    button.addEventListener("click", () => useExample(example));
+    return button;
+  }
+
+  function showProtocol(doc) {
+    const messages = doc.channels.dashboard.messages;
+    const received = new Set(
+      Object.values(doc.operations)
+        .filter((op) => op.action === "receive")
+        .map((op) => op.messages[0].$ref.split("/").pop()),
+    );
+    typesEl.replaceChildren();
+    examplesEl.replaceChildren();
+    for (const [name, message] of Object.entries(messages)) {
+      const fromClient = received.has(name);
+      const details = document.createElement("details");
+      details.className = "message-type";
+      details.dataset.action = name;
+      const summary = document.createElement("summary");
+      const code = document.createElement("code");
+      code.textContent = name;
+      const direction = document.createElement("span");
+      direction.className = "direction";
+      direction.textContent = fromClient ? "client → server" : "server → client";
+      summary.append(code, direction);
+      const about = document.createElement("p");
+      about.textContent = message.summary;
+      const schema = document.createElement("pre");
+      schema.textContent = JSON.stringify(message.payload, null, 2);
+      details.append(summary, about, schema);
+      const example = message.examples && message.examples[0] && message.examples[0].payload;
+      if (example) {
+        const sample = document.createElement("pre");
+        sample.textContent = JSON.stringify(example, null, 2);
+        const label = document.createElement("p");
+        label.textContent = "Example";
+        details.append(label, sample);
+        if (fromClient) {
+          details.append(exampleButton("Use this example", example));
+          examplesEl.append(exampleButton(name, example));
+        }
+      }
+      typesEl.append(details);
+    }
+  }
+
+  fetch(root.dataset.asyncapi)
+    .then((response) => response.json())
+    .then(showProtocol)
+    .catch((error) => {
+      typesEl.textContent = "Could not load the protocol: " + error;
+    });
+
+  if (connectButton) {
+    connectButton.addEventListener("click", connect);
+    disconnectButton.addEventListener("click", () => socket && socket.close(1000, "closed in the playground"));
+  }
+  sendButton.addEventListener("click", send);
+  composer.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send();
+  });
+  document.getElementById("clear").addEventListener("click", () => {
+    log.replaceChildren();
+    count = 0;
+    countEl.textContent = "0";
+  });
+})();

@@ -1,0 +1,194 @@
+"""The dashboard page in Chromium: live values from a worker, recovery after
+a server restart, logout, lost membership, and the states of an empty board."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.async_api import Page, expect
+
+from common import db
+from server.demo import create_demo
+from tests.browser.conftest import log_in, screenshot
+from worker.sources import next_value
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+async def points(page: Page, metric_id: int) -> list[dict]:
+    return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)
+
+
+async def wait_for(page: Page, expression: str, arg: object = None, within_ms: float = 15_000) -> None:
+    await page.wait_for_function(expression, arg=arg, timeout=within_ms)
+
+
+async def backfill(pool, metrics: list[db.Metric], hours: float, step_seconds: float) -> None:
+    """Past values as the worker would have made them, so every range has something to show."""
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    steps = int(hours * 3600 / step_seconds)
+    rows = []
+    for metric in metrics:
+        previous = None
+        for i in range(steps, 0, -1):
+            previous = next_value(metric.type, previous, rng)
+            rows.append((metric.id, previous, now - timedelta(seconds=i * step_seconds)))
+    await db.insert_values(pool, rows)
+
+
+async def test_live_dashboard_shows_config_and_values_from_the_worker(server, start_worker, context, pool):
+    demo = await create_demo(pool)
+    metrics = await db.list_metrics(pool, demo.dashboard.id)
+    await backfill(pool, metrics, hours=2, step_seconds=1)
+    start_worker(interval=1.0)
+    page = await context.new_page()
+    await log_in(page, server.base, "demo", "demo", f"/dashboards/{demo.dashboard.id}/")
+
+    cards = page.locator("article.metric")
+    await expect(cards).to_have_count(len(metrics))
+    for card, metric in zip(await cards.all(), metrics, strict=True):
+        await expect(card.locator(".metric-name")).to_have_text(metric.name)
+        await expect(card.locator(".metric-type")).to_have_text(metric.type)
+        await expect(card.locator(".unit")).to_have_text(metric.unit)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    # Values arrive live from the worker, in place: same page, same cards.
+    cpu = next(m for m in metrics if m.name == "cpu")
+    before = (await points(page, cpu.id))[-1]["id"]
+    await wait_for(page, "([id, last]) => window.__dashboard.points(id).at(-1).id > last", [cpu.id, before])
+    newest = (await points(page, cpu.id))[-1]
+    stored = {v.id: v.value for v in (await db.latest_values(pool, [cpu.id], 5))[cpu.id]}
+    assert stored[newest["id"]] == newest["v"]
+    await expect(page.locator(f"[data-metric-id='{cpu.id}'] .value")).not_to_have_text("\u2013")
+    requests = next(m for m in metrics if m.name == "requests")
+    await expect(
+        page.locator(f"[data-metric-id='{requests.id}'] [data-stat=rate] .stat-value")
+    ).to_contain_text("/s")
+    latency = next(m for m in metrics if m.name == "latency")
+    for p in ("p50", "p95", "p99"):
+        await expect(page.locator(f"[data-metric-id='{latency.id}'] [data-stat={p}]")).to_be_visible()
+    await page.wait_for_timeout(1500)  # a few more live values for the picture
+    await screenshot(page, "dashboard")
+
+    # A longer range comes bucketed from the server, then continues live.
+    await page.click("[data-range='1h']")
+    await wait_for(page, "(id) => window.__dashboard.points(id).some((p) => p.id === null)", cpu.id)
+    bucketed = await points(page, cpu.id)
+    assert 250 <= len(bucketed) <= 302
+    await wait_for(
+        page, "([id, t]) => window.__dashboard.points(id).at(-1).t > t", [cpu.id, bucketed[-1]["t"]], 20_000
+    )
+    await screenshot(page, "dashboard-1h")
+    assert page.url.endswith("#range=1h")
+
+    await page.set_viewport_size({"width": 420, "height": 900})
+    await page.wait_for_timeout(300)
+    await screenshot(page, "dashboard-phone")
+
+
+async def test_page_reconnects_after_a_server_restart_without_a_gap(
+    server, start_worker, context, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    gauge = await make_metric(ops, "cpu", "gauge", "%")
+    counter = await make_metric(ops, "hits", "counter", "req")
+    worker = start_worker(interval=0.25)
+    page = await context.new_page()
+    await log_in(page, server.base, "alice", next_path=f"/dashboards/{ops.id}/")
+    await wait_for(page, "(id) => window.__dashboard.points(id).length >= 4", gauge.id)
+
+    server.kill()
+    killed_at = datetime.now(UTC)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    await asyncio.sleep(2)  # the worker keeps storing values nobody receives
+    restarted_at = datetime.now(UTC)
+    await server.start()
+    await wait_for(page, "() => window.__dashboard.connections === 2", within_ms=30_000)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    # Filled by `resume` (both metrics recovered), not by reloading the range.
+    await wait_for(page, "() => window.__dashboard.resumed + window.__dashboard.reloaded >= 2")
+    assert await page.evaluate("[window.__dashboard.resumed, window.__dashboard.reloaded]") == [2, 0]
+    await asyncio.sleep(1)
+    worker.terminate()
+    worker.wait()
+
+    for metric in (gauge, counter):
+        stored = (await db.latest_values(pool, [metric.id], 10_000))[metric.id]
+        await wait_for(
+            page,
+            "([id, last]) => window.__dashboard.points(id).at(-1)?.id === last",
+            [metric.id, stored[-1].id],
+        )
+        shown = await points(page, metric.id)
+        window = [(v.id, v.value) for v in stored if v.id >= shown[0]["id"]]
+        assert [(p["id"], p["v"]) for p in shown] == window, f"gap or duplicate in {metric.name}"
+        missed = [v.id for v in stored if killed_at < v.ts < restarted_at]
+        assert missed, "the worker stored nothing while the server was down"
+        assert set(missed) <= {p["id"] for p in shown}
+
+
+async def test_logout_elsewhere_closes_the_socket_and_shows_signed_out(
+    server, context, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,), name="<img src=x onerror=alert(1)> Ops")
+    await make_metric(ops, "<b>bold</b>", "gauge", "<i>u</i>")
+    page = await context.new_page()
+    await log_in(page, server.base, "alice", next_path=f"/dashboards/{ops.id}/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    # Server texts are text: no element was made from them.
+    await expect(page.locator(".metric-name")).to_have_text("<b>bold</b>")
+    await expect(page.locator(".unit")).to_have_text("<i>u</i>")
+    await expect(page.locator("#dashboard-name")).to_have_text("<img src=x onerror=alert(1)> Ops")
+    assert await page.locator("main b, main i, main img").count() == 0
+    # A metric without values says so.
+    await expect(page.locator(".metric.no-data .waiting")).to_be_visible()
+
+    other = await context.new_page()
+    await other.goto(f"{server.base}/dashboards/")
+    await other.click("#logout")
+    await other.wait_for_url("**/login")
+
+    await expect(page.locator("#state")).to_have_attribute("data-state", "signed-out")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    assert 4401 in await page.evaluate("window.__dashboard.closes")
+    login_link = page.locator("#state a")
+    await expect(login_link).to_have_attribute("href", f"/login?next=%2Fdashboards%2F{ops.id}%2F")
+    await screenshot(page, "dashboard-signed-out")
+
+
+async def test_member_removed_while_watching_gets_the_forbidden_state(
+    server, context, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    await make_metric(ops, "cpu")
+    page = await context.new_page()
+    await log_in(page, server.base, "alice", next_path=f"/dashboards/{ops.id}/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    await db.remove_member(pool, ops.id, alice.id)
+    await page.evaluate("window.__dashboard.dropConnection()")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "forbidden")
+    await expect(page.locator("#state")).to_contain_text("no longer a member")
+    assert 4403 in await page.evaluate("window.__dashboard.closes")
+
+
+async def test_non_member_and_empty_dashboard_states(server, context, make_user, make_dashboard):
+    alice = await make_user("alice")
+    await make_user("bob")
+    empty = await make_dashboard("empty", members=(alice,))
+    page = await context.new_page()
+    await log_in(page, server.base, "bob", next_path=f"/dashboards/{empty.id}/")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "forbidden")
+
+    page = await (await context.browser.new_context()).new_page()
+    await log_in(page, server.base, "alice", next_path=f"/dashboards/{empty.id}/")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "empty")
+    await expect(page.locator("#state")).to_contain_text("dashboard-server metric add empty")
+    await screenshot(page, "dashboard-empty")
+    await page.context.close()
