@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 from common import db
 from common.config import Settings, obscure_password
 from common.migrate import MigrationError, pending_migrations
-from server.auth import csrf_middleware, template_context
+from server.auth import SESSION_COOKIE, csrf_middleware, template_context
 from server.closecodes import CloseCode
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.revocation import registry_ctx
 from server.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def create_app(settings: Settings) -> web.Application:
     redis_client = Redis.from_url(settings.redis_url, health_check_interval=30)
     storage = RedisStorage(
         redis_client,
-        cookie_name="dashboard_session",
+        cookie_name=SESSION_COOKIE,
         max_age=settings.session_max_age,
         httponly=True,
         samesite="Lax",
@@ -58,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx])
     app.on_shutdown.append(close_sockets)
     return app
 

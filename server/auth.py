@@ -18,6 +18,7 @@ from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
+SESSION_COOKIE = "dashboard_session"
 _USER_ID = "user_id"
 _CSRF = "csrf_token"
 
@@ -29,6 +30,17 @@ async def current_user(request: web.Request) -> User | None:
     if not isinstance(user_id, int):
         return None
     return await db.get_user(request.app[DB_KEY], user_id)
+
+
+async def session_key(request: web.Request) -> str | None:
+    """This request's session key (the cookie's value, when it names a stored session)."""
+    identity = (await get_session(request)).identity
+    return identity if isinstance(identity, str) else None
+
+
+def session_redis_key(key: str) -> str:
+    """Where aiohttp-session's RedisStorage keeps the session with this key."""
+    return f"{SESSION_COOKIE}_{key}"
 
 
 async def log_in(request: web.Request, user: User) -> None:

@@ -13,15 +13,15 @@ from aiohttp import WSMsgType, web
 from common import db
 from common.db import Metric, MetricValue
 from common.schemas import ProtocolError, encode_message, error_message, parse_client_message
-from server.auth import current_user, origin_allowed
+from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
-from server.keys import DB_KEY, HUB_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
-HEARTBEAT_SECONDS = 25.0  # server pings; a peer that stops answering is dropped
 
 
 async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
@@ -29,19 +29,38 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     # open a socket that rides on this user's cookie.
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    settings = request.app[SETTINGS_KEY]
+    # aiohttp sends no pings unless asked: without them a peer that vanished
+    # (laptop lid closed, NAT timeout) would hold its socket open for hours.
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_seconds, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     request.app[SOCKETS_KEY].add(ws)
+    try:
+        await _serve(request, ws)
+    except db.UNAVAILABLE as exc:
+        # Answered at once with a code that says "come back", instead of a
+        # socket that hangs or dies with 1011.
+        log.warning("dashboard socket ended, database unavailable: %s", exc)
+        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"database unavailable")
+    return ws
 
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse) -> None:
     user = await current_user(request)
-    if user is None:
+    key = await session_key(request) if user is not None else None
+    if user is None or key is None:
         await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
-        return ws
+        return
     dashboard = await _member_dashboard(request, user.id)
     if dashboard is None:
         # Same answer whether the dashboard exists or not: ids are not probeable.
         await _refuse(ws, 403, "Forbidden", CloseCode.FORBIDDEN)
-        return ws
+        return
+    settings = request.app[SETTINGS_KEY]
+    registry = request.app[REGISTRY_KEY]
+    if registry.count_for_user(user.id) >= settings.max_connections_per_user:
+        await _refuse(ws, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
+        return
 
     await ws.send_str(
         encode_message(
@@ -57,15 +76,22 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     metrics = await db.list_metrics(pool, dashboard.id)
     transport = request.transport
     if transport is None:  # the client went away during the queries above
-        return ws
-    max_buffered = request.app[SETTINGS_KEY].client_buffer_bytes
-    conn = ClientConnection(ws, transport, user, dashboard, metrics, max_buffered)
+        return
+    conn = ClientConnection(ws, transport, user, dashboard, metrics, settings.client_buffer_bytes)
+    # Registered before anything is sent, so a revocation from now on reaches it.
+    registry.add(conn, key)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
     hub = request.app[HUB_KEY]
+    bucket = TokenBucket(settings.message_rate, settings.message_burst)
     try:
         await hub.add(conn)
         await _subscribe_with_history(request, conn, [metric.id for metric in metrics])
         async for message in ws:
+            if not bucket.take():
+                # Not `break`: returning now would close with 1000 before this
+                # code goes out. Frames are dropped until the close completes.
+                conn.close_soon(CloseCode.RATE_LIMITED, "too many messages")
+                continue
             if message.type == WSMsgType.TEXT:
                 await _handle_text(request, conn, message.data)
             elif message.type == WSMsgType.BINARY:
@@ -74,8 +100,8 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
                 break
             conn.send(encode_message("complete"))
     finally:
+        registry.remove(conn)
         hub.remove(conn)
-    return ws
 
 
 async def _member_dashboard(request: web.Request, user_id: int) -> db.Dashboard | None:
@@ -161,8 +187,18 @@ def _own_metric_ids(conn: ClientConnection, metric_ids: list[int]) -> list[int]:
 async def _on_subscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
-    if new:
+    if not new:
+        return
+    try:
         await _subscribe_with_history(request, conn, new)
+    except db.UNAVAILABLE as exc:
+        # Undone, so that the client can simply send the same subscribe again.
+        request.app[HUB_KEY].unsubscribe(conn, new)
+        log.warning("history unavailable: %s", exc)
+        raise ProtocolError(
+            "history unavailable: the database is not reachable, retry later",
+            {"database": ["unavailable"]},
+        ) from None
 
 
 async def _on_unsubscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
