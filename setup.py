@@ -38,6 +38,9 @@ setup(
             "pytest-aiohttp>=1.1,<2",
             "pytest-timeout>=2.3,<3",
             "ruff>=0.6",
+            # Property-based and fuzz tests of the socket protocol and access rules:
+            # generates the odd inputs and shrinks failures to a minimal case.
+            "hypothesis>=6.100,<7",
         ],
     },
     entry_points={
