@@ -100,5 +100,12 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, tell every client to go and reconnect (to another instance)."""
-    for ws in set(app[SOCKETS_KEY]):
-        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+    # All at once: one by one, each waits for its client's reply, and a few
+    # dead peers would use up the whole shutdown timeout.
+    await asyncio.gather(
+        *(
+            ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+            for ws in set(app[SOCKETS_KEY])
+        ),
+        return_exceptions=True,
+    )

@@ -19,6 +19,7 @@ from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
 SESSION_COOKIE = "dashboard_session"
+PROBE_PATHS = ("/healthz", "/readyz")
 _USER_ID = "user_id"
 _CSRF = "csrf_token"
 
@@ -112,4 +113,8 @@ def origin_allowed(request: web.Request) -> bool:
 
 async def template_context(request: web.Request) -> dict[str, Any]:
     """What every page template can use (views add `user` where there is one)."""
+    # aiohttp-jinja2 calls this for every request, templated or not: the
+    # probes must answer without the session store (Redis) they report on.
+    if request.path in PROBE_PATHS:
+        return {}
     return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request)}

@@ -13,7 +13,6 @@ from dataclasses import replace
 import aiopg
 import click
 import redis.exceptions
-from aiohttp import web
 from redis.asyncio import Redis
 
 from common import db
@@ -24,6 +23,7 @@ from common.migrate import MigrationError, migrate, pending_migrations
 from common.passwords import hash_password
 from server.app import create_app
 from server.demo import create_demo
+from server.running import run_server
 
 HOST_HELP = "Address to listen on."
 PORT_HELP = "TCP port to listen on."
@@ -34,6 +34,10 @@ ORIGIN_HELP = (
 )
 SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
+SESSION_CHECK_HELP = (
+    "Seconds between re-checks of open sockets' sessions and memberships (expiry closes within this)."
+)
+MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -107,6 +111,22 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=CLIENT_BUFFER_HELP,
 )
+@click.option(
+    "--session-check-interval",
+    envvar="DASHBOARD_SESSION_CHECK_INTERVAL",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help=SESSION_CHECK_HELP,
+)
+@click.option(
+    "--max-connections-per-user",
+    envvar="DASHBOARD_MAX_CONNECTIONS_PER_USER",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help=MAX_CONNECTIONS_HELP,
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -116,6 +136,8 @@ def run(
     secure_cookies: bool,
     history_limit: int,
     client_buffer_bytes: int,
+    session_check_interval: float,
+    max_connections_per_user: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -124,6 +146,8 @@ def run(
         secure_cookies=secure_cookies,
         history_limit=history_limit,
         client_buffer_bytes=client_buffer_bytes,
+        session_check_interval=session_check_interval,
+        max_connections_per_user=max_connections_per_user,
     )
     serve(settings, host, port)
 
@@ -131,7 +155,7 @@ def run(
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the server until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
     try:
-        web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=10, print=None)
+        run_server(create_app(settings), host, port)
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

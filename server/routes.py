@@ -6,7 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import views, ws
+from server import health, views, ws
+from server.auth import PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -20,3 +21,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
     app.router.add_static("/static/", STATIC_DIR, name="static")
+    healthz, readyz = PROBE_PATHS
+    app.router.add_get(healthz, health.healthz, name="healthz")
+    app.router.add_get(readyz, health.readyz, name="readyz")

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import click
+import redis.exceptions
 from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
+from common.sdnotify import notify, run_watchdog
 from worker.tick import Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,13 @@ async def run(ctx: click.Context, interval: float) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_forever(producer, interval, stop)
+        notify("READY=1\nSTATUS=producing values")
+        watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        try:
+            await run_forever(producer, interval, stop)
+        finally:
+            notify("STOPPING=1")
+            watchdog.cancel()
         log.info("worker stopped")
 
 
@@ -83,6 +91,10 @@ async def _producer(settings: Settings) -> AsyncIterator[Producer]:
             raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
         client = Redis.from_url(settings.redis_url or "")
         try:
+            try:
+                await client.ping()
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise click.ClickException(f"Redis is not reachable: {exc}") from None
             yield Producer(pool, client)
         finally:
             await client.aclose()
