@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.exceptions
 from aiohttp import WSMsgType, web
 
 from common import db
@@ -37,11 +38,11 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS_KEY].add(ws)
     try:
         await _serve(request, ws)
-    except db.UNAVAILABLE as exc:
+    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
-        log.warning("dashboard socket ended, database unavailable: %s", exc)
-        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"database unavailable")
+        log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
+        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"service unavailable")
     return ws
 
 

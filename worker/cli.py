@@ -17,11 +17,12 @@ from common.cli import connection_options, resolved_settings, run_async, setting
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
 from common.sdnotify import notify, run_watchdog
-from worker.tick import Producer, run_forever
+from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
 
 INTERVAL_HELP = "Seconds between two values of each metric."
+UNSAVED_HELP = "Ticks of values kept while the database is unreachable (oldest dropped beyond)."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,12 +47,20 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=INTERVAL_HELP,
 )
+@click.option(
+    "--unsaved-ticks",
+    envvar="DASHBOARD_UNSAVED_TICKS",
+    type=click.IntRange(min=1),
+    default=DEFAULT_UNSAVED_TICKS,
+    show_default=True,
+    help=UNSAVED_HELP,
+)
 @click.pass_context
 @run_async
-async def run(ctx: click.Context, interval: float) -> None:
+async def run(ctx: click.Context, interval: float, unsaved_ticks: int) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM."""
     settings = resolved_settings(ctx)
-    async with _producer(settings) as producer:
+    async with _producer(settings, unsaved_ticks) as producer:
         log.info(
             "worker started: every %.2fs into %s, publishing to %s",
             interval,
@@ -71,6 +80,10 @@ async def run(ctx: click.Context, interval: float) -> None:
         finally:
             notify("STOPPING=1")
             watchdog.cancel()
+        if producer.unsaved_values:
+            log.error(
+                "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
+            )
         log.info("worker stopped")
 
 
@@ -84,7 +97,9 @@ async def tick(ctx: click.Context) -> None:
 
 
 @asynccontextmanager
-async def _producer(settings: Settings) -> AsyncIterator[Producer]:
+async def _producer(
+    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS
+) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
     async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
         if await pending_migrations(pool):
@@ -95,6 +110,6 @@ async def _producer(settings: Settings) -> AsyncIterator[Producer]:
                 await client.ping()
             except (redis.exceptions.RedisError, OSError) as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
-            yield Producer(pool, client)
+            yield Producer(pool, client, max_unsaved_ticks=unsaved_ticks)
         finally:
             await client.aclose()
