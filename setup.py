@@ -40,6 +40,9 @@ setup(
             # Drives the system's Chromium in tests/browser (no browser download).
             "playwright>=1.45,<2",
             "ruff>=0.6",
+            # Property-based and fuzz tests of the socket protocol and access rules:
+            # generates the odd inputs and shrinks failures to a minimal case.
+            "hypothesis>=6.100,<7",
         ],
     },
     entry_points={

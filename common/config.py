@@ -32,6 +32,20 @@ class Settings:
     # Bytes that may wait for one client before it is closed as too slow.
     client_buffer_bytes: int = 1 << 20
     session_max_age: int = 7 * 24 * 3600
+    # How often open sockets re-check their session and membership (expiry
+    # closes them within this; logout and removals are announced at once).
+    session_check_interval: float = 30.0
+    # Server WebSocket ping interval; a peer silent for 1.5x this is dropped.
+    heartbeat_seconds: float = 25.0
+    # Sockets one user may hold open on one server process.
+    max_connections_per_user: int = 50
+    # Client messages per second on one socket (sustained), and the burst above it.
+    message_rate: float = 20.0
+    message_burst: int = 60
+    # Failed logins allowed per username and per client address in the window.
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 50
+    login_window_seconds: int = 15 * 60
     secure_cookies: bool = False
     allowed_origins: tuple[str, ...] = ()
 

@@ -15,6 +15,9 @@ import aiopg
 import psycopg2.errors
 
 METRIC_TYPES = ("counter", "gauge", "histogram")
+# What a query raises when the database is down, restarting or too slow
+# (the pool's timeout): callers answer "try again later" instead of crashing.
+UNAVAILABLE = (psycopg2.Error, OSError, TimeoutError)
 
 
 class NotFound(LookupError):
@@ -455,3 +458,44 @@ async def values_after(
         metric_id: None if values is None or len(values) > limit else values
         for metric_id, values in found.items()
     }
+
+
+# Access re-checks --------------------------------------------------------------
+
+
+async def current_memberships(pool: aiopg.Pool, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Which of these (dashboard_id, user_id) memberships still exist, in one query."""
+    if not pairs:
+        return set()
+    dashboard_ids, user_ids = (list(column) for column in zip(*pairs, strict=True))
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT m.dashboard_id, m.user_id FROM dashboard_members m"
+            " JOIN unnest(%s::bigint[], %s::bigint[]) AS p(dashboard_id, user_id)"
+            " USING (dashboard_id, user_id)",
+            (dashboard_ids, user_ids),
+        )
+        return {(row[0], row[1]) for row in await cur.fetchall()}
+
+
+async def ping(pool: aiopg.Pool) -> None:
+    """Raise unless the database answers a trivial query."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+
+
+# Deletions (memberships, metrics and values go with them: ON DELETE CASCADE) ---
+
+
+async def delete_dashboard(pool: aiopg.Pool, dashboard_id: int) -> bool:
+    """Delete the dashboard with its metrics, values and memberships; False if absent."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("DELETE FROM dashboards WHERE id = %s", (dashboard_id,))
+        return cur.rowcount == 1
+
+
+async def delete_user(pool: aiopg.Pool, user_id: int) -> bool:
+    """Delete the user and their memberships; False if absent."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        return cur.rowcount == 1

@@ -2,7 +2,9 @@
 
 The worker publishes one message per dashboard per tick, after the values are
 committed to PostgreSQL, on that dashboard's channel. Each server process
-subscribes to the channels of the dashboards its connections watch.
+subscribes to the channels of the dashboards its connections watch, and to
+the control channel, on which any process (a server, the CLI) announces that
+someone's access ended.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from redis.asyncio import Redis
 
 from common.db import Metric, MetricValue
 
@@ -71,3 +75,58 @@ def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
         ]
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed values event: {exc}") from None
+
+
+# Control channel -------------------------------------------------------------
+
+# Every server process subscribes to it for as long as it runs (server/hub.py).
+CONTROL_CHANNEL = "dashboard:control"
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """Access that ended: sockets matching every field given must close.
+
+    `session` is a digest of the session key, never the key itself: the
+    message is visible to anything that can subscribe on this Redis.
+    """
+
+    reason: str  # one of REVOCATION_REASONS
+    user_id: int | None = None
+    dashboard_id: int | None = None
+    session: str | None = None
+
+
+REVOCATION_REASONS = ("logout", "session_expired", "user_deleted", "member_removed", "dashboard_deleted")
+
+
+def encode_revocation(revocation: Revocation) -> str:
+    """The control-channel message announcing a revocation."""
+    if revocation.reason not in REVOCATION_REASONS:
+        raise ValueError(f"unknown revocation reason {revocation.reason!r}")
+    if revocation.user_id is None and revocation.dashboard_id is None and revocation.session is None:
+        raise ValueError("a revocation must name a user, a dashboard or a session")
+    return json.dumps({"v": EVENT_VERSION, "type": "revoke", **revocation.__dict__}, separators=(",", ":"))
+
+
+def decode_control(data: bytes | str) -> Revocation | None:
+    """The revocation a control message announces; None for other kinds of
+    control message (so new kinds can be added without breaking old servers).
+    ValueError if it is malformed."""
+    try:
+        message = json.loads(data)
+        if not isinstance(message, dict) or message.get("type") != "revoke":
+            return None
+        if message.get("v") != EVENT_VERSION:
+            raise ValueError(f"unsupported event version {message.get('v')!r}")
+        revocation = Revocation(**{name: message.get(name) for name in Revocation.__dataclass_fields__})
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed control message: {exc}") from None
+    if revocation.reason not in REVOCATION_REASONS:
+        raise ValueError(f"unknown revocation reason {revocation.reason!r}")
+    return revocation
+
+
+async def announce_revocation(redis_client: Redis, revocation: Revocation) -> None:
+    """Tell every server process to close the sockets this revocation covers."""
+    await redis_client.publish(CONTROL_CHANNEL, encode_revocation(revocation))

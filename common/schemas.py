@@ -185,8 +185,10 @@ class ProtocolError(ValueError):
 def parse_client_message(text: str) -> tuple[str, Any]:
     """(action, validated payload) of a client's text frame, or ProtocolError."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        # NaN and Infinity are not JSON: refused rather than echoed in a pong
+        # that strict parsers (browsers' JSON.parse) cannot read.
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep to parse
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError('message must be a JSON object {"action": ..., "payload": ...}')
@@ -209,6 +211,10 @@ def parse_client_message(text: str) -> tuple[str, Any]:
         return action, schema.load(payload)
     except ValidationError as exc:
         raise ProtocolError(f"invalid payload for {action!r}", {"payload": exc.messages_dict}) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def encode_message(action: str, payload: Any = None) -> str:

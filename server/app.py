@@ -22,12 +22,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from common import db
 from common.config import Settings, obscure_password
 from common.migrate import MigrationError, pending_migrations
-from server.auth import csrf_middleware, template_context
+from server.auth import SESSION_COOKIE, csrf_middleware, template_context
 from server.closecodes import CloseCode
 from server.hub import Hub
-from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SESSION_SOCKETS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.revocation import registry_ctx
 from server.routes import setup_routes
-from server.session_sockets import SessionSockets
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     storage = RedisStorage(
         redis_client,
-        cookie_name="dashboard_session",
+        cookie_name=SESSION_COOKIE,
         max_age=settings.session_max_age,
         httponly=True,
         samesite="Lax",
@@ -64,7 +64,6 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
-    app[SESSION_SOCKETS_KEY] = SessionSockets()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),
@@ -73,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx])
     app.on_shutdown.append(close_sockets)
     return app
 
@@ -113,11 +112,9 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def close_sockets(app: web.Application) -> None:
-    """On shutdown, tell every client to go and reconnect (to another instance).
-
-    All at once: each close waits for the client's reply, and one slow
-    client must not hold up everyone else's.
-    """
+    """On shutdown, tell every client to go and reconnect (to another instance)."""
+    # All at once: one by one, each waits for its client's reply, and a few
+    # dead peers would use up the whole shutdown timeout.
     await asyncio.gather(
         *(
             ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")

@@ -12,11 +12,13 @@ from dataclasses import replace
 
 import aiopg
 import click
+import redis.exceptions
 from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
+from common.events import Revocation, announce_revocation
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
 from common.tokens import display_prefix, new_token, token_hash
@@ -33,6 +35,10 @@ ORIGIN_HELP = (
 SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
 WORKERS_HELP = "Server processes sharing the port (SO_REUSEPORT); one per core uses them all."
+SESSION_CHECK_HELP = (
+    "Seconds between re-checks of open sockets' sessions and memberships (expiry closes within this)."
+)
+MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -44,6 +50,20 @@ async def _pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
+
+
+async def _announce(settings: Settings, revocation: Revocation) -> None:
+    """Close the affected open sockets on every server process (after the commit)."""
+    client = Redis.from_url(settings.redis_url or "")
+    try:
+        await announce_revocation(client, revocation)
+    except (redis.exceptions.RedisError, OSError) as exc:
+        click.echo(
+            f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
+            err=True,
+        )
+    finally:
+        await client.aclose()
 
 
 def _slugify(name: str) -> str:
@@ -100,6 +120,22 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=WORKERS_HELP,
 )
+@click.option(
+    "--session-check-interval",
+    envvar="DASHBOARD_SESSION_CHECK_INTERVAL",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help=SESSION_CHECK_HELP,
+)
+@click.option(
+    "--max-connections-per-user",
+    envvar="DASHBOARD_MAX_CONNECTIONS_PER_USER",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help=MAX_CONNECTIONS_HELP,
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -110,6 +146,8 @@ def run(
     history_limit: int,
     client_buffer_bytes: int,
     workers: int,
+    session_check_interval: float,
+    max_connections_per_user: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -118,6 +156,8 @@ def run(
         secure_cookies=secure_cookies,
         history_limit=history_limit,
         client_buffer_bytes=client_buffer_bytes,
+        session_check_interval=session_check_interval,
+        max_connections_per_user=max_connections_per_user,
     )
     _serve(settings, host, port, workers)
 
@@ -163,7 +203,7 @@ async def check(ctx: click.Context) -> None:
 
 @main.group()
 def user() -> None:
-    """Create and list users."""
+    """Create, list and delete users."""
 
 
 @user.command(name="create")
@@ -209,9 +249,27 @@ async def user_list(ctx: click.Context) -> None:
             click.echo(f"{found.id}\t{found.username}")
 
 
+@user.command(name="delete")
+@click.argument("username")
+@click.confirmation_option(prompt="Delete the user?")
+@click.pass_context
+@run_async
+async def user_delete(ctx: click.Context, username: str) -> None:
+    """Delete a user; their open sockets close at once and their sessions stop working."""
+    settings = resolved_settings(ctx)
+    async with _pool(settings) as pool:
+        try:
+            found = await db.get_user_by_username(pool, username)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        await db.delete_user(pool, found.id)
+    await _announce(settings, Revocation("user_deleted", user_id=found.id))
+    click.echo(f"deleted user {username} (id {found.id})")
+
+
 @main.group()
 def dashboard() -> None:
-    """Create and list dashboards."""
+    """Create, list and delete dashboards."""
 
 
 @dashboard.command(name="create")
@@ -241,6 +299,24 @@ async def dashboard_list(ctx: click.Context) -> None:
     async with _pool(resolved_settings(ctx)) as pool:
         for found in await db.list_dashboards(pool):
             click.echo(f"{found.id}\t{found.slug}\t{found.name}")
+
+
+@dashboard.command(name="delete")
+@click.argument("slug")
+@click.confirmation_option(prompt="Delete the dashboard with all its metrics and values?")
+@click.pass_context
+@run_async
+async def dashboard_delete(ctx: click.Context, slug: str) -> None:
+    """Delete a dashboard, its metrics and values; its open sockets close at once."""
+    settings = resolved_settings(ctx)
+    async with _pool(settings) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        await db.delete_dashboard(pool, found.id)
+    await _announce(settings, Revocation("dashboard_deleted", dashboard_id=found.id))
+    click.echo(f"deleted dashboard {slug} (id {found.id})")
 
 
 @main.group()
@@ -314,14 +390,18 @@ async def member_add(ctx: click.Context, dashboard_slug: str, username: str) -> 
 @click.pass_context
 @run_async
 async def member_remove(ctx: click.Context, dashboard_slug: str, username: str) -> None:
-    """Take away a user's access to a dashboard."""
-    async with _pool(resolved_settings(ctx)) as pool:
+    """Take away a user's access to a dashboard; their open sockets to it close at once."""
+    settings = resolved_settings(ctx)
+    async with _pool(settings) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
             who = await db.get_user_by_username(pool, username)
         except db.NotFound as exc:
             raise _fail(exc) from None
         removed = await db.remove_member(pool, found.id, who.id)
+    # Announced even if there was no membership: it costs nothing and
+    # closes any socket a racing connect may have opened.
+    await _announce(settings, Revocation("member_removed", user_id=who.id, dashboard_id=found.id))
     click.echo(f"{username} {'is no longer' if removed else 'was not'} a member of {dashboard_slug}")
 
 

@@ -13,6 +13,10 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect, possibly elsewhere
+    TRY_AGAIN_LATER = 1013  # the database is unreachable right now: reconnect with backoff
     SLOW_CONSUMER = 4008  # the client read too slowly and its buffer overflowed
-    UNAUTHENTICATED = 4401  # no valid session: log in, then reconnect
-    FORBIDDEN = 4403  # not a member of this dashboard (or it does not exist)
+    RESYNC = 4012  # live updates were interrupted (Redis outage): reconnect for the missed values
+    RATE_LIMITED = 4029  # the client sent messages faster than allowed: slow down, then reconnect
+    UNAUTHENTICATED = 4401  # no valid session (never had one, logged out, expired, user deleted)
+    FORBIDDEN = 4403  # not a member of this dashboard (or it does not exist, or no longer)
+    TOO_MANY_CONNECTIONS = 4429  # this user has too many sockets open on this server

@@ -11,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from common.events import dashboard_channel, decode_values
+from common.events import CONTROL_CHANNEL, Revocation, dashboard_channel, decode_control, decode_values
 from common.schemas import encode_message
 from server.connection import ClientConnection
 from server.frames import text_frame
 
 log = logging.getLogger(__name__)
 
-# Always subscribed, so the listener has a live subscription from the start.
-CONTROL_CHANNEL = "dashboard:control"
+# CONTROL_CHANNEL is always subscribed, so the listener has a live
+# subscription from the start (and revocations reach every process).
 MAX_BACKOFF = 5.0
 
 
@@ -40,6 +41,9 @@ class Hub:
         self._channel_lock = asyncio.Lock()
         self._joined: set[str] = set()
         self._leaving: set[asyncio.Future[None]] = set()
+        self._control_listeners: list[Callable[[Revocation], None]] = []
+        self._resync_listeners: list[Callable[[], None]] = []
+        self._interrupted = False
 
     async def run(self) -> None:
         """Read the subscription until cancelled, reconnecting with backoff."""
@@ -52,6 +56,7 @@ class Hub:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
                 log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
+                self._interrupted = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -132,7 +137,11 @@ class Hub:
             confirmed = self._confirmations.pop(channel, None)
             if confirmed is not None and not confirmed.done():
                 confirmed.set_result(None)
-        elif kind == "message" and channel != CONTROL_CHANNEL:
+            if self._interrupted:
+                self._resubscribed()
+        elif kind == "message" and channel == CONTROL_CHANNEL:
+            self._on_control_message(message["data"])
+        elif kind == "message":
             self._fan_out(message["data"])
 
     def _fan_out(self, data: bytes) -> None:
@@ -161,3 +170,33 @@ class Hub:
             )
             for conn in tuple(subscribers):
                 conn.deliver(event.metric_id, event.id, frame)
+
+    # Control channel and reconnects -------------------------------------------
+    # Kept apart from the fan-out: these only notify listeners (server/revocation.py).
+
+    def on_control(self, listener: Callable[[Revocation], None]) -> None:
+        """Call `listener` with every revocation announced on the control channel."""
+        self._control_listeners.append(listener)
+
+    def on_resync(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when the subscription is back after a Redis outage:
+        whatever was published meanwhile never reached this process."""
+        self._resync_listeners.append(listener)
+
+    def _on_control_message(self, data: bytes) -> None:
+        try:
+            revocation = decode_control(data)
+        except ValueError as exc:
+            log.error("ignoring unreadable control message: %s", exc)
+            return
+        if revocation is not None:
+            for listener in self._control_listeners:
+                listener(revocation)
+
+    def _resubscribed(self) -> None:
+        # redis-py re-subscribes every channel in one SUBSCRIBE on reconnect,
+        # so the first confirmation means all of them are active again.
+        self._interrupted = False
+        log.warning("Redis subscription restored; asking clients to resync")
+        for listener in self._resync_listeners:
+            listener()

@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 from common.config import Settings
 from common.db import User
 from server.hub import Hub
-from server.session_sockets import SessionSockets
+from server.registry import SocketRegistry
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", aiopg.Pool)
 REDIS_KEY = web.AppKey("redis", Redis)
 HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
-SESSION_SOCKETS_KEY = web.AppKey("session_sockets", SessionSockets)
+REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

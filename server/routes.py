@@ -6,7 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import api, views, ws
+from server import api, health, views, ws
+from server.auth import PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -24,3 +25,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/playground/", views.playground, name="playground")
     app.router.add_get("/asyncapi.json", views.asyncapi, name="asyncapi")
     app.router.add_static("/static/", STATIC_DIR, name="static")
+    healthz, readyz = PROBE_PATHS
+    app.router.add_get(healthz, health.healthz, name="healthz")
+    app.router.add_get(readyz, health.readyz, name="readyz")

@@ -4,7 +4,8 @@ With N > 1 each child binds the port with SO_REUSEPORT, so the kernel spreads
 new connections over them; each child has its own event loop, database pool
 and single Redis subscription. The parent only forwards SIGTERM/SIGINT and
 stops all children if one of them dies, so a supervisor (systemd) restarts
-the whole set.
+the whole set. Each child talks to systemd itself (READY, watchdog), which
+is why the unit says NotifyAccess=all.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ import threading
 import types
 from multiprocessing.process import BaseProcess
 
-from aiohttp import web
-
 from common.config import Settings
 from common.logs import configure_logging
 from common.migrate import MigrationError
 from server.app import create_app
+from server.running import run_server
 
 log = logging.getLogger(__name__)
-
-SHUTDOWN_TIMEOUT = 10.0  # seconds for open requests when stopping
 
 
 class ServeError(RuntimeError):
@@ -94,14 +92,7 @@ def _child(settings: Settings, host: str, port: int, log_level: str) -> None:
 
 def _run(settings: Settings, host: str, port: int, *, reuse_port: bool) -> None:
     try:
-        web.run_app(
-            create_app(settings),
-            host=host,
-            port=port,
-            reuse_port=reuse_port,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-            print=None,
-        )
+        run_server(create_app(settings), host, port, reuse_port=reuse_port)
     except MigrationError as exc:
         raise ServeError(str(exc)) from None
     except OSError as exc:

@@ -6,10 +6,16 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from common import db
+from common.events import Revocation
 from common.passwords import verify_password
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, log_in, log_out, login_required
-from server.keys import DB_KEY, USER_KEY
+from server.auth import current_user, log_in, log_out, login_required, session_key
+from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
+from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
+from server.registry import session_digest
+from server.revocation import revoke
+
+TOO_MANY_ATTEMPTS = "Too many failed logins. Wait a few minutes, then try again."
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -28,18 +34,34 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "")))
+    settings, redis_client = request.app[SETTINGS_KEY], request.app[REDIS_KEY]
+    address = request.remote or "unknown"
+    # Checked before the password, so a blocked guesser learns nothing more.
+    if await login_blocked(
+        redis_client, username, address, settings.login_failures_per_user, settings.login_failures_per_address
+    ):
+        context = {"next": next_url, "error": TOO_MANY_ATTEMPTS, "username": username}
+        response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
+        response.headers["Retry-After"] = str(settings.login_window_seconds)
+        return response
     credentials = await db.get_credentials(request.app[DB_KEY], username) if username else None
     # Verified even for an unknown user, so both failures look and time the same.
     valid = verify_password(credentials.password_hash if credentials else None, password)
     if credentials is None or not valid:
+        await record_login_failure(redis_client, username, address, settings.login_window_seconds)
         context = {"next": next_url, "error": "Invalid username or password.", "username": username}
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+    await clear_login_failures(redis_client, username)
     await log_in(request, credentials.user)
     raise web.HTTPFound(next_url)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    key = await session_key(request)
     await log_out(request)
+    if key is not None:
+        # This session's sockets, on every server process, close now.
+        await revoke(request.app, Revocation("logout", session=session_digest(key)))
     raise web.HTTPFound(request.app.router["login"].url_for())
 
 

@@ -9,20 +9,21 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis.exceptions
 from aiohttp import WSMsgType, web
 
 from common import db
 from common.db import Metric, MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
-from server.auth import current_user, origin_allowed, session_id
+from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
-from server.keys import DB_KEY, HUB_KEY, SESSION_SOCKETS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
-HEARTBEAT_SECONDS = 25.0  # server pings; a peer that stops answering is dropped
 MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
 MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
 
@@ -35,7 +36,10 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
     # open a socket that rides on this user's cookie.
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    settings = request.app[SETTINGS_KEY]
+    # aiohttp sends no pings unless asked: without them a peer that vanished
+    # (laptop lid closed, NAT timeout) would hold its socket open for hours.
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_seconds, max_msg_size=MAX_FRAME_BYTES)
     try:
         await ws.prepare(request)
         request.app[SOCKETS_KEY].add(ws)
@@ -44,19 +48,30 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
             await _serve(request, conn)
     except ConnectionResetError:
         log.debug("client of %s went away before the socket was set up", request.path)
+    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
+        # Answered at once with a code that says "come back", instead of a
+        # socket that hangs or dies with 1011.
+        log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
+        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"service unavailable")
     return ws
 
 
 async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnection | None:
     """Authenticate, then send the config; None if the client was refused."""
     user = await current_user(request)
-    if user is None:
+    key = await session_key(request) if user is not None else None
+    if user is None or key is None:
         await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
     dashboard = await _member_dashboard(request, user.id)
     if dashboard is None:
         # Same answer whether the dashboard exists or not: ids are not probeable.
         await _refuse(ws, 403, "Forbidden", CloseCode.FORBIDDEN)
+        return None
+    settings = request.app[SETTINGS_KEY]
+    registry = request.app[REGISTRY_KEY]
+    if registry.count_for_user(user.id) >= settings.max_connections_per_user:
+        await _refuse(ws, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard.id}
     await ws.send_str(
@@ -66,19 +81,18 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
-    max_buffered = request.app[SETTINGS_KEY].client_buffer_bytes
-    conn = ClientConnection(ws, transport, user, dashboard, metrics, max_buffered)
+    conn = ClientConnection(ws, transport, user, dashboard, metrics, settings.client_buffer_bytes)
+    # Registered before anything is sent, so a revocation from now on reaches it.
+    registry.add(conn, key)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
     return conn
 
 
 async def _serve(request: web.Request, conn: ClientConnection) -> None:
     """History, then live updates and client messages until the socket closes."""
+    settings = request.app[SETTINGS_KEY]
     hub = request.app[HUB_KEY]
-    # Registered so that logging out closes this socket.
-    session = await session_id(request)
-    if session is not None:
-        request.app[SESSION_SOCKETS_KEY].add(session, conn.ws)
+    bucket = TokenBucket(settings.message_rate, settings.message_burst)
     try:
         await hub.add(conn)
         # `?subscribe=none`: the client will send `resume` or `history` itself
@@ -86,6 +100,11 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
         if request.query.get("subscribe") != "none":
             await _send_histories(request, conn, list(conn.metrics), _latest_loader(request))
         async for message in conn.ws:
+            if not bucket.take():
+                # Not `break`: returning now would close with 1000 before this
+                # code goes out. Frames are dropped until the close completes.
+                conn.close_soon(CloseCode.RATE_LIMITED, "too many messages")
+                continue
             if message.type == WSMsgType.TEXT:
                 await _handle_text(request, conn, message.data)
             elif message.type == WSMsgType.BINARY:
@@ -94,8 +113,7 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
                 break
             conn.send(encode_message("complete"))
     finally:
-        if session is not None:
-            request.app[SESSION_SOCKETS_KEY].discard(session, conn.ws)
+        request.app[REGISTRY_KEY].remove(conn)
         hub.remove(conn)
 
 
@@ -224,6 +242,23 @@ async def _send_histories(
         conn.release(last_sent)
 
 
+async def _answer_with_histories(
+    request: web.Request, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
+) -> None:
+    """`_send_histories` for a client's request: with the database away the
+    client gets an error and nothing changes, so it can simply ask again."""
+    newly = [metric_id for metric_id in metric_ids if metric_id not in conn.subscribed]
+    try:
+        await _send_histories(request, conn, metric_ids, load)
+    except db.UNAVAILABLE as exc:
+        request.app[HUB_KEY].unsubscribe(conn, newly)
+        log.warning("history unavailable: %s", exc)
+        raise ProtocolError(
+            "history unavailable: the database is not reachable, retry later",
+            {"database": ["unavailable"]},
+        ) from None
+
+
 async def _handle_text(request: web.Request, conn: ClientConnection, text: str) -> None:
     try:
         action, payload = parse_client_message(text)
@@ -247,13 +282,13 @@ async def _on_subscribe(request: web.Request, conn: ClientConnection, payload: d
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _send_histories(request, conn, new, _latest_loader(request))
+        await _answer_with_histories(request, conn, new, _latest_loader(request))
 
 
 async def _on_history(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
     # Subscribed or not: the history replaces what the client holds.
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    await _send_histories(request, conn, wanted, _range_loader(request, payload["range"]))
+    await _answer_with_histories(request, conn, wanted, _range_loader(request, payload["range"]))
 
 
 async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
@@ -262,7 +297,7 @@ async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict
     # Subscribed metrics are already live: the client has everything since.
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _send_histories(request, conn, new, _resume_loader(request, positions))
+        await _answer_with_histories(request, conn, new, _resume_loader(request, positions))
 
 
 async def _on_unsubscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:

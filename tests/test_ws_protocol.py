@@ -283,6 +283,36 @@ BAD_INPUT = [
         json.dumps({"action": "subscribe", "payload": {"metric_ids": list(range(1, 502))}}),
         "invalid payload for 'subscribe'",
     ),
+    (
+        "thousands of ids",
+        json.dumps({"action": "subscribe", "payload": {"metric_ids": list(range(1, 9001))}}),
+        "invalid payload for 'subscribe'",
+    ),
+    ("id zero", '{"action": "subscribe", "payload": {"metric_ids": [0]}}', "invalid payload for 'subscribe'"),
+    (
+        "id above bigint",
+        '{"action": "subscribe", "payload": {"metric_ids": [9223372036854775808]}}',
+        "invalid payload for 'subscribe'",
+    ),
+    (
+        "id with 5000 digits",
+        '{"action": "subscribe", "payload": {"metric_ids": [' + "9" * 5000 + "]}}",
+        "message is not valid JSON",
+    ),
+    (
+        "duplicate ids of another dashboard",
+        '{"action": "subscribe", "payload": {"metric_ids": [987654, 987654]}}',
+        "metric ids not on this dashboard: 987654",
+    ),
+    (
+        "extra payload key",
+        '{"action": "subscribe", "payload": {"metric_ids": [1], "all": true}}',
+        "invalid payload for 'subscribe'",
+    ),
+    ("action null", '{"action": null}', "invalid message"),
+    ("NaN", '{"action": "ping", "payload": NaN}', "message is not valid JSON"),
+    ("nested too deep to parse", "[" * 30_000 + "]" * 30_000, "message is not valid JSON"),
+    ("empty frame", "", "message is not valid JSON"),
 ]
 
 

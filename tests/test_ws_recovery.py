@@ -183,7 +183,7 @@ async def test_logout_closes_the_sessions_sockets_with_4401(client, new_client, 
     assert (closing.type, closing.data, closing.extra) == (
         WSMsgType.CLOSE,
         CloseCode.UNAUTHENTICATED,
-        "Session ended",
+        "logout",
     )
     # Another session of the same user keeps its socket.
     await theirs.send_json({"action": "ping"})

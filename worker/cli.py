@@ -9,17 +9,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import click
+import redis.exceptions
 from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
-from worker.tick import Producer, run_forever
+from common.sdnotify import notify, run_watchdog
+from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
 
 INTERVAL_HELP = "Seconds between two values of each metric."
+UNSAVED_HELP = "Ticks of values kept while the database is unreachable (oldest dropped beyond)."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,12 +47,20 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=INTERVAL_HELP,
 )
+@click.option(
+    "--unsaved-ticks",
+    envvar="DASHBOARD_UNSAVED_TICKS",
+    type=click.IntRange(min=1),
+    default=DEFAULT_UNSAVED_TICKS,
+    show_default=True,
+    help=UNSAVED_HELP,
+)
 @click.pass_context
 @run_async
-async def run(ctx: click.Context, interval: float) -> None:
+async def run(ctx: click.Context, interval: float, unsaved_ticks: int) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM."""
     settings = resolved_settings(ctx)
-    async with _producer(settings) as producer:
+    async with _producer(settings, unsaved_ticks) as producer:
         log.info(
             "worker started: every %.2fs into %s, publishing to %s",
             interval,
@@ -62,7 +73,17 @@ async def run(ctx: click.Context, interval: float) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_forever(producer, interval, stop)
+        notify("READY=1\nSTATUS=producing values")
+        watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        try:
+            await run_forever(producer, interval, stop)
+        finally:
+            notify("STOPPING=1")
+            watchdog.cancel()
+        if producer.unsaved_values:
+            log.error(
+                "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
+            )
         log.info("worker stopped")
 
 
@@ -76,13 +97,19 @@ async def tick(ctx: click.Context) -> None:
 
 
 @asynccontextmanager
-async def _producer(settings: Settings) -> AsyncIterator[Producer]:
+async def _producer(
+    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS
+) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
     async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
         if await pending_migrations(pool):
             raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
         client = Redis.from_url(settings.redis_url or "")
         try:
-            yield Producer(pool, client)
+            try:
+                await client.ping()
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise click.ClickException(f"Redis is not reachable: {exc}") from None
+            yield Producer(pool, client, max_unsaved_ticks=unsaved_ticks)
         finally:
             await client.aclose()

@@ -1,5 +1,7 @@
 """One tick: a value for every metric, stored in one statement, then published
-(common/ingest.py: only after PostgreSQL committed them).
+(common/ingest.py: only after PostgreSQL committed them). While PostgreSQL is away
+the values wait in a bounded buffer and are stored, then published, when it
+is back.
 """
 
 from __future__ import annotations
@@ -8,11 +10,13 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from contextlib import suppress
 from datetime import UTC, datetime
 
 import aiopg
 import psycopg2
+import psycopg2.errors
 from redis.asyncio import Redis
 
 from common import db
@@ -21,33 +25,84 @@ from worker.sources import next_value
 
 log = logging.getLogger(__name__)
 
+# One hour of values at the default 5 s interval.
+DEFAULT_UNSAVED_TICKS = 720
+
 
 class Producer:
-    """Produces values tick after tick, remembering each counter's last value."""
+    """Produces values tick after tick, remembering each counter's last value.
 
-    def __init__(self, pool: aiopg.Pool, redis_client: Redis, rng: random.Random | None = None) -> None:
+    While the database is unreachable, each tick's values are kept (up to
+    `max_unsaved_ticks` ticks, the oldest dropped first) and written, then
+    published, with the first tick that reaches the database again.
+    """
+
+    def __init__(
+        self,
+        pool: aiopg.Pool,
+        redis_client: Redis,
+        rng: random.Random | None = None,
+        max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
+    ) -> None:
         self._pool = pool
         self._redis = redis_client
         self._rng = rng or random.Random()
         self._last: dict[int, float] = {}
+        self._metrics: list[db.Metric] = []
+        self._unsaved: deque[list[tuple[int, float, datetime]]] = deque()
+        self._max_unsaved = max_unsaved_ticks
+
+    @property
+    def unsaved_values(self) -> int:
+        """Values produced but not yet in the database."""
+        return sum(len(rows) for rows in self._unsaved)
 
     async def tick(self) -> int:
-        """Produce, store and publish one value per metric; returns how many."""
-        # Re-read every tick so metrics added from the CLI start at once.
-        metrics = await db.list_all_metrics(self._pool)
-        unknown = [m.id for m in metrics if m.type == "counter" and m.id not in self._last]
-        if unknown:
-            # Counters continue from their stored value across worker restarts.
-            self._last.update(await db.last_values(self._pool, unknown))
+        """Produce one value per metric, store everything unsaved, publish it.
+
+        Returns how many values were stored (0 while the database is down).
+        """
+        try:
+            # Re-read every tick so metrics added from the CLI start at once.
+            self._metrics = await db.list_all_metrics(self._pool)
+            unknown = [m.id for m in self._metrics if m.type == "counter" and m.id not in self._last]
+            if unknown:
+                # Counters continue from their stored value across worker restarts.
+                self._last.update(await db.last_values(self._pool, unknown))
+        except db.UNAVAILABLE:
+            if not self._metrics:
+                raise  # nothing known to produce values for
+        self._keep(self._produce(self._metrics))
+        pending = [row for rows in self._unsaved for row in rows]
+        try:
+            # Published only after the commit: a client never sees an unstored value.
+            stored = await store_and_publish(
+                self._pool, self._redis, {metric.id: metric for metric in self._metrics}, pending
+            )
+        except psycopg2.errors.ForeignKeyViolation:
+            log.error("dropping %d unsaved value(s): their metric was deleted meanwhile", len(pending))
+            self._unsaved.clear()
+            return 0
+        except db.UNAVAILABLE as exc:
+            log.warning("database unavailable, %d value(s) kept for later: %s", len(pending), exc)
+            return 0
+        self._unsaved.clear()
+        return len(stored)
+
+    def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
         now = datetime.now(UTC)
         rows = []
         for metric in metrics:
             value = next_value(metric.type, self._last.get(metric.id), self._rng)
+            self._last[metric.id] = value
             rows.append((metric.id, value, now))
-        stored = await store_and_publish(self._pool, self._redis, {m.id: m for m in metrics}, rows)
-        for item in stored:
-            self._last[item.metric_id] = item.value
-        return len(stored)
+        return rows
+
+    def _keep(self, rows: list[tuple[int, float, datetime]]) -> None:
+        if len(self._unsaved) >= self._max_unsaved:
+            dropped = self._unsaved.popleft()
+            log.error("unsaved buffer full: dropped the oldest tick's %d value(s)", len(dropped))
+        self._unsaved.append(rows)
 
 
 async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) -> None:

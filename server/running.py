@@ -1,0 +1,62 @@
+"""Running the server process: start, tell systemd, stop cleanly on a signal.
+
+Start-up: the app's cleanup contexts check the schema, the database and Redis;
+then the port is bound; only then is systemd told READY=1. On SIGTERM or
+SIGINT the listening socket is closed first (no new connections), then every
+WebSocket is closed with 1001 so clients reconnect elsewhere, then handlers
+get `shutdown_timeout` seconds to finish before the resources close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from aiohttp import web
+
+from common.sdnotify import notify, run_watchdog
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0  # seconds; the systemd unit's TimeoutStopSec is above it
+
+
+def run_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+) -> None:
+    """Serve until SIGTERM/SIGINT; raises what start-up raises (MigrationError, OSError).
+
+    `reuse_port` lets several processes bind the same port (server/serve.py).
+    """
+    asyncio.run(_serve(app, host, port, reuse_port, shutdown_timeout))
+
+
+async def _serve(
+    app: web.Application, host: str, port: int, reuse_port: bool, shutdown_timeout: float
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        log.info("serving on http://%s:%d", host, port)
+        notify(f"READY=1\nSTATUS=serving on {host}:{port}")
+        watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        await stop.wait()
+        log.info("stopping: closing sockets with 1001")
+        notify("STOPPING=1")
+        watchdog.cancel()
+        with suppress(asyncio.CancelledError):
+            await watchdog
+    finally:
+        await runner.cleanup()

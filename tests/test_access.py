@@ -1,0 +1,247 @@
+"""Open sockets follow access: logout, expiry, removals and deletions close
+them on every server process; dead peers are dropped; logins are rate-limited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+from aiohttp import WSMsgType
+from click.testing import CliRunner
+from redis.asyncio import Redis
+
+from common import db
+from server.app import create_app
+from server.auth import session_redis_key
+from server.cli import main as server_main
+from server.closecodes import CloseCode
+from tests.conftest import REDIS_URL, csrf_from, log_in
+from tests.wsclient import read_connect_sequence, receive
+
+
+async def closed_within(ws, seconds: float) -> tuple[int | None, float]:
+    """Read until the socket closes; (close code, seconds it took)."""
+    started = time.monotonic()
+    while True:
+        message = await asyncio.wait_for(ws.receive(), seconds)
+        if message.type == WSMsgType.CLOSE:  # the code the server sent
+            return message.data, time.monotonic() - started
+        if message.type in (WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+            return ws.close_code, time.monotonic() - started
+
+
+async def open_dashboard(client, dashboard, metric_count: int = 1):
+    ws = await client.ws_connect(f"/ws/dashboard/{dashboard.id}/")
+    await read_connect_sequence(ws, metric_count)
+    return ws
+
+
+def cookie_of(client) -> str:
+    return client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+
+
+async def run_cli(settings, *args: str) -> str:
+    """`dashboard-server ARGS` in a thread (each command runs its own event loop)."""
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        server_main,
+        ["--database-url", settings.database_url, "--redis-url", settings.redis_url, *args],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+async def two_servers(aiohttp_client, settings):
+    """Two server processes' worth of app (own hub, own Redis subscription) on one Redis."""
+    return [await aiohttp_client(create_app(settings)) for _ in range(2)]
+
+
+@pytest.fixture
+async def alice_and_bob(make_user, make_dashboard, make_metric):
+    alice, bob = await make_user("alice"), await make_user("bob")
+    ops = await make_dashboard("ops", members=(alice, bob))
+    await make_metric(ops, "cpu")
+    return alice, bob, ops
+
+
+# Revocations reach every process within a second -------------------------------
+
+
+async def test_logout_closes_that_sessions_sockets_on_every_server(two_servers, new_client, alice_and_bob):
+    first, second = two_servers
+    _, _, ops = alice_and_bob
+    await log_in(first, "alice")
+    # The same browser session on the other server process.
+    second.session.cookie_jar.update_cookies({"dashboard_session": cookie_of(first)})
+    bobs = await new_client()
+    await log_in(bobs, "bob")
+    mine = [await open_dashboard(first, ops), await open_dashboard(second, ops)]
+    other = await open_dashboard(bobs, ops)
+
+    token = await csrf_from(first, "/dashboards/")
+    await first.post("/logout", data={"csrf_token": token}, allow_redirects=False)
+    for ws in mine:
+        code, took = await closed_within(ws, 2)
+        assert (code, took < 1) == (CloseCode.UNAUTHENTICATED, True)
+    await other.send_json({"action": "ping"})
+    assert (await receive(other))["action"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("command", "closed", "code"),
+    [
+        (("member", "remove", "ops", "alice"), "alice", CloseCode.FORBIDDEN),
+        (("dashboard", "delete", "ops", "--yes"), "both", CloseCode.FORBIDDEN),
+        (("user", "delete", "alice", "--yes"), "alice", CloseCode.UNAUTHENTICATED),
+    ],
+    ids=["member-remove", "dashboard-delete", "user-delete"],
+)
+async def test_cli_changes_close_the_sockets_they_affect_on_every_server(
+    two_servers, settings, alice_and_bob, command, closed, code
+):
+    first, second = two_servers
+    _, _, ops = alice_and_bob
+    await log_in(first, "alice")
+    alices = [await open_dashboard(first, ops)]
+    second.session.cookie_jar.update_cookies({"dashboard_session": cookie_of(first)})
+    alices.append(await open_dashboard(second, ops))  # alice on the other process too
+    second.session.cookie_jar.clear()
+    await log_in(second, "bob")
+    bobs = await open_dashboard(second, ops)
+
+    await run_cli(settings, *command)
+    for ws in alices + ([bobs] if closed == "both" else []):
+        got, took = await closed_within(ws, 2)
+        assert (got, took < 1) == (code, True)
+    if closed == "alice":
+        await bobs.send_json({"action": "ping"})
+        assert (await receive(bobs))["action"] == "pong"
+
+
+async def test_an_unknown_control_message_is_ignored(client, alice_and_bob):
+    _, _, ops = alice_and_bob
+    await log_in(client, "alice")
+    ws = await open_dashboard(client, ops)
+    async with Redis.from_url(REDIS_URL) as redis_client:
+        for junk in ("not json", '{"type":"revoke","v":1,"reason":"nope"}', '{"type":"future-kind"}'):
+            await redis_client.publish("dashboard:control", junk)
+    await ws.send_json({"action": "ping"})
+    assert (await receive(ws))["action"] == "pong"
+
+
+# The periodic check: expiry, and what nobody announced ----------------------------
+
+
+async def test_a_session_that_expires_closes_its_socket_within_the_check_interval(
+    aiohttp_client, settings, alice_and_bob
+):
+    _, _, ops = alice_and_bob
+    client = await aiohttp_client(
+        create_app(replace(settings, session_max_age=2, session_check_interval=0.2))
+    )
+    await log_in(client, "alice")
+    ws = await open_dashboard(client, ops)
+    code, took = await closed_within(ws, 5)
+    assert code == CloseCode.UNAUTHENTICATED
+    assert 1.0 < took < 2.5  # the session's 2 s, less what the connect took, plus one check
+
+
+async def test_a_session_deleted_behind_the_servers_back_closes_its_socket(
+    aiohttp_client, settings, alice_and_bob
+):
+    _, _, ops = alice_and_bob
+    client = await aiohttp_client(create_app(replace(settings, session_check_interval=0.2)))
+    await log_in(client, "alice")
+    ws = await open_dashboard(client, ops)
+    async with Redis.from_url(REDIS_URL) as redis_client:
+        assert await redis_client.delete(session_redis_key(cookie_of(client))) == 1
+    code, took = await closed_within(ws, 2)
+    assert (code, took < 1) == (CloseCode.UNAUTHENTICATED, True)
+
+
+async def test_a_membership_removed_without_announcement_is_caught_by_the_check(
+    aiohttp_client, settings, pool, alice_and_bob
+):
+    alice, _, ops = alice_and_bob
+    client = await aiohttp_client(create_app(replace(settings, session_check_interval=0.2)))
+    await log_in(client, "alice")
+    ws = await open_dashboard(client, ops)
+    await db.remove_member(pool, ops.id, alice.id)
+    code, took = await closed_within(ws, 2)
+    assert (code, took < 1) == (CloseCode.FORBIDDEN, True)
+
+
+# Heartbeat --------------------------------------------------------------------------
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(aiohttp_client, settings, alice_and_bob):
+    _, _, ops = alice_and_bob
+    client = await aiohttp_client(create_app(replace(settings, heartbeat_seconds=0.3)))
+    await log_in(client, "alice")
+    silent = await client.ws_connect(f"/ws/dashboard/{ops.id}/", autoping=False)
+    answering = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
+    await read_connect_sequence(silent, 1)
+    await read_connect_sequence(answering, 1)
+    # aiohttp's client answers pings only while something reads.
+    replies: asyncio.Queue = asyncio.Queue()
+    reader = asyncio.create_task(_read_into(answering, replies))
+    started = time.monotonic()
+    while True:  # the silent peer sees pings, then the end
+        message = await asyncio.wait_for(silent.receive(), 3)
+        if message.type != WSMsgType.PING:
+            break
+    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
+    assert time.monotonic() - started < 1.5
+    await asyncio.sleep(0.5)  # several heartbeats later, the answering peer is still served
+    await answering.send_json({"action": "ping"})
+    assert (await asyncio.wait_for(replies.get(), 2))["action"] == "pong"
+    reader.cancel()
+
+
+async def _read_into(ws, queue: asyncio.Queue) -> None:
+    async for message in ws:
+        queue.put_nowait(message.json())
+
+
+# Logins ------------------------------------------------------------------------------
+
+
+async def attempt(client, username: str, password: str):
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+    return response.status, await response.text()
+
+
+async def test_logins_are_limited_per_username_known_or_not(client, make_user):
+    await make_user("alice")
+    for username in ("alice", "nobody"):
+        statuses = [(await attempt(client, username, "wrong"))[0] for _ in range(6)]
+        assert statuses == [401] * 5 + [429]
+    status, page = await attempt(client, "alice", "secret-pw")  # even the right password now
+    assert status == 429
+    assert "Too many failed logins" in page
+    status, _ = await attempt(client, "bob", "wrong")  # another name is not blocked
+    assert status == 401
+
+
+async def test_logins_are_limited_per_address(aiohttp_client, settings, make_user):
+    await make_user("alice")
+    client = await aiohttp_client(create_app(replace(settings, login_failures_per_address=3)))
+    statuses = [(await attempt(client, f"guess{i}", "wrong"))[0] for i in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert (await attempt(client, "alice", "secret-pw"))[0] == 429
+
+
+async def test_a_good_login_forgives_the_usernames_failures(client, make_user):
+    await make_user("alice")
+    for _ in range(4):
+        await attempt(client, "alice", "wrong")
+    assert (await attempt(client, "alice", "secret-pw"))[0] == 302
+    assert [(await attempt(client, "alice", "wrong"))[0] for _ in range(5)] == [401] * 5

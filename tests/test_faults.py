@@ -1,0 +1,219 @@
+"""Faults with nothing lost: Redis and PostgreSQL really stop and restart (own
+instances, tests/faultservers.py) under a running worker, server and client.
+
+The no-gap property: what a client ends up showing for a metric is exactly
+the stored values between its first and last, in order, none twice, and
+every value it was ever shown is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from common import db
+from common.migrate import migrate
+from common.passwords import hash_password
+from server.closecodes import CloseCode
+from tests.faultservers import postgres_server, redis_server
+from tests.processes import child, free_port, wait_for_http
+from tests.test_end_to_end import browser_log_in
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+RECONNECT_CODES = {CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.RESYNC, 1006, 1011}
+
+
+class Viewer:
+    """A browser tab: shows each metric's values, reconnects like the docs say."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, dashboard_id: int) -> None:
+        self.session, self.base, self.dashboard_id = session, base, dashboard_id
+        self.shown: dict[int, list[tuple[str, float]]] = {}  # metric id -> (timestamp, value)
+        self.ever_shown: set[tuple[int, str, float]] = set()
+        self.closes: list[int] = []
+        self.updates = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                ws = await self.session.ws_connect(
+                    f"{self.base}/ws/dashboard/{self.dashboard_id}/", origin=self.base
+                )
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.2)
+                continue
+            async for message in ws:
+                self._show(message.json())
+            self.closes.append(ws.close_code or 1006)
+            if ws.close_code not in RECONNECT_CODES:
+                return
+            await asyncio.sleep(0.2)
+
+    def _show(self, message: dict) -> None:
+        payload = message.get("payload")
+        if message["action"] == "metric_history":
+            # The history replaces the part of the past it covers.
+            values = [(v["timestamp"], v["value"]) for v in payload["values"]]
+            kept = self.shown.get(payload["metric_id"], [])
+            if values:
+                kept = [item for item in kept if item[0] < values[0][0]]
+            self.shown[payload["metric_id"]] = kept + values
+            self.ever_shown.update((payload["metric_id"], *v) for v in values)
+        elif message["action"] == "metric_update":
+            item = (payload["timestamp"], payload["value"])
+            self.shown.setdefault(payload["metric_id"], []).append(item)
+            self.ever_shown.add((payload["metric_id"], *item))
+            self.updates += 1
+
+    async def wait_for_updates(self, count: int, within: float = 20) -> None:
+        target = self.updates + count
+        deadline = time.monotonic() + within
+        while self.updates < target:
+            assert time.monotonic() < deadline, f"only {self.updates} updates, expected {target}"
+            await asyncio.sleep(0.05)
+
+
+async def assert_no_gaps(pool, viewer: Viewer, metric_ids: list[int]) -> None:
+    stored = await db.latest_values(pool, metric_ids, 100_000)
+    for metric_id in metric_ids:
+        rows = [(v.ts.isoformat(), v.value) for v in stored[metric_id]]
+        shown = viewer.shown[metric_id]
+        assert shown, "nothing shown"
+        start = rows.index(shown[0])
+        assert shown == rows[start : start + len(shown)], f"metric {metric_id}: gap, duplicate or disorder"
+    stored_set = {(m, *row) for m in metric_ids for row in [(v.ts.isoformat(), v.value) for v in stored[m]]}
+    assert viewer.ever_shown <= stored_set, "a value was shown that is not stored"
+
+
+async def make_world(pool) -> tuple[int, list[int]]:
+    """alice, member of one dashboard with two metrics: (dashboard id, metric ids)."""
+    alice = await db.create_user(pool, "alice", hash_password("secret-pw"))
+    dashboard = await db.create_dashboard(pool, "Ops", "ops")
+    await db.add_member(pool, dashboard.id, alice.id)
+    metrics = [await db.create_metric(pool, dashboard.id, name, "counter") for name in ("a", "b")]
+    return dashboard.id, [m.id for m in metrics]
+
+
+def started(database_url: str, redis_url: str, port: int):
+    urls = ["--database-url", database_url, "--redis-url", redis_url]
+    server = child(["-m", "server", *urls, "run", "--port", str(port), "--history-limit", "5000"])
+    worker = child(["-m", "worker", *urls, "run", "--interval", "0.1"])
+    return server, worker
+
+
+async def test_redis_restart_clients_resync_and_nothing_is_lost(settings, pool, tmp_path):
+    dashboard_id, metric_ids = await make_world(pool)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with redis_server(tmp_path) as own_redis:
+        server_cm, worker_cm = started(settings.database_url, own_redis.url, port)
+        with server_cm as server, worker_cm as worker:
+            await asyncio.to_thread(wait_for_http, f"{base}/healthz", server)
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                await browser_log_in(session, base, "alice", "secret-pw")
+                viewer = Viewer(session, base, dashboard_id)
+                watching = asyncio.create_task(viewer.run())
+                await viewer.wait_for_updates(6)
+                own_redis.kill()
+                stored_before = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
+                await asyncio.sleep(1.5)
+                stored_during = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
+                assert stored_during >= stored_before + 5, "the worker stopped writing while Redis was down"
+                own_redis.start()
+                deadline = time.monotonic() + 15
+                while CloseCode.RESYNC not in viewer.closes:
+                    assert time.monotonic() < deadline, f"clients were not told to resync: {viewer.closes}"
+                    await asyncio.sleep(0.1)
+                await viewer.wait_for_updates(6)
+                worker.terminate()
+                assert await asyncio.to_thread(worker.wait, 10) == 0
+                await asyncio.sleep(0.5)  # the last publish reaches the viewer
+                watching.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watching
+    await assert_no_gaps(pool, viewer, metric_ids)
+
+
+async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers(tmp_path):
+    with postgres_server() as own_pg, redis_server(tmp_path) as own_redis:
+        async with db.create_pool(own_pg.url, maxsize=2) as pool:
+            await migrate(pool)
+            dashboard_id, metric_ids = await make_world(pool)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            server_cm, worker_cm = started(own_pg.url, own_redis.url, port)
+            with server_cm as server, worker_cm as worker:
+                await asyncio.to_thread(wait_for_http, f"{base}/healthz", server)
+                async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                    await browser_log_in(session, base, "alice", "secret-pw")
+                    viewer = Viewer(session, base, dashboard_id)
+                    watching = asyncio.create_task(viewer.run())
+                    probe = await session.ws_connect(f"{base}/ws/dashboard/{dashboard_id}/", origin=base)
+                    await _drain_until(probe, "metric_history", count=2)
+                    await probe.send_json(
+                        {"action": "unsubscribe", "payload": {"metric_ids": metric_ids[:1]}}
+                    )
+                    await viewer.wait_for_updates(6)
+
+                    await asyncio.to_thread(own_pg.stop)
+                    down_at = datetime.now(UTC)
+                    # History: a prompt error, not a hang; the socket stays usable.
+                    await probe.send_json({"action": "subscribe", "payload": {"metric_ids": metric_ids[:1]}})
+                    answered = time.monotonic()
+                    error = await _drain_until(probe, "error")
+                    assert "history unavailable" in error["payload"]["message"]
+                    assert time.monotonic() - answered < 3
+                    async with session.get(f"{base}/readyz") as response:
+                        assert response.status == 503
+                    # A new connection is told to come back later.
+                    refused = await session.ws_connect(f"{base}/ws/dashboard/{dashboard_id}/", origin=base)
+                    await refused.receive(timeout=5)
+                    assert refused.close_code == CloseCode.TRY_AGAIN_LATER
+                    await asyncio.sleep(1.5)  # the worker produces ~15 ticks meanwhile
+
+                    await asyncio.to_thread(own_pg.start)
+                    await viewer.wait_for_updates(20)  # the kept values, then new ones
+                    await _subscribe_until_it_works(probe, metric_ids[:1])
+                    worker.terminate()
+                    assert await asyncio.to_thread(worker.wait, 10) == 0
+                    await asyncio.sleep(0.5)
+                    watching.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await watching
+            assert viewer.closes == [], "the viewer should not have needed to reconnect"
+            await assert_no_gaps(pool, viewer, metric_ids)
+            kept = await db.latest_values(pool, metric_ids[:1], 100_000)
+            during = [v for v in kept[metric_ids[0]] if down_at < v.ts < down_at + timedelta(seconds=1.4)]
+            assert len(during) >= 10, "values produced while the database was down were not stored"
+
+
+async def _drain_until(ws, action: str, count: int = 1) -> dict:
+    """Messages up to the `count`-th with `action`; returns that one."""
+    seen = 0
+    while True:
+        message = (await ws.receive(timeout=10)).json()
+        if message["action"] == action:
+            seen += 1
+            if seen == count:
+                return message
+
+
+async def _subscribe_until_it_works(ws, metric_ids: list[int]) -> None:
+    """After the restart the server's pool may hand out a dead connection once or twice."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await ws.send_json({"action": "subscribe", "payload": {"metric_ids": metric_ids}})
+        while True:
+            message = (await ws.receive(timeout=10)).json()
+            if message["action"] == "metric_history":
+                return
+            if message["action"] == "error":
+                break
+        await asyncio.sleep(0.3)
+    raise AssertionError("history did not come back after the database did")

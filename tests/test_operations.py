@@ -1,0 +1,152 @@
+"""Operations: health probes, SIGTERM, systemd's notify protocol and units."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.app import create_app
+from server.closecodes import CloseCode
+from tests.faultservers import redis_server
+from tests.processes import child, free_port
+from tests.test_end_to_end import browser_log_in
+from tests.wsclient import read_connect_sequence
+
+UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
+
+
+async def test_healthz_and_readyz_when_all_is_well(client):
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert (ready.status, await ready.json()) == (200, {"status": "ok", "database": "ok", "redis": "ok"})
+
+
+async def test_readyz_says_which_dependency_is_down_and_does_not_hang(aiohttp_client, settings, tmp_path):
+    with redis_server(tmp_path) as own_redis:
+        client = await aiohttp_client(
+            create_app(settings.with_urls(settings.database_url or "", own_redis.url))
+        )
+        assert (await client.get("/readyz")).status == 200
+        own_redis.kill()
+        started = time.monotonic()
+        ready = await client.get("/readyz")
+        assert (ready.status, await ready.json()) == (
+            503,
+            {"status": "unavailable", "database": "ok", "redis": "unreachable"},
+        )
+        assert time.monotonic() - started < 3
+        assert (await client.get("/healthz")).status == 200
+
+
+class FakeSystemd:
+    """The notify socket systemd would give a Type=notify service."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+
+    def env(self, watchdog_seconds: float) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(int(watchdog_seconds * 1_000_000))}
+
+    def wait_for(self, prefix: str, timeout: float) -> float:
+        """Seconds until a message starting with `prefix` arrives."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                message = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if message.startswith(prefix):
+                return time.monotonic() - started
+        raise AssertionError(f"no {prefix!r} from the service within {timeout}s")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.slow
+async def test_server_notifies_ready_pings_watchdog_and_stops_cleanly_on_sigterm(
+    settings, make_user, make_dashboard, make_metric, tmp_path
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    await make_metric(ops, "cpu")
+    systemd = FakeSystemd(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    try:
+        with child(["-m", "server", *urls, "run", "--port", str(port)], env=systemd.env(0.4)) as server:
+            await asyncio.to_thread(systemd.wait_for, "READY=1", 30)
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                # READY means serving: no retry needed.
+                async with session.get(f"{base}/healthz") as response:
+                    assert response.status == 200
+                for _ in range(3):
+                    assert await asyncio.to_thread(systemd.wait_for, "WATCHDOG=1", 1) < 0.5
+                await browser_log_in(session, base, "alice", "secret-pw")
+                ws = await session.ws_connect(f"{base}/ws/dashboard/{ops.id}/", origin=base)
+                await read_connect_sequence(ws, 1)
+                started = time.monotonic()
+                server.send_signal(signal.SIGTERM)
+                closing = await ws.receive(timeout=5)
+                assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, CloseCode.GOING_AWAY)
+                await asyncio.to_thread(systemd.wait_for, "STOPPING=1", 5)
+                assert await asyncio.to_thread(server.wait, 15) == 0
+                assert time.monotonic() - started < 12  # within the shutdown timeout
+                with pytest.raises(aiohttp.ClientConnectionError):
+                    await session.get(f"{base}/healthz")
+    finally:
+        systemd.close()
+
+
+@pytest.mark.slow
+async def test_worker_notifies_ready_pings_watchdog_and_exits_on_sigterm(
+    settings, make_dashboard, make_metric, tmp_path
+):
+    await make_metric(await make_dashboard("ops"), "cpu")
+    systemd = FakeSystemd(tmp_path)
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    try:
+        with child(["-m", "worker", *urls, "run", "--interval", "0.1"], env=systemd.env(0.4)) as worker:
+            await asyncio.to_thread(systemd.wait_for, "READY=1", 30)
+            assert await asyncio.to_thread(systemd.wait_for, "WATCHDOG=1", 1) < 0.5
+            await asyncio.sleep(0.3)
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(systemd.wait_for, "STOPPING=1", 5)
+            assert await asyncio.to_thread(worker.wait, 10) == 0
+            output = worker.output()
+        assert "worker stopped" in output
+        assert "tick failed" not in output
+    finally:
+        systemd.close()
+
+
+def test_systemd_units_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    # The units name the installed paths; point them at this checkout's.
+    bin_dir = str(Path(sys.executable).parent) + "/"
+    for unit in UNITS.glob("*.service"):
+        text = unit.read_text().replace("/opt/live-dashboard/bin/", bin_dir)
+        text = text.replace("EnvironmentFile=/etc/live-dashboard/", f"EnvironmentFile={UNITS}/")
+        (tmp_path / unit.name).write_text(text)
+    units = sorted(str(path) for path in tmp_path.glob("*.service"))
+    assert len(units) == 2
+    result = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    for unit in units:
+        text = Path(unit).read_text()
+        for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ProtectSystem=strict"):
+            assert setting in text, (unit, setting)
