@@ -47,10 +47,15 @@ class Hub:
 
     async def run(self) -> None:
         """Read the subscription until cancelled, reconnecting with backoff."""
-        await self._pubsub.subscribe(CONTROL_CHANNEL)
         backoff = 0.1
+        joined_control = False
         while True:
             try:
+                # Inside the loop: Redis may be gone at start-up too. Once
+                # joined, redis-py re-subscribes by itself on reconnect.
+                if not joined_control:
+                    await self._pubsub.subscribe(CONTROL_CHANNEL)
+                    joined_control = True
                 message = await self._pubsub.get_message(timeout=1.0)
                 backoff = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
