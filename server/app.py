@@ -22,7 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from common import db
 from common.config import Settings, obscure_password
 from common.migrate import MigrationError, pending_migrations
-from server.auth import SESSION_COOKIE, csrf_middleware, template_context
+from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
@@ -68,7 +68,6 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),
         autoescape=True,
-        context_processors=[template_context],
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)

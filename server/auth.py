@@ -117,10 +117,11 @@ def origin_allowed(request: web.Request) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == request.host
 
 
-async def template_context(request: web.Request) -> dict[str, Any]:
-    """What every page template can use (views add `user` where there is one)."""
-    # aiohttp-jinja2 calls this for every request, templated or not: the
-    # probes must answer without the session store (Redis) they report on.
-    if request.path in PROBE_PATHS:
-        return {}
-    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request)}
+async def page_context(request: web.Request, **values: Any) -> dict[str, Any]:
+    """A page template's context: `values` plus what every page's forms need.
+
+    Called by the views that render pages, rather than as an aiohttp-jinja2
+    context processor, which would read the session from Redis for every
+    request: static files, the API and the probes too.
+    """
+    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), **values}

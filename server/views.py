@@ -9,7 +9,7 @@ from common import db
 from common.events import Revocation
 from common.passwords import verify_password
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, log_in, log_out, login_required, session_key
+from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
 from server.registry import session_digest
@@ -26,7 +26,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 @aiohttp_jinja2.template("login.html")
 async def login_page(request: web.Request) -> dict:
-    return {"next": _safe_next(request.query.get("next")), "error": None, "username": ""}
+    return await page_context(request, next=_safe_next(request.query.get("next")), error=None, username="")
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
@@ -40,7 +40,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if await login_blocked(
         redis_client, username, address, settings.login_failures_per_user, settings.login_failures_per_address
     ):
-        context = {"next": next_url, "error": TOO_MANY_ATTEMPTS, "username": username}
+        context = await page_context(request, next=next_url, error=TOO_MANY_ATTEMPTS, username=username)
         response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
         response.headers["Retry-After"] = str(settings.login_window_seconds)
         return response
@@ -49,7 +49,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     valid = verify_password(credentials.password_hash if credentials else None, password)
     if credentials is None or not valid:
         await record_login_failure(redis_client, username, address, settings.login_window_seconds)
-        context = {"next": next_url, "error": "Invalid username or password.", "username": username}
+        context = await page_context(
+            request, next=next_url, error="Invalid username or password.", username=username
+        )
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     await clear_login_failures(redis_client, username)
     await log_in(request, credentials.user)
@@ -69,7 +71,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @aiohttp_jinja2.template("dashboards.html")
 async def dashboard_list(request: web.Request) -> dict:
     user = request[USER_KEY]
-    return {"user": user, "dashboards": await db.list_user_dashboards(request.app[DB_KEY], user.id)}
+    dashboards = await db.list_user_dashboards(request.app[DB_KEY], user.id)
+    return await page_context(request, user=user, dashboards=dashboards)
 
 
 @login_required
@@ -82,16 +85,17 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, user.id)
     if dashboard is None:
         # Not "forbidden": whether the dashboard exists is not for non-members to learn.
-        context = {"user": user}
+        context = await page_context(request, user=user)
         return aiohttp_jinja2.render_template("no_dashboard.html", request, context, status=404)
-    return {"user": user, "dashboard": dashboard}
+    return await page_context(request, user=user, dashboard=dashboard)
 
 
 @login_required
 @aiohttp_jinja2.template("playground.html")
 async def playground(request: web.Request) -> dict:
     user = request[USER_KEY]
-    return {"user": user, "dashboards": await db.list_user_dashboards(request.app[DB_KEY], user.id)}
+    dashboards = await db.list_user_dashboards(request.app[DB_KEY], user.id)
+    return await page_context(request, user=user, dashboards=dashboards)
 
 
 async def asyncapi(request: web.Request) -> web.Response:
