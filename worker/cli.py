@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager, suppress
 
 import click
 import redis.exceptions
-from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
+from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
 from worker.leases import DEFAULT_CHECK_INTERVAL, Leases
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
@@ -138,7 +138,7 @@ async def _producer(
     async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
         if await pending_migrations(pool):
             raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
-        client = Redis.from_url(settings.redis_url or "")
+        client = connect_redis(settings.redis_url or "")
         try:
             try:
                 await client.ping()
