@@ -23,7 +23,8 @@ setup(
         "aiohttp-jinja2>=1.6,<2",
         "aiopg>=1.4,<2",
         "psycopg2-binary>=2.9,<3",
-        "redis>=5.2,<9",
+        # 8.0 brought pub/sub (SSUBSCRIBE) to the asyncio RedisCluster client.
+        "redis>=8.0,<9",
         "marshmallow>=3.20,<5",
         "click>=8.1,<9",
         # argon2id: the password hash OWASP recommends; a maintained C binding.

@@ -13,6 +13,7 @@ import click
 from common.config import DEFAULT_DATA_DIR, Settings
 from common.embedded import start_embedded
 from common.logs import configure_logging
+from common.redisconn import parse_redis_url
 
 T = TypeVar("T")
 
@@ -20,7 +21,10 @@ DATABASE_URL_HELP = (
     "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db. "
     "Unset: an embedded PostgreSQL kept in --data-dir."
 )
-REDIS_URL_HELP = "Redis URL, e.g. redis://host:6379/0. Unset: an embedded Redis kept in --data-dir."
+REDIS_URL_HELP = (
+    "Redis URL, e.g. redis://host:6379/0, redis+sentinel://s1:26379,s2:26379/mymaster or "
+    "redis+cluster://node1:6379,node2:6379 (docs/scaling.md). Unset: an embedded Redis kept in --data-dir."
+)
 DATA_DIR_HELP = "Where the embedded PostgreSQL and Redis keep their data."
 LOG_LEVEL_HELP = "Logging level: debug, info, warning or error."
 
@@ -57,6 +61,11 @@ def settings_from_options(
 ) -> Settings:
     """Configure logging and build the base settings of a command group."""
     configure_logging(log_level)
+    if redis_url:
+        try:
+            parse_redis_url(redis_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
     return Settings(database_url=database_url or None, redis_url=redis_url or None, data_dir=data_dir)
 
 

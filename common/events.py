@@ -13,9 +13,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from common.db import Metric, MetricValue
+from common.redisconn import RedisClient, publish
 
 EVENT_VERSION = 1
 
@@ -127,6 +126,6 @@ def decode_control(data: bytes | str) -> Revocation | None:
     return revocation
 
 
-async def announce_revocation(redis_client: Redis, revocation: Revocation) -> None:
+async def announce_revocation(redis_client: RedisClient, revocation: Revocation) -> None:
     """Tell every server process to close the sockets this revocation covers."""
-    await redis_client.publish(CONTROL_CHANNEL, encode_revocation(revocation))
+    await publish(redis_client, CONTROL_CHANNEL, encode_revocation(revocation))

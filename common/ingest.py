@@ -15,17 +15,17 @@ from datetime import datetime
 
 import aiopg
 import redis.exceptions
-from redis.asyncio import Redis
 
 from common import db
 from common.events import dashboard_channel, encode_values
+from common.redisconn import RedisClient, uses_sharded_pubsub
 
 log = logging.getLogger(__name__)
 
 
 async def store_and_publish(
     pool: aiopg.Pool,
-    redis_client: Redis,
+    redis_client: RedisClient,
     metrics: Mapping[int, db.Metric],
     rows: Sequence[tuple[int, float, datetime]],
 ) -> list[db.MetricValue]:
@@ -38,8 +38,10 @@ async def store_and_publish(
         by_dashboard[metric.dashboard_id].append((metric, item))
     try:
         async with redis_client.pipeline(transaction=False) as pipe:
+            # On a cluster each message goes to the shard owning its channel.
+            publish = pipe.spublish if uses_sharded_pubsub(redis_client) else pipe.publish
             for dashboard_id, values in by_dashboard.items():
-                pipe.publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
+                publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
             await pipe.execute()
     except (redis.exceptions.RedisError, OSError) as exc:
         log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)

@@ -16,18 +16,18 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
-from aiohttp_session.redis_storage import RedisStorage
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from common import db
 from common.config import Settings, obscure_password
 from common.migrate import MigrationError, pending_migrations
+from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.revocation import registry_ctx
 from server.routes import setup_routes
+from server.sessions import RedisSessionStorage
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,15 @@ def create_app(settings: Settings) -> web.Application:
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs concrete database and Redis URLs")
     # Creating the client opens nothing; redis_ctx checks and closes it.
-    # A blocking pool: a burst of requests waits for a free connection instead
+    # A bounded pool: a burst of requests waits for a free connection instead
     # of failing. Named, so CLIENT LIST shows which server process holds what.
-    redis_client = Redis.from_pool(
-        BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=10,
-            health_check_interval=30,
-            client_name=f"dashboard-server/{os.getpid()}",
-        )
+    redis_client = connect_redis(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        health_check_interval=30,
+        client_name=f"dashboard-server/{os.getpid()}",
     )
-    storage = RedisStorage(
+    storage = RedisSessionStorage(
         redis_client,
         cookie_name=SESSION_COOKIE,
         max_age=settings.session_max_age,

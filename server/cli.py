@@ -13,7 +13,6 @@ from dataclasses import replace
 import aiopg
 import click
 import redis.exceptions
-from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
@@ -21,6 +20,7 @@ from common.config import Settings
 from common.events import Revocation, announce_revocation
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
+from common.redisconn import connect_redis
 from common.tokens import display_prefix, new_token, token_hash
 from server.demo import create_demo
 from server.serve import ServeError, serve
@@ -54,7 +54,7 @@ def _fail(exc: Exception) -> click.ClickException:
 
 async def _announce(settings: Settings, revocation: Revocation) -> None:
     """Close the affected open sockets on every server process (after the commit)."""
-    client = Redis.from_url(settings.redis_url or "")
+    client = connect_redis(settings.redis_url or "")
     try:
         await announce_revocation(client, revocation)
     except (redis.exceptions.RedisError, OSError) as exc:
@@ -189,7 +189,7 @@ async def check(ctx: click.Context) -> None:
     try:
         async with _pool(settings) as pool:
             pending = await pending_migrations(pool)
-        client = Redis.from_url(settings.redis_url or "")
+        client = connect_redis(settings.redis_url or "")
         try:
             await client.ping()
         finally:

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import redis.exceptions
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from common.events import CONTROL_CHANNEL, Revocation, dashboard_channel, decode_control, decode_values
+from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
 from server.connection import ClientConnection
 from server.frames import text_frame
@@ -27,12 +27,16 @@ log = logging.getLogger(__name__)
 # CONTROL_CHANNEL is always subscribed, so the listener has a live
 # subscription from the start (and revocations reach every process).
 MAX_BACKOFF = 5.0
+# On a cluster, the subscription is one connection per shard, read in turn:
+# each is waited on this long, which bounds the added latency per shard.
+SHARDED_POLL_SECONDS = 0.02
 
 
 class Hub:
-    def __init__(self, redis_client: Redis) -> None:
+    def __init__(self, redis_client: RedisClient) -> None:
         self._redis = redis_client
         self._pubsub: PubSub = redis_client.pubsub()
+        self._sharded = uses_sharded_pubsub(redis_client)
         self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -54,9 +58,9 @@ class Hub:
                 # Inside the loop: Redis may be gone at start-up too. Once
                 # joined, redis-py re-subscribes by itself on reconnect.
                 if not joined_control:
-                    await self._pubsub.subscribe(CONTROL_CHANNEL)
+                    await self._join(CONTROL_CHANNEL)
                     joined_control = True
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._next_message()
                 backoff = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
@@ -84,7 +88,7 @@ class Hub:
             if channel not in self._joined:
                 self._confirmations[channel] = asyncio.get_running_loop().create_future()
                 try:
-                    await self._pubsub.subscribe(channel)
+                    await self._join(channel)
                 except BaseException:
                     del self._confirmations[channel]
                     raise
@@ -131,12 +135,36 @@ class Hub:
             self._joined.discard(channel)
             self._confirmations.pop(channel, None)
             try:
-                await self._pubsub.unsubscribe(channel)
+                await self._part(channel)
             except redis.exceptions.RedisError as exc:
                 log.warning("could not unsubscribe from %s: %s", channel, exc)
 
+    # How the subscription is made ----------------------------------------------
+    # SUBSCRIBE on one server or Sentinel's master; SSUBSCRIBE on a cluster, so
+    # each channel's traffic stays on the shard that owns it (common/redisconn.py).
+
+    async def _join(self, channel: str) -> None:
+        if self._sharded:
+            await self._pubsub.ssubscribe(channel)
+        else:
+            await self._pubsub.subscribe(channel)
+
+    async def _part(self, channel: str) -> None:
+        if self._sharded:
+            await self._pubsub.sunsubscribe(channel)
+        else:
+            await self._pubsub.unsubscribe(channel)
+
+    async def _next_message(self) -> dict | None:
+        if self._sharded:
+            return await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
+        return await self._pubsub.get_message(timeout=1.0)
+
+    # ---------------------------------------------------------------------------
+
     def _handle(self, message: dict) -> None:
-        kind = message["type"]
+        # Sharded confirmations and messages are handled as their classic twins.
+        kind = {"ssubscribe": "subscribe", "smessage": "message"}.get(message["type"], message["type"])
         channel = message["channel"].decode()
         if kind == "subscribe":
             confirmed = self._confirmations.pop(channel, None)

@@ -6,16 +6,16 @@ import weakref
 
 import aiopg
 from aiohttp import web
-from redis.asyncio import Redis
 
 from common.config import Settings
 from common.db import User
+from common.redisconn import RedisClient
 from server.hub import Hub
 from server.registry import SocketRegistry
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", aiopg.Pool)
-REDIS_KEY = web.AppKey("redis", Redis)
+REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)

@@ -32,7 +32,10 @@ class TokenBucket:
 def _login_keys(username: str, address: str) -> tuple[str, str]:
     # The username is whatever was typed, so unknown users are limited the
     # same way as real ones and the answer reveals nothing.
-    return f"dashboard:login-failures:user:{username.lower()}", f"dashboard:login-failures:addr:{address}"
+    # The {hash tag} keeps both counters in one cluster slot, so that MGET and
+    # MULTI work on a Redis Cluster too.
+    prefix = "dashboard:{login-failures}"
+    return f"{prefix}:user:{username.lower()}", f"{prefix}:addr:{address}"
 
 
 async def login_blocked(

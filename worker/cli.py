@@ -6,23 +6,28 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import click
 import redis.exceptions
-from redis.asyncio import Redis
 
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
+from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
+from worker.leases import DEFAULT_CHECK_INTERVAL, Leases
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
 
 INTERVAL_HELP = "Seconds between two values of each metric."
 UNSAVED_HELP = "Ticks of values kept while the database is unreachable (oldest dropped beyond)."
+LEASE_HELP = (
+    "Seconds between checks of this worker's share of the dashboards; "
+    "a dead worker's dashboards move to the others within it."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,17 +60,31 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=UNSAVED_HELP,
 )
+@click.option(
+    "--lease-interval",
+    envvar="DASHBOARD_LEASE_INTERVAL",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_CHECK_INTERVAL,
+    show_default=True,
+    help=LEASE_HELP,
+)
 @click.pass_context
 @run_async
-async def run(ctx: click.Context, interval: float, unsaved_ticks: int) -> None:
-    """Tick every --interval seconds until SIGINT or SIGTERM."""
+async def run(ctx: click.Context, interval: float, unsaved_ticks: int, lease_interval: float) -> None:
+    """Tick every --interval seconds until SIGINT or SIGTERM.
+
+    Any number of workers may run against the same database: each produces
+    values for its fair share of the dashboards (leased through PostgreSQL).
+    """
     settings = resolved_settings(ctx)
-    async with _producer(settings, unsaved_ticks) as producer:
+    leases = Leases(settings.database_url or "", lease_interval)
+    async with _producer(settings, unsaved_ticks, leases) as producer, _leasing(leases):
         log.info(
-            "worker started: every %.2fs into %s, publishing to %s",
+            "worker started: every %.2fs into %s, publishing to %s; leasing %d dashboard(s)",
             interval,
             obscure_password(settings.database_url or ""),
             obscure_password(settings.redis_url or ""),
+            len(leases.held),
         )
         # A signal ends the loop between ticks: a tick in progress completes
         # its commit and publish first.
@@ -97,19 +116,34 @@ async def tick(ctx: click.Context) -> None:
 
 
 @asynccontextmanager
+async def _leasing(leases: Leases) -> AsyncIterator[None]:
+    """Take a first share of the dashboards, then keep it fair until the block ends."""
+    await leases.refresh()
+    checking = asyncio.create_task(leases.run(), name="lease-check")
+    try:
+        yield
+    finally:
+        checking.cancel()
+        with suppress(asyncio.CancelledError):
+            await checking
+        # Closing the session hands the dashboards over at the others' next check.
+        await leases.close()
+
+
+@asynccontextmanager
 async def _producer(
-    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS
+    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
 ) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
     async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
         if await pending_migrations(pool):
             raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
-        client = Redis.from_url(settings.redis_url or "")
+        client = connect_redis(settings.redis_url or "")
         try:
             try:
                 await client.ping()
             except (redis.exceptions.RedisError, OSError) as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
-            yield Producer(pool, client, max_unsaved_ticks=unsaved_ticks)
+            yield Producer(pool, client, max_unsaved_ticks=unsaved_ticks, leases=leases)
         finally:
             await client.aclose()

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
+from worker.leases import Leases, Ownership
 from worker.sources import next_value
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Producer:
         redis_client: Redis,
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
+        leases: Leases | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis_client
@@ -51,6 +53,8 @@ class Producer:
         self._metrics: list[db.Metric] = []
         self._unsaved: deque[list[tuple[int, float, datetime]]] = deque()
         self._max_unsaved = max_unsaved_ticks
+        # None: every dashboard is this worker's (a one-off `tick`).
+        self._leases = leases
 
     @property
     def unsaved_values(self) -> int:
@@ -62,18 +66,33 @@ class Producer:
 
         Returns how many values were stored (0 while the database is down).
         """
+        if self._leases is None:
+            return await self._tick(None)
+        # The leases cannot change hands while this tick stores and publishes.
+        async with self._leases.hold() as ownership:
+            return await self._tick(ownership)
+
+    async def _tick(self, ownership: Ownership | None) -> int:
+        if ownership is not None:
+            for metric_id in [m.id for m in self._metrics if m.dashboard_id in ownership.gained]:
+                self._last.pop(metric_id, None)  # another worker produced it meanwhile
         try:
             # Re-read every tick so metrics added from the CLI start at once.
             self._metrics = await db.list_all_metrics(self._pool)
-            unknown = [m.id for m in self._metrics if m.type == "counter" and m.id not in self._last]
+            mine = self._metrics if ownership is None else ownership.metrics(self._metrics)
+            unknown = [m.id for m in mine if m.type == "counter" and m.id not in self._last]
             if unknown:
                 # Counters continue from their stored value across worker restarts.
                 self._last.update(await db.last_values(self._pool, unknown))
         except db.UNAVAILABLE:
             if not self._metrics:
                 raise  # nothing known to produce values for
-        self._keep(self._produce(self._metrics))
+        self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
         pending = [row for rows in self._unsaved for row in rows]
+        if ownership is not None:
+            if not ownership.confirmed:
+                return 0  # kept until this worker holds its leases again
+            pending = ownership.rows(pending, {metric.id: metric for metric in self._metrics})
         try:
             # Published only after the commit: a client never sees an unstored value.
             stored = await store_and_publish(
