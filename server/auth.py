@@ -21,6 +21,7 @@ CSRF_FIELD = "csrf_token"
 API_PREFIX = "/api/"
 SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
+METRICS_PATH = "/metrics"
 _USER_ID = "user_id"
 _CSRF = "csrf_token"
 
@@ -120,7 +121,8 @@ def origin_allowed(request: web.Request) -> bool:
 async def template_context(request: web.Request) -> dict[str, Any]:
     """What every page template can use (views add `user` where there is one)."""
     # aiohttp-jinja2 calls this for every request, templated or not: the
-    # probes must answer without the session store (Redis) they report on.
-    if request.path in PROBE_PATHS:
+    # probes and /metrics must answer without the session store (Redis) they
+    # report on.
+    if request.path in PROBE_PATHS or request.path == METRICS_PATH:
         return {}
     return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request)}

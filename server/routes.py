@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from server import api, health, views, ws
-from server.auth import PROBE_PATHS
+from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -28,3 +28,4 @@ def setup_routes(app: web.Application) -> None:
     healthz, readyz = PROBE_PATHS
     app.router.add_get(healthz, health.healthz, name="healthz")
     app.router.add_get(readyz, health.readyz, name="readyz")
+    app.router.add_get(METRICS_PATH, health.metrics, name="metrics")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import click
 import redis.exceptions
@@ -17,12 +17,17 @@ from common.cli import connection_options, resolved_settings, run_async, setting
 from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
 from common.sdnotify import notify, run_watchdog
+from worker.metrics import metrics_server
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
 
 INTERVAL_HELP = "Seconds between two values of each metric."
 UNSAVED_HELP = "Ticks of values kept while the database is unreachable (oldest dropped beyond)."
+METRICS_PORT_HELP = (
+    "Serve the worker's own metrics for Prometheus at http://HOST:PORT/metrics (off if unset)."
+)
+METRICS_HOST_HELP = "Address the --metrics-port listens on."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,12 +60,35 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=UNSAVED_HELP,
 )
+@click.option(
+    "--metrics-port",
+    envvar="DASHBOARD_WORKER_METRICS_PORT",
+    type=click.IntRange(1, 65535),
+    help=METRICS_PORT_HELP,
+)
+@click.option(
+    "--metrics-host",
+    envvar="DASHBOARD_WORKER_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help=METRICS_HOST_HELP,
+)
 @click.pass_context
 @run_async
-async def run(ctx: click.Context, interval: float, unsaved_ticks: int) -> None:
+async def run(
+    ctx: click.Context, interval: float, unsaved_ticks: int, metrics_port: int | None, metrics_host: str
+) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM."""
     settings = resolved_settings(ctx)
-    async with _producer(settings, unsaved_ticks) as producer:
+    async with _producer(settings, unsaved_ticks) as producer, AsyncExitStack() as stack:
+        if metrics_port is not None:
+            try:
+                await stack.enter_async_context(metrics_server(producer.metrics, metrics_host, metrics_port))
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
+                ) from None
+            log.info("worker metrics at http://%s:%d/metrics", metrics_host, metrics_port)
         log.info(
             "worker started: every %.2fs into %s, publishing to %s",
             interval,

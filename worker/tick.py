@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
+from worker.metrics import WorkerMetrics
 from worker.sources import next_value
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class Producer:
         redis_client: Redis,
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
         self._pool = pool
         self._redis = redis_client
         self._rng = rng or random.Random()
@@ -69,7 +72,8 @@ class Producer:
             if unknown:
                 # Counters continue from their stored value across worker restarts.
                 self._last.update(await db.last_values(self._pool, unknown))
-        except db.UNAVAILABLE:
+        except db.UNAVAILABLE as exc:
+            self.metrics.backend_error(exc)
             if not self._metrics:
                 raise  # nothing known to produce values for
         self._keep(self._produce(self._metrics))
@@ -77,7 +81,11 @@ class Producer:
         try:
             # Published only after the commit: a client never sees an unstored value.
             stored = await store_and_publish(
-                self._pool, self._redis, {metric.id: metric for metric in self._metrics}, pending
+                self._pool,
+                self._redis,
+                {metric.id: metric for metric in self._metrics},
+                pending,
+                on_publish_error=self.metrics.backend_error,
             )
         except psycopg2.errors.ForeignKeyViolation:
             log.error("dropping %d unsaved value(s): their metric was deleted meanwhile", len(pending))
@@ -85,8 +93,12 @@ class Producer:
             return 0
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", len(pending), exc)
+            self.metrics.backend_error(exc)
+            self.metrics.unsaved_values.set(len(pending))
             return 0
         self._unsaved.clear()
+        self.metrics.unsaved_values.set(0)
+        self.metrics.values_stored.inc(len(stored))
         return len(stored)
 
     def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
@@ -110,11 +122,14 @@ async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) 
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
+        producer.metrics.tick_lag.set(max(0.0, started - next_at))
         try:
             count = await producer.tick()
             log.debug("tick: %d values in %.1f ms", count, (time.monotonic() - started) * 1000)
         except (psycopg2.Error, OSError, TimeoutError) as exc:
             log.error("tick failed, values of this tick not stored: %s", exc)
+            producer.metrics.backend_error(exc)
+        producer.metrics.tick_duration.observe(time.monotonic() - started)
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:
