@@ -301,6 +301,42 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
     return [MetricValue(*row) for row in rows]
 
 
+# Rows per export query: a few hundred kilobytes in memory at a time.
+EXPORT_BATCH = 5000
+
+
+async def export_batches(
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
+    batch_size: int = EXPORT_BATCH,
+) -> AsyncIterator[list[MetricValue]]:
+    """The values of each metric in [since, until), metric by metric, oldest first, in batches.
+
+    Keyset pagination on (ts, id) along the per-metric index: each batch is
+    one short query on a pooled connection, so an export of millions of rows
+    holds neither a connection, a snapshot nor more than one batch in memory.
+    """
+    for metric_id in metric_ids:
+        # (since, 0) sorts before every stored (ts, id) with ts >= since.
+        after: tuple[datetime, int] = (since, 0)
+        while True:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT id, metric_id, value, ts FROM metric_values"
+                    " WHERE metric_id = %s AND (ts, id) > (%s, %s) AND ts < %s"
+                    " ORDER BY ts, id LIMIT %s",
+                    (metric_id, after[0], after[1], until, batch_size),
+                )
+                rows = await cur.fetchall()
+            if rows:
+                yield [MetricValue(*row) for row in rows]
+            if len(rows) < batch_size:
+                break
+            after = (rows[-1][3], rows[-1][0])
+
+
 # API tokens --------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
 from common.events import Revocation, announce_revocation
+from common.export import FORMATS, TIME_HELP, csv_chunks, export_range, json_chunks
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
 from common.tokens import display_prefix, new_token, token_hash
@@ -462,6 +463,59 @@ async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -
         if not await db.revoke_api_token(pool, found.id, token_id):
             raise click.ClickException(f"{dashboard_slug} has no active token {token_id}")
     click.echo(f"revoked token {token_id}")
+
+
+@main.command(name="export")
+@click.argument("dashboard_slug")
+@click.option("--metric", "metric_name", help="Only this metric (by name); default: every metric.")
+@click.option("--since", help=f"Start of the range (default: 24 hours before --until). {TIME_HELP}")
+@click.option("--until", help=f"End of the range, excluded (default: now). {TIME_HELP}")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_context
+@run_async
+async def export_command(
+    ctx: click.Context,
+    dashboard_slug: str,
+    metric_name: str | None,
+    since: str | None,
+    until: str | None,
+    file_format: str,
+) -> None:
+    """Write a dashboard's (or one metric's) values to standard output, e.g. `> values.csv`.
+
+    Streamed in batches: memory stays small for any number of values.
+    """
+    try:
+        span = export_range(since, until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    out = sys.stdout.buffer
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        metrics = await db.list_metrics(pool, found.id)
+        if metric_name is not None:
+            metrics = [m for m in metrics if m.name == metric_name]
+            if not metrics:
+                raise click.ClickException(f"{dashboard_slug} has no metric {metric_name!r}")
+        batches = db.export_batches(pool, [m.id for m in metrics], span.since, span.until)
+        chunks = (
+            csv_chunks(metrics, batches)
+            if file_format == "csv"
+            else json_chunks(found, metrics, span, batches)
+        )
+        async for chunk in chunks:
+            out.write(chunk)
+        out.flush()
 
 
 @main.command()
