@@ -14,6 +14,8 @@ from datetime import datetime
 import aiopg
 import psycopg2.errors
 
+from common.sources import RANDOM, check_source
+
 METRIC_TYPES = ("counter", "gauge", "histogram")
 # What a query raises when the database is down, restarting or too slow
 # (the pool's timeout): callers answer "try again later" instead of crashing.
@@ -57,6 +59,8 @@ class Metric:
     description: str
     type: str
     unit: str
+    # Where the worker takes values from: "random" or "system:<reading>" (common/sources.py).
+    source: str = "random"
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ async def remove_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bo
 
 # Metrics and values ----------------------------------------------------------
 
-_METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit"
+_METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit, source"
 
 
 async def create_metric(
@@ -219,15 +223,18 @@ async def create_metric(
     metric_type: str,
     unit: str = "",
     description: str = "",
+    source: str = RANDOM,
 ) -> Metric:
+    """Add a metric; ValueError for an unknown type or a source that cannot feed it."""
     if metric_type not in METRIC_TYPES:
         raise ValueError(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+    check_source(source, metric_type)
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(
-                "INSERT INTO metrics (dashboard_id, name, description, type, unit)"
-                f" VALUES (%s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
-                (dashboard_id, name, description, metric_type, unit),
+                "INSERT INTO metrics (dashboard_id, name, description, type, unit, source)"
+                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
+                (dashboard_id, name, description, metric_type, unit, source),
             )
         except psycopg2.errors.UniqueViolation:
             raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from common import db
 from common.ingest import store_and_publish
 from worker.metrics import WorkerMetrics
-from worker.sources import next_value
+from worker.sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Producer:
         self.metrics = metrics or WorkerMetrics()
         self._pool = pool
         self._redis = redis_client
-        self._rng = rng or random.Random()
+        self._sources = Sources(rng or random.Random())
         self._last: dict[int, float] = {}
         self._metrics: list[db.Metric] = []
         self._unsaved: deque[list[tuple[int, float, datetime]]] = deque()
@@ -103,12 +103,9 @@ class Producer:
 
     def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
         now = datetime.now(UTC)
-        rows = []
-        for metric in metrics:
-            value = next_value(metric.type, self._last.get(metric.id), self._rng)
-            self._last[metric.id] = value
-            rows.append((metric.id, value, now))
-        return rows
+        values = self._sources.produce(metrics, self._last)
+        self._last.update(values)
+        return [(metric_id, value, now) for metric_id, value in values.items()]
 
     def _keep(self, rows: list[tuple[int, float, datetime]]) -> None:
         if len(self._unsaved) >= self._max_unsaved:
