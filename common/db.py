@@ -344,6 +344,21 @@ async def export_batches(
             after = (rows[-1][3], rows[-1][0])
 
 
+async def delete_values_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:
+    """Delete at most `limit` values stored before `cutoff`, in one short transaction.
+
+    Returns how many went. Small batches keep each statement's row locks and
+    WAL burst small, so ticks and pushes never wait long behind retention.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM metric_values WHERE id IN"
+            " (SELECT id FROM metric_values WHERE ts < %s ORDER BY ts LIMIT %s)",
+            (cutoff, limit),
+        )
+        return cur.rowcount
+
+
 # API tokens --------------------------------------------------------------------
 
 

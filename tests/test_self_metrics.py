@@ -122,6 +122,8 @@ async def test_worker_metrics_port_and_json_logs(settings, make_dashboard, make_
         "0.1",
         "--metrics-port",
         str(port),
+        "--retention-days",
+        "30",
     ]
     with child(args) as worker:
         await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/metrics", worker)

@@ -18,6 +18,7 @@ from common.config import Settings, obscure_password
 from common.migrate import pending_migrations
 from common.sdnotify import notify, run_watchdog
 from worker.metrics import metrics_server
+from worker.retention import delete_expired, enforce_retention
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ METRICS_PORT_HELP = (
     "Serve the worker's own metrics for Prometheus at http://HOST:PORT/metrics (off if unset)."
 )
 METRICS_HOST_HELP = "Address the --metrics-port listens on."
+RETENTION_HELP = (
+    "Delete values older than this many days (checked at start, then hourly). Unset: keep everything."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,10 +77,21 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=METRICS_HOST_HELP,
 )
+@click.option(
+    "--retention-days",
+    envvar="DASHBOARD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    help=RETENTION_HELP,
+)
 @click.pass_context
 @run_async
 async def run(
-    ctx: click.Context, interval: float, unsaved_ticks: int, metrics_port: int | None, metrics_host: str
+    ctx: click.Context,
+    interval: float,
+    unsaved_ticks: int,
+    metrics_port: int | None,
+    metrics_host: str,
+    retention_days: float | None,
 ) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM."""
     settings = resolved_settings(ctx)
@@ -103,11 +118,20 @@ async def run(
             loop.add_signal_handler(signum, stop.set)
         notify("READY=1\nSTATUS=producing values")
         watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        retention = None
+        if retention_days is not None:
+            retention = asyncio.create_task(
+                enforce_retention(producer.pool, retention_days, stop), name="retention"
+            )
         try:
             await run_forever(producer, interval, stop)
         finally:
             notify("STOPPING=1")
             watchdog.cancel()
+            if retention is not None:
+                # Set by now (or we are unwinding an error): a batch in progress finishes.
+                stop.set()
+                await retention
         if producer.unsaved_values:
             log.error(
                 "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
@@ -122,6 +146,26 @@ async def tick(ctx: click.Context) -> None:
     """Produce one value per metric, then exit."""
     async with _producer(resolved_settings(ctx)) as producer:
         click.echo(f"stored and published {await producer.tick()} value(s)")
+
+
+@main.command()
+@click.option(
+    "--retention-days",
+    envvar="DASHBOARD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Delete values older than this many days.",
+)
+@click.pass_context
+@run_async
+async def prune(ctx: click.Context, retention_days: float) -> None:
+    """Delete values older than --retention-days now, in small batches, then exit."""
+    settings = resolved_settings(ctx)
+    async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
+        if await pending_migrations(pool):
+            raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
+        deleted = await delete_expired(pool, retention_days)
+    click.echo(f"deleted {deleted} value(s) older than {retention_days:g} day(s)")
 
 
 @asynccontextmanager

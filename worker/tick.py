@@ -56,6 +56,10 @@ class Producer:
         self._max_unsaved = max_unsaved_ticks
 
     @property
+    def pool(self) -> aiopg.Pool:
+        return self._pool
+
+    @property
     def unsaved_values(self) -> int:
         """Values produced but not yet in the database."""
         return sum(len(rows) for rows in self._unsaved)
