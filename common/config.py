@@ -47,6 +47,9 @@ class Settings:
     login_failures_per_address: int = 50
     login_window_seconds: int = 15 * 60
     secure_cookies: bool = False
+    # plain or json (common/logs.py); kept here so server processes spawned
+    # by --workers log the same way as their parent.
+    log_format: str = "plain"
     allowed_origins: tuple[str, ...] = ()
 
     @property

@@ -14,6 +14,8 @@ from datetime import datetime
 import aiopg
 import psycopg2.errors
 
+from common.sources import RANDOM, check_source
+
 METRIC_TYPES = ("counter", "gauge", "histogram")
 # What a query raises when the database is down, restarting or too slow
 # (the pool's timeout): callers answer "try again later" instead of crashing.
@@ -57,6 +59,8 @@ class Metric:
     description: str
     type: str
     unit: str
+    # Where the worker takes values from: "random" or "system:<reading>" (common/sources.py).
+    source: str = "random"
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ async def remove_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bo
 
 # Metrics and values ----------------------------------------------------------
 
-_METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit"
+_METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit, source"
 
 
 async def create_metric(
@@ -219,15 +223,18 @@ async def create_metric(
     metric_type: str,
     unit: str = "",
     description: str = "",
+    source: str = RANDOM,
 ) -> Metric:
+    """Add a metric; ValueError for an unknown type or a source that cannot feed it."""
     if metric_type not in METRIC_TYPES:
         raise ValueError(f"metric type must be one of {', '.join(METRIC_TYPES)}")
+    check_source(source, metric_type)
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(
-                "INSERT INTO metrics (dashboard_id, name, description, type, unit)"
-                f" VALUES (%s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
-                (dashboard_id, name, description, metric_type, unit),
+                "INSERT INTO metrics (dashboard_id, name, description, type, unit, source)"
+                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
+                (dashboard_id, name, description, metric_type, unit, source),
             )
         except psycopg2.errors.UniqueViolation:
             raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None
@@ -299,6 +306,57 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
         rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
+
+
+# Rows per export query: a few hundred kilobytes in memory at a time.
+EXPORT_BATCH = 5000
+
+
+async def export_batches(
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
+    batch_size: int = EXPORT_BATCH,
+) -> AsyncIterator[list[MetricValue]]:
+    """The values of each metric in [since, until), metric by metric, oldest first, in batches.
+
+    Keyset pagination on (ts, id) along the per-metric index: each batch is
+    one short query on a pooled connection, so an export of millions of rows
+    holds neither a connection, a snapshot nor more than one batch in memory.
+    """
+    for metric_id in metric_ids:
+        # (since, 0) sorts before every stored (ts, id) with ts >= since.
+        after: tuple[datetime, int] = (since, 0)
+        while True:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT id, metric_id, value, ts FROM metric_values"
+                    " WHERE metric_id = %s AND (ts, id) > (%s, %s) AND ts < %s"
+                    " ORDER BY ts, id LIMIT %s",
+                    (metric_id, after[0], after[1], until, batch_size),
+                )
+                rows = await cur.fetchall()
+            if rows:
+                yield [MetricValue(*row) for row in rows]
+            if len(rows) < batch_size:
+                break
+            after = (rows[-1][3], rows[-1][0])
+
+
+async def delete_values_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:
+    """Delete at most `limit` values stored before `cutoff`, in one short transaction.
+
+    Returns how many went. Small batches keep each statement's row locks and
+    WAL burst small, so ticks and pushes never wait long behind retention.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM metric_values WHERE id IN"
+            " (SELECT id FROM metric_values WHERE ts < %s ORDER BY ts LIMIT %s)",
+            (cutoff, limit),
+        )
+        return cur.rowcount
 
 
 # API tokens --------------------------------------------------------------------

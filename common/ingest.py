@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import aiopg
@@ -28,9 +28,11 @@ async def store_and_publish(
     redis_client: RedisClient,
     metrics: Mapping[int, db.Metric],
     rows: Sequence[tuple[int, float, datetime]],
+    on_publish_error: Callable[[Exception], None] | None = None,
 ) -> list[db.MetricValue]:
     """Store (metric_id, value, ts) rows in one transaction, then publish them:
-    one message per dashboard. `metrics` must hold every metric named in rows."""
+    one message per dashboard. `metrics` must hold every metric named in rows.
+    A failed publish is logged and passed to `on_publish_error` (for counting)."""
     stored = await db.insert_values(pool, rows)
     by_dashboard: dict[int, list[tuple[db.Metric, db.MetricValue]]] = defaultdict(list)
     for item in stored:
@@ -45,4 +47,6 @@ async def store_and_publish(
             await pipe.execute()
     except (redis.exceptions.RedisError, OSError) as exc:
         log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
+        if on_publish_error is not None:
+            on_publish_error(exc)
     return stored

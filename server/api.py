@@ -22,7 +22,7 @@ from common import db
 from common.ingest import store_and_publish
 from common.schemas import BatchPushSchema, PushSchema
 from common.tokens import token_hash
-from server.keys import DB_KEY, REDIS_KEY
+from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
 
 # Pushed timestamps may differ this much from the server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -106,7 +106,13 @@ async def _store(
     errors.update(await _counter_decreases(request, metrics, rows))
     if errors:
         raise _error(web.HTTPUnprocessableEntity, "values refused; nothing was stored", {"values": errors})
-    stored = await store_and_publish(request.app[DB_KEY], request.app[REDIS_KEY], metrics, rows)
+    stored = await store_and_publish(
+        request.app[DB_KEY],
+        request.app[REDIS_KEY],
+        metrics,
+        rows,
+        on_publish_error=request.app[METRICS_KEY].backend_error,
+    )
     return web.json_response(
         {
             "stored": len(stored),

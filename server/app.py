@@ -24,7 +24,8 @@ from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.hub import Hub
-from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.metrics import ServerMetrics, errors_middleware
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
@@ -55,10 +56,15 @@ def create_app(settings: Settings) -> web.Application:
         samesite="Lax",
         secure=settings.secure_cookies,
     )
+    metrics = ServerMetrics()
     # Order matters: the CSRF check reads the session, so the session
-    # middleware must run first (outermost).
-    app = web.Application(middlewares=[session_middleware(storage), csrf_middleware])
+    # middleware must run first (outermost). Errors are counted outermost
+    # of all, so a session store failure counts too.
+    app = web.Application(
+        middlewares=[errors_middleware(metrics), session_middleware(storage), csrf_middleware]
+    )
     app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
     aiohttp_jinja2.setup(
@@ -97,8 +103,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[REDIS_KEY])
+    hub = Hub(app[REDIS_KEY], app[METRICS_KEY])
     app[HUB_KEY] = hub
+    # Read at scrape time only: nothing to update on connect and disconnect.
+    app[METRICS_KEY].open_connections.set_function(hub.connection_count)
     listener = asyncio.create_task(hub.run(), name="redis-listener")
     yield
     listener.cancel()

@@ -21,6 +21,7 @@ CSRF_FIELD = "csrf_token"
 API_PREFIX = "/api/"
 SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
+METRICS_PATH = "/metrics"
 _USER_ID = "user_id"
 _CSRF = "csrf_token"
 

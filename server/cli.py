@@ -18,9 +18,11 @@ from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
 from common.events import Revocation, announce_revocation
+from common.export import FORMATS, TIME_HELP, csv_chunks, export_range, json_chunks
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
 from common.redisconn import connect_redis
+from common.sources import RANDOM, SOURCES, check_source, system_reading
 from common.tokens import display_prefix, new_token, token_hash
 from server.demo import create_demo
 from server.serve import ServeError, serve
@@ -39,6 +41,11 @@ SESSION_CHECK_HELP = (
     "Seconds between re-checks of open sockets' sessions and memberships (expiry closes within this)."
 )
 MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
+SOURCE_HELP = (
+    "Where the worker takes values from: random (demo values) or a reading of the worker's host, "
+    "e.g. system:cpu_percent, system:memory_used, system:load1, system:net_bytes_sent "
+    "(`dashboard-server metric sources` lists them)."
+)
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -328,23 +335,60 @@ def metric() -> None:
 @click.argument("dashboard_slug")
 @click.argument("name")
 @click.option(
-    "--type", "metric_type", type=click.Choice(db.METRIC_TYPES), required=True, help="Kind of metric."
+    "--type",
+    "metric_type",
+    type=click.Choice(db.METRIC_TYPES),
+    help="Kind of metric (required for --source random; else the reading's own kind).",
 )
-@click.option("--unit", default="", help="Unit shown next to values, e.g. ms or %.")
-@click.option("--description", default="", help="Shown on the metric's card.")
+@click.option("--unit", help="Unit shown next to values, e.g. ms or %. Default: the reading's unit, or none.")
+@click.option("--description", help="Shown on the metric's card. Default: what the reading is, or none.")
+@click.option("--source", default=RANDOM, show_default=True, help=SOURCE_HELP)
 @click.pass_context
 @run_async
 async def metric_add(
-    ctx: click.Context, dashboard_slug: str, name: str, metric_type: str, unit: str, description: str
+    ctx: click.Context,
+    dashboard_slug: str,
+    name: str,
+    metric_type: str | None,
+    unit: str | None,
+    description: str | None,
+    source: str,
 ) -> None:
     """Add a metric to a dashboard; the worker starts producing it at its next tick."""
+    if source not in SOURCES:
+        raise click.BadParameter(
+            f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}", param_hint="--source"
+        )
+    reading = system_reading(source)
+    if metric_type is None and reading is None:
+        raise click.UsageError("Missing option '--type' (needed unless --source is a system reading).")
+    metric_type = metric_type or (reading.metric_type if reading else "gauge")
+    try:
+        check_source(source, metric_type)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    if unit is None:
+        unit = reading.unit if reading else ""
+    if description is None:
+        description = reading.description if reading else ""
     async with _pool(resolved_settings(ctx)) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
-            created = await db.create_metric(pool, found.id, name, metric_type, unit, description)
+            created = await db.create_metric(pool, found.id, name, metric_type, unit, description, source)
         except (db.NotFound, db.AlreadyExists) as exc:
             raise _fail(exc) from None
-    click.echo(f"added {created.type} {created.name} (id {created.id}) to {dashboard_slug}")
+    origin = "" if created.source == RANDOM else f", from {created.source}"
+    click.echo(f"added {created.type} {created.name} (id {created.id}{origin}) to {dashboard_slug}")
+
+
+@metric.command(name="sources")
+def metric_sources() -> None:
+    """List the sources a metric can take its values from: name, kind, unit, what."""
+    click.echo(f"{RANDOM}\tany\t\tRandom demo values shaped by the metric's type")
+    for source in SOURCES[1:]:
+        reading = system_reading(source)
+        if reading is not None:
+            click.echo(f"{source}\t{reading.metric_type}\t{reading.unit}\t{reading.description}")
 
 
 @metric.command(name="list")
@@ -352,14 +396,14 @@ async def metric_add(
 @click.pass_context
 @run_async
 async def metric_list(ctx: click.Context, dashboard_slug: str) -> None:
-    """List a dashboard's metrics: id, type, name, unit."""
+    """List a dashboard's metrics: id, type, name, unit, source."""
     async with _pool(resolved_settings(ctx)) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
         except db.NotFound as exc:
             raise _fail(exc) from None
         for item in await db.list_metrics(pool, found.id):
-            click.echo(f"{item.id}\t{item.type}\t{item.name}\t{item.unit}")
+            click.echo(f"{item.id}\t{item.type}\t{item.name}\t{item.unit}\t{item.source}")
 
 
 @main.group()
@@ -464,15 +508,73 @@ async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -
     click.echo(f"revoked token {token_id}")
 
 
+@main.command(name="export")
+@click.argument("dashboard_slug")
+@click.option("--metric", "metric_name", help="Only this metric (by name); default: every metric.")
+@click.option("--since", help=f"Start of the range (default: 24 hours before --until). {TIME_HELP}")
+@click.option("--until", help=f"End of the range, excluded (default: now). {TIME_HELP}")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    default="csv",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_context
+@run_async
+async def export_command(
+    ctx: click.Context,
+    dashboard_slug: str,
+    metric_name: str | None,
+    since: str | None,
+    until: str | None,
+    file_format: str,
+) -> None:
+    """Write a dashboard's (or one metric's) values to standard output, e.g. `> values.csv`.
+
+    Streamed in batches: memory stays small for any number of values.
+    """
+    try:
+        span = export_range(since, until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    out = sys.stdout.buffer
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        metrics = await db.list_metrics(pool, found.id)
+        if metric_name is not None:
+            metrics = [m for m in metrics if m.name == metric_name]
+            if not metrics:
+                raise click.ClickException(f"{dashboard_slug} has no metric {metric_name!r}")
+        batches = db.export_batches(pool, [m.id for m in metrics], span.since, span.until)
+        chunks = (
+            csv_chunks(metrics, batches)
+            if file_format == "csv"
+            else json_chunks(found, metrics, span, batches)
+        )
+        async for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+
+
 @main.command()
 @click.pass_context
 @run_async
 async def demo(ctx: click.Context) -> None:
-    """Create the demo dashboard, a member (demo/demo) and a non-member (outsider/outsider)."""
+    """Create the demo dashboards, a member (demo/demo) and a non-member (outsider/outsider).
+
+    "Service health (demo)" gets random values; "This machine" the worker host's
+    CPU, memory, load, network and disk readings.
+    """
     async with _pool(resolved_settings(ctx)) as pool:
         await migrate(pool)
         logins = await create_demo(pool)
     click.echo(f"demo dashboard {logins.dashboard.slug} (id {logins.dashboard.id})")
+    click.echo(f"host readings dashboard {logins.machine.slug} (id {logins.machine.id})")
     click.echo(f"member login: {logins.member[0]} / {logins.member[1]}")
     click.echo(f"non-member login: {logins.non_member[0]} / {logins.non_member[1]}")
 

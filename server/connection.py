@@ -53,6 +53,9 @@ class ClientConnection:
         self._held: list[tuple[int, int, bytes]] | None = None
         self._closing = False
         self._close_task: asyncio.Task[bool] | None = None
+        # Read once when the connection ends (server/metrics.py), never per frame.
+        self.dropped_frames = 0
+        self.close_code: CloseCode | None = None
 
     def send(self, text: str) -> None:
         """Queue a message of this connection only (replies, history)."""
@@ -61,6 +64,7 @@ class ClientConnection:
     def send_frame(self, frame: bytes) -> None:
         """Queue a finished frame; it goes out with the others of this loop turn."""
         if self._closing:
+            self.dropped_frames += 1
             return
         self._pending.append(frame)
         self._pending_bytes += len(frame)
@@ -97,7 +101,12 @@ class ClientConnection:
         if self._closing:
             return
         self._closing = True
+        self.close_code = code
+        self.dropped_frames += len(self._pending)
         self._pending.clear()
+        if self._held:
+            self.dropped_frames += len(self._held)
+            self._held.clear()
         self._pending_bytes = 0
         self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
 

@@ -1,4 +1,6 @@
-"""Demo data: one dashboard with metrics of every type, a member and a non-member."""
+"""Demo data: a dashboard of random values with metrics of every type, a
+"This machine" dashboard of the worker host's real readings, a member and a
+non-member."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import aiopg
 
 from common import db
 from common.passwords import hash_password
+from common.sources import system_reading
 
 DEMO_SLUG = "demo"
 DEMO_METRICS = [
@@ -21,6 +24,17 @@ DEMO_METRICS = [
     ("payload_size", "histogram", "KB", "Request body size"),
     ("db_query_time", "histogram", "ms", "Database query time"),
 ]
+MACHINE_SLUG = "this-machine"
+# (name, source): type, unit and description come with the reading.
+MACHINE_METRICS = [
+    ("cpu_percent", "system:cpu_percent"),
+    ("memory_used", "system:memory_used"),
+    ("load1", "system:load1"),
+    ("net_bytes_sent", "system:net_bytes_sent"),
+    ("net_bytes_recv", "system:net_bytes_recv"),
+    ("disk_read_bytes", "system:disk_read_bytes"),
+    ("disk_write_bytes", "system:disk_write_bytes"),
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,7 @@ class DemoLogins:
     member: tuple[str, str]
     non_member: tuple[str, str]
     dashboard: db.Dashboard
+    machine: db.Dashboard
 
 
 async def create_demo(pool: aiopg.Pool) -> DemoLogins:
@@ -45,7 +60,27 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
         if name not in existing:
             await db.create_metric(pool, dashboard.id, name, metric_type, unit, description)
     await db.add_member(pool, dashboard.id, member.id)
-    return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard)
+    machine = await _ensure_machine_dashboard(pool)
+    await db.add_member(pool, machine.id, member.id)
+    return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard, machine)
+
+
+async def _ensure_machine_dashboard(pool: aiopg.Pool) -> db.Dashboard:
+    """The dashboard of the worker host's own CPU, memory, load, network and disks."""
+    try:
+        machine = await db.create_dashboard(
+            pool, "This machine", MACHINE_SLUG, "The worker's host, read through psutil"
+        )
+    except db.AlreadyExists:
+        machine = await db.get_dashboard_by_slug(pool, MACHINE_SLUG)
+    existing = {metric.name for metric in await db.list_metrics(pool, machine.id)}
+    for name, source in MACHINE_METRICS:
+        reading = system_reading(source)
+        if name not in existing and reading is not None:
+            await db.create_metric(
+                pool, machine.id, name, reading.metric_type, reading.unit, reading.description, source
+            )
+    return machine
 
 
 async def _ensure_user(pool: aiopg.Pool, username: str, password: str) -> db.User:

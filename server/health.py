@@ -1,5 +1,5 @@
 """Probes for load balancers and orchestrators: /healthz (the process answers)
-and /readyz (it can serve: the database and Redis answer)."""
+and /readyz (it can serve: the database and Redis answer); /metrics for Prometheus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import redis.exceptions
 from aiohttp import web
 
 from common import db
-from server.keys import DB_KEY, REDIS_KEY
+from common.telemetry import exposition
+from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
 
 # A probe must answer quickly even when a dependency hangs.
 CHECK_TIMEOUT = 2.0
@@ -31,6 +32,11 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """This process's own metrics for Prometheus (counts only: no user data)."""
+    return exposition(request, request.app[METRICS_KEY].registry)
 
 
 async def _check(probe: Awaitable[object]) -> str:

@@ -21,6 +21,7 @@ from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
 from server.connection import ClientConnection
 from server.frames import text_frame
+from server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ SHARDED_POLL_SECONDS = 0.02
 
 
 class Hub:
-    def __init__(self, redis_client: RedisClient) -> None:
+    def __init__(self, redis_client: RedisClient, metrics: ServerMetrics | None = None) -> None:
         self._redis = redis_client
+        self._metrics = metrics or ServerMetrics()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
         self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
@@ -65,6 +67,7 @@ class Hub:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
                 log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
+                self._metrics.redis_errors.inc()
                 self._interrupted = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -203,6 +206,8 @@ class Hub:
             )
             for conn in tuple(subscribers):
                 conn.deliver(event.metric_id, event.id, frame)
+            # Once per value, not per connection: the hot loop above stays bare.
+            self._metrics.fanned_out(event.timestamp, len(subscribers))
 
     # Control channel and reconnects -------------------------------------------
     # Kept apart from the fan-out: these only notify listeners (server/revocation.py).

@@ -11,6 +11,7 @@ from common.config import Settings
 from common.db import User
 from common.redisconn import RedisClient
 from server.hub import Hub
+from server.metrics import ServerMetrics
 from server.registry import SocketRegistry
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -19,6 +20,7 @@ REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
+METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

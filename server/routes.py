@@ -6,8 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import api, health, views, ws
-from server.auth import PROBE_PATHS
+from server import api, export, health, views, ws
+from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -19,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/logout", views.logout, name="logout")
     app.router.add_get("/dashboards/", views.dashboard_list, name="dashboards")
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
+    app.router.add_get(r"/dashboards/{id:\d+}/export", export.export_values, name="dashboard_export")
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
     app.router.add_post(r"/api/v1/metrics/{id:\d+}/values", api.push_metric_values, name="push_metric_values")
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
@@ -28,3 +29,4 @@ def setup_routes(app: web.Application) -> None:
     healthz, readyz = PROBE_PATHS
     app.router.add_get(healthz, health.healthz, name="healthz")
     app.router.add_get(readyz, health.readyz, name="readyz")
+    app.router.add_get(METRICS_PATH, health.metrics, name="metrics")

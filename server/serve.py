@@ -82,7 +82,7 @@ def _wait(children: list[BaseProcess], stop_requested: threading.Event) -> BaseP
 
 
 def _child(settings: Settings, host: str, port: int, log_level: str) -> None:
-    configure_logging(log_level)
+    configure_logging(log_level, settings.log_format)
     try:
         _run(settings, host, port, reuse_port=True)
     except ServeError as exc:

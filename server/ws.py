@@ -18,7 +18,7 @@ from common.schemas import RANGES, ProtocolError, encode_message, error_message,
 from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
-from server.keys import DB_KEY, HUB_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
+        request.app[METRICS_KEY].backend_error(exc)
         await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"service unavailable")
     return ws
 
@@ -115,6 +116,7 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
     finally:
         request.app[REGISTRY_KEY].remove(conn)
         hub.remove(conn)
+        request.app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
 async def _member_dashboard(request: web.Request, user_id: int) -> db.Dashboard | None:
@@ -253,6 +255,7 @@ async def _answer_with_histories(
     except db.UNAVAILABLE as exc:
         request.app[HUB_KEY].unsubscribe(conn, newly)
         log.warning("history unavailable: %s", exc)
+        request.app[METRICS_KEY].backend_error(exc)
         raise ProtocolError(
             "history unavailable: the database is not reachable, retry later",
             {"database": ["unavailable"]},

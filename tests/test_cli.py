@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from common.events import dashboard_channel, decode_values
 from common.passwords import verify_password
 from server.cli import main as server_main
-from server.demo import DEMO_METRICS
+from server.demo import DEMO_METRICS, MACHINE_METRICS
 from tests.conftest import REDIS_URL
 from worker.cli import main as worker_main
 
@@ -139,7 +139,7 @@ def test_metric_add_then_list(server_cli, database_url):
 
     [(metric_id,)] = _rows(database_url, "SELECT id FROM metrics")
     assert added == f"added gauge cpu (id {metric_id}) to my-board\n"
-    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\n"
+    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\trandom\n"
 
 
 def test_metric_add_rejects_an_unknown_type(server_cli, database_url):
@@ -202,7 +202,7 @@ def test_demo_twice_is_idempotent(server_cli, database_url):
     assert second == first
     [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
     assert f"demo dashboard demo (id {dashboard_id})" in first
-    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(1,)]
+    assert _rows(database_url, "SELECT slug FROM dashboards ORDER BY slug") == [("demo",), ("this-machine",)]
     metrics = _rows(database_url, "SELECT name FROM metrics WHERE dashboard_id = %s", (dashboard_id,))
     assert sorted(name for (name,) in metrics) == sorted(name for name, *_ in DEMO_METRICS)
     assert len(metrics) == 9
@@ -210,7 +210,11 @@ def test_demo_twice_is_idempotent(server_cli, database_url):
     assert users.keys() == {"demo", "outsider"}
     assert verify_password(users["demo"], "demo")
     assert verify_password(users["outsider"], "outsider")
-    assert _members(database_url) == [("demo", "demo")]
+    assert _members(database_url) == [("demo", "demo"), ("this-machine", "demo")]
+    machine = _rows(
+        database_url, "SELECT name, source FROM metrics WHERE dashboard_id <> %s", (dashboard_id,)
+    )
+    assert sorted(machine) == sorted(MACHINE_METRICS)
 
 
 def test_check_is_ok_on_a_migrated_database(server_cli):
@@ -257,12 +261,13 @@ def test_help_says_what_each_command_does(group, path):
 
 def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worker_cli, database_url):
     _ok(server_cli("demo"))
-    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards")
+    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
     with redis.Redis.from_url(REDIS_URL) as client, client.pubsub() as pubsub:
         pubsub.subscribe(dashboard_channel(dashboard_id))
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
 
-        assert _ok(worker_cli("tick")) == "stored and published 9 value(s)\n"
+        produced = len(DEMO_METRICS) + len(MACHINE_METRICS)
+        assert _ok(worker_cli("tick")) == f"stored and published {produced} value(s)\n"
 
         published = pubsub.get_message(timeout=5)
     per_metric = _rows(
@@ -270,10 +275,15 @@ def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worke
         "SELECT m.name, count(v.id) FROM metrics m LEFT JOIN metric_values v ON v.metric_id = m.id"
         " GROUP BY m.name",
     )
-    assert dict(per_metric) == {name: 1 for name, *_ in DEMO_METRICS}
+    assert dict(per_metric) == {name: 1 for name, *_ in DEMO_METRICS + MACHINE_METRICS}
     assert published is not None
     assert published["type"] == "message"
     published_dashboard, values = decode_values(published["data"])
     assert published_dashboard == dashboard_id
-    stored_ids = _rows(database_url, "SELECT id FROM metric_values ORDER BY id")
+    stored_ids = _rows(
+        database_url,
+        "SELECT v.id FROM metric_values v JOIN metrics m ON m.id = v.metric_id"
+        " WHERE m.dashboard_id = %s ORDER BY v.id",
+        (dashboard_id,),
+    )
     assert sorted(value.id for value in values) == [value_id for (value_id,) in stored_ids]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import socket
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -144,3 +145,8 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(
         await asyncio.sleep(0.05)
     assert hub.connection_count() == 1  # the stalled one was closed
     stalled.close()
+    # ...and /metrics says so: one slow-client close, its waiting frames dropped.
+    scraped = await (await client.get("/metrics")).text()
+    assert "dashboard_slow_client_closes_total 1.0" in scraped
+    dropped = re.search(r"^dashboard_messages_dropped_total (\S+)$", scraped, re.M)
+    assert dropped and float(dropped[1]) > 0

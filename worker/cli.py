@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import click
 import redis.exceptions
@@ -18,6 +18,8 @@ from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
 from worker.leases import DEFAULT_CHECK_INTERVAL, Leases
+from worker.metrics import metrics_server
+from worker.retention import delete_expired, enforce_retention
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,13 @@ UNSAVED_HELP = "Ticks of values kept while the database is unreachable (oldest d
 LEASE_HELP = (
     "Seconds between checks of this worker's share of the dashboards; "
     "a dead worker's dashboards move to the others within it."
+)
+METRICS_PORT_HELP = (
+    "Serve the worker's own metrics for Prometheus at http://HOST:PORT/metrics (off if unset)."
+)
+METRICS_HOST_HELP = "Address the --metrics-port listens on."
+RETENTION_HELP = (
+    "Delete values older than this many days (checked at start, then hourly). Unset: keep everything."
 )
 
 
@@ -68,9 +77,36 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=LEASE_HELP,
 )
+@click.option(
+    "--metrics-port",
+    envvar="DASHBOARD_WORKER_METRICS_PORT",
+    type=click.IntRange(1, 65535),
+    help=METRICS_PORT_HELP,
+)
+@click.option(
+    "--metrics-host",
+    envvar="DASHBOARD_WORKER_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help=METRICS_HOST_HELP,
+)
+@click.option(
+    "--retention-days",
+    envvar="DASHBOARD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    help=RETENTION_HELP,
+)
 @click.pass_context
 @run_async
-async def run(ctx: click.Context, interval: float, unsaved_ticks: int, lease_interval: float) -> None:
+async def run(
+    ctx: click.Context,
+    interval: float,
+    unsaved_ticks: int,
+    lease_interval: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    retention_days: float | None,
+) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM.
 
     Any number of workers may run against the same database: each produces
@@ -78,7 +114,19 @@ async def run(ctx: click.Context, interval: float, unsaved_ticks: int, lease_int
     """
     settings = resolved_settings(ctx)
     leases = Leases(settings.database_url or "", lease_interval)
-    async with _producer(settings, unsaved_ticks, leases) as producer, _leasing(leases):
+    async with (
+        _producer(settings, unsaved_ticks, leases) as producer,
+        _leasing(leases),
+        AsyncExitStack() as stack,
+    ):
+        if metrics_port is not None:
+            try:
+                await stack.enter_async_context(metrics_server(producer.metrics, metrics_host, metrics_port))
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
+                ) from None
+            log.info("worker metrics at http://%s:%d/metrics", metrics_host, metrics_port)
         log.info(
             "worker started: every %.2fs into %s, publishing to %s; leasing %d dashboard(s)",
             interval,
@@ -94,11 +142,20 @@ async def run(ctx: click.Context, interval: float, unsaved_ticks: int, lease_int
             loop.add_signal_handler(signum, stop.set)
         notify("READY=1\nSTATUS=producing values")
         watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        retention = None
+        if retention_days is not None:
+            retention = asyncio.create_task(
+                enforce_retention(producer.pool, retention_days, stop), name="retention"
+            )
         try:
             await run_forever(producer, interval, stop)
         finally:
             notify("STOPPING=1")
             watchdog.cancel()
+            if retention is not None:
+                # Set by now (or we are unwinding an error): a batch in progress finishes.
+                stop.set()
+                await retention
         if producer.unsaved_values:
             log.error(
                 "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
@@ -113,6 +170,26 @@ async def tick(ctx: click.Context) -> None:
     """Produce one value per metric, then exit."""
     async with _producer(resolved_settings(ctx)) as producer:
         click.echo(f"stored and published {await producer.tick()} value(s)")
+
+
+@main.command()
+@click.option(
+    "--retention-days",
+    envvar="DASHBOARD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Delete values older than this many days.",
+)
+@click.pass_context
+@run_async
+async def prune(ctx: click.Context, retention_days: float) -> None:
+    """Delete values older than --retention-days now, in small batches, then exit."""
+    settings = resolved_settings(ctx)
+    async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
+        if await pending_migrations(pool):
+            raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
+        deleted = await delete_expired(pool, retention_days)
+    click.echo(f"deleted {deleted} value(s) older than {retention_days:g} day(s)")
 
 
 @asynccontextmanager

@@ -1,8 +1,18 @@
-"""Where metric values come from. For now: random values shaped by metric type."""
+"""Where metric values come from: the random demo generator, or this host's
+readings through psutil (the catalogue is common/sources.py)."""
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Callable, Sequence
+
+import psutil
+
+from common.db import Metric
+from common.sources import SYSTEM_PREFIX
+
+log = logging.getLogger(__name__)
 
 
 def next_value(metric_type: str, previous: float | None, rng: random.Random) -> float:
@@ -14,3 +24,76 @@ def next_value(metric_type: str, previous: float | None, rng: random.Random) -> 
     if metric_type == "histogram":
         return rng.normalvariate(50, 15)
     raise ValueError(f"unknown metric type {metric_type!r}")
+
+
+def _disk(field: str) -> float | None:
+    counters = psutil.disk_io_counters()
+    # None where the kernel shows no disks (some containers).
+    return None if counters is None else float(getattr(counters, field))
+
+
+READERS: dict[str, Callable[[], float | None]] = {
+    # interval=None: utilisation since the previous call, i.e. over the last tick.
+    "cpu_percent": lambda: psutil.cpu_percent(interval=None),
+    "memory_used": lambda: float(psutil.virtual_memory().used),
+    "memory_percent": lambda: psutil.virtual_memory().percent,
+    "load1": lambda: psutil.getloadavg()[0],
+    "load5": lambda: psutil.getloadavg()[1],
+    "load15": lambda: psutil.getloadavg()[2],
+    "net_bytes_sent": lambda: float(psutil.net_io_counters().bytes_sent),
+    "net_bytes_recv": lambda: float(psutil.net_io_counters().bytes_recv),
+    "disk_read_bytes": lambda: _disk("read_bytes"),
+    "disk_write_bytes": lambda: _disk("write_bytes"),
+}
+
+
+class Sources:
+    """Produces each tick's values, reading each system value once per tick."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        # The raw counter reading of the previous tick, per metric: stored
+        # values grow by the difference, so they stay monotonic across resets.
+        self._raw: dict[int, float] = {}
+        self._missing: set[str] = set()
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+
+    def produce(self, metrics: Sequence[Metric], last: dict[int, float]) -> dict[int, float]:
+        """metric id -> its next value; metrics whose reading is unavailable are left out."""
+        readings: dict[str, float | None] = {}
+        values: dict[int, float] = {}
+        for metric in metrics:
+            if not metric.source.startswith(SYSTEM_PREFIX):
+                values[metric.id] = next_value(metric.type, last.get(metric.id), self._rng)
+                continue
+            name = metric.source.removeprefix(SYSTEM_PREFIX)
+            if name not in readings:
+                readings[name] = self._read(name)
+            raw = readings[name]
+            if raw is None:
+                continue
+            if metric.type == "counter":
+                values[metric.id] = self._counter(metric.id, raw, last.get(metric.id))
+            else:
+                values[metric.id] = raw
+        return values
+
+    def _read(self, name: str) -> float | None:
+        reader = READERS.get(name)
+        value = reader() if reader else None
+        if value is None and name not in self._missing:
+            self._missing.add(name)
+            log.warning("system reading %s is not available on this host; its metrics get no values", name)
+        return value
+
+    def _counter(self, metric_id: int, raw: float, previous: float | None) -> float:
+        last_raw = self._raw.get(metric_id)
+        self._raw[metric_id] = raw
+        if previous is None:
+            return raw
+        if last_raw is None:
+            # First reading since the worker started: continue from the stored
+            # value, never below it (the host may have rebooted meanwhile).
+            return max(previous, raw)
+        # A reading below the last one means the kernel's counter restarted.
+        return previous + (raw - last_raw if raw >= last_raw else raw)

@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from common import db
 from common.ingest import store_and_publish
 from worker.leases import Leases, Ownership
-from worker.sources import next_value
+from worker.metrics import WorkerMetrics
+from worker.sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,22 @@ class Producer:
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
         leases: Leases | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
         self._pool = pool
         self._redis = redis_client
-        self._rng = rng or random.Random()
+        self._sources = Sources(rng or random.Random())
         self._last: dict[int, float] = {}
         self._metrics: list[db.Metric] = []
         self._unsaved: deque[list[tuple[int, float, datetime]]] = deque()
         self._max_unsaved = max_unsaved_ticks
         # None: every dashboard is this worker's (a one-off `tick`).
         self._leases = leases
+
+    @property
+    def pool(self) -> aiopg.Pool:
+        return self._pool
 
     @property
     def unsaved_values(self) -> int:
@@ -84,7 +91,8 @@ class Producer:
             if unknown:
                 # Counters continue from their stored value across worker restarts.
                 self._last.update(await db.last_values(self._pool, unknown))
-        except db.UNAVAILABLE:
+        except db.UNAVAILABLE as exc:
+            self.metrics.backend_error(exc)
             if not self._metrics:
                 raise  # nothing known to produce values for
         self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
@@ -96,7 +104,11 @@ class Producer:
         try:
             # Published only after the commit: a client never sees an unstored value.
             stored = await store_and_publish(
-                self._pool, self._redis, {metric.id: metric for metric in self._metrics}, pending
+                self._pool,
+                self._redis,
+                {metric.id: metric for metric in self._metrics},
+                pending,
+                on_publish_error=self.metrics.backend_error,
             )
         except psycopg2.errors.ForeignKeyViolation:
             log.error("dropping %d unsaved value(s): their metric was deleted meanwhile", len(pending))
@@ -104,18 +116,19 @@ class Producer:
             return 0
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", len(pending), exc)
+            self.metrics.backend_error(exc)
+            self.metrics.unsaved_values.set(len(pending))
             return 0
         self._unsaved.clear()
+        self.metrics.unsaved_values.set(0)
+        self.metrics.values_stored.inc(len(stored))
         return len(stored)
 
     def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
         now = datetime.now(UTC)
-        rows = []
-        for metric in metrics:
-            value = next_value(metric.type, self._last.get(metric.id), self._rng)
-            self._last[metric.id] = value
-            rows.append((metric.id, value, now))
-        return rows
+        values = self._sources.produce(metrics, self._last)
+        self._last.update(values)
+        return [(metric_id, value, now) for metric_id, value in values.items()]
 
     def _keep(self, rows: list[tuple[int, float, datetime]]) -> None:
         if len(self._unsaved) >= self._max_unsaved:
@@ -129,11 +142,14 @@ async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) 
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
+        producer.metrics.tick_lag.set(max(0.0, started - next_at))
         try:
             count = await producer.tick()
             log.debug("tick: %d values in %.1f ms", count, (time.monotonic() - started) * 1000)
         except (psycopg2.Error, OSError, TimeoutError) as exc:
             log.error("tick failed, values of this tick not stored: %s", exc)
+            producer.metrics.backend_error(exc)
+        producer.metrics.tick_duration.observe(time.monotonic() - started)
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:

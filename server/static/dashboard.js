@@ -20,6 +20,8 @@
   const stateEl = document.getElementById("state");
   const template = document.getElementById("card-template");
   const rangeButtons = Array.from(document.querySelectorAll("[data-range]"));
+  const exportEl = document.getElementById("export");
+  const exportLinks = Array.from(exportEl.querySelectorAll("a[data-format]"));
 
   const cards = new Map(); // metric id -> card
   const dirty = new Set(); // cards to redraw at the next animation frame
@@ -130,6 +132,21 @@
     card.node.querySelector(".metric-type").textContent = metric.type;
     card.node.querySelector(".metric-description").textContent = metric.description;
     card.unitEl.textContent = metric.unit;
+    card.node.querySelector(".metric-export").href = exportUrl("csv", metric.id);
+  }
+
+  // ---- export ----------------------------------------------------------------
+
+  // The range names (5m, 1h, 24h, 7d) are spans the export endpoint understands.
+  function exportUrl(format, metricId) {
+    const params = new URLSearchParams({ format: format, since: range });
+    if (metricId !== undefined) params.set("metric", String(metricId));
+    return exportEl.dataset.url + "?" + params.toString();
+  }
+
+  function updateExportLinks() {
+    exportLinks.forEach((a) => { a.href = exportUrl(a.dataset.format); });
+    cards.forEach((card) => { card.node.querySelector(".metric-export").href = exportUrl("csv", card.metric.id); });
   }
 
   function chartWidth(card) {
@@ -434,6 +451,7 @@
     hook.range = next;
     rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === next)));
     history.replaceState(null, "", "#range=" + next);
+    updateExportLinks();
     if (cards.size) send("history", { metric_ids: Array.from(cards.keys()), range: range });
   }
 
@@ -562,6 +580,7 @@
 
   rangeButtons.forEach((b) => b.addEventListener("click", () => setRange(b.dataset.range)));
   rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
+  updateExportLinks();
 
   let resizeQueued = false;
   new ResizeObserver(() => {

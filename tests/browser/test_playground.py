@@ -20,7 +20,7 @@ async def test_playground_connects_and_a_ping_gets_a_pong(server, start_worker, 
     for action in ("subscribe", "unsubscribe", "ping", "history", "resume", "metric_update"):
         await expect(page.locator(f".message-type[data-action={action}]")).to_have_count(1)
     await expect(page.locator("#dashboard-select option")).to_have_text(
-        [f"{demo.dashboard.name} (id {demo.dashboard.id})"]
+        [f"{demo.dashboard.name} (id {demo.dashboard.id})", f"{demo.machine.name} (id {demo.machine.id})"]
     )
 
     await page.click("#connect")
