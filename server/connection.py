@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -36,13 +37,14 @@ class ClientConnection:
         transport: asyncio.Transport,
         user: User,
         dashboard: Dashboard,
-        metrics: list[Metric],
+        metrics: Mapping[int, Metric],
         max_buffered: int,
     ) -> None:
         self.ws = ws
         self.user = user
         self.dashboard = dashboard
-        self.metrics = {metric.id: metric for metric in metrics}
+        # Shared with the dashboard's other connections (Hub.shared_metrics).
+        self.metrics = metrics
         self.subscribed: set[int] = set()
         self._transport = transport
         self._loop = asyncio.get_running_loop()

@@ -82,7 +82,8 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
-    conn = ClientConnection(ws, transport, user, dashboard, metrics, settings.client_buffer_bytes)
+    shared = request.app[HUB_KEY].shared_metrics(dashboard.id, metrics)
+    conn = ClientConnection(ws, transport, user, dashboard, shared, settings.client_buffer_bytes)
     # Registered before anything is sent, so a revocation from now on reaches it.
     registry.add(conn, key)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
