@@ -52,6 +52,7 @@ class Target:
     name: str
     args: list[str]
     path: str
+    initial_frames: int  # sent to each connection before live updates
 
 
 def _with_db(url: str, name: str) -> str:
@@ -175,7 +176,8 @@ class Bench:
             load = subprocess.Popen(
                 [
                     sys.executable, "-m", "bench.wsload", "--port", str(port), "--path", target.path,
-                    "--connections", str(connections), "--settle", "3",
+                    "--connections", str(connections), "--settle", "1",
+                    "--initial-frames", str(target.initial_frames),
                     *[arg for cookie in self.cookies for arg in ("--cookie", cookie)],
                 ],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -262,14 +264,21 @@ def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, 
         "run",
     ]
     return {
-        "server": Target("dashboard-server, 1 process", server, f"/ws/dashboard/{dashboard_id}/"),
+        # authentication, dashboard_config and one metric_history per metric come first
+        "server": Target(
+            "dashboard-server, 1 process", server, f"/ws/dashboard/{dashboard_id}/", 2 + METRICS
+        ),
         "server2": Target(
-            "dashboard-server --workers 2", [*server, "--workers", "2"], f"/ws/dashboard/{dashboard_id}/"
+            "dashboard-server --workers 2",
+            [*server, "--workers", "2"],
+            f"/ws/dashboard/{dashboard_id}/",
+            2 + METRICS,
         ),
         "naive": Target(
             "naive reference (send_str per client per message)",
             ["-m", "bench.naive_server", "--redis-url", redis_url, "--dashboard-id", str(dashboard_id)],
             "/ws",
+            0,
         ),
     }
 

@@ -23,7 +23,11 @@ _UPDATE_PREFIX = b'{"action":"metric_update"'
 
 
 class Counter:
-    def __init__(self, sample_every: int) -> None:
+    def __init__(self, sample_every: int, initial_frames: int) -> None:
+        self.initial_frames = initial_frames
+        self.set_up = 0  # connections that have received their whole initial sequence
+        self.all_set_up = asyncio.get_running_loop().create_future()
+        self.expected = 0
         self.frames = 0
         self.updates = 0
         self.latencies: list[float] = []
@@ -38,6 +42,7 @@ class LoadProtocol(asyncio.Protocol):
         self.ready = ready
         self.buffer = bytearray()
         self.upgraded = False
+        self.initial_left = counter.initial_frames
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -85,7 +90,14 @@ class LoadProtocol(asyncio.Protocol):
             end = start + length
             if end > size:
                 break
-            if opcode == 1 and counter.counting:
+            if opcode == 1 and self.initial_left:
+                # authentication, dashboard_config, metric_history...: set-up, not load.
+                self.initial_left -= 1
+                if not self.initial_left:
+                    counter.set_up += 1
+                    if counter.set_up == counter.expected and not counter.all_set_up.done():
+                        counter.all_set_up.set_result(None)
+            elif opcode == 1 and counter.counting:
                 counter.frames += 1
                 if buffer.startswith(_UPDATE_PREFIX, start):
                     counter.updates += 1
@@ -117,10 +129,20 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 async def run(
-    host: str, port: int, path: str, cookies: list[str], connections: int, settle: float, sample_every: int
+    host: str,
+    port: int,
+    path: str,
+    cookies: list[str],
+    connections: int,
+    settle: float,
+    sample_every: int,
+    initial_frames: int,
 ) -> dict:
     loop = asyncio.get_running_loop()
-    counter = Counter(sample_every)
+    counter = Counter(sample_every, initial_frames)
+    counter.expected = connections
+    if initial_frames == 0:
+        counter.all_set_up.set_result(None)
     protocols: list[LoadProtocol] = []
     limit = asyncio.Semaphore(200)  # the server's accept backlog is finite
 
@@ -136,6 +158,9 @@ async def run(
 
     started = time.perf_counter()
     await asyncio.gather(*(open_one(i) for i in range(connections)))
+    # Until every connection has its config and history: that is when a
+    # dashboard is usable, and the server is done setting connections up.
+    await counter.all_set_up
     connect_seconds = time.perf_counter() - started
     await asyncio.sleep(settle)  # config and history arrive and are not counted
     print(json.dumps({"event": "connected", "connect_seconds": connect_seconds}), flush=True)
@@ -190,6 +215,9 @@ def _ms(seconds: float | None) -> float | None:
 @click.option("--connections", type=int, required=True)
 @click.option("--settle", type=float, default=2.0, help="Seconds between connecting and measuring.")
 @click.option("--sample-every", type=int, default=50, help="Decode one update in N for latency.")
+@click.option(
+    "--initial-frames", type=int, default=0, help="Frames each connection gets before live updates."
+)
 def main(
     host: str,
     port: int,
@@ -198,12 +226,15 @@ def main(
     connections: int,
     settle: float,
     sample_every: int,
+    initial_frames: int,
 ) -> None:
     """Open CONNECTIONS sockets; then, for each `go SECONDS` line on stdin, count
     what arrives for that long and print it as JSON. Any other line ends it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = asyncio.run(run(host, port, path, list(cookies), connections, settle, sample_every))
+    result = asyncio.run(
+        run(host, port, path, list(cookies), connections, settle, sample_every, initial_frames)
+    )
     print(json.dumps(result), flush=True)
 
 
