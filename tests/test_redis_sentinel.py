@@ -64,9 +64,25 @@ class SentinelSetup:
         self.processes[port].wait(10)
 
 
-def _redis(binary: str, port: int, *extra: str) -> subprocess.Popen:
+def _redis(binary: str, directory: Path, port: int, *extra: str) -> subprocess.Popen:
+    # Its own directory: a replica writes the master's snapshot to disk when it syncs.
     return subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--dbfilename",
+            f"dump-{port}.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *extra,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -88,9 +104,9 @@ def redis_sentinel(directory: Path) -> Iterator[SentinelSetup]:
         f"sentinel failover-timeout {SERVICE} 5000\n"
     )
     try:
-        setup.processes[setup.master] = _redis(binary, setup.master)
+        setup.processes[setup.master] = _redis(binary, directory, setup.master)
         setup.processes[setup.replica] = _redis(
-            binary, setup.replica, "--replicaof", "127.0.0.1", str(setup.master)
+            binary, directory, setup.replica, "--replicaof", "127.0.0.1", str(setup.master)
         )
         setup.processes[setup.sentinel] = subprocess.Popen(
             [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
