@@ -5,6 +5,7 @@ stream updates and answer client messages. docs/protocol.md is its spec.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +60,9 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
 
 async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnection | None:
     """Authenticate, then send the config; None if the client was refused."""
+    # Revocations seen from now on may be missed by the checks below; the
+    # registry holds them against this socket when it is added.
+    checked_at = time.monotonic()
     user = await current_user(request)
     key = await session_key(request) if user is not None else None
     if user is None or key is None:
@@ -85,7 +89,9 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     shared = request.app[HUB_KEY].shared_metrics(dashboard.id, metrics)
     conn = ClientConnection(ws, transport, user, dashboard, shared, settings.client_buffer_bytes)
     # Registered before anything is sent, so a revocation from now on reaches it.
-    registry.add(conn, key)
+    # One that came during the checks above closes it here instead; it is then
+    # served like a socket revoked just after opening, until the close completes.
+    registry.add(conn, key, checked_at)
     conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
     return conn
 
