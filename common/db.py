@@ -351,19 +351,10 @@ async def create_metric(
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(
-                # Last in the dashboard's order.
-                "INSERT INTO metrics (dashboard_id, name, description, type, unit, source, position)"
-                " VALUES (%(d)s, %(name)s, %(description)s, %(type)s, %(unit)s, %(source)s,"
-                "   (SELECT coalesce(max(position), 0) + 1 FROM metrics WHERE dashboard_id = %(d)s))"
-                f" RETURNING {_METRIC_COLUMNS}",
-                {
-                    "d": dashboard_id,
-                    "name": name,
-                    "description": description,
-                    "type": metric_type,
-                    "unit": unit,
-                    "source": source,
-                },
+                # `position` comes from its sequence: last in the dashboard's order.
+                "INSERT INTO metrics (dashboard_id, name, description, type, unit, source)"
+                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
+                (dashboard_id, name, description, metric_type, unit, source),
             )
         except psycopg2.errors.UniqueViolation:
             raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None

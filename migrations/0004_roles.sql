@@ -12,9 +12,15 @@ ALTER TABLE dashboard_members
 ALTER TABLE dashboard_members ALTER COLUMN role SET DEFAULT 'viewer';
 
 -- The order of a dashboard's metrics, as editors arrange them. Existing rows
--- keep the id order they were shown in. Not unique: a reorder rewrites every
--- position of the dashboard in one statement, and ties fall back to the id.
+-- keep the id order they were shown in. A new metric takes the next value of
+-- its own sequence, above every position a reorder writes (1..n), so it comes
+-- last however it is inserted. Not unique: a reorder rewrites every position
+-- of the dashboard in one statement, and ties fall back to the id.
 ALTER TABLE metrics ADD COLUMN position bigint;
+CREATE SEQUENCE metrics_position_seq OWNED BY metrics.position;
 UPDATE metrics SET position = id;
-ALTER TABLE metrics ALTER COLUMN position SET NOT NULL;
+SELECT setval('metrics_position_seq', coalesce((SELECT max(id) FROM metrics), 0) + 1, false);
+ALTER TABLE metrics
+    ALTER COLUMN position SET DEFAULT nextval('metrics_position_seq'),
+    ALTER COLUMN position SET NOT NULL;
 CREATE INDEX metrics_dashboard_position_idx ON metrics (dashboard_id, position, id);

@@ -17,7 +17,7 @@ import redis.exceptions
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
-from common.events import Revocation, announce_revocation
+from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
 from common.export import FORMATS, TIME_HELP, csv_chunks, export_range, json_chunks
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
@@ -61,11 +61,15 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-async def _announce(settings: Settings, revocation: Revocation) -> None:
-    """Close the affected open sockets on every server process (after the commit)."""
+async def _announce(settings: Settings, event: Revocation | DashboardChanged) -> None:
+    """Close the affected open sockets, or push the changed dashboard's config to
+    them, on every server process (after the commit)."""
     client = connect_redis(settings.redis_url or "")
     try:
-        await announce_revocation(client, revocation)
+        if isinstance(event, Revocation):
+            await announce_revocation(client, event)
+        else:
+            await announce_dashboard_changed(client, event)
     except (redis.exceptions.RedisError, OSError) as exc:
         click.echo(
             f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
@@ -381,12 +385,14 @@ async def metric_add(
         unit = reading.unit if reading else ""
     if description is None:
         description = reading.description if reading else ""
-    async with _pool(resolved_settings(ctx)) as pool:
+    settings = resolved_settings(ctx)
+    async with _pool(settings) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
             created = await db.create_metric(pool, found.id, name, metric_type, unit, description, source)
         except (db.NotFound, db.AlreadyExists) as exc:
             raise _fail(exc) from None
+    await _announce(settings, DashboardChanged(found.id))  # open pages show it at once
     origin = "" if created.source == RANDOM else f", from {created.source}"
     click.echo(f"added {created.type} {created.name} (id {created.id}{origin}) to {dashboard_slug}")
 

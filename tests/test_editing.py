@@ -284,3 +284,9 @@ async def test_cli_roles(settings, make_user, pool):
     await run_cli(settings, "member", "role", "web-tier", "bob", "editor")
     await run_cli(settings, "member", "role", "web-tier", "alice", "viewer")
     assert "bob\teditor" in await run_cli(settings, "member", "list", "web-tier")
+
+
+async def test_a_metric_added_from_the_cli_reaches_open_pages(client, team, settings):
+    ws = await open_socket(client, team["ops"], 2)
+    await run_cli(settings, "metric", "add", "ops", "disk", "--type", "gauge")
+    assert [m["name"] for m in (await next_config(ws))["metrics"]] == ["cpu", "requests", "disk"]
