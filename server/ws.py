@@ -14,10 +14,11 @@ import redis.exceptions
 from aiohttp import WSMsgType, web
 
 from common import db
-from common.db import Metric, MetricValue
+from common.db import MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
 from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
+from server.configpush import config_payload
 from server.connection import ClientConnection
 from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.ratelimit import TokenBucket
@@ -92,7 +93,7 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     # One that came during the checks above closes it here instead; it is then
     # served like a socket revoked just after opening, until the close completes.
     registry.add(conn, key, checked_at)
-    conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
+    conn.send(encode_message("dashboard_config", config_payload(dashboard, metrics)))
     return conn
 
 
@@ -141,18 +142,6 @@ async def _refuse(ws: web.WebSocketResponse, status: int, text: str, code: Close
         encode_message("authentication", {"status_code": status, "status_text": text, "data": None})
     )
     await ws.close(code=code, message=text.encode())
-
-
-def _config_payload(dashboard: db.Dashboard, metrics: list[Metric]) -> dict[str, Any]:
-    return {
-        "id": dashboard.id,
-        "name": dashboard.name,
-        "description": dashboard.description,
-        "metrics": [
-            {"id": m.id, "name": m.name, "description": m.description, "type": m.type, "unit": m.unit}
-            for m in metrics
-        ],
-    }
 
 
 def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
