@@ -7,7 +7,7 @@ which the CLIs and views translate at their edge.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +30,10 @@ class AlreadyExists(ValueError):
     """A unique name (username, slug, metric name on a dashboard) is taken."""
 
 
+class LastEditor(ValueError):
+    """The change would leave a dashboard with no editor (no one could manage it from the UI)."""
+
+
 @dataclass(frozen=True)
 class User:
     id: int
@@ -49,6 +53,24 @@ class Dashboard:
     slug: str
     description: str
     created_at: datetime
+
+
+# What a member may do: viewers watch; editors also change the dashboard,
+# its metrics and its members.
+ROLES = ("viewer", "editor")
+VIEWER, EDITOR = ROLES
+
+
+@dataclass(frozen=True)
+class Membership:
+    dashboard: Dashboard
+    role: str
+
+
+@dataclass(frozen=True)
+class Member:
+    user: User
+    role: str
 
 
 @dataclass(frozen=True)
@@ -191,29 +213,126 @@ async def get_member_dashboard(pool: aiopg.Pool, dashboard_id: int, user_id: int
     return Dashboard(*row) if row else None
 
 
-async def add_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bool:
-    """Make the user a member; False if they already were."""
+async def get_membership(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> Membership | None:
+    """The dashboard and the user's role on it; None if not a member, or no such dashboard."""
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "INSERT INTO dashboard_members (dashboard_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            f"SELECT {_DASHBOARD_COLUMNS}, m.role FROM dashboards d"
+            " JOIN dashboard_members m ON m.dashboard_id = d.id"
+            " WHERE d.id = %s AND m.user_id = %s",
             (dashboard_id, user_id),
+        )
+        row = await cur.fetchone()
+    return Membership(Dashboard(*row[:5]), row[5]) if row else None
+
+
+async def get_dashboard(pool: aiopg.Pool, dashboard_id: int) -> Dashboard | None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d WHERE d.id = %s", (dashboard_id,))
+        row = await cur.fetchone()
+    return Dashboard(*row) if row else None
+
+
+async def update_dashboard(pool: aiopg.Pool, dashboard_id: int, name: str, description: str) -> Dashboard:
+    """Rename and describe a dashboard; NotFound if it is gone."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "UPDATE dashboards AS d SET name = %s, description = %s WHERE id = %s"
+            f" RETURNING {_DASHBOARD_COLUMNS}",
+            (name, description, dashboard_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no dashboard {dashboard_id}")
+    return Dashboard(*row)
+
+
+async def add_member(pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str = VIEWER) -> bool:
+    """Make the user a member with this role; False if they already were (role unchanged)."""
+    _check_role(role)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO dashboard_members (dashboard_id, user_id, role) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (dashboard_id, user_id, role),
         )
         return cur.rowcount == 1
 
 
-async def remove_member(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> bool:
-    """End the membership; False if there was none."""
+async def list_members(pool: aiopg.Pool, dashboard_id: int) -> list[Member]:
+    """The dashboard's members with their roles, by username."""
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "DELETE FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s",
+            "SELECT u.id, u.username, m.role FROM dashboard_members m JOIN users u ON u.id = m.user_id"
+            " WHERE m.dashboard_id = %s ORDER BY u.username",
+            (dashboard_id,),
+        )
+        return [Member(User(row[0], row[1]), row[2]) for row in await cur.fetchall()]
+
+
+async def set_member_role(pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str) -> None:
+    """Change a member's role; NotFound if not a member, LastEditor if it would leave no editor."""
+    _check_role(role)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # One statement: the "another editor remains" check and the change
+        # see the same snapshot, and the row lock serialises racing demotions.
+        await cur.execute(
+            "UPDATE dashboard_members SET role = %(role)s"
+            " WHERE dashboard_id = %(d)s AND user_id = %(u)s"
+            " AND (%(role)s = 'editor' OR EXISTS (SELECT 1 FROM dashboard_members"
+            "      WHERE dashboard_id = %(d)s AND user_id <> %(u)s AND role = 'editor'))"
+            " RETURNING user_id",
+            {"role": role, "d": dashboard_id, "u": user_id},
+        )
+        if await cur.fetchone() is not None:
+            return
+    await _explain_refusal(pool, dashboard_id, user_id)
+
+
+async def _explain_refusal(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> None:
+    """Why a change to a membership matched no row: it is absent, or the last editor's."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT 1 FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s",
             (dashboard_id, user_id),
         )
-        return cur.rowcount == 1
+        if await cur.fetchone() is None:
+            raise NotFound("not a member of this dashboard")
+    raise LastEditor("a dashboard needs at least one editor: make someone else an editor first")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+
+
+async def remove_member(
+    pool: aiopg.Pool, dashboard_id: int, user_id: int, *, keep_editor: bool = False
+) -> bool:
+    """End the membership; False if there was none.
+
+    With `keep_editor`, LastEditor instead of removing the dashboard's last
+    editor (the UI's rule; administrators may leave a dashboard editor-less).
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM dashboard_members WHERE dashboard_id = %(d)s AND user_id = %(u)s"
+            " AND (NOT %(keep)s OR role <> 'editor' OR EXISTS (SELECT 1 FROM dashboard_members"
+            "      WHERE dashboard_id = %(d)s AND user_id <> %(u)s AND role = 'editor'))",
+            {"d": dashboard_id, "u": user_id, "keep": keep_editor},
+        )
+        if cur.rowcount == 1 or not keep_editor:
+            return cur.rowcount == 1
+    with suppress(NotFound):  # no membership: nothing to remove
+        await _explain_refusal(pool, dashboard_id, user_id)  # a member: raises LastEditor
+    return False
 
 
 # Metrics and values ----------------------------------------------------------
 
 _METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit, source"
+# How a dashboard's metrics are shown: as its editors ordered them.
+_METRIC_ORDER = "position, id"
 
 
 async def create_metric(
@@ -232,6 +351,7 @@ async def create_metric(
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(
+                # `position` comes from its sequence: last in the dashboard's order.
                 "INSERT INTO metrics (dashboard_id, name, description, type, unit, source)"
                 f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
                 (dashboard_id, name, description, metric_type, unit, source),
@@ -244,10 +364,64 @@ async def create_metric(
 async def list_metrics(pool: aiopg.Pool, dashboard_id: int) -> list[Metric]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            f"SELECT {_METRIC_COLUMNS} FROM metrics WHERE dashboard_id = %s ORDER BY id",
+            f"SELECT {_METRIC_COLUMNS} FROM metrics WHERE dashboard_id = %s ORDER BY {_METRIC_ORDER}",
             (dashboard_id,),
         )
         return [Metric(*row) for row in await cur.fetchall()]
+
+
+async def update_metric(
+    pool: aiopg.Pool, dashboard_id: int, metric_id: int, name: str, unit: str, description: str
+) -> Metric:
+    """Rename or re-describe a metric of this dashboard (its type and source stay).
+
+    NotFound if the dashboard has no such metric; AlreadyExists if the name is taken.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(
+                "UPDATE metrics SET name = %s, unit = %s, description = %s"
+                f" WHERE id = %s AND dashboard_id = %s RETURNING {_METRIC_COLUMNS}",
+                (name, unit, description, metric_id, dashboard_id),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no metric {metric_id} on this dashboard")
+    return Metric(*row)
+
+
+async def delete_metric(pool: aiopg.Pool, dashboard_id: int, metric_id: int) -> bool:
+    """Delete a metric of this dashboard with its values; False if it has no such metric."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM metrics WHERE id = %s AND dashboard_id = %s", (metric_id, dashboard_id)
+        )
+        return cur.rowcount == 1
+
+
+async def reorder_metrics(pool: aiopg.Pool, dashboard_id: int, metric_ids: Sequence[int]) -> None:
+    """Show the dashboard's metrics in this order.
+
+    `metric_ids` must be exactly the dashboard's metrics (ValueError otherwise),
+    so an order made from a stale list is refused rather than half applied.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # One statement: the check and the update see the same metrics.
+        await cur.execute(
+            "WITH wanted AS (SELECT id, n FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS w(id, n)),"
+            " current AS (SELECT id FROM metrics WHERE dashboard_id = %(d)s),"
+            " valid AS (SELECT (SELECT array_agg(id ORDER BY id) FROM current)"
+            "   IS NOT DISTINCT FROM (SELECT array_agg(DISTINCT id ORDER BY id) FROM wanted)"
+            "   AND (SELECT count(*) FROM wanted) = (SELECT count(*) FROM current) AS ok)"
+            " UPDATE metrics m SET position = wanted.n FROM wanted, valid"
+            " WHERE m.id = wanted.id AND m.dashboard_id = %(d)s AND valid.ok",
+            {"ids": list(metric_ids), "d": dashboard_id},
+        )
+        if cur.rowcount == len(metric_ids) and metric_ids:
+            return
+    raise ValueError("the order must list every metric of the dashboard exactly once")
 
 
 async def list_all_metrics(pool: aiopg.Pool) -> list[Metric]:

@@ -108,16 +108,37 @@ def encode_revocation(revocation: Revocation) -> str:
     return json.dumps({"v": EVENT_VERSION, "type": "revoke", **revocation.__dict__}, separators=(",", ":"))
 
 
-def decode_control(data: bytes | str) -> Revocation | None:
-    """The revocation a control message announces; None for other kinds of
-    control message (so new kinds can be added without breaking old servers).
-    ValueError if it is malformed."""
+@dataclass(frozen=True)
+class DashboardChanged:
+    """A dashboard's name, description or metrics changed: every process
+    re-reads them and pushes a fresh `dashboard_config` to its open sockets."""
+
+    dashboard_id: int
+
+
+def encode_dashboard_changed(change: DashboardChanged) -> str:
+    """The control-channel message announcing an edited dashboard."""
+    return json.dumps(
+        {"v": EVENT_VERSION, "type": "dashboard_changed", "dashboard_id": change.dashboard_id},
+        separators=(",", ":"),
+    )
+
+
+def decode_control(data: bytes | str) -> Revocation | DashboardChanged | None:
+    """The revocation or change a control message announces; None for other
+    kinds of control message (so new kinds can be added without breaking old
+    servers). ValueError if it is malformed."""
     try:
         message = json.loads(data)
-        if not isinstance(message, dict) or message.get("type") != "revoke":
+        if not isinstance(message, dict) or message.get("type") not in ("revoke", "dashboard_changed"):
             return None
         if message.get("v") != EVENT_VERSION:
             raise ValueError(f"unsupported event version {message.get('v')!r}")
+        if message["type"] == "dashboard_changed":
+            dashboard_id = message.get("dashboard_id")
+            if not isinstance(dashboard_id, int) or isinstance(dashboard_id, bool):
+                raise ValueError(f"malformed control message: dashboard_id {dashboard_id!r}")
+            return DashboardChanged(dashboard_id)
         revocation = Revocation(**{name: message.get(name) for name in Revocation.__dataclass_fields__})
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed control message: {exc}") from None
@@ -129,3 +150,8 @@ def decode_control(data: bytes | str) -> Revocation | None:
 async def announce_revocation(redis_client: RedisClient, revocation: Revocation) -> None:
     """Tell every server process to close the sockets this revocation covers."""
     await publish(redis_client, CONTROL_CHANNEL, encode_revocation(revocation))
+
+
+async def announce_dashboard_changed(redis_client: RedisClient, change: DashboardChanged) -> None:
+    """Tell every server process (this one included) to push the dashboard's new config."""
+    await publish(redis_client, CONTROL_CHANNEL, encode_dashboard_changed(change))

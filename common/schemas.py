@@ -274,3 +274,70 @@ class BatchPushSchema(Schema):
         required=True,
         validate=validate.Length(min=1, max=MAX_PUSHED_VALUES),
     )
+
+
+# Editing a dashboard (server/editing.py) -----------------------------------------
+# Bounds follow the database's CHECKs; unknown fields are refused by name.
+
+ROLES = ("viewer", "editor")  # common.db.ROLES
+METRIC_TYPES = ("counter", "gauge", "histogram")  # common.db.METRIC_TYPES
+_NAME = validate.Length(min=1, max=200)
+_DESCRIPTION = validate.Length(max=2000)
+_UNIT = validate.Length(max=50)
+
+
+class TrimmedString(fields.String):
+    """A string without its surrounding spaces (so "  " is empty, not a name)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class DashboardEditSchema(Schema):
+    """Body of POST /dashboards/{id}/settings: rename and describe."""
+
+    name = TrimmedString(required=True, validate=_NAME)
+    description = TrimmedString(load_default="", validate=_DESCRIPTION)
+
+
+class MetricCreateSchema(Schema):
+    """Body of POST /dashboards/{id}/metrics."""
+
+    name = TrimmedString(required=True, validate=_NAME)
+    type = fields.String(required=True, validate=validate.OneOf(METRIC_TYPES))
+    unit = TrimmedString(load_default="", validate=_UNIT)
+    description = TrimmedString(load_default="", validate=_DESCRIPTION)
+
+
+class MetricEditSchema(Schema):
+    """Body of POST /dashboards/{id}/metrics/{metric_id}: the fields to change.
+
+    A metric's type stays what it was: its stored values were made for it.
+    """
+
+    name = TrimmedString(validate=_NAME)
+    unit = TrimmedString(validate=_UNIT)
+    description = TrimmedString(validate=_DESCRIPTION)
+
+
+class MetricOrderSchema(Schema):
+    """Body of POST /dashboards/{id}/metrics/order: every metric id, in the new order."""
+
+    metric_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_IDS_PER_MESSAGE),
+    )
+
+
+class MemberAddSchema(Schema):
+    """Body of POST /dashboards/{id}/members."""
+
+    username = TrimmedString(required=True, validate=validate.Length(min=1, max=150))
+    role = fields.String(load_default="viewer", validate=validate.OneOf(ROLES))
+
+
+class MemberRoleSchema(Schema):
+    """Body of POST /dashboards/{id}/members/{user_id}/role."""
+
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))

@@ -23,6 +23,7 @@ from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
+from server.configpush import config_push_ctx
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.metrics import ServerMetrics, errors_middleware
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx, config_push_ctx])
     app.on_shutdown.append(close_sockets)
     return app
 

@@ -18,6 +18,8 @@ from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
+# Where scripts send the token with a JSON request (server/editing.py).
+CSRF_HEADER = "X-CSRF-Token"
 API_PREFIX = "/api/"
 SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
@@ -84,7 +86,8 @@ async def csrf_token(request: web.Request) -> str:
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse any form POST whose token does not match the session's."""
+    """Refuse any POST whose token does not match the session's: a form's
+    hidden field, or the X-CSRF-Token header of a script's JSON request."""
     if request.path.startswith(API_PREFIX):
         # The push API authenticates by bearer token, never by cookie: a
         # forged cross-site request carries no credential for it.
@@ -94,13 +97,21 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         "multipart/form-data",
     ):
         form = await request.post()
-        sent = form.get(CSRF_FIELD)
-        expected = (await get_session(request)).get(_CSRF)
-        if not (isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)):
-            raise web.HTTPForbidden(text="Invalid or missing CSRF token: reload the page and retry.")
+        _check_csrf(form.get(CSRF_FIELD), (await get_session(request)).get(_CSRF))
+    elif request.method == "POST" and request.content_type == "application/json":
+        # A cross-site page cannot set this header without a CORS preflight,
+        # which this server never grants; the token is checked all the same.
+        _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(_CSRF))
     elif request.method == "POST":
-        raise web.HTTPUnsupportedMediaType(text="Forms must be sent as form data.")
+        raise web.HTTPUnsupportedMediaType(
+            text="Send forms as form data, or JSON with an X-CSRF-Token header."
+        )
     return await handler(request)
+
+
+def _check_csrf(sent: object, expected: object) -> None:
+    if not (isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)):
+        raise web.HTTPForbidden(text="Invalid or missing CSRF token: reload the page and retry.")
 
 
 def origin_allowed(request: web.Request) -> bool:

@@ -17,7 +17,7 @@ import redis.exceptions
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings
-from common.events import Revocation, announce_revocation
+from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
 from common.export import FORMATS, TIME_HELP, csv_chunks, export_range, json_chunks
 from common.migrate import migrate, pending_migrations
 from common.passwords import hash_password
@@ -46,6 +46,8 @@ SOURCE_HELP = (
     "e.g. system:cpu_percent, system:memory_used, system:load1, system:net_bytes_sent "
     "(`dashboard-server metric sources` lists them)."
 )
+OWNER_HELP = "A user who becomes the dashboard's first editor."
+ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -59,11 +61,15 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-async def _announce(settings: Settings, revocation: Revocation) -> None:
-    """Close the affected open sockets on every server process (after the commit)."""
+async def _announce(settings: Settings, event: Revocation | DashboardChanged) -> None:
+    """Close the affected open sockets, or push the changed dashboard's config to
+    them, on every server process (after the commit)."""
     client = connect_redis(settings.redis_url or "")
     try:
-        await announce_revocation(client, revocation)
+        if isinstance(event, Revocation):
+            await announce_revocation(client, event)
+        else:
+            await announce_dashboard_changed(client, event)
     except (redis.exceptions.RedisError, OSError) as exc:
         click.echo(
             f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
@@ -283,19 +289,27 @@ def dashboard() -> None:
 @click.argument("name")
 @click.option("--slug", help="Unique short name used by other commands (default: from NAME).")
 @click.option("--description", default="", help="Shown under the dashboard's name.")
+@click.option("--owner", help=OWNER_HELP)
 @click.pass_context
 @run_async
-async def dashboard_create(ctx: click.Context, name: str, slug: str | None, description: str) -> None:
+async def dashboard_create(
+    ctx: click.Context, name: str, slug: str | None, description: str, owner: str | None
+) -> None:
     """Create a dashboard (add metrics and members next)."""
     slug = slug or _slugify(name)
     if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug):
         raise click.BadParameter("lower-case letters, digits and single dashes only", param_hint="--slug")
     async with _pool(resolved_settings(ctx)) as pool:
         try:
+            # Looked up first: an unknown owner creates nothing.
+            creator = await db.get_user_by_username(pool, owner) if owner else None
             created = await db.create_dashboard(pool, name, slug, description)
-        except db.AlreadyExists as exc:
+        except (db.NotFound, db.AlreadyExists) as exc:
             raise _fail(exc) from None
-    click.echo(f"created dashboard {created.slug} (id {created.id})")
+        if creator is not None:
+            await db.add_member(pool, created.id, creator.id, db.EDITOR)
+    editor = f", {creator.username} is its editor" if creator else ""
+    click.echo(f"created dashboard {created.slug} (id {created.id}){editor}")
 
 
 @dashboard.command(name="list")
@@ -371,12 +385,14 @@ async def metric_add(
         unit = reading.unit if reading else ""
     if description is None:
         description = reading.description if reading else ""
-    async with _pool(resolved_settings(ctx)) as pool:
+    settings = resolved_settings(ctx)
+    async with _pool(settings) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
             created = await db.create_metric(pool, found.id, name, metric_type, unit, description, source)
         except (db.NotFound, db.AlreadyExists) as exc:
             raise _fail(exc) from None
+    await _announce(settings, DashboardChanged(found.id))  # open pages show it at once
     origin = "" if created.source == RANDOM else f", from {created.source}"
     click.echo(f"added {created.type} {created.name} (id {created.id}{origin}) to {dashboard_slug}")
 
@@ -414,18 +430,55 @@ def member() -> None:
 @member.command(name="add")
 @click.argument("dashboard_slug")
 @click.argument("username")
+@click.option("--role", type=click.Choice(db.ROLES), default=db.VIEWER, show_default=True, help=ROLE_HELP)
 @click.pass_context
 @run_async
-async def member_add(ctx: click.Context, dashboard_slug: str, username: str) -> None:
-    """Let a user see a dashboard."""
+async def member_add(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
+    """Let a user see a dashboard (and, as an editor, change it)."""
     async with _pool(resolved_settings(ctx)) as pool:
         try:
             found = await db.get_dashboard_by_slug(pool, dashboard_slug)
             who = await db.get_user_by_username(pool, username)
         except db.NotFound as exc:
             raise _fail(exc) from None
-        added = await db.add_member(pool, found.id, who.id)
-    click.echo(f"{username} is {'now' if added else 'already'} a member of {dashboard_slug}")
+        added = await db.add_member(pool, found.id, who.id, role)
+    if added:
+        click.echo(f"{username} is now a member ({role}) of {dashboard_slug}")
+    else:
+        click.echo(f"{username} is already a member of {dashboard_slug} (`member role` changes the role)")
+
+
+@member.command(name="role")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.argument("role", type=click.Choice(db.ROLES))
+@click.pass_context
+@run_async
+async def member_role(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
+    """Make a member a viewer or an editor (a dashboard keeps at least one editor)."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+            who = await db.get_user_by_username(pool, username)
+            await db.set_member_role(pool, found.id, who.id, role)
+        except (db.NotFound, db.LastEditor) as exc:
+            raise _fail(exc) from None
+    click.echo(f"{username} is now {'an' if role == db.EDITOR else 'a'} {role} of {dashboard_slug}")
+
+
+@member.command(name="list")
+@click.argument("dashboard_slug")
+@click.pass_context
+@run_async
+async def member_list(ctx: click.Context, dashboard_slug: str) -> None:
+    """List a dashboard's members: username, role."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        for item in await db.list_members(pool, found.id):
+            click.echo(f"{item.user.username}\t{item.role}")
 
 
 @member.command(name="remove")
@@ -565,7 +618,8 @@ async def export_command(
 @click.pass_context
 @run_async
 async def demo(ctx: click.Context) -> None:
-    """Create the demo dashboards, a member (demo/demo) and a non-member (outsider/outsider).
+    """Create the demo dashboards, an editor (demo/demo), a viewer (viewer/viewer) and a
+    non-member (outsider/outsider).
 
     "Service health (demo)" gets random values; "This machine" the worker host's
     CPU, memory, load, network and disk readings.
@@ -575,7 +629,8 @@ async def demo(ctx: click.Context) -> None:
         logins = await create_demo(pool)
     click.echo(f"demo dashboard {logins.dashboard.slug} (id {logins.dashboard.id})")
     click.echo(f"host readings dashboard {logins.machine.slug} (id {logins.machine.id})")
-    click.echo(f"member login: {logins.member[0]} / {logins.member[1]}")
+    click.echo(f"editor login: {logins.member[0]} / {logins.member[1]}")
+    click.echo(f"viewer login: {logins.viewer[0]} / {logins.viewer[1]}")
     click.echo(f"non-member login: {logins.non_member[0]} / {logins.non_member[1]}")
 
 

@@ -1,6 +1,6 @@
 """Demo data: a dashboard of random values with metrics of every type, a
-"This machine" dashboard of the worker host's real readings, a member and a
-non-member."""
+"This machine" dashboard of the worker host's real readings, an editor
+(demo), a viewer and a non-member."""
 
 from __future__ import annotations
 
@@ -43,11 +43,13 @@ class DemoLogins:
     non_member: tuple[str, str]
     dashboard: db.Dashboard
     machine: db.Dashboard
+    viewer: tuple[str, str] = ("viewer", "viewer")  # may watch the demo dashboard, not change it
 
 
 async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     """Create what is missing of the demo setup; running it twice changes nothing."""
     member = await _ensure_user(pool, "demo", "demo")
+    viewer = await _ensure_user(pool, "viewer", "viewer")
     await _ensure_user(pool, "outsider", "outsider")
     try:
         dashboard = await db.create_dashboard(
@@ -59,10 +61,11 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     for name, metric_type, unit, description in DEMO_METRICS:
         if name not in existing:
             await db.create_metric(pool, dashboard.id, name, metric_type, unit, description)
-    await db.add_member(pool, dashboard.id, member.id)
+    await db.add_member(pool, dashboard.id, member.id, db.EDITOR)
+    await db.add_member(pool, dashboard.id, viewer.id, db.VIEWER)
     machine = await _ensure_machine_dashboard(pool)
-    await db.add_member(pool, machine.id, member.id)
-    return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard, machine)
+    await db.add_member(pool, machine.id, member.id, db.EDITOR)
+    return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard, machine, ("viewer", "viewer"))
 
 
 async def _ensure_machine_dashboard(pool: aiopg.Pool) -> db.Dashboard:

@@ -18,7 +18,14 @@ import redis.exceptions
 from redis.asyncio.client import PubSub
 
 from common.db import Metric
-from common.events import CONTROL_CHANNEL, Revocation, dashboard_channel, decode_control, decode_values
+from common.events import (
+    CONTROL_CHANNEL,
+    DashboardChanged,
+    Revocation,
+    dashboard_channel,
+    decode_control,
+    decode_values,
+)
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
 from server.connection import ClientConnection
@@ -51,6 +58,7 @@ class Hub:
         self._joined: set[str] = set()
         self._leaving: set[asyncio.Future[None]] = set()
         self._control_listeners: list[Callable[[Revocation], None]] = []
+        self._change_listeners: list[Callable[[DashboardChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
         self._interrupted = False
 
@@ -141,6 +149,10 @@ class Hub:
                     del self._by_metric[metric_id]
             conn.subscribed.discard(metric_id)
 
+    def connections_of(self, dashboard_id: int) -> list[ClientConnection]:
+        """This process's open connections to the dashboard (a snapshot)."""
+        return list(self._by_dashboard.get(dashboard_id, ()))
+
     def connection_count(self) -> int:
         return sum(len(connections) for connections in self._by_dashboard.values())
 
@@ -230,6 +242,10 @@ class Hub:
         """Call `listener` with every revocation announced on the control channel."""
         self._control_listeners.append(listener)
 
+    def on_dashboard_changed(self, listener: Callable[[DashboardChanged], None]) -> None:
+        """Call `listener` with every dashboard edit announced on the control channel."""
+        self._change_listeners.append(listener)
+
     def on_resync(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the subscription is back after a Redis outage:
         whatever was published meanwhile never reached this process."""
@@ -237,13 +253,16 @@ class Hub:
 
     def _on_control_message(self, data: bytes) -> None:
         try:
-            revocation = decode_control(data)
+            control = decode_control(data)
         except ValueError as exc:
             log.error("ignoring unreadable control message: %s", exc)
             return
-        if revocation is not None:
+        if isinstance(control, Revocation):
             for listener in self._control_listeners:
-                listener(revocation)
+                listener(control)
+        elif isinstance(control, DashboardChanged):
+            for listener in self._change_listeners:
+                listener(control)
 
     def _resubscribed(self) -> None:
         # redis-py re-subscribes every channel in one SUBSCRIBE on reconnect,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 import aiopg
@@ -21,6 +22,8 @@ HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
+# Per dashboard, held while its new config is read and pushed (server/configpush.py).
+CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

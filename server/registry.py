@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from common.events import Revocation
@@ -23,6 +25,11 @@ CLOSE_CODES = {
 }
 
 
+# How long a revocation is remembered for sockets still opening. Opening takes
+# milliseconds; one slower than this is left to the periodic session check.
+REMEMBER_SECONDS = 30.0
+
+
 def session_digest(session_key: str) -> str:
     """How a session is named on the control channel (never the key itself)."""
     return hashlib.sha256(session_key.encode()).hexdigest()[:32]
@@ -31,9 +38,23 @@ def session_digest(session_key: str) -> str:
 class SocketRegistry:
     def __init__(self) -> None:
         self._sessions: dict[ClientConnection, str] = {}
+        # (time.monotonic() when seen, revocation), oldest first.
+        self._recent: deque[tuple[float, Revocation]] = deque()
 
-    def add(self, conn: ClientConnection, session_key: str) -> None:
+    def add(self, conn: ClientConnection, session_key: str, checked_at: float) -> bool:
+        """Register a socket whose access was checked from `checked_at` on
+        (time.monotonic()). A revocation seen since then may have been missed
+        by that check: if one covers the socket it is closed instead; False.
+        """
+        self._forget_old()
+        for seen, revocation in reversed(self._recent):
+            if seen < checked_at:
+                break
+            if _covers(revocation, conn, session_key):
+                close([conn], revocation.reason)
+                return False
         self._sessions[conn] = session_key
+        return True
 
     def remove(self, conn: ClientConnection) -> None:
         self._sessions.pop(conn, None)
@@ -47,9 +68,16 @@ class SocketRegistry:
 
     def revoke(self, revocation: Revocation) -> int:
         """Close every socket the revocation covers; returns how many."""
+        self._forget_old()
+        self._recent.append((time.monotonic(), revocation))
         matching = [conn for conn, key in self._sessions.items() if _covers(revocation, conn, key)]
         close(matching, revocation.reason)
         return len(matching)
+
+    def _forget_old(self) -> None:
+        oldest = time.monotonic() - REMEMBER_SECONDS
+        while self._recent and self._recent[0][0] < oldest:
+            self._recent.popleft()
 
     def resync(self) -> None:
         """Close every socket with RESYNC: its live stream had a gap."""

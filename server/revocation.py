@@ -9,6 +9,10 @@ Access is checked when a socket opens. Afterwards two things end it:
   session from Redis and its membership from PostgreSQL. It catches what no
   one announces (a session that simply expired) and any announcement missed
   while Redis was away.
+
+A revocation that arrives while a socket is opening, after its checks but
+before it is registered, is kept by the registry for a while and applied when
+the socket is added (SocketRegistry.add), so it does not wait for the sweep.
 """
 
 from __future__ import annotations

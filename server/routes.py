@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import api, export, health, views, ws
+from server import api, editing, export, health, views, ws
 from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -20,6 +20,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/dashboards/", views.dashboard_list, name="dashboards")
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
     app.router.add_get(r"/dashboards/{id:\d+}/export", export.export_values, name="dashboard_export")
+    _add_editing_routes(app)
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
     app.router.add_post(r"/api/v1/metrics/{id:\d+}/values", api.push_metric_values, name="push_metric_values")
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
@@ -30,3 +31,17 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(healthz, health.healthz, name="healthz")
     app.router.add_get(readyz, health.readyz, name="readyz")
     app.router.add_get(METRICS_PATH, health.metrics, name="metrics")
+
+
+def _add_editing_routes(app: web.Application) -> None:
+    """JSON endpoints for a dashboard's editors (server/editing.py)."""
+    base = r"/dashboards/{id:\d+}"
+    app.router.add_post(base + "/settings", editing.edit_dashboard, name="dashboard_settings")
+    app.router.add_post(base + "/metrics", editing.add_metric, name="dashboard_metrics")
+    app.router.add_post(base + "/metrics/order", editing.reorder_metrics, name="dashboard_metric_order")
+    app.router.add_post(base + r"/metrics/{metric_id:\d+}", editing.edit_metric)
+    app.router.add_post(base + r"/metrics/{metric_id:\d+}/delete", editing.remove_metric)
+    app.router.add_get(base + "/members", editing.list_members, name="dashboard_members")
+    app.router.add_post(base + "/members", editing.add_member)
+    app.router.add_post(base + r"/members/{user_id:\d+}/role", editing.change_role)
+    app.router.add_post(base + r"/members/{user_id:\d+}/delete", editing.remove_member)

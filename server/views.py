@@ -80,14 +80,17 @@ async def dashboard_list(request: web.Request) -> dict:
 async def dashboard_page(request: web.Request) -> dict | web.Response:
     user = request[USER_KEY]
     dashboard_id = int(request.match_info["id"])
-    dashboard = None
+    membership = None
     if dashboard_id <= 2**63 - 1:
-        dashboard = await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, user.id)
-    if dashboard is None:
+        membership = await db.get_membership(request.app[DB_KEY], dashboard_id, user.id)
+    if membership is None:
         # Not "forbidden": whether the dashboard exists is not for non-members to learn.
         context = await page_context(request, user=user)
         return aiohttp_jinja2.render_template("no_dashboard.html", request, context, status=404)
-    return await page_context(request, user=user, dashboard=dashboard)
+    # Viewers get no edit controls; the editing endpoints refuse them anyway.
+    return await page_context(
+        request, user=user, dashboard=membership.dashboard, can_edit=membership.role == db.EDITOR
+    )
 
 
 @login_required

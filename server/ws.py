@@ -5,6 +5,7 @@ stream updates and answer client messages. docs/protocol.md is its spec.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,10 +14,11 @@ import redis.exceptions
 from aiohttp import WSMsgType, web
 
 from common import db
-from common.db import Metric, MetricValue
+from common.db import MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
 from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
+from server.configpush import config_payload
 from server.connection import ClientConnection
 from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.ratelimit import TokenBucket
@@ -59,6 +61,9 @@ async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
 
 async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnection | None:
     """Authenticate, then send the config; None if the client was refused."""
+    # Revocations seen from now on may be missed by the checks below; the
+    # registry holds them against this socket when it is added.
+    checked_at = time.monotonic()
     user = await current_user(request)
     key = await session_key(request) if user is not None else None
     if user is None or key is None:
@@ -85,8 +90,10 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     shared = request.app[HUB_KEY].shared_metrics(dashboard.id, metrics)
     conn = ClientConnection(ws, transport, user, dashboard, shared, settings.client_buffer_bytes)
     # Registered before anything is sent, so a revocation from now on reaches it.
-    registry.add(conn, key)
-    conn.send(encode_message("dashboard_config", _config_payload(dashboard, metrics)))
+    # One that came during the checks above closes it here instead; it is then
+    # served like a socket revoked just after opening, until the close completes.
+    registry.add(conn, key, checked_at)
+    conn.send(encode_message("dashboard_config", config_payload(dashboard, metrics)))
     return conn
 
 
@@ -135,18 +142,6 @@ async def _refuse(ws: web.WebSocketResponse, status: int, text: str, code: Close
         encode_message("authentication", {"status_code": status, "status_text": text, "data": None})
     )
     await ws.close(code=code, message=text.encode())
-
-
-def _config_payload(dashboard: db.Dashboard, metrics: list[Metric]) -> dict[str, Any]:
-    return {
-        "id": dashboard.id,
-        "name": dashboard.name,
-        "description": dashboard.description,
-        "metrics": [
-            {"id": m.id, "name": m.name, "description": m.description, "type": m.type, "unit": m.unit}
-            for m in metrics
-        ],
-    }
 
 
 def _raw_values(values: list[MetricValue]) -> dict[str, Any]:

@@ -13,10 +13,14 @@ from click.testing import CliRunner
 from redis.asyncio import Redis
 
 from common import db
+from common.events import Revocation
 from server.app import create_app
 from server.auth import session_redis_key
 from server.cli import main as server_main
 from server.closecodes import CloseCode
+from server.keys import HUB_KEY
+from server.registry import session_digest
+from server.revocation import revoke
 from tests.conftest import REDIS_URL, csrf_from, log_in
 from tests.wsclient import read_connect_sequence, receive
 
@@ -119,6 +123,50 @@ async def test_cli_changes_close_the_sockets_they_affect_on_every_server(
     if closed == "alice":
         await bobs.send_json({"action": "ping"})
         assert (await receive(bobs))["action"] == "pong"
+
+
+@pytest.mark.parametrize(
+    "reason, code", [("logout", CloseCode.UNAUTHENTICATED), ("member_removed", CloseCode.FORBIDDEN)]
+)
+async def test_a_revocation_announced_while_a_socket_opens_closes_it(
+    two_servers, pool, alice_and_bob, monkeypatch, reason, code
+):
+    """The socket's access was checked, then the revocation arrives from the other
+    process before the socket is registered: it must not slip through."""
+    first, second = two_servers
+    alice, _, ops = alice_and_bob
+    await log_in(first, "alice")
+    seen = asyncio.Event()
+    first.app[HUB_KEY].on_control(lambda _: seen.set())
+    list_metrics = db.list_metrics
+
+    async def revoked_meanwhile(pool_, dashboard_id):
+        # Between the membership check and `registry.add` in server/ws.py::_open.
+        if reason == "member_removed":
+            await db.remove_member(pool, ops.id, alice.id)
+            revocation = Revocation(reason, user_id=alice.id, dashboard_id=ops.id)
+        else:
+            revocation = Revocation(reason, session=session_digest(cookie_of(first)))
+        await revoke(second.app, revocation)
+        await asyncio.wait_for(seen.wait(), 5)  # it reached this process's registry
+        return await list_metrics(pool_, dashboard_id)
+
+    monkeypatch.setattr(db, "list_metrics", revoked_meanwhile)
+    ws = await first.ws_connect(f"/ws/dashboard/{ops.id}/")
+    got, took = await closed_within(ws, 2)
+    assert (got, took < 1) == (code, True)
+
+
+async def test_a_revocation_older_than_the_check_spares_a_new_socket(client, pool, alice_and_bob):
+    """Removed and added again before connecting: the old removal does not apply."""
+    alice, _, ops = alice_and_bob
+    await log_in(client, "alice")
+    await db.remove_member(pool, ops.id, alice.id)
+    await revoke(client.app, Revocation("member_removed", user_id=alice.id, dashboard_id=ops.id))
+    await db.add_member(pool, ops.id, alice.id)
+    ws = await open_dashboard(client, ops)
+    await ws.send_json({"action": "ping"})
+    assert (await receive(ws))["action"] == "pong"
 
 
 async def test_an_unknown_control_message_is_ignored(client, alice_and_bob):

@@ -175,8 +175,13 @@ def test_member_add_and_remove_say_what_changed(server_cli, database_url):
     _ok(server_cli("user", "create", "alice", "--password", "pw"))
     _ok(server_cli("dashboard", "create", "My Board"))
 
-    assert _ok(server_cli("member", "add", "my-board", "alice")) == "alice is now a member of my-board\n"
-    assert _ok(server_cli("member", "add", "my-board", "alice")) == "alice is already a member of my-board\n"
+    assert (
+        _ok(server_cli("member", "add", "my-board", "alice"))
+        == "alice is now a member (viewer) of my-board\n"
+    )
+    assert _ok(server_cli("member", "add", "my-board", "alice")).startswith(
+        "alice is already a member of my-board"
+    )
     assert _members(database_url) == [("my-board", "alice")]
 
     removed = _ok(server_cli("member", "remove", "my-board", "alice"))
@@ -207,10 +212,15 @@ def test_demo_twice_is_idempotent(server_cli, database_url):
     assert sorted(name for (name,) in metrics) == sorted(name for name, *_ in DEMO_METRICS)
     assert len(metrics) == 9
     users = dict(_rows(database_url, "SELECT username, password_hash FROM users"))
-    assert users.keys() == {"demo", "outsider"}
+    assert users.keys() == {"demo", "outsider", "viewer"}
     assert verify_password(users["demo"], "demo")
+    assert verify_password(users["viewer"], "viewer")
     assert verify_password(users["outsider"], "outsider")
-    assert _members(database_url) == [("demo", "demo"), ("this-machine", "demo")]
+    assert _members(database_url) == [("demo", "demo"), ("demo", "viewer"), ("this-machine", "demo")]
+    roles = _rows(
+        database_url, "SELECT u.username, m.role FROM dashboard_members m JOIN users u ON u.id = m.user_id"
+    )
+    assert sorted(roles) == [("demo", "editor"), ("demo", "editor"), ("viewer", "viewer")]
     machine = _rows(
         database_url, "SELECT name, source FROM metrics WHERE dashboard_id <> %s", (dashboard_id,)
     )

@@ -52,7 +52,7 @@ def test_worker_and_server_cli_share_the_embedded_servers(tmp_path):
         [sys.executable, "-m", "server", "demo"], env=env, capture_output=True, text=True, timeout=120
     )
     assert demo.returncode == 0, demo.stderr
-    assert "member login: demo / demo" in demo.stdout
+    assert "editor login: demo / demo" in demo.stdout
     tick = subprocess.run(
         [sys.executable, "-m", "worker", "tick"], env=env, capture_output=True, text=True, timeout=120
     )

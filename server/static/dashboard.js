@@ -33,6 +33,7 @@
   let reconnectTimer = null;
   let stopped = false;
   let frameRequested = false;
+  let configSeen = false; // on this connection: later configs are live edits
 
   // For tests and curious people: read-only views of what the page holds.
   const hook = { connections: 0, closes: [], status: "connecting", range: range, rtt: null, resumed: 0, reloaded: 0 };
@@ -42,6 +43,8 @@
     return card.xs.map((x, i) => ({ id: card.ids[i], t: x, v: card.ys[i] }));
   };
   hook.metricIds = () => Array.from(cards.keys());
+  hook.configs = 0;
+  root.addEventListener("dashboard:config", () => { hook.configs += 1; });
   // Drop the connection as a network failure would (for tests and diagnosis).
   hook.dropConnection = () => abandon("dropped on request");
   window.__dashboard = hook;
@@ -410,19 +413,38 @@
     }
   }
 
+  // The first config of a connection, or a live one after an editor changed
+  // the dashboard: cards follow it (added, removed, reordered) and keep their data.
   function onConfig(config) {
+    const live = configSeen;
+    configSeen = true;
     document.getElementById("dashboard-name").textContent = config.name;
     document.getElementById("dashboard-description").textContent = config.description;
-    const ids = config.metrics.map((m) => m.id);
-    const same = ids.length === cards.size && ids.every((id) => cards.has(id));
-    if (!same) {
-      for (const card of cards.values()) card.chart.destroy();
-      cards.clear();
-      grid.replaceChildren();
-      config.metrics.forEach(addCard);
-    } else {
-      config.metrics.forEach((m) => describeCard(cards.get(m.id), m));
+    document.title = config.name + " · Live dashboards";
+    const wanted = new Set(config.metrics.map((m) => m.id));
+    for (const [id, card] of cards) {
+      if (wanted.has(id)) continue;
+      card.chart.destroy();
+      card.node.remove();
+      dirty.delete(card);
+      cards.delete(id);
     }
+    const positions = [];
+    const fresh = [];
+    for (const metric of config.metrics) {
+      const card = cards.get(metric.id);
+      if (!card) {
+        addCard(metric);
+        fresh.push(metric.id);
+      } else {
+        describeCard(card, metric);
+        // A new connection continues from what we hold; a live config needs nothing.
+        if (!live && card.lastId != null) positions.push({ metric_id: metric.id, after_id: card.lastId });
+        else if (!live) fresh.push(metric.id);
+      }
+      grid.appendChild(cards.get(metric.id).node); // in the dashboard's order
+    }
+    root.dispatchEvent(new CustomEvent("dashboard:config", { detail: config }));
     if (!config.metrics.length) {
       showState(
         "empty",
@@ -434,13 +456,6 @@
       return;
     }
     showState(null);
-    // Continue from what we hold where we can; the rest loads the range.
-    const positions = [];
-    const fresh = [];
-    for (const card of cards.values()) {
-      if (same && card.lastId != null) positions.push({ metric_id: card.metric.id, after_id: card.lastId });
-      else fresh.push(card.metric.id);
-    }
     if (positions.length) send("resume", { positions: positions });
     if (fresh.length) send("history", { metric_ids: fresh, range: range });
   }
@@ -571,6 +586,7 @@
     // subscribe=none: this page asks for exactly the history it needs (range or resume).
     const ws = new WebSocket(scheme + window.location.host + root.dataset.socket + "?subscribe=none");
     socket = ws;
+    configSeen = false;
     ws.onmessage = onMessage;
     ws.onclose = onClose;
     ws.onopen = startPings;

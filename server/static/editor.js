@@ -1,0 +1,156 @@
+// The Edit panel of a dashboard's editors (loaded only for them). Changes go
+// to the JSON endpoints of server/editing.py with the CSRF token in a header;
+// the page itself is updated by the `dashboard_config` the server then pushes
+// to every open page, this one included. Server text is set as text only.
+"use strict";
+
+(function () {
+  const root = document.getElementById("dashboard");
+  const panel = document.getElementById("edit-panel");
+  if (!root || !panel) return;
+  const base = panel.dataset.base;
+  const errorEl = panel.querySelector(".edit-error");
+  const metricList = document.getElementById("edit-metrics");
+  const memberList = document.getElementById("edit-members");
+  const settingsForm = document.getElementById("edit-settings");
+  let metrics = [];
+
+  function showError(message) {
+    errorEl.hidden = !message;
+    errorEl.textContent = message || "";
+  }
+
+  // One field's reasons, or the message: "name: Length must be between 1 and 200."
+  function describe(answer) {
+    const parts = [];
+    for (const [field, reasons] of Object.entries(answer.errors || {})) {
+      parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
+    }
+    return parts.length ? parts.join("; ") : answer.error || "the change was refused";
+  }
+
+  async function call(method, path, body) {
+    const response = await fetch(base + path, {
+      method: method,
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    let answer = {};
+    try {
+      answer = await response.json();
+    } catch (e) {
+      answer = { error: response.status + " " + response.statusText };
+    }
+    if (!response.ok) {
+      showError(describe(answer));
+      return null;
+    }
+    showError(null);
+    if (answer.members) renderMembers(answer.members);
+    return answer;
+  }
+
+  function button(text, label, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "secondary small";
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function move(index, step) {
+    const ids = metrics.map((m) => m.id);
+    const [id] = ids.splice(index, 1);
+    ids.splice(index + step, 0, id);
+    call("POST", "/metrics/order", { metric_ids: ids });
+  }
+
+  function renderMetrics(list) {
+    metrics = list;
+    metricList.replaceChildren();
+    list.forEach((metric, i) => {
+      const item = document.createElement("li");
+      item.dataset.metricId = String(metric.id);
+      const name = document.createElement("input");
+      name.value = metric.name;
+      name.maxLength = 200;
+      name.setAttribute("aria-label", "Name of " + metric.name);
+      const unit = document.createElement("input");
+      unit.value = metric.unit;
+      unit.size = 6;
+      unit.setAttribute("aria-label", "Unit of " + metric.name);
+      const type = document.createElement("span");
+      type.className = "metric-type";
+      type.textContent = metric.type;
+      const save = button("Save", "Save " + metric.name, () =>
+        call("POST", "/metrics/" + metric.id, { name: name.value, unit: unit.value }),
+      );
+      const up = button("↑", "Move " + metric.name + " up", () => move(i, -1));
+      const down = button("↓", "Move " + metric.name + " down", () => move(i, 1));
+      up.disabled = i === 0;
+      down.disabled = i === list.length - 1;
+      const remove = button("Remove", "Remove " + metric.name, () => {
+        if (window.confirm("Remove " + metric.name + " and all its values?")) call("POST", "/metrics/" + metric.id + "/delete", {});
+      });
+      item.append(name, unit, type, save, up, down, remove);
+      metricList.append(item);
+    });
+  }
+
+  function renderMembers(members) {
+    memberList.replaceChildren();
+    for (const member of members) {
+      const item = document.createElement("li");
+      item.dataset.username = member.username;
+      const name = document.createElement("span");
+      name.textContent = member.username;
+      const role = document.createElement("select");
+      role.setAttribute("aria-label", "Role of " + member.username);
+      for (const value of ["viewer", "editor"]) {
+        const option = document.createElement("option");
+        option.value = option.textContent = value;
+        option.selected = value === member.role;
+        role.append(option);
+      }
+      role.addEventListener("change", () => call("POST", "/members/" + member.user_id + "/role", { role: role.value }));
+      const remove = button("Remove", "Remove " + member.username, () =>
+        call("POST", "/members/" + member.user_id + "/delete", {}),
+      );
+      item.append(name, role, remove);
+      memberList.append(item);
+    }
+  }
+
+  function formData(form) {
+    return Object.fromEntries(new FormData(form).entries());
+  }
+
+  settingsForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    call("POST", "/settings", formData(settingsForm));
+  });
+  const metricForm = document.getElementById("edit-add-metric");
+  metricForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await call("POST", "/metrics", formData(metricForm))) metricForm.reset();
+  });
+  const memberForm = document.getElementById("edit-add-member");
+  memberForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await call("POST", "/members", formData(memberForm))) memberForm.reset();
+  });
+
+  // Every config (ours or another editor's change) refreshes the panel.
+  root.addEventListener("dashboard:config", (event) => {
+    const config = event.detail;
+    if (document.activeElement === null || !settingsForm.contains(document.activeElement)) {
+      settingsForm.elements.name.value = config.name;
+      settingsForm.elements.description.value = config.description;
+    }
+    renderMetrics(config.metrics);
+    call("GET", "/members");
+  });
+})();

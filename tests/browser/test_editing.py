@@ -1,0 +1,59 @@
+"""The Edit panel in Chromium: an editor renames the dashboard and adds a
+metric, and another open page follows live; a viewer sees no controls."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from common import db
+from server.demo import create_demo
+from tests.browser.conftest import log_in, screenshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+async def test_editor_renames_and_a_viewers_page_follows_live(server, context, browser: Browser, pool):
+    demo = await create_demo(pool)
+    path = f"/dashboards/{demo.dashboard.id}/"
+    editor = await context.new_page()
+    await log_in(editor, server.base, "demo", "demo", path)
+    viewer_context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        viewer = await viewer_context.new_page()
+        await log_in(viewer, server.base, "viewer", "viewer", path)
+        await expect(viewer.locator("#connection")).to_have_attribute("data-state", "connected")
+        await expect(viewer.locator("#edit-panel")).to_have_count(0)
+        await expect(viewer.locator("#edit-panel, #edit-metrics, #edit-members")).to_have_count(0)
+
+        await expect(editor.locator("#connection")).to_have_attribute("data-state", "connected")
+        await editor.click("#edit-panel summary")
+        await expect(editor.locator("#edit-members li")).to_have_count(2)
+        await editor.fill("#edit-settings input[name=name]", "Renamed <b>live</b>")
+        await editor.click("#edit-settings button[type=submit]")
+        # Text only: the markup shows as typed, on both pages.
+        for page in (editor, viewer):
+            await expect(page.locator("#dashboard-name")).to_have_text("Renamed <b>live</b>")
+        assert (await db.get_dashboard(pool, demo.dashboard.id)).name == "Renamed <b>live</b>"
+
+        cards = viewer.locator("article.metric")
+        count = await cards.count()
+        await editor.fill("#edit-add-metric input[name=name]", "queue_wait")
+        await editor.select_option("#edit-add-metric select[name=type]", "histogram")
+        await editor.click("#edit-add-metric button[type=submit]")
+        await expect(cards).to_have_count(count + 1)
+        await expect(cards.last.locator(".metric-name")).to_have_text("queue_wait")
+        await expect(editor.locator("#edit-metrics li")).to_have_count(count + 1)
+        await screenshot(editor, "dashboard-edit")
+
+        # A request made by hand from the viewer's page is refused too (here by the CSRF check;
+        # tests/test_editing.py checks the 403 a viewer with the right token gets).
+        status = await viewer.evaluate(
+            """async (base) => (await fetch(base + "settings", {method: "POST",
+                 headers: {"Content-Type": "application/json", "X-CSRF-Token": "x"},
+                 body: JSON.stringify({name: "nope"})})).status""",
+            path,
+        )
+        assert status == 403
+    finally:
+        await viewer_context.close()
