@@ -145,8 +145,12 @@ async def _run(database_url: str, redis_url: str, metric_count: int, rate: float
 @click.option("--metrics", "metric_count", type=int, default=30, show_default=True)
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Values per metric per second.")
 @click.option("--minutes", type=float, default=2.0, show_default=True)
-@click.option("--output", type=click.Path(path_type=Path), default=HERE / "results" / "page.json", show_default=True)
-def main(database_url: str, redis_url: str, metric_count: int, rate: float, minutes: float, output: Path) -> None:
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=HERE / "results" / "page.json", show_default=True
+)
+def main(
+    database_url: str, redis_url: str, metric_count: int, rate: float, minutes: float, output: Path
+) -> None:
     """Stream values into an open dashboard page and sample its heap and frame rate."""
     result = asyncio.run(_run(database_url, redis_url, metric_count, rate, minutes))
     out = output

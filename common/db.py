@@ -432,22 +432,25 @@ async def list_all_metrics(pool: aiopg.Pool) -> list[Metric]:
 
 
 async def latest_values(
-    pool: aiopg.Pool, metric_ids: Sequence[int], limit: int
+    pool: aiopg.Pool, metric_ids: Sequence[int], limit: int, *, since: datetime | None = None
 ) -> dict[int, list[MetricValue]]:
-    """The newest `limit` values of each metric, oldest first, in one round trip."""
+    """The newest `limit` values of each metric (stored at or after `since`, when
+    given), oldest first, in one round trip."""
     result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
+    # A fixed choice of two statement texts; the values are parameters.
+    since_clause = " AND ts >= %(since)s" if since is not None else ""
     async with pool.acquire() as conn, conn.cursor() as cur:
         # LATERAL runs the per-metric "newest N" as an index scan for each id.
         await cur.execute(
             "SELECT v.id, m.id, v.value, v.ts"
-            " FROM unnest(%s::bigint[]) AS m(id)"
+            " FROM unnest(%(ids)s::bigint[]) AS m(id)"
             " CROSS JOIN LATERAL ("
             "   SELECT id, value, ts FROM metric_values"
-            "   WHERE metric_id = m.id ORDER BY ts DESC, id DESC LIMIT %s"
+            f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
             " ) v",
-            (list(metric_ids), limit),
+            {"ids": list(metric_ids), "limit": limit, "since": since},
         )
         rows = await cur.fetchall()
     for row in reversed(rows):
@@ -604,29 +607,6 @@ class Bucket:
     avg: float
     count: int
     last_id: int
-
-
-async def values_since(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, limit: int
-) -> dict[int, list[MetricValue]]:
-    """Each metric's values stored at or after `since` (at most the newest `limit`), oldest first."""
-    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
-    if not metric_ids:
-        return result
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT v.id, m.id, v.value, v.ts"
-            " FROM unnest(%s::bigint[]) AS m(id)"
-            " CROSS JOIN LATERAL ("
-            "   SELECT id, value, ts FROM metric_values"
-            "   WHERE metric_id = m.id AND ts >= %s ORDER BY ts DESC, id DESC LIMIT %s"
-            " ) v",
-            (list(metric_ids), since, limit),
-        )
-        rows = await cur.fetchall()
-    for row in reversed(rows):
-        result[row[1]].append(MetricValue(*row))
-    return result
 
 
 async def bucketed_values(

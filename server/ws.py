@@ -172,7 +172,7 @@ def _range_loader(request: web.Request, range_name: str) -> HistoryLoader:
         since = datetime.now(UTC) - timedelta(seconds=seconds)
         common = {"range": range_name, "bucket_seconds": bucket_seconds}
         if not bucket_seconds:
-            raw = await db.values_since(pool, metric_ids, since, MAX_RECOVERED)
+            raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
             return {metric_id: {**_raw_values(values), **common} for metric_id, values in raw.items()}
         buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
         return {
