@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 
 from common.events import Revocation
@@ -38,6 +38,9 @@ def session_digest(session_key: str) -> str:
 class SocketRegistry:
     def __init__(self) -> None:
         self._sessions: dict[ClientConnection, str] = {}
+        # Sockets per user, kept up to date: the per-user limit is checked at
+        # every connect, and counting over all sockets made set-up O(sockets).
+        self._per_user: Counter[int] = Counter()
         # (time.monotonic() when seen, revocation), oldest first.
         self._recent: deque[tuple[float, Revocation]] = deque()
 
@@ -53,14 +56,19 @@ class SocketRegistry:
             if _covers(revocation, conn, session_key):
                 close([conn], revocation.reason)
                 return False
+        if conn not in self._sessions:
+            self._per_user[conn.user.id] += 1
         self._sessions[conn] = session_key
         return True
 
     def remove(self, conn: ClientConnection) -> None:
-        self._sessions.pop(conn, None)
+        if self._sessions.pop(conn, None) is not None:
+            self._per_user[conn.user.id] -= 1
+            if not self._per_user[conn.user.id]:
+                del self._per_user[conn.user.id]
 
     def count_for_user(self, user_id: int) -> int:
-        return sum(1 for conn in self._sessions if conn.user.id == user_id)
+        return self._per_user[user_id]
 
     def sessions(self) -> dict[ClientConnection, str]:
         """A snapshot: connection -> its session key."""
