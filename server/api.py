@@ -10,29 +10,20 @@ same store-then-publish path as the worker's ticks.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from marshmallow import Schema, ValidationError
 
 from common import db
 from common.ingest import store_and_publish
 from common.schemas import BatchPushSchema, PushSchema
 from common.tokens import token_hash
+from server.jsonbody import json_error, load_body
 from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
 
 # Pushed timestamps may differ this much from the server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-
-
-def _error(
-    status: type[web.HTTPError], message: str, errors: Mapping[str, Any] | None = None, **kwargs: Any
-) -> web.HTTPError:
-    body = json.dumps({"error": message, "errors": errors or {}})
-    return status(text=body, content_type="application/json", **kwargs)
 
 
 async def _token_dashboard(request: web.Request) -> int:
@@ -41,7 +32,7 @@ async def _token_dashboard(request: web.Request) -> int:
     if scheme.lower() == "bearer" and token:
         dashboard_id = await db.use_api_token(request.app[DB_KEY], token_hash(token.strip()))
     if dashboard_id is None:
-        raise _error(
+        raise json_error(
             web.HTTPUnauthorized,
             "a valid API token is required: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": 'Bearer realm="dashboard"'},
@@ -49,36 +40,26 @@ async def _token_dashboard(request: web.Request) -> int:
     return dashboard_id
 
 
-async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise _error(web.HTTPBadRequest, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _error(web.HTTPBadRequest, "body must be a JSON object")
-    if "values" not in data and "value" in data:
-        data = {"values": [data]}  # the one-value shorthand
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise _error(web.HTTPBadRequest, "invalid request", exc.messages_dict) from None
+def _one_value_shorthand(data: dict[str, Any]) -> dict[str, Any]:
+    """`{"value": 1.5}` means `{"values": [{"value": 1.5}]}`."""
+    return {"values": [data]} if "values" not in data and "value" in data else data
 
 
 async def push_metric_values(request: web.Request) -> web.Response:
     dashboard_id = await _token_dashboard(request)
-    body = await _body(request, PushSchema())
+    body = await load_body(request, PushSchema(), _one_value_shorthand)
     metric_id = int(request.match_info["id"])
     for item in body["values"]:
         item["metric_id"] = metric_id
     metrics = {m.id: m for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     if metric_id not in metrics:
-        raise _error(web.HTTPNotFound, f"no metric {metric_id} on this token's dashboard")
+        raise json_error(web.HTTPNotFound, f"no metric {metric_id} on this token's dashboard")
     return await _store(request, metrics, body["values"])
 
 
 async def push_values(request: web.Request) -> web.Response:
     dashboard_id = await _token_dashboard(request)
-    body = await _body(request, BatchPushSchema())
+    body = await load_body(request, BatchPushSchema(), _one_value_shorthand)
     metrics = {m.id: m for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     unknown = {
         str(i): {"metric_id": [f"no metric {item['metric_id']} on this token's dashboard"]}
@@ -86,7 +67,7 @@ async def push_values(request: web.Request) -> web.Response:
         if item["metric_id"] not in metrics
     }
     if unknown:
-        raise _error(web.HTTPUnprocessableEntity, "unknown metrics", {"values": unknown})
+        raise json_error(web.HTTPUnprocessableEntity, "unknown metrics", {"values": unknown})
     return await _store(request, metrics, body["values"])
 
 
@@ -105,7 +86,9 @@ async def _store(
         rows.append((item["metric_id"], item["value"], stamp))
     errors.update(await _counter_decreases(request, metrics, rows))
     if errors:
-        raise _error(web.HTTPUnprocessableEntity, "values refused; nothing was stored", {"values": errors})
+        raise json_error(
+            web.HTTPUnprocessableEntity, "values refused; nothing was stored", {"values": errors}
+        )
     stored = await store_and_publish(
         request.app[DB_KEY],
         request.app[REDIS_KEY],

@@ -13,12 +13,10 @@ merits (an unknown user, the last editor).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from marshmallow import Schema, ValidationError
 
 from common import db
 from common.events import Revocation
@@ -33,18 +31,11 @@ from common.schemas import (
 )
 from server.auth import current_user
 from server.configpush import announce_change, config_payload
+from server.jsonbody import json_error, load_body
 from server.keys import DB_KEY
 from server.revocation import revoke
 
 EditHandler = Callable[[web.Request, db.Dashboard], Awaitable[web.Response]]
-
-
-def _error(
-    status: type[web.HTTPError], message: str, errors: Mapping[str, Any] | None = None
-) -> web.HTTPError:
-    return status(
-        text=json.dumps({"error": message, "errors": errors or {}}), content_type="application/json"
-    )
 
 
 def editor_only(handler: EditHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -53,38 +44,25 @@ def editor_only(handler: EditHandler) -> Callable[[web.Request], Awaitable[web.R
     async def wrapper(request: web.Request) -> web.Response:
         user = await current_user(request)
         if user is None:
-            raise _error(web.HTTPUnauthorized, "log in first")
+            raise json_error(web.HTTPUnauthorized, "log in first")
         dashboard_id = int(request.match_info["id"])
         membership = None
         if dashboard_id <= MAX_ID:
             membership = await db.get_membership(request.app[DB_KEY], dashboard_id, user.id)
         if membership is None:
             # Same answer as for a dashboard that does not exist.
-            raise _error(web.HTTPNotFound, "no such dashboard")
+            raise json_error(web.HTTPNotFound, "no such dashboard")
         if membership.role != db.EDITOR:
-            raise _error(web.HTTPForbidden, "only editors may change this dashboard")
+            raise json_error(web.HTTPForbidden, "only editors may change this dashboard")
         return await handler(request, membership.dashboard)
 
     return wrapper
 
 
-async def _body(request: web.Request, schema: Schema) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise _error(web.HTTPBadRequest, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _error(web.HTTPBadRequest, "body must be a JSON object")
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise _error(web.HTTPBadRequest, "invalid request", exc.messages_dict) from None
-
-
 def _path_id(request: web.Request, name: str) -> int:
     value = int(request.match_info[name])
     if value > MAX_ID:
-        raise _error(web.HTTPNotFound, f"no such {name.removesuffix('_id')}")
+        raise json_error(web.HTTPNotFound, f"no such {name.removesuffix('_id')}")
     return value
 
 
@@ -94,7 +72,7 @@ async def _changed(request: web.Request, dashboard_id: int, status: int = 200) -
     pool = request.app[DB_KEY]
     dashboard = await db.get_dashboard(pool, dashboard_id)
     if dashboard is None:
-        raise _error(web.HTTPNotFound, "no such dashboard")
+        raise json_error(web.HTTPNotFound, "no such dashboard")
     metrics = await db.list_metrics(pool, dashboard_id)
     members = await db.list_members(pool, dashboard_id)
     return web.json_response(
@@ -109,31 +87,31 @@ def _member(member: db.Member) -> dict[str, Any]:
 
 @editor_only
 async def edit_dashboard(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    body = await _body(request, DashboardEditSchema())
+    body = await load_body(request, DashboardEditSchema())
     await db.update_dashboard(request.app[DB_KEY], dashboard.id, body["name"], body["description"])
     return await _changed(request, dashboard.id)
 
 
 @editor_only
 async def add_metric(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    body = await _body(request, MetricCreateSchema())
+    body = await load_body(request, MetricCreateSchema())
     try:
         await db.create_metric(
             request.app[DB_KEY], dashboard.id, body["name"], body["type"], body["unit"], body["description"]
         )
     except db.AlreadyExists as exc:
-        raise _error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
+        raise json_error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
     return await _changed(request, dashboard.id, status=201)
 
 
 @editor_only
 async def edit_metric(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     metric_id = _path_id(request, "metric_id")
-    body = await _body(request, MetricEditSchema())
+    body = await load_body(request, MetricEditSchema())
     pool = request.app[DB_KEY]
     current = next((m for m in await db.list_metrics(pool, dashboard.id) if m.id == metric_id), None)
     if current is None:
-        raise _error(web.HTTPNotFound, f"no metric {metric_id} on this dashboard")
+        raise json_error(web.HTTPNotFound, f"no metric {metric_id} on this dashboard")
     try:
         await db.update_metric(
             pool,
@@ -144,9 +122,9 @@ async def edit_metric(request: web.Request, dashboard: db.Dashboard) -> web.Resp
             body.get("description", current.description),
         )
     except db.NotFound as exc:  # removed meanwhile
-        raise _error(web.HTTPNotFound, str(exc)) from None
+        raise json_error(web.HTTPNotFound, str(exc)) from None
     except db.AlreadyExists as exc:
-        raise _error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
+        raise json_error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
     return await _changed(request, dashboard.id)
 
 
@@ -154,17 +132,17 @@ async def edit_metric(request: web.Request, dashboard: db.Dashboard) -> web.Resp
 async def remove_metric(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     metric_id = _path_id(request, "metric_id")
     if not await db.delete_metric(request.app[DB_KEY], dashboard.id, metric_id):
-        raise _error(web.HTTPNotFound, f"no metric {metric_id} on this dashboard")
+        raise json_error(web.HTTPNotFound, f"no metric {metric_id} on this dashboard")
     return await _changed(request, dashboard.id)
 
 
 @editor_only
 async def reorder_metrics(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    body = await _body(request, MetricOrderSchema())
+    body = await load_body(request, MetricOrderSchema())
     try:
         await db.reorder_metrics(request.app[DB_KEY], dashboard.id, body["metric_ids"])
     except ValueError as exc:
-        raise _error(web.HTTPUnprocessableEntity, str(exc), {"metric_ids": [str(exc)]}) from None
+        raise json_error(web.HTTPUnprocessableEntity, str(exc), {"metric_ids": [str(exc)]}) from None
     return await _changed(request, dashboard.id)
 
 
@@ -176,29 +154,29 @@ async def list_members(request: web.Request, dashboard: db.Dashboard) -> web.Res
 
 @editor_only
 async def add_member(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    body = await _body(request, MemberAddSchema())
+    body = await load_body(request, MemberAddSchema())
     pool = request.app[DB_KEY]
     try:
         user = await db.get_user_by_username(pool, body["username"])
     except db.NotFound:
         message = f"no user {body['username']!r}"
-        raise _error(web.HTTPUnprocessableEntity, message, {"username": [message]}) from None
+        raise json_error(web.HTTPUnprocessableEntity, message, {"username": [message]}) from None
     if not await db.add_member(pool, dashboard.id, user.id, body["role"]):
         message = f"{user.username} is already a member"
-        raise _error(web.HTTPConflict, message, {"username": [message]})
+        raise json_error(web.HTTPConflict, message, {"username": [message]})
     return await _changed(request, dashboard.id, status=201)
 
 
 @editor_only
 async def change_role(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     user_id = _path_id(request, "user_id")
-    body = await _body(request, MemberRoleSchema())
+    body = await load_body(request, MemberRoleSchema())
     try:
         await db.set_member_role(request.app[DB_KEY], dashboard.id, user_id, body["role"])
     except db.NotFound as exc:
-        raise _error(web.HTTPNotFound, str(exc)) from None
+        raise json_error(web.HTTPNotFound, str(exc)) from None
     except db.LastEditor as exc:
-        raise _error(web.HTTPUnprocessableEntity, str(exc), {"role": [str(exc)]}) from None
+        raise json_error(web.HTTPUnprocessableEntity, str(exc), {"role": [str(exc)]}) from None
     return await _changed(request, dashboard.id)
 
 
@@ -208,9 +186,9 @@ async def remove_member(request: web.Request, dashboard: db.Dashboard) -> web.Re
     try:
         removed = await db.remove_member(request.app[DB_KEY], dashboard.id, user_id, keep_editor=True)
     except db.LastEditor as exc:
-        raise _error(web.HTTPUnprocessableEntity, str(exc), {"user_id": [str(exc)]}) from None
+        raise json_error(web.HTTPUnprocessableEntity, str(exc), {"user_id": [str(exc)]}) from None
     if not removed:
-        raise _error(web.HTTPNotFound, "not a member of this dashboard")
+        raise json_error(web.HTTPNotFound, "not a member of this dashboard")
     # Their open sockets to this dashboard close on every server process.
     await revoke(request.app, Revocation("member_removed", user_id=user_id, dashboard_id=dashboard.id))
     return await _changed(request, dashboard.id)
