@@ -155,3 +155,13 @@ async def test_cli_adds_lists_and_removes_rules(pool, board, database_url):
         invoke, [*options, "alert", "add", "ops", "temp", "--above", "1", "--below", "2"]
     )
     assert both.exit_code != 0
+
+
+async def test_page_lists_rules_as_text(client, pool, board, make_metric):
+    odd = await make_metric(board["ops"], "<b>odd</b>", "gauge")
+    await db.create_alert_rule(pool, odd.id, "below", 1.0)
+    await log_in(client, "alice")
+    page = await (await client.get(f"/dashboards/{board['ops'].id}/")).text()
+    assert 'id="alert-list"' in page and f'data-rule-id="{board["rule"].id}"' in page
+    assert "temp above 90.0 for 30s" in page
+    assert "&lt;b&gt;odd&lt;/b&gt; below 1.0" in page and "<b>odd</b>" not in page
