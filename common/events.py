@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from common.db import Metric, MetricValue
+from common.db import AlertEvent, AlertRule, Metric, MetricValue
 from common.redisconn import RedisClient, publish
 
 EVENT_VERSION = 1
@@ -74,6 +74,60 @@ def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
         ]
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed values event: {exc}") from None
+
+
+# Alerts ----------------------------------------------------------------------
+# Published on the dashboard's channel too, marked "type": "alert" (a values
+# message has no type), so every process already watching it gets them.
+
+
+@dataclass(frozen=True)
+class AlertNotice:
+    """A rule of one of the dashboard's metrics fired or resolved."""
+
+    rule_id: int
+    metric_id: int
+    metric_name: str
+    state: str  # "firing" or "resolved"
+    value: float
+    threshold: float
+    condition: str  # "above" or "below"
+    at: str  # ISO 8601 with time zone: the timestamp of the value that caused it
+
+
+def encode_alert(dashboard_id: int, metric: Metric, rule: AlertRule, event: AlertEvent) -> str:
+    """The message published when a rule of this dashboard fires or resolves."""
+    notice = AlertNotice(
+        rule_id=rule.id,
+        metric_id=metric.id,
+        metric_name=metric.name,
+        state=event.state,
+        value=event.value,
+        threshold=rule.threshold,
+        condition=rule.condition,
+        at=event.at.isoformat(),
+    )
+    return json.dumps(
+        {"v": EVENT_VERSION, "type": "alert", "dashboard_id": dashboard_id, "alert": notice.__dict__},
+        separators=(",", ":"),
+    )
+
+
+def decode_dashboard_event(data: bytes | str) -> tuple[int, list[ValueEvent] | AlertNotice]:
+    """(dashboard_id, values or alert) of a message on a dashboard's channel;
+    ValueError if malformed."""
+    try:
+        message = json.loads(data)
+        if isinstance(message, dict) and message.get("type") == "alert":
+            if message.get("v") != EVENT_VERSION:
+                raise ValueError(f"unsupported event version {message.get('v')!r}")
+            alert = message["alert"]
+            return int(message["dashboard_id"]), AlertNotice(
+                **{name: alert[name] for name in AlertNotice.__dataclass_fields__}
+            )
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed alert event: {exc}") from None
+    return decode_values(data)
 
 
 # Control channel -------------------------------------------------------------

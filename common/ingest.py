@@ -16,8 +16,8 @@ from datetime import datetime
 import aiopg
 import redis.exceptions
 
-from common import db
-from common.events import dashboard_channel, encode_values
+from common import alerts, db
+from common.events import dashboard_channel, encode_alert, encode_values
 from common.redisconn import RedisClient, uses_sharded_pubsub
 
 log = logging.getLogger(__name__)
@@ -49,4 +49,52 @@ async def store_and_publish(
         log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
         if on_publish_error is not None:
             on_publish_error(exc)
+    await _evaluate_alerts(pool, redis_client, metrics, stored, on_publish_error)
     return stored
+
+
+async def _evaluate_alerts(
+    pool: aiopg.Pool,
+    redis_client: RedisClient,
+    metrics: Mapping[int, db.Metric],
+    stored: Sequence[db.MetricValue],
+    on_publish_error: Callable[[Exception], None] | None,
+) -> None:
+    """Step the stored values' alert rules; store, then publish, each transition.
+
+    After the values' own commit and publish: a failure here never loses or
+    delays values. The rules' state is in their rows, so a failed evaluation
+    is taken up again by the next values of the metric.
+    """
+    by_metric: dict[int, list[db.MetricValue]] = defaultdict(list)
+    for item in stored:
+        by_metric[item.metric_id].append(item)
+    rules_by_id: dict[int, db.AlertRule] = {}
+
+    def run(rules: list[db.AlertRule]) -> db.AlertOutcome:
+        rules_by_id.update((rule.id, rule) for rule in rules)
+        return alerts.evaluate(rules, by_metric)
+
+    try:
+        events = await db.evaluate_alert_rules(pool, list(by_metric), run)
+    except db.UNAVAILABLE as exc:
+        log.error("could not evaluate alert rules: %s", exc)
+        return
+    if not events:
+        return
+    try:
+        async with redis_client.pipeline(transaction=False) as pipe:
+            publish = pipe.spublish if uses_sharded_pubsub(redis_client) else pipe.publish
+            for event in events:
+                rule = rules_by_id[event.rule_id]
+                metric = metrics[rule.metric_id]
+                log.info("alert rule %d %s at %s (value %s)", rule.id, event.state, event.at, event.value)
+                publish(
+                    dashboard_channel(metric.dashboard_id),
+                    encode_alert(metric.dashboard_id, metric, rule, event),
+                )
+            await pipe.execute()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        log.error("could not publish %d alert event(s): %s", len(events), exc)
+        if on_publish_error is not None:
+            on_publish_error(exc)

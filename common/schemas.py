@@ -19,6 +19,7 @@ SERVER_ACTIONS = (
     "dashboard_config",
     "metric_history",
     "metric_update",
+    "alert",
     "pong",
     "complete",
     "error",
@@ -156,6 +157,17 @@ class MetricUpdateSchema(Schema):
     unit = fields.String(required=True)
 
 
+class AlertSchema(Schema):
+    rule_id = fields.Integer(required=True)
+    metric_id = fields.Integer(required=True)
+    metric_name = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["firing", "resolved"]))
+    value = fields.Float(required=True, metadata={"description": "the value that fired or resolved it"})
+    threshold = fields.Float(required=True)
+    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    at = fields.String(required=True, metadata={"description": "ISO 8601: that value's timestamp"})
+
+
 class ErrorSchema(Schema):
     message = fields.String(required=True)
     errors = fields.Dict(required=True)
@@ -167,6 +179,7 @@ SERVER_PAYLOAD_SCHEMAS: dict[str, Schema | None] = {
     "dashboard_config": DashboardConfigSchema(),
     "metric_history": MetricHistorySchema(),
     "metric_update": MetricUpdateSchema(),
+    "alert": AlertSchema(),
     "pong": None,
     "complete": None,
     "error": ErrorSchema(),

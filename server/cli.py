@@ -48,6 +48,9 @@ SOURCE_HELP = (
 )
 OWNER_HELP = "A user who becomes the dashboard's first editor."
 ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
+ABOVE_HELP = "Fire while the value is above this threshold."
+BELOW_HELP = "Fire while the value is below this threshold."
+FOR_HELP = "Seconds (by the values' timestamps) the condition must hold before the alert fires."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -559,6 +562,81 @@ async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -
         if not await db.revoke_api_token(pool, found.id, token_id):
             raise click.ClickException(f"{dashboard_slug} has no active token {token_id}")
     click.echo(f"revoked token {token_id}")
+
+
+@main.group()
+def alert() -> None:
+    """Threshold alerts on a dashboard's metrics."""
+
+
+@alert.command(name="add")
+@click.argument("dashboard_slug")
+@click.argument("metric_name")
+@click.option("--above", type=float, help=ABOVE_HELP)
+@click.option("--below", type=float, help=BELOW_HELP)
+@click.option("--for", "for_seconds", type=click.IntRange(min=0), default=0, show_default=True, help=FOR_HELP)
+@click.pass_context
+@run_async
+async def alert_add(
+    ctx: click.Context,
+    dashboard_slug: str,
+    metric_name: str,
+    *,
+    above: float | None,
+    below: float | None,
+    for_seconds: int,
+) -> None:
+    """Alert when METRIC_NAME stays above or below a threshold."""
+    if (above is None) == (below is None):
+        raise click.UsageError("give exactly one of --above and --below")
+    condition, threshold = ("above", above) if above is not None else ("below", below)
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        metric = next((m for m in await db.list_metrics(pool, found.id) if m.name == metric_name), None)
+        if metric is None:
+            raise click.ClickException(f"{dashboard_slug} has no metric {metric_name!r}")
+        rule = await db.create_alert_rule(pool, metric.id, condition, float(threshold or 0), for_seconds)
+    click.echo(f"created alert rule {rule.id}: {metric_name} {condition} {rule.threshold} for {for_seconds}s")
+
+
+@alert.command(name="list")
+@click.argument("dashboard_slug")
+@click.pass_context
+@run_async
+async def alert_list(ctx: click.Context, dashboard_slug: str) -> None:
+    """List a dashboard's alert rules: id, metric, condition, threshold, duration, state."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        names = {m.id: m.name for m in await db.list_metrics(pool, found.id)}
+        click.echo("id\tmetric\tcondition\tthreshold\tfor\tstate")
+        for rule in await db.list_alert_rules(pool, found.id):
+            click.echo(
+                f"{rule.id}\t{names[rule.metric_id]}\t{rule.condition}\t{rule.threshold}"
+                f"\t{rule.for_seconds}s\t{rule.state}"
+            )
+
+
+@alert.command(name="remove")
+@click.argument("dashboard_slug")
+@click.argument("rule_id", type=int)
+@click.pass_context
+@run_async
+async def alert_remove(ctx: click.Context, dashboard_slug: str, rule_id: int) -> None:
+    """Remove an alert rule and its history of events."""
+    async with _pool(resolved_settings(ctx)) as pool:
+        try:
+            found = await db.get_dashboard_by_slug(pool, dashboard_slug)
+        except db.NotFound as exc:
+            raise _fail(exc) from None
+        if not await db.delete_alert_rule(pool, found.id, rule_id):
+            raise click.ClickException(f"{dashboard_slug} has no alert rule {rule_id}")
+    click.echo(f"removed alert rule {rule_id}")
 
 
 @main.command(name="export")

@@ -20,11 +20,12 @@ from redis.asyncio.client import PubSub
 from common.db import Metric
 from common.events import (
     CONTROL_CHANNEL,
+    AlertNotice,
     DashboardChanged,
     Revocation,
     dashboard_channel,
     decode_control,
-    decode_values,
+    decode_dashboard_event,
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
@@ -208,9 +209,12 @@ class Hub:
 
     def _fan_out(self, data: bytes) -> None:
         try:
-            _, values = decode_values(data)
+            dashboard_id, values = decode_dashboard_event(data)
         except ValueError as exc:
             log.error("ignoring unreadable event: %s", exc)
+            return
+        if isinstance(values, AlertNotice):
+            self._send_alert(dashboard_id, values)
             return
         for event in values:
             subscribers = self._by_metric.get(event.metric_id)
@@ -234,6 +238,16 @@ class Hub:
                 conn.deliver(event.metric_id, event.id, frame)
             # Once per value, not per connection: the hot loop above stays bare.
             self._metrics.fanned_out(event.timestamp, len(subscribers))
+
+    def _send_alert(self, dashboard_id: int, notice: AlertNotice) -> None:
+        # Every socket of the dashboard, subscribed to the metric or not: the
+        # page lists alerts of all its metrics. Sockets exist only for members.
+        connections = self._by_dashboard.get(dashboard_id)
+        if not connections:
+            return
+        frame = text_frame(encode_message("alert", notice.__dict__))
+        for conn in tuple(connections):
+            conn.send_frame(frame)
 
     # Control channel and reconnects -------------------------------------------
     # Kept apart from the fan-out: these only notify listeners (server/revocation.py).

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+from redis.asyncio import Redis
 
+from common import db
+from common.ingest import store_and_publish
 from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS, parse_client_message
 from server.asyncapi import asyncapi_document
 from server.ws import HANDLERS
+from tests.conftest import REDIS_URL
 from tests.test_ws_protocol import connect, publish
-from tests.wsclient import read_connect_sequence, receive, receive_until
+from tests.wsclient import read_connect_sequence, receive_until
 
 
 def _operations(doc: dict, kind: str) -> set[str]:
@@ -66,8 +71,16 @@ async def test_real_server_messages_match_the_documented_schemas(client, setup, 
     await publish(pool, cpu, 1.0)
     ws = await connect(client, setup["ops"].id)
     seen = await read_connect_sequence(ws, 2)
-    stored = await publish(pool, cpu, 2.0)
-    seen.append(await receive(ws))
+    # Through the ingest path, so that the rule fires and an `alert` is sent too.
+    await db.create_alert_rule(pool, cpu.id, "above", 1.5)
+    redis_client = Redis.from_url(REDIS_URL)
+    try:
+        (stored,) = await store_and_publish(
+            pool, redis_client, {cpu.id: cpu}, [(cpu.id, 2.0, datetime.now(UTC))]
+        )
+    finally:
+        await redis_client.aclose()
+    seen.extend(await receive_until(ws, "alert"))
     requests = [
         {"action": "history", "payload": {"metric_ids": [cpu.id], "range": "1h"}},
         {"action": "history", "payload": {"metric_ids": [cpu.id], "range": "5m"}},

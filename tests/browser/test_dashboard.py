@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import Page, expect
+from redis.asyncio import Redis
 
 from common import db
+from common.ingest import store_and_publish
 from server.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
+from tests.conftest import REDIS_URL
 from worker.sources import next_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -192,3 +195,30 @@ async def test_non_member_and_empty_dashboard_states(server, context, make_user,
     await expect(page.locator("#state")).to_contain_text("dashboard-server metric add empty")
     await screenshot(page, "dashboard-empty")
     await page.context.close()
+
+
+async def test_alert_badge_and_list_follow_alert_messages(server, context, pool):
+    demo = await create_demo(pool)
+    cpu = next(m for m in await db.list_metrics(pool, demo.dashboard.id) if m.name == "cpu")
+    rule = await db.create_alert_rule(pool, cpu.id, "above", 1000.0)
+    page = await context.new_page()
+    await log_in(page, server.base, "demo", "demo", f"/dashboards/{demo.dashboard.id}/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    badge = page.locator(f"[data-metric-id='{cpu.id}'] .alert-badge")
+    item = page.locator(f"#alert-list li[data-rule-id='{rule.id}']")
+    await expect(badge).to_have_attribute("data-state", "ok")
+    await expect(item).to_have_attribute("data-state", "ok")
+
+    redis_client = Redis.from_url(REDIS_URL)
+    try:
+        now = datetime.now(UTC)
+        await store_and_publish(pool, redis_client, {cpu.id: cpu}, [(cpu.id, 5000.0, now)])
+        await expect(badge).to_have_attribute("data-state", "firing")
+        await expect(item.locator(".alert-state")).to_have_text("firing")
+        await expect(item.locator(".alert-detail")).to_contain_text("value 5,000")
+        later = now + timedelta(seconds=1)
+        await store_and_publish(pool, redis_client, {cpu.id: cpu}, [(cpu.id, 10.0, later)])
+        await expect(badge).to_have_attribute("data-state", "ok")
+        await expect(item.locator(".alert-state")).to_have_text("ok")
+    finally:
+        await redis_client.aclose()
