@@ -1,0 +1,151 @@
+"""Threshold alert rules, their evaluation state, and their firing/resolving events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiopg
+
+from common.db.core import UNAVAILABLE
+
+ALERT_CONDITIONS = ("above", "below")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    id: int
+    metric_id: int
+    condition: str  # one of ALERT_CONDITIONS
+    threshold: float
+    for_seconds: int
+    created_by: int | None
+    # Evaluation state, kept in the row (migrations/0005_alerts.sql says why).
+    state: str = "ok"  # "ok" or "firing"
+    condition_since: datetime | None = None
+    evaluated_ts: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    id: int
+    rule_id: int
+    state: str  # "firing" or "resolved"
+    value: float
+    at: datetime
+
+
+_RULE_COLUMNS = (
+    "id, metric_id, condition, threshold, for_seconds, created_by, state, condition_since, evaluated_ts"
+)
+
+
+async def create_alert_rule(
+    pool: aiopg.Pool,
+    metric_id: int,
+    condition: str,
+    threshold: float,
+    for_seconds: int = 0,
+    created_by: int | None = None,
+) -> AlertRule:
+    """Add a threshold rule to a metric; ValueError for an unknown condition or negative duration."""
+    if condition not in ALERT_CONDITIONS:
+        raise ValueError(f"condition must be one of {', '.join(ALERT_CONDITIONS)}")
+    if for_seconds < 0:
+        raise ValueError("for_seconds must not be negative")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO alert_rules (metric_id, condition, threshold, for_seconds, created_by)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_RULE_COLUMNS}",
+            (metric_id, condition, threshold, for_seconds, created_by),
+        )
+        return AlertRule(*await cur.fetchone())
+
+
+async def list_alert_rules(pool: aiopg.Pool, dashboard_id: int) -> list[AlertRule]:
+    """The rules on the dashboard's metrics, oldest first."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {', '.join('r.' + c for c in _RULE_COLUMNS.split(', '))}"
+            " FROM alert_rules r JOIN metrics m ON m.id = r.metric_id"
+            " WHERE m.dashboard_id = %s ORDER BY r.id",
+            (dashboard_id,),
+        )
+        return [AlertRule(*row) for row in await cur.fetchall()]
+
+
+async def delete_alert_rule(pool: aiopg.Pool, dashboard_id: int, rule_id: int) -> bool:
+    """Delete a rule (with its events) of this dashboard; False if it has no such rule."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM alert_rules r USING metrics m"
+            " WHERE r.id = %s AND m.id = r.metric_id AND m.dashboard_id = %s",
+            (rule_id, dashboard_id),
+        )
+        return cur.rowcount == 1
+
+
+async def list_alert_events(pool: aiopg.Pool, rule_id: int) -> list[AlertEvent]:
+    """A rule's firing and resolving events, oldest first."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT id, rule_id, state, value, at FROM alert_events WHERE rule_id = %s ORDER BY at, id",
+            (rule_id,),
+        )
+        return [AlertEvent(*row) for row in await cur.fetchall()]
+
+
+# What an evaluator returns: the rules' new states and the events to store,
+# as (rule_id, state, value, at).
+AlertOutcome = tuple[list[AlertRule], list[tuple[int, str, float, datetime]]]
+
+
+async def evaluate_alert_rules(
+    pool: aiopg.Pool, metric_ids: Sequence[int], evaluate: Callable[[list[AlertRule]], AlertOutcome]
+) -> list[AlertEvent]:
+    """Run `evaluate` over the metrics' rules with the rows locked, then save
+    the new states and insert the events, all in one transaction.
+
+    The lock serialises evaluators of the same rules (two workers during a
+    lease hand-over, or a worker and the push API), so a transition is
+    stored once. Returns the stored events; no query beyond one SELECT when
+    the metrics have no rules.
+    """
+    if not metric_ids:
+        return []
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        try:
+            await cur.execute(
+                f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE metric_id = ANY(%s::bigint[])"
+                " ORDER BY id FOR UPDATE",
+                (list(metric_ids),),
+            )
+            rules = [AlertRule(*row) for row in await cur.fetchall()]
+            if not rules:
+                await cur.execute("COMMIT")
+                return []
+            updated, events = evaluate(rules)
+            for rule in updated:
+                await cur.execute(
+                    "UPDATE alert_rules SET state = %s, condition_since = %s, evaluated_ts = %s"
+                    " WHERE id = %s",
+                    (rule.state, rule.condition_since, rule.evaluated_ts, rule.id),
+                )
+            stored: list[AlertEvent] = []
+            for rule_id, state, value, at in events:
+                await cur.execute(
+                    "INSERT INTO alert_events (rule_id, state, value, at) VALUES (%s, %s, %s, %s)"
+                    " RETURNING id, rule_id, state, value, at",
+                    (rule_id, state, value, at),
+                )
+                stored.append(AlertEvent(*await cur.fetchone()))
+            await cur.execute("COMMIT")
+        except BaseException:
+            # The connection goes back to the pool: never with a transaction open.
+            with suppress(*UNAVAILABLE):
+                await cur.execute("ROLLBACK")
+            raise
+    return stored

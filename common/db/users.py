@@ -1,0 +1,74 @@
+"""Users and their password hashes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiopg
+import psycopg2.errors
+
+from common.db.core import AlreadyExists, NotFound
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: User
+    password_hash: str
+
+
+async def create_user(pool: aiopg.Pool, username: str, password_hash: str) -> User:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(
+                "INSERT INTO users (username, password_hash) VALUES (%s, %s) RETURNING id",
+                (username, password_hash),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise AlreadyExists(f"user {username!r} already exists") from None
+        (user_id,) = await cur.fetchone()
+    return User(user_id, username)
+
+
+async def get_credentials(pool: aiopg.Pool, username: str) -> Credentials | None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username, password_hash FROM users WHERE username = %s", (username,))
+        row = await cur.fetchone()
+    return Credentials(User(row[0], row[1]), row[2]) if row else None
+
+
+async def set_password_hash(pool: aiopg.Pool, user_id: int, password_hash: str) -> None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+
+
+async def get_user(pool: aiopg.Pool, user_id: int) -> User | None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username FROM users WHERE id = %s", (user_id,))
+        row = await cur.fetchone()
+    return User(*row) if row else None
+
+
+async def get_user_by_username(pool: aiopg.Pool, username: str) -> User:
+    credentials = await get_credentials(pool, username)
+    if credentials is None:
+        raise NotFound(f"no user {username!r}")
+    return credentials.user
+
+
+async def list_users(pool: aiopg.Pool) -> list[User]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, username FROM users ORDER BY username")
+        return [User(*row) for row in await cur.fetchall()]
+
+
+async def delete_user(pool: aiopg.Pool, user_id: int) -> bool:
+    """Delete the user and their memberships; False if absent."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        return cur.rowcount == 1

@@ -1,0 +1,198 @@
+"""Stored metric values: insert, newest-N, ranges, buckets, export, retention."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiopg
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    id: int
+    metric_id: int
+    value: float
+    ts: datetime
+
+
+async def latest_values(
+    pool: aiopg.Pool, metric_ids: Sequence[int], limit: int, *, since: datetime | None = None
+) -> dict[int, list[MetricValue]]:
+    """The newest `limit` values of each metric (stored at or after `since`, when
+    given), oldest first, in one round trip."""
+    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    # A fixed choice of two statement texts; the values are parameters.
+    since_clause = " AND ts >= %(since)s" if since is not None else ""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # LATERAL runs the per-metric "newest N" as an index scan for each id.
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts"
+            " FROM unnest(%(ids)s::bigint[]) AS m(id)"
+            " CROSS JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
+            " ) v",
+            {"ids": list(metric_ids), "limit": limit, "since": since},
+        )
+        rows = await cur.fetchall()
+    for row in reversed(rows):
+        result[row[1]].append(MetricValue(*row))
+    return result
+
+
+async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, float]:
+    """The newest value of each metric that has one (the worker's counter state)."""
+    latest = await latest_values(pool, metric_ids, 1)
+    return {metric_id: values[-1].value for metric_id, values in latest.items() if values}
+
+
+async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
+    """Store (metric_id, value, ts) rows in one statement and one transaction.
+
+    Returns the stored rows once committed, in the order given.
+    """
+    if not values:
+        return []
+    metric_ids, numbers, stamps = (list(column) for column in zip(*values, strict=True))
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # One multi-row INSERT: a single round trip and commit per tick.
+        await cur.execute(
+            "INSERT INTO metric_values (metric_id, value, ts)"
+            " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
+            " RETURNING id, metric_id, value, ts",
+            (metric_ids, numbers, stamps),
+        )
+        rows = await cur.fetchall()
+    rows.sort(key=lambda row: row[0])
+    return [MetricValue(*row) for row in rows]
+
+
+# Rows per export query: a few hundred kilobytes in memory at a time.
+EXPORT_BATCH = 5000
+
+
+async def export_batches(
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
+    batch_size: int = EXPORT_BATCH,
+) -> AsyncIterator[list[MetricValue]]:
+    """The values of each metric in [since, until), metric by metric, oldest first, in batches.
+
+    Keyset pagination on (ts, id) along the per-metric index: each batch is
+    one short query on a pooled connection, so an export of millions of rows
+    holds neither a connection, a snapshot nor more than one batch in memory.
+    """
+    for metric_id in metric_ids:
+        # (since, 0) sorts before every stored (ts, id) with ts >= since.
+        after: tuple[datetime, int] = (since, 0)
+        while True:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT id, metric_id, value, ts FROM metric_values"
+                    " WHERE metric_id = %s AND (ts, id) > (%s, %s) AND ts < %s"
+                    " ORDER BY ts, id LIMIT %s",
+                    (metric_id, after[0], after[1], until, batch_size),
+                )
+                rows = await cur.fetchall()
+            if rows:
+                yield [MetricValue(*row) for row in rows]
+            if len(rows) < batch_size:
+                break
+            after = (rows[-1][3], rows[-1][0])
+
+
+async def delete_values_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:
+    """Delete at most `limit` values stored before `cutoff`, in one short transaction.
+
+    Returns how many went. Small batches keep each statement's row locks and
+    WAL burst small, so ticks and pushes never wait long behind retention.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM metric_values WHERE id IN"
+            " (SELECT id FROM metric_values WHERE ts < %s ORDER BY ts LIMIT %s)",
+            (cutoff, limit),
+        )
+        return cur.rowcount
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The values of one metric in one time bucket, summarised."""
+
+    metric_id: int
+    start: datetime
+    min: float
+    max: float
+    avg: float
+    count: int
+    last_id: int
+
+
+async def bucketed_values(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, bucket_seconds: int
+) -> dict[int, list[Bucket]]:
+    """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
+
+    Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
+    client can add live values to the newest bucket by the same rule.
+    """
+    result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
+        await cur.execute(
+            "SELECT metric_id, to_timestamp(floor(extract(epoch FROM ts) / %(size)s) * %(size)s) AS start,"
+            " min(value), max(value), avg(value), count(*), max(id)"
+            " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
+            " GROUP BY metric_id, start ORDER BY metric_id, start",
+            {"ids": list(metric_ids), "since": since, "size": bucket_seconds},
+        )
+        for row in await cur.fetchall():
+            result[row[0]].append(Bucket(*row))
+    return result
+
+
+async def values_after(
+    pool: aiopg.Pool, positions: Mapping[int, int], limit: int
+) -> dict[int, list[MetricValue] | None]:
+    """Per metric, the values stored after the value whose id is `positions[metric_id]`.
+
+    None for a metric when that value is not stored for it (deleted, or another
+    database) or more than `limit` values follow it: the gap cannot be filled.
+    """
+    if not positions:
+        return {}
+    metric_ids, after_ids = list(positions), [positions[metric_id] for metric_id in positions]
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # The anchor row gives the (ts, id) to continue from; the LATERAL scan
+        # then walks the per-metric index from there.
+        await cur.execute(
+            "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, after_id)"
+            " LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id"
+            " LEFT JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id) ORDER BY ts, id LIMIT %s"
+            " ) v ON true",
+            (metric_ids, after_ids, limit + 1),
+        )
+        rows = await cur.fetchall()
+    found: dict[int, list[MetricValue] | None] = {metric_id: [] for metric_id in metric_ids}
+    for metric_id, anchored, value_id, value, ts in rows:
+        values = found[metric_id]
+        if not anchored:
+            found[metric_id] = None
+        elif values is not None and value_id is not None:
+            values.append(MetricValue(value_id, metric_id, value, ts))
+    return {
+        metric_id: None if values is None or len(values) > limit else values
+        for metric_id, values in found.items()
+    }
