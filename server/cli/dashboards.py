@@ -1,0 +1,150 @@
+"""`dashboard-server dashboard ...` and `member ...`: dashboards and who may see them."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from common import db
+from common.cli import resolved_settings, run_async
+from common.events import Revocation
+from server.cli.shared import announce, dashboard_by_slug, fail, open_pool, user_by_name
+
+OWNER_HELP = "A user who becomes the dashboard's first editor."
+ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
+
+
+def _slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not slug:
+        raise click.BadParameter("give a --slug: the name has no letters or digits")
+    return slug
+
+
+@click.group()
+def dashboard() -> None:
+    """Create, list and delete dashboards."""
+
+
+@dashboard.command(name="create")
+@click.argument("name")
+@click.option("--slug", help="Unique short name used by other commands (default: from NAME).")
+@click.option("--description", default="", help="Shown under the dashboard's name.")
+@click.option("--owner", help=OWNER_HELP)
+@click.pass_context
+@run_async
+async def dashboard_create(
+    ctx: click.Context, name: str, slug: str | None, description: str, owner: str | None
+) -> None:
+    """Create a dashboard (add metrics and members next)."""
+    slug = slug or _slugify(name)
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug):
+        raise click.BadParameter("lower-case letters, digits and single dashes only", param_hint="--slug")
+    async with open_pool(resolved_settings(ctx)) as pool:
+        # Looked up first: an unknown owner creates nothing.
+        creator = await user_by_name(pool, owner) if owner else None
+        try:
+            created = await db.create_dashboard(pool, name, slug, description)
+        except db.AlreadyExists as exc:
+            raise fail(exc) from None
+        if creator is not None:
+            await db.add_member(pool, created.id, creator.id, db.EDITOR)
+    editor = f", {creator.username} is its editor" if creator else ""
+    click.echo(f"created dashboard {created.slug} (id {created.id}){editor}")
+
+
+@dashboard.command(name="list")
+@click.pass_context
+@run_async
+async def dashboard_list(ctx: click.Context) -> None:
+    """List dashboards: id, slug, name."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        for found in await db.list_dashboards(pool):
+            click.echo(f"{found.id}\t{found.slug}\t{found.name}")
+
+
+@dashboard.command(name="delete")
+@click.argument("slug")
+@click.confirmation_option(prompt="Delete the dashboard with all its metrics and values?")
+@click.pass_context
+@run_async
+async def dashboard_delete(ctx: click.Context, slug: str) -> None:
+    """Delete a dashboard, its metrics and values; its open sockets close at once."""
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, slug)
+        await db.delete_dashboard(pool, found.id)
+    await announce(settings, Revocation("dashboard_deleted", dashboard_id=found.id))
+    click.echo(f"deleted dashboard {slug} (id {found.id})")
+
+
+@click.group()
+def member() -> None:
+    """Give and take away access to a dashboard."""
+
+
+@member.command(name="add")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.option("--role", type=click.Choice(db.ROLES), default=db.VIEWER, show_default=True, help=ROLE_HELP)
+@click.pass_context
+@run_async
+async def member_add(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
+    """Let a user see a dashboard (and, as an editor, change it)."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        who = await user_by_name(pool, username)
+        added = await db.add_member(pool, found.id, who.id, role)
+    if added:
+        click.echo(f"{username} is now a member ({role}) of {dashboard_slug}")
+    else:
+        click.echo(f"{username} is already a member of {dashboard_slug} (`member role` changes the role)")
+
+
+@member.command(name="role")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.argument("role", type=click.Choice(db.ROLES))
+@click.pass_context
+@run_async
+async def member_role(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
+    """Make a member a viewer or an editor (a dashboard keeps at least one editor)."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        who = await user_by_name(pool, username)
+        try:
+            await db.set_member_role(pool, found.id, who.id, role)
+        except (db.NotFound, db.LastEditor) as exc:
+            raise fail(exc) from None
+    click.echo(f"{username} is now {'an' if role == db.EDITOR else 'a'} {role} of {dashboard_slug}")
+
+
+@member.command(name="list")
+@click.argument("dashboard_slug")
+@click.pass_context
+@run_async
+async def member_list(ctx: click.Context, dashboard_slug: str) -> None:
+    """List a dashboard's members: username, role."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        for item in await db.list_members(pool, found.id):
+            click.echo(f"{item.user.username}\t{item.role}")
+
+
+@member.command(name="remove")
+@click.argument("dashboard_slug")
+@click.argument("username")
+@click.pass_context
+@run_async
+async def member_remove(ctx: click.Context, dashboard_slug: str, username: str) -> None:
+    """Take away a user's access to a dashboard; their open sockets to it close at once."""
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        who = await user_by_name(pool, username)
+        removed = await db.remove_member(pool, found.id, who.id)
+    # Announced even if there was no membership: it costs nothing and
+    # closes any socket a racing connect may have opened.
+    await announce(settings, Revocation("member_removed", user_id=who.id, dashboard_id=found.id))
+    click.echo(f"{username} {'is no longer' if removed else 'was not'} a member of {dashboard_slug}")

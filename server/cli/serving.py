@@ -1,0 +1,191 @@
+"""Running the service: `run`, `up`, `demo`, `migrate` and `check`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import click
+
+from common.cli import resolved_settings, run_async
+from common.config import Settings
+from common.migrate import migrate, pending_migrations
+from common.redisconn import connect_redis
+from server.cli.shared import open_pool
+from server.demo import create_demo
+from server.serve import ServeError, serve
+
+HOST_HELP = "Address to listen on."
+PORT_HELP = "TCP port to listen on."
+ORIGIN_HELP = (
+    "Another origin (scheme://host[:port]) whose pages may open dashboard sockets, "
+    "e.g. the public URL when a proxy rewrites Host. Repeatable; env: space-separated."
+)
+SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
+HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
+WORKERS_HELP = "Server processes sharing the port (SO_REUSEPORT); one per core uses them all."
+SESSION_CHECK_HELP = (
+    "Seconds between re-checks of open sockets' sessions and memberships (expiry closes within this)."
+)
+MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
+CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
+
+
+@click.command()
+@click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
+@click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
+@click.option(
+    "--allowed-origin", "allowed_origins", envvar="DASHBOARD_ALLOWED_ORIGINS", multiple=True, help=ORIGIN_HELP
+)
+@click.option(
+    "--secure-cookies/--no-secure-cookies", envvar="DASHBOARD_SECURE_COOKIES", default=False, help=SECURE_HELP
+)
+@click.option(
+    "--history-limit",
+    envvar="DASHBOARD_HISTORY_LIMIT",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help=HISTORY_HELP,
+)
+@click.option(
+    "--client-buffer",
+    "client_buffer_bytes",
+    envvar="DASHBOARD_CLIENT_BUFFER",
+    type=click.IntRange(16 * 1024, 64 << 20),
+    default=1 << 20,
+    show_default=True,
+    help=CLIENT_BUFFER_HELP,
+)
+@click.option(
+    "--workers",
+    envvar="DASHBOARD_WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help=WORKERS_HELP,
+)
+@click.option(
+    "--session-check-interval",
+    envvar="DASHBOARD_SESSION_CHECK_INTERVAL",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help=SESSION_CHECK_HELP,
+)
+@click.option(
+    "--max-connections-per-user",
+    envvar="DASHBOARD_MAX_CONNECTIONS_PER_USER",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help=MAX_CONNECTIONS_HELP,
+)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    allowed_origins: tuple[str, ...],
+    secure_cookies: bool,
+    history_limit: int,
+    client_buffer_bytes: int,
+    workers: int,
+    session_check_interval: float,
+    max_connections_per_user: int,
+) -> None:
+    """Serve the pages and the dashboard WebSockets until interrupted."""
+    settings = replace(
+        resolved_settings(ctx),
+        allowed_origins=tuple(origin.rstrip("/") for origin in allowed_origins),
+        secure_cookies=secure_cookies,
+        history_limit=history_limit,
+        client_buffer_bytes=client_buffer_bytes,
+        session_check_interval=session_check_interval,
+        max_connections_per_user=max_connections_per_user,
+    )
+    _serve(settings, host, port, workers)
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Serve until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
+    try:
+        serve(settings, host, port, workers)
+    except ServeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command(name="migrate")
+@click.pass_context
+@run_async
+async def migrate_command(ctx: click.Context) -> None:
+    """Bring the database schema up to date (safe to run again, or concurrently)."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        applied = await migrate(pool)
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+
+
+@click.command()
+@click.pass_context
+@run_async
+async def check(ctx: click.Context) -> None:
+    """Exit 0 if the database and Redis answer and the schema is current."""
+    settings = resolved_settings(ctx)
+    try:
+        async with open_pool(settings) as pool:
+            pending = await pending_migrations(pool)
+        client = connect_redis(settings.redis_url or "")
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+    except Exception as exc:
+        raise click.ClickException(f"not ready: {exc}") from exc
+    if pending:
+        raise click.ClickException(f"not ready: {len(pending)} migration(s) pending")
+    click.echo("ok")
+
+
+@click.command()
+@click.pass_context
+@run_async
+async def demo(ctx: click.Context) -> None:
+    """Create the demo dashboards, an editor (demo/demo), a viewer (viewer/viewer) and a
+    non-member (outsider/outsider).
+
+    "Service health (demo)" gets random values; "This machine" the worker host's
+    CPU, memory, load, network and disk readings.
+    """
+    async with open_pool(resolved_settings(ctx)) as pool:
+        await migrate(pool)
+        logins = await create_demo(pool)
+    click.echo(f"demo dashboard {logins.dashboard.slug} (id {logins.dashboard.id})")
+    click.echo(f"host readings dashboard {logins.machine.slug} (id {logins.machine.id})")
+    click.echo(f"editor login: {logins.member[0]} / {logins.member[1]}")
+    click.echo(f"viewer login: {logins.viewer[0]} / {logins.viewer[1]}")
+    click.echo(f"non-member login: {logins.non_member[0]} / {logins.non_member[1]}")
+
+
+@click.command()
+@click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
+@click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Worker seconds between values.")
+@click.pass_context
+def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
+    """Everything on this machine: migrate, demo data, a worker and the server."""
+    settings = resolved_settings(ctx)
+    ctx.invoke(demo)
+    env = dict(
+        os.environ,
+        DASHBOARD_DATABASE_URL=settings.database_url or "",
+        DASHBOARD_REDIS_URL=settings.redis_url or "",
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "worker", "run", "--interval", str(interval)], env=env)
+    click.echo(f"\n  Open http://{host}:{port}/ and log in as demo / demo  (Ctrl-C stops everything)\n")
+    try:
+        _serve(settings, host, port)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)

@@ -1,0 +1,70 @@
+"""What the admin commands share: a small pool, lookups that fail as CLI errors,
+and telling the running servers about a change."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiopg
+import click
+import redis.exceptions
+
+from common import db
+from common.config import Settings
+from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
+from common.redisconn import connect_redis
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    """A two-connection pool: enough for one admin command."""
+    async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
+        yield pool
+
+
+def fail(exc: Exception) -> click.ClickException:
+    """A domain error (NotFound, AlreadyExists, ...) as the command's error message."""
+    return click.ClickException(str(exc))
+
+
+async def dashboard_by_slug(pool: aiopg.Pool, slug: str) -> db.Dashboard:
+    """The dashboard, or a CLI error naming the unknown slug."""
+    try:
+        return await db.get_dashboard_by_slug(pool, slug)
+    except db.NotFound as exc:
+        raise fail(exc) from None
+
+
+async def user_by_name(pool: aiopg.Pool, username: str) -> db.User:
+    """The user, or a CLI error naming the unknown username."""
+    try:
+        return await db.get_user_by_username(pool, username)
+    except db.NotFound as exc:
+        raise fail(exc) from None
+
+
+async def metric_by_name(pool: aiopg.Pool, dashboard: db.Dashboard, name: str) -> db.Metric:
+    """The dashboard's metric of that name, or a CLI error."""
+    for metric in await db.list_metrics(pool, dashboard.id):
+        if metric.name == name:
+            return metric
+    raise click.ClickException(f"{dashboard.slug} has no metric {name!r}")
+
+
+async def announce(settings: Settings, event: Revocation | DashboardChanged) -> None:
+    """Close the affected open sockets, or push the changed dashboard's config to
+    them, on every server process (after the commit)."""
+    client = connect_redis(settings.redis_url or "")
+    try:
+        if isinstance(event, Revocation):
+            await announce_revocation(client, event)
+        else:
+            await announce_dashboard_changed(client, event)
+    except (redis.exceptions.RedisError, OSError) as exc:
+        click.echo(
+            f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
+            err=True,
+        )
+    finally:
+        await client.aclose()

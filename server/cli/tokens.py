@@ -1,0 +1,60 @@
+"""`dashboard-server token ...`: API tokens for the push API."""
+
+from __future__ import annotations
+
+import click
+
+from common import db
+from common.cli import resolved_settings, run_async
+from common.tokens import display_prefix, new_token, token_hash
+from server.cli.shared import dashboard_by_slug, open_pool
+
+
+@click.group()
+def token() -> None:
+    """API tokens for pushing values to a dashboard over HTTP."""
+
+
+@token.command(name="create")
+@click.argument("dashboard_slug")
+@click.argument("name")
+@click.pass_context
+@run_async
+async def token_create(ctx: click.Context, dashboard_slug: str, name: str) -> None:
+    """Create a token for pushing to a dashboard's metrics; it is shown only this once."""
+    secret = new_token()
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        created = await db.create_api_token(pool, found.id, name, token_hash(secret), display_prefix(secret))
+    click.echo(
+        f"created token {created.id} ({created.name}) for {dashboard_slug}; keep it, it is not shown again:"
+    )
+    click.echo(secret)
+
+
+@token.command(name="list")
+@click.argument("dashboard_slug")
+@click.pass_context
+@run_async
+async def token_list(ctx: click.Context, dashboard_slug: str) -> None:
+    """List a dashboard's tokens: id, prefix, name, state, last use."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        for item in await db.list_api_tokens(pool, found.id):
+            state = "revoked" if item.revoked_at else "active"
+            used = item.last_used_at.isoformat(timespec="seconds") if item.last_used_at else "never used"
+            click.echo(f"{item.id}\t{item.prefix}…\t{item.name}\t{state}\t{used}")
+
+
+@token.command(name="revoke")
+@click.argument("dashboard_slug")
+@click.argument("token_id", type=int)
+@click.pass_context
+@run_async
+async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -> None:
+    """Revoke a token at once: requests with it are refused from now on."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        if not await db.revoke_api_token(pool, found.id, token_id):
+            raise click.ClickException(f"{dashboard_slug} has no active token {token_id}")
+    click.echo(f"revoked token {token_id}")
