@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import aiopg
+
+from common import db
 from common.db import Dashboard, Metric, MetricValue
 
 FORMATS = ("csv", "json")
@@ -108,6 +111,16 @@ async def json_chunks(
         yield (items if first else "," + items).encode()
         first = False
     yield b"]}\n"
+
+
+def export_chunks(
+    pool: aiopg.Pool, dashboard: Dashboard, metrics: Sequence[Metric], span: ExportRange, file_format: str
+) -> AsyncIterator[bytes]:
+    """The whole export of these metrics of the dashboard over `span`, in `file_format`, chunk by chunk."""
+    batches = db.export_batches(pool, [m.id for m in metrics], span.since, span.until)
+    if file_format == "csv":
+        return csv_chunks(metrics, batches)
+    return json_chunks(dashboard, metrics, span, batches)
 
 
 def _drain(buffer: io.StringIO) -> bytes:

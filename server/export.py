@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common import db
-from common.export import CONTENT_TYPES, FORMATS, csv_chunks, export_range, filename, json_chunks
+from common.export import CONTENT_TYPES, FORMATS, export_chunks, export_range, filename
 from server.auth import login_required
 from server.keys import DB_KEY, USER_KEY
 
@@ -48,13 +48,7 @@ async def export_values(request: web.Request) -> web.StreamResponse:
     # Chunked: the length is not known until the last row has been read.
     response.enable_chunked_encoding()
     await response.prepare(request)
-    batches = db.export_batches(pool, [m.id for m in metrics], span.since, span.until)
-    chunks = (
-        csv_chunks(metrics, batches)
-        if file_format == "csv"
-        else json_chunks(dashboard, metrics, span, batches)
-    )
-    async for chunk in chunks:
+    async for chunk in export_chunks(pool, dashboard, metrics, span, file_format):
         # write() waits while the client's buffer is full: a slow download
         # slows the reading down instead of piling rows up in memory.
         await response.write(chunk)

@@ -8,7 +8,7 @@ import click
 
 from common import db
 from common.cli import resolved_settings, run_async
-from common.export import FORMATS, TIME_HELP, csv_chunks, export_range, json_chunks
+from common.export import FORMATS, TIME_HELP, export_chunks, export_range
 from server.cli.shared import dashboard_by_slug, metric_by_name, open_pool
 
 
@@ -50,12 +50,6 @@ async def export_command(
             metrics = [await metric_by_name(pool, found, metric_name)]
         else:
             metrics = await db.list_metrics(pool, found.id)
-        batches = db.export_batches(pool, [m.id for m in metrics], span.since, span.until)
-        chunks = (
-            csv_chunks(metrics, batches)
-            if file_format == "csv"
-            else json_chunks(found, metrics, span, batches)
-        )
-        async for chunk in chunks:
+        async for chunk in export_chunks(pool, found, metrics, span, file_format):
             out.write(chunk)
         out.flush()
