@@ -18,6 +18,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/login", views.login_submit)
     app.router.add_post("/logout", views.logout, name="logout")
     app.router.add_get("/dashboards/", views.dashboard_list, name="dashboards")
+    app.router.add_post("/dashboards/", views.create_dashboard)
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
     app.router.add_get(r"/dashboards/{id:\d+}/export", export.export_values, name="dashboard_export")
     _add_editing_routes(app)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp_jinja2
 from aiohttp import web
+from marshmallow import ValidationError
 
 from common import db
 from common.events import Revocation
 from common.passwords import verify_password
+from common.schemas import DashboardEditSchema
+from common.slugs import slugify
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
 from server.registry import session_digest
 from server.revocation import revoke
+
+log = logging.getLogger(__name__)
 
 TOO_MANY_ATTEMPTS = "Too many failed logins. Wait a few minutes, then try again."
 
@@ -72,7 +79,30 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def dashboard_list(request: web.Request) -> dict:
     user = request[USER_KEY]
     dashboards = await db.list_user_dashboards(request.app[DB_KEY], user.id)
-    return await page_context(request, user=user, dashboards=dashboards)
+    return await page_context(request, user=user, dashboards=dashboards, errors={}, form={})
+
+
+@login_required
+async def create_dashboard(request: web.Request) -> web.StreamResponse:
+    """The list page's "New dashboard" form: any user may create one and becomes its editor."""
+    user = request[USER_KEY]
+    form = await request.post()
+    fields = {key: str(form.get(key, "")) for key in ("name", "description")}
+    try:
+        body = DashboardEditSchema().load(fields)
+    except ValidationError as exc:
+        pool = request.app[DB_KEY]
+        dashboards = await db.list_user_dashboards(pool, user.id)
+        context = await page_context(
+            request, user=user, dashboards=dashboards, errors=exc.messages, form=fields
+        )
+        return aiohttp_jinja2.render_template("dashboards.html", request, context, status=400)
+    created = await db.create_owned_dashboard(
+        request.app[DB_KEY], body["name"], slugify(body["name"]) or "dashboard", body["description"], user.id
+    )
+    log.info("user %s created dashboard %s (id %d)", user.username, created.slug, created.id)
+    # 303: the browser GETs the new dashboard, where its editor adds metrics.
+    raise web.HTTPSeeOther(request.app.router["dashboard"].url_for(id=str(created.id)))
 
 
 @login_required

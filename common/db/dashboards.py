@@ -57,6 +57,41 @@ async def create_dashboard(pool: aiopg.Pool, name: str, slug: str, description: 
         return Dashboard(*await cur.fetchone())
 
 
+async def create_owned_dashboard(
+    pool: aiopg.Pool, name: str, slug: str, description: str, owner_id: int
+) -> Dashboard:
+    """Create a dashboard whose first editor is `owner_id`, in one statement.
+
+    Takes `slug` or, when taken, the first free `slug-2`, `slug-3`, ...: a
+    name chosen in the UI never fails for a slug the user did not choose.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        for _ in range(5):  # another creator may take the same free slug first
+            await cur.execute(
+                "SELECT slug FROM dashboards WHERE slug = %(s)s OR slug LIKE %(s)s || '-%%'",
+                {"s": slug},
+            )
+            taken = {row[0] for row in await cur.fetchall()}
+            candidate = next(
+                c for c in (slug, *(f"{slug}-{n}" for n in range(2, len(taken) + 3))) if c not in taken
+            )
+            try:
+                await cur.execute(
+                    "WITH d AS (INSERT INTO dashboards (name, slug, description) VALUES (%s, %s, %s)"
+                    "           RETURNING id, name, slug, description, created_at),"
+                    " m AS (INSERT INTO dashboard_members (dashboard_id, user_id, role)"
+                    "       SELECT id, %s, 'editor' FROM d)"
+                    " SELECT * FROM d",
+                    (name, candidate, description, owner_id),
+                )
+            except psycopg2.errors.UniqueViolation:
+                continue
+            except psycopg2.errors.ForeignKeyViolation:
+                raise NotFound("the owner no longer exists") from None
+            return Dashboard(*await cur.fetchone())
+    raise AlreadyExists(f"no free slug like {slug!r}: try again")
+
+
 async def get_dashboard_by_slug(pool: aiopg.Pool, slug: str) -> Dashboard:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d WHERE slug = %s", (slug,))

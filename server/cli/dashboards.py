@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from common import db
 from common.cli import resolved_settings, run_async
 from common.events import Revocation
+from common.slugs import SLUG_PATTERN, slugify
 from server.cli.shared import announce, dashboard_by_slug, fail, open_pool, user_by_name
 
 OWNER_HELP = "A user who becomes the dashboard's first editor."
 ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
-
-
-def _slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    if not slug:
-        raise click.BadParameter("give a --slug: the name has no letters or digits")
-    return slug
 
 
 @click.group()
@@ -38,8 +30,10 @@ async def dashboard_create(
     ctx: click.Context, name: str, slug: str | None, description: str, owner: str | None
 ) -> None:
     """Create a dashboard (add metrics and members next)."""
-    slug = slug or _slugify(name)
-    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug):
+    slug = slug or slugify(name)
+    if not slug:
+        raise click.BadParameter("give a --slug: the name has no letters or digits")
+    if not SLUG_PATTERN.fullmatch(slug):
         raise click.BadParameter("lower-case letters, digits and single dashes only", param_hint="--slug")
     async with open_pool(resolved_settings(ctx)) as pool:
         # Looked up first: an unknown owner creates nothing.
