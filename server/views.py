@@ -126,6 +126,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         user=user,
         dashboard=membership.dashboard,
         can_edit=membership.role == db.EDITOR,
+        has_metrics=bool(metric_names),  # an empty dashboard opens its Edit panel
         alert_rules=[(rule, metric_names.get(rule.metric_id, "")) for rule in rules],
     )
 

@@ -57,3 +57,28 @@ async def test_editor_renames_and_a_viewers_page_follows_live(server, context, b
         assert status == 403
     finally:
         await viewer_context.close()
+
+
+async def test_a_user_creates_a_dashboard_from_the_list_and_adds_a_metric(server, context, pool, make_user):
+    await make_user("carol")
+    page = await context.new_page()
+    await log_in(page, server.base, "carol", "secret-pw", "/dashboards/")
+    await page.click("#new-dashboard summary")
+    await page.fill("#new-dashboard input[name=name]", "   ")  # only spaces: refused by the server
+    await page.click("#new-dashboard button[type=submit]")
+    await expect(page.locator("#new-dashboard .field-error")).to_have_count(1)
+    assert await db.list_dashboards(pool) == []
+
+    await page.fill("#new-dashboard input[name=name]", "Carol's <i>board</i>")
+    await page.click("#new-dashboard button[type=submit]")
+    await expect(page.locator("#dashboard-name")).to_have_text("Carol's <i>board</i>")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    # A new, empty dashboard opens its Edit panel: adding metrics is the next step.
+    await expect(page.locator("#edit-panel")).to_have_attribute("open", "")
+    await page.fill("#edit-add-metric input[name=name]", "signups")
+    await page.select_option("#edit-add-metric select[name=type]", "counter")
+    await page.click("#edit-add-metric button[type=submit]")
+    await expect(page.locator("article.metric .metric-name")).to_have_text(["signups"])
+    await screenshot(page, "dashboard-created")
+    await page.goto(server.base + "/dashboards/")
+    await expect(page.locator(".dashboard-list a")).to_have_text(["Carol's <i>board</i>"])
