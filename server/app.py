@@ -24,6 +24,7 @@ from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.configpush import config_push_ctx
+from server.errorpages import error_pages
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.metrics import ServerMetrics, errors_middleware
@@ -59,10 +60,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     metrics = ServerMetrics()
     # Order matters: the CSRF check reads the session, so the session
-    # middleware must run first (outermost). Errors are counted outermost
-    # of all, so a session store failure counts too.
+    # middleware must run first (outermost). Errors are counted outside
+    # both, so a session store failure counts too; error pages are outermost
+    # of all, so they see the counted error and need no session to render.
     app = web.Application(
-        middlewares=[errors_middleware(metrics), session_middleware(storage), csrf_middleware]
+        middlewares=[error_pages, errors_middleware(metrics), session_middleware(storage), csrf_middleware]
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics

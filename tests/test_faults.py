@@ -171,6 +171,12 @@ async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers
                     assert time.monotonic() - answered < 3
                     async with session.get(f"{base}/readyz") as response:
                         assert response.status == 503
+                    # A page: the site's "try again shortly" page, not a traceback or a hang.
+                    async with session.get(
+                        f"{base}/dashboards/", headers={"Accept": "text/html"}
+                    ) as response:
+                        assert (response.status, response.headers.get("Retry-After")) == (503, "5")
+                        assert "temporarily unavailable" in await response.text()
                     # A new connection is told to come back later.
                     refused = await session.ws_connect(f"{base}/ws/dashboard/{dashboard_id}/", origin=base)
                     await refused.receive(timeout=5)

@@ -110,3 +110,15 @@ async def test_static_chart_library_is_served_locally(client):
     response = await client.get("/static/vendor/uPlot-1.6.32.iife.min.js")
     assert response.status == 200
     assert "uPlot" in await response.text()
+
+
+async def test_an_unknown_address_gets_the_sites_not_found_page(client, make_user):
+    await make_user("alice")
+    await log_in(client, "alice")
+    response = await client.get("/no/such/page", headers={"Accept": "text/html,*/*"})
+    assert response.status == 404
+    page = await response.text()
+    assert "<h2>Page not found</h2>" in page and 'href="/dashboards/"' in page
+    # Other clients keep the plain answer.
+    response = await client.get("/no/such/page", headers={"Accept": "application/json"})
+    assert (response.status, await response.text()) == (404, "404: Not Found")
