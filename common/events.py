@@ -178,27 +178,58 @@ def encode_dashboard_changed(change: DashboardChanged) -> str:
     )
 
 
-def decode_control(data: bytes | str) -> Revocation | DashboardChanged | None:
+@dataclass(frozen=True)
+class PreferencesChanged:
+    """A user changed their preferences of one dashboard, or (dashboard_id
+    None) their theme, which is theirs on every dashboard: every process
+    sends that user's open sockets of it (of all, for None) the new ones."""
+
+    user_id: int
+    dashboard_id: int | None = None
+
+
+def encode_preferences_changed(change: PreferencesChanged) -> str:
+    """The control-channel message announcing someone's new preferences."""
+    return json.dumps(
+        {"v": EVENT_VERSION, "type": "preferences_changed", **change.__dict__}, separators=(",", ":")
+    )
+
+
+_CONTROL_TYPES = ("revoke", "dashboard_changed", "preferences_changed")
+Control = Revocation | DashboardChanged | PreferencesChanged
+
+
+def decode_control(data: bytes | str) -> Control | None:
     """The revocation or change a control message announces; None for other
     kinds of control message (so new kinds can be added without breaking old
     servers). ValueError if it is malformed."""
     try:
         message = json.loads(data)
-        if not isinstance(message, dict) or message.get("type") not in ("revoke", "dashboard_changed"):
+        if not isinstance(message, dict) or message.get("type") not in _CONTROL_TYPES:
             return None
         if message.get("v") != EVENT_VERSION:
             raise ValueError(f"unsupported event version {message.get('v')!r}")
         if message["type"] == "dashboard_changed":
+            return DashboardChanged(_id_field(message, "dashboard_id"))
+        if message["type"] == "preferences_changed":
             dashboard_id = message.get("dashboard_id")
-            if not isinstance(dashboard_id, int) or isinstance(dashboard_id, bool):
-                raise ValueError(f"malformed control message: dashboard_id {dashboard_id!r}")
-            return DashboardChanged(dashboard_id)
+            return PreferencesChanged(
+                _id_field(message, "user_id"),
+                None if dashboard_id is None else _id_field(message, "dashboard_id"),
+            )
         revocation = Revocation(**{name: message.get(name) for name in Revocation.__dataclass_fields__})
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed control message: {exc}") from None
     if revocation.reason not in REVOCATION_REASONS:
         raise ValueError(f"unknown revocation reason {revocation.reason!r}")
     return revocation
+
+
+def _id_field(message: dict, name: str) -> int:
+    value = message.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"malformed control message: {name} {value!r}")
+    return value
 
 
 async def announce_revocation(redis_client: RedisClient, revocation: Revocation) -> None:
@@ -209,3 +240,8 @@ async def announce_revocation(redis_client: RedisClient, revocation: Revocation)
 async def announce_dashboard_changed(redis_client: RedisClient, change: DashboardChanged) -> None:
     """Tell every server process (this one included) to push the dashboard's new config."""
     await publish(redis_client, CONTROL_CHANNEL, encode_dashboard_changed(change))
+
+
+async def announce_preferences_changed(redis_client: RedisClient, change: PreferencesChanged) -> None:
+    """Tell every server process (this one included) to send the user's sockets their new preferences."""
+    await publish(redis_client, CONTROL_CHANNEL, encode_preferences_changed(change))

@@ -20,6 +20,7 @@ SERVER_ACTIONS = (
     "metric_history",
     "metric_update",
     "alert",
+    "preferences",
     "pong",
     "complete",
     "error",
@@ -29,6 +30,9 @@ MAX_IDS_PER_MESSAGE = 500
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 # The time ranges a client may ask `history` for, in seconds.
 RANGES = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+# Personal preferences (common.db.THEMES, common.db.CHART_STYLES).
+THEMES = ("light", "dark")
+CHART_STYLES = ("line", "area", "points")
 
 
 class StrictInteger(fields.Integer):
@@ -168,6 +172,29 @@ class AlertSchema(Schema):
     at = fields.String(required=True, metadata={"description": "ISO 8601: that value's timestamp"})
 
 
+class PreferencesSchema(Schema):
+    """The user's own view of the dashboard (GET /dashboards/{id}/preferences answers the same)."""
+
+    dashboard_id = fields.Integer(required=True)
+    hidden_metric_ids = fields.List(
+        fields.Integer(), required=True, metadata={"description": "metrics whose cards are hidden"}
+    )
+    card_order = fields.List(
+        fields.Integer(),
+        required=True,
+        metadata={
+            "description": "these metrics first, in this order; the others after, in the dashboard's order"
+        },
+    )
+    default_range = fields.String(required=True, validate=validate.OneOf(RANGES))
+    chart_style = fields.String(required=True, validate=validate.OneOf(CHART_STYLES))
+    theme = fields.String(
+        required=True,
+        validate=validate.OneOf(THEMES),
+        metadata={"description": "the user's, on every dashboard"},
+    )
+
+
 class ErrorSchema(Schema):
     message = fields.String(required=True)
     errors = fields.Dict(required=True)
@@ -180,6 +207,7 @@ SERVER_PAYLOAD_SCHEMAS: dict[str, Schema | None] = {
     "metric_history": MetricHistorySchema(),
     "metric_update": MetricUpdateSchema(),
     "alert": AlertSchema(),
+    "preferences": PreferencesSchema(),
     "pong": None,
     "complete": None,
     "error": ErrorSchema(),
@@ -354,3 +382,34 @@ class MemberRoleSchema(Schema):
     """Body of POST /dashboards/{id}/members/{user_id}/role."""
 
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+# Personal preferences (server/preferences.py) --------------------------------------
+
+
+def _no_duplicates(ids: list[int]) -> None:
+    if len(set(ids)) != len(ids):
+        raise ValidationError("Each metric may be listed once.")
+
+
+def _metric_id_list() -> fields.List:
+    return fields.List(
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+        validate=[validate.Length(max=MAX_IDS_PER_MESSAGE), _no_duplicates],
+    )
+
+
+class ThemeSchema(Schema):
+    """Body of PATCH /preferences: the user's theme, on every page."""
+
+    theme = fields.String(required=True, validate=validate.OneOf(THEMES))
+
+
+class DashboardPreferencesSchema(Schema):
+    """Body of PATCH /dashboards/{id}/preferences: the fields to change, any of them."""
+
+    hidden_metric_ids = _metric_id_list()
+    card_order = _metric_id_list()
+    default_range = fields.String(validate=validate.OneOf(RANGES))
+    chart_style = fields.String(validate=validate.OneOf(CHART_STYLES))
+    theme = fields.String(validate=validate.OneOf(THEMES))

@@ -28,6 +28,7 @@ from server.errorpages import error_pages
 from server.hub import Hub
 from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.metrics import ServerMetrics, errors_middleware
+from server.preferencespush import preferences_push_ctx
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
@@ -77,7 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx, config_push_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx, config_push_ctx, preferences_push_ctx])
     app.on_shutdown.append(close_sockets)
     return app
 

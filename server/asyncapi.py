@@ -22,6 +22,10 @@ SUMMARIES = {
     "metric_history": "A metric's past values: on connect, or answering subscribe, history or resume.",
     "metric_update": "A new value of a subscribed metric.",
     "alert": "A threshold rule of one of the dashboard's metrics fired or resolved (to every socket).",
+    "preferences": (
+        "The user changed their own preferences of this dashboard (or their theme) on some page:"
+        " sent to that user's sockets only."
+    ),
     "pong": "Answer to ping, echoing its payload.",
     "complete": "Sent after the handling of every client message.",
     "error": "A client message that could not be acted on.",
@@ -65,6 +69,14 @@ EXAMPLES: dict[str, Any] = {
         "threshold": 90.0,
         "condition": "above",
         "at": "2026-11-28T23:28:46.049670+00:00",
+    },
+    "preferences": {
+        "dashboard_id": 1,
+        "hidden_metric_ids": [4],
+        "card_order": [2, 1],
+        "default_range": "1h",
+        "chart_style": "area",
+        "theme": "dark",
     },
     "pong": {"t": 1767225600000},
     "complete": None,

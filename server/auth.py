@@ -20,6 +20,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
 # Where scripts send the token with a JSON request (server/editing.py).
 CSRF_HEADER = "X-CSRF-Token"
+# Methods that change something; GET and HEAD must not (forms cannot send the others).
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/"
 SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
@@ -86,23 +88,24 @@ async def csrf_token(request: web.Request) -> str:
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse any POST whose token does not match the session's: a form's
-    hidden field, or the X-CSRF-Token header of a script's JSON request."""
-    if request.path.startswith(API_PREFIX):
+    """Refuse any request that changes something (POST, PUT, PATCH, DELETE)
+    whose token does not match the session's: a form's hidden field, or the
+    X-CSRF-Token header of a script's JSON request."""
+    if request.path.startswith(API_PREFIX) or request.method not in UNSAFE_METHODS:
         # The push API authenticates by bearer token, never by cookie: a
         # forged cross-site request carries no credential for it.
         return await handler(request)
-    if request.method == "POST" and request.content_type in (
+    if request.content_type == "application/json":
+        # A cross-site page cannot set this header without a CORS preflight,
+        # which this server never grants; the token is checked all the same.
+        _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(_CSRF))
+    elif request.method == "POST" and request.content_type in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
         form = await request.post()
         _check_csrf(form.get(CSRF_FIELD), (await get_session(request)).get(_CSRF))
-    elif request.method == "POST" and request.content_type == "application/json":
-        # A cross-site page cannot set this header without a CORS preflight,
-        # which this server never grants; the token is checked all the same.
-        _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(_CSRF))
-    elif request.method == "POST":
+    else:
         raise web.HTTPUnsupportedMediaType(
             text="Send forms as form data, or JSON with an X-CSRF-Token header."
         )
@@ -136,4 +139,7 @@ async def page_context(request: web.Request, **values: Any) -> dict[str, Any]:
     context processor, which would read the session from Redis for every
     request: static files, the API and the probes too.
     """
-    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), **values}
+    user = values.get("user")
+    # On <html> from the server, so the page never flashes in the other theme.
+    theme = await db.get_theme(request.app[DB_KEY], user.id) if isinstance(user, User) else "light"
+    return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), "theme": theme, **values}

@@ -22,6 +22,7 @@ from common.events import (
     CONTROL_CHANNEL,
     AlertNotice,
     DashboardChanged,
+    PreferencesChanged,
     Revocation,
     dashboard_channel,
     decode_control,
@@ -60,6 +61,7 @@ class Hub:
         self._leaving: set[asyncio.Future[None]] = set()
         self._control_listeners: list[Callable[[Revocation], None]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
+        self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
         self._interrupted = False
 
@@ -260,6 +262,10 @@ class Hub:
         """Call `listener` with every dashboard edit announced on the control channel."""
         self._change_listeners.append(listener)
 
+    def on_preferences_changed(self, listener: Callable[[PreferencesChanged], None]) -> None:
+        """Call `listener` with every change of someone's preferences announced on the control channel."""
+        self._preferences_listeners.append(listener)
+
     def on_resync(self, listener: Callable[[], None]) -> None:
         """Call `listener` when the subscription is back after a Redis outage:
         whatever was published meanwhile never reached this process."""
@@ -276,6 +282,9 @@ class Hub:
                 listener(control)
         elif isinstance(control, DashboardChanged):
             for listener in self._change_listeners:
+                listener(control)
+        elif isinstance(control, PreferencesChanged):
+            for listener in self._preferences_listeners:
                 listener(control)
 
     def _resubscribed(self) -> None:

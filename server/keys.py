@@ -24,6 +24,8 @@ REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 # Per dashboard, held while its new config is read and pushed (server/configpush.py).
 CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
+# Per user, held while their new preferences are read and pushed (server/preferencespush.py).
+PREFERENCE_LOCKS_KEY = web.AppKey("preference_locks", dict[int, asyncio.Lock])
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

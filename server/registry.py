@@ -70,6 +70,12 @@ class SocketRegistry:
     def count_for_user(self, user_id: int) -> int:
         return self._per_user[user_id]
 
+    def connections_of_user(self, user_id: int) -> list[ClientConnection]:
+        """This process's open sockets of the user, on any dashboard (a snapshot)."""
+        if not self._per_user[user_id]:
+            return []
+        return [conn for conn in self._sessions if conn.user.id == user_id]
+
     def sessions(self) -> dict[ClientConnection, str]:
         """A snapshot: connection -> its session key."""
         return dict(self._sessions)

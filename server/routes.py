@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import api, editing, export, health, views, ws
+from server import api, editing, export, health, preferences, views, ws
 from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -22,6 +22,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/dashboards/{id:\d+}/", views.dashboard_page, name="dashboard")
     app.router.add_get(r"/dashboards/{id:\d+}/export", export.export_values, name="dashboard_export")
     _add_editing_routes(app)
+    _add_preference_routes(app)
     app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
     app.router.add_post(r"/api/v1/metrics/{id:\d+}/values", api.push_metric_values, name="push_metric_values")
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
@@ -46,3 +47,12 @@ def _add_editing_routes(app: web.Application) -> None:
     app.router.add_post(base + "/members", editing.add_member)
     app.router.add_post(base + r"/members/{user_id:\d+}/role", editing.change_role)
     app.router.add_post(base + r"/members/{user_id:\d+}/delete", editing.remove_member)
+
+
+def _add_preference_routes(app: web.Application) -> None:
+    """JSON endpoints for each member's own preferences (server/preferences.py)."""
+    path = r"/dashboards/{id:\d+}/preferences"
+    app.router.add_get(path, preferences.get_dashboard_preferences, name="dashboard_preferences")
+    app.router.add_patch(path, preferences.change_dashboard_preferences)
+    app.router.add_get("/preferences", preferences.get_user_preferences, name="preferences")
+    app.router.add_patch("/preferences", preferences.change_user_preferences)

@@ -16,6 +16,7 @@ from common.slugs import slugify
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
+from server.preferencespush import preferences_payload
 from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
 from server.registry import session_digest
 from server.revocation import revoke
@@ -120,6 +121,8 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
     # The alert list's starting state; dashboard.js keeps it current from `alert` messages.
     metric_names = {m.id: m.name for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     rules = await db.list_alert_rules(request.app[DB_KEY], dashboard_id)
+    # In the page, so the cards come up hidden, ordered and drawn as the user likes at once.
+    preferences = await db.get_preferences(request.app[DB_KEY], dashboard_id, user.id)
     # Viewers get no edit controls; the editing endpoints refuse them anyway.
     return await page_context(
         request,
@@ -128,6 +131,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         can_edit=membership.role == db.EDITOR,
         has_metrics=bool(metric_names),  # an empty dashboard opens its Edit panel
         alert_rules=[(rule, metric_names.get(rule.metric_id, "")) for rule in rules],
+        preferences=preferences_payload(dashboard_id, preferences),
     )
 
 

@@ -13,7 +13,7 @@ from common.ingest import store_and_publish
 from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS, parse_client_message
 from server.asyncapi import asyncapi_document
 from server.ws import HANDLERS
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, csrf_from
 from tests.test_ws_protocol import connect, publish
 from tests.wsclient import read_connect_sequence, receive_until
 
@@ -81,6 +81,15 @@ async def test_real_server_messages_match_the_documented_schemas(client, setup, 
     finally:
         await redis_client.aclose()
     seen.extend(await receive_until(ws, "alert"))
+    # The user's own preferences, changed on another page of theirs.
+    token = await csrf_from(client, "/dashboards/")
+    changed = await client.patch(
+        f"/dashboards/{setup['ops'].id}/preferences",
+        json={"chart_style": "area"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert changed.status == 200, await changed.text()
+    seen.extend(await receive_until(ws, "preferences"))
     requests = [
         {"action": "history", "payload": {"metric_ids": [cpu.id], "range": "1h"}},
         {"action": "history", "payload": {"metric_ids": [cpu.id], "range": "5m"}},

@@ -67,6 +67,17 @@ from common.db.metrics import (
     reorder_metrics,
     update_metric,
 )
+from common.db.preferences import (
+    CHART_STYLES,
+    PREFERENCE_RANGES,
+    THEMES,
+    MetricsNotOnDashboard,
+    Preferences,
+    get_preferences,
+    get_theme,
+    set_theme,
+    update_preferences,
+)
 from common.db.tokens import (
     ApiToken,
     create_api_token,
@@ -100,11 +111,14 @@ from common.db.values import (
 
 __all__ = [
     "ALERT_CONDITIONS",
+    "CHART_STYLES",
     "EDITOR",
     "EXPORT_BATCH",
     "LEASE_LOCK_CLASS",
     "METRIC_TYPES",
+    "PREFERENCE_RANGES",
     "ROLES",
+    "THEMES",
     "UNAVAILABLE",
     "VIEWER",
     "AlertEvent",
@@ -120,7 +134,9 @@ __all__ = [
     "Membership",
     "Metric",
     "MetricValue",
+    "MetricsNotOnDashboard",
     "NotFound",
+    "Preferences",
     "User",
     "add_member",
     "bucketed_values",
@@ -145,6 +161,8 @@ __all__ = [
     "get_dashboard_by_slug",
     "get_member_dashboard",
     "get_membership",
+    "get_preferences",
+    "get_theme",
     "get_user",
     "get_user_by_username",
     "insert_values",
@@ -169,9 +187,11 @@ __all__ = [
     "revoke_api_token",
     "set_member_role",
     "set_password_hash",
+    "set_theme",
     "try_lease_dashboards",
     "update_dashboard",
     "update_metric",
+    "update_preferences",
     "use_api_token",
     "values_after",
 ]

@@ -22,10 +22,17 @@
   const rangeButtons = Array.from(document.querySelectorAll("[data-range]"));
   const exportEl = document.getElementById("export");
   const exportLinks = Array.from(exportEl.querySelectorAll("a[data-format]"));
+  const html = document.documentElement;
+
+  // The user's own preferences (docs/protocol.md, `preferences`): rendered
+  // into the page, then kept current by the View panel and the socket.
+  let prefs = JSON.parse(document.getElementById("preferences-data").textContent);
+  let configOrder = []; // metric ids in the dashboard's order, from the last config
 
   const cards = new Map(); // metric id -> card
   const dirty = new Set(); // cards to redraw at the next animation frame
-  let range = rangeFromHash();
+  // A link's #range= wins; otherwise the user's default range.
+  let range = rangeFromHash() || (RANGES[prefs.default_range] ? prefs.default_range : "5m");
   let socket = null;
   let attempt = 0;
   let pingTimer = null;
@@ -44,6 +51,7 @@
   };
   hook.metricIds = () => Array.from(cards.keys());
   hook.configs = 0;
+  hook.preferences = prefs;
   root.addEventListener("dashboard:config", () => { hook.configs += 1; });
   // Drop the connection as a network failure would (for tests and diagnosis).
   hook.dropConnection = () => abandon("dropped on request");
@@ -64,7 +72,7 @@
 
   function rangeFromHash() {
     const match = /range=([^&]+)/.exec(window.location.hash);
-    return match && RANGES[match[1]] ? match[1] : "5m";
+    return match && RANGES[match[1]] ? match[1] : null;
   }
 
   // ---- states --------------------------------------------------------------
@@ -215,14 +223,37 @@
     return splits.map((s) => format.format(new Date(s * 1000)));
   }
 
+  // Axis and grid colours of the current theme (app.css), read when a chart is made.
+  function cssColor(name, fallback) {
+    return getComputedStyle(html).getPropertyValue(name).trim() || fallback;
+  }
+
   function axis(values) {
     return {
-      stroke: "#57606a",
-      grid: { stroke: "rgba(31, 35, 40, 0.07)", width: 1 },
+      stroke: cssColor("--chart-axis", "#57606a"),
+      grid: { stroke: cssColor("--chart-grid", "rgba(31, 35, 40, 0.07)"), width: 1 },
       ticks: { show: false },
       font: "11px system-ui, sans-serif",
       values: values,
     };
+  }
+
+  // The user's chart style for lines (histograms are always bars).
+  function valueSeries(color) {
+    if (prefs.chart_style === "points") {
+      return { label: "value", stroke: color, width: 1, paths: () => null, points: { show: true, size: 4, fill: color } };
+    }
+    const fill = prefs.chart_style === "area" ? color + "55" : color + "14";
+    return { label: "value", stroke: color, width: 2, fill: fill, points: { show: false } };
+  }
+
+  // Styles are fixed when a uPlot is made: a new style or theme makes new charts (the data stays).
+  function rebuildCharts() {
+    for (const card of cards.values()) {
+      card.chart.destroy();
+      card.chart = makeChart(card);
+      markDirty(card);
+    }
   }
 
   function makeChart(card) {
@@ -268,7 +299,7 @@
         ],
         series: [
           {},
-          { label: "value", stroke: color, width: 2, fill: color + "14", points: { show: false } },
+          valueSeries(color),
           { label: "min", stroke: "transparent", points: { show: false } },
           { label: "max", stroke: "transparent", points: { show: false } },
         ],
@@ -490,8 +521,9 @@
         if (!live && card.lastId != null) positions.push({ metric_id: metric.id, after_id: card.lastId });
         else if (!live) fresh.push(metric.id);
       }
-      grid.appendChild(cards.get(metric.id).node); // in the dashboard's order
     }
+    configOrder = config.metrics.map((m) => m.id);
+    arrangeCards();
     root.dispatchEvent(new CustomEvent("dashboard:config", { detail: config }));
     if (!config.metrics.length) {
       showState(
@@ -506,6 +538,63 @@
     showState(null);
     if (positions.length) send("resume", { positions: positions });
     if (fresh.length) send("history", { metric_ids: fresh, range: range });
+  }
+
+  // ---- preferences ---------------------------------------------------------
+
+  // The user's order first (metrics still on the dashboard), then the rest in the dashboard's order.
+  function displayOrder() {
+    const seen = new Set();
+    const order = [];
+    for (const id of prefs.card_order.concat(configOrder)) {
+      if (cards.has(id) && !seen.has(id)) {
+        seen.add(id);
+        order.push(id);
+      }
+    }
+    return order;
+  }
+
+  function arrangeCards() {
+    const hidden = new Set(prefs.hidden_metric_ids);
+    const order = displayOrder();
+    for (const id of order) {
+      const card = cards.get(id);
+      const shown = !hidden.has(id);
+      if (shown && card.node.hidden) {
+        card.node.hidden = false;
+        // Drawn while hidden at a guessed width: fit it now that it shows.
+        card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT });
+      }
+      card.node.hidden = !shown;
+      grid.appendChild(card.node);
+    }
+    root.dispatchEvent(
+      new CustomEvent("dashboard:arranged", {
+        detail: { preferences: prefs, metrics: order.map((id) => cards.get(id).metric) },
+      }),
+    );
+  }
+
+  // From the View panel's answer, the socket, or a re-read after a reconnect.
+  function applyPreferences(next) {
+    if (!next || String(next.dashboard_id) !== root.dataset.dashboardId) return;
+    const previous = prefs;
+    prefs = next;
+    hook.preferences = next;
+    root.dataset.chartStyle = next.chart_style;
+    if (RANGES[next.default_range] && next.default_range !== previous.default_range) setRange(next.default_range);
+    if (next.theme && html.dataset.theme !== next.theme) html.dataset.theme = next.theme; // charts follow (below)
+    else if (next.chart_style !== previous.chart_style) rebuildCharts();
+    arrangeCards();
+  }
+
+  // Changes made while this page was disconnected were announced to nobody here.
+  function refreshPreferences() {
+    fetch(root.dataset.preferences, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((response) => (response.ok ? response.json() : null))
+      .then(applyPreferences)
+      .catch(() => {});
   }
 
   function setRange(next) {
@@ -538,6 +627,7 @@
           attempt = 0;
           hook.connections += 1;
           setStatus("connected", "Live");
+          if (hook.connections > 1) refreshPreferences();
         }
         break;
       case "dashboard_config":
@@ -553,6 +643,9 @@
       }
       case "alert":
         onAlert(payload);
+        break;
+      case "preferences":
+        applyPreferences(payload);
         break;
       case "pong":
         clearTimeout(pongTimer);
@@ -646,6 +739,10 @@
   // ---- page wiring ---------------------------------------------------------
 
   rangeButtons.forEach((b) => b.addEventListener("click", () => setRange(b.dataset.range)));
+  root.dataset.chartStyle = prefs.chart_style; // for CSS and tests: how the charts are drawn
+  root.addEventListener("preferences:set", (event) => applyPreferences(event.detail));
+  // However the theme changed (the toggle, another page of ours), charts take its colours.
+  new MutationObserver(rebuildCharts).observe(html, { attributes: true, attributeFilter: ["data-theme"] });
   rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
   updateExportLinks();
 
