@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 
 from bench import procstat, store
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.events import channels_for, encode_values
 from common.migrate import migrate
 from common.passwords import hash_password
 
@@ -140,7 +140,7 @@ class Bench:
 
     async def publish(self, rate: float, seconds: float) -> int:
         """Publish `rate` ticks per second for `seconds`; returns ticks sent."""
-        channel = dashboard_channel(self.dashboard_id)
+        channel = channels_for(self.redis_url).dashboard(self.dashboard_id)
         interval = 1 / rate
         sent = 0
         async with Redis.from_url(self.redis_url) as client:

@@ -16,7 +16,7 @@ import click
 from aiohttp import web
 from redis.asyncio import Redis
 
-from common.events import dashboard_channel, decode_values
+from common.events import channels_for, decode_values
 from common.schemas import encode_message
 
 CLIENTS_KEY = web.AppKey("clients", weakref.WeakSet[web.WebSocketResponse])
@@ -36,7 +36,7 @@ async def listen(app: web.Application) -> AsyncIterator[None]:
     redis_url, dashboard_id = app[CONFIG_KEY]
     client = Redis.from_url(redis_url)
     pubsub = client.pubsub()
-    await pubsub.subscribe(dashboard_channel(dashboard_id))
+    await pubsub.subscribe(channels_for(redis_url).dashboard(dashboard_id))
 
     async def forward() -> None:
         async for message in pubsub.listen():

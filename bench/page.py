@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from bench.__main__ import HERE, _free_port, _recreate, _wait_http
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.events import channels_for, encode_values
 from common.migrate import migrate
 from common.passwords import hash_password
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -57,7 +57,9 @@ async def _publish(
             for i, metric in enumerate(metrics):
                 value_id += 1
                 values.append((metric, db.MetricValue(value_id, metric.id, 50.0 + (sent * 7 + i) % 50, now)))
-            await client.publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
+            await client.publish(
+                channels_for(redis_url).dashboard(dashboard_id), encode_values(dashboard_id, values)
+            )
             sent += 1
             delay = start + sent / rate - time.monotonic()
             if delay > 0:

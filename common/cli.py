@@ -27,6 +27,12 @@ REDIS_URL_HELP = (
 )
 DATA_DIR_HELP = "Where the embedded PostgreSQL and Redis keep their data."
 LOG_LEVEL_HELP = "Logging level: debug, info, warning or error."
+CHANNEL_PREFIX_HELP = (
+    "Prefix of this deployment's Redis pub/sub channels. Default: none on Redis database 0, "
+    "dbN: on database N, so deployments on different databases of one Redis never hear each "
+    "other. Set it when they share a database (or a cluster); every process of a deployment "
+    "must use the same."
+)
 LOG_FORMAT_HELP = "plain: lines for people; json: one JSON object per line, for log shippers."
 
 
@@ -35,6 +41,7 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--database-url", envvar="DASHBOARD_DATABASE_URL", help=DATABASE_URL_HELP),
         click.option("--redis-url", envvar="DASHBOARD_REDIS_URL", help=REDIS_URL_HELP),
+        click.option("--channel-prefix", envvar="DASHBOARD_CHANNEL_PREFIX", help=CHANNEL_PREFIX_HELP),
         click.option(
             "--data-dir",
             envvar="DASHBOARD_DATA_DIR",
@@ -66,7 +73,13 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def settings_from_options(
-    *, database_url: str | None, redis_url: str | None, data_dir: Path, log_level: str, log_format: str
+    *,
+    database_url: str | None,
+    redis_url: str | None,
+    channel_prefix: str | None,
+    data_dir: Path,
+    log_level: str,
+    log_format: str,
 ) -> Settings:
     """Configure logging and build the base settings of a command group."""
     configure_logging(log_level, log_format.lower())
@@ -80,6 +93,7 @@ def settings_from_options(
         redis_url=redis_url or None,
         data_dir=data_dir,
         log_format=log_format.lower(),
+        channel_prefix=channel_prefix,
     )
 
 

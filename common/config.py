@@ -51,6 +51,9 @@ class Settings:
     # by --workers log the same way as their parent.
     log_format: str = "plain"
     allowed_origins: tuple[str, ...] = ()
+    # Prefix of this deployment's Redis channel names; None: derived from the
+    # Redis database number (common/events.py channels_for).
+    channel_prefix: str | None = None
 
     @property
     def embedded(self) -> bool:

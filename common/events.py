@@ -14,14 +14,46 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from common.db import AlertEvent, AlertRule, Metric, MetricValue
-from common.redisconn import RedisClient, publish
+from common.redisconn import RedisClient, publish, redis_database
 
 EVENT_VERSION = 1
 
 
-def dashboard_channel(dashboard_id: int) -> str:
-    """The channel carrying new values of one dashboard's metrics."""
-    return f"dashboard:{dashboard_id}:values"
+@dataclass(frozen=True)
+class Channels:
+    """The Redis channel names of one deployment.
+
+    Pub/sub ignores Redis database numbers: two deployments sharing a Redis
+    (staging on /1, production on /0) would otherwise hear each other's
+    dashboard 1. So every name carries the deployment's prefix; see
+    channels_for for how it is chosen.
+    """
+
+    prefix: str = ""
+
+    def dashboard(self, dashboard_id: int) -> str:
+        """The channel carrying new values (and alerts) of one dashboard's metrics."""
+        return f"{self.prefix}dashboard:{dashboard_id}:values"
+
+    @property
+    def control(self) -> str:
+        """The channel every server process listens on for revocations and changes."""
+        return f"{self.prefix}dashboard:control"
+
+    @property
+    def pattern(self) -> str:
+        """All of this deployment's channels, as a PSUBSCRIBE pattern (for logs and debugging)."""
+        return f"{self.prefix}dashboard:*"
+
+
+def channels_for(redis_url: str | None, prefix: str | None = None) -> Channels:
+    """The channels of the deployment on `redis_url`: the given prefix, else one
+    derived from the Redis database number ("" for /0, the names earlier
+    releases used, so a rolling upgrade keeps hearing them; "db1:" for /1)."""
+    if prefix is not None:
+        return Channels(prefix)
+    number = redis_database(redis_url) if redis_url else 0
+    return Channels("" if number == 0 else f"db{number}:")
 
 
 @dataclass(frozen=True)
@@ -132,8 +164,8 @@ def decode_dashboard_event(data: bytes | str) -> tuple[int, list[ValueEvent] | A
 
 # Control channel -------------------------------------------------------------
 
-# Every server process subscribes to it for as long as it runs (server/hub.py).
-CONTROL_CHANNEL = "dashboard:control"
+# Every server process subscribes to the control channel (Channels.control)
+# for as long as it runs (server/hub.py).
 
 
 @dataclass(frozen=True)
@@ -232,16 +264,20 @@ def _id_field(message: dict, name: str) -> int:
     return value
 
 
-async def announce_revocation(redis_client: RedisClient, revocation: Revocation) -> None:
+async def announce_revocation(redis_client: RedisClient, channels: Channels, revocation: Revocation) -> None:
     """Tell every server process to close the sockets this revocation covers."""
-    await publish(redis_client, CONTROL_CHANNEL, encode_revocation(revocation))
+    await publish(redis_client, channels.control, encode_revocation(revocation))
 
 
-async def announce_dashboard_changed(redis_client: RedisClient, change: DashboardChanged) -> None:
+async def announce_dashboard_changed(
+    redis_client: RedisClient, channels: Channels, change: DashboardChanged
+) -> None:
     """Tell every server process (this one included) to push the dashboard's new config."""
-    await publish(redis_client, CONTROL_CHANNEL, encode_dashboard_changed(change))
+    await publish(redis_client, channels.control, encode_dashboard_changed(change))
 
 
-async def announce_preferences_changed(redis_client: RedisClient, change: PreferencesChanged) -> None:
+async def announce_preferences_changed(
+    redis_client: RedisClient, channels: Channels, change: PreferencesChanged
+) -> None:
     """Tell every server process (this one included) to send the user's sockets their new preferences."""
-    await publish(redis_client, CONTROL_CHANNEL, encode_preferences_changed(change))
+    await publish(redis_client, channels.control, encode_preferences_changed(change))

@@ -17,7 +17,7 @@ import aiopg
 import redis.exceptions
 
 from common import alerts, db
-from common.events import dashboard_channel, encode_alert, encode_values
+from common.events import Channels, encode_alert, encode_values
 from common.redisconn import RedisClient, uses_sharded_pubsub
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 async def store_and_publish(
     pool: aiopg.Pool,
     redis_client: RedisClient,
+    channels: Channels,
     metrics: Mapping[int, db.Metric],
     rows: Sequence[tuple[int, float, datetime]],
     on_publish_error: Callable[[Exception], None] | None = None,
@@ -43,19 +44,20 @@ async def store_and_publish(
             # On a cluster each message goes to the shard owning its channel.
             publish = pipe.spublish if uses_sharded_pubsub(redis_client) else pipe.publish
             for dashboard_id, values in by_dashboard.items():
-                publish(dashboard_channel(dashboard_id), encode_values(dashboard_id, values))
+                publish(channels.dashboard(dashboard_id), encode_values(dashboard_id, values))
             await pipe.execute()
     except (redis.exceptions.RedisError, OSError) as exc:
         log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
         if on_publish_error is not None:
             on_publish_error(exc)
-    await _evaluate_alerts(pool, redis_client, metrics, stored, on_publish_error)
+    await _evaluate_alerts(pool, redis_client, channels, metrics, stored, on_publish_error)
     return stored
 
 
 async def _evaluate_alerts(
     pool: aiopg.Pool,
     redis_client: RedisClient,
+    channels: Channels,
     metrics: Mapping[int, db.Metric],
     stored: Sequence[db.MetricValue],
     on_publish_error: Callable[[Exception], None] | None,
@@ -90,7 +92,7 @@ async def _evaluate_alerts(
                 metric = metrics[rule.metric_id]
                 log.info("alert rule %d %s at %s (value %s)", rule.id, event.state, event.at, event.value)
                 publish(
-                    dashboard_channel(metric.dashboard_id),
+                    channels.dashboard(metric.dashboard_id),
                     encode_alert(metric.dashboard_id, metric, rule, event),
                 )
             await pipe.execute()

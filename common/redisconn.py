@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel
 
 # What any client of ours is: all of them speak GET/SET/PUBLISH the same way.
@@ -149,6 +150,14 @@ def connect_redis(url: str, *, max_connections: int | None = None, **options: An
     return Redis.from_pool(
         BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10, **options)
     )
+
+
+def redis_database(url: str) -> int:
+    """The database number a Redis URL selects (always 0 on a cluster)."""
+    target = parse_redis_url(url)
+    if target.mode != SINGLE:
+        return target.db
+    return int(parse_url(url).get("db") or 0)
 
 
 def uses_sharded_pubsub(client: RedisClient) -> bool:

@@ -20,7 +20,7 @@ from common.ingest import store_and_publish
 from common.schemas import BatchPushSchema, PushSchema
 from common.tokens import token_hash
 from server.jsonbody import json_error, load_body
-from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
+from server.keys import CHANNELS_KEY, DB_KEY, METRICS_KEY, REDIS_KEY
 
 # Pushed timestamps may differ this much from the server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -92,6 +92,7 @@ async def _store(
     stored = await store_and_publish(
         request.app[DB_KEY],
         request.app[REDIS_KEY],
+        request.app[CHANNELS_KEY],
         metrics,
         rows,
         on_publish_error=request.app[METRICS_KEY].backend_error,

@@ -19,6 +19,7 @@ from aiohttp_session import session_middleware
 
 from common import db
 from common.config import Settings, obscure_password
+from common.events import channels_for
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
@@ -26,7 +27,7 @@ from server.closecodes import CloseCode
 from server.configpush import config_push_ctx
 from server.errorpages import error_pages
 from server.hub import Hub
-from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.metrics import ServerMetrics, errors_middleware
 from server.preferencespush import preferences_push_ctx
 from server.revocation import registry_ctx
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[error_pages, errors_middleware(metrics), session_middleware(storage), csrf_middleware]
     )
     app[SETTINGS_KEY] = settings
+    app[CHANNELS_KEY] = channels_for(settings.redis_url, settings.channel_prefix)
     app[METRICS_KEY] = metrics
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
@@ -100,14 +102,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis_client = app[REDIS_KEY]
     try:
         await redis_client.ping()
-        log.info("Redis ready at %s", obscure_password(app[SETTINGS_KEY].redis_url or ""))
+        log.info(
+            "Redis ready at %s (channels %s)",
+            obscure_password(app[SETTINGS_KEY].redis_url or ""),
+            app[CHANNELS_KEY].pattern,
+        )
         yield
     finally:
         await redis_client.aclose()
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[REDIS_KEY], app[METRICS_KEY])
+    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[METRICS_KEY])
     app[HUB_KEY] = hub
     # Read at scrape time only: nothing to update on connect and disconnect.
     app[METRICS_KEY].open_connections.set_function(hub.connection_count)

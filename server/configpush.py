@@ -24,7 +24,7 @@ from common import db
 from common.events import DashboardChanged, announce_dashboard_changed
 from common.schemas import encode_message
 from server.frames import text_frame
-from server.keys import CONFIG_LOCKS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
+from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def announce_change(app: web.Application, dashboard_id: int) -> None:
     see the change when they reconnect.
     """
     try:
-        await announce_dashboard_changed(app[REDIS_KEY], DashboardChanged(dashboard_id))
+        await announce_dashboard_changed(app[REDIS_KEY], app[CHANNELS_KEY], DashboardChanged(dashboard_id))
     except (redis.exceptions.RedisError, OSError) as exc:
         log.warning("could not announce the change of dashboard %s: %s", dashboard_id, exc)
         await push_config(app, dashboard_id)

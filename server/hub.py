@@ -19,12 +19,11 @@ from redis.asyncio.client import PubSub
 
 from common.db import Metric
 from common.events import (
-    CONTROL_CHANNEL,
     AlertNotice,
+    Channels,
     DashboardChanged,
     PreferencesChanged,
     Revocation,
-    dashboard_channel,
     decode_control,
     decode_dashboard_event,
 )
@@ -36,7 +35,7 @@ from server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
-# CONTROL_CHANNEL is always subscribed, so the listener has a live
+# The control channel is always subscribed, so the listener has a live
 # subscription from the start (and revocations reach every process).
 MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
@@ -45,8 +44,11 @@ SHARDED_POLL_SECONDS = 0.02
 
 
 class Hub:
-    def __init__(self, redis_client: RedisClient, metrics: ServerMetrics | None = None) -> None:
+    def __init__(
+        self, redis_client: RedisClient, channels: Channels, metrics: ServerMetrics | None = None
+    ) -> None:
         self._redis = redis_client
+        self._channels = channels
         self._metrics = metrics or ServerMetrics()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
@@ -74,7 +76,7 @@ class Hub:
                 # Inside the loop: Redis may be gone at start-up too. Once
                 # joined, redis-py re-subscribes by itself on reconnect.
                 if not joined_control:
-                    await self._join(CONTROL_CHANNEL)
+                    await self._join(self._channels.control)
                     joined_control = True
                 message = await self._next_message()
                 backoff = 0.1
@@ -100,7 +102,7 @@ class Hub:
         """
         dashboard_id = conn.dashboard.id
         self._by_dashboard[dashboard_id].add(conn)
-        channel = dashboard_channel(dashboard_id)
+        channel = self._channels.dashboard(dashboard_id)
         async with self._channel_lock:
             if channel not in self._joined:
                 self._confirmations[channel] = asyncio.get_running_loop().create_future()
@@ -124,7 +126,7 @@ class Hub:
         if not connections:
             del self._by_dashboard[dashboard_id]
             self._metric_maps.pop(dashboard_id, None)
-            task = asyncio.ensure_future(self._leave(dashboard_channel(dashboard_id), dashboard_id))
+            task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)
 
@@ -204,7 +206,7 @@ class Hub:
                 confirmed.set_result(None)
             if self._interrupted:
                 self._resubscribed()
-        elif kind == "message" and channel == CONTROL_CHANNEL:
+        elif kind == "message" and channel == self._channels.control:
             self._on_control_message(message["data"])
         elif kind == "message":
             self._fan_out(message["data"])

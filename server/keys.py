@@ -10,12 +10,15 @@ from aiohttp import web
 
 from common.config import Settings
 from common.db import User
+from common.events import Channels
 from common.redisconn import RedisClient
 from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.registry import SocketRegistry
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
+# This deployment's Redis channel names (from the settings).
+CHANNELS_KEY = web.AppKey("channels", Channels)
 DB_KEY = web.AppKey("db", aiopg.Pool)
 REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY = web.AppKey("hub", Hub)

@@ -24,7 +24,7 @@ from common.events import PreferencesChanged, announce_preferences_changed
 from common.schemas import encode_message
 from server.connection import ClientConnection
 from server.frames import text_frame
-from server.keys import DB_KEY, HUB_KEY, PREFERENCE_LOCKS_KEY, REDIS_KEY, REGISTRY_KEY
+from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, PREFERENCE_LOCKS_KEY, REDIS_KEY, REGISTRY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ async def announce_preferences(app: web.Application, change: PreferencesChanged)
     elsewhere read them when they next reconnect.
     """
     try:
-        await announce_preferences_changed(app[REDIS_KEY], change)
+        await announce_preferences_changed(app[REDIS_KEY], app[CHANNELS_KEY], change)
     except (redis.exceptions.RedisError, OSError) as exc:
         log.warning("could not announce the preferences of user %s: %s", change.user_id, exc)
         await push_preferences(app, change)

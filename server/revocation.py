@@ -31,7 +31,7 @@ from aiohttp import web
 from common import db
 from common.events import Revocation, announce_revocation
 from server.auth import session_redis_key
-from server.keys import DB_KEY, HUB_KEY, REDIS_KEY, REGISTRY_KEY, SETTINGS_KEY
+from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, REDIS_KEY, REGISTRY_KEY, SETTINGS_KEY
 from server.registry import SocketRegistry, close
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def revoke(app: web.Application, revocation: Revocation) -> None:
     """End access here at once, and announce it to every other server process."""
     app[REGISTRY_KEY].revoke(revocation)
     try:
-        await announce_revocation(app[REDIS_KEY], revocation)
+        await announce_revocation(app[REDIS_KEY], app[CHANNELS_KEY], revocation)
     except (redis.exceptions.RedisError, OSError) as exc:
         # The other processes' sweeps will still find it.
         log.warning("could not announce %s: %s", revocation.reason, exc)

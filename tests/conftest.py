@@ -31,6 +31,7 @@ from aiohttp.test_utils import TestClient
 from common import db
 from common.config import Settings
 from common.embedded import start_embedded, stop_embedded_redis
+from common.events import channels_for
 from common.migrate import migrate
 from common.passwords import hash_password
 from server.app import create_app
@@ -57,6 +58,8 @@ def with_database_name(url: str, name: str) -> str:
 
 
 DATABASE_URL, REDIS_URL = _test_servers()
+# The channels of the servers the tests start (the test Redis URL's database number).
+CHANNELS = channels_for(REDIS_URL)
 TABLES = "metric_values, metrics, dashboard_members, dashboards, users"
 
 

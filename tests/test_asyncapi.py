@@ -13,7 +13,7 @@ from common.ingest import store_and_publish
 from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS, parse_client_message
 from server.asyncapi import asyncapi_document
 from server.ws import HANDLERS
-from tests.conftest import REDIS_URL, csrf_from
+from tests.conftest import CHANNELS, REDIS_URL, csrf_from
 from tests.test_ws_protocol import connect, publish
 from tests.wsclient import read_connect_sequence, receive_until
 
@@ -76,7 +76,7 @@ async def test_real_server_messages_match_the_documented_schemas(client, setup, 
     redis_client = Redis.from_url(REDIS_URL)
     try:
         (stored,) = await store_and_publish(
-            pool, redis_client, {cpu.id: cpu}, [(cpu.id, 2.0, datetime.now(UTC))]
+            pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 2.0, datetime.now(UTC))]
         )
     finally:
         await redis_client.aclose()

@@ -16,11 +16,11 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from common.events import dashboard_channel, decode_values
+from common.events import decode_values
 from common.passwords import verify_password
 from server.cli import main as server_main
 from server.demo import DEMO_METRICS, MACHINE_METRICS
-from tests.conftest import REDIS_URL
+from tests.conftest import CHANNELS, REDIS_URL
 from worker.cli import main as worker_main
 
 Invoke = Callable[..., Result]
@@ -273,7 +273,7 @@ def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worke
     _ok(server_cli("demo"))
     [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
     with redis.Redis.from_url(REDIS_URL) as client, client.pubsub() as pubsub:
-        pubsub.subscribe(dashboard_channel(dashboard_id))
+        pubsub.subscribe(CHANNELS.dashboard(dashboard_id))
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
 
         produced = len(DEMO_METRICS) + len(MACHINE_METRICS)

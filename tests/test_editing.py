@@ -9,12 +9,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.events import encode_values
 from common.redisconn import connect_redis, publish
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
 from server.closecodes import CloseCode
-from tests.conftest import REDIS_URL, csrf_from, log_in
+from tests.conftest import CHANNELS, REDIS_URL, csrf_from, log_in
 from tests.test_access import closed_within, run_cli
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 
@@ -239,7 +239,7 @@ async def test_a_removed_metric_stops_and_a_new_one_can_be_subscribed(client, te
     redis_client = connect_redis(REDIS_URL)
     try:
         await publish(
-            redis_client, dashboard_channel(ops.id), encode_values(ops.id, [(cpu, ghost), (requests, now)])
+            redis_client, CHANNELS.dashboard(ops.id), encode_values(ops.id, [(cpu, ghost), (requests, now)])
         )
     finally:
         await redis_client.aclose()

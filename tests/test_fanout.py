@@ -14,11 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.events import Channels, Revocation, channels_for, encode_revocation, encode_values
 from server.app import create_app
 from server.frames import text_frame
 from server.keys import HUB_KEY
-from tests.conftest import REDIS_URL, log_in
+from tests.conftest import CHANNELS, REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive
 
 
@@ -30,7 +30,7 @@ async def publish_many(pool, metric, count: int, first: int = 0) -> None:
             rows = [(metric.id, float(i), now) for i in range(start, min(first + count, start + 1000))]
             stored = await db.insert_values(pool, rows)
             message = encode_values(metric.dashboard_id, [(metric, item) for item in stored])
-            await client.publish(dashboard_channel(metric.dashboard_id), message)
+            await client.publish(CHANNELS.dashboard(metric.dashboard_id), message)
 
 
 def test_text_frame_encodes_every_length_form():
@@ -71,7 +71,7 @@ async def test_channel_is_left_after_the_last_local_connection(
     ops = await make_dashboard("ops", members=(alice,))
     await make_metric(ops, "cpu")
     await log_in(client, "alice")
-    channel = dashboard_channel(ops.id)
+    channel = CHANNELS.dashboard(ops.id)
 
     async def subscribers() -> int:
         async with Redis.from_url(REDIS_URL) as redis_client:
@@ -150,3 +150,38 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(
     assert "dashboard_slow_client_closes_total 1.0" in scraped
     dropped = re.search(r"^dashboard_messages_dropped_total (\S+)$", scraped, re.M)
     assert dropped and float(dropped[1]) > 0
+
+
+def test_channel_names_follow_the_redis_database_or_the_given_prefix():
+    assert (
+        channels_for("redis://cache:6379/0").dashboard(7) == "dashboard:7:values"
+    )  # earlier releases' names
+    assert channels_for("redis://cache:6379").control == "dashboard:control"
+    assert channels_for("redis://cache:6379/3").dashboard(7) == "db3:dashboard:7:values"
+    assert channels_for("unix:///run/redis.sock?db=2").control == "db2:dashboard:control"
+    assert channels_for("redis+sentinel://s1:26379/main/4").dashboard(1) == "db4:dashboard:1:values"
+    assert channels_for("redis+cluster://n1:6379", "staging:").dashboard(1) == "staging:dashboard:1:values"
+    assert channels_for("redis://cache:6379/3", "").dashboard(1) == "dashboard:1:values"
+
+
+async def test_another_deployment_on_the_same_redis_is_never_heard(
+    client, pool, make_user, make_dashboard, make_metric
+):
+    """Pub/sub ignores database numbers: only the channel prefix keeps two deployments
+    (say staging on /1 and production on /0) from showing each other's dashboard 1."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    await log_in(client, "alice")
+    ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
+    await read_connect_sequence(ws, 1)
+    foreign = Channels("other-deployment:") if CHANNELS.prefix == "" else Channels("")
+    stranger = db.MetricValue(99_999_999, cpu.id, 666.0, datetime.now(UTC))
+    async with Redis.from_url(REDIS_URL) as redis_client:
+        await redis_client.publish(foreign.dashboard(ops.id), encode_values(ops.id, [(cpu, stranger)]))
+        revocation = Revocation("dashboard_deleted", dashboard_id=ops.id)
+        await redis_client.publish(foreign.control, encode_revocation(revocation))
+    await expect_silence(ws)
+    assert not ws.closed
+    await publish_many(pool, cpu, 1)  # this deployment's own values still arrive
+    assert (await receive(ws))["payload"]["metric_id"] == cpu.id

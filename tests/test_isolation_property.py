@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from common import db
-from common.events import Revocation, announce_revocation, dashboard_channel, encode_values
+from common.events import Revocation, announce_revocation, encode_values
 from common.passwords import hash_password
 from server.app import create_app
 from server.closecodes import CloseCode
-from tests.conftest import REDIS_URL, TABLES, log_in
+from tests.conftest import CHANNELS, REDIS_URL, TABLES, log_in
 
 USERS, DASHBOARDS, METRICS_PER_DASHBOARD = 3, 3, 2
 METRIC_IDS = range(1, DASHBOARDS * METRICS_PER_DASHBOARD + 1)  # metric m is on dashboard (m-1)//2 + 1
@@ -131,7 +131,7 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
         metric = (await db.list_metrics(pool, dashboard_of(step[1])))[(step[1] - 1) % METRICS_PER_DASHBOARD]
         (stored,) = await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
         await redis_client.publish(
-            dashboard_channel(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
+            CHANNELS.dashboard(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
         )
         await asyncio.sleep(0.05)
     elif kind == "remove":
@@ -140,7 +140,7 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
             members.discard((u, d))
             await db.remove_member(pool, d + 1, u + 1)
             await announce_revocation(
-                redis_client, Revocation("member_removed", user_id=u + 1, dashboard_id=d + 1)
+                redis_client, CHANNELS, Revocation("member_removed", user_id=u + 1, dashboard_id=d + 1)
             )
             # Every socket of that user on that dashboard closes within a second.
             deadline = time.monotonic() + 1

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis, RedisCluster
 
 from common import db
-from common.events import Revocation, announce_revocation, dashboard_channel
+from common.events import Channels, Revocation, announce_revocation
 from common.passwords import hash_password
 from common.redisconn import connect_redis, parse_redis_url
 from server.closecodes import CloseCode
@@ -173,7 +173,7 @@ async def test_on_a_cluster_values_are_fanned_out_per_shard_and_sessions_work(se
                     ws = await session.ws_connect(f"{base}/ws/dashboard/{dashboard.id}/", origin=base)
                     await read_connect_sequence(ws, 1)
                     sockets.append(ws)
-                shards = await _shard_subscriptions(ports, [dashboard_channel(d.id) for d in dashboards])
+                shards = await _shard_subscriptions(ports, [Channels().dashboard(d.id) for d in dashboards])
                 assert len(set(shards.values())) > 1, f"all channels on one shard: {shards}"
                 with child(["-m", "worker", *urls, "run", "--interval", "0.2"]):
                     for ws in sockets:
@@ -183,7 +183,9 @@ async def test_on_a_cluster_values_are_fanned_out_per_shard_and_sessions_work(se
                 client = connect_redis(url)
                 try:
                     await announce_revocation(
-                        client, Revocation("member_removed", user_id=alice.id, dashboard_id=dashboards[0].id)
+                        client,
+                        Channels(),
+                        Revocation("member_removed", user_id=alice.id, dashboard_id=dashboards[0].id),
                     )
                 finally:
                     await client.aclose()

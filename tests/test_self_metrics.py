@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from common import db
-from common.events import dashboard_channel, encode_values
-from tests.conftest import REDIS_URL
+from common.events import encode_values
+from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
 
@@ -40,7 +40,7 @@ async def publish(pool, metric, values: list[float]) -> None:
     stored = await db.insert_values(pool, [(metric.id, v, datetime.now(UTC)) for v in values])
     async with Redis.from_url(REDIS_URL) as client:
         await client.publish(
-            dashboard_channel(metric.dashboard_id),
+            CHANNELS.dashboard(metric.dashboard_id),
             encode_values(metric.dashboard_id, [(metric, item) for item in stored]),
         )
 
@@ -87,7 +87,7 @@ async def test_database_errors_are_counted(client, setup, monkeypatch):
 
     monkeypatch.setattr(db, "list_user_dashboards", broken)
     response = await client.get("/dashboards/")
-    assert response.status == 500
+    assert response.status == 503  # the "try again shortly" answer (server/errorpages.py)
     assert (await scrape(client))["dashboard_backend_errors_total{backend=database}"] == 1
 
 

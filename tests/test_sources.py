@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from common import db
 from common.sources import SOURCES, SYSTEM_READINGS, check_source
 from server.cli import main as server_main
-from tests.conftest import REDIS_URL
+from tests.conftest import CHANNELS, REDIS_URL
 from tests.test_cli import _error, _invoker, _ok
 from worker import sources
 from worker.sources import READERS, Sources
@@ -87,7 +87,7 @@ async def test_worker_ticks_store_the_hosts_readings(pool, make_dashboard):
     assert demo.source == "random"
 
     async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client)
+        producer = Producer(pool, client, CHANNELS)
         for _ in range(3):
             assert await producer.tick() == 3
     stored = await db.latest_values(pool, [cpu.id, sent.id], 10)

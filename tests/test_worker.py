@@ -10,8 +10,8 @@ import psycopg2
 from redis.asyncio import Redis
 
 from common import db
-from common.events import dashboard_channel, decode_values
-from tests.conftest import REDIS_URL
+from common.events import decode_values
+from tests.conftest import CHANNELS, REDIS_URL
 from worker.sources import next_value
 from worker.tick import Producer
 
@@ -35,7 +35,7 @@ async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_da
     first, second = await make_dashboard("first"), await make_dashboard("second")
     metrics = [await make_metric(first, "a", "counter"), await make_metric(second, "b", "histogram")]
     async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client)
+        producer = Producer(pool, client, CHANNELS)
         assert await producer.tick() == 2
         assert await producer.tick() == 2
     history = await db.latest_values(pool, [m.id for m in metrics], 10)
@@ -46,7 +46,7 @@ async def test_counters_continue_from_the_stored_value_after_a_restart(pool, mak
     counter = await make_metric(await make_dashboard("d"), "hits", "counter")
     async with Redis.from_url(REDIS_URL) as client:
         for _ in range(3):
-            await Producer(pool, client).tick()  # a new worker process each time
+            await Producer(pool, client, CHANNELS).tick()  # a new worker process each time
     values = [v.value for v in (await db.latest_values(pool, [counter.id], 10))[counter.id]]
     assert values == sorted(values) and len(set(values)) == 3
 
@@ -56,9 +56,9 @@ async def test_published_values_are_already_committed(pool, settings, make_dashb
     metrics = [await make_metric(dashboard, name) for name in ("x", "y", "z")]
     async with Redis.from_url(REDIS_URL) as client:
         pubsub = client.pubsub()
-        await pubsub.subscribe(dashboard_channel(dashboard.id))
+        await pubsub.subscribe(CHANNELS.dashboard(dashboard.id))
         await pubsub.get_message(timeout=1)  # the subscribe confirmation
-        await Producer(pool, client).tick()
+        await Producer(pool, client, CHANNELS).tick()
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
         await pubsub.aclose()
     assert message is not None

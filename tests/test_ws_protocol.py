@@ -11,10 +11,10 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 from redis.asyncio import Redis
 
 from common import db
-from common.events import dashboard_channel, encode_values
+from common.events import encode_values
 from server.app import create_app
 from server.closecodes import CloseCode
-from tests.conftest import REDIS_URL, log_in
+from tests.conftest import CHANNELS, REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 
 
@@ -24,7 +24,7 @@ async def publish(pool, metric, value: float, when: datetime | None = None) -> d
     client = Redis.from_url(REDIS_URL)
     try:
         await client.publish(
-            dashboard_channel(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
+            CHANNELS.dashboard(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
         )
     finally:
         await client.aclose()

@@ -14,6 +14,7 @@ import redis.exceptions
 from common import db
 from common.cli import connection_options, resolved_settings, run_async, settings_from_options
 from common.config import Settings, obscure_password
+from common.events import channels_for
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
@@ -128,10 +129,11 @@ async def run(
                 ) from None
             log.info("worker metrics at http://%s:%d/metrics", metrics_host, metrics_port)
         log.info(
-            "worker started: every %.2fs into %s, publishing to %s; leasing %d dashboard(s)",
+            "worker started: every %.2fs into %s, publishing to %s (channels %s); leasing %d dashboard(s)",
             interval,
             obscure_password(settings.database_url or ""),
             obscure_password(settings.redis_url or ""),
+            channels_for(settings.redis_url, settings.channel_prefix).pattern,
             len(leases.held),
         )
         # A signal ends the loop between ticks: a tick in progress completes
@@ -221,6 +223,7 @@ async def _producer(
                 await client.ping()
             except (redis.exceptions.RedisError, OSError) as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
-            yield Producer(pool, client, max_unsaved_ticks=unsaved_ticks, leases=leases)
+            channels = channels_for(settings.redis_url, settings.channel_prefix)
+            yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases)
         finally:
             await client.aclose()

@@ -20,6 +20,7 @@ import psycopg2.errors
 from redis.asyncio import Redis
 
 from common import db
+from common.events import Channels
 from common.ingest import store_and_publish
 from worker.leases import Leases, Ownership
 from worker.metrics import WorkerMetrics
@@ -43,6 +44,7 @@ class Producer:
         self,
         pool: aiopg.Pool,
         redis_client: Redis,
+        channels: Channels,
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
         leases: Leases | None = None,
@@ -51,6 +53,7 @@ class Producer:
         self.metrics = metrics or WorkerMetrics()
         self._pool = pool
         self._redis = redis_client
+        self._channels = channels
         self._sources = Sources(rng or random.Random())
         self._last: dict[int, float] = {}
         self._metrics: list[db.Metric] = []
@@ -106,6 +109,7 @@ class Producer:
             stored = await store_and_publish(
                 self._pool,
                 self._redis,
+                self._channels,
                 {metric.id: metric for metric in self._metrics},
                 pending,
                 on_publish_error=self.metrics.backend_error,

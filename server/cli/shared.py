@@ -12,7 +12,13 @@ import redis.exceptions
 
 from common import db
 from common.config import Settings
-from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
+from common.events import (
+    DashboardChanged,
+    Revocation,
+    announce_dashboard_changed,
+    announce_revocation,
+    channels_for,
+)
 from common.redisconn import connect_redis
 
 
@@ -56,11 +62,12 @@ async def announce(settings: Settings, event: Revocation | DashboardChanged) -> 
     """Close the affected open sockets, or push the changed dashboard's config to
     them, on every server process (after the commit)."""
     client = connect_redis(settings.redis_url or "")
+    channels = channels_for(settings.redis_url, settings.channel_prefix)
     try:
         if isinstance(event, Revocation):
-            await announce_revocation(client, event)
+            await announce_revocation(client, channels, event)
         else:
-            await announce_dashboard_changed(client, event)
+            await announce_dashboard_changed(client, channels, event)
     except (redis.exceptions.RedisError, OSError) as exc:
         click.echo(
             f"warning: could not tell the servers ({exc}); open sockets close at their next session check",

@@ -15,7 +15,7 @@ from common import db
 from common.ingest import store_and_publish
 from server.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
-from tests.conftest import REDIS_URL
+from tests.conftest import CHANNELS, REDIS_URL
 from worker.sources import next_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -212,12 +212,12 @@ async def test_alert_badge_and_list_follow_alert_messages(server, context, pool)
     redis_client = Redis.from_url(REDIS_URL)
     try:
         now = datetime.now(UTC)
-        await store_and_publish(pool, redis_client, {cpu.id: cpu}, [(cpu.id, 5000.0, now)])
+        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 5000.0, now)])
         await expect(badge).to_have_attribute("data-state", "firing")
         await expect(item.locator(".alert-state")).to_have_text("firing")
         await expect(item.locator(".alert-detail")).to_contain_text("value 5,000")
         later = now + timedelta(seconds=1)
-        await store_and_publish(pool, redis_client, {cpu.id: cpu}, [(cpu.id, 10.0, later)])
+        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 10.0, later)])
         await expect(badge).to_have_attribute("data-state", "ok")
         await expect(item.locator(".alert-state")).to_have_text("ok")
     finally:
