@@ -8,6 +8,7 @@ from aiohttp import web
 from common import db
 from common.events import Revocation
 from common.passwords import verify_password
+from common.sources import SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
@@ -97,6 +98,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         dashboard=membership.dashboard,
         can_edit=membership.role == db.EDITOR,
         alert_rules=[(rule, metric_names.get(rule.metric_id, "")) for rule in rules],
+        metric_sources=[(source, system_reading(source)) for source in SOURCES],
     )
 
 
