@@ -264,15 +264,15 @@ def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, 
         "run",
     ]
     return {
-        # authentication, dashboard_config and one metric_history per metric come first
+        # authentication, dashboard_config, one metric_history per metric and alerts come first
         "server": Target(
-            "dashboard-server, 1 process", server, f"/ws/dashboard/{dashboard_id}/", 2 + METRICS
+            "dashboard-server, 1 process", server, f"/ws/dashboard/{dashboard_id}/", 3 + METRICS
         ),
         "server2": Target(
             "dashboard-server --workers 2",
             [*server, "--workers", "2"],
             f"/ws/dashboard/{dashboard_id}/",
-            2 + METRICS,
+            3 + METRICS,
         ),
         "naive": Target(
             "naive reference (send_str per client per message)",

@@ -91,7 +91,7 @@ class LoadProtocol(asyncio.Protocol):
             if end > size:
                 break
             if opcode == 1 and self.initial_left:
-                # authentication, dashboard_config, metric_history...: set-up, not load.
+                # authentication, dashboard_config, metric_history..., alerts: set-up, not load.
                 self.initial_left -= 1
                 if not self.initial_left:
                     counter.set_up += 1

@@ -125,6 +125,8 @@ class AlertNotice:
     threshold: float
     condition: str  # "above" or "below"
     at: str  # ISO 8601 with time zone: the timestamp of the value that caused it
+    # The stored event's id; None in messages of a publisher older than the field.
+    event_id: int | None = None
 
 
 def encode_alert(dashboard_id: int, metric: Metric, rule: AlertRule, event: AlertEvent) -> str:
@@ -138,6 +140,7 @@ def encode_alert(dashboard_id: int, metric: Metric, rule: AlertRule, event: Aler
         threshold=rule.threshold,
         condition=rule.condition,
         at=event.at.isoformat(),
+        event_id=event.id,
     )
     return json.dumps(
         {"v": EVENT_VERSION, "type": "alert", "dashboard_id": dashboard_id, "alert": notice.__dict__},
@@ -155,7 +158,8 @@ def decode_dashboard_event(data: bytes | str) -> tuple[int, list[ValueEvent] | A
                 raise ValueError(f"unsupported event version {message.get('v')!r}")
             alert = message["alert"]
             return int(message["dashboard_id"]), AlertNotice(
-                **{name: alert[name] for name in AlertNotice.__dataclass_fields__}
+                **{name: alert[name] for name in AlertNotice.__dataclass_fields__ if name != "event_id"},
+                event_id=alert.get("event_id"),
             )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed alert event: {exc}") from None

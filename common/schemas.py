@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
+
+from common.sources import RANDOM, SOURCES, check_source, system_reading
 
 # What a client may send. Anything else is answered with an `error`.
 CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
@@ -21,6 +23,7 @@ SERVER_ACTIONS = (
     "metric_update",
     "alert",
     "preferences",
+    "alerts",
     "pong",
     "complete",
     "error",
@@ -117,6 +120,11 @@ class MetricSchema(Schema):
     description = fields.String(required=True)
     type = fields.String(required=True, validate=validate.OneOf(["counter", "gauge", "histogram"]))
     unit = fields.String(required=True)
+    source = fields.String(
+        metadata={
+            "description": "where its values come from: random, or a system:<reading> of the worker's host"
+        }
+    )
 
 
 class DashboardConfigSchema(Schema):
@@ -170,6 +178,37 @@ class AlertSchema(Schema):
     threshold = fields.Float(required=True)
     condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
     at = fields.String(required=True, metadata={"description": "ISO 8601: that value's timestamp"})
+    event_id = fields.Integer(
+        metadata={"description": "the stored event's id: per rule, a higher id is a newer state"}
+    )
+
+
+class AlertRuleStateSchema(Schema):
+    rule_id = fields.Integer(required=True)
+    metric_id = fields.Integer(required=True)
+    metric_name = fields.String(required=True)
+    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    threshold = fields.Float(required=True)
+    for_seconds = fields.Integer(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["ok", "firing"]))
+    event_id = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "id of its newest event; null: never fired"}
+    )
+    since = fields.String(
+        required=True, allow_none=True, metadata={"description": "ISO 8601: when its newest event happened"}
+    )
+    value = fields.Float(
+        required=True, allow_none=True, metadata={"description": "the value that caused its newest event"}
+    )
+
+
+class AlertsSchema(Schema):
+    rules = fields.List(fields.Nested(AlertRuleStateSchema), required=True)
+    events = fields.List(
+        fields.Nested(AlertSchema),
+        required=True,
+        metadata={"description": "the dashboard's latest firing/resolving events, newest first"},
+    )
 
 
 class PreferencesSchema(Schema):
@@ -208,6 +247,7 @@ SERVER_PAYLOAD_SCHEMAS: dict[str, Schema | None] = {
     "metric_update": MetricUpdateSchema(),
     "alert": AlertSchema(),
     "preferences": PreferencesSchema(),
+    "alerts": AlertsSchema(),
     "pong": None,
     "complete": None,
     "error": ErrorSchema(),
@@ -342,12 +382,34 @@ class DashboardEditSchema(Schema):
 
 
 class MetricCreateSchema(Schema):
-    """Body of POST /dashboards/{id}/metrics."""
+    """Body of POST /dashboards/{id}/metrics.
+
+    As with `dashboard-server metric add --source`: a system reading implies
+    the type, unit and description that are not given.
+    """
 
     name = TrimmedString(required=True, validate=_NAME)
-    type = fields.String(required=True, validate=validate.OneOf(METRIC_TYPES))
-    unit = TrimmedString(load_default="", validate=_UNIT)
-    description = TrimmedString(load_default="", validate=_DESCRIPTION)
+    type = fields.String(load_default=None, validate=validate.OneOf(METRIC_TYPES))
+    unit = TrimmedString(load_default=None, validate=_UNIT)
+    description = TrimmedString(load_default=None, validate=_DESCRIPTION)
+    source = fields.String(load_default=RANDOM, validate=validate.OneOf(SOURCES))
+
+    @post_load
+    def _from_source(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        reading = system_reading(data["source"])
+        if data["type"] is None:
+            if reading is None:
+                raise ValidationError("Missing data for required field.", "type")
+            data["type"] = reading.metric_type
+        try:
+            check_source(data["source"], data["type"])
+        except ValueError as exc:
+            raise ValidationError(str(exc), "source") from None
+        if data["unit"] is None:
+            data["unit"] = reading.unit if reading else ""
+        if data["description"] is None:
+            data["description"] = reading.description if reading else ""
+        return data
 
 
 class MetricEditSchema(Schema):
@@ -359,6 +421,8 @@ class MetricEditSchema(Schema):
     name = TrimmedString(validate=_NAME)
     unit = TrimmedString(validate=_UNIT)
     description = TrimmedString(validate=_DESCRIPTION)
+    # Checked against the metric's type by the endpoint.
+    source = fields.String(validate=validate.OneOf(SOURCES))
 
 
 class MetricOrderSchema(Schema):
@@ -413,3 +477,18 @@ class DashboardPreferencesSchema(Schema):
     default_range = fields.String(validate=validate.OneOf(RANGES))
     chart_style = fields.String(validate=validate.OneOf(CHART_STYLES))
     theme = fields.String(validate=validate.OneOf(THEMES))
+
+
+class TokenCreateSchema(Schema):
+    """Body of POST /dashboards/{id}/tokens."""
+
+    name = TrimmedString(required=True, validate=_NAME)
+
+
+class AlertRuleCreateSchema(Schema):
+    """Body of POST /dashboards/{id}/alerts: as `dashboard-server alert add`."""
+
+    metric_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    threshold = StrictFloat(required=True)
+    for_seconds = StrictInteger(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))

@@ -26,6 +26,8 @@ SUMMARIES = {
         "The user changed their own preferences of this dashboard (or their theme) on some page:"
         " sent to that user's sockets only."
     ),
+    "alerts": "The dashboard's alert rules with their state, and its latest events: after connecting, "
+    "and after every change of the dashboard.",
     "pong": "Answer to ping, echoing its payload.",
     "complete": "Sent after the handling of every client message.",
     "error": "A client message that could not be acted on.",
@@ -42,7 +44,16 @@ EXAMPLES: dict[str, Any] = {
         "id": 1,
         "name": "Service health (demo)",
         "description": "Random values from dashboard-worker",
-        "metrics": [{"id": 1, "name": "requests", "description": "", "type": "counter", "unit": "req"}],
+        "metrics": [
+            {
+                "id": 1,
+                "name": "requests",
+                "description": "",
+                "type": "counter",
+                "unit": "req",
+                "source": "random",
+            }
+        ],
     },
     "metric_history": {
         "metric_id": 1,
@@ -69,6 +80,36 @@ EXAMPLES: dict[str, Any] = {
         "threshold": 90.0,
         "condition": "above",
         "at": "2026-11-28T23:28:46.049670+00:00",
+        "event_id": 17,
+    },
+    "alerts": {
+        "rules": [
+            {
+                "rule_id": 3,
+                "metric_id": 1,
+                "metric_name": "requests",
+                "condition": "above",
+                "threshold": 90.0,
+                "for_seconds": 60,
+                "state": "firing",
+                "event_id": 17,
+                "since": "2026-11-28T23:28:46.049670+00:00",
+                "value": 97.5,
+            }
+        ],
+        "events": [
+            {
+                "rule_id": 3,
+                "metric_id": 1,
+                "metric_name": "requests",
+                "state": "firing",
+                "value": 97.5,
+                "threshold": 90.0,
+                "condition": "above",
+                "at": "2026-11-28T23:28:46.049670+00:00",
+                "event_id": 17,
+            }
+        ],
     },
     "preferences": {
         "dashboard_id": 1,

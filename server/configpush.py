@@ -3,7 +3,9 @@
 An edit (server/editing.py, or the CLI) commits, then announces the
 dashboard on the control channel. Every server process, this one included,
 hears it, re-reads the dashboard and its metrics once, and sends the same
-`dashboard_config` frame to each of its open sockets of that dashboard.
+`dashboard_config` frame to each of its open sockets of that dashboard,
+followed by the dashboard's `alerts` (a rule added or removed, or a metric
+renamed or removed with its rules, changes them too).
 Sockets stop receiving updates of metrics that were removed; metrics that
 were added may then be subscribed.
 """
@@ -23,6 +25,7 @@ from aiohttp import web
 from common import db
 from common.events import DashboardChanged, announce_dashboard_changed
 from common.schemas import encode_message
+from server.alertstate import alert_state
 from server.frames import text_frame
 from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
 
@@ -36,7 +39,14 @@ def config_payload(dashboard: db.Dashboard, metrics: list[db.Metric]) -> dict[st
         "name": dashboard.name,
         "description": dashboard.description,
         "metrics": [
-            {"id": m.id, "name": m.name, "description": m.description, "type": m.type, "unit": m.unit}
+            {
+                "id": m.id,
+                "name": m.name,
+                "description": m.description,
+                "type": m.type,
+                "unit": m.unit,
+                "source": m.source,
+            }
             for m in metrics
         ],
     }
@@ -69,11 +79,13 @@ async def push_config(app: web.Application, dashboard_id: int) -> None:
         metrics = await db.list_metrics(pool, dashboard_id)
         shared = hub.shared_metrics(dashboard_id, metrics)
         frame = text_frame(encode_message("dashboard_config", config_payload(dashboard, metrics)))
+        alerts = text_frame(encode_message("alerts", await alert_state(pool, dashboard_id)))
         for conn in hub.connections_of(dashboard_id):
             conn.dashboard = dashboard
             conn.metrics = shared
             hub.unsubscribe(conn, [metric_id for metric_id in conn.subscribed if metric_id not in shared])
             conn.send_frame(frame)
+            conn.send_frame(alerts)
 
 
 async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -32,7 +32,7 @@ from common.schemas import (
 from server.auth import current_user
 from server.configpush import announce_change, config_payload
 from server.jsonbody import json_error, load_body
-from server.keys import DB_KEY
+from server.keys import DB_KEY, USER_KEY
 from server.revocation import revoke
 
 EditHandler = Callable[[web.Request, db.Dashboard], Awaitable[web.Response]]
@@ -54,12 +54,14 @@ def editor_only(handler: EditHandler) -> Callable[[web.Request], Awaitable[web.R
             raise json_error(web.HTTPNotFound, "no such dashboard")
         if membership.role != db.EDITOR:
             raise json_error(web.HTTPForbidden, "only editors may change this dashboard")
+        request[USER_KEY] = user
         return await handler(request, membership.dashboard)
 
     return wrapper
 
 
-def _path_id(request: web.Request, name: str) -> int:
+def path_id(request: web.Request, name: str) -> int:
+    """The id in the path's `name` part; 404 beyond what the database can hold."""
     value = int(request.match_info[name])
     if value > MAX_ID:
         raise json_error(web.HTTPNotFound, f"no such {name.removesuffix('_id')}")
@@ -97,7 +99,13 @@ async def add_metric(request: web.Request, dashboard: db.Dashboard) -> web.Respo
     body = await load_body(request, MetricCreateSchema())
     try:
         await db.create_metric(
-            request.app[DB_KEY], dashboard.id, body["name"], body["type"], body["unit"], body["description"]
+            request.app[DB_KEY],
+            dashboard.id,
+            body["name"],
+            body["type"],
+            body["unit"],
+            body["description"],
+            body["source"],
         )
     except db.AlreadyExists as exc:
         raise json_error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
@@ -106,7 +114,7 @@ async def add_metric(request: web.Request, dashboard: db.Dashboard) -> web.Respo
 
 @editor_only
 async def edit_metric(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    metric_id = _path_id(request, "metric_id")
+    metric_id = path_id(request, "metric_id")
     body = await load_body(request, MetricEditSchema())
     pool = request.app[DB_KEY]
     current = next((m for m in await db.list_metrics(pool, dashboard.id) if m.id == metric_id), None)
@@ -120,17 +128,20 @@ async def edit_metric(request: web.Request, dashboard: db.Dashboard) -> web.Resp
             body.get("name", current.name),
             body.get("unit", current.unit),
             body.get("description", current.description),
+            body.get("source"),
         )
     except db.NotFound as exc:  # removed meanwhile
         raise json_error(web.HTTPNotFound, str(exc)) from None
     except db.AlreadyExists as exc:
         raise json_error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
+    except ValueError as exc:  # a source that cannot feed this metric's type
+        raise json_error(web.HTTPBadRequest, str(exc), {"source": [str(exc)]}) from None
     return await _changed(request, dashboard.id)
 
 
 @editor_only
 async def remove_metric(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    metric_id = _path_id(request, "metric_id")
+    metric_id = path_id(request, "metric_id")
     if not await db.delete_metric(request.app[DB_KEY], dashboard.id, metric_id):
         raise json_error(web.HTTPNotFound, f"no metric {metric_id} on this dashboard")
     return await _changed(request, dashboard.id)
@@ -169,7 +180,7 @@ async def add_member(request: web.Request, dashboard: db.Dashboard) -> web.Respo
 
 @editor_only
 async def change_role(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     body = await load_body(request, MemberRoleSchema())
     try:
         await db.set_member_role(request.app[DB_KEY], dashboard.id, user_id, body["role"])
@@ -182,7 +193,7 @@ async def change_role(request: web.Request, dashboard: db.Dashboard) -> web.Resp
 
 @editor_only
 async def remove_member(request: web.Request, dashboard: db.Dashboard) -> web.Response:
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     try:
         removed = await db.remove_member(request.app[DB_KEY], dashboard.id, user_id, keep_editor=True)
     except db.LastEditor as exc:

@@ -249,7 +249,8 @@ class Hub:
         connections = self._by_dashboard.get(dashboard_id)
         if not connections:
             return
-        frame = text_frame(encode_message("alert", notice.__dict__))
+        payload = {name: value for name, value in notice.__dict__.items() if value is not None}
+        frame = text_frame(encode_message("alert", payload))
         for conn in tuple(connections):
             conn.send_frame(frame)
 

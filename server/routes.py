@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import api, editing, export, health, preferences, views, ws
+from server import alerts_api, api, editing, export, health, preferences, tokens_api, views, ws
 from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -36,7 +36,7 @@ def setup_routes(app: web.Application) -> None:
 
 
 def _add_editing_routes(app: web.Application) -> None:
-    """JSON endpoints for a dashboard's editors (server/editing.py)."""
+    """JSON endpoints for a dashboard's editors (server/editing.py, tokens_api.py, alerts_api.py)."""
     base = r"/dashboards/{id:\d+}"
     app.router.add_post(base + "/settings", editing.edit_dashboard, name="dashboard_settings")
     app.router.add_post(base + "/metrics", editing.add_metric, name="dashboard_metrics")
@@ -47,6 +47,12 @@ def _add_editing_routes(app: web.Application) -> None:
     app.router.add_post(base + "/members", editing.add_member)
     app.router.add_post(base + r"/members/{user_id:\d+}/role", editing.change_role)
     app.router.add_post(base + r"/members/{user_id:\d+}/delete", editing.remove_member)
+    app.router.add_get(base + "/tokens", tokens_api.list_tokens, name="dashboard_tokens")
+    app.router.add_post(base + "/tokens", tokens_api.create_token)
+    app.router.add_post(base + r"/tokens/{token_id:\d+}/revoke", tokens_api.revoke_token)
+    app.router.add_get(base + "/alerts", alerts_api.list_rules, name="dashboard_alerts")
+    app.router.add_post(base + "/alerts", alerts_api.add_rule)
+    app.router.add_post(base + r"/alerts/{rule_id:\d+}/delete", alerts_api.remove_rule)
 
 
 def _add_preference_routes(app: web.Application) -> None:

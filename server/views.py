@@ -13,6 +13,7 @@ from common.events import Revocation
 from common.passwords import verify_password
 from common.schemas import DashboardEditSchema
 from common.slugs import slugify
+from common.sources import SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
@@ -132,6 +133,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         has_metrics=bool(metric_names),  # an empty dashboard opens its Edit panel
         alert_rules=[(rule, metric_names.get(rule.metric_id, "")) for rule in rules],
         preferences=preferences_payload(dashboard_id, preferences),
+        metric_sources=[(source, system_reading(source)) for source in SOURCES],
     )
 
 

@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from common import db
 from common.db import MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
+from server.alertstate import alert_state
 from server.auth import current_user, origin_allowed, session_key
 from server.closecodes import CloseCode
 from server.configpush import config_payload
@@ -108,6 +109,9 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
         # (a reconnecting page), so the default history would be wasted.
         if request.query.get("subscribe") != "none":
             await _send_histories(request, conn, list(conn.metrics), _latest_loader(request))
+        # After the hub.add above: an event stored from now on also arrives
+        # live; `event_id` tells the client which of the two is newer.
+        conn.send(encode_message("alerts", await alert_state(request.app[DB_KEY], conn.dashboard.id)))
         async for message in conn.ws:
             if not bucket.take():
                 # Not `break`: returning now would close with 1000 before this

@@ -89,6 +89,7 @@ async def test_fires_after_for_seconds_and_resolves_live_to_members_only(client,
         "threshold": 90.0,
         "condition": "above",
         "at": (t0 + timedelta(seconds=30)).isoformat(),
+        "event_id": firing["event_id"],
     }
     await _push(client, board, (40, 99.0))  # still firing: no new event
     await _push(client, board, (50, 80.0))
@@ -104,6 +105,7 @@ async def test_fires_after_for_seconds_and_resolves_live_to_members_only(client,
         ("firing", 98.0, t0 + timedelta(seconds=30)),
         ("resolved", 80.0, t0 + timedelta(seconds=50)),
     ]
+    assert [firing["event_id"], resolved["event_id"]] == [e.id for e in events]
     await expect_silence(bob_ws)
 
 

@@ -198,9 +198,12 @@ async def open_socket(client: TestClient, dashboard: db.Dashboard, metric_count:
 
 
 async def next_config(ws) -> dict:
+    """The next pushed config, and the `alerts` that always follows it."""
     messages = await receive_until(ws, "dashboard_config", within=3)
     config = messages[-1]["payload"]
     assert not SERVER_PAYLOAD_SCHEMAS["dashboard_config"].validate(config)
+    alerts = await receive(ws)
+    assert alerts["action"] == "alerts" and not SERVER_PAYLOAD_SCHEMAS["alerts"].validate(alerts["payload"])
     return config
 
 

@@ -42,7 +42,7 @@ async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user,
             sequence = await read_connect_sequence(ws, 2)
             assert [m["action"] for m in sequence] == ["authentication", "dashboard_config"] + [
                 "metric_history"
-            ] * 2
+            ] * 2 + ["alerts"]
             with child(["-m", "worker", *urls, "run", "--interval", "0.2"]):
                 updates = [await receive(ws, within=15) for _ in range(4)]
             await ws.close()

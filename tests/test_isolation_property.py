@@ -164,5 +164,9 @@ def _check(watched: Watched) -> None:
         elif action in ("metric_history", "metric_update"):
             assert watched.member_at_connect, message
             assert dashboard_of(payload["metric_id"]) == watched.dashboard, message
+        elif action == "alerts":
+            assert watched.member_at_connect, message
+            for item in payload["rules"] + payload["events"]:
+                assert dashboard_of(item["metric_id"]) == watched.dashboard, message
         else:
             assert action in ("error", "complete", "pong"), message

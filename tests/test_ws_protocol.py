@@ -87,7 +87,7 @@ async def test_config_then_history_per_metric(client, setup, pool):
     start = datetime(2026, 1, 1, tzinfo=UTC)
     await db.insert_values(pool, [(cpu.id, float(i), start + timedelta(seconds=i)) for i in range(150)])
     ws = await connect(client, setup["ops"].id)
-    _, config, *histories = await read_connect_sequence(ws, 2)
+    _, config, *histories, alerts = await read_connect_sequence(ws, 2)
     assert config == {
         "action": "dashboard_config",
         "payload": {
@@ -95,13 +95,21 @@ async def test_config_then_history_per_metric(client, setup, pool):
             "name": "Ops",
             "description": "about ops",
             "metrics": [
-                {"id": cpu.id, "name": "cpu", "description": "cpu description", "type": "gauge", "unit": "%"},
+                {
+                    "id": cpu.id,
+                    "name": "cpu",
+                    "description": "cpu description",
+                    "type": "gauge",
+                    "unit": "%",
+                    "source": "random",
+                },
                 {
                     "id": setup["requests"].id,
                     "name": "requests",
                     "description": "requests description",
                     "type": "counter",
                     "unit": "req",
+                    "source": "random",
                 },
             ],
         },
@@ -116,6 +124,8 @@ async def test_config_then_history_per_metric(client, setup, pool):
     assert first == start + timedelta(seconds=50)
     assert first.tzinfo is not None
     assert by_metric[setup["requests"].id]["values"] == []
+    # Last, the dashboard's alert rules and events: none here.
+    assert alerts == {"action": "alerts", "payload": {"rules": [], "events": []}}
 
 
 # 4. live updates ----------------------------------------------------------------

@@ -17,9 +17,13 @@ from tests.wsclient import expect_silence, read_connect_sequence, receive, recei
 
 
 async def connect_bare(client, dashboard_id: int):
-    """A socket opened with `?subscribe=none`, past authentication and config."""
+    """A socket opened with `?subscribe=none`, past authentication, config and alerts."""
     ws = await client.ws_connect(f"/ws/dashboard/{dashboard_id}/?subscribe=none")
-    assert [(await receive(ws))["action"] for _ in range(2)] == ["authentication", "dashboard_config"]
+    assert [(await receive(ws))["action"] for _ in range(3)] == [
+        "authentication",
+        "dashboard_config",
+        "alerts",
+    ]
     return ws
 
 
@@ -33,7 +37,7 @@ async def test_history_and_updates_carry_stored_ids(client, setup, pool):
     cpu = setup["cpu"]
     (first,) = await db.insert_values(pool, [(cpu.id, 1.0, datetime.now(UTC))])
     ws = await connect(client, setup["ops"].id)
-    _, _, cpu_history, _ = await read_connect_sequence(ws, 2)
+    _, _, cpu_history, _, _ = await read_connect_sequence(ws, 2)
     assert cpu_history["payload"]["values"][0]["id"] == first.id
     assert cpu_history["payload"]["last_id"] == first.id
     stored = await publish(pool, cpu, 2.0)

@@ -38,5 +38,5 @@ async def expect_silence(ws: ClientWebSocketResponse, seconds: float = 0.3) -> N
 
 
 async def read_connect_sequence(ws: ClientWebSocketResponse, metric_count: int) -> list[dict[str, Any]]:
-    """authentication, dashboard_config and one metric_history per metric."""
-    return [await receive(ws) for _ in range(2 + metric_count)]
+    """authentication, dashboard_config, one metric_history per metric, then alerts."""
+    return [await receive(ws) for _ in range(3 + metric_count)]

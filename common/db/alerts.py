@@ -97,6 +97,67 @@ async def list_alert_events(pool: aiopg.Pool, rule_id: int) -> list[AlertEvent]:
         return [AlertEvent(*row) for row in await cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class AlertRuleStatus:
+    """A rule as a page shows it: with its metric's name and its newest event (if any)."""
+
+    rule: AlertRule
+    metric_name: str
+    last_event: AlertEvent | None
+
+
+@dataclass(frozen=True)
+class RecentAlertEvent:
+    """An event of one of a dashboard's rules, with what is needed to show it."""
+
+    event: AlertEvent
+    metric_id: int
+    metric_name: str
+    condition: str
+    threshold: float
+
+
+async def list_alert_rule_status(pool: aiopg.Pool, dashboard_id: int) -> list[AlertRuleStatus]:
+    """The dashboard's rules, oldest first, each with its newest event."""
+    rule_columns = ", ".join("r." + c for c in _RULE_COLUMNS.split(", "))
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # The lateral lookup reads one row of the (rule_id, at DESC) index per rule.
+        await cur.execute(
+            f"SELECT {rule_columns}, m.name, e.id, e.rule_id, e.state, e.value, e.at"
+            " FROM alert_rules r JOIN metrics m ON m.id = r.metric_id"
+            " LEFT JOIN LATERAL (SELECT id, rule_id, state, value, at FROM alert_events"
+            "   WHERE rule_id = r.id ORDER BY at DESC, id DESC LIMIT 1) e ON true"
+            " WHERE m.dashboard_id = %s ORDER BY r.id",
+            (dashboard_id,),
+        )
+        rows = await cur.fetchall()
+    width = len(_RULE_COLUMNS.split(", "))
+    return [
+        AlertRuleStatus(
+            AlertRule(*row[:width]),
+            row[width],
+            AlertEvent(*row[width + 1 :]) if row[width + 1] is not None else None,
+        )
+        for row in rows
+    ]
+
+
+async def list_recent_alert_events(pool: aiopg.Pool, dashboard_id: int, limit: int) -> list[RecentAlertEvent]:
+    """The newest `limit` firing/resolving events of the dashboard's rules, newest first."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # At most `limit` events per rule through its index, then the newest of those:
+        # the cost is bounded by the number of rules, not by how long events accumulated.
+        await cur.execute(
+            "SELECT e.id, e.rule_id, e.state, e.value, e.at, r.metric_id, m.name, r.condition, r.threshold"
+            " FROM alert_rules r JOIN metrics m ON m.id = r.metric_id"
+            " CROSS JOIN LATERAL (SELECT id, rule_id, state, value, at FROM alert_events"
+            "   WHERE rule_id = r.id ORDER BY at DESC, id DESC LIMIT %(limit)s) e"
+            " WHERE m.dashboard_id = %(dashboard_id)s ORDER BY e.at DESC, e.id DESC LIMIT %(limit)s",
+            {"dashboard_id": dashboard_id, "limit": limit},
+        )
+        return [RecentAlertEvent(AlertEvent(*row[:5]), *row[5:]) for row in await cur.fetchall()]
+
+
 # What an evaluator returns: the rules' new states and the events to store,
 # as (rule_id, state, value, at).
 AlertOutcome = tuple[list[AlertRule], list[tuple[int, str, float, datetime]]]

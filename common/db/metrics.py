@@ -67,18 +67,35 @@ async def list_metrics(pool: aiopg.Pool, dashboard_id: int) -> list[Metric]:
 
 
 async def update_metric(
-    pool: aiopg.Pool, dashboard_id: int, metric_id: int, name: str, unit: str, description: str
+    pool: aiopg.Pool,
+    dashboard_id: int,
+    metric_id: int,
+    name: str,
+    unit: str,
+    description: str,
+    source: str | None = None,
 ) -> Metric:
-    """Rename or re-describe a metric of this dashboard (its type and source stay).
+    """Rename or re-describe a metric of this dashboard, or change its source
+    (None: keep it). Its type stays: its stored values were made for it.
 
-    NotFound if the dashboard has no such metric; AlreadyExists if the name is taken.
+    NotFound if the dashboard has no such metric; AlreadyExists if the name is
+    taken; ValueError if `source` cannot feed a metric of its type.
     """
     async with pool.acquire() as conn, conn.cursor() as cur:
+        if source is not None:
+            # Checked against the type in the row, not one read earlier by the caller.
+            await cur.execute(
+                "SELECT type FROM metrics WHERE id = %s AND dashboard_id = %s", (metric_id, dashboard_id)
+            )
+            found = await cur.fetchone()
+            if found is None:
+                raise NotFound(f"no metric {metric_id} on this dashboard")
+            check_source(source, found[0])
         try:
             await cur.execute(
-                "UPDATE metrics SET name = %s, unit = %s, description = %s"
+                "UPDATE metrics SET name = %s, unit = %s, description = %s, source = COALESCE(%s, source)"
                 f" WHERE id = %s AND dashboard_id = %s RETURNING {_METRIC_COLUMNS}",
-                (name, unit, description, metric_id, dashboard_id),
+                (name, unit, description, source, metric_id, dashboard_id),
             )
         except psycopg2.errors.UniqueViolation:
             raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None

@@ -125,10 +125,12 @@ async def alert_add(
     if (above is None) == (below is None):
         raise click.UsageError("give exactly one of --above and --below")
     condition, threshold = ("above", above) if above is not None else ("below", below)
-    async with open_pool(resolved_settings(ctx)) as pool:
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         metric = await metric_by_name(pool, found, metric_name)
         rule = await db.create_alert_rule(pool, metric.id, condition, float(threshold or 0), for_seconds)
+    await announce(settings, DashboardChanged(found.id))  # open pages list it at once
     click.echo(f"created alert rule {rule.id}: {metric_name} {condition} {rule.threshold} for {for_seconds}s")
 
 
@@ -156,8 +158,10 @@ async def alert_list(ctx: click.Context, dashboard_slug: str) -> None:
 @run_async
 async def alert_remove(ctx: click.Context, dashboard_slug: str, rule_id: int) -> None:
     """Remove an alert rule and its history of events."""
-    async with open_pool(resolved_settings(ctx)) as pool:
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         if not await db.delete_alert_rule(pool, found.id, rule_id):
             raise click.ClickException(f"{dashboard_slug} has no alert rule {rule_id}")
+    await announce(settings, DashboardChanged(found.id))
     click.echo(f"removed alert rule {rule_id}")

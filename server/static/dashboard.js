@@ -134,55 +134,7 @@
     grid.appendChild(node);
     card.chart = makeChart(card);
     cards.set(metric.id, card);
-    showAlertBadge(card);
     markDirty(card);
-  }
-
-  // ---- alerts --------------------------------------------------------------
-  // The list comes rendered with the page (each rule's state then); `alert`
-  // messages keep it and the cards' badges current. Text goes in as text.
-
-  const alertList = document.getElementById("alert-list");
-
-  function alertItems(metricId) {
-    return Array.from(alertList.children).filter((li) => li.dataset.metricId === String(metricId));
-  }
-
-  function showAlertBadge(card) {
-    const badge = card.node.querySelector(".alert-badge");
-    const items = alertItems(card.metric.id);
-    badge.hidden = items.length === 0;
-    const firing = items.some((li) => li.dataset.state === "firing");
-    badge.dataset.state = firing ? "firing" : "ok";
-    badge.textContent = firing ? "alert firing" : "alerts ok";
-  }
-
-  function onAlert(alert) {
-    let item = Array.from(alertList.children).find((li) => li.dataset.ruleId === String(alert.rule_id));
-    if (!item) {
-      // A rule added after the page was loaded.
-      item = document.createElement("li");
-      item.dataset.ruleId = String(alert.rule_id);
-      item.dataset.metricId = String(alert.metric_id);
-      for (const name of ["alert-state", "alert-rule", "alert-detail"]) {
-        const span = document.createElement("span");
-        span.className = name;
-        item.appendChild(span);
-        item.appendChild(document.createTextNode(" "));
-      }
-      item.querySelector(".alert-rule").textContent =
-        alert.metric_name + " " + alert.condition + " " + alert.threshold;
-      alertList.appendChild(item);
-      alertList.closest("section").hidden = false;
-    }
-    const state = alert.state === "firing" ? "firing" : "ok";
-    item.dataset.state = state;
-    item.querySelector(".alert-state").textContent = state;
-    item.querySelector(".alert-detail").textContent =
-      (alert.state === "firing" ? "fired" : "resolved") + " at " + new Date(alert.at).toLocaleTimeString() +
-      " (value " + formatValue(alert.value) + ")";
-    const card = cards.get(alert.metric_id);
-    if (card) showAlertBadge(card);
   }
 
   function describeCard(card, metric) {
@@ -642,7 +594,9 @@
         break;
       }
       case "alert":
-        onAlert(payload);
+      case "alerts":
+        // The alert list and the cards' badges are alerts.js's.
+        root.dispatchEvent(new CustomEvent("dashboard:" + message.action, { detail: payload }));
         break;
       case "preferences":
         applyPreferences(payload);

@@ -13,6 +13,7 @@
   const metricList = document.getElementById("edit-metrics");
   const memberList = document.getElementById("edit-members");
   const settingsForm = document.getElementById("edit-settings");
+  const sourceChoice = document.getElementById("edit-metric-source");
   let metrics = [];
 
   function showError(message) {
@@ -85,9 +86,12 @@
       const type = document.createElement("span");
       type.className = "metric-type";
       type.textContent = metric.type;
-      const save = button("Save", "Save " + metric.name, () =>
-        call("POST", "/metrics/" + metric.id, { name: name.value, unit: unit.value }),
-      );
+      const source = sourceSelect(metric);
+      const save = button("Save", "Save " + metric.name, () => {
+        const change = { name: name.value, unit: unit.value };
+        if (metric.source !== undefined && source.value !== metric.source) change.source = source.value;
+        call("POST", "/metrics/" + metric.id, change);
+      });
       const up = button("↑", "Move " + metric.name + " up", () => move(i, -1));
       const down = button("↓", "Move " + metric.name + " down", () => move(i, 1));
       up.disabled = i === 0;
@@ -95,9 +99,34 @@
       const remove = button("Remove", "Remove " + metric.name, () => {
         if (window.confirm("Remove " + metric.name + " and all its values?")) call("POST", "/metrics/" + metric.id + "/delete", {});
       });
-      item.append(name, unit, type, save, up, down, remove);
+      item.append(name, unit, type, source, save, up, down, remove);
       metricList.append(item);
     });
+  }
+
+  // A metric's source: only the readings that can feed its type (common/sources.py).
+  function sourceSelect(metric) {
+    const select = document.createElement("select");
+    select.setAttribute("aria-label", "Source of " + metric.name);
+    for (const option of sourceChoice.options) {
+      const reading = option.dataset.type;
+      if (reading && !(reading === metric.type || (reading === "gauge" && metric.type === "histogram"))) continue;
+      const copy = option.cloneNode(true);
+      copy.selected = option.value === (metric.source || "random");
+      select.append(copy);
+    }
+    select.disabled = metric.source === undefined;
+    return select;
+  }
+
+  // Choosing a reading for a new metric: its kind and unit, unless chosen already.
+  function onSourceChosen(form) {
+    const option = sourceChoice.selectedOptions[0];
+    if (!option || !option.dataset.type) return;
+    const type = form.elements.type;
+    const fits = type.value === option.dataset.type || (option.dataset.type === "gauge" && type.value === "histogram");
+    if (!fits) type.value = option.dataset.type;
+    if (!form.elements.unit.value) form.elements.unit.value = option.dataset.unit;
   }
 
   function renderMembers(members) {
@@ -133,6 +162,7 @@
     call("POST", "/settings", formData(settingsForm));
   });
   const metricForm = document.getElementById("edit-add-metric");
+  sourceChoice.addEventListener("change", () => onSourceChosen(metricForm));
   metricForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (await call("POST", "/metrics", formData(metricForm))) metricForm.reset();

@@ -1,0 +1,215 @@
+// Alert rules and API tokens in the Edit panel (editors only). Rules go to
+// server/alerts_api.py; every open page then gets a fresh `alerts` message,
+// which keeps this list current too. Tokens go to server/tokens_api.py: a new
+// token's secret is in the answer to its creation only, shown here once and
+// dropped when dismissed. Server text is set as text only.
+"use strict";
+
+(function () {
+  const root = document.getElementById("dashboard");
+  const panel = document.getElementById("edit-panel");
+  if (!root || !panel) return;
+  const base = panel.dataset.base;
+  const errorEl = panel.querySelector(".edit-error");
+  const ruleList = document.getElementById("edit-alerts");
+  const ruleForm = document.getElementById("edit-add-alert");
+  const tokenList = document.getElementById("edit-tokens");
+  const tokenForm = document.getElementById("edit-add-token");
+  const secretBox = document.getElementById("token-secret");
+  const secretValue = secretBox.querySelector(".token-secret-value");
+  const copied = secretBox.querySelector(".token-copied");
+  let tokensLoaded = false;
+
+  function showError(message) {
+    errorEl.hidden = !message;
+    errorEl.textContent = message || "";
+  }
+
+  function describe(answer) {
+    const parts = [];
+    for (const [field, reasons] of Object.entries(answer.errors || {})) {
+      parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
+    }
+    return parts.length ? parts.join("; ") : answer.error || "the change was refused";
+  }
+
+  async function call(method, path, body) {
+    const response = await fetch(base + path, {
+      method: method,
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    let answer = {};
+    try {
+      answer = await response.json();
+    } catch (e) {
+      answer = { error: response.status + " " + response.statusText };
+    }
+    if (!response.ok) {
+      showError(describe(answer));
+      return null;
+    }
+    showError(null);
+    return answer;
+  }
+
+  function button(text, label, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "secondary small";
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function text(className, content) {
+    const node = document.createElement("span");
+    node.className = className;
+    node.textContent = content;
+    return node;
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : "";
+  }
+
+  // ---- alert rules ---------------------------------------------------------
+
+  function renderRules(state) {
+    ruleList.replaceChildren();
+    for (const rule of state.rules) {
+      const item = document.createElement("li");
+      item.dataset.ruleId = String(rule.rule_id);
+      item.dataset.state = rule.state;
+      item.dataset.eventId = rule.event_id == null ? "" : String(rule.event_id);
+      const description = rule.metric_name + " " + rule.condition + " " + rule.threshold + " for " + rule.for_seconds + "s";
+      item.append(
+        text("alert-rule", description),
+        text("alert-state", rule.state),
+        button("Remove", "Remove alert " + description, () => {
+          if (window.confirm("Remove the alert " + description + " and its events?")) {
+            call("POST", "/alerts/" + rule.rule_id + "/delete", {}).then((answer) => answer && renderRules(answer));
+          }
+        }),
+      );
+      ruleList.append(item);
+    }
+  }
+
+  // A live `alert` between two snapshots; the newer event wins (see alerts.js).
+  function onAlert(alert) {
+    const item = Array.from(ruleList.children).find((li) => li.dataset.ruleId === String(alert.rule_id));
+    if (!item || (item.dataset.eventId && Number(item.dataset.eventId) > alert.event_id)) return;
+    const state = alert.state === "firing" ? "firing" : "ok";
+    item.dataset.state = state;
+    item.dataset.eventId = String(alert.event_id);
+    item.querySelector(".alert-state").textContent = state;
+  }
+
+  function fillMetricChoice(metrics) {
+    const select = ruleForm.elements.metric_id;
+    const chosen = select.value;
+    select.replaceChildren();
+    for (const metric of metrics) {
+      const option = document.createElement("option");
+      option.value = String(metric.id);
+      option.textContent = metric.name;
+      option.selected = option.value === chosen;
+      select.append(option);
+    }
+  }
+
+  ruleForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = ruleForm.elements;
+    // Empty or unreadable numbers go as null: the server names the field.
+    const numberOrNull = (value) => (value.trim() === "" || !Number.isFinite(Number(value)) ? null : Number(value));
+    const answer = await call("POST", "/alerts", {
+      metric_id: Number(fields.metric_id.value) || null,
+      condition: fields.condition.value,
+      threshold: numberOrNull(fields.threshold.value),
+      for_seconds: numberOrNull(fields.for_seconds.value || "0"),
+    });
+    if (answer) {
+      renderRules(answer);
+      fields.threshold.value = "";
+    }
+  });
+
+  // ---- API tokens ------------------------------------------------------------
+
+  function renderTokens(tokens) {
+    tokenList.replaceChildren();
+    for (const token of tokens) {
+      const item = document.createElement("li");
+      item.dataset.tokenId = String(token.id);
+      item.dataset.state = token.revoked_at ? "revoked" : "active";
+      item.append(
+        text("token-name", token.name),
+        text("token-prefix", token.prefix + "…"),
+        text("token-created", "created " + when(token.created_at)),
+        text("token-used", token.last_used_at ? "last used " + when(token.last_used_at) : "never used"),
+        text("token-state", token.revoked_at ? "revoked " + when(token.revoked_at) : "active"),
+      );
+      if (!token.revoked_at) {
+        item.append(
+          button("Revoke", "Revoke token " + token.name, () => {
+            if (window.confirm("Revoke the token " + token.name + "? Requests with it are refused from now on.")) {
+              call("POST", "/tokens/" + token.id + "/revoke", {}).then((answer) => answer && renderTokens(answer.tokens));
+            }
+          }),
+        );
+      }
+      tokenList.append(item);
+    }
+  }
+
+  function hideSecret() {
+    secretValue.value = "";
+    copied.hidden = true;
+    secretBox.hidden = true;
+  }
+
+  tokenForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answer = await call("POST", "/tokens", { name: tokenForm.elements.name.value });
+    if (!answer) return;
+    tokenForm.reset();
+    renderTokens(answer.tokens);
+    secretBox.querySelector(".token-secret-name").textContent = answer.token.name;
+    secretValue.value = answer.secret;
+    copied.hidden = true;
+    secretBox.hidden = false;
+    secretValue.focus();
+    secretValue.select();
+  });
+
+  secretBox.querySelector(".token-copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(secretValue.value);
+    } catch (e) {
+      // No clipboard API (plain http on another host): copy the selection instead.
+      secretValue.select();
+      document.execCommand("copy");
+    }
+    copied.hidden = false;
+  });
+  secretBox.querySelector(".token-done").addEventListener("click", hideSecret);
+
+  // Tokens are read when the panel is first opened; they are not pushed live.
+  panel.addEventListener("toggle", async () => {
+    if (!panel.open || tokensLoaded) return;
+    const answer = await call("GET", "/tokens");
+    if (answer) {
+      tokensLoaded = true;
+      renderTokens(answer.tokens);
+    }
+  });
+
+  root.addEventListener("dashboard:config", (event) => fillMetricChoice(event.detail.metrics));
+  root.addEventListener("dashboard:alerts", (event) => renderRules(event.detail));
+  root.addEventListener("dashboard:alert", (event) => onAlert(event.detail));
+})();
