@@ -694,7 +694,13 @@
 
   rangeButtons.forEach((b) => b.addEventListener("click", () => setRange(b.dataset.range)));
   root.dataset.chartStyle = prefs.chart_style; // for CSS and tests: how the charts are drawn
-  root.addEventListener("preferences:set", (event) => applyPreferences(event.detail));
+  // The View panel's own answer. While connected, the `preferences` message that
+  // every change also sends to this page is what counts: those arrive in commit
+  // order, read after each commit, whereas an answer can overtake them the other
+  // way and put back a choice made since (say the theme, toggled meanwhile).
+  root.addEventListener("preferences:set", (event) => {
+    if (hook.status !== "connected") applyPreferences(event.detail);
+  });
   // However the theme changed (the toggle, another page of ours), charts take its colours.
   new MutationObserver(rebuildCharts).observe(html, { attributes: true, attributeFilter: ["data-theme"] });
   rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
