@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiopg
 
@@ -112,12 +112,36 @@ async def delete_values_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -
 
     Returns how many went. Small batches keep each statement's row locks and
     WAL burst small, so ticks and pushes never wait long behind retention.
+    Whole days go faster by dropping their partitions (common/db/partitions.py):
+    this is for what remains, the cutoff's own day and the default partition.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # (id, ts) is the key; `ts < cutoff` outside too lets the planner
+        # skip the partitions that hold nothing older.
+        await cur.execute(
+            "DELETE FROM metric_values WHERE ts < %(cutoff)s AND (id, ts) IN"
+            " (SELECT id, ts FROM metric_values WHERE ts < %(cutoff)s ORDER BY ts LIMIT %(limit)s)",
+            {"cutoff": cutoff, "limit": limit},
+        )
+        return cur.rowcount
+
+
+async def delete_dashboard_values_before(
+    pool: aiopg.Pool, dashboard_id: int, cutoff: datetime, limit: int
+) -> int:
+    """Delete at most `limit` values of this dashboard's metrics stored before `cutoff`.
+
+    One short transaction, like delete_values_before; each metric's oldest
+    values are found along its own index.
     """
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "DELETE FROM metric_values WHERE id IN"
-            " (SELECT id FROM metric_values WHERE ts < %s ORDER BY ts LIMIT %s)",
-            (cutoff, limit),
+            "DELETE FROM metric_values WHERE ts < %(cutoff)s AND (id, ts) IN ("
+            " SELECT v.id, v.ts FROM metrics m CROSS JOIN LATERAL ("
+            "   SELECT id, ts FROM metric_values WHERE metric_id = m.id AND ts < %(cutoff)s"
+            "   ORDER BY ts LIMIT %(limit)s) v"
+            " WHERE m.dashboard_id = %(dashboard)s LIMIT %(limit)s)",
+            {"cutoff": cutoff, "limit": limit, "dashboard": dashboard_id},
         )
         return cur.rowcount
 
@@ -141,23 +165,63 @@ async def bucketed_values(
     """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
 
     Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
-    client can add live values to the newest bucket by the same rule.
+    client can add live values to the newest bucket by the same rule. For
+    buckets of whole minutes the span the per-minute rollups cover is read
+    from them (fast, and older than the raw values' retention); raw values
+    fill in the minute `since` falls in and the tail not rolled up yet.
     """
     result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
+    params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
+        if bucket_seconds % 60 == 0:
+            await cur.execute("SELECT covered_until FROM rollup_progress")
+            row = await cur.fetchone()
+            head_end = _next_minute(since)
+            covered = row[0] if row and row[0] is not None else head_end
+            params["head_end"] = head_end
+            params["boundary"] = max(covered.replace(second=0, microsecond=0), head_end)
+            query = _BUCKETS_FROM_ROLLUPS
+        else:
+            query = _BUCKETS_FROM_VALUES
         # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
-        await cur.execute(
-            "SELECT metric_id, to_timestamp(floor(extract(epoch FROM ts) / %(size)s) * %(size)s) AS start,"
-            " min(value), max(value), avg(value), count(*), max(id)"
-            " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
-            " GROUP BY metric_id, start ORDER BY metric_id, start",
-            {"ids": list(metric_ids), "since": since, "size": bucket_seconds},
-        )
+        await cur.execute(query, params)
         for row in await cur.fetchall():
             result[row[0]].append(Bucket(*row))
     return result
+
+
+def _next_minute(moment: datetime) -> datetime:
+    """The first whole minute at or after `moment`."""
+    start = moment.replace(second=0, microsecond=0)
+    return start if start == moment else start + timedelta(minutes=1)
+
+
+def _bucket_of(column: str) -> str:
+    return f"to_timestamp(floor(extract(epoch FROM {column}) / %(size)s) * %(size)s)"
+
+
+_BUCKETS_FROM_VALUES = (
+    f"SELECT metric_id, {_bucket_of('ts')} AS start, min(value), max(value), avg(value), count(*), max(id)"
+    " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
+    " GROUP BY metric_id, start ORDER BY metric_id, start"
+)
+# Rollup minutes in [head_end, boundary); raw values in [since, head_end) and
+# from boundary on. A bucket may draw on both; sum/count keep its average exact.
+_BUCKETS_FROM_ROLLUPS = (
+    "SELECT metric_id, start, min(lo), max(hi), sum(total) / sum(n), sum(n), max(last_id) FROM ("
+    f" SELECT metric_id, {_bucket_of('minute')} AS start, min AS lo, max AS hi, sum AS total,"
+    "  count AS n, last_id FROM metric_rollups"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
+    " UNION ALL"
+    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s AND ts < %(head_end)s"
+    " UNION ALL"
+    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(boundary)s"
+    ") parts GROUP BY metric_id, start ORDER BY metric_id, start"
+)
 
 
 async def values_after(
