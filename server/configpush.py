@@ -39,6 +39,7 @@ def config_payload(dashboard: db.Dashboard, metrics: list[db.Metric]) -> dict[st
             {"id": m.id, "name": m.name, "description": m.description, "type": m.type, "unit": m.unit}
             for m in metrics
         ],
+        "retention_days": dashboard.retention_days,
     }
 
 

@@ -104,6 +104,7 @@ async def test_config_then_history_per_metric(client, setup, pool):
                     "unit": "req",
                 },
             ],
+            "retention_days": None,
         },
     }
     by_metric = {h["payload"]["metric_id"]: h["payload"] for h in histories}
