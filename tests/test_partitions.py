@@ -102,3 +102,24 @@ async def test_an_expired_day_in_the_default_partition_gets_no_partition_and_is_
     assert db.partition_name(old_days[0]) not in report.created
     assert report.deleted == 1
     assert await _all_values(pool) == set()
+
+
+async def test_newest_values_and_resume_reach_past_the_recent_span_when_needed(
+    pool, make_dashboard, make_metric
+):
+    """Reads look at the last day first (pruning older partitions), then further back."""
+    board = await make_dashboard("ops")
+    sparse, busy = await make_metric(board, "sparse"), await make_metric(board, "busy")
+    now = datetime.now(UTC)
+    old = await db.insert_values(pool, [(sparse.id, float(d), now - timedelta(days=d)) for d in (4, 3, 2)])
+    recent = await db.insert_values(
+        pool, [(sparse.id, float(-s), now - timedelta(seconds=s)) for s in (30, 20, 10)]
+    )
+    await db.insert_values(pool, [(busy.id, float(s), now - timedelta(seconds=s)) for s in range(100, 0, -1)])
+
+    latest = await db.latest_values(pool, [sparse.id, busy.id], 5)
+    assert latest[sparse.id] == [*old[1:], *recent]
+    assert [v.value for v in latest[busy.id]] == [5.0, 4.0, 3.0, 2.0, 1.0]
+    after = await db.values_after(pool, {sparse.id: old[0].id, busy.id: latest[busy.id][2].id}, 10)
+    assert after[sparse.id] == [*old[1:], *recent]
+    assert after[busy.id] == latest[busy.id][3:]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiopg
 
@@ -17,31 +18,55 @@ class MetricValue:
     ts: datetime
 
 
+# Reads of "the newest values" first look at this recent span only: its lower
+# bound reaches PostgreSQL as a constant (psycopg2 interpolates parameters),
+# so the planner prunes older partitions before planning them; planning one
+# index scan per partition of a year of days would cost more than the scans.
+# Metrics with too few values in it are read again without the bound.
+RECENT = timedelta(days=1)
+
+
 async def latest_values(
     pool: aiopg.Pool, metric_ids: Sequence[int], limit: int, *, since: datetime | None = None
 ) -> dict[int, list[MetricValue]]:
     """The newest `limit` values of each metric (stored at or after `since`, when
-    given), oldest first, in one round trip."""
+    given), oldest first."""
     result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
-    # A fixed choice of two statement texts; the values are parameters.
-    since_clause = " AND ts >= %(since)s" if since is not None else ""
+    recent = datetime.now(UTC) - RECENT
+    bound = recent if since is None else max(since, recent)
     async with pool.acquire() as conn, conn.cursor() as cur:
-        # LATERAL runs the per-metric "newest N" as an index scan for each id.
-        await cur.execute(
-            "SELECT v.id, m.id, v.value, v.ts"
-            " FROM unnest(%(ids)s::bigint[]) AS m(id)"
-            " CROSS JOIN LATERAL ("
-            "   SELECT id, value, ts FROM metric_values"
-            f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
-            " ) v",
-            {"ids": list(metric_ids), "limit": limit, "since": since},
-        )
-        rows = await cur.fetchall()
+        rows = await _newest(cur, metric_ids, limit, bound)
+        if bound != since:
+            counts = Counter(row[1] for row in rows)
+            fewer = [metric_id for metric_id in metric_ids if counts[metric_id] < limit]
+            if fewer:
+                rows = [row for row in rows if counts[row[1]] == limit] + await _newest(
+                    cur, fewer, limit, since
+                )
+    # Each metric's rows come newest first.
     for row in reversed(rows):
         result[row[1]].append(MetricValue(*row))
     return result
+
+
+async def _newest(
+    cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None
+) -> list[tuple]:
+    # A fixed choice of two statement texts; the values are parameters.
+    since_clause = " AND ts >= %(since)s" if since is not None else ""
+    # LATERAL runs the per-metric "newest N" as an index scan for each id.
+    await cur.execute(
+        "SELECT v.id, m.id, v.value, v.ts"
+        " FROM unnest(%(ids)s::bigint[]) AS m(id)"
+        " CROSS JOIN LATERAL ("
+        "   SELECT id, value, ts FROM metric_values"
+        f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
+        " ) v",
+        {"ids": list(metric_ids), "limit": limit, "since": since},
+    )
+    return await cur.fetchall()
 
 
 async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, float]:
@@ -234,21 +259,14 @@ async def values_after(
     """
     if not positions:
         return {}
-    metric_ids, after_ids = list(positions), [positions[metric_id] for metric_id in positions]
+    metric_ids = list(positions)
     async with pool.acquire() as conn, conn.cursor() as cur:
-        # The anchor row gives the (ts, id) to continue from; the LATERAL scan
-        # then walks the per-metric index from there.
-        await cur.execute(
-            "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, after_id)"
-            " LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id"
-            " LEFT JOIN LATERAL ("
-            "   SELECT id, value, ts FROM metric_values"
-            "   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id) ORDER BY ts, id LIMIT %s"
-            " ) v ON true",
-            (metric_ids, after_ids, limit + 1),
-        )
-        rows = await cur.fetchall()
+        # A reconnecting client's position is nearly always recent.
+        rows = await _after(cur, positions, limit, datetime.now(UTC) - RECENT)
+        unanchored = {row[0] for row in rows if not row[1]}
+        if unanchored:
+            rows = [row for row in rows if row[0] not in unanchored]
+            rows += await _after(cur, {i: positions[i] for i in unanchored}, limit, None)
     found: dict[int, list[MetricValue] | None] = {metric_id: [] for metric_id in metric_ids}
     for metric_id, anchored, value_id, value, ts in rows:
         values = found[metric_id]
@@ -260,3 +278,24 @@ async def values_after(
         metric_id: None if values is None or len(values) > limit else values
         for metric_id, values in found.items()
     }
+
+
+async def _after(
+    cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
+) -> list[tuple]:
+    """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, oldest first."""
+    # A fixed choice of two statement texts; the values are parameters.
+    anchor_since, since_clause = (" AND a.ts >= %(since)s", " AND ts >= %(since)s") if since else ("", "")
+    # The anchor row gives the (ts, id) to continue from; the LATERAL scan
+    # then walks the per-metric index from there.
+    await cur.execute(
+        "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
+        " FROM unnest(%(ids)s::bigint[], %(after)s::bigint[]) AS m(id, after_id)"
+        f" LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id{anchor_since}"
+        " LEFT JOIN LATERAL ("
+        "   SELECT id, value, ts FROM metric_values"
+        f"   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id){since_clause} ORDER BY ts, id LIMIT %(limit)s"
+        " ) v ON true",
+        {"ids": list(positions), "after": list(positions.values()), "limit": limit + 1, "since": since},
+    )
+    return await cur.fetchall()
