@@ -39,6 +39,7 @@ EXAMPLES: dict[str, Any] = {
         "name": "Service health (demo)",
         "description": "Random values from dashboard-worker",
         "metrics": [{"id": 1, "name": "requests", "description": "", "type": "counter", "unit": "req"}],
+        "retention_days": None,
     },
     "metric_history": {
         "metric_id": 1,
