@@ -219,8 +219,11 @@ async def tick(ctx: click.Context) -> None:
 @click.pass_context
 @run_async
 async def prune(ctx: click.Context, retention_days: float, rollup_retention_days: float) -> None:
-    """One round of upkeep now, then exit: roll up new values, then drop the partitions and
-    delete the values (in small batches) older than --retention-days or their dashboard's own."""
+    """One round of upkeep now, then exit.
+
+    Rolls up new values, then drops the partitions and deletes the values (in
+    small batches) older than --retention-days or their dashboard's own.
+    """
     settings = resolved_settings(ctx)
     async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
         if await pending_migrations(pool):
