@@ -3,6 +3,7 @@ what long ranges show once raw values are gone."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -172,3 +173,20 @@ async def test_rollups_older_than_their_retention_are_deleted(pool, make_dashboa
     assert await delete_expired_rollups(pool, 4) == 1
     kept = await db.list_rollups(pool, cpu.id, now - timedelta(days=30), now)
     assert [r.minute for r in kept] == [_minute(now - timedelta(days=d, minutes=1)) for d in (3, 1)]
+
+
+async def test_a_stopping_worker_ends_its_catch_up_early_and_the_next_round_finishes_it(
+    pool, make_dashboard, make_metric
+):
+    [cpu, _] = await _two_metrics(make_dashboard, make_metric)
+    now = datetime.now(UTC)
+    stored = await db.insert_values(
+        pool, [(cpu.id, float(i), now - timedelta(minutes=i)) for i in range(1, 50)]
+    )
+    stop = asyncio.Event()
+    stop.set()
+    assert await roll_up(pool, stop=stop) == 0
+    assert await delete_expired(pool, 0.01, stop=stop) == 0
+    assert await _stored_rollups(pool, [cpu.id]) == {}
+    assert await roll_up(pool) == 49
+    assert await _stored_rollups(pool, [cpu.id]) == _expected_rollups(stored)

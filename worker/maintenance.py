@@ -47,22 +47,29 @@ class MaintenanceReport:
 
 
 async def maintain_once(
-    pool: aiopg.Pool, policy: RetentionPolicy, *, now: datetime | None = None
+    pool: aiopg.Pool,
+    policy: RetentionPolicy,
+    *,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> MaintenanceReport:
-    """One round: roll up, create and drop partitions, delete what retention leaves."""
+    """One round: roll up, create and drop partitions, delete what retention leaves.
+
+    Once `stop` is set, long steps end early; the next round finishes them.
+    """
     now = now or datetime.now(UTC)
-    rollups = await roll_up(pool)
+    rollups = await roll_up(pool, stop=stop)
     partitions = await maintain_partitions(pool, policy.raw_days, now=now)
     deleted = 0
     if policy.raw_days is not None:
-        deleted = await delete_expired(pool, policy.raw_days, now=now)
+        deleted = await delete_expired(pool, policy.raw_days, now=now, stop=stop)
     return MaintenanceReport(
         rollups=rollups,
         created=partitions.created,
         dropped=partitions.dropped,
         deleted=deleted,
-        deleted_of_dashboards=await delete_expired_of_dashboards(pool, policy.raw_days, now=now),
-        deleted_rollups=await delete_expired_rollups(pool, policy.rollup_days, now=now),
+        deleted_of_dashboards=await delete_expired_of_dashboards(pool, policy.raw_days, now=now, stop=stop),
+        deleted_rollups=await delete_expired_rollups(pool, policy.rollup_days, now=now, stop=stop),
     )
 
 
@@ -72,7 +79,7 @@ async def maintain(
     """Run a round now and then every `every` seconds until `stop` is set."""
     while not stop.is_set():
         try:
-            await maintain_once(pool, policy)
+            await maintain_once(pool, policy, stop=stop)
         except db.UNAVAILABLE as exc:
             # Nothing is lost by waiting: the next round does it all.
             log.warning("maintenance skipped, database unavailable: %s", exc)

@@ -26,14 +26,18 @@ RETENTION_BATCH = 5000
 BATCH_PAUSE = 0.05
 
 
-async def _in_batches(delete: Callable[[int], Awaitable[int]], batch_size: int, pause: float) -> int:
+async def _in_batches(
+    delete: Callable[[int], Awaitable[int]], batch_size: int, pause: float, stop: asyncio.Event | None
+) -> int:
+    """Batch after batch until one deletes fewer than `batch_size` rows, or `stop` is set."""
     total = 0
-    while True:
+    while stop is None or not stop.is_set():
         deleted = await delete(batch_size)
         total += deleted
         if deleted < batch_size:
-            return total
+            break
         await asyncio.sleep(pause)
+    return total
 
 
 async def delete_expired(
@@ -43,10 +47,13 @@ async def delete_expired(
     batch_size: int = RETENTION_BATCH,
     pause: float = BATCH_PAUSE,
     now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Delete every value older than `days` days, in batches; returns how many."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = await _in_batches(lambda limit: db.delete_values_before(pool, cutoff, limit), batch_size, pause)
+    total = await _in_batches(
+        lambda limit: db.delete_values_before(pool, cutoff, limit), batch_size, pause, stop
+    )
     if total:
         log.info(
             "retention: deleted %d value(s) stored before %s", total, cutoff.isoformat(timespec="seconds")
@@ -61,6 +68,7 @@ async def delete_expired_of_dashboards(
     batch_size: int = RETENTION_BATCH,
     pause: float = BATCH_PAUSE,
     now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Delete the values of dashboards whose own retention is shorter than the global one
     (or of every dashboard with one, when values are kept forever); returns how many."""
@@ -74,6 +82,7 @@ async def delete_expired_of_dashboards(
             lambda limit, d=dashboard_id, c=cutoff: db.delete_dashboard_values_before(pool, d, c, limit),
             batch_size,
             pause,
+            stop,
         )
         if deleted:
             log.info(
@@ -90,10 +99,13 @@ async def delete_expired_rollups(
     batch_size: int = RETENTION_BATCH,
     pause: float = BATCH_PAUSE,
     now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Delete the rollups of minutes older than `days` days, in batches; returns how many."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = await _in_batches(lambda limit: db.delete_rollups_before(pool, cutoff, limit), batch_size, pause)
+    total = await _in_batches(
+        lambda limit: db.delete_rollups_before(pool, cutoff, limit), batch_size, pause, stop
+    )
     if total:
         log.info(
             "retention: deleted %d rollup(s) of minutes before %s",

@@ -18,10 +18,16 @@ PASS_PAUSE = 0.05
 MAX_PASSES = 1000
 
 
-async def roll_up(pool: aiopg.Pool, *, pause: float = PASS_PAUSE) -> int:
-    """Roll up every value stored since the last pass; returns the (metric, minute) rollups written."""
+async def roll_up(pool: aiopg.Pool, *, pause: float = PASS_PAUSE, stop: asyncio.Event | None = None) -> int:
+    """Roll up every value stored since the last pass; returns the (metric, minute) rollups written.
+
+    A long catch-up ends early once `stop` is set (the worker is stopping); the
+    next call carries on where it ended.
+    """
     written = 0
     for _ in range(MAX_PASSES):
+        if stop is not None and stop.is_set():
+            break
         done = await db.roll_up_values(pool)
         if done is None:  # another worker is rolling up, or a metric went: next round
             break
