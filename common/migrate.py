@@ -78,8 +78,8 @@ def _pending(applied: list[int]) -> list[Migration]:
     return known[len(applied) :]
 
 
-async def migrate(pool: aiopg.Pool) -> list[Migration]:
-    """Apply every pending migration; returns those this call applied."""
+async def migrate(pool: aiopg.Pool, *, up_to: int | None = None) -> list[Migration]:
+    """Apply every pending migration (up to version `up_to`, when given); returns those this call applied."""
     done: list[Migration] = []
     # One connection throughout: it holds the lock. Its statements may wait
     # for another runner's lock or build an index on a big table, so they get
@@ -95,6 +95,8 @@ async def migrate(pool: aiopg.Pool) -> list[Migration]:
             )
             # Read under the lock: another runner may have just finished.
             for migration in _pending(await _applied_versions(cur)):
+                if up_to is not None and migration.version > up_to:
+                    break
                 log.info("applying migration %04d_%s", migration.version, migration.name)
                 await cur.execute("BEGIN")
                 try:

@@ -132,6 +132,10 @@ class DashboardConfigSchema(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
     metrics = fields.List(fields.Nested(MetricSchema), required=True)
+    retention_days = fields.Integer(
+        allow_none=True,
+        metadata={"description": "days of raw values kept; null: the worker's global setting"},
+    )
 
 
 class HistoryValueSchema(Schema):
@@ -362,6 +366,7 @@ class BatchPushSchema(Schema):
 
 ROLES = ("viewer", "editor")  # common.db.ROLES
 METRIC_TYPES = ("counter", "gauge", "histogram")  # common.db.METRIC_TYPES
+MAX_RETENTION_DAYS = 36500  # common.db.MAX_RETENTION_DAYS
 _NAME = validate.Length(min=1, max=200)
 _DESCRIPTION = validate.Length(max=2000)
 _UNIT = validate.Length(max=50)
@@ -375,10 +380,12 @@ class TrimmedString(fields.String):
 
 
 class DashboardEditSchema(Schema):
-    """Body of POST /dashboards/{id}/settings: rename and describe."""
+    """Body of POST /dashboards/{id}/settings: rename, describe, set the retention."""
 
     name = TrimmedString(required=True, validate=_NAME)
     description = TrimmedString(load_default="", validate=_DESCRIPTION)
+    # Absent: unchanged; null: the worker's global retention.
+    retention_days = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS))
 
 
 class MetricCreateSchema(Schema):

@@ -54,6 +54,7 @@ EXAMPLES: dict[str, Any] = {
                 "source": "random",
             }
         ],
+        "retention_days": None,
     },
     "metric_history": {
         "metric_id": 1,

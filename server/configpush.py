@@ -49,6 +49,7 @@ def config_payload(dashboard: db.Dashboard, metrics: list[db.Metric]) -> dict[st
             }
             for m in metrics
         ],
+        "retention_days": dashboard.retention_days,
     }
 
 

@@ -1,4 +1,4 @@
-"""Editing a dashboard from its page: name, metrics, members. Editors only.
+"""Editing a dashboard from its page: name, retention, metrics, members. Editors only.
 
 Every endpoint takes and answers JSON, with the session's CSRF token in the
 X-CSRF-Token header (server/auth.py checks it before any handler runs).
@@ -91,6 +91,8 @@ def _member(member: db.Member) -> dict[str, Any]:
 async def edit_dashboard(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     body = await load_body(request, DashboardEditSchema())
     await db.update_dashboard(request.app[DB_KEY], dashboard.id, body["name"], body["description"])
+    if "retention_days" in body:
+        await db.set_dashboard_retention(request.app[DB_KEY], dashboard.id, body["retention_days"])
     return await _changed(request, dashboard.id)
 
 

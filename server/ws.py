@@ -166,10 +166,20 @@ def _latest_loader(request: web.Request) -> HistoryLoader:
     return load
 
 
+def range_bucket_seconds(range_name: str) -> int:
+    """0 (raw values) for the shortest range, else a bucket size giving at most MAX_POINTS buckets;
+    whole minutes from a minute up, so that buckets are made of per-minute rollups."""
+    seconds = RANGES[range_name]
+    if seconds <= MAX_POINTS:
+        return 0
+    size = -(-seconds // MAX_POINTS)
+    return size if size < 60 else -(-size // 60) * 60
+
+
 def _range_loader(request: web.Request, range_name: str) -> HistoryLoader:
     """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
+    bucket_seconds = range_bucket_seconds(range_name)
     seconds = RANGES[range_name]
-    bucket_seconds = 0 if seconds <= MAX_POINTS else -(-seconds // MAX_POINTS)
 
     async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
         pool = request.app[DB_KEY]

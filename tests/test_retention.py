@@ -1,14 +1,18 @@
-"""Retention: the worker deletes values older than N days in small batches."""
+"""Retention: the worker deletes values older than N days (globally or per dashboard) in small
+batches, and, as a real process, keeps partitions and rollups up to date."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 from common import db
+from tests.processes import child
 from tests.test_cli import _invoker, _ok
 from worker.cli import main as worker_main
-from worker.retention import delete_expired, enforce_retention
+from worker.maintenance import RetentionPolicy, maintain
+from worker.retention import delete_expired, delete_expired_of_dashboards
 
 
 async def _seed(pool, make_dashboard, make_metric, old: int, recent: int) -> db.Metric:
@@ -46,7 +50,7 @@ async def test_old_values_go_in_batches_recent_ones_stay(pool, make_dashboard, m
 async def test_the_worker_task_runs_at_start_and_stops_on_request(pool, make_dashboard, make_metric):
     metric = await _seed(pool, make_dashboard, make_metric, old=50, recent=5)
     stop = asyncio.Event()
-    task = asyncio.create_task(enforce_retention(pool, 7, stop, every=3600))
+    task = asyncio.create_task(maintain(pool, RetentionPolicy(raw_days=7), stop, every=3600))
     for _ in range(100):
         if len(await _remaining(pool, metric)) == 5:
             break
@@ -59,8 +63,11 @@ async def test_the_worker_task_runs_at_start_and_stops_on_request(pool, make_das
 def test_prune_command(database_url, clean_state):
     asyncio.run(_seed_for_cli(database_url))
     prune = _invoker(worker_main, database_url)
-    assert _ok(prune("prune", "--retention-days", "7")) == "deleted 40 value(s) older than 7 day(s)\n"
-    assert _ok(prune("prune", "--retention-days", "7")) == "deleted 0 value(s) older than 7 day(s)\n"
+    first, again = (_ok(prune("prune", "--retention-days", "7")) for _ in range(2))
+    assert first.startswith(
+        "deleted 40 value(s) older than 7 day(s), 0 of dashboards with a shorter retention;"
+    )
+    assert again.startswith("deleted 0 value(s) older than 7 day(s), 0 of")
 
 
 async def _seed_for_cli(database_url: str) -> None:
@@ -71,3 +78,83 @@ async def _seed_for_cli(database_url: str) -> None:
         now = datetime.now(UTC)
         old = [(metric.id, 1.0, now - timedelta(days=8, seconds=i)) for i in range(40)]
         await db.insert_values(pool, [*old, (metric.id, 2.0, now)])
+
+
+async def test_a_dashboards_own_retention_removes_only_its_old_values(pool, make_dashboard, make_metric):
+    now = datetime.now(UTC)
+    short, other = await make_dashboard("short"), await make_dashboard("other")
+    metrics = [await make_metric(short, "a"), await make_metric(short, "b"), await make_metric(other, "a")]
+    ages = (1, 3, 5)  # days
+    await db.insert_values(pool, [(m.id, float(d), now - timedelta(days=d)) for m in metrics for d in ages])
+    await db.set_dashboard_retention(pool, short.id, 2)
+
+    assert await delete_expired_of_dashboards(pool, None, batch_size=1, pause=0) == 4
+    kept = await db.latest_values(pool, [m.id for m in metrics], 10)
+    assert [[v.value for v in kept[m.id]] for m in metrics] == [[1.0], [1.0], [5.0, 3.0, 1.0]]
+
+    # A global retention shorter than the dashboard's own leaves it to the global one.
+    await db.set_dashboard_retention(pool, other.id, 4)
+    assert await delete_expired_of_dashboards(pool, 3) == 0
+    assert await delete_expired_of_dashboards(pool, 30) == 1  # other's 5-day-old value
+
+
+async def _seed_for_worker(pool) -> dict[str, object]:
+    """Values 10 and 3 days old on two dashboards; `short` keeps 2 days of them."""
+    now = datetime.now(UTC)
+    short, kept = (
+        await db.create_dashboard(pool, "Short", "short"),
+        await db.create_dashboard(pool, "Kept", "kept"),
+    )
+    a = await db.create_metric(pool, short.id, "a", "gauge")
+    b = await db.create_metric(pool, kept.id, "b", "gauge")
+    await db.set_dashboard_retention(pool, short.id, 2)
+    # Days the worker must give partitions: the 3-day-old values' (which then
+    # start in the default partition) and the last day ahead.
+    for partition in await db.list_value_partitions(pool):
+        if partition.day in {(now - timedelta(days=3)).date(), (now + timedelta(days=3)).date()}:
+            assert await db.drop_value_partition(pool, partition)
+    old = await db.insert_values(
+        pool, [(m.id, 1.0, now - timedelta(days=d)) for m in (a, b) for d in (10, 3)]
+    )
+    return {"a": a, "b": b, "old": old}
+
+
+async def test_the_worker_process_keeps_partitions_rollups_and_retention(settings, pool):
+    seeded = await _seed_for_worker(pool)
+    a, b = seeded["a"], seeded["b"]
+    three_days_ago = seeded["old"][1].ts
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    args = ["-m", "worker", *urls, "run", "--interval", "0.2", "--maintenance-interval", "0.5"]
+    with child([*args, "--retention-days", "5"]) as worker:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = await _worker_state(pool, a, b, three_days_ago)
+            if state == {"a": ["new"], "b": ["3d", "new"], "rolled_up": True, "partition": True}:
+                break
+            assert worker.poll() is None, worker.output()
+            await asyncio.sleep(0.3)
+        else:
+            raise AssertionError(f"worker did not get there: {state}")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT count(*) FROM metric_values_default")
+        assert await cur.fetchone() == (0,)
+
+
+async def _worker_state(pool, a: db.Metric, b: db.Metric, three_days_ago: datetime) -> dict[str, object]:
+    now = datetime.now(UTC)
+
+    def age(v: db.MetricValue) -> str:
+        return "new" if v.ts > now - timedelta(minutes=1) else f"{(now - v.ts).days}d"
+
+    values = await db.latest_values(pool, [a.id, b.id], 1000)
+    rollups = await db.list_rollups(pool, b.id, three_days_ago - timedelta(minutes=1), now)
+    partitions = await db.list_value_partitions(pool)
+    return {
+        "a": sorted({age(v) for v in values[a.id]}),
+        "b": sorted({age(v) for v in values[b.id]}),
+        # The 3-day-old value and the worker's own, rolled up.
+        "rolled_up": len(rollups) >= 2 and rollups[0].count == 1,
+        # The 3-day-old values moved out of the default partition into their day's.
+        "partition": three_days_ago.date() in {p.day for p in partitions}
+        and (now + timedelta(days=3)).date() in {p.day for p in partitions},
+    }

@@ -112,6 +112,7 @@ async def test_config_then_history_per_metric(client, setup, pool):
                     "source": "random",
                 },
             ],
+            "retention_days": None,
         },
     }
     by_metric = {h["payload"]["metric_id"]: h["payload"] for h in histories}

@@ -19,8 +19,14 @@ from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
 from worker.leases import DEFAULT_CHECK_INTERVAL, Leases
+from worker.maintenance import (
+    DEFAULT_ROLLUP_RETENTION_DAYS,
+    MAINTENANCE_EVERY,
+    RetentionPolicy,
+    maintain,
+    maintain_once,
+)
 from worker.metrics import metrics_server
-from worker.retention import delete_expired, enforce_retention
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,13 @@ METRICS_PORT_HELP = (
 )
 METRICS_HOST_HELP = "Address the --metrics-port listens on."
 RETENTION_HELP = (
-    "Delete values older than this many days (checked at start, then hourly). Unset: keep everything."
+    "Keep raw values this many days: older days' partitions are dropped, the rest deleted in batches "
+    "(at start, then every --maintenance-interval). Unset: keep everything. "
+    "A dashboard's own retention may be shorter."
+)
+ROLLUP_RETENTION_HELP = "Keep the per-minute rollups (used by long ranges) this many days."
+MAINTENANCE_HELP = (
+    "Seconds between rounds of upkeep: rolling up new values, creating and dropping partitions, retention."
 )
 
 
@@ -97,6 +109,22 @@ def main(ctx: click.Context, **options: object) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help=RETENTION_HELP,
 )
+@click.option(
+    "--rollup-retention-days",
+    envvar="DASHBOARD_ROLLUP_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_ROLLUP_RETENTION_DAYS,
+    show_default=True,
+    help=ROLLUP_RETENTION_HELP,
+)
+@click.option(
+    "--maintenance-interval",
+    envvar="DASHBOARD_MAINTENANCE_INTERVAL",
+    type=click.FloatRange(min=0.1),
+    default=MAINTENANCE_EVERY,
+    show_default=True,
+    help=MAINTENANCE_HELP,
+)
 @click.pass_context
 @run_async
 async def run(
@@ -107,6 +135,8 @@ async def run(
     metrics_port: int | None,
     metrics_host: str,
     retention_days: float | None,
+    rollup_retention_days: float,
+    maintenance_interval: float,
 ) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM.
 
@@ -144,20 +174,18 @@ async def run(
             loop.add_signal_handler(signum, stop.set)
         notify("READY=1\nSTATUS=producing values")
         watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
-        retention = None
-        if retention_days is not None:
-            retention = asyncio.create_task(
-                enforce_retention(producer.pool, retention_days, stop), name="retention"
-            )
+        policy = RetentionPolicy(retention_days, rollup_retention_days)
+        upkeep = asyncio.create_task(
+            maintain(producer.pool, policy, stop, maintenance_interval), name="maintenance"
+        )
         try:
             await run_forever(producer, interval, stop)
         finally:
             notify("STOPPING=1")
             watchdog.cancel()
-            if retention is not None:
-                # Set by now (or we are unwinding an error): a batch in progress finishes.
-                stop.set()
-                await retention
+            # Set by now (or we are unwinding an error): a batch in progress finishes.
+            stop.set()
+            await upkeep
         if producer.unsaved_values:
             log.error(
                 "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
@@ -182,16 +210,32 @@ async def tick(ctx: click.Context) -> None:
     required=True,
     help="Delete values older than this many days.",
 )
+@click.option(
+    "--rollup-retention-days",
+    envvar="DASHBOARD_ROLLUP_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_ROLLUP_RETENTION_DAYS,
+    show_default=True,
+    help=ROLLUP_RETENTION_HELP,
+)
 @click.pass_context
 @run_async
-async def prune(ctx: click.Context, retention_days: float) -> None:
-    """Delete values older than --retention-days now, in small batches, then exit."""
+async def prune(ctx: click.Context, retention_days: float, rollup_retention_days: float) -> None:
+    """One round of upkeep now, then exit.
+
+    Rolls up new values, then drops the partitions and deletes the values (in
+    small batches) older than --retention-days or their dashboard's own.
+    """
     settings = resolved_settings(ctx)
     async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
         if await pending_migrations(pool):
             raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
-        deleted = await delete_expired(pool, retention_days)
-    click.echo(f"deleted {deleted} value(s) older than {retention_days:g} day(s)")
+        done = await maintain_once(pool, RetentionPolicy(retention_days, rollup_retention_days))
+    click.echo(
+        f"deleted {done.deleted} value(s) older than {retention_days:g} day(s),"
+        f" {done.deleted_of_dashboards} of dashboards with a shorter retention;"
+        f" dropped {len(done.dropped)} daily partition(s)"
+    )
 
 
 @asynccontextmanager

@@ -1,15 +1,18 @@
-"""Retention: values older than N days are deleted by the worker, a batch at a time.
+"""Retention: values older than N days go, globally and per dashboard, a batch at a time.
 
-Each batch is one short DELETE in its own transaction, with a pause between
-batches, so a large backlog (the first run on an old database) never holds
-long locks or starves the ticks sharing the pool.
+Whole days older than the global retention go with their partitions
+(worker/partitions.py); what remains (the cutoff's own day, the default
+partition, dashboards with a shorter retention of their own, old rollups) is
+deleted here. Each batch is one short DELETE in its own transaction, with a
+pause between batches, so a large backlog never holds long locks or starves
+the ticks sharing the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiopg
@@ -21,8 +24,20 @@ log = logging.getLogger(__name__)
 RETENTION_BATCH = 5000
 # Between batches: lets ticks and other queries in; 5000 rows take milliseconds.
 BATCH_PAUSE = 0.05
-# How often the worker looks for expired values; the first look is at start-up.
-RETENTION_EVERY = 3600.0
+
+
+async def _in_batches(
+    delete: Callable[[int], Awaitable[int]], batch_size: int, pause: float, stop: asyncio.Event | None
+) -> int:
+    """Batch after batch until one deletes fewer than `batch_size` rows, or `stop` is set."""
+    total = 0
+    while stop is None or not stop.is_set():
+        deleted = await delete(batch_size)
+        total += deleted
+        if deleted < batch_size:
+            break
+        await asyncio.sleep(pause)
+    return total
 
 
 async def delete_expired(
@@ -32,16 +47,13 @@ async def delete_expired(
     batch_size: int = RETENTION_BATCH,
     pause: float = BATCH_PAUSE,
     now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Delete every value older than `days` days, in batches; returns how many."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = 0
-    while True:
-        deleted = await db.delete_values_before(pool, cutoff, batch_size)
-        total += deleted
-        if deleted < batch_size:
-            break
-        await asyncio.sleep(pause)
+    total = await _in_batches(
+        lambda limit: db.delete_values_before(pool, cutoff, limit), batch_size, pause, stop
+    )
     if total:
         log.info(
             "retention: deleted %d value(s) stored before %s", total, cutoff.isoformat(timespec="seconds")
@@ -49,15 +61,55 @@ async def delete_expired(
     return total
 
 
-async def enforce_retention(
-    pool: aiopg.Pool, days: float, stop: asyncio.Event, every: float = RETENTION_EVERY
-) -> None:
-    """Delete expired values now and then every `every` seconds until `stop` is set."""
-    while not stop.is_set():
-        try:
-            await delete_expired(pool, days)
-        except db.UNAVAILABLE as exc:
-            # Nothing is lost by waiting: the values are deleted next time.
-            log.warning("retention skipped, database unavailable: %s", exc)
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+async def delete_expired_of_dashboards(
+    pool: aiopg.Pool,
+    global_days: float | None,
+    *,
+    batch_size: int = RETENTION_BATCH,
+    pause: float = BATCH_PAUSE,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete the values of dashboards whose own retention is shorter than the global one
+    (or of every dashboard with one, when values are kept forever); returns how many."""
+    now = now or datetime.now(UTC)
+    total = 0
+    for dashboard_id, days in (await db.dashboard_retentions(pool)).items():
+        if global_days is not None and days >= global_days:
+            continue  # the global retention removes more, by whole partitions
+        cutoff = now - timedelta(days=days)
+        deleted = await _in_batches(
+            lambda limit, d=dashboard_id, c=cutoff: db.delete_dashboard_values_before(pool, d, c, limit),
+            batch_size,
+            pause,
+            stop,
+        )
+        if deleted:
+            log.info(
+                "retention: deleted %d value(s) of dashboard %d (kept %d days)", deleted, dashboard_id, days
+            )
+        total += deleted
+    return total
+
+
+async def delete_expired_rollups(
+    pool: aiopg.Pool,
+    days: float,
+    *,
+    batch_size: int = RETENTION_BATCH,
+    pause: float = BATCH_PAUSE,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete the rollups of minutes older than `days` days, in batches; returns how many."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    total = await _in_batches(
+        lambda limit: db.delete_rollups_before(pool, cutoff, limit), batch_size, pause, stop
+    )
+    if total:
+        log.info(
+            "retention: deleted %d rollup(s) of minutes before %s",
+            total,
+            cutoff.isoformat(timespec="seconds"),
+        )
+    return total

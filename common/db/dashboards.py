@@ -21,12 +21,16 @@ class Dashboard:
     slug: str
     description: str
     created_at: datetime
+    # Days of raw values kept; None: the worker's global --retention-days.
+    retention_days: int | None = None
 
 
 # What a member may do: viewers watch; editors also change the dashboard,
 # its metrics and its members.
 ROLES = ("viewer", "editor")
 VIEWER, EDITOR = ROLES
+# The bounds of a dashboard's own retention (the CHECK in migrations/0006).
+MAX_RETENTION_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,8 @@ class Member:
     role: str
 
 
-_DASHBOARD_COLUMNS = "d.id, d.name, d.slug, d.description, d.created_at"
+_DASHBOARD_COLUMNS = "d.id, d.name, d.slug, d.description, d.created_at, d.retention_days"
+_DASHBOARD_FIELDS = 6
 
 
 async def create_dashboard(pool: aiopg.Pool, name: str, slug: str, description: str = "") -> Dashboard:
@@ -78,7 +83,7 @@ async def create_owned_dashboard(
             try:
                 await cur.execute(
                     "WITH d AS (INSERT INTO dashboards (name, slug, description) VALUES (%s, %s, %s)"
-                    "           RETURNING id, name, slug, description, created_at),"
+                    "           RETURNING id, name, slug, description, created_at, retention_days),"
                     " m AS (INSERT INTO dashboard_members (dashboard_id, user_id, role)"
                     "       SELECT id, %s, 'editor' FROM d)"
                     " SELECT * FROM d",
@@ -145,7 +150,7 @@ async def get_membership(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> M
             (dashboard_id, user_id),
         )
         row = await cur.fetchone()
-    return Membership(Dashboard(*row[:5]), row[5]) if row else None
+    return Membership(Dashboard(*row[:_DASHBOARD_FIELDS]), row[_DASHBOARD_FIELDS]) if row else None
 
 
 async def get_dashboard(pool: aiopg.Pool, dashboard_id: int) -> Dashboard | None:
@@ -167,6 +172,28 @@ async def update_dashboard(pool: aiopg.Pool, dashboard_id: int, name: str, descr
     if row is None:
         raise NotFound(f"no dashboard {dashboard_id}")
     return Dashboard(*row)
+
+
+async def set_dashboard_retention(pool: aiopg.Pool, dashboard_id: int, days: int | None) -> Dashboard:
+    """Keep this dashboard's raw values `days` days (None: the global setting); NotFound if gone."""
+    if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"retention must be 1 to {MAX_RETENTION_DAYS} days")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"UPDATE dashboards AS d SET retention_days = %s WHERE id = %s RETURNING {_DASHBOARD_COLUMNS}",
+            (days, dashboard_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no dashboard {dashboard_id}")
+    return Dashboard(*row)
+
+
+async def dashboard_retentions(pool: aiopg.Pool) -> dict[int, int]:
+    """Dashboard id to its own retention in days, for the dashboards that have one."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, retention_days FROM dashboards WHERE retention_days IS NOT NULL")
+        return {row[0]: row[1] for row in await cur.fetchall()}
 
 
 async def add_member(pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str = VIEWER) -> bool:

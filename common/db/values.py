@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import aiopg
 
@@ -17,31 +18,55 @@ class MetricValue:
     ts: datetime
 
 
+# Reads of "the newest values" first look at this recent span only: its lower
+# bound reaches PostgreSQL as a constant (psycopg2 interpolates parameters),
+# so the planner prunes older partitions before planning them; planning one
+# index scan per partition of a year of days would cost more than the scans.
+# Metrics with too few values in it are read again without the bound.
+RECENT = timedelta(days=1)
+
+
 async def latest_values(
     pool: aiopg.Pool, metric_ids: Sequence[int], limit: int, *, since: datetime | None = None
 ) -> dict[int, list[MetricValue]]:
     """The newest `limit` values of each metric (stored at or after `since`, when
-    given), oldest first, in one round trip."""
+    given), oldest first."""
     result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
-    # A fixed choice of two statement texts; the values are parameters.
-    since_clause = " AND ts >= %(since)s" if since is not None else ""
+    recent = datetime.now(UTC) - RECENT
+    bound = recent if since is None else max(since, recent)
     async with pool.acquire() as conn, conn.cursor() as cur:
-        # LATERAL runs the per-metric "newest N" as an index scan for each id.
-        await cur.execute(
-            "SELECT v.id, m.id, v.value, v.ts"
-            " FROM unnest(%(ids)s::bigint[]) AS m(id)"
-            " CROSS JOIN LATERAL ("
-            "   SELECT id, value, ts FROM metric_values"
-            f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
-            " ) v",
-            {"ids": list(metric_ids), "limit": limit, "since": since},
-        )
-        rows = await cur.fetchall()
+        rows = await _newest(cur, metric_ids, limit, bound)
+        if bound != since:
+            counts = Counter(row[1] for row in rows)
+            fewer = [metric_id for metric_id in metric_ids if counts[metric_id] < limit]
+            if fewer:
+                rows = [row for row in rows if counts[row[1]] == limit] + await _newest(
+                    cur, fewer, limit, since
+                )
+    # Each metric's rows come newest first.
     for row in reversed(rows):
         result[row[1]].append(MetricValue(*row))
     return result
+
+
+async def _newest(
+    cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None
+) -> list[tuple]:
+    # A fixed choice of two statement texts; the values are parameters.
+    since_clause = " AND ts >= %(since)s" if since is not None else ""
+    # LATERAL runs the per-metric "newest N" as an index scan for each id.
+    await cur.execute(
+        "SELECT v.id, m.id, v.value, v.ts"
+        " FROM unnest(%(ids)s::bigint[]) AS m(id)"
+        " CROSS JOIN LATERAL ("
+        "   SELECT id, value, ts FROM metric_values"
+        f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
+        " ) v",
+        {"ids": list(metric_ids), "limit": limit, "since": since},
+    )
+    return await cur.fetchall()
 
 
 async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, float]:
@@ -112,12 +137,36 @@ async def delete_values_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -
 
     Returns how many went. Small batches keep each statement's row locks and
     WAL burst small, so ticks and pushes never wait long behind retention.
+    Whole days go faster by dropping their partitions (common/db/partitions.py):
+    this is for what remains, the cutoff's own day and the default partition.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        # (id, ts) is the key; `ts < cutoff` outside too lets the planner
+        # skip the partitions that hold nothing older.
+        await cur.execute(
+            "DELETE FROM metric_values WHERE ts < %(cutoff)s AND (id, ts) IN"
+            " (SELECT id, ts FROM metric_values WHERE ts < %(cutoff)s ORDER BY ts LIMIT %(limit)s)",
+            {"cutoff": cutoff, "limit": limit},
+        )
+        return cur.rowcount
+
+
+async def delete_dashboard_values_before(
+    pool: aiopg.Pool, dashboard_id: int, cutoff: datetime, limit: int
+) -> int:
+    """Delete at most `limit` values of this dashboard's metrics stored before `cutoff`.
+
+    One short transaction, like delete_values_before; each metric's oldest
+    values are found along its own index.
     """
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "DELETE FROM metric_values WHERE id IN"
-            " (SELECT id FROM metric_values WHERE ts < %s ORDER BY ts LIMIT %s)",
-            (cutoff, limit),
+            "DELETE FROM metric_values WHERE ts < %(cutoff)s AND (id, ts) IN ("
+            " SELECT v.id, v.ts FROM metrics m CROSS JOIN LATERAL ("
+            "   SELECT id, ts FROM metric_values WHERE metric_id = m.id AND ts < %(cutoff)s"
+            "   ORDER BY ts LIMIT %(limit)s) v"
+            " WHERE m.dashboard_id = %(dashboard)s LIMIT %(limit)s)",
+            {"cutoff": cutoff, "limit": limit, "dashboard": dashboard_id},
         )
         return cur.rowcount
 
@@ -141,23 +190,63 @@ async def bucketed_values(
     """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
 
     Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
-    client can add live values to the newest bucket by the same rule.
+    client can add live values to the newest bucket by the same rule. For
+    buckets of whole minutes the span the per-minute rollups cover is read
+    from them (fast, and older than the raw values' retention); raw values
+    fill in the minute `since` falls in and the tail not rolled up yet.
     """
     result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
+    params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
+        if bucket_seconds % 60 == 0:
+            await cur.execute("SELECT covered_until FROM rollup_progress")
+            row = await cur.fetchone()
+            head_end = _next_minute(since)
+            covered = row[0] if row and row[0] is not None else head_end
+            params["head_end"] = head_end
+            params["boundary"] = max(covered.replace(second=0, microsecond=0), head_end)
+            query = _BUCKETS_FROM_ROLLUPS
+        else:
+            query = _BUCKETS_FROM_VALUES
         # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
-        await cur.execute(
-            "SELECT metric_id, to_timestamp(floor(extract(epoch FROM ts) / %(size)s) * %(size)s) AS start,"
-            " min(value), max(value), avg(value), count(*), max(id)"
-            " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
-            " GROUP BY metric_id, start ORDER BY metric_id, start",
-            {"ids": list(metric_ids), "since": since, "size": bucket_seconds},
-        )
+        await cur.execute(query, params)
         for row in await cur.fetchall():
             result[row[0]].append(Bucket(*row))
     return result
+
+
+def _next_minute(moment: datetime) -> datetime:
+    """The first whole minute at or after `moment`."""
+    start = moment.replace(second=0, microsecond=0)
+    return start if start == moment else start + timedelta(minutes=1)
+
+
+def _bucket_of(column: str) -> str:
+    return f"to_timestamp(floor(extract(epoch FROM {column}) / %(size)s) * %(size)s)"
+
+
+_BUCKETS_FROM_VALUES = (
+    f"SELECT metric_id, {_bucket_of('ts')} AS start, min(value), max(value), avg(value), count(*), max(id)"
+    " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
+    " GROUP BY metric_id, start ORDER BY metric_id, start"
+)
+# Rollup minutes in [head_end, boundary); raw values in [since, head_end) and
+# from boundary on. A bucket may draw on both; sum/count keep its average exact.
+_BUCKETS_FROM_ROLLUPS = (
+    "SELECT metric_id, start, min(lo), max(hi), sum(total) / sum(n), sum(n), max(last_id) FROM ("
+    f" SELECT metric_id, {_bucket_of('minute')} AS start, min AS lo, max AS hi, sum AS total,"
+    "  count AS n, last_id FROM metric_rollups"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
+    " UNION ALL"
+    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s AND ts < %(head_end)s"
+    " UNION ALL"
+    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
+    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(boundary)s"
+    ") parts GROUP BY metric_id, start ORDER BY metric_id, start"
+)
 
 
 async def values_after(
@@ -170,21 +259,14 @@ async def values_after(
     """
     if not positions:
         return {}
-    metric_ids, after_ids = list(positions), [positions[metric_id] for metric_id in positions]
+    metric_ids = list(positions)
     async with pool.acquire() as conn, conn.cursor() as cur:
-        # The anchor row gives the (ts, id) to continue from; the LATERAL scan
-        # then walks the per-metric index from there.
-        await cur.execute(
-            "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, after_id)"
-            " LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id"
-            " LEFT JOIN LATERAL ("
-            "   SELECT id, value, ts FROM metric_values"
-            "   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id) ORDER BY ts, id LIMIT %s"
-            " ) v ON true",
-            (metric_ids, after_ids, limit + 1),
-        )
-        rows = await cur.fetchall()
+        # A reconnecting client's position is nearly always recent.
+        rows = await _after(cur, positions, limit, datetime.now(UTC) - RECENT)
+        unanchored = {row[0] for row in rows if not row[1]}
+        if unanchored:
+            rows = [row for row in rows if row[0] not in unanchored]
+            rows += await _after(cur, {i: positions[i] for i in unanchored}, limit, None)
     found: dict[int, list[MetricValue] | None] = {metric_id: [] for metric_id in metric_ids}
     for metric_id, anchored, value_id, value, ts in rows:
         values = found[metric_id]
@@ -196,3 +278,24 @@ async def values_after(
         metric_id: None if values is None or len(values) > limit else values
         for metric_id, values in found.items()
     }
+
+
+async def _after(
+    cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
+) -> list[tuple]:
+    """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, oldest first."""
+    # A fixed choice of two statement texts; the values are parameters.
+    anchor_since, since_clause = (" AND a.ts >= %(since)s", " AND ts >= %(since)s") if since else ("", "")
+    # The anchor row gives the (ts, id) to continue from; the LATERAL scan
+    # then walks the per-metric index from there.
+    await cur.execute(
+        "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
+        " FROM unnest(%(ids)s::bigint[], %(after)s::bigint[]) AS m(id, after_id)"
+        f" LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id{anchor_since}"
+        " LEFT JOIN LATERAL ("
+        "   SELECT id, value, ts FROM metric_values"
+        f"   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id){since_clause} ORDER BY ts, id LIMIT %(limit)s"
+        " ) v ON true",
+        {"ids": list(positions), "after": list(positions.values()), "limit": limit + 1, "since": since},
+    )
+    return await cur.fetchall()

@@ -6,7 +6,7 @@ import click
 
 from common import db
 from common.cli import resolved_settings, run_async
-from common.events import Revocation
+from common.events import DashboardChanged, Revocation
 from common.slugs import SLUG_PATTERN, slugify
 from server.cli.shared import announce, dashboard_by_slug, fail, open_pool, user_by_name
 
@@ -71,6 +71,48 @@ async def dashboard_delete(ctx: click.Context, slug: str) -> None:
         await db.delete_dashboard(pool, found.id)
     await announce(settings, Revocation("dashboard_deleted", dashboard_id=found.id))
     click.echo(f"deleted dashboard {slug} (id {found.id})")
+
+
+def _retention_days(text: str) -> int | None:
+    """A whole number of days, or None for `global` (the worker's --retention-days)."""
+    if text == "global":
+        return None
+    days = int(text) if text.isdigit() else 0
+    if not 1 <= days <= db.MAX_RETENTION_DAYS:
+        raise click.BadParameter(
+            f"{text!r} is neither a number of days from 1 to {db.MAX_RETENTION_DAYS} nor 'global'",
+            param_hint="DAYS",
+        )
+    return days
+
+
+@dashboard.command(name="retention")
+@click.argument("slug")
+@click.argument("days", required=False)
+@click.pass_context
+@run_async
+async def dashboard_retention(ctx: click.Context, slug: str, days: str | None) -> None:
+    """Show how long the dashboard's raw values are kept, or set it to DAYS (or `global`).
+
+    `global` follows the worker's --retention-days. A dashboard's own retention
+    can only be shorter than the global one; the per-minute rollups that long
+    ranges show follow --rollup-retention-days either way.
+    """
+    wanted = _retention_days(days) if days is not None else None
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, slug)
+        if days is not None:
+            try:
+                found = await db.set_dashboard_retention(pool, found.id, wanted)
+            except db.NotFound as exc:
+                raise fail(exc) from None
+    if days is not None:
+        await announce(settings, DashboardChanged(found.id))  # open editors show it at once
+    kept = (
+        "as the worker's global setting" if found.retention_days is None else f"{found.retention_days} day(s)"
+    )
+    click.echo(f"{slug}: raw values kept {kept}")
 
 
 @click.group()

@@ -159,7 +159,11 @@
 
   settingsForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    call("POST", "/settings", formData(settingsForm));
+    const body = formData(settingsForm);
+    // Empty: the global retention (null). Anything but digits goes as typed, for the server to refuse.
+    const days = body.retention_days.trim();
+    body.retention_days = days === "" ? null : /^\d+$/.test(days) ? Number(days) : days;
+    call("POST", "/settings", body);
   });
   const metricForm = document.getElementById("edit-add-metric");
   sourceChoice.addEventListener("change", () => onSourceChosen(metricForm));
@@ -179,6 +183,7 @@
     if (document.activeElement === null || !settingsForm.contains(document.activeElement)) {
       settingsForm.elements.name.value = config.name;
       settingsForm.elements.description.value = config.description;
+      settingsForm.elements.retention_days.value = config.retention_days ?? "";
     }
     renderMetrics(config.metrics);
     call("GET", "/members");
