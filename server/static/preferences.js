@@ -27,7 +27,7 @@
     for (const [field, reasons] of Object.entries(answer.errors || {})) {
       parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
     }
-    return parts.length ? parts.join("; ") : answer.error || "not saved";
+    return parts.length ? parts.join("; ") : answer.error || "Not saved.";
   }
 
   async function change(body) {
@@ -40,7 +40,7 @@
         credentials: "same-origin",
       });
     } catch (e) {
-      showError("not saved: the server did not answer");
+      showError("Not saved: the server did not answer. Check your connection, then try again.");
       return;
     }
     let answer = {};
