@@ -91,8 +91,10 @@
     return node;
   }
 
+  const dated = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", hour12: false });
+
   function when(iso) {
-    return iso ? new Date(iso).toLocaleString() : "";
+    return iso ? dated.format(new Date(iso)) : "";
   }
 
   // ---- alert rules ---------------------------------------------------------

@@ -215,7 +215,9 @@ async def test_edit_panel_errors_show_by_their_form_and_say_what_is_wrong(server
     await page.fill("#edit-add-member input[name=username]", "nobody")
     await page.click("#edit-add-member button[type=submit]")
     # Right under the form used, in view, naming the field as the form labels it.
-    await expect(page.locator("#edit-add-member + .edit-error")).to_have_text("Username: no user 'nobody'")
+    await expect(page.locator("#edit-add-member + .edit-error")).to_have_text(
+        "Username: no user 'nobody': check the name, or create the account first (dashboard-server user create)"
+    )
     await expect(error).to_be_in_viewport()
 
     await page.fill("#edit-add-metric input[name=name]", "cpu")
