@@ -81,6 +81,25 @@
     return b;
   }
 
+  // Rebuilding a list loses the keyboard focus: keep it on the same control of
+  // the same metric (an arrow that is now disabled hands it to the other one).
+  function focusedControl(list) {
+    const el = document.activeElement;
+    const item = el && list.contains(el) ? el.closest("li") : null;
+    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
+  }
+
+  function restoreFocus(list, held) {
+    if (!held) return;
+    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
+    if (!item) return;
+    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
+    const target =
+      controls.find((c) => c.dataset.role === held.role) ||
+      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
+    if (target) target.focus();
+  }
+
   function move(index, step) {
     const ids = metrics.map((m) => m.id);
     const [id] = ids.splice(index, 1);
@@ -90,6 +109,7 @@
 
   function renderMetrics(list) {
     metrics = list;
+    const held = focusedControl(metricList);
     metricList.replaceChildren();
     list.forEach((metric, i) => {
       const item = document.createElement("li");
@@ -121,9 +141,12 @@
           call("POST", "/metrics/" + metric.id + "/delete", {}, metricList);
         }
       });
+      const roles = { name: name, unit: unit, source: source, save: save, up: up, down: down, remove: remove };
+      for (const [role, control] of Object.entries(roles)) control.dataset.role = role;
       item.append(name, unit, type, source, save, up, down, remove);
       metricList.append(item);
     });
+    restoreFocus(metricList, held);
   }
 
   // A metric's source: only the readings that can feed its type (common/sources.py).

@@ -295,3 +295,31 @@ async def test_a_wrong_password_keeps_the_name_and_asks_for_the_password_again(s
     await page.keyboard.type("secret-pw")
     await page.keyboard.press("Enter")
     await page.wait_for_url(f"{server.base}/dashboards/")
+
+
+async def test_moving_a_card_with_the_keyboard_keeps_the_focus_on_it(server, context, pool):
+    demo = await create_demo(pool)
+    names = [m.name for m in await db.list_metrics(pool, demo.dashboard.id)]
+    page = await context.new_page()
+    await log_in(page, server.base, "demo", "demo", f"/dashboards/{demo.dashboard.id}/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    # The View panel (this user's order): Enter twice moves the card down twice.
+    await page.click("#view-panel summary")
+    down = page.locator(f"#pref-cards [aria-label='Move {names[0]} down']")
+    await down.focus()
+    for position in (1, 2):
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#pref-cards li").nth(position)).to_have_attribute(
+            "data-metric-id", await down.evaluate("(b) => b.closest('li').dataset.metricId")
+        )
+        await expect(down).to_be_focused()
+    await page.click("#view-panel summary")
+
+    # The Edit panel (the dashboard's order): the same, and up from the top hands over to down.
+    await page.click("#edit-panel summary")
+    up = page.locator(f"#edit-metrics [aria-label='Move {names[1]} up']")
+    await up.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#edit-metrics li").first.locator("input").first).to_have_value(names[1])
+    await expect(page.locator(f"#edit-metrics [aria-label='Move {names[1]} down']")).to_be_focused()
