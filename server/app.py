@@ -65,8 +65,16 @@ def create_app(settings: Settings) -> web.Application:
     # middleware must run first (outermost). Errors are counted outside
     # both, so a session store failure counts too; error pages are outermost
     # of all, so they see the counted error and need no session to render.
+    # Before them, an address typed without its trailing slash (/playground)
+    # is redirected to the page it names instead of "not found".
     app = web.Application(
-        middlewares=[error_pages, errors_middleware(metrics), session_middleware(storage), csrf_middleware]
+        middlewares=[
+            web.normalize_path_middleware(append_slash=True, merge_slashes=False),
+            error_pages,
+            errors_middleware(metrics),
+            session_middleware(storage),
+            csrf_middleware,
+        ]
     )
     app[SETTINGS_KEY] = settings
     app[CHANNELS_KEY] = channels_for(settings.redis_url, settings.channel_prefix)

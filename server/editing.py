@@ -172,7 +172,7 @@ async def add_member(request: web.Request, dashboard: db.Dashboard) -> web.Respo
     try:
         user = await db.get_user_by_username(pool, body["username"])
     except db.NotFound:
-        message = f"no user {body['username']!r}"
+        message = f"no user {body['username']!r}: check the name, or create the account first (dashboard-server user create)"
         raise json_error(web.HTTPUnprocessableEntity, message, {"username": [message]}) from None
     if not await db.add_member(pool, dashboard.id, user.id, body["role"]):
         message = f"{user.username} is already a member"

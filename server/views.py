@@ -24,7 +24,11 @@ from server.revocation import revoke
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_ATTEMPTS = "Too many failed logins. Wait a few minutes, then try again."
+
+def too_many_attempts(window_seconds: int) -> str:
+    """The blocked login's message: how long to wait, as the Retry-After header says."""
+    minutes = max(1, -(-window_seconds // 60))
+    return f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -49,7 +53,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if await login_blocked(
         redis_client, username, address, settings.login_failures_per_user, settings.login_failures_per_address
     ):
-        context = await page_context(request, next=next_url, error=TOO_MANY_ATTEMPTS, username=username)
+        error = too_many_attempts(settings.login_window_seconds)
+        context = await page_context(request, next=next_url, error=error, username=username)
         response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
         response.headers["Retry-After"] = str(settings.login_window_seconds)
         return response

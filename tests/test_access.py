@@ -274,7 +274,7 @@ async def test_logins_are_limited_per_username_known_or_not(client, make_user):
         assert statuses == [401] * 5 + [429]
     status, page = await attempt(client, "alice", "secret-pw")  # even the right password now
     assert status == 429
-    assert "Too many failed logins" in page
+    assert "Too many failed logins. Try again in 15 minutes." in page  # what to do, and when
     status, _ = await attempt(client, "bob", "wrong")  # another name is not blocked
     assert status == 401
 

@@ -122,3 +122,13 @@ async def test_an_unknown_address_gets_the_sites_not_found_page(client, make_use
     # Other clients keep the plain answer.
     response = await client.get("/no/such/page", headers={"Accept": "application/json"})
     assert (response.status, await response.text()) == (404, "404: Not Found")
+
+
+async def test_an_address_without_its_trailing_slash_leads_to_the_page(client, setup):
+    ops = setup["ops"]
+    for typed, page in (("/playground", "/playground/"), (f"/dashboards/{ops.id}", f"/dashboards/{ops.id}/")):
+        response = await client.get(typed + "?x=1", allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (308, page + "?x=1")
+        assert (await client.get(typed)).status == 200
+    # Still "not found" where no page would have matched either way.
+    assert (await client.get("/no/such/page", allow_redirects=False)).status == 404

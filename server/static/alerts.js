@@ -15,6 +15,14 @@
   const MAX_EVENTS = 20; // as many as the server sends (server/alertstate.py)
 
   const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+  // 24-hour clock, as on the charts' axes; the date only when it is not today.
+  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const dated = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium", hour12: false });
+
+  function when(iso) {
+    const at = new Date(iso);
+    return (at.toDateString() === new Date().toDateString() ? clock : dated).format(at);
+  }
   const rules = new Map(); // rule id -> {rule_id, metric_id, metric_name, condition, threshold, for_seconds, state, event_id, since, value}
   let events = []; // newest first
 
@@ -56,7 +64,7 @@
       let detail = "";
       if (rule.since) {
         detail = (rule.state === "firing" ? "fired" : "resolved") + " at " +
-          new Date(rule.since).toLocaleTimeString() + " (value " + formatValue(rule.value) + ")";
+          when(rule.since) + " (value " + formatValue(rule.value) + ")";
       }
       item.append(span("alert-state", rule.state), " ", span("alert-rule", label(rule)), " ", span("alert-detail", detail));
       ruleList.append(item);
@@ -69,10 +77,9 @@
       const item = document.createElement("li");
       item.dataset.eventId = String(event.event_id);
       item.dataset.state = event.state;
-      const when = new Date(event.at);
       const time = document.createElement("time");
       time.dateTime = event.at;
-      time.textContent = when.toLocaleString();
+      time.textContent = when(event.at);
       item.append(
         time,
         " ",

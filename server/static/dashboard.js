@@ -11,7 +11,11 @@
   const MAX_BACKOFF_MS = 30000;
   const CHART_HEIGHT = 150;
   const HISTOGRAM_BINS = 24;
-  const COLORS = { counter: "#1a7f37", gauge: "#0969da", histogram: "#8250df" };
+  const BYTE_UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  // Axis steps for bytes: 1, 2, 4 … 512 of each binary unit, so ticks read 512 MiB, 1 GiB.
+  const BYTE_STEPS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].map((m) => m * 1024 ** power),
+  );
 
   const root = document.getElementById("dashboard");
   const grid = document.getElementById("metrics");
@@ -50,6 +54,13 @@
     return card.xs.map((x, i) => ({ id: card.ids[i], t: x, v: card.ys[i] }));
   };
   hook.metricIds = () => Array.from(cards.keys());
+  // What a chart shows: its x scale and the colour of its values.
+  hook.chart = (metricId) => {
+    const card = cards.get(metricId);
+    if (!card) return null;
+    const u = card.chart;
+    return { xMin: u.scales.x.min, xMax: u.scales.x.max, stroke: u.series[1].stroke(u, 1), width: u.width };
+  };
   hook.configs = 0;
   hook.preferences = prefs;
   root.addEventListener("dashboard:config", () => { hook.configs += 1; });
@@ -68,6 +79,34 @@
     if (abs >= 100000) return compact.format(value);
     if (abs >= 100) return plain.format(Math.round(value * 10) / 10);
     return plain.format(value);
+  }
+
+  // Byte counts in binary units (1.5 GiB), so "B" never reads as billions of bytes.
+  function isBytes(unit) {
+    return unit === "bytes" || unit === "B";
+  }
+
+  function scaleBytes(value) {
+    let scaled = value;
+    let i = 0;
+    while (Math.abs(scaled) >= 1024 && i < BYTE_UNITS.length - 1) {
+      scaled /= 1024;
+      i += 1;
+    }
+    return [plain.format(scaled), BYTE_UNITS[i]];
+  }
+
+  function formatBytes(value) {
+    return Number.isFinite(value) ? scaleBytes(value).join(" ") : "–";
+  }
+
+  // A value as its card shows it: [number, unit].
+  function withUnit(value, unit) {
+    return isBytes(unit) && Number.isFinite(value) ? scaleBytes(value) : [formatValue(value), unit];
+  }
+
+  function formatStat(value, unit) {
+    return isBytes(unit) ? formatBytes(value) : formatValue(value);
   }
 
   function rangeFromHash() {
@@ -144,6 +183,7 @@
     card.node.querySelector(".metric-description").textContent = metric.description;
     card.unitEl.textContent = metric.unit;
     card.node.querySelector(".metric-export").href = exportUrl("csv", metric.id);
+    markDirty(card); // the unit may change how the value reads
   }
 
   // ---- export ----------------------------------------------------------------
@@ -175,9 +215,25 @@
     return splits.map((s) => format.format(new Date(s * 1000)));
   }
 
-  // Axis and grid colours of the current theme (app.css), read when a chart is made.
+  // Colours of the current theme (app.css), read when a chart is made.
   function cssColor(name, fallback) {
     return getComputedStyle(html).getPropertyValue(name).trim() || fallback;
+  }
+
+  const FALLBACK_COLORS = { counter: "#1a7f37", gauge: "#0969da", histogram: "#8250df" };
+
+  // "#rrggbb" (the theme's --counter, --gauge, --histogram) with an alpha suffix added below.
+  function seriesColor(type) {
+    const color = cssColor("--" + type, FALLBACK_COLORS[type]);
+    return /^#[0-9a-f]{6}$/i.test(color) ? color : FALLBACK_COLORS[type];
+  }
+
+  // The whole range in view, ending now (or at the newest value, if the clocks
+  // disagree): a range with few values still reads as that range.
+  function timeWindow(card) {
+    const newest = card.xs.length ? card.xs[card.xs.length - 1] : 0;
+    const end = Math.max(Date.now() / 1000, newest);
+    return [end - RANGES[range], end];
   }
 
   function axis(values) {
@@ -196,7 +252,8 @@
       return { label: "value", stroke: color, width: 1, paths: () => null, points: { show: true, size: 4, fill: color } };
     }
     const fill = prefs.chart_style === "area" ? color + "55" : color + "14";
-    return { label: "value", stroke: color, width: 2, fill: fill, points: { show: false } };
+    // Points only where values are far apart (uPlot's default): a lone value still shows.
+    return { label: "value", stroke: color, width: 2, fill: fill, points: { size: 5, fill: color } };
   }
 
   // Styles are fixed when a uPlot is made: a new style or theme makes new charts (the data stays).
@@ -209,7 +266,8 @@
   }
 
   function makeChart(card) {
-    const color = COLORS[card.metric.type];
+    const color = seriesColor(card.metric.type);
+    const valueLabels = (u, splits) => splits.map((s) => formatStat(s, card.metric.unit));
     if (card.metric.type === "histogram") {
       return new uPlot(
         {
@@ -217,9 +275,13 @@
           height: CHART_HEIGHT,
           legend: { show: false },
           cursor: { show: false },
-          scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+          scales: {
+            // To the end of the last bin, so its bar is drawn whole.
+            x: { time: false, range: (u, min, max) => (min == null ? [0, 1] : [min, max + (card.binWidth || 1)]) },
+            y: { range: (u, min, max) => [0, Math.max(1, max)] },
+          },
           axes: [
-            Object.assign(axis((u, splits) => splits.map(formatValue)), { size: 30 }),
+            Object.assign(axis(valueLabels), { size: 30 }),
             Object.assign(axis((u, splits) => splits.map((s) => (Number.isInteger(s) ? String(s) : ""))), { size: 40 }),
           ],
           series: [
@@ -227,7 +289,7 @@
             {
               label: "values",
               stroke: color,
-              fill: "rgba(130, 80, 223, 0.35)",
+              fill: color + "59",
               width: 1,
               paths: uPlot.paths.bars({ size: [0.9, 80], align: 0 }),
               points: { show: false },
@@ -244,10 +306,10 @@
         height: CHART_HEIGHT,
         legend: { show: false },
         cursor: { drag: { x: false, y: false }, points: { size: 6 } },
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: () => timeWindow(card) } },
         axes: [
           Object.assign(axis(timeLabels), { space: 55, size: 30 }),
-          Object.assign(axis((u, splits) => splits.map(formatValue)), { size: 52 }),
+          Object.assign(axis(valueLabels), isBytes(card.metric.unit) ? { size: 68, incrs: BYTE_STEPS } : { size: 52 }),
         ],
         series: [
           {},
@@ -281,17 +343,22 @@
   function redraw(card) {
     const n = card.ys.length;
     card.node.classList.toggle("no-data", n === 0);
-    card.valueEl.textContent = n ? formatValue(card.latest) : "–";
+    const [number, shownUnit] = n ? withUnit(card.latest, card.metric.unit) : ["–", card.metric.unit];
+    card.valueEl.textContent = number;
+    card.unitEl.textContent = shownUnit;
     if (card.metric.type === "histogram") return redrawHistogram(card);
     card.chart.setData([card.xs, card.ys, card.mins, card.maxs]);
     card.statsEl.replaceChildren();
     if (!n) return;
+    const unit = card.metric.unit;
     if (card.metric.type === "counter") {
-      addStat(card, "rate", formatValue(counterRate(card)) + " /s");
+      const rate = counterRate(card);
+      const perSecond = isBytes(unit) ? formatBytes(rate) : formatValue(rate) + (unit ? " " + unit : "");
+      addStat(card, "rate", perSecond + "/s");
     } else {
-      addStat(card, "min", formatValue(Math.min(...card.mins)));
-      addStat(card, "avg", formatValue(average(card)));
-      addStat(card, "max", formatValue(Math.max(...card.maxs)));
+      addStat(card, "min", formatStat(Math.min(...card.mins), unit));
+      addStat(card, "avg", formatStat(average(card), unit));
+      addStat(card, "max", formatStat(Math.max(...card.maxs), unit));
     }
   }
 
@@ -345,11 +412,12 @@
       card.chart.setData([[], []]);
       return;
     }
-    for (const p of [50, 95, 99]) addStat(card, "p" + p, formatValue(percentile(sorted, p)));
+    for (const p of [50, 95, 99]) addStat(card, "p" + p, formatStat(percentile(sorted, p), card.metric.unit));
     addStat(card, card.bucket ? "buckets" : "values", String(sorted.length));
     const low = sorted[0];
     const high = sorted[sorted.length - 1];
     const width = (high - low) / HISTOGRAM_BINS || 1;
+    card.binWidth = width;
     const xs = [];
     const counts = new Array(HISTOGRAM_BINS).fill(0);
     for (let i = 0; i < HISTOGRAM_BINS; i++) xs.push(low + i * width);
@@ -478,13 +546,14 @@
     arrangeCards();
     root.dispatchEvent(new CustomEvent("dashboard:config", { detail: config }));
     if (!config.metrics.length) {
-      showState(
-        "empty",
-        "No metrics yet",
-        "This dashboard has no metrics. Add one with: dashboard-server metric add " +
-          root.dataset.slug +
-          " NAME --type gauge",
-      );
+      // What to do next depends on who is looking: only editors can add metrics.
+      const next =
+        root.dataset.role === "editor"
+          ? "Add the first one in the Edit panel above, or with: dashboard-server metric add " +
+            root.dataset.slug +
+            " NAME --type gauge"
+          : "Its editors have not added any metrics yet; they will show here as soon as they do.";
+      showState("empty", "No metrics yet", next);
       return;
     }
     showState(null);

@@ -20,27 +20,46 @@
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
 
-  function showError(message) {
+  // Next to the form or list it is about, so it shows where the user is looking.
+  function showError(message, near) {
     errorEl.hidden = !message;
     errorEl.textContent = message || "";
+    if (message && near) {
+      near.after(errorEl);
+      errorEl.scrollIntoView({ block: "nearest" });
+    }
   }
 
-  function describe(answer) {
+  // A field as its form labels it ("For (seconds)"), else as the server names it.
+  function fieldLabel(near, field) {
+    const control = near && near.elements ? near.elements[field] : null;
+    const label = control && control.closest ? control.closest("label") : null;
+    return label ? label.firstChild.textContent.trim() : field;
+  }
+
+  function describe(answer, near) {
     const parts = [];
     for (const [field, reasons] of Object.entries(answer.errors || {})) {
-      parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
+      parts.push(fieldLabel(near, field) + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
     }
-    return parts.length ? parts.join("; ") : answer.error || "the change was refused";
+    return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
   }
 
-  async function call(method, path, body) {
-    const response = await fetch(base + path, {
-      method: method,
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-    });
+  // `near`: the form or list the change came from, where an error is shown.
+  async function call(method, path, body, near) {
+    let response;
+    try {
+      response = await fetch(base + path, {
+        method: method,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+    } catch (e) {
+      showError("Not saved: the server did not answer. Check your connection, then try again.", near);
+      return null;
+    }
     let answer = {};
     try {
       answer = await response.json();
@@ -48,7 +67,7 @@
       answer = { error: response.status + " " + response.statusText };
     }
     if (!response.ok) {
-      showError(describe(answer));
+      showError(describe(answer, near), near);
       return null;
     }
     showError(null);
@@ -72,14 +91,17 @@
     return node;
   }
 
+  const dated = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", hour12: false });
+
   function when(iso) {
-    return iso ? new Date(iso).toLocaleString() : "";
+    return iso ? dated.format(new Date(iso)) : "";
   }
 
   // ---- alert rules ---------------------------------------------------------
 
   function renderRules(state) {
     ruleList.replaceChildren();
+    document.getElementById("edit-alerts-empty").hidden = state.rules.length > 0;
     for (const rule of state.rules) {
       const item = document.createElement("li");
       item.dataset.ruleId = String(rule.rule_id);
@@ -91,7 +113,7 @@
         text("alert-state", rule.state),
         button("Remove", "Remove alert " + description, () => {
           if (window.confirm("Remove the alert " + description + " and its events?")) {
-            call("POST", "/alerts/" + rule.rule_id + "/delete", {}).then((answer) => answer && renderRules(answer));
+            call("POST", "/alerts/" + rule.rule_id + "/delete", {}, ruleList).then((answer) => answer && renderRules(answer));
           }
         }),
       );
@@ -127,12 +149,17 @@
     const fields = ruleForm.elements;
     // Empty or unreadable numbers go as null: the server names the field.
     const numberOrNull = (value) => (value.trim() === "" || !Number.isFinite(Number(value)) ? null : Number(value));
-    const answer = await call("POST", "/alerts", {
-      metric_id: Number(fields.metric_id.value) || null,
-      condition: fields.condition.value,
-      threshold: numberOrNull(fields.threshold.value),
-      for_seconds: numberOrNull(fields.for_seconds.value || "0"),
-    });
+    const answer = await call(
+      "POST",
+      "/alerts",
+      {
+        metric_id: Number(fields.metric_id.value) || null,
+        condition: fields.condition.value,
+        threshold: numberOrNull(fields.threshold.value),
+        for_seconds: numberOrNull(fields.for_seconds.value || "0"),
+      },
+      ruleForm,
+    );
     if (answer) {
       renderRules(answer);
       fields.threshold.value = "";
@@ -143,6 +170,7 @@
 
   function renderTokens(tokens) {
     tokenList.replaceChildren();
+    document.getElementById("edit-tokens-empty").hidden = tokens.length > 0;
     for (const token of tokens) {
       const item = document.createElement("li");
       item.dataset.tokenId = String(token.id);
@@ -158,7 +186,9 @@
         item.append(
           button("Revoke", "Revoke token " + token.name, () => {
             if (window.confirm("Revoke the token " + token.name + "? Requests with it are refused from now on.")) {
-              call("POST", "/tokens/" + token.id + "/revoke", {}).then((answer) => answer && renderTokens(answer.tokens));
+              call("POST", "/tokens/" + token.id + "/revoke", {}, tokenList).then(
+                (answer) => answer && renderTokens(answer.tokens),
+              );
             }
           }),
         );
@@ -175,7 +205,7 @@
 
   tokenForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const answer = await call("POST", "/tokens", { name: tokenForm.elements.name.value });
+    const answer = await call("POST", "/tokens", { name: tokenForm.elements.name.value }, tokenForm);
     if (!answer) return;
     tokenForm.reset();
     renderTokens(answer.tokens);
@@ -200,14 +230,15 @@
   secretBox.querySelector(".token-done").addEventListener("click", hideSecret);
 
   // Tokens are read when the panel is first opened; they are not pushed live.
-  panel.addEventListener("toggle", async () => {
+  async function loadTokens() {
     if (!panel.open || tokensLoaded) return;
-    const answer = await call("GET", "/tokens");
-    if (answer) {
-      tokensLoaded = true;
-      renderTokens(answer.tokens);
-    }
-  });
+    tokensLoaded = true; // one request, however often the panel toggles meanwhile
+    const answer = await call("GET", "/tokens", undefined, tokenList);
+    if (answer) renderTokens(answer.tokens);
+    else tokensLoaded = false;
+  }
+  panel.addEventListener("toggle", loadTokens);
+  loadTokens(); // an empty dashboard's panel comes open, with no toggle to wait for
 
   root.addEventListener("dashboard:config", (event) => fillMetricChoice(event.detail.metrics));
   root.addEventListener("dashboard:alerts", (event) => renderRules(event.detail));

@@ -16,27 +16,46 @@
   const sourceChoice = document.getElementById("edit-metric-source");
   let metrics = [];
 
-  function showError(message) {
+  // Next to the form or list it is about, so it shows where the user is looking.
+  function showError(message, near) {
     errorEl.hidden = !message;
     errorEl.textContent = message || "";
+    if (message && near) {
+      near.after(errorEl);
+      errorEl.scrollIntoView({ block: "nearest" });
+    }
   }
 
-  // One field's reasons, or the message: "name: Length must be between 1 and 200."
-  function describe(answer) {
+  // A field as its form labels it ("For (seconds)"), else as the server names it.
+  function fieldLabel(near, field) {
+    const control = near && near.elements ? near.elements[field] : null;
+    const label = control && control.closest ? control.closest("label") : null;
+    return label ? label.firstChild.textContent.trim() : field;
+  }
+
+  // One field's reasons, or the message: "Name: Length must be between 1 and 200."
+  function describe(answer, near) {
     const parts = [];
     for (const [field, reasons] of Object.entries(answer.errors || {})) {
-      parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
+      parts.push(fieldLabel(near, field) + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
     }
-    return parts.length ? parts.join("; ") : answer.error || "the change was refused";
+    return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
   }
 
-  async function call(method, path, body) {
-    const response = await fetch(base + path, {
-      method: method,
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-    });
+  // `near`: the form or list the change came from, where an error is shown.
+  async function call(method, path, body, near) {
+    let response;
+    try {
+      response = await fetch(base + path, {
+        method: method,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      showError("Not saved: the server did not answer. Check your connection, then try again.", near);
+      return null;
+    }
     let answer = {};
     try {
       answer = await response.json();
@@ -44,7 +63,7 @@
       answer = { error: response.status + " " + response.statusText };
     }
     if (!response.ok) {
-      showError(describe(answer));
+      showError(describe(answer, near), near);
       return null;
     }
     showError(null);
@@ -62,19 +81,40 @@
     return b;
   }
 
+  // Rebuilding a list loses the keyboard focus: keep it on the same control of
+  // the same metric (an arrow that is now disabled hands it to the other one).
+  function focusedControl(list) {
+    const el = document.activeElement;
+    const item = el && list.contains(el) ? el.closest("li") : null;
+    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
+  }
+
+  function restoreFocus(list, held) {
+    if (!held) return;
+    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
+    if (!item) return;
+    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
+    const target =
+      controls.find((c) => c.dataset.role === held.role) ||
+      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
+    if (target) target.focus();
+  }
+
   function move(index, step) {
     const ids = metrics.map((m) => m.id);
     const [id] = ids.splice(index, 1);
     ids.splice(index + step, 0, id);
-    call("POST", "/metrics/order", { metric_ids: ids });
+    call("POST", "/metrics/order", { metric_ids: ids }, metricList);
   }
 
   function renderMetrics(list) {
     metrics = list;
+    const held = focusedControl(metricList);
     metricList.replaceChildren();
     list.forEach((metric, i) => {
       const item = document.createElement("li");
       item.dataset.metricId = String(metric.id);
+      item.dataset.type = metric.type;
       const name = document.createElement("input");
       name.value = metric.name;
       name.maxLength = 200;
@@ -90,18 +130,23 @@
       const save = button("Save", "Save " + metric.name, () => {
         const change = { name: name.value, unit: unit.value };
         if (metric.source !== undefined && source.value !== metric.source) change.source = source.value;
-        call("POST", "/metrics/" + metric.id, change);
+        call("POST", "/metrics/" + metric.id, change, metricList);
       });
       const up = button("↑", "Move " + metric.name + " up", () => move(i, -1));
       const down = button("↓", "Move " + metric.name + " down", () => move(i, 1));
       up.disabled = i === 0;
       down.disabled = i === list.length - 1;
       const remove = button("Remove", "Remove " + metric.name, () => {
-        if (window.confirm("Remove " + metric.name + " and all its values?")) call("POST", "/metrics/" + metric.id + "/delete", {});
+        if (window.confirm("Remove " + metric.name + " and all its values?")) {
+          call("POST", "/metrics/" + metric.id + "/delete", {}, metricList);
+        }
       });
+      const roles = { name: name, unit: unit, source: source, save: save, up: up, down: down, remove: remove };
+      for (const [role, control] of Object.entries(roles)) control.dataset.role = role;
       item.append(name, unit, type, source, save, up, down, remove);
       metricList.append(item);
     });
+    restoreFocus(metricList, held);
   }
 
   // A metric's source: only the readings that can feed its type (common/sources.py).
@@ -144,9 +189,11 @@
         option.selected = value === member.role;
         role.append(option);
       }
-      role.addEventListener("change", () => call("POST", "/members/" + member.user_id + "/role", { role: role.value }));
+      role.addEventListener("change", () =>
+        call("POST", "/members/" + member.user_id + "/role", { role: role.value }, memberList),
+      );
       const remove = button("Remove", "Remove " + member.username, () =>
-        call("POST", "/members/" + member.user_id + "/delete", {}),
+        call("POST", "/members/" + member.user_id + "/delete", {}, memberList),
       );
       item.append(name, role, remove);
       memberList.append(item);
@@ -163,18 +210,18 @@
     // Empty: the global retention (null). Anything but digits goes as typed, for the server to refuse.
     const days = body.retention_days.trim();
     body.retention_days = days === "" ? null : /^\d+$/.test(days) ? Number(days) : days;
-    call("POST", "/settings", body);
+    call("POST", "/settings", body, settingsForm);
   });
   const metricForm = document.getElementById("edit-add-metric");
   sourceChoice.addEventListener("change", () => onSourceChosen(metricForm));
   metricForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (await call("POST", "/metrics", formData(metricForm))) metricForm.reset();
+    if (await call("POST", "/metrics", formData(metricForm), metricForm)) metricForm.reset();
   });
   const memberForm = document.getElementById("edit-add-member");
   memberForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (await call("POST", "/members", formData(memberForm))) memberForm.reset();
+    if (await call("POST", "/members", formData(memberForm), memberForm)) memberForm.reset();
   });
 
   // Every config (ours or another editor's change) refreshes the panel.
@@ -186,6 +233,6 @@
       settingsForm.elements.retention_days.value = config.retention_days ?? "";
     }
     renderMetrics(config.metrics);
-    call("GET", "/members");
+    call("GET", "/members", undefined, memberList);
   });
 })();

@@ -14,6 +14,7 @@
   const composerError = document.getElementById("composer-error");
   const log = document.getElementById("log");
   const countEl = document.getElementById("message-count");
+  const emptyLog = document.getElementById("log-empty");
   const typesEl = document.getElementById("message-types");
   const examplesEl = document.getElementById("examples");
   let socket = null;
@@ -62,6 +63,7 @@
     while (log.children.length > MAX_LOG) log.lastElementChild.remove();
     count += 1;
     countEl.textContent = String(count);
+    emptyLog.hidden = true;
   }
 
   function connected(open) {
@@ -217,5 +219,6 @@
     log.replaceChildren();
     count = 0;
     countEl.textContent = "0";
+    emptyLog.hidden = false;
   });
 })();

@@ -27,7 +27,7 @@
     for (const [field, reasons] of Object.entries(answer.errors || {})) {
       parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
     }
-    return parts.length ? parts.join("; ") : answer.error || "not saved";
+    return parts.length ? parts.join("; ") : answer.error || "Not saved.";
   }
 
   async function change(body) {
@@ -40,7 +40,7 @@
         credentials: "same-origin",
       });
     } catch (e) {
-      showError("not saved: the server did not answer");
+      showError("Not saved: the server did not answer. Check your connection, then try again.");
       return;
     }
     let answer = {};
@@ -71,6 +71,25 @@
     change({ card_order: ids });
   }
 
+  // Rebuilding a list loses the keyboard focus: keep it on the same control of
+  // the same metric (an arrow that is now disabled hands it to the other one).
+  function focusedControl(list) {
+    const el = document.activeElement;
+    const item = el && list.contains(el) ? el.closest("li") : null;
+    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
+  }
+
+  function restoreFocus(list, held) {
+    if (!held) return;
+    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
+    if (!item) return;
+    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
+    const target =
+      controls.find((c) => c.dataset.role === held.role) ||
+      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
+    if (target) target.focus();
+  }
+
   function button(text, label, onClick) {
     const b = document.createElement("button");
     b.type = "button";
@@ -87,6 +106,7 @@
     styleSelect.value = prefs.chart_style;
     const count = metrics.filter((m) => hidden.has(m.id)).length;
     summary.textContent = count ? "· " + count + " hidden" : "";
+    const held = focusedControl(list);
     list.replaceChildren();
     metrics.forEach((metric, i) => {
       const item = document.createElement("li");
@@ -96,17 +116,21 @@
       shown.type = "checkbox";
       shown.checked = !hidden.has(metric.id);
       shown.setAttribute("aria-label", "Show " + metric.name);
+      shown.dataset.role = "shown";
       shown.addEventListener("change", () => setHidden(metric.id, !shown.checked));
       const name = document.createElement("span");
       name.textContent = metric.name;
       label.append(shown, " ", name);
       const up = button("↑", "Move " + metric.name + " up", () => move(i, -1));
       const down = button("↓", "Move " + metric.name + " down", () => move(i, 1));
+      up.dataset.role = "up";
+      down.dataset.role = "down";
       up.disabled = i === 0;
       down.disabled = i === metrics.length - 1;
       item.append(label, up, down);
       list.append(item);
     });
+    restoreFocus(list, held);
   }
 
   root.addEventListener("dashboard:arranged", (event) => {
