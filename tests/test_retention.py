@@ -12,7 +12,7 @@ from tests.processes import child
 from tests.test_cli import _invoker, _ok
 from worker.cli import main as worker_main
 from worker.maintenance import RetentionPolicy, maintain
-from worker.retention import delete_expired, delete_expired_of_dashboards
+from worker.retention import delete_expired, delete_expired_alert_events, delete_expired_of_dashboards
 
 
 async def _seed(pool, make_dashboard, make_metric, old: int, recent: int) -> db.Metric:
@@ -158,3 +158,30 @@ async def _worker_state(pool, a: db.Metric, b: db.Metric, three_days_ago: dateti
         "partition": three_days_ago.date() in {p.day for p in partitions}
         and (now + timedelta(days=3)).date() in {p.day for p in partitions},
     }
+
+
+async def test_old_alert_events_go_but_each_rule_keeps_its_newest(pool, make_dashboard, make_metric):
+    metric = await make_metric(await make_dashboard("ops"), "cpu")
+    busy = await db.create_alert_rule(pool, metric.id, "above", 90.0)
+    quiet = await db.create_alert_rule(pool, metric.id, "above", 50.0)
+    now = datetime.now(UTC)
+    events = [
+        (busy.id, "firing", 400),
+        (busy.id, "resolved", 399),
+        (busy.id, "firing", 10),
+        (quiet.id, "firing", 500),
+    ]
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        for rule_id, state, days in events:
+            await cur.execute(
+                "INSERT INTO alert_events (rule_id, state, value, at) VALUES (%s, %s, 1.0, %s)",
+                (rule_id, state, now - timedelta(days=days)),
+            )
+
+    assert await delete_expired_alert_events(pool, 365, batch_size=1, pause=0) == 2
+    assert [(e.state, (now - e.at).days) for e in await db.list_alert_events(pool, busy.id)] == [
+        ("firing", 10)
+    ]
+    # The quiet rule's only event is when its current state began: it stays, however old.
+    assert [(now - e.at).days for e in await db.list_alert_events(pool, quiet.id)] == [500]
+    assert await delete_expired_alert_events(pool, 365) == 0

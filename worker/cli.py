@@ -46,7 +46,10 @@ RETENTION_HELP = (
     "(at start, then every --maintenance-interval). Unset: keep everything. "
     "A dashboard's own retention may be shorter."
 )
-ROLLUP_RETENTION_HELP = "Keep the per-minute rollups (used by long ranges) this many days."
+ROLLUP_RETENTION_HELP = (
+    "Keep the per-minute rollups (used by long ranges) and the alert events this many days "
+    "(each alert rule keeps its newest event)."
+)
 MAINTENANCE_HELP = (
     "Seconds between rounds of upkeep: rolling up new values, creating and dropping partitions, retention."
 )

@@ -18,7 +18,12 @@ import aiopg
 
 from common import db
 from worker.partitions import maintain_partitions
-from worker.retention import delete_expired, delete_expired_of_dashboards, delete_expired_rollups
+from worker.retention import (
+    delete_expired,
+    delete_expired_alert_events,
+    delete_expired_of_dashboards,
+    delete_expired_rollups,
+)
 from worker.rollups import roll_up
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,8 @@ DEFAULT_ROLLUP_RETENTION_DAYS = 365.0
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days of raw values (None: keep all) and of per-minute rollups."""
+    """Days of raw values (None: keep all) and of per-minute rollups (and of alert events,
+    which, like rollups, tell what happened over the long ranges)."""
 
     raw_days: float | None = None
     rollup_days: float = DEFAULT_ROLLUP_RETENTION_DAYS
@@ -44,6 +50,7 @@ class MaintenanceReport:
     deleted: int
     deleted_of_dashboards: int
     deleted_rollups: int
+    deleted_alert_events: int
 
 
 async def maintain_once(
@@ -70,6 +77,7 @@ async def maintain_once(
         deleted=deleted,
         deleted_of_dashboards=await delete_expired_of_dashboards(pool, policy.raw_days, now=now, stop=stop),
         deleted_rollups=await delete_expired_rollups(pool, policy.rollup_days, now=now, stop=stop),
+        deleted_alert_events=await delete_expired_alert_events(pool, policy.rollup_days, now=now, stop=stop),
     )
 
 

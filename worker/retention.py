@@ -113,3 +113,24 @@ async def delete_expired_rollups(
             cutoff.isoformat(timespec="seconds"),
         )
     return total
+
+
+async def delete_expired_alert_events(
+    pool: aiopg.Pool,
+    days: float,
+    *,
+    batch_size: int = RETENTION_BATCH,
+    pause: float = BATCH_PAUSE,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete alert events older than `days` days (each rule's newest stays), in batches."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    total = await _in_batches(
+        lambda limit: db.delete_alert_events_before(pool, cutoff, limit), batch_size, pause, stop
+    )
+    if total:
+        log.info(
+            "retention: deleted %d alert event(s) before %s", total, cutoff.isoformat(timespec="seconds")
+        )
+    return total

@@ -210,3 +210,20 @@ async def evaluate_alert_rules(
                 await cur.execute("ROLLBACK")
             raise
     return stored
+
+
+async def delete_alert_events_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:
+    """Delete at most `limit` alert events from before `cutoff`, in one short transaction.
+
+    A rule's newest event always stays, however old: it is when and at what
+    value the rule's current state began (the `alerts` message's `since`).
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM alert_events WHERE id IN ("
+            "  SELECT e.id FROM alert_events e WHERE e.at < %s AND EXISTS"
+            "  (SELECT 1 FROM alert_events newer WHERE newer.rule_id = e.rule_id AND newer.id > e.id)"
+            "  ORDER BY e.at LIMIT %s)",
+            (cutoff, limit),
+        )
+        return cur.rowcount
