@@ -4,10 +4,12 @@ screen; and what the charts, the Edit panel and the empty states tell them."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from common import db
 from server.demo import create_demo
@@ -141,7 +143,7 @@ async def test_charts_span_the_chosen_range_in_the_themes_colours(server, contex
     metrics = {m.name: m for m in await db.list_metrics(pool, demo.dashboard.id)}
     cpu, latency = metrics["cpu"], metrics["latency"]
     now = datetime.now(UTC)
-    # Half a minute of values: one or two of a 24-hour range's 288-second buckets.
+    # Half a minute of values: one or two of a 24-hour range's 300-second buckets.
     await db.insert_values(
         pool,
         [(m.id, 10.0 + i, now - timedelta(seconds=30 - i)) for m in (cpu, latency) for i in range(30)],
@@ -161,6 +163,9 @@ async def test_charts_span_the_chosen_range_in_the_themes_colours(server, contex
     # The histogram's last bar is drawn whole: the scale ends after its bin.
     await page.click("[data-range='5m']")
     await page.wait_for_function("(id) => window.__dashboard.points(id).length === 30", arg=latency.id)
+    # Charts redraw on the next animation frame: wait for the redraw, not just the data.
+    with suppress(PlaywrightTimeoutError):
+        await page.wait_for_function("(id) => window.__dashboard.chart(id).xMax === 39", arg=latency.id)
     bars = await chart(page, latency.id)
     assert bars["xMax"] == pytest.approx(39.0)  # the end of the last bin: the largest value
     await screenshot(page, "ux-chart-24h-light")
