@@ -25,11 +25,12 @@ from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.configpush import config_push_ctx
 from server.hub import Hub
-from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, READS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
 from server.metrics import ServerMetrics, errors_middleware
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
+from server.sharedreads import SharedReads
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS_KEY] = metrics
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
+    app[READS_KEY] = SharedReads()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),

@@ -37,6 +37,15 @@ async def current_user(request: web.Request) -> User | None:
     return await db.get_user(request.app[DB_KEY], user_id)
 
 
+async def session_user(request: web.Request) -> tuple[int | None, str | None]:
+    """The user id this request's session names (not checked against the
+    database) and the session's key: what a socket needs, in one session read."""
+    session = await get_session(request)
+    user_id = session.get(_USER_ID)
+    key = session.identity
+    return (user_id if isinstance(user_id, int) else None), (key if isinstance(key, str) else None)
+
+
 async def session_key(request: web.Request) -> str | None:
     """This request's session key (the cookie's value, when it names a stored session)."""
     identity = (await get_session(request)).identity

@@ -43,7 +43,7 @@ class ClientConnection:
         self.ws = ws
         self.user = user
         self.dashboard = dashboard
-        # Shared with the dashboard's other connections (Hub.shared_metrics).
+        # Shared with the dashboard's other connections (server/configcache.py).
         self.metrics = metrics
         self.subscribed: set[int] = set()
         self._transport = transport

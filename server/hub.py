@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 
 import redis.exceptions
 from redis.asyncio.client import PubSub
 
-from common.db import Metric
 from common.events import (
     CONTROL_CHANNEL,
     AlertNotice,
@@ -51,7 +49,6 @@ class Hub:
         self._sharded = uses_sharded_pubsub(redis_client)
         self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
-        self._metric_maps: dict[int, Mapping[int, Metric]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         # Channel joins and leaves are serialised so that a leave racing a new
         # connection's join can never end up unsubscribed with a watcher left.
@@ -121,20 +118,9 @@ class Hub:
         connections.discard(conn)
         if not connections:
             del self._by_dashboard[dashboard_id]
-            self._metric_maps.pop(dashboard_id, None)
             task = asyncio.ensure_future(self._leave(dashboard_channel(dashboard_id), dashboard_id))
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)
-
-    def shared_metrics(self, dashboard_id: int, metrics: list[Metric]) -> Mapping[int, Metric]:
-        """The dashboard's metrics by id, one read-only mapping for all its local
-        connections while the list is unchanged: thousands of connections to a
-        dashboard then hold one copy (memory per idle connection is a target)."""
-        current = self._metric_maps.get(dashboard_id)
-        if current is None or list(current.values()) != metrics:
-            current = MappingProxyType({metric.id: metric for metric in metrics})
-            self._metric_maps[dashboard_id] = current
-        return current
 
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         for metric_id in metric_ids:

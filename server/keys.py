@@ -11,9 +11,11 @@ from aiohttp import web
 from common.config import Settings
 from common.db import User
 from common.redisconn import RedisClient
+from server.configcache import ConfigCache
 from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.registry import SocketRegistry
+from server.sharedreads import SharedReads
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", aiopg.Pool)
@@ -24,6 +26,10 @@ REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 # Per dashboard, held while its new config is read and pushed (server/configpush.py).
 CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
+# Each watched dashboard's config, read once per process (server/configcache.py).
+CONFIGS_KEY = web.AppKey("configs", ConfigCache)
+# History reads of sockets opening together, made once (server/sharedreads.py).
+READS_KEY = web.AppKey("reads", SharedReads)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)
