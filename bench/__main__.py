@@ -33,6 +33,7 @@ import aiohttp
 import click
 import psycopg2
 from redis.asyncio import Redis
+from yarl import URL
 
 from bench import procstat, store
 from common import db
@@ -53,6 +54,9 @@ class Target:
     args: list[str]
     path: str
     initial_frames: int  # sent to each connection before live updates
+    # Where the server's code is imported from: None for this checkout; an
+    # older tree (`--before-src`) to measure before and after in one run.
+    source: Path | None = None
 
 
 def _with_db(url: str, name: str) -> str:
@@ -97,10 +101,11 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 
 class Bench:
-    def __init__(self, database_url: str, redis_url: str, window: float) -> None:
+    def __init__(self, database_url: str, redis_url: str, window: float, load_processes: int = 1) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.window = window
+        self.load_processes = load_processes
         self.metrics: list[db.Metric] = []
         self.dashboard_id = 0
         self.cookies: list[str] = []
@@ -136,7 +141,7 @@ class Bench:
                 ) as response:
                     if response.status != 302:
                         raise RuntimeError(f"login of bench{i} failed: {response.status}")
-                self.cookies.append(session.cookie_jar.filter_cookies(base)["dashboard_session"].value)
+                self.cookies.append(session.cookie_jar.filter_cookies(URL(base))["dashboard_session"].value)
 
     async def publish(self, rate: float, seconds: float) -> int:
         """Publish `rate` ticks per second for `seconds`; returns ticks sent."""
@@ -167,17 +172,20 @@ class Bench:
             [sys.executable, *target.args, "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=log_path.open("w"),
+            **_source_options(target.source),
         )
         try:
             await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}{target.path}", 60)
             await asyncio.sleep(1.0)  # every worker process up
             pids = procstat.tree(server.pid)
             rss_idle = procstat.rss_bytes(pids)
+            cpu_idle = procstat.cpu_seconds(pids)
             load = subprocess.Popen(
                 [
                     sys.executable, "-m", "bench.wsload", "--port", str(port), "--path", target.path,
                     "--connections", str(connections), "--settle", "1",
                     "--initial-frames", str(target.initial_frames),
+                    "--processes", str(self.load_processes),
                     *[arg for cookie in self.cookies for arg in ("--cookie", cookie)],
                 ],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -186,10 +194,15 @@ class Bench:
                 connected = json.loads(await asyncio.to_thread(load.stdout.readline))
                 pids = procstat.tree(server.pid)
                 rss_connected = procstat.rss_bytes(pids)
+                # Less noisy than the wall time on a shared machine: what setting
+                # the sockets up cost the server (the settle second is idle).
+                connect_cpu = procstat.cpu_seconds(pids) - cpu_idle
                 result = {
                     "target": target.name,
                     "connections": connections,
                     "connect_auth_config_seconds": round(connected["connect_seconds"], 3),
+                    "connect_server_cpu_ms_per_connection": round(connect_cpu * 1000 / connections, 3),
+                    "connect_client_cpu_seconds": connected.get("client_cpu_seconds"),
                     "rss_idle_mb": round(rss_idle / 2**20, 1),
                     "rss_connected_mb": round(rss_connected / 2**20, 1),
                     "rss_per_connection_kb": round((rss_connected - rss_idle) / connections / 1024, 1),
@@ -251,7 +264,18 @@ class Bench:
         }
 
 
-def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, Target]:
+def _source_options(source: Path | None) -> dict:
+    """Popen options that make `python -m server` import the code in `source`."""
+    if source is None:
+        return {}
+    # `-m` puts the working directory first on sys.path, ahead of this
+    # checkout's editable install.
+    return {"cwd": source, "env": {**os.environ, "PYTHONPATH": str(source)}}
+
+
+def _targets(
+    database_url: str, redis_url: str, dashboard_id: int, before: Path | None = None
+) -> dict[str, Target]:
     server = [
         "-m",
         "server",
@@ -280,6 +304,13 @@ def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, 
             "/ws",
             0,
         ),
+        "before": Target(
+            f"dashboard-server from {before}, 1 process",
+            server,
+            f"/ws/dashboard/{dashboard_id}/",
+            2 + METRICS,
+            before,
+        ),
     }
 
 
@@ -301,25 +332,79 @@ def _targets(database_url: str, redis_url: str, dashboard_id: int) -> dict[str, 
 @click.option(
     "--output", type=click.Path(path_type=Path), default=HERE / "results" / "latest.json", show_default=True
 )
-def main(database_url: str, redis_url: str, quick: bool, window: float, output: Path) -> None:
+@click.option(
+    "--plan",
+    help="Only these fan-out runs, e.g. `server:1000,before:1000` (targets: server, server2, naive,"
+    " before); skips the store measures and leaves bench/RESULTS.md alone.",
+)
+@click.option(
+    "--before-src",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A tree of an earlier version (`git archive REV | tar -x -C DIR`): the `before` target runs"
+    " its server, so a change is measured against it in the same run.",
+)
+@click.option(
+    "--load-processes",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Processes the load client spreads its sockets over.",
+)
+def main(
+    database_url: str,
+    redis_url: str,
+    quick: bool,
+    window: float,
+    output: Path,
+    plan: str | None,
+    before_src: Path | None,
+    load_processes: int,
+) -> None:
     """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
     # 5,000 sockets need more descriptors than the usual soft limit; the
     # servers started from here inherit this.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(
-        _main(database_url, redis_url, quick, window, output, " ".join(["python -m bench", *sys.argv[1:]]))
-    )
+    runs = _parse_plan(plan, before_src) if plan else None
+    options = Options(database_url, redis_url, quick, window, output, runs, before_src, load_processes)
+    asyncio.run(_main(options, " ".join(["python -m bench", *sys.argv[1:]])))
 
 
-async def _main(
-    database_url: str, redis_url: str, quick: bool, window: float, output: Path, command: str
-) -> None:
-    connection_counts = [100, 1000] if quick else [100, 1000, 5000]
+@dataclass(frozen=True)
+class Options:
+    database_url: str
+    redis_url: str
+    quick: bool
+    window: float
+    output: Path
+    runs: list[tuple[str, int]] | None  # None: the full plan
+    before_src: Path | None
+    load_processes: int
+
+
+def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
+    runs = []
+    for item in plan.split(","):
+        key, _, count = item.strip().partition(":")
+        if key not in ("server", "server2", "naive", "before") or not count.isdigit():
+            raise click.BadParameter(f"{item!r}: expected TARGET:CONNECTIONS", param_hint="--plan")
+        if key == "before" and before_src is None:
+            raise click.BadParameter("the `before` target needs --before-src", param_hint="--plan")
+        runs.append((key, int(count)))
+    return runs
+
+
+async def _main(options: Options, command: str) -> None:
+    connection_counts = [100, 1000] if options.quick else [100, 1000, 5000]
     rates = [1, 2, 5, 10, 20, 40, 80, 160]
-    bench = Bench(database_url, redis_url, window)
-    await bench.prepare(max(connection_counts))
-    targets = _targets(database_url, redis_url, bench.dashboard_id)
+    database_url, redis_url = options.database_url, options.redis_url
+    plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
+    if not options.quick:
+        plan.append(("naive", 5000))
+    plan = options.runs or plan
+    bench = Bench(database_url, redis_url, options.window, options.load_processes)
+    await bench.prepare(max(c for _, c in plan))
+    targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
     results: dict = {
         "command": command,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -327,7 +412,10 @@ async def _main(
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            # The machine may be shared: how busy it was when the run began.
+            "load_average": os.getloadavg(),
         },
+        "load_processes": options.load_processes,
         "fanout": [],
     }
     # Log in once through a server: sessions live in Redis and outlast restarts.
@@ -340,20 +428,24 @@ async def _main(
         login_server.terminate()
         login_server.wait(30)
 
-    plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
-    if not quick:
-        plan.append(("naive", 5000))
     for key, connections in plan:
         click.echo(f"fan-out: {targets[key].name}, C={connections}", err=True)
         results["fanout"].append(await bench.fanout(targets[key], connections, rates))
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    output = options.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if options.runs is not None:
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        click.echo(f"wrote {output}", err=True)
+        return
 
     async with db.create_pool(database_url) as pool:
         click.echo("ingest", err=True)
         all_metrics = bench.metrics
         more = [await db.create_metric(pool, bench.dashboard_id, f"ingest{i}", "gauge") for i in range(990)]
         ids = [m.id for m in all_metrics + more]
-        results["ingest"] = await store.ingest(pool, ids, ticks=20 if quick else 100)
-        rows_per_metric = 1_000 if quick else 10_000
+        results["ingest"] = await store.ingest(pool, ids, ticks=20 if options.quick else 100)
+        rows_per_metric = 1_000 if options.quick else 10_000
         click.echo(f"history: filling {len(ids) * rows_per_metric:,} rows", err=True)
         fill_seconds = await store.fill(pool, ids, rows_per_metric)
         results["history"] = {
@@ -361,7 +453,6 @@ async def _main(
             "fill_seconds": round(fill_seconds, 1),
             **await store.history_latency(pool, ids, 500),
         }
-    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     from bench.report import write_markdown
 

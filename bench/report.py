@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+KEPT_MARKER = "<!-- notes below are kept when python -m bench rewrites this file -->"
+
 
 def _best(entry: dict) -> dict | None:
     kept = [w for w in entry["windows"] if w["kept_up"]]
@@ -22,7 +24,8 @@ def _row(entry: dict) -> str:
         f"| {busiest['delivered_per_server_cpu_second'] or 0:,} "
         f"| {half.get('rate', '-')} | {half.get('latency_p50_ms', '-')} / {half.get('latency_p95_ms', '-')} "
         f"/ {half.get('latency_p99_ms', '-')} "
-        f"| {entry['rss_per_connection_kb']} | {entry['rss_connected_mb']} |"
+        f"| {entry['rss_per_connection_kb']} | {entry['rss_connected_mb']} "
+        f"| {entry.get('connect_server_cpu_ms_per_connection', '-')} | {half.get('client_cpu_seconds', '-')} |"
     )
 
 
@@ -45,11 +48,14 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         "*Delivered/s*: the best rate all clients kept up with (≥ 95 % delivered, p99 < 1 s, none",
         "disconnected). *Per server CPU-s*: messages delivered per CPU-second (user + system) of the",
         "server process(es), best window. Latency is from the publish to the client's receipt, sampled,",
-        "at half of the saturating rate.",
+        "at half of the saturating rate. *Set-up CPU*: server CPU-ms per socket while all C were set up;",
+        "*client CPU-s*: the load client's CPU seconds in the half-saturation window (it shares the",
+        "machine with the server).",
         "",
         "| server | C | connect+auth+config s (all C) | delivered/s | saturates at ticks/s "
-        "| per server CPU-s | half-sat. ticks/s | p50 / p95 / p99 ms | RSS KB per idle conn | RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| per server CPU-s | half-sat. ticks/s | p50 / p95 / p99 ms | RSS KB per idle conn | RSS MB "
+        "| set-up CPU ms/socket | client CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_row(entry) for entry in results["fanout"]],
         "",
     ]
@@ -98,4 +104,9 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
             f"| ingest rows/s | | {ingest['rows_per_second'] / baseline['ingest']['rows_per_second']:.2f} |"
         )
         lines.append("")
+    # Notes below the marker (measurements of one change, with their commands)
+    # are written by hand and kept when a run rewrites the tables above.
+    kept = path.read_text().partition(KEPT_MARKER) if path.exists() else ("", "", "")
+    if kept[1]:
+        lines += [KEPT_MARKER + kept[2].rstrip("\n"), ""]
     path.write_text("\n".join(lines))

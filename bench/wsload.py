@@ -1,9 +1,10 @@
 """A lean WebSocket load client: C connections, counting frames, sampling latency.
 
-Runs as its own process (`python -m bench.wsload ...`) and prints one JSON
-object. It speaks just enough RFC 6455 to receive unmasked server frames and
-answers nothing but the server's pings, so that the client side costs as
-little CPU as possible and the server is what gets measured.
+Runs as its own process (`python -m bench.wsload ...`), spreading the sockets
+over `--processes` child processes, and prints one JSON line per event. It
+speaks just enough RFC 6455 to receive unmasked server frames and answers
+nothing but the server's pings, so that the client side costs as little CPU
+as possible and the server is what gets measured.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import multiprocessing
 import os
 import resource
 import sys
 import time
 from datetime import datetime
+from multiprocessing.connection import Connection
 
 import click
 
 _UPDATE_PREFIX = b'{"action":"metric_update"'
+CONNECT_CONCURRENCY = 200  # sockets being opened at once, over all load processes
 
 
 class Counter:
@@ -128,23 +132,24 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def run(
+async def connect_all(
     host: str,
     port: int,
     path: str,
     cookies: list[str],
     connections: int,
-    settle: float,
-    sample_every: int,
     initial_frames: int,
-) -> dict:
+    sample_every: int,
+    concurrency: int,
+) -> tuple[Counter, list[LoadProtocol]]:
+    """Open the sockets; returns once every one has had its initial frames."""
     loop = asyncio.get_running_loop()
     counter = Counter(sample_every, initial_frames)
     counter.expected = connections
-    if initial_frames == 0:
+    if initial_frames == 0 or connections == 0:
         counter.all_set_up.set_result(None)
     protocols: list[LoadProtocol] = []
-    limit = asyncio.Semaphore(200)  # the server's accept backlog is finite
+    limit = asyncio.Semaphore(concurrency)  # the server's accept backlog is finite
 
     async def open_one(index: int) -> None:
         async with limit:
@@ -156,49 +161,142 @@ async def run(
             await ready
             protocols.append(protocol)
 
-    started = time.perf_counter()
     await asyncio.gather(*(open_one(i) for i in range(connections)))
     # Until every connection has its config and history: that is when a
     # dashboard is usable, and the server is done setting connections up.
     await counter.all_set_up
-    connect_seconds = time.perf_counter() - started
-    await asyncio.sleep(settle)  # config and history arrive and are not counted
-    print(json.dumps({"event": "connected", "connect_seconds": connect_seconds}), flush=True)
-    # Each "go SECONDS" line from the orchestrator measures one window.
+    return counter, protocols
+
+
+async def _serve_share(pipe: Connection, share: dict) -> None:
+    """One load process: its share of the sockets, measured on the parent's command."""
+    loop = asyncio.get_running_loop()
+    cpu_before = _cpu()
+    started = time.perf_counter()
+    counter, protocols = await connect_all(**share)
+    pipe.send({"connect_seconds": time.perf_counter() - started, "client_cpu_seconds": _cpu() - cpu_before})
     while True:
-        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
-        if not line or line[0] != "go":
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command is None:
             break
-        window_seconds = float(line[1])
         counter.frames = counter.updates = 0
         counter.latencies = []
-        cpu_before = sum(os.times()[:2])
+        cpu_before = _cpu()
         counter.counting = True
         window_start = time.perf_counter()
-        await asyncio.sleep(window_seconds)
+        await asyncio.sleep(command)
         counter.counting = False
-        window = time.perf_counter() - window_start
-        print(
-            json.dumps(
-                {
-                    "event": "window",
-                    "alive": sum(1 for p in protocols if not p.closed.done()),
-                    "window_seconds": window,
-                    "frames": counter.frames,
-                    "updates": counter.updates,
-                    "latency_samples": len(counter.latencies),
-                    "latency_p50_ms": _ms(percentile(counter.latencies, 0.50)),
-                    "latency_p95_ms": _ms(percentile(counter.latencies, 0.95)),
-                    "latency_p99_ms": _ms(percentile(counter.latencies, 0.99)),
-                    "client_cpu_seconds": sum(os.times()[:2]) - cpu_before,
-                }
-            ),
-            flush=True,
+        pipe.send(
+            {
+                "alive": sum(1 for p in protocols if not p.closed.done()),
+                "window_seconds": time.perf_counter() - window_start,
+                "frames": counter.frames,
+                "updates": counter.updates,
+                "latencies": counter.latencies,
+                "client_cpu_seconds": _cpu() - cpu_before,
+            }
         )
     for protocol in protocols:
         if protocol.transport is not None:
             protocol.transport.close()
-    return {"event": "bye"}
+
+
+def _load_process(pipe: Connection, share: dict) -> None:
+    _new_loop_policy()
+    asyncio.run(_serve_share(pipe, share))
+
+
+def _new_loop_policy() -> None:
+    # uvloop, where installed (`pip install -e .[bench]`), makes the client's
+    # share of each frame smaller, so less of the measured latency is the
+    # client's own queueing. DASHBOARD_BENCH_CLIENT_LOOP=asyncio compares without it.
+    if os.environ.get("DASHBOARD_BENCH_CLIENT_LOOP", "uvloop") != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _cpu() -> float:
+    return sum(os.times()[:2])
+
+
+def run(
+    host: str,
+    port: int,
+    path: str,
+    cookies: list[str],
+    connections: int,
+    settle: float,
+    sample_every: int,
+    initial_frames: int,
+    processes: int,
+) -> None:
+    """Spread the sockets over `processes` load processes and relay the orchestrator's
+    `go SECONDS` lines to them, printing their summed counts as one JSON line each.
+
+    Several processes, so that no single client event loop is a queue in front of
+    the sockets it reads: the latency measured is then the server's (the publish
+    timestamp in each sampled update, to its arrival), less the client's backlog.
+    """
+    context = multiprocessing.get_context("fork")
+    pipes, workers = [], []
+    for index in range(processes):
+        share = {
+            "host": host, "port": port, "path": path, "cookies": cookies,
+            "connections": connections // processes + (index < connections % processes),
+            "initial_frames": initial_frames, "sample_every": sample_every,
+            "concurrency": max(1, CONNECT_CONCURRENCY // processes),
+        }  # fmt: skip
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=_load_process, args=(theirs, share), daemon=True)
+        worker.start()
+        pipes.append(ours)
+        workers.append(worker)
+    connected = [pipe.recv() for pipe in pipes]
+    time.sleep(settle)  # config and history arrive and are not counted
+    _emit(
+        {
+            "event": "connected",
+            "connect_seconds": max(c["connect_seconds"] for c in connected),
+            "client_cpu_seconds": round(sum(c["client_cpu_seconds"] for c in connected), 3),
+        }
+    )
+    # Each "go SECONDS" line from the orchestrator measures one window.
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] != "go":
+            break
+        for pipe in pipes:
+            pipe.send(float(words[1]))
+        shares = [pipe.recv() for pipe in pipes]
+        latencies = [sample for share in shares for sample in share["latencies"]]
+        _emit(
+            {
+                "event": "window",
+                "alive": sum(s["alive"] for s in shares),
+                "window_seconds": max(s["window_seconds"] for s in shares),
+                "frames": sum(s["frames"] for s in shares),
+                "updates": sum(s["updates"] for s in shares),
+                "latency_samples": len(latencies),
+                "latency_p50_ms": _ms(percentile(latencies, 0.50)),
+                "latency_p95_ms": _ms(percentile(latencies, 0.95)),
+                "latency_p99_ms": _ms(percentile(latencies, 0.99)),
+                "client_cpu_seconds": sum(s["client_cpu_seconds"] for s in shares),
+                "client_processes": processes,
+            }
+        )
+    for pipe in pipes:
+        pipe.send(None)
+    for worker in workers:
+        worker.join(30)
+    _emit({"event": "bye"})
+
+
+def _emit(message: dict) -> None:
+    print(json.dumps(message), flush=True)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -218,6 +316,7 @@ def _ms(seconds: float | None) -> float | None:
 @click.option(
     "--initial-frames", type=int, default=0, help="Frames each connection gets before live updates."
 )
+@click.option("--processes", type=int, default=1, help="Load processes sharing the connections.")
 def main(
     host: str,
     port: int,
@@ -227,15 +326,13 @@ def main(
     settle: float,
     sample_every: int,
     initial_frames: int,
+    processes: int,
 ) -> None:
     """Open CONNECTIONS sockets; then, for each `go SECONDS` line on stdin, count
     what arrives for that long and print it as JSON. Any other line ends it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = asyncio.run(
-        run(host, port, path, list(cookies), connections, settle, sample_every, initial_frames)
-    )
-    print(json.dumps(result), flush=True)
+    run(host, port, path, list(cookies), connections, settle, sample_every, initial_frames, processes)
 
 
 if __name__ == "__main__":

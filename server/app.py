@@ -27,12 +27,22 @@ from server.closecodes import CloseCode
 from server.configpush import config_push_ctx
 from server.errorpages import error_pages
 from server.hub import Hub
-from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.keys import (
+    CHANNELS_KEY,
+    DB_KEY,
+    HUB_KEY,
+    METRICS_KEY,
+    READS_KEY,
+    REDIS_KEY,
+    SETTINGS_KEY,
+    SOCKETS_KEY,
+)
 from server.metrics import ServerMetrics, errors_middleware
 from server.preferencespush import preferences_push_ctx
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
+from server.sharedreads import SharedReads
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS_KEY] = metrics
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
+    app[READS_KEY] = SharedReads()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),

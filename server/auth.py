@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp_session import get_session, new_session
+from aiohttp_session import SESSION_KEY, get_session, new_session
 
 from common import db
 from common.db import User
@@ -37,6 +37,20 @@ async def current_user(request: web.Request) -> User | None:
     if not isinstance(user_id, int):
         return None
     return await db.get_user(request.app[DB_KEY], user_id)
+
+
+async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
+    """The user id a socket's session names (not checked against the database)
+    and the session's key, in one session read.
+
+    The session is then dropped from the request: a socket's request lives
+    as long as the socket, and nothing is ever saved to an upgraded response.
+    """
+    session = await get_session(request)
+    request.pop(SESSION_KEY, None)
+    user_id = session.get(_USER_ID)
+    key = session.identity
+    return (user_id if isinstance(user_id, int) else None), (key if isinstance(key, str) else None)
 
 
 async def session_key(request: web.Request) -> str | None:

@@ -2,10 +2,12 @@
 
 An edit (server/editing.py, or the CLI) commits, then announces the
 dashboard on the control channel. Every server process, this one included,
-hears it, re-reads the dashboard and its metrics once, and sends the same
-`dashboard_config` frame to each of its open sockets of that dashboard,
-followed by the dashboard's `alerts` (a rule added or removed, or a metric
-renamed or removed with its rules, changes them too).
+hears it, drops the dashboard from its config cache (server/configcache.py:
+sockets opening from now on get the new config), re-reads the dashboard and
+its metrics once, and sends the same `dashboard_config` frame to each of its
+open sockets of that dashboard, followed by the dashboard's `alerts` (a rule
+added or removed, or a metric renamed or removed with its rules, changes them
+too).
 Sockets stop receiving updates of metrics that were removed; metrics that
 were added may then be subscribed.
 """
@@ -17,40 +19,19 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from typing import Any
 
 import redis.exceptions
 from aiohttp import web
 
 from common import db
-from common.events import DashboardChanged, announce_dashboard_changed
+from common.events import DashboardChanged, Revocation, announce_dashboard_changed
 from common.schemas import encode_message
 from server.alertstate import alert_state
+from server.configcache import ConfigCache
 from server.frames import text_frame
-from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
+from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
 
 log = logging.getLogger(__name__)
-
-
-def config_payload(dashboard: db.Dashboard, metrics: list[db.Metric]) -> dict[str, Any]:
-    """The `dashboard_config` message's payload; metrics in the dashboard's order."""
-    return {
-        "id": dashboard.id,
-        "name": dashboard.name,
-        "description": dashboard.description,
-        "metrics": [
-            {
-                "id": m.id,
-                "name": m.name,
-                "description": m.description,
-                "type": m.type,
-                "unit": m.unit,
-                "source": m.source,
-            }
-            for m in metrics
-        ],
-        "retention_days": dashboard.retention_days,
-    }
 
 
 async def announce_change(app: web.Application, dashboard_id: int) -> None:
@@ -64,6 +45,7 @@ async def announce_change(app: web.Application, dashboard_id: int) -> None:
         await announce_dashboard_changed(app[REDIS_KEY], app[CHANNELS_KEY], DashboardChanged(dashboard_id))
     except (redis.exceptions.RedisError, OSError) as exc:
         log.warning("could not announce the change of dashboard %s: %s", dashboard_id, exc)
+        app[CONFIGS_KEY].invalidate(dashboard_id)
         await push_config(app, dashboard_id)
 
 
@@ -73,35 +55,45 @@ async def push_config(app: web.Application, dashboard_id: int) -> None:
     async with app[CONFIG_LOCKS_KEY][dashboard_id]:
         if not hub.connections_of(dashboard_id):
             return
-        pool = app[DB_KEY]
-        dashboard = await db.get_dashboard(pool, dashboard_id)
-        if dashboard is None:
+        config = await app[CONFIGS_KEY].get(dashboard_id)
+        if config is None:
             return  # deleted: its sockets are being closed by the revocation
-        metrics = await db.list_metrics(pool, dashboard_id)
-        shared = hub.shared_metrics(dashboard_id, metrics)
-        frame = text_frame(encode_message("dashboard_config", config_payload(dashboard, metrics)))
-        alerts = text_frame(encode_message("alerts", await alert_state(pool, dashboard_id)))
+        alerts = text_frame(encode_message("alerts", await alert_state(app[DB_KEY], dashboard_id)))
         for conn in hub.connections_of(dashboard_id):
-            conn.dashboard = dashboard
-            conn.metrics = shared
-            hub.unsubscribe(conn, [metric_id for metric_id in conn.subscribed if metric_id not in shared])
-            conn.send_frame(frame)
+            conn.dashboard = config.dashboard
+            conn.metrics = config.metrics
+            gone = [metric_id for metric_id in conn.subscribed if metric_id not in config.metrics]
+            hub.unsubscribe(conn, gone)
+            conn.send_frame(config.frame)
             conn.send_frame(alerts)
 
 
 async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Push configs as the control channel announces changes; stop pending pushes at exit."""
+    """The config cache, and configs pushed as the control channel announces
+    changes; pending pushes are stopped at exit."""
     tasks: set[asyncio.Task[None]] = set()
     # One lock per dashboard: two quick edits are read and sent in order, so
     # the older config can never arrive after the newer one.
     app[CONFIG_LOCKS_KEY] = defaultdict(asyncio.Lock)
+    configs = app[CONFIGS_KEY] = ConfigCache(app[DB_KEY])
 
     def on_change(change: DashboardChanged) -> None:
+        # At once, before the push is scheduled: a socket opening from now on
+        # must not be handed the old config.
+        configs.invalidate(change.dashboard_id)
         task = asyncio.create_task(_push_logged(app, change.dashboard_id))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    app[HUB_KEY].on_dashboard_changed(on_change)
+    def on_revocation(revocation: Revocation) -> None:
+        if revocation.dashboard_id is not None and revocation.reason == "dashboard_deleted":
+            configs.invalidate(revocation.dashboard_id)
+
+    hub = app[HUB_KEY]
+    hub.on_dashboard_changed(on_change)
+    hub.on_control(on_revocation)
+    # After a Redis outage, announcements may have been missed.
+    hub.on_resync(configs.clear)
     yield
     for task in list(tasks):
         task.cancel()

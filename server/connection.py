@@ -31,6 +31,26 @@ RETRY_SECONDS = 0.02
 
 
 class ClientConnection:
+    # Slots, not a __dict__: one of these lives as long as each socket.
+    __slots__ = (
+        "_close_task",
+        "_closing",
+        "_flush_handle",
+        "_held",
+        "_loop",
+        "_max_buffered",
+        "_pending",
+        "_pending_bytes",
+        "_transport",
+        "close_code",
+        "dashboard",
+        "dropped_frames",
+        "metrics",
+        "subscribed",
+        "user",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -43,9 +63,10 @@ class ClientConnection:
         self.ws = ws
         self.user = user
         self.dashboard = dashboard
-        # Shared with the dashboard's other connections (Hub.shared_metrics).
+        # Shared with the dashboard's other connections (server/configcache.py).
         self.metrics = metrics
-        self.subscribed: set[int] = set()
+        # Replaced, never changed in place: the hub shares equal sets between connections.
+        self.subscribed: frozenset[int] = frozenset()
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._max_buffered = max_buffered

@@ -30,7 +30,8 @@ from common.schemas import (
     MetricOrderSchema,
 )
 from server.auth import current_user
-from server.configpush import announce_change, config_payload
+from server.configcache import config_payload
+from server.configpush import announce_change
 from server.jsonbody import json_error, load_body
 from server.keys import DB_KEY, USER_KEY
 from server.revocation import revoke

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 
 import redis.exceptions
 from redis.asyncio.client import PubSub
 
-from common.db import Metric
 from common.events import (
     AlertNotice,
     Channels,
@@ -41,6 +39,8 @@ MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
 # each is waited on this long, which bounds the added latency per shard.
 SHARDED_POLL_SECONDS = 0.02
+# Distinct subscription sets kept for sharing (Hub._shared_set).
+MAX_SHARED_SETS = 10_000
 
 
 class Hub:
@@ -54,7 +54,7 @@ class Hub:
         self._sharded = uses_sharded_pubsub(redis_client)
         self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
-        self._metric_maps: dict[int, Mapping[int, Metric]] = {}
+        self._subscription_sets: dict[frozenset[int], frozenset[int]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         # Channel joins and leaves are serialised so that a leave racing a new
         # connection's join can never end up unsubscribed with a watcher left.
@@ -125,25 +125,14 @@ class Hub:
         connections.discard(conn)
         if not connections:
             del self._by_dashboard[dashboard_id]
-            self._metric_maps.pop(dashboard_id, None)
             task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)
 
-    def shared_metrics(self, dashboard_id: int, metrics: list[Metric]) -> Mapping[int, Metric]:
-        """The dashboard's metrics by id, one read-only mapping for all its local
-        connections while the list is unchanged: thousands of connections to a
-        dashboard then hold one copy (memory per idle connection is a target)."""
-        current = self._metric_maps.get(dashboard_id)
-        if current is None or list(current.values()) != metrics:
-            current = MappingProxyType({metric.id: metric for metric in metrics})
-            self._metric_maps[dashboard_id] = current
-        return current
-
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         for metric_id in metric_ids:
             self._by_metric[metric_id].add(conn)
-            conn.subscribed.add(metric_id)
+        conn.subscribed = self._shared_set(conn.subscribed.union(metric_ids))
 
     def unsubscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         for metric_id in metric_ids:
@@ -152,7 +141,15 @@ class Hub:
                 subscribers.discard(conn)
                 if not subscribers:
                     del self._by_metric[metric_id]
-            conn.subscribed.discard(metric_id)
+        conn.subscribed = self._shared_set(conn.subscribed.difference(metric_ids))
+
+    def _shared_set(self, metric_ids: frozenset[int]) -> frozenset[int]:
+        """One object for every connection subscribed to the same metrics (most
+        watch all of their dashboard's): a set of ten ids is ~700 bytes, and
+        memory per idle connection is a target."""
+        if len(self._subscription_sets) > MAX_SHARED_SETS:
+            self._subscription_sets.clear()  # connections keep theirs; new ones are shared anew
+        return self._subscription_sets.setdefault(metric_ids, metric_ids)
 
     def connections_of(self, dashboard_id: int) -> list[ClientConnection]:
         """This process's open connections to the dashboard (a snapshot)."""

@@ -12,9 +12,11 @@ from common.config import Settings
 from common.db import User
 from common.events import Channels
 from common.redisconn import RedisClient
+from server.configcache import ConfigCache
 from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.registry import SocketRegistry
+from server.sharedreads import SharedReads
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 # This deployment's Redis channel names (from the settings).
@@ -29,6 +31,10 @@ METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
 # Per user, held while their new preferences are read and pushed (server/preferencespush.py).
 PREFERENCE_LOCKS_KEY = web.AppKey("preference_locks", dict[int, asyncio.Lock])
+# Each watched dashboard's config, read once per process (server/configcache.py).
+CONFIGS_KEY = web.AppKey("configs", ConfigCache)
+# History reads of sockets opening together, made once (server/sharedreads.py).
+READS_KEY = web.AppKey("reads", SharedReads)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

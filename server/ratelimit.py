@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 class TokenBucket:
     """`rate` events per second sustained, with bursts of up to `burst`."""
 
+    __slots__ = ("_at", "_burst", "_rate", "_tokens")  # one per open socket
+
     def __init__(self, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = float(burst)

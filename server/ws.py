@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,14 +14,23 @@ import redis.exceptions
 from aiohttp import WSMsgType, web
 
 from common import db
-from common.db import MetricValue
+from common.db import Metric, MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
 from server.alertstate import alert_state
-from server.auth import current_user, origin_allowed, session_key
+from server.auth import origin_allowed, socket_session
 from server.closecodes import CloseCode
-from server.configpush import config_payload
 from server.connection import ClientConnection
-from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY, SOCKETS_KEY
+from server.frames import text_frame
+from server.keys import (
+    CONFIGS_KEY,
+    DB_KEY,
+    HUB_KEY,
+    METRICS_KEY,
+    READS_KEY,
+    REGISTRY_KEY,
+    SETTINGS_KEY,
+    SOCKETS_KEY,
+)
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -30,8 +39,10 @@ MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
 MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
 MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
 
-# What a metric's history holds: its `metric_history` fields besides the metric's own.
-HistoryLoader = Callable[[list[int]], Awaitable[dict[int, dict[str, Any]]]]
+_CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
+# Per metric: its finished `metric_history` frame, and the id of the newest value in it.
+HistoryFrames = dict[int, tuple[bytes, int | None]]
+HistoryLoader = Callable[[list[int]], Awaitable[HistoryFrames]]
 
 
 async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
@@ -65,13 +76,19 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     # Revocations seen from now on may be missed by the checks below; the
     # registry holds them against this socket when it is added.
     checked_at = time.monotonic()
-    user = await current_user(request)
-    key = await session_key(request) if user is not None else None
-    if user is None or key is None:
+    user_id, key = await socket_session(request)
+    if user_id is None or key is None:
         await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
-    dashboard = await _member_dashboard(request, user.id)
-    if dashboard is None:
+    dashboard_id = _dashboard_id(request)
+    # One round trip for both checks: with thousands of sockets opening at
+    # once, set-up cost is what bounds how fast they are all served again.
+    user, member = await db.get_user_and_membership(request.app[DB_KEY], user_id, dashboard_id or 0)
+    if user is None:
+        await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
+        return None
+    configs = request.app[CONFIGS_KEY]
+    if not member or dashboard_id is None or await configs.get(dashboard_id) is None:
         # Same answer whether the dashboard exists or not: ids are not probeable.
         await _refuse(ws, 403, "Forbidden", CloseCode.FORBIDDEN)
         return None
@@ -80,21 +97,28 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     if registry.count_for_user(user.id) >= settings.max_connections_per_user:
         await _refuse(ws, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
         return None
-    accepted = {"user": user.username, "dashboard_id": dashboard.id}
+    accepted = {"user": user.username, "dashboard_id": dashboard_id}
     await ws.send_str(
         encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
-    metrics = await db.list_metrics(request.app[DB_KEY], dashboard.id)
+    # Asked again (from the cache, so at no cost): the config may have changed
+    # while the answer went out. From here until the hub lists this socket
+    # (`_serve`) nothing waits, so any later change is pushed to it.
+    config = await configs.get(dashboard_id)
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
-    shared = request.app[HUB_KEY].shared_metrics(dashboard.id, metrics)
-    conn = ClientConnection(ws, transport, user, dashboard, shared, settings.client_buffer_bytes)
+    if config is None:  # deleted meanwhile; the revocation came or is coming
+        await ws.close(code=CloseCode.FORBIDDEN, message=b"Forbidden")
+        return None
+    conn = ClientConnection(
+        ws, transport, user, config.dashboard, config.metrics, settings.client_buffer_bytes
+    )
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
     # served like a socket revoked just after opening, until the close completes.
     registry.add(conn, key, checked_at)
-    conn.send(encode_message("dashboard_config", config_payload(dashboard, metrics)))
+    conn.send_frame(config.frame)
     return conn
 
 
@@ -108,11 +132,12 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
         # `?subscribe=none`: the client will send `resume` or `history` itself
         # (a reconnecting page), so the default history would be wasted.
         if request.query.get("subscribe") != "none":
-            await _send_histories(request, conn, list(conn.metrics), _latest_loader(request))
+            await _send_histories(request, conn, list(conn.metrics), _latest_loader(request, conn.metrics))
         # After the hub.add above: an event stored from now on also arrives
         # live; `event_id` tells the client which of the two is newer.
         conn.send(encode_message("alerts", await alert_state(request.app[DB_KEY], conn.dashboard.id)))
-        async for message in conn.ws:
+        # receive(), not `async for`: one coroutine frame less per idle socket.
+        while (message := await conn.ws.receive()).type not in _CLOSED:
             if not bucket.take():
                 # Not `break`: returning now would close with 1000 before this
                 # code goes out. Frames are dropped until the close completes.
@@ -131,14 +156,12 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
         request.app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
-async def _member_dashboard(request: web.Request, user_id: int) -> db.Dashboard | None:
+def _dashboard_id(request: web.Request) -> int | None:
     try:
         dashboard_id = int(request.match_info["id"])
     except ValueError:
         return None
-    if not 0 < dashboard_id <= 2**63 - 1:
-        return None
-    return await db.get_member_dashboard(request.app[DB_KEY], dashboard_id, user_id)
+    return dashboard_id if 0 < dashboard_id <= 2**63 - 1 else None
 
 
 async def _refuse(ws: web.WebSocketResponse, status: int, text: str, code: CloseCode) -> None:
@@ -155,15 +178,34 @@ def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
     }
 
 
-def _latest_loader(request: web.Request) -> HistoryLoader:
-    """The newest values (`history_limit` of them): the history sent on connect and `subscribe`."""
+def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str, Any]]) -> HistoryFrames:
+    """Each metric's `metric_history` frame: its own fields, then what `histories` holds for it."""
+    frames: HistoryFrames = {}
+    for metric_id, history in histories.items():
+        metric = metrics[metric_id]
+        payload = {"metric_id": metric_id, "metric_name": metric.name, "unit": metric.unit, **history}
+        frames[metric_id] = (text_frame(encode_message("metric_history", payload)), payload["last_id"])
+    return frames
 
-    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
+
+def _latest_loader(request: web.Request, metrics: Mapping[int, Metric]) -> HistoryLoader:
+    """The newest values (`history_limit` of them): the history sent on connect and `subscribe`.
+
+    Read and encoded once for all the sockets asking together (server/sharedreads.py).
+    """
+
+    async def load(metric_ids: list[int]) -> HistoryFrames:
         limit = request.app[SETTINGS_KEY].history_limit
         latest = await db.latest_values(request.app[DB_KEY], metric_ids, limit)
-        return {metric_id: _raw_values(values) for metric_id, values in latest.items()}
+        return _history_frames(metrics, {i: _raw_values(values) for i, values in latest.items()})
 
-    return load
+    async def shared(metric_ids: list[int]) -> HistoryFrames:
+        # `metrics` is the shared mapping of one config version (server/configcache.py):
+        # its identity, kept alive by `load` while the read is pending, names the version.
+        key = ("latest", id(metrics), tuple(metric_ids))
+        return await request.app[READS_KEY].read(key, lambda: load(metric_ids))
+
+    return shared
 
 
 def range_bucket_seconds(range_name: str) -> int:
@@ -176,44 +218,52 @@ def range_bucket_seconds(range_name: str) -> int:
     return size if size < 60 else -(-size // 60) * 60
 
 
-def _range_loader(request: web.Request, range_name: str) -> HistoryLoader:
+def _range_loader(request: web.Request, metrics: Mapping[int, Metric], range_name: str) -> HistoryLoader:
     """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
-    bucket_seconds = range_bucket_seconds(range_name)
-    seconds = RANGES[range_name]
 
-    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
-        pool = request.app[DB_KEY]
-        since = datetime.now(UTC) - timedelta(seconds=seconds)
-        common = {"range": range_name, "bucket_seconds": bucket_seconds}
-        if not bucket_seconds:
-            raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
-            return {metric_id: {**_raw_values(values), **common} for metric_id, values in raw.items()}
-        buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
-        return {
-            metric_id: {
-                "values": [
-                    {
-                        "value": b.avg,
-                        "timestamp": b.start.isoformat(),
-                        "min": b.min,
-                        "max": b.max,
-                        "count": b.count,
-                    }
-                    for b in found
-                ],
-                "last_id": max((b.last_id for b in found), default=None),
-                **common,
-            }
-            for metric_id, found in buckets.items()
-        }
+    async def load(metric_ids: list[int]) -> HistoryFrames:
+        return _history_frames(metrics, await _range_histories(request, range_name, metric_ids))
 
     return load
 
 
-def _resume_loader(request: web.Request, positions: dict[int, int]) -> HistoryLoader:
+async def _range_histories(
+    request: web.Request, range_name: str, metric_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    seconds = RANGES[range_name]
+    bucket_seconds = range_bucket_seconds(range_name)
+    pool = request.app[DB_KEY]
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    common = {"range": range_name, "bucket_seconds": bucket_seconds}
+    if not bucket_seconds:
+        raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
+        return {metric_id: {**_raw_values(values), **common} for metric_id, values in raw.items()}
+    buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
+    return {
+        metric_id: {
+            "values": [
+                {
+                    "value": b.avg,
+                    "timestamp": b.start.isoformat(),
+                    "min": b.min,
+                    "max": b.max,
+                    "count": b.count,
+                }
+                for b in found
+            ],
+            "last_id": max((b.last_id for b in found), default=None),
+            **common,
+        }
+        for metric_id, found in buckets.items()
+    }
+
+
+def _resume_loader(
+    request: web.Request, metrics: Mapping[int, Metric], positions: dict[int, int]
+) -> HistoryLoader:
     """What was stored after each position, or `recovered: false` when that cannot be told."""
 
-    async def load(metric_ids: list[int]) -> dict[int, dict[str, Any]]:
+    async def load(metric_ids: list[int]) -> HistoryFrames:
         missed = await db.values_after(
             request.app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED
         )
@@ -225,7 +275,7 @@ def _resume_loader(request: web.Request, positions: dict[int, int]) -> HistoryLo
             else:
                 answers[metric_id] = {**_raw_values(values), "recovered": True}
                 answers[metric_id]["last_id"] = values[-1].id if values else positions[metric_id]
-        return answers
+        return _history_frames(metrics, answers)
 
     return load
 
@@ -244,12 +294,10 @@ async def _send_histories(
         request.app[HUB_KEY].subscribe(conn, metric_ids)
         histories = await load(metric_ids)
         for metric_id in metric_ids:
-            metric = conn.metrics[metric_id]
-            payload = {"metric_id": metric_id, "metric_name": metric.name, "unit": metric.unit}
-            payload.update(histories[metric_id])
-            conn.send(encode_message("metric_history", payload))
-            if payload["last_id"] is not None:
-                last_sent[metric_id] = payload["last_id"]
+            frame, last_id = histories[metric_id]
+            conn.send_frame(frame)
+            if last_id is not None:
+                last_sent[metric_id] = last_id
     finally:
         conn.release(last_sent)
 
@@ -295,13 +343,14 @@ async def _on_subscribe(request: web.Request, conn: ClientConnection, payload: d
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(request, conn, new, _latest_loader(request))
+        await _answer_with_histories(request, conn, new, _latest_loader(request, conn.metrics))
 
 
 async def _on_history(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
     # Subscribed or not: the history replaces what the client holds.
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    await _answer_with_histories(request, conn, wanted, _range_loader(request, payload["range"]))
+    loader = _range_loader(request, conn.metrics, payload["range"])
+    await _answer_with_histories(request, conn, wanted, loader)
 
 
 async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
@@ -310,7 +359,7 @@ async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict
     # Subscribed metrics are already live: the client has everything since.
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(request, conn, new, _resume_loader(request, positions))
+        await _answer_with_histories(request, conn, new, _resume_loader(request, conn.metrics, positions))
 
 
 async def _on_unsubscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:

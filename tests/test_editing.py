@@ -293,3 +293,59 @@ async def test_a_metric_added_from_the_cli_reaches_open_pages(client, team, sett
     ws = await open_socket(client, team["ops"], 2)
     await run_cli(settings, "metric", "add", "ops", "disk", "--type", "gauge")
     assert [m["name"] for m in (await next_config(ws))["metrics"]] == ["cpu", "requests", "disk"]
+
+
+# Each process keeps each watched dashboard's config (server/configcache.py); a
+# change must reach the sockets opened after it, on every process, not only
+# the open ones.
+
+
+async def test_a_metric_added_while_sockets_are_open_is_in_every_new_sockets_config(
+    client, second_server, team, new_client
+):
+    ops = team["ops"]
+    viewer = await as_user(new_client, "vi")
+    viewer_there = second_server
+    viewer_there.session.cookie_jar.update_cookies(
+        {
+            "dashboard_session": viewer.session.cookie_jar.filter_cookies(viewer.make_url("/"))[
+                "dashboard_session"
+            ].value
+        }
+    )
+    # Sockets open on both processes: both hold the dashboard's config now.
+    here = await open_socket(viewer, ops, 2)
+    there = await open_socket(viewer_there, ops, 2)
+
+    status, _ = await post(client, f"/dashboards/{ops.id}/metrics", {"name": "disk", "type": "gauge"})
+    assert status == 201
+    # Once each process has heard of the change (its open socket got the push),
+    # a socket opened there must start with the new config, not a kept one.
+    for open_ws, app_client in ((here, viewer), (there, viewer_there)):
+        assert [m["name"] for m in (await next_config(open_ws))["metrics"]] == ["cpu", "requests", "disk"]
+        fresh = await app_client.ws_connect(f"/ws/dashboard/{ops.id}/")
+        sequence = await read_connect_sequence(fresh, 3)
+        assert [m["name"] for m in sequence[1]["payload"]["metrics"]] == ["cpu", "requests", "disk"]
+        assert {m["payload"]["metric_name"] for m in sequence[2:]} == {"cpu", "requests", "disk"}
+        await fresh.close()
+
+    await post(client, f"/dashboards/{ops.id}/metrics/{team['cpu'].id}/delete", {})
+    await post(client, f"/dashboards/{ops.id}/settings", {"name": "Renamed", "description": ""})
+    for open_ws, app_client in ((here, viewer), (there, viewer_there)):
+        await receive_until(open_ws, "dashboard_config", within=3)
+        config = await next_config(open_ws)
+        assert config["name"] == "Renamed"
+        fresh = await app_client.ws_connect(f"/ws/dashboard/{ops.id}/")
+        sequence = await read_connect_sequence(fresh, 2)
+        assert sequence[1]["payload"]["name"] == "Renamed"
+        assert [m["name"] for m in sequence[1]["payload"]["metrics"]] == ["requests", "disk"]
+        await fresh.close()
+
+
+async def test_a_metric_added_from_the_cli_is_in_new_sockets_config(client, team, settings):
+    ws = await open_socket(client, team["ops"], 2)
+    await run_cli(settings, "metric", "add", "ops", "disk", "--type", "gauge")
+    await next_config(ws)
+    fresh = await client.ws_connect(f"/ws/dashboard/{team['ops'].id}/")
+    sequence = await read_connect_sequence(fresh, 3)
+    assert [m["name"] for m in sequence[1]["payload"]["metrics"]] == ["cpu", "requests", "disk"]

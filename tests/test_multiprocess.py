@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.processes import child, free_port, wait_for_http
+from tests.test_access import run_cli
 from tests.test_end_to_end import browser_log_in
 from tests.test_fanout import publish_many
 from tests.wsclient import read_connect_sequence, receive
@@ -72,3 +73,41 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
         assert {(message.type, message.data) for message in closes} == {(aiohttp.WSMsgType.CLOSE, 1001)}
         assert await asyncio.to_thread(server.wait, 20) == 0
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+async def test_a_metric_added_while_sockets_are_open_is_in_new_sockets_config_on_every_process(
+    settings, pool, make_user, make_dashboard, make_metric
+):
+    """Each process keeps the config of the dashboards it serves (server/configcache.py):
+    a change announced by another process (here the CLI) must reach that copy, so a
+    socket opened afterwards on either server starts with the new metric."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    await make_metric(ops, "cpu")
+    ports = [free_port(), free_port()]
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    with (
+        child(["-m", "server", *urls, "run", "--port", str(ports[0])]) as first,
+        child(["-m", "server", *urls, "run", "--port", str(ports[1])]) as second,
+    ):
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for base, server in zip(bases, (first, second), strict=True):
+            await asyncio.to_thread(wait_for_http, f"{base}/login", server)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            # Sessions live in Redis, and the cookie is the host's: one login serves both.
+            await browser_log_in(session, bases[0], "alice", "secret-pw")
+            # An open socket on each process: each now holds the dashboard's config.
+            open_sockets = [await session.ws_connect(f"{base}/ws/dashboard/{ops.id}/") for base in bases]
+            for ws in open_sockets:
+                await read_connect_sequence(ws, 1)
+
+            await run_cli(settings, "metric", "add", "ops", "disk", "--type", "gauge")
+            for base, ws in zip(bases, open_sockets, strict=True):
+                pushed = await receive(ws)  # that process heard of the change
+                assert [m["name"] for m in pushed["payload"]["metrics"]] == ["cpu", "disk"]
+                fresh = await session.ws_connect(f"{base}/ws/dashboard/{ops.id}/")
+                sequence = await read_connect_sequence(fresh, 2)
+                assert [m["name"] for m in sequence[1]["payload"]["metrics"]] == ["cpu", "disk"]
+                await fresh.close()
+            for ws in open_sockets:
+                await ws.close()

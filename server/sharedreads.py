@@ -1,0 +1,56 @@
+"""Identical reads asked for by many sockets at once, made once.
+
+When thousands of sockets open together (a reconnect storm), each wants the
+same newest values of the same metrics. Whoever asks while a read of the same
+key is running waits for the next one, which starts when the running one ends
+and answers everyone who asked meanwhile: a burst costs a handful of reads
+and encodings instead of one per socket.
+
+A read always starts after all of its askers asked, so each gets a state at
+least as new as the moment it asked. server/ws.py relies on that: a socket
+subscribes, then asks, and the live updates it holds back cover everything
+after the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+
+class SharedReads:
+    def __init__(self) -> None:
+        self._running: set[Hashable] = set()
+        # The next read of each key: its askers' future and how to make it.
+        self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
+
+    async def read(self, key: Hashable, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The result of `make()`, shared with everyone asking with the same key
+        until that read starts. `make` must depend on nothing but the key."""
+        waiting = self._next.get(key)
+        if waiting is None:
+            waiting = self._next[key] = (asyncio.get_running_loop().create_future(), make)
+            if key not in self._running:
+                # On the next loop turn: the others asking in this one join it.
+                asyncio.get_running_loop().call_soon(self._start, key)
+        # Shielded: one socket going away must not cancel the others' answer.
+        return await asyncio.shield(waiting[0])
+
+    def _start(self, key: Hashable) -> None:
+        # Nobody can join this read from here on: later askers get the next one.
+        answer, make = self._next.pop(key)
+        self._running.add(key)
+        task = asyncio.ensure_future(make())
+        task.add_done_callback(lambda done: self._finished(key, answer, done))
+
+    def _finished(self, key: Hashable, answer: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+        self._running.discard(key)
+        if done.cancelled():
+            answer.cancel()
+        elif done.exception() is not None:
+            answer.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            answer.set_result(done.result())
+        if key in self._next:
+            self._start(key)
