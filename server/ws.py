@@ -135,7 +135,7 @@ async def _serve(request: web.Request, conn: ClientConnection) -> None:
             await _send_histories(request, conn, list(conn.metrics), _latest_loader(request, conn.metrics))
         # After the hub.add above: an event stored from now on also arrives
         # live; `event_id` tells the client which of the two is newer.
-        conn.send(encode_message("alerts", await alert_state(request.app[DB_KEY], conn.dashboard.id)))
+        conn.send_frame(await _alerts_frame(request, conn.dashboard.id))
         # receive(), not `async for`: one coroutine frame less per idle socket.
         while (message := await conn.ws.receive()).type not in _CLOSED:
             if not bucket.take():
@@ -176,6 +176,15 @@ def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
         "values": [{"id": v.id, "value": v.value, "timestamp": v.ts.isoformat()} for v in values],
         "last_id": values[-1].id if values else None,
     }
+
+
+async def _alerts_frame(request: web.Request, dashboard_id: int) -> bytes:
+    """The dashboard's `alerts` message, read and encoded once for the sockets opening together."""
+
+    async def make() -> bytes:
+        return text_frame(encode_message("alerts", await alert_state(request.app[DB_KEY], dashboard_id)))
+
+    return await request.app[READS_KEY].read(("alerts", dashboard_id), make)
 
 
 def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str, Any]]) -> HistoryFrames:
