@@ -19,70 +19,9 @@
   const secretValue = secretBox.querySelector(".token-secret-value");
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
+  const { call, showError } = Panels.client(base, panel.dataset.csrf, errorEl);
+  const { button } = Panels;
 
-  // Next to the form or list it is about, so it shows where the user is looking.
-  function showError(message, near) {
-    errorEl.hidden = !message;
-    errorEl.textContent = message || "";
-    if (message && near) {
-      near.after(errorEl);
-      errorEl.scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  // A field as its form labels it ("For (seconds)"), else as the server names it.
-  function fieldLabel(near, field) {
-    const control = near && near.elements ? near.elements[field] : null;
-    const label = control && control.closest ? control.closest("label") : null;
-    return label ? label.firstChild.textContent.trim() : field;
-  }
-
-  function describe(answer, near) {
-    const parts = [];
-    for (const [field, reasons] of Object.entries(answer.errors || {})) {
-      parts.push(fieldLabel(near, field) + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
-    }
-    return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
-  }
-
-  // `near`: the form or list the change came from, where an error is shown.
-  async function call(method, path, body, near) {
-    let response;
-    try {
-      response = await fetch(base + path, {
-        method: method,
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "same-origin",
-        cache: "no-store",
-      });
-    } catch (e) {
-      showError("Not saved: the server did not answer. Check your connection, then try again.", near);
-      return null;
-    }
-    let answer = {};
-    try {
-      answer = await response.json();
-    } catch (e) {
-      answer = { error: response.status + " " + response.statusText };
-    }
-    if (!response.ok) {
-      showError(describe(answer, near), near);
-      return null;
-    }
-    showError(null);
-    return answer;
-  }
-
-  function button(text, label, onClick) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "secondary small";
-    b.textContent = text;
-    b.setAttribute("aria-label", label);
-    b.addEventListener("click", onClick);
-    return b;
-  }
 
   function text(className, content) {
     const node = document.createElement("span");

@@ -15,90 +15,16 @@
   const settingsForm = document.getElementById("edit-settings");
   const sourceChoice = document.getElementById("edit-metric-source");
   let metrics = [];
+  const api = Panels.client(base, panel.dataset.csrf, errorEl);
+  const { button, focusedControl, restoreFocus } = Panels;
 
-  // Next to the form or list it is about, so it shows where the user is looking.
-  function showError(message, near) {
-    errorEl.hidden = !message;
-    errorEl.textContent = message || "";
-    if (message && near) {
-      near.after(errorEl);
-      errorEl.scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  // A field as its form labels it ("For (seconds)"), else as the server names it.
-  function fieldLabel(near, field) {
-    const control = near && near.elements ? near.elements[field] : null;
-    const label = control && control.closest ? control.closest("label") : null;
-    return label ? label.firstChild.textContent.trim() : field;
-  }
-
-  // One field's reasons, or the message: "Name: Length must be between 1 and 200."
-  function describe(answer, near) {
-    const parts = [];
-    for (const [field, reasons] of Object.entries(answer.errors || {})) {
-      parts.push(fieldLabel(near, field) + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
-    }
-    return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
-  }
-
-  // `near`: the form or list the change came from, where an error is shown.
+  // Every answer about members carries the new list.
   async function call(method, path, body, near) {
-    let response;
-    try {
-      response = await fetch(base + path, {
-        method: method,
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "same-origin",
-      });
-    } catch (e) {
-      showError("Not saved: the server did not answer. Check your connection, then try again.", near);
-      return null;
-    }
-    let answer = {};
-    try {
-      answer = await response.json();
-    } catch (e) {
-      answer = { error: response.status + " " + response.statusText };
-    }
-    if (!response.ok) {
-      showError(describe(answer, near), near);
-      return null;
-    }
-    showError(null);
-    if (answer.members) renderMembers(answer.members);
+    const answer = await api.call(method, path, body, near);
+    if (answer && answer.members) renderMembers(answer.members);
     return answer;
   }
 
-  function button(text, label, onClick) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "secondary small";
-    b.textContent = text;
-    b.setAttribute("aria-label", label);
-    b.addEventListener("click", onClick);
-    return b;
-  }
-
-  // Rebuilding a list loses the keyboard focus: keep it on the same control of
-  // the same metric (an arrow that is now disabled hands it to the other one).
-  function focusedControl(list) {
-    const el = document.activeElement;
-    const item = el && list.contains(el) ? el.closest("li") : null;
-    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
-  }
-
-  function restoreFocus(list, held) {
-    if (!held) return;
-    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
-    if (!item) return;
-    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
-    const target =
-      controls.find((c) => c.dataset.role === held.role) ||
-      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
-    if (target) target.focus();
-  }
 
   function move(index, step) {
     const ids = metrics.map((m) => m.id);

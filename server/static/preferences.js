@@ -17,44 +17,12 @@
   let prefs = null;
   let metrics = []; // as shown: the user's order
 
-  function showError(message) {
-    errorEl.hidden = !message;
-    errorEl.textContent = message || "";
-  }
-
-  function describe(answer) {
-    const parts = [];
-    for (const [field, reasons] of Object.entries(answer.errors || {})) {
-      parts.push(field + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
-    }
-    return parts.length ? parts.join("; ") : answer.error || "Not saved.";
-  }
+  const api = Panels.client(panel.dataset.url, panel.dataset.csrf, errorEl);
+  const { button, focusedControl, restoreFocus } = Panels;
 
   async function change(body) {
-    let response;
-    try {
-      response = await fetch(panel.dataset.url, {
-        method: "PATCH",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
-        body: JSON.stringify(body),
-        credentials: "same-origin",
-      });
-    } catch (e) {
-      showError("Not saved: the server did not answer. Check your connection, then try again.");
-      return;
-    }
-    let answer = {};
-    try {
-      answer = await response.json();
-    } catch (e) {
-      answer = { error: response.status + " " + response.statusText };
-    }
-    if (!response.ok) {
-      showError(describe(answer));
-      return;
-    }
-    showError(null);
-    root.dispatchEvent(new CustomEvent("preferences:set", { detail: answer }));
+    const answer = await api.call("PATCH", "", body);
+    if (answer) root.dispatchEvent(new CustomEvent("preferences:set", { detail: answer }));
   }
 
   function setHidden(metricId, hidden) {
@@ -69,35 +37,6 @@
     const [id] = ids.splice(index, 1);
     ids.splice(index + step, 0, id);
     change({ card_order: ids });
-  }
-
-  // Rebuilding a list loses the keyboard focus: keep it on the same control of
-  // the same metric (an arrow that is now disabled hands it to the other one).
-  function focusedControl(list) {
-    const el = document.activeElement;
-    const item = el && list.contains(el) ? el.closest("li") : null;
-    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
-  }
-
-  function restoreFocus(list, held) {
-    if (!held) return;
-    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
-    if (!item) return;
-    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
-    const target =
-      controls.find((c) => c.dataset.role === held.role) ||
-      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
-    if (target) target.focus();
-  }
-
-  function button(text, label, onClick) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "secondary small";
-    b.textContent = text;
-    b.setAttribute("aria-label", label);
-    b.addEventListener("click", onClick);
-    return b;
   }
 
   function render() {

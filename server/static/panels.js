@@ -1,0 +1,98 @@
+// What the dashboard page's panels share (the Edit panel: editor.js and
+// editor-admin.js; the View panel: preferences.js): JSON calls with the CSRF
+// token, errors shown next to what caused them, small buttons, and keeping the
+// keyboard focus when a list is rebuilt. Server text is set as text only.
+"use strict";
+
+window.Panels = (function () {
+  // A field as its form labels it ("For (seconds)"), else as the server names it.
+  function fieldLabel(near, field) {
+    const control = near && near.elements ? near.elements[field] : null;
+    const label = control && control.closest ? control.closest("label") : null;
+    return label ? label.firstChild.textContent.trim() : field;
+  }
+
+  // One field's reasons, or the message: "Name: Length must be between 1 and 200."
+  function describe(answer, near) {
+    const parts = [];
+    for (const [field, reasons] of Object.entries(answer.errors || {})) {
+      parts.push(fieldLabel(near, field) + ": " + (Array.isArray(reasons) ? reasons.join(" ") : JSON.stringify(reasons)));
+    }
+    return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
+  }
+
+  // Calls to the endpoints under `base`, reporting in `errorEl`.
+  function client(base, csrf, errorEl) {
+    // Next to the form or list it is about, so it shows where the user is looking.
+    function showError(message, near) {
+      errorEl.hidden = !message;
+      errorEl.textContent = message || "";
+      if (message && near) {
+        near.after(errorEl);
+        errorEl.scrollIntoView({ block: "nearest" });
+      }
+    }
+
+    // The answer, or null once the error is shown. `near`: the form or list the change came from.
+    async function call(method, path, body, near) {
+      let response;
+      try {
+        response = await fetch(base + path, {
+          method: method,
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          credentials: "same-origin",
+          cache: "no-store",
+        });
+      } catch (e) {
+        showError("Not saved: the server did not answer. Check your connection, then try again.", near);
+        return null;
+      }
+      let answer = {};
+      try {
+        answer = await response.json();
+      } catch (e) {
+        answer = { error: response.status + " " + response.statusText };
+      }
+      if (!response.ok) {
+        showError(describe(answer, near), near);
+        return null;
+      }
+      showError(null);
+      return answer;
+    }
+
+    return { call: call, showError: showError };
+  }
+
+  function button(text, label, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "secondary small";
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  // Rebuilding a list loses the keyboard focus: keep it on the same control of
+  // the same metric (an arrow that is now disabled hands it to the other one).
+  function focusedControl(list) {
+    const el = document.activeElement;
+    const item = el && list.contains(el) ? el.closest("li") : null;
+    return item ? { id: item.dataset.metricId, role: el.dataset.role } : null;
+  }
+
+  function restoreFocus(list, held) {
+    if (!held) return;
+    const item = Array.from(list.children).find((li) => li.dataset.metricId === held.id);
+    if (!item) return;
+    const controls = Array.from(item.querySelectorAll("[data-role]")).filter((c) => !c.disabled);
+    const target =
+      controls.find((c) => c.dataset.role === held.role) ||
+      controls.find((c) => c.dataset.role === "up" || c.dataset.role === "down");
+    if (target) target.focus();
+  }
+
+  return { client: client, button: button, focusedControl: focusedControl, restoreFocus: restoreFocus };
+})();
