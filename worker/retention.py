@@ -40,6 +40,24 @@ async def _in_batches(
     return total
 
 
+async def _delete_before(
+    what: str,
+    delete: Callable[[aiopg.Pool, datetime, int], Awaitable[int]],
+    pool: aiopg.Pool,
+    days: float,
+    batch_size: int,
+    pause: float,
+    now: datetime | None,
+    stop: asyncio.Event | None,
+) -> int:
+    """Delete `what` from before `days` days ago with `delete(pool, cutoff, limit)`, in batches."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    total = await _in_batches(lambda limit: delete(pool, cutoff, limit), batch_size, pause, stop)
+    if total:
+        log.info("retention: deleted %d %s from before %s", total, what, cutoff.isoformat(timespec="seconds"))
+    return total
+
+
 async def delete_expired(
     pool: aiopg.Pool,
     days: float,
@@ -50,15 +68,7 @@ async def delete_expired(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Delete every value older than `days` days, in batches; returns how many."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = await _in_batches(
-        lambda limit: db.delete_values_before(pool, cutoff, limit), batch_size, pause, stop
-    )
-    if total:
-        log.info(
-            "retention: deleted %d value(s) stored before %s", total, cutoff.isoformat(timespec="seconds")
-        )
-    return total
+    return await _delete_before("value(s)", db.delete_values_before, pool, days, batch_size, pause, now, stop)
 
 
 async def delete_expired_of_dashboards(
@@ -102,17 +112,9 @@ async def delete_expired_rollups(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Delete the rollups of minutes older than `days` days, in batches; returns how many."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = await _in_batches(
-        lambda limit: db.delete_rollups_before(pool, cutoff, limit), batch_size, pause, stop
+    return await _delete_before(
+        "rollup(s)", db.delete_rollups_before, pool, days, batch_size, pause, now, stop
     )
-    if total:
-        log.info(
-            "retention: deleted %d rollup(s) of minutes before %s",
-            total,
-            cutoff.isoformat(timespec="seconds"),
-        )
-    return total
 
 
 async def delete_expired_alert_events(
@@ -125,12 +127,6 @@ async def delete_expired_alert_events(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Delete alert events older than `days` days (each rule's newest stays), in batches."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    total = await _in_batches(
-        lambda limit: db.delete_alert_events_before(pool, cutoff, limit), batch_size, pause, stop
+    return await _delete_before(
+        "alert event(s)", db.delete_alert_events_before, pool, days, batch_size, pause, now, stop
     )
-    if total:
-        log.info(
-            "retention: deleted %d alert event(s) before %s", total, cutoff.isoformat(timespec="seconds")
-        )
-    return total
