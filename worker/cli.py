@@ -55,6 +55,17 @@ MAINTENANCE_HELP = (
 )
 
 
+# Taken by `run` (every round) and `prune` (one round now).
+rollup_retention_option = click.option(
+    "--rollup-retention-days",
+    envvar="DASHBOARD_ROLLUP_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_ROLLUP_RETENTION_DAYS,
+    show_default=True,
+    help=ROLLUP_RETENTION_HELP,
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @connection_options
 @click.pass_context
@@ -112,14 +123,7 @@ def main(ctx: click.Context, **options: object) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help=RETENTION_HELP,
 )
-@click.option(
-    "--rollup-retention-days",
-    envvar="DASHBOARD_ROLLUP_RETENTION_DAYS",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_ROLLUP_RETENTION_DAYS,
-    show_default=True,
-    help=ROLLUP_RETENTION_HELP,
-)
+@rollup_retention_option
 @click.option(
     "--maintenance-interval",
     envvar="DASHBOARD_MAINTENANCE_INTERVAL",
@@ -213,14 +217,7 @@ async def tick(ctx: click.Context) -> None:
     required=True,
     help="Delete values older than this many days.",
 )
-@click.option(
-    "--rollup-retention-days",
-    envvar="DASHBOARD_ROLLUP_RETENTION_DAYS",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_ROLLUP_RETENTION_DAYS,
-    show_default=True,
-    help=ROLLUP_RETENTION_HELP,
-)
+@rollup_retention_option
 @click.pass_context
 @run_async
 async def prune(ctx: click.Context, retention_days: float, rollup_retention_days: float) -> None:
