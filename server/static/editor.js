@@ -33,9 +33,24 @@
     call("POST", "/metrics/order", { metric_ids: ids }, metricList);
   }
 
+  // What the editor has typed or chosen in the list and not saved, per metric and
+  // field, with the value it replaced: another editor's change rebuilds the list,
+  // and must not wipe it, unless that change was to the same field.
+  function unsavedEdits(list) {
+    const found = {};
+    for (const field of list.querySelectorAll("[data-shown]")) {
+      if (field.value === field.dataset.shown) continue;
+      const id = field.closest("li").dataset.metricId;
+      found[id] = found[id] || {};
+      found[id][field.dataset.role] = { shown: field.dataset.shown, value: field.value };
+    }
+    return found;
+  }
+
   function renderMetrics(list) {
     metrics = list;
     const held = focusedControl(metricList);
+    const kept = unsavedEdits(metricList);
     metricList.replaceChildren();
     list.forEach((metric, i) => {
       const item = document.createElement("li");
@@ -69,6 +84,11 @@
       });
       const roles = { name: name, unit: unit, source: source, save: save, up: up, down: down, remove: remove };
       for (const [role, control] of Object.entries(roles)) control.dataset.role = role;
+      for (const field of [name, unit, source]) {
+        field.dataset.shown = field.value;
+        const edit = (kept[metric.id] || {})[field.dataset.role];
+        if (edit && edit.shown === field.value) field.value = edit.value;
+      }
       item.append(name, unit, type, source, save, up, down, remove);
       metricList.append(item);
     });

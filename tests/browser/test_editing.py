@@ -83,3 +83,49 @@ async def test_a_user_creates_a_dashboard_from_the_list_and_adds_a_metric(server
     await screenshot(page, "dashboard-created")
     await page.goto(server.base + "/dashboards/")
     await expect(page.locator(".dashboard-list a")).to_have_text(["Carol's <i>board</i>"])
+
+
+async def test_what_an_editor_is_typing_survives_another_editors_change(
+    server, context, browser: Browser, pool
+):
+    demo = await create_demo(pool)
+    path = f"/dashboards/{demo.dashboard.id}/"
+    metrics = await db.list_metrics(pool, demo.dashboard.id)
+    first, second = metrics[0], metrics[1]
+    await db.add_member(
+        pool, demo.dashboard.id, (await db.get_user_by_username(pool, "viewer")).id, db.EDITOR
+    )
+    await db.set_member_role(
+        pool, demo.dashboard.id, (await db.get_user_by_username(pool, "viewer")).id, db.EDITOR
+    )
+    typing = await context.new_page()
+    await log_in(typing, server.base, "demo", "demo", path)
+    other_context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        other = await other_context.new_page()
+        await log_in(other, server.base, "viewer", "viewer", path)
+        for page in (typing, other):
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+            await page.click("#edit-panel summary") if not await page.locator(
+                "#edit-panel[open]"
+            ).count() else None
+        first_name = typing.locator(f"#edit-metrics li[data-metric-id='{first.id}'] [data-role=name]")
+        second_name = typing.locator(f"#edit-metrics li[data-metric-id='{second.id}'] [data-role=name]")
+        await first_name.fill("half-typed name")
+        await second_name.fill("my idea")
+
+        # The other editor renames the dashboard and the second metric: the list is rebuilt.
+        await other.fill("#edit-settings input[name=name]", "Renamed elsewhere")
+        await other.click("#edit-settings button[type=submit]")
+        await expect(typing.locator("#dashboard-name")).to_have_text("Renamed elsewhere")
+        other_second = other.locator(f"#edit-metrics li[data-metric-id='{second.id}']")
+        await other_second.locator("[data-role=name]").fill("their_name")
+        await other_second.locator("[data-role=save]").click()
+        await expect(
+            typing.locator(f"article.metric[data-metric-id='{second.id}'] .metric-name")
+        ).to_have_text("their_name")
+        # Unsaved text of a field nobody else changed stays; the field they changed shows theirs.
+        await expect(first_name).to_have_value("half-typed name")
+        await expect(second_name).to_have_value("their_name")
+    finally:
+        await other_context.close()
