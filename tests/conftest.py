@@ -213,3 +213,18 @@ def restore_root_logging() -> Iterator[None]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+
+
+async def json_request(
+    client: TestClient, method: str, path: str, body: object, *, token: str | None = "fetch"
+) -> tuple[int, dict]:
+    """A JSON request the way the page's scripts send it (CSRF token in the header):
+    the status and the JSON answer (or {"text": ...} when the answer is not JSON)."""
+    if token == "fetch":
+        token = await csrf_from(client, "/dashboards/")
+    headers = {"X-CSRF-Token": token} if token else {}
+    response = await client.request(method, path, json=body, headers=headers)
+    try:
+        return response.status, await response.json()
+    except Exception:
+        return response.status, {"text": await response.text()}

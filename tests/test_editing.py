@@ -14,7 +14,7 @@ from common.redisconn import connect_redis, publish
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
 from server.closecodes import CloseCode
-from tests.conftest import CHANNELS, REDIS_URL, csrf_from, log_in
+from tests.conftest import CHANNELS, REDIS_URL, json_request, log_in
 from tests.test_access import closed_within, run_cli
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 
@@ -23,14 +23,7 @@ async def post(
     client: TestClient, path: str, body: object, *, token: str | None = "fetch"
 ) -> tuple[int, dict]:
     """A JSON POST the way the page's script sends it (CSRF token in the header)."""
-    if token == "fetch":
-        token = await csrf_from(client, "/dashboards/")
-    headers = {"X-CSRF-Token": token} if token else {}
-    response = await client.post(path, json=body, headers=headers)
-    try:
-        return response.status, await response.json()
-    except Exception:
-        return response.status, {"text": await response.text()}
+    return await json_request(client, "POST", path, body, token=token)
 
 
 @pytest.fixture

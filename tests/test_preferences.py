@@ -14,7 +14,7 @@ from common import db
 from common.events import PreferencesChanged, decode_control, encode_preferences_changed
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
-from tests.conftest import csrf_from, log_in
+from tests.conftest import csrf_from, json_request, log_in
 from tests.test_editing import as_user, open_socket
 from tests.wsclient import expect_silence, receive_until
 
@@ -31,14 +31,7 @@ async def patch(
     client: TestClient, path: str, body: object, *, token: str | None = "fetch"
 ) -> tuple[int, dict]:
     """A JSON PATCH the way the page's script sends it (CSRF token in the header)."""
-    if token == "fetch":
-        token = await csrf_from(client, "/dashboards/")
-    headers = {"X-CSRF-Token": token} if token else {}
-    response = await client.patch(path, json=body, headers=headers)
-    try:
-        return response.status, await response.json()
-    except Exception:
-        return response.status, {"text": await response.text()}
+    return await json_request(client, "PATCH", path, body, token=token)
 
 
 @pytest.fixture
