@@ -26,6 +26,7 @@ from server.auth import SESSION_COOKIE, csrf_middleware
 from server.closecodes import CloseCode
 from server.configpush import config_push_ctx
 from server.errorpages import error_pages
+from server.headers import add_security_headers
 from server.hub import Hub
 from server.keys import (
     CHANNELS_KEY,
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_routes(app)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx, config_push_ctx, preferences_push_ctx])
     app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(add_security_headers)
     return app
 
 

@@ -132,3 +132,14 @@ async def test_an_address_without_its_trailing_slash_leads_to_the_page(client, s
         assert (await client.get(typed)).status == 200
     # Still "not found" where no page would have matched either way.
     assert (await client.get("/no/such/page", allow_redirects=False)).status == 404
+
+
+async def test_every_response_carries_the_security_headers(client, make_user):
+    await make_user("alice")
+    await log_in(client, "alice")
+    for path in ("/login", "/dashboards/", "/static/app.css", "/no/such/page", "/healthz"):
+        response = await client.get(path)
+        csp = response.headers.get("Content-Security-Policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert response.headers.get("X-Frame-Options") == "DENY", path

@@ -25,11 +25,13 @@ async def test_playground_connects_and_a_ping_gets_a_pong(server, start_worker, 
 
     await page.click("#connect")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
-    await page.wait_for_function("window.__playground.received.some((m) => m.action === 'metric_update')")
+    await page.wait_for_function(
+        "() => window.__playground.received.some((m) => m.action === 'metric_update')"
+    )
     await page.click("#examples [data-example=ping]")
     await page.click("#send")
-    await page.wait_for_function("window.__playground.received.some((m) => m.action === 'pong')")
-    pong = await page.evaluate("window.__playground.received.find((m) => m.action === 'pong')")
+    await page.wait_for_function("() => window.__playground.received.some((m) => m.action === 'pong')")
+    pong = await page.evaluate("() => window.__playground.received.find((m) => m.action === 'pong')")
     assert pong == {"action": "pong", "payload": {"t": 1767225600000}}
     await expect(page.locator("#log li[data-direction=in] .action", has_text="pong")).to_have_count(1)
 
@@ -37,8 +39,8 @@ async def test_playground_connects_and_a_ping_gets_a_pong(server, start_worker, 
     await page.click("#examples [data-example=resume]")
     await page.click("#send")
     await page.wait_for_function(
-        "window.__playground.received.filter((m) => m.action === 'complete').length >= 2"
+        "() => window.__playground.received.filter((m) => m.action === 'complete').length >= 2"
     )
-    errors = await page.evaluate("window.__playground.received.filter((m) => m.action === 'error')")
+    errors = await page.evaluate("() => window.__playground.received.filter((m) => m.action === 'error')")
     assert errors == []
     await screenshot(page, "playground")
