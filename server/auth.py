@@ -155,5 +155,6 @@ async def page_context(request: web.Request, **values: Any) -> dict[str, Any]:
     """
     user = values.get("user")
     # On <html> from the server, so the page never flashes in the other theme.
-    theme = await db.get_theme(request.app[DB_KEY], user.id) if isinstance(user, User) else "light"
+    # Nobody logged in (the login page): None, and the page follows the system's setting.
+    theme = await db.get_theme(request.app[DB_KEY], user.id) if isinstance(user, User) else None
     return {"csrf_field": CSRF_FIELD, "csrf_token": await csrf_token(request), "theme": theme, **values}

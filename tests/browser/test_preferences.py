@@ -113,3 +113,23 @@ async def test_preferences_apply_on_every_device_and_after_reload(server, contex
     finally:
         await phone_context.close()
         await other_context.close()
+
+
+async def test_pages_before_login_follow_the_systems_theme_then_the_users(
+    server, browser: Browser, make_user
+):
+    await make_user("dora")
+    for scheme in ("dark", "light"):
+        context = await browser.new_context(color_scheme=scheme)
+        try:
+            page = await context.new_page()
+            await page.goto(server.base + "/login")
+            await expect(page.locator("html")).to_have_attribute("data-theme", scheme)
+            assert (await background(page) == DARK_BACKGROUND) == (scheme == "dark")
+            await page.goto(server.base + "/no/such/page")
+            await expect(page.locator("html")).to_have_attribute("data-theme", scheme)
+            # Logged in, the user's own theme (light until they choose) wins over the system's.
+            await log_in(page, server.base, "dora", "secret-pw", "/dashboards/")
+            await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+        finally:
+            await context.close()
