@@ -143,3 +143,6 @@ async def test_every_response_carries_the_security_headers(client, make_user):
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
         assert response.headers.get("X-Content-Type-Options") == "nosniff", path
         assert response.headers.get("X-Frame-Options") == "DENY", path
+        if response.content_type == "text/html":
+            assert response.headers.get("Cache-Control") == "no-store", path
+    assert (await client.get("/static/app.css")).headers.get("Cache-Control") != "no-store"
