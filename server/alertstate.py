@@ -14,9 +14,16 @@ from typing import Any
 import aiopg
 
 from common import db
+from common.schemas import encode_message
+from server.frames import text_frame
 
 # Events in the list a page shows (and in each `alerts` message).
 RECENT_EVENTS = 20
+
+
+async def alerts_frame(pool: aiopg.Pool, dashboard_id: int) -> bytes:
+    """The finished `alerts` message frame of the dashboard."""
+    return text_frame(encode_message("alerts", await alert_state(pool, dashboard_id)))
 
 
 async def alert_state(pool: aiopg.Pool, dashboard_id: int) -> dict[str, Any]:

@@ -11,6 +11,19 @@ from marshmallow import Schema, fields, validate
 
 from common.schemas import CLIENT_ACTIONS, PAYLOAD_SCHEMAS, RANGES, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS
 
+# A live `alert`, also the first of the `alerts` example's events.
+ALERT_EXAMPLE = {
+    "rule_id": 3,
+    "metric_id": 1,
+    "metric_name": "requests",
+    "state": "firing",
+    "value": 97.5,
+    "threshold": 90.0,
+    "condition": "above",
+    "at": "2026-11-28T23:28:46.049670+00:00",
+    "event_id": 17,
+}
+
 SUMMARIES = {
     "subscribe": "Receive updates of these metrics; a metric_history comes first for each new one.",
     "unsubscribe": "Stop receiving updates of these metrics.",
@@ -72,17 +85,7 @@ EXAMPLES: dict[str, Any] = {
         "metric_name": "requests",
         "unit": "req",
     },
-    "alert": {
-        "rule_id": 3,
-        "metric_id": 1,
-        "metric_name": "requests",
-        "state": "firing",
-        "value": 97.5,
-        "threshold": 90.0,
-        "condition": "above",
-        "at": "2026-11-28T23:28:46.049670+00:00",
-        "event_id": 17,
-    },
+    "alert": ALERT_EXAMPLE,
     "alerts": {
         "rules": [
             {
@@ -98,19 +101,7 @@ EXAMPLES: dict[str, Any] = {
                 "value": 97.5,
             }
         ],
-        "events": [
-            {
-                "rule_id": 3,
-                "metric_id": 1,
-                "metric_name": "requests",
-                "state": "firing",
-                "value": 97.5,
-                "threshold": 90.0,
-                "condition": "above",
-                "at": "2026-11-28T23:28:46.049670+00:00",
-                "event_id": 17,
-            }
-        ],
+        "events": [ALERT_EXAMPLE],
     },
     "preferences": {
         "dashboard_id": 1,

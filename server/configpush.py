@@ -25,10 +25,8 @@ from aiohttp import web
 
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
-from common.schemas import encode_message
-from server.alertstate import alert_state
+from server.alertstate import alerts_frame
 from server.configcache import ConfigCache
-from server.frames import text_frame
 from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, REDIS_KEY
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ async def push_config(app: web.Application, dashboard_id: int) -> None:
         config = await app[CONFIGS_KEY].get(dashboard_id)
         if config is None:
             return  # deleted: its sockets are being closed by the revocation
-        alerts = text_frame(encode_message("alerts", await alert_state(app[DB_KEY], dashboard_id)))
+        alerts = await alerts_frame(app[DB_KEY], dashboard_id)
         for conn in hub.connections_of(dashboard_id):
             conn.dashboard = config.dashboard
             conn.metrics = config.metrics

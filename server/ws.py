@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from common import db
 from common.db import Metric, MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
-from server.alertstate import alert_state
+from server.alertstate import alerts_frame
 from server.auth import origin_allowed, socket_session
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
@@ -180,11 +180,10 @@ def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
 
 async def _alerts_frame(request: web.Request, dashboard_id: int) -> bytes:
     """The dashboard's `alerts` message, read and encoded once for the sockets opening together."""
-
-    async def make() -> bytes:
-        return text_frame(encode_message("alerts", await alert_state(request.app[DB_KEY], dashboard_id)))
-
-    return await request.app[READS_KEY].read(("alerts", dashboard_id), make)
+    pool = request.app[DB_KEY]
+    return await request.app[READS_KEY].read(
+        ("alerts", dashboard_id), lambda: alerts_frame(pool, dashboard_id)
+    )
 
 
 def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str, Any]]) -> HistoryFrames:
