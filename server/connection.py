@@ -3,7 +3,8 @@ its outbound buffer.
 
 Frames arrive as finished bytes (built once per update by the hub). All
 frames that pile up for a connection during one event-loop turn are joined
-and handed to the transport in ONE write. While the transport's own buffer is
+and handed to the transport in ONE write; one callback per turn (the
+`FlushQueue`) writes for every connection that has something waiting. While the transport's own buffer is
 above its high-water mark (the client reads slowly) frames wait here; once a
 connection has more than `max_buffered` bytes waiting in total it is closed
 with SLOW_CONSUMER, so a client that stops reading neither grows the server's
@@ -29,15 +30,46 @@ TRANSPORT_HIGH_WATER = 256 * 1024
 # How soon to look again when the transport was too full to take more.
 RETRY_SECONDS = 0.02
 
+# A live update as the hub hands it over: metric id, value id, finished frame.
+Update = tuple[int, int, bytes]
+
+
+class FlushQueue:
+    """The connections with frames waiting, written out together once per event-loop turn.
+
+    One scheduled callback for all of them, not one per connection: with
+    thousands of sockets per update, a callback handle each cost CPU and, worse,
+    garbage-collector work (they outlive a collection of the youngest objects
+    during a long fan-out and pile up until full collections of every object
+    in the process run, stalling all sockets for hundreds of milliseconds).
+    """
+
+    __slots__ = ("_dirty", "_handle")
+
+    def __init__(self) -> None:
+        self._dirty: list[ClientConnection] = []
+        self._handle: asyncio.Handle | None = None
+
+    def add(self, conn: ClientConnection) -> None:
+        self._dirty.append(conn)
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
 
 class ClientConnection:
     # Slots, not a __dict__: one of these lives as long as each socket.
     __slots__ = (
         "_close_task",
         "_closing",
-        "_flush_handle",
+        "_flush_pending",
+        "_flushes",
         "_held",
-        "_loop",
         "_max_buffered",
         "_pending",
         "_pending_bytes",
@@ -59,6 +91,7 @@ class ClientConnection:
         dashboard: Dashboard,
         metrics: Mapping[int, Metric],
         max_buffered: int,
+        flushes: FlushQueue,
     ) -> None:
         self.ws = ws
         self.user = user
@@ -68,12 +101,13 @@ class ClientConnection:
         # Replaced, never changed in place: the hub shares equal sets between connections.
         self.subscribed: frozenset[int] = frozenset()
         self._transport = transport
-        self._loop = asyncio.get_running_loop()
+        self._flushes = flushes
         self._max_buffered = max_buffered
+        # Emptied in place, never replaced: no new object per write.
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._flush_handle: asyncio.Handle | None = None
-        self._held: list[tuple[int, int, bytes]] | None = None
+        self._flush_pending = False
+        self._held: list[Update] | None = None
         self._closing = False
         self._close_task: asyncio.Task[bool] | None = None
         # Read once when the connection ends (server/metrics.py), never per frame.
@@ -93,16 +127,19 @@ class ClientConnection:
         self._pending_bytes += len(frame)
         if self._pending_bytes + self._transport.get_write_buffer_size() > self._max_buffered:
             self._overflow()
-        elif self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        elif not self._flush_pending:
+            self._flush_pending = True
+            self._flushes.add(self)
 
-    def deliver(self, metric_id: int, value_id: int, frame: bytes) -> None:
-        """A live update from the hub (kept aside while history is being sent)."""
+    def deliver(self, frames: bytes, updates: list[Update]) -> None:
+        """Live updates from the hub: `frames` is the `updates`' frames joined.
+
+        While history is being sent they are kept aside, one by one."""
         if self._held is None:
-            self.send_frame(frame)
+            self.send_frame(frames)
         else:
-            self._held.append((metric_id, value_id, frame))
-            if len(self._held) * len(frame) > self._max_buffered:
+            self._held.extend(updates)
+            if updates and len(self._held) * len(updates[-1][2]) > self._max_buffered:
                 self._overflow()
 
     def hold(self) -> None:
@@ -133,16 +170,18 @@ class ClientConnection:
         self._pending_bytes = 0
         self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
 
-    def _flush(self) -> None:
-        self._flush_handle = None
+    def flush(self) -> None:
+        """Write what is waiting in one piece (called by the FlushQueue)."""
+        self._flush_pending = False
         if self._closing or self._transport.is_closing() or not self._pending:
             return
         if self._transport.get_write_buffer_size() > TRANSPORT_HIGH_WATER:
-            self._flush_handle = self._loop.call_later(RETRY_SECONDS, self._flush)
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.flush)
             return
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
-        self._pending = []
+        pending.clear()
         self._pending_bytes = 0
         self._transport.write(data)
 

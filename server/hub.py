@@ -2,8 +2,11 @@
 
 A dashboard's channel is subscribed when its first local connection arrives
 and left after its last one goes. Each published value is encoded once as a
-`metric_update` frame and handed to exactly the connections subscribed to
-that metric.
+`metric_update` frame. A dashboard's connections are grouped by the set of
+metrics they are subscribed to (most watch all of them): for each group the
+frames its set selects are joined once, and every connection of the group is
+handed that one piece, so an update touches only its subscribers and costs
+one call per connection however many values it carries.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
-from server.connection import ClientConnection
+from server.connection import ClientConnection, FlushQueue, Update
 from server.frames import text_frame
 from server.metrics import ServerMetrics
 
@@ -52,8 +55,10 @@ class Hub:
         self._metrics = metrics or ServerMetrics()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
-        self._by_metric: dict[int, set[ClientConnection]] = defaultdict(set)
+        # dashboard id -> subscribed metric ids -> connections subscribed to exactly those
+        self._groups: dict[int, dict[frozenset[int], set[ClientConnection]]] = {}
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
+        self.flushes = FlushQueue()
         self._subscription_sets: dict[frozenset[int], frozenset[int]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         # Channel joins and leaves are serialised so that a leave racing a new
@@ -130,18 +135,25 @@ class Hub:
             task.add_done_callback(self._leaving.discard)
 
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
-        for metric_id in metric_ids:
-            self._by_metric[metric_id].add(conn)
-        conn.subscribed = self._shared_set(conn.subscribed.union(metric_ids))
+        self._regroup(conn, conn.subscribed.union(metric_ids))
 
     def unsubscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
-        for metric_id in metric_ids:
-            subscribers = self._by_metric.get(metric_id)
-            if subscribers is not None:
-                subscribers.discard(conn)
-                if not subscribers:
-                    del self._by_metric[metric_id]
-        conn.subscribed = self._shared_set(conn.subscribed.difference(metric_ids))
+        self._regroup(conn, conn.subscribed.difference(metric_ids))
+
+    def _regroup(self, conn: ClientConnection, subscribed: frozenset[int]) -> None:
+        dashboard_id = conn.dashboard.id
+        groups = self._groups.setdefault(dashboard_id, {})
+        if conn.subscribed:
+            group = groups.get(conn.subscribed)
+            if group is not None:
+                group.discard(conn)
+                if not group:
+                    del groups[conn.subscribed]
+        conn.subscribed = self._shared_set(subscribed)
+        if subscribed:
+            groups.setdefault(conn.subscribed, set()).add(conn)
+        if not groups:
+            del self._groups[dashboard_id]
 
     def _shared_set(self, metric_ids: frozenset[int]) -> frozenset[int]:
         """One object for every connection subscribed to the same metrics (most
@@ -217,10 +229,11 @@ class Hub:
         if isinstance(values, AlertNotice):
             self._send_alert(dashboard_id, values)
             return
+        groups = self._groups.get(dashboard_id)
+        if not groups:
+            return
+        updates: list[Update] = []
         for event in values:
-            subscribers = self._by_metric.get(event.metric_id)
-            if not subscribers:
-                continue
             # Encoded once, as the finished frame, shared by every subscriber.
             frame = text_frame(
                 encode_message(
@@ -235,10 +248,19 @@ class Hub:
                     },
                 )
             )
-            for conn in tuple(subscribers):
-                conn.deliver(event.metric_id, event.id, frame)
-            # Once per value, not per connection: the hot loop above stays bare.
-            self._metrics.fanned_out(event.timestamp, len(subscribers))
+            updates.append((event.metric_id, event.id, frame))
+        sent = 0
+        for subscribed, group in tuple(groups.items()):
+            selected = [update for update in updates if update[0] in subscribed]
+            if not selected:
+                continue
+            frames = selected[0][2] if len(selected) == 1 else b"".join(frame for _, _, frame in selected)
+            for conn in tuple(group):
+                conn.deliver(frames, selected)
+            sent += len(selected) * len(group)
+        # Once per message, not per connection: the hot loop above stays bare.
+        if sent:
+            self._metrics.fanned_out([event.timestamp for event in values], sent)
 
     def _send_alert(self, dashboard_id: int, notice: AlertNotice) -> None:
         # Every socket of the dashboard, subscribed to the metric or not: the

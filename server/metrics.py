@@ -60,14 +60,16 @@ class ServerMetrics:
         self.database_errors = self.backend_errors.labels(backend="database")
         self.redis_errors = self.backend_errors.labels(backend="redis")
 
-    def fanned_out(self, timestamp: str, recipients: int) -> None:
-        """One value's frame went to `recipients` connections."""
-        self.messages_sent.inc(recipients)
-        try:
-            stamped = datetime.fromisoformat(timestamp).timestamp()
-        except ValueError:
-            return
-        self.publish_latency.observe(max(0.0, time.time() - stamped))
+    def fanned_out(self, timestamps: list[str], frames_sent: int) -> None:
+        """The values stamped `timestamps` went out as `frames_sent` frames in all."""
+        self.messages_sent.inc(frames_sent)
+        now = time.time()
+        for timestamp in timestamps:
+            try:
+                stamped = datetime.fromisoformat(timestamp).timestamp()
+            except ValueError:
+                continue
+            self.publish_latency.observe(max(0.0, now - stamped))
 
     def connection_ended(self, dropped_frames: int, close_code: int | None) -> None:
         if dropped_frames:

@@ -111,8 +111,9 @@ async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnec
     if config is None:  # deleted meanwhile; the revocation came or is coming
         await ws.close(code=CloseCode.FORBIDDEN, message=b"Forbidden")
         return None
+    flushes = request.app[HUB_KEY].flushes
     conn = ClientConnection(
-        ws, transport, user, config.dashboard, config.metrics, settings.client_buffer_bytes
+        ws, transport, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes
     )
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
