@@ -44,10 +44,12 @@ from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
 from server.sharedreads import SharedReads
+from server.websocket import Heartbeat
 
 log = logging.getLogger(__name__)
 
 REDIS_CONNECTIONS = 32  # per server process, including the one subscription
+SHUTDOWN_CLOSE_WAIT = 1.0  # seconds for clients to answer the 1001 close frame
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -100,7 +102,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, hub_ctx, registry_ctx, config_push_ctx, preferences_push_ctx])
+    app.cleanup_ctx.extend(
+        [db_ctx, redis_ctx, hub_ctx, heartbeat_ctx, registry_ctx, config_push_ctx, preferences_push_ctx]
+    )
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(add_security_headers)
     return app
@@ -146,14 +150,26 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.close()
 
 
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    heartbeat = asyncio.create_task(
+        Heartbeat(app[SOCKETS_KEY], app[SETTINGS_KEY].heartbeat_seconds).run(), name="heartbeat"
+    )
+    yield
+    heartbeat.cancel()
+    with suppress(asyncio.CancelledError):
+        await heartbeat
+
+
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, tell every client to go and reconnect (to another instance)."""
-    # All at once: one by one, each waits for its client's reply, and a few
-    # dead peers would use up the whole shutdown timeout.
-    await asyncio.gather(
-        *(
-            ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
-            for ws in set(app[SOCKETS_KEY])
-        ),
-        return_exceptions=True,
-    )
+    sockets = set(app[SOCKETS_KEY])
+    for socket in sockets:
+        socket.close(CloseCode.GOING_AWAY, "server shutting down")
+    # All at once, and not for long: a client that does not answer within a
+    # second (gone, or not reading) must not hold up the stop.
+    if sockets:
+        await asyncio.wait(
+            [asyncio.ensure_future(socket.wait_closed()) for socket in sockets], timeout=SHUTDOWN_CLOSE_WAIT
+        )
+        for socket in sockets:
+            socket.abort()

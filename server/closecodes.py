@@ -13,6 +13,10 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect, possibly elsewhere
+    PROTOCOL_ERROR = 1002  # the client broke RFC 6455 framing (unmasked frame, bad fragments, ...)
+    INVALID_TEXT = 1007  # a text message that is not UTF-8
+    MESSAGE_TOO_BIG = 1009  # a client message above 64 KiB
+    INTERNAL_ERROR = 1011  # a bug on the server's side; reconnecting may help
     TRY_AGAIN_LATER = 1013  # the database is unreachable right now: reconnect with backoff
     SLOW_CONSUMER = 4008  # the client read too slowly and its buffer overflowed
     RESYNC = 4012  # live updates were interrupted (Redis outage): reconnect for the missed values

@@ -17,11 +17,10 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from aiohttp import web
-
 from common.db import Dashboard, Metric, User
 from server.closecodes import CloseCode
 from server.frames import text_frame
+from server.websocket import WebSocket
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,6 @@ class FlushQueue:
 class ClientConnection:
     # Slots, not a __dict__: one of these lives as long as each socket.
     __slots__ = (
-        "_close_task",
         "_closing",
         "_flush_pending",
         "_flushes",
@@ -78,14 +76,14 @@ class ClientConnection:
         "dashboard",
         "dropped_frames",
         "metrics",
+        "socket",
         "subscribed",
         "user",
-        "ws",
     )
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        socket: WebSocket,
         transport: asyncio.Transport,
         user: User,
         dashboard: Dashboard,
@@ -93,7 +91,7 @@ class ClientConnection:
         max_buffered: int,
         flushes: FlushQueue,
     ) -> None:
-        self.ws = ws
+        self.socket = socket
         self.user = user
         self.dashboard = dashboard
         # Shared with the dashboard's other connections (server/configcache.py).
@@ -109,7 +107,6 @@ class ClientConnection:
         self._flush_pending = False
         self._held: list[Update] | None = None
         self._closing = False
-        self._close_task: asyncio.Task[bool] | None = None
         # Read once when the connection ends (server/metrics.py), never per frame.
         self.dropped_frames = 0
         self.close_code: CloseCode | None = None
@@ -168,7 +165,7 @@ class ClientConnection:
             self.dropped_frames += len(self._held)
             self._held.clear()
         self._pending_bytes = 0
-        self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+        self.socket.close(code, reason)
 
     def flush(self) -> None:
         """Write what is waiting in one piece (called by the FlushQueue)."""

@@ -17,6 +17,7 @@ from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.registry import SocketRegistry
 from server.sharedreads import SharedReads
+from server.websocket import WebSocket
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 # This deployment's Redis channel names (from the settings).
@@ -24,7 +25,7 @@ CHANNELS_KEY = web.AppKey("channels", Channels)
 DB_KEY = web.AppKey("db", aiopg.Pool)
 REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY = web.AppKey("hub", Hub)
-SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[WebSocket])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
 # Per dashboard, held while its new config is read and pushed (server/configpush.py).

@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import redis.exceptions
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from common import db
 from common.db import Metric, MetricValue
@@ -20,7 +21,7 @@ from server.alertstate import alerts_frame
 from server.auth import origin_allowed, socket_session
 from server.closecodes import CloseCode
 from server.connection import ClientConnection
-from server.frames import text_frame
+from server.frames import TEXT, text_frame
 from server.keys import (
     CONFIGS_KEY,
     DB_KEY,
@@ -32,6 +33,7 @@ from server.keys import (
     SOCKETS_KEY,
 )
 from server.ratelimit import TokenBucket
+from server.websocket import WebSocket, is_upgrade, take_over
 
 log = logging.getLogger(__name__)
 
@@ -39,122 +41,155 @@ MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
 MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
 MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
 
-_CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 # Per metric: its finished `metric_history` frame, and the id of the newest value in it.
 HistoryFrames = dict[int, tuple[bytes, int | None]]
 HistoryLoader = Callable[[list[int]], Awaitable[HistoryFrames]]
 
 
-async def dashboard_socket(request: web.Request) -> web.WebSocketResponse:
+async def dashboard_socket(request: web.Request) -> web.StreamResponse:
     # Checked before the upgrade: a page on another site must not be able to
     # open a socket that rides on this user's cookie.
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
-    settings = request.app[SETTINGS_KEY]
-    # aiohttp sends no pings unless asked: without them a peer that vanished
-    # (laptop lid closed, NAT timeout) would hold its socket open for hours.
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_seconds, max_msg_size=MAX_FRAME_BYTES)
+    if not is_upgrade(request):
+        raise web.HTTPBadRequest(text="This address takes WebSocket connections only.")
+    app = request.app
+    # Revocations seen from now on may be missed by the checks below; the
+    # registry holds them against this socket when it is added.
+    checked_at = time.monotonic()
+    session: tuple[int | None, str | None] | Exception
     try:
-        await ws.prepare(request)
-        request.app[SOCKETS_KEY].add(ws)
-        conn = await _open(request, ws)
+        session = await socket_session(request)
+    except redis.exceptions.RedisError as exc:
+        session = exc
+    socket = WebSocket(MAX_FRAME_BYTES)
+    if take_over(request, socket):
+        app[SOCKETS_KEY].add(socket)
+        # `?subscribe=none`: the client will send `resume` or `history` itself
+        # (a reconnecting page), so the default history would be wasted.
+        with_history = request.query.get("subscribe") != "none"
+        socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history))
+    else:
+        log.debug("client of %s went away before the upgrade", request.path)
+    # aiohttp has let go of the connection (server/websocket.py): this is never sent.
+    return web.Response(status=101)
+
+
+async def _set_up(
+    app: web.Application,
+    socket: WebSocket,
+    session: tuple[int | None, str | None] | Exception,
+    dashboard_id: int | None,
+    checked_at: float,
+    with_history: bool,
+) -> None:
+    """Authenticate, send config, history and alerts, then take client messages."""
+    try:
+        if isinstance(session, Exception):
+            raise session
+        conn = await _open(app, socket, session, dashboard_id, checked_at)
         if conn is not None:
-            await _serve(request, conn)
-    except ConnectionResetError:
-        log.debug("client of %s went away before the socket was set up", request.path)
+            await _serve(app, conn, with_history)
     except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
-        request.app[METRICS_KEY].backend_error(exc)
-        await ws.close(code=CloseCode.TRY_AGAIN_LATER, message=b"service unavailable")
-    return ws
+        app[METRICS_KEY].backend_error(exc)
+        socket.close(CloseCode.TRY_AGAIN_LATER, "service unavailable")
 
 
-async def _open(request: web.Request, ws: web.WebSocketResponse) -> ClientConnection | None:
+async def _open(
+    app: web.Application,
+    socket: WebSocket,
+    session: tuple[int | None, str | None],
+    dashboard_id: int | None,
+    checked_at: float,
+) -> ClientConnection | None:
     """Authenticate, then send the config; None if the client was refused."""
-    # Revocations seen from now on may be missed by the checks below; the
-    # registry holds them against this socket when it is added.
-    checked_at = time.monotonic()
-    user_id, key = await socket_session(request)
+    user_id, key = session
     if user_id is None or key is None:
-        await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
+        _refuse(socket, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
-    dashboard_id = _dashboard_id(request)
     # One round trip for both checks: with thousands of sockets opening at
     # once, set-up cost is what bounds how fast they are all served again.
-    user, member = await db.get_user_and_membership(request.app[DB_KEY], user_id, dashboard_id or 0)
+    user, member = await db.get_user_and_membership(app[DB_KEY], user_id, dashboard_id or 0)
     if user is None:
-        await _refuse(ws, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
+        _refuse(socket, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
-    configs = request.app[CONFIGS_KEY]
-    if not member or dashboard_id is None or await configs.get(dashboard_id) is None:
+    # From the per-process cache (server/configcache.py). From here until the
+    # hub lists this socket (`_serve`) nothing waits, so any later change of
+    # the config is pushed to it.
+    config = await app[CONFIGS_KEY].get(dashboard_id) if member and dashboard_id is not None else None
+    if config is None:
         # Same answer whether the dashboard exists or not: ids are not probeable.
-        await _refuse(ws, 403, "Forbidden", CloseCode.FORBIDDEN)
+        _refuse(socket, 403, "Forbidden", CloseCode.FORBIDDEN)
         return None
-    settings = request.app[SETTINGS_KEY]
-    registry = request.app[REGISTRY_KEY]
+    settings = app[SETTINGS_KEY]
+    registry = app[REGISTRY_KEY]
     if registry.count_for_user(user.id) >= settings.max_connections_per_user:
-        await _refuse(ws, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
+        _refuse(socket, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
+        return None
+    if not socket.is_open or socket.transport is None:  # went away during the checks
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard_id}
-    await ws.send_str(
+    socket.send_text(
         encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
-    # Asked again (from the cache, so at no cost): the config may have changed
-    # while the answer went out. From here until the hub lists this socket
-    # (`_serve`) nothing waits, so any later change is pushed to it.
-    config = await configs.get(dashboard_id)
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("client went away")
-    if config is None:  # deleted meanwhile; the revocation came or is coming
-        await ws.close(code=CloseCode.FORBIDDEN, message=b"Forbidden")
-        return None
-    flushes = request.app[HUB_KEY].flushes
+    flushes = app[HUB_KEY].flushes
     conn = ClientConnection(
-        ws, transport, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes
+        socket,
+        socket.transport,
+        user,
+        config.dashboard,
+        config.metrics,
+        settings.client_buffer_bytes,
+        flushes,
     )
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
     # served like a socket revoked just after opening, until the close completes.
     registry.add(conn, key, checked_at)
     conn.send_frame(config.frame)
+    # From here, however the socket ends, `_ended` undoes what was registered
+    # (once the set-up is over, so that nothing is registered after it).
+    bucket = TokenBucket(settings.message_rate, settings.message_burst)
+    socket.start(partial(_on_message, app, conn, bucket), partial(_ended, app, conn))
     return conn
 
 
-async def _serve(request: web.Request, conn: ClientConnection) -> None:
-    """History, then live updates and client messages until the socket closes."""
-    settings = request.app[SETTINGS_KEY]
-    hub = request.app[HUB_KEY]
-    bucket = TokenBucket(settings.message_rate, settings.message_burst)
-    try:
-        await hub.add(conn)
-        # `?subscribe=none`: the client will send `resume` or `history` itself
-        # (a reconnecting page), so the default history would be wasted.
-        if request.query.get("subscribe") != "none":
-            await _send_histories(request, conn, list(conn.metrics), _latest_loader(request, conn.metrics))
-        # After the hub.add above: an event stored from now on also arrives
-        # live; `event_id` tells the client which of the two is newer.
-        conn.send_frame(await _alerts_frame(request, conn.dashboard.id))
-        # receive(), not `async for`: one coroutine frame less per idle socket.
-        while (message := await conn.ws.receive()).type not in _CLOSED:
-            if not bucket.take():
-                # Not `break`: returning now would close with 1000 before this
-                # code goes out. Frames are dropped until the close completes.
-                conn.close_soon(CloseCode.RATE_LIMITED, "too many messages")
-                continue
-            if message.type == WSMsgType.TEXT:
-                await _handle_text(request, conn, message.data)
-            elif message.type == WSMsgType.BINARY:
-                conn.send(error_message(ProtocolError("binary frames are not supported; send JSON text")))
-            else:
-                break
-            conn.send(encode_message("complete"))
-    finally:
-        request.app[REGISTRY_KEY].remove(conn)
-        hub.remove(conn)
-        request.app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
+async def _serve(app: web.Application, conn: ClientConnection, with_history: bool) -> None:
+    """Join the live stream, then send history and the alerts; client messages wait until then."""
+    await app[HUB_KEY].add(conn)
+    if with_history:
+        await _send_histories(app, conn, list(conn.metrics), _latest_loader(app, conn.metrics))
+    # After the hub.add above: an event stored from now on also arrives
+    # live; `event_id` tells the client which of the two is newer.
+    conn.send_frame(await _alerts_frame(app, conn.dashboard.id))
+
+
+async def _on_message(
+    app: web.Application, conn: ClientConnection, bucket: TokenBucket, opcode: int, payload: bytes
+) -> None:
+    """One client message (server/websocket.py hands them over one at a time, in order)."""
+    if not bucket.take():
+        conn.close_soon(CloseCode.RATE_LIMITED, "too many messages")
+        return
+    if opcode == TEXT:
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError:
+            conn.close_soon(CloseCode.INVALID_TEXT, "text frame is not UTF-8")
+            return
+        await _handle_text(app, conn, text)
+    else:
+        conn.send(error_message(ProtocolError("binary frames are not supported; send JSON text")))
+    conn.send(encode_message("complete"))
+
+
+def _ended(app: web.Application, conn: ClientConnection) -> None:
+    app[REGISTRY_KEY].remove(conn)
+    app[HUB_KEY].remove(conn)
+    app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
 def _dashboard_id(request: web.Request) -> int | None:
@@ -165,11 +200,11 @@ def _dashboard_id(request: web.Request) -> int | None:
     return dashboard_id if 0 < dashboard_id <= 2**63 - 1 else None
 
 
-async def _refuse(ws: web.WebSocketResponse, status: int, text: str, code: CloseCode) -> None:
-    await ws.send_str(
+def _refuse(socket: WebSocket, status: int, text: str, code: CloseCode) -> None:
+    socket.send_text(
         encode_message("authentication", {"status_code": status, "status_text": text, "data": None})
     )
-    await ws.close(code=code, message=text.encode())
+    socket.close(code, text)
 
 
 def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
@@ -179,12 +214,10 @@ def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
     }
 
 
-async def _alerts_frame(request: web.Request, dashboard_id: int) -> bytes:
+async def _alerts_frame(app: web.Application, dashboard_id: int) -> bytes:
     """The dashboard's `alerts` message, read and encoded once for the sockets opening together."""
-    pool = request.app[DB_KEY]
-    return await request.app[READS_KEY].read(
-        ("alerts", dashboard_id), lambda: alerts_frame(pool, dashboard_id)
-    )
+    pool = app[DB_KEY]
+    return await app[READS_KEY].read(("alerts", dashboard_id), lambda: alerts_frame(pool, dashboard_id))
 
 
 def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str, Any]]) -> HistoryFrames:
@@ -197,22 +230,22 @@ def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str
     return frames
 
 
-def _latest_loader(request: web.Request, metrics: Mapping[int, Metric]) -> HistoryLoader:
+def _latest_loader(app: web.Application, metrics: Mapping[int, Metric]) -> HistoryLoader:
     """The newest values (`history_limit` of them): the history sent on connect and `subscribe`.
 
     Read and encoded once for all the sockets asking together (server/sharedreads.py).
     """
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
-        limit = request.app[SETTINGS_KEY].history_limit
-        latest = await db.latest_values(request.app[DB_KEY], metric_ids, limit)
+        limit = app[SETTINGS_KEY].history_limit
+        latest = await db.latest_values(app[DB_KEY], metric_ids, limit)
         return _history_frames(metrics, {i: _raw_values(values) for i, values in latest.items()})
 
     async def shared(metric_ids: list[int]) -> HistoryFrames:
         # `metrics` is the shared mapping of one config version (server/configcache.py):
         # its identity, kept alive by `load` while the read is pending, names the version.
         key = ("latest", id(metrics), tuple(metric_ids))
-        return await request.app[READS_KEY].read(key, lambda: load(metric_ids))
+        return await app[READS_KEY].read(key, lambda: load(metric_ids))
 
     return shared
 
@@ -227,21 +260,21 @@ def range_bucket_seconds(range_name: str) -> int:
     return size if size < 60 else -(-size // 60) * 60
 
 
-def _range_loader(request: web.Request, metrics: Mapping[int, Metric], range_name: str) -> HistoryLoader:
+def _range_loader(app: web.Application, metrics: Mapping[int, Metric], range_name: str) -> HistoryLoader:
     """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
-        return _history_frames(metrics, await _range_histories(request, range_name, metric_ids))
+        return _history_frames(metrics, await _range_histories(app, range_name, metric_ids))
 
     return load
 
 
 async def _range_histories(
-    request: web.Request, range_name: str, metric_ids: list[int]
+    app: web.Application, range_name: str, metric_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
     seconds = RANGES[range_name]
     bucket_seconds = range_bucket_seconds(range_name)
-    pool = request.app[DB_KEY]
+    pool = app[DB_KEY]
     since = datetime.now(UTC) - timedelta(seconds=seconds)
     common = {"range": range_name, "bucket_seconds": bucket_seconds}
     if not bucket_seconds:
@@ -268,14 +301,12 @@ async def _range_histories(
 
 
 def _resume_loader(
-    request: web.Request, metrics: Mapping[int, Metric], positions: dict[int, int]
+    app: web.Application, metrics: Mapping[int, Metric], positions: dict[int, int]
 ) -> HistoryLoader:
     """What was stored after each position, or `recovered: false` when that cannot be told."""
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
-        missed = await db.values_after(
-            request.app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED
-        )
+        missed = await db.values_after(app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED)
         answers: dict[int, dict[str, Any]] = {}
         for metric_id in metric_ids:
             values = missed[metric_id]
@@ -290,7 +321,7 @@ def _resume_loader(
 
 
 async def _send_histories(
-    request: web.Request, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
+    app: web.Application, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
 ) -> None:
     """Subscribe to the metrics, then send their history, then live updates.
 
@@ -300,7 +331,7 @@ async def _send_histories(
     conn.hold()
     last_sent: dict[int, int] = {}
     try:
-        request.app[HUB_KEY].subscribe(conn, metric_ids)
+        app[HUB_KEY].subscribe(conn, metric_ids)
         histories = await load(metric_ids)
         for metric_id in metric_ids:
             frame, last_id = histories[metric_id]
@@ -312,27 +343,27 @@ async def _send_histories(
 
 
 async def _answer_with_histories(
-    request: web.Request, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
+    app: web.Application, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
 ) -> None:
     """`_send_histories` for a client's request: with the database away the
     client gets an error and nothing changes, so it can simply ask again."""
     newly = [metric_id for metric_id in metric_ids if metric_id not in conn.subscribed]
     try:
-        await _send_histories(request, conn, metric_ids, load)
+        await _send_histories(app, conn, metric_ids, load)
     except db.UNAVAILABLE as exc:
-        request.app[HUB_KEY].unsubscribe(conn, newly)
+        app[HUB_KEY].unsubscribe(conn, newly)
         log.warning("history unavailable: %s", exc)
-        request.app[METRICS_KEY].backend_error(exc)
+        app[METRICS_KEY].backend_error(exc)
         raise ProtocolError(
             "history unavailable: the database is not reachable, retry later",
             {"database": ["unavailable"]},
         ) from None
 
 
-async def _handle_text(request: web.Request, conn: ClientConnection, text: str) -> None:
+async def _handle_text(app: web.Application, conn: ClientConnection, text: str) -> None:
     try:
         action, payload = parse_client_message(text)
-        await HANDLERS[action](request, conn, payload)
+        await HANDLERS[action](app, conn, payload)
     except ProtocolError as exc:
         conn.send(error_message(exc))
 
@@ -348,38 +379,38 @@ def _own_metric_ids(conn: ClientConnection, metric_ids: list[int]) -> list[int]:
     return list(dict.fromkeys(metric_ids))
 
 
-async def _on_subscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
+async def _on_subscribe(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(request, conn, new, _latest_loader(request, conn.metrics))
+        await _answer_with_histories(app, conn, new, _latest_loader(app, conn.metrics))
 
 
-async def _on_history(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
+async def _on_history(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
     # Subscribed or not: the history replaces what the client holds.
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    loader = _range_loader(request, conn.metrics, payload["range"])
-    await _answer_with_histories(request, conn, wanted, loader)
+    loader = _range_loader(app, conn.metrics, payload["range"])
+    await _answer_with_histories(app, conn, wanted, loader)
 
 
-async def _on_resume(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
+async def _on_resume(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
     positions = {p["metric_id"]: p["after_id"] for p in payload["positions"]}
     wanted = _own_metric_ids(conn, [p["metric_id"] for p in payload["positions"]])
     # Subscribed metrics are already live: the client has everything since.
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(request, conn, new, _resume_loader(request, conn.metrics, positions))
+        await _answer_with_histories(app, conn, new, _resume_loader(app, conn.metrics, positions))
 
 
-async def _on_unsubscribe(request: web.Request, conn: ClientConnection, payload: dict[str, Any]) -> None:
-    request.app[HUB_KEY].unsubscribe(conn, _own_metric_ids(conn, payload["metric_ids"]))
+async def _on_unsubscribe(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
+    app[HUB_KEY].unsubscribe(conn, _own_metric_ids(conn, payload["metric_ids"]))
 
 
-async def _on_ping(request: web.Request, conn: ClientConnection, payload: Any) -> None:
+async def _on_ping(app: web.Application, conn: ClientConnection, payload: Any) -> None:
     conn.send(encode_message("pong", payload))
 
 
-HANDLERS: dict[str, Callable[[web.Request, ClientConnection, Any], Awaitable[None]]] = {
+HANDLERS: dict[str, Callable[[web.Application, ClientConnection, Any], Awaitable[None]]] = {
     "subscribe": _on_subscribe,
     "unsubscribe": _on_unsubscribe,
     "ping": _on_ping,

@@ -1,0 +1,303 @@
+"""A WebSocket after its handshake: this server's own asyncio protocol on the
+connection, in place of aiohttp's request handling.
+
+Why not aiohttp's WebSocketResponse: it keeps, for as long as the socket is
+open, the whole request (parsed headers, parser, reader queue, writer) and
+two tasks each with a coroutine frame, about 15 KB per idle socket and some
+hundred objects for the garbage collector to walk. A dashboard socket mostly
+sits and receives. Here, once the upgrade request is checked (`take_over`),
+the transport is handed to a `WebSocket` and aiohttp lets go of it; an idle
+socket is then this object, its transport, and the dashboard's
+ClientConnection, with no task.
+
+What it does (RFC 6455): answers the handshake, reads client frames
+(server/frames.py), answers pings, runs the closing handshake, and hands each
+text or binary message to the handler set by `start`, one at a time and in
+order; a task exists only while there is something to handle. Heartbeats are
+sent for all sockets at once (`Heartbeat`), not by a timer per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+from server.frames import (
+    BINARY,
+    CLOSE,
+    PING,
+    TEXT,
+    FrameError,
+    FrameReader,
+    close_code,
+    close_frame,
+    ping_frame,
+    pong_frame,
+    text_frame,
+)
+
+log = logging.getLogger(__name__)
+
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+# After sending a close frame, how long to wait for the peer's before hanging up.
+CLOSE_TIMEOUT = 5.0
+# Messages waiting to be handled before the socket stops reading from the peer.
+MAX_WAITING = 32
+
+MessageHandler = Callable[[int, bytes], Awaitable[None]]
+
+
+def take_over(request: web.Request, socket: WebSocket) -> bool:
+    """Answer the upgrade request and move its connection to `socket`.
+
+    The request must be a valid upgrade (`is_upgrade`). False when the client
+    is already gone. aiohttp is told the connection was lost, so that it
+    neither writes to it again nor keeps anything of it; whatever the handler
+    returns afterwards is never sent.
+    """
+    transport = request.transport
+    handler = request.protocol
+    if transport is None or transport.is_closing():
+        return False
+    transport.set_protocol(socket)
+    # Detached before aiohttp's clean-up runs: with no transport it closes nothing.
+    handler.transport = None
+    handler.connection_lost(None)
+    socket.connection_made(transport)
+    transport.write(_handshake_response(request.headers["Sec-WebSocket-Key"]))
+    return True
+
+
+def is_upgrade(request: web.Request) -> bool:
+    """A well-formed WebSocket upgrade request (§4.2.1) this server can accept."""
+    return web.WebSocketResponse().can_prepare(request).ok
+
+
+def _handshake_response(key: str) -> bytes:
+    accept = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ).encode()
+
+
+class WebSocket(asyncio.Protocol):
+    """One client's socket: frames in and control frames out.
+
+    Data frames out are written by the owner straight to `transport`
+    (server/connection.py coalesces them).
+    """
+
+    # Slots: one of these lives as long as each socket.
+    __slots__ = (
+        "__weakref__",  # listed in the app's socket set (server/app.py)
+        "_close_timer",
+        "_closed",
+        "_handler",
+        "_lost",
+        "_on_closed",
+        "_reader",
+        "_task",
+        "_waiting",
+        "closing",
+        "last_heard",
+        "ping_sent",
+        "transport",
+    )
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        # None after a protocol error: what the peer sends then is ignored.
+        self._reader: FrameReader | None = FrameReader(max_message_bytes)
+        self._lost = False
+        self._handler: MessageHandler | None = None
+        self._waiting: deque[tuple[int, bytes]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_closed: Callable[[], None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.closing = False
+        self.last_heard = time.monotonic()
+        self.ping_sent = False
+
+    # Owner's side ---------------------------------------------------------------
+
+    def run(self, work: Awaitable[None]) -> None:
+        """Run `work` (the socket's set-up) before any message is handled."""
+        self._task = asyncio.ensure_future(work)
+        self._task.add_done_callback(self._work_done)
+
+    def start(self, handler: MessageHandler, on_closed: Callable[[], None]) -> None:
+        """Hand messages to `handler` from now on; call `on_closed` once the
+        socket is closed and no handler runs any more (at once if already so)."""
+        self._handler = handler
+        self._on_closed = on_closed
+        if self._task is None or self._task.done():
+            self._task = None
+            self._next()
+
+    def send_text(self, text: str) -> None:
+        if not self.closing and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(text_frame(text))
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake (idempotent): no frame goes out after the close frame."""
+        if self.closing or self._lost or self.transport is None:
+            return
+        self.closing = True
+        self.transport.write(close_frame(code, reason))
+        if self.transport.is_closing():
+            return
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def abort(self) -> None:
+        """Hang up without waiting for anything (a peer that stopped answering)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def ping(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.ping_sent = True
+            self.transport.write(ping_frame())
+
+    @property
+    def is_open(self) -> bool:
+        """Neither closing nor gone: frames sent now may still be read."""
+        return not (self.closing or self._lost)
+
+    async def wait_closed(self) -> None:
+        if self._lost:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await self._closed
+
+    # asyncio's side -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        self.ping_sent = False
+        if self._reader is None:
+            return
+        try:
+            messages = self._reader.feed(data)
+        except FrameError as exc:
+            # Failing the connection (§7.1.7): framing is lost, so the peer's
+            # close frame could not be found; our side of the TCP connection
+            # ends after our close frame, and the rest it sends is ignored.
+            log.info("closing socket: %s", exc.reason)
+            self._reader = None
+            self.close(exc.code, exc.reason)
+            if self.transport is not None and self.transport.can_write_eof():
+                self.transport.write_eof()
+            elif self.transport is not None:
+                self.transport.close()
+            return
+        for opcode, payload in messages:
+            if opcode == PING:
+                if self.transport is not None and not self.closing:
+                    self.transport.write(pong_frame(payload))
+            elif opcode == CLOSE:
+                self._peer_closed(payload)
+                return
+            elif opcode in (TEXT, BINARY) and not self.closing:
+                self._queue(opcode, payload)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: a half-closed WebSocket is of no use
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.transport = None
+        self._reader = None
+        self._waiting = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        if self._task is None:
+            self._ended()
+
+    # ----------------------------------------------------------------------------
+
+    def _peer_closed(self, payload: bytes) -> None:
+        if self.transport is None:
+            return
+        if not self.closing:
+            # Echo the code (§5.5.1): the peer asked to close, we agree.
+            self.closing = True
+            code = close_code(payload)
+            self.transport.write(close_frame(1000 if code == 1005 else code))
+        # Both close frames exchanged: the server hangs up first (§7.1.1).
+        self.transport.close()
+
+    def _queue(self, opcode: int, payload: bytes) -> None:
+        if self._waiting is None:
+            self._waiting = deque()
+        self._waiting.append((opcode, payload))
+        if len(self._waiting) >= MAX_WAITING and self.transport is not None:
+            self.transport.pause_reading()  # resumed once handled (_next)
+        if self._task is None and self._handler is not None:
+            self._next()
+
+    def _next(self) -> None:
+        if self._lost or self.closing:
+            if self._lost:
+                self._ended()
+            return
+        if not self._waiting or self._handler is None:
+            self._waiting = None  # no empty deque kept per idle socket
+            return
+        opcode, payload = self._waiting.popleft()
+        if len(self._waiting) == MAX_WAITING - 1 and self.transport is not None:
+            self.transport.resume_reading()
+        self._task = asyncio.ensure_future(self._handler(opcode, payload))
+        self._task.add_done_callback(self._work_done)
+
+    def _work_done(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("socket handler failed", exc_info=task.exception())
+            self.close(1011, "internal error")
+        self._next()
+
+    def _ended(self) -> None:
+        on_closed, self._on_closed = self._on_closed, None
+        if on_closed is not None:
+            on_closed()
+
+
+class Heartbeat:
+    """Pings every socket that was silent for a heartbeat interval, and hangs
+    up on those that did not answer the previous ping within one: a vanished
+    peer (a closed laptop, a dropped NAT mapping) is noticed within three
+    intervals. One timer for all sockets, not one each."""
+
+    def __init__(self, sockets: Iterable[WebSocket], interval: float) -> None:
+        self._sockets = sockets
+        self._interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.beat()
+
+    def beat(self) -> None:
+        quiet_since = time.monotonic() - self._interval
+        for socket in tuple(self._sockets):
+            if socket.ping_sent:
+                log.info("closing socket: no answer to the last ping")
+                socket.abort()
+            elif socket.last_heard <= quiet_since:
+                socket.ping()

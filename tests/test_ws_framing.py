@@ -1,0 +1,281 @@
+"""RFC 6455 on the server's own socket (server/websocket.py), spoken byte by
+byte from a raw TCP client: the handshake, fragments, control frames, the
+closing handshake, and what a client must not send. Message-level behaviour
+is in test_ws_protocol.py; abuse limits in test_bad_input.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from server.closecodes import CloseCode
+from server.frames import FrameError, FrameReader
+from server.keys import HUB_KEY
+from tests.conftest import log_in
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0
+) -> bytes:
+    """A frame as a client sends it: masked with a random key."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    size = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        header = bytes((first, mask_bit | size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, size)
+    if not masked:
+        return header + payload
+    key = os.urandom(4)
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+class RawClient:
+    """A WebSocket client with nothing between the test and the bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handshake: bytes) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.handshake = handshake
+
+    @classmethod
+    async def connect(cls, client, path: str, extra_headers: str = "") -> tuple[RawClient, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+        writer.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Cookie: dashboard_session={cookie}\r\n{extra_headers}\r\n"
+            ).encode()
+        )
+        handshake = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        return cls(reader, writer, handshake), key
+
+    def send(self, frame: bytes) -> None:
+        self.writer.write(frame)
+
+    def send_text(self, text: str) -> None:
+        self.send(client_frame(0x1, text.encode()))
+
+    async def frame(self, within: float = 5.0) -> tuple[int, bytes]:
+        """The next server frame: (opcode, payload). Server frames are never masked."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), within)
+        assert not second & 0x80, "server frames must not be masked"
+        assert not first & 0x70, "no extension was negotiated: RSV bits must be clear"
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(size)
+
+    async def message(self) -> dict:
+        """The next text message, skipping nothing: fails on anything else."""
+        opcode, payload = await self.frame()
+        assert opcode == 0x1, (opcode, payload)
+        return json.loads(payload)
+
+    async def until(self, action: str) -> list[dict]:
+        seen = []
+        while True:
+            seen.append(await self.message())
+            if seen[-1]["action"] == action:
+                return seen
+
+    async def close_code(self) -> int:
+        """Read past text frames to the close frame; its code."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big")
+            assert opcode == 0x1, (opcode, payload)
+
+    async def hung_up(self, within: float = 5.0) -> bool:
+        """The server closed the TCP connection (after whatever it still sent)."""
+        while True:
+            data = await asyncio.wait_for(self.reader.read(65536), within)
+            if not data:
+                return True
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def socket_of(client, setup):
+    """Opens raw sockets on the set-up dashboard as alice, past the opening sequence."""
+    await log_in(client, "alice")
+    opened: list[RawClient] = []
+
+    async def open_one(extra_headers: str = "") -> RawClient:
+        raw, _ = await RawClient.connect(client, f"/ws/dashboard/{setup['ops'].id}/", extra_headers)
+        opened.append(raw)
+        await raw.until("alerts")
+        return raw
+
+    yield open_one
+    for raw in opened:
+        await raw.close()
+
+
+async def test_handshake_answers_the_key_and_negotiates_no_compression(client, setup):
+    await log_in(client, "alice")
+    # Browsers offer permessage-deflate; accepting it would cost every socket a
+    # compressor and decompressor (hundreds of KB), for frames of ~150 bytes.
+    raw, key = await RawClient.connect(
+        client,
+        f"/ws/dashboard/{setup['ops'].id}/",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    status, *header_lines = raw.handshake.decode().split("\r\n")
+    headers = {
+        name.lower(): value for name, _, value in (line.partition(": ") for line in header_lines if line)
+    }
+    assert status == "HTTP/1.1 101 Switching Protocols"
+    assert (
+        headers["sec-websocket-accept"]
+        == base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    )
+    assert headers["upgrade"].lower() == "websocket"
+    assert "sec-websocket-extensions" not in headers
+    assert (await raw.message())["payload"]["status_code"] == 200
+    await raw.close()
+
+
+async def test_a_plain_request_to_the_socket_address_is_refused(client, setup):
+    await log_in(client, "alice")
+    response = await client.get(f"/ws/dashboard/{setup['ops'].id}/")
+    assert response.status == 400
+    assert "WebSocket" in await response.text()
+
+
+async def test_aiohttp_lets_go_of_upgraded_connections(client, app, socket_of):
+    """What keeps an idle socket small: no request, parser or task of aiohttp's per socket."""
+    http_connections = client.server.runner.server.connections
+    kept_alive = len(http_connections)  # the test client's, from logging in
+    sockets = [await socket_of() for _ in range(3)]
+    assert app[HUB_KEY].connection_count() == 3
+    assert len(http_connections) == kept_alive
+    sockets[0].send_text('{"action":"ping"}')
+    assert await sockets[0].until("complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+async def test_a_fragmented_message_with_a_ping_in_between_is_one_message(socket_of):
+    raw = await socket_of()
+    text = b'{"action":"ping","payload":{"n":1}}'
+    raw.send(client_frame(0x1, text[:10], fin=False))
+    raw.send(client_frame(0x9, b"are you there"))
+    raw.send(client_frame(0x0, text[10:20], fin=False))
+    raw.send(client_frame(0x0, text[20:]))
+    assert await raw.frame() == (0xA, b"are you there")
+    assert await raw.until("complete") == [{"action": "pong", "payload": {"n": 1}}, {"action": "complete"}]
+
+
+async def test_frames_split_across_reads_and_joined_in_one_read_are_read_alike(socket_of):
+    raw = await socket_of()
+    frames = client_frame(0x1, b'{"action":"ping"}') * 3
+    for byte in frames[:20]:
+        raw.send(bytes((byte,)))
+        await raw.writer.drain()
+        await asyncio.sleep(0)
+    raw.send(frames[20:])
+    for _ in range(3):
+        assert await raw.until("complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+async def test_the_client_closing_gets_its_code_echoed_then_the_server_hangs_up(socket_of):
+    raw = await socket_of()
+    raw.send(client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+    assert await raw.frame() == (0x8, (1000).to_bytes(2, "big"))
+    assert await raw.hung_up()
+
+
+PROTOCOL_ERRORS = [
+    ("unmasked frame", client_frame(0x1, b'{"action":"ping"}', masked=False), CloseCode.PROTOCOL_ERROR),
+    ("RSV1 without an extension", client_frame(0x1, b"{}", rsv=0x40), CloseCode.PROTOCOL_ERROR),
+    ("reserved opcode", client_frame(0x3, b"x"), CloseCode.PROTOCOL_ERROR),
+    ("fragmented ping", client_frame(0x9, b"x", fin=False), CloseCode.PROTOCOL_ERROR),
+    ("ping above 125 bytes", client_frame(0x9, b"x" * 126), CloseCode.PROTOCOL_ERROR),
+    ("continuation of nothing", client_frame(0x0, b"x"), CloseCode.PROTOCOL_ERROR),
+    (
+        "new message inside a fragmented one",
+        client_frame(0x1, b"{", fin=False) + client_frame(0x1, b"{}"),
+        CloseCode.PROTOCOL_ERROR,
+    ),
+    ("text that is not UTF-8", client_frame(0x1, b'{"action":"\xff"}'), CloseCode.INVALID_TEXT),
+    ("message above 64 KiB", client_frame(0x1, b" " * 70_000), CloseCode.MESSAGE_TOO_BIG),
+    (
+        "fragments adding up to above 64 KiB",
+        client_frame(0x1, b" " * 40_000, fin=False) + client_frame(0x0, b" " * 40_000),
+        CloseCode.MESSAGE_TOO_BIG,
+    ),
+    ("close code nobody may send", client_frame(0x8, (1005).to_bytes(2, "big")), CloseCode.PROTOCOL_ERROR),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"), [case[1:] for case in PROTOCOL_ERRORS], ids=[case[0] for case in PROTOCOL_ERRORS]
+)
+async def test_a_protocol_error_closes_with_its_code_and_others_carry_on(socket_of, data, code):
+    other = await socket_of()
+    raw = await socket_of()
+    raw.send(data)
+    assert await raw.close_code() == code
+    raw.send(client_frame(0x8, code.to_bytes(2, "big")))
+    assert await raw.hung_up()
+    other.send_text('{"action":"ping"}')
+    assert await other.until("complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB]),
+            st.binary(max_size=300),
+            st.booleans(),
+            st.booleans(),
+        ),
+        max_size=8,
+    ),
+    split=st.integers(min_value=1, max_value=64),
+)
+def test_the_frame_reader_reads_whatever_arrives_or_names_the_protocol_error(frames, split):
+    """However frames are cut into reads, the reader returns the same messages or one FrameError."""
+    data = b"".join(
+        client_frame(opcode, payload, fin=fin, masked=masked) for opcode, payload, fin, masked in frames
+    )
+    whole, in_pieces = FrameReader(1024), FrameReader(1024)
+
+    def read(reader: FrameReader, chunks: list[bytes]) -> list | int:
+        messages: list = []
+        try:
+            for chunk in chunks:
+                messages += reader.feed(chunk)
+        except FrameError as exc:
+            assert exc.code in (1002, 1007, 1009) and exc.reason
+            return exc.code
+        return messages
+
+    at_once = read(whole, [data])
+    assert read(in_pieces, [data[i : i + split] for i in range(0, len(data), split)]) == at_once
+    if isinstance(at_once, list):
+        expected = [(opcode, payload) for opcode, payload, fin, masked in frames if opcode >= 0x8]
+        assert [m for m in at_once if m[0] >= 0x8] == expected
