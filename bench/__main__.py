@@ -21,8 +21,10 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,11 +170,12 @@ class Bench:
         port = _free_port()
         log_path = LOG_DIR / f"{target.args[1]}-{connections}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        gc_log = Path(tempfile.mkdtemp(prefix="dashboard-bench-gc-"))
         server = subprocess.Popen(
             [sys.executable, *target.args, "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=log_path.open("w"),
-            **_source_options(target.source),
+            **_server_options(target.source, gc_log),
         )
         try:
             await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}{target.path}", 60)
@@ -220,7 +223,6 @@ class Bench:
                 result["saturated_at_rate"] = saturated_at
                 half = (saturated_at or rates[-1]) / 2
                 result["half_saturation"] = await self._window(load, pids, connections, half)
-                return result
             finally:
                 load.stdin.write("quit\n")
                 load.stdin.flush()
@@ -228,6 +230,10 @@ class Bench:
         finally:
             server.terminate()
             server.wait(30)
+        # Written by each server process as it exits (bench/gcpauses).
+        result["gc_pauses"] = _gc_pauses(gc_log)
+        shutil.rmtree(gc_log)
+        return result
 
     async def _window(self, load: subprocess.Popen, pids: list[int], connections: int, rate: float) -> dict:
         """Publish for `window` seconds; count until DRAIN seconds after the last publish,
@@ -264,13 +270,31 @@ class Bench:
         }
 
 
-def _source_options(source: Path | None) -> dict:
-    """Popen options that make `python -m server` import the code in `source`."""
+def _server_options(source: Path | None, gc_log: Path) -> dict:
+    """Popen options for a server: its pauses for garbage collection recorded in
+    `gc_log` (bench/gcpauses), its code imported from `source` if given."""
+    env = {**os.environ, "DASHBOARD_BENCH_GC_LOG": str(gc_log), "PYTHONPATH": str(HERE / "gcpauses")}
     if source is None:
-        return {}
+        return {"env": env}
     # `-m` puts the working directory first on sys.path, ahead of this
     # checkout's editable install.
-    return {"cwd": source, "env": {**os.environ, "PYTHONPATH": str(source)}}
+    return {"cwd": source, "env": {**env, "PYTHONPATH": f"{source}{os.pathsep}{env['PYTHONPATH']}"}}
+
+
+def _gc_pauses(gc_log: Path) -> dict:
+    """Collections per generation of all the server's processes: count, total and longest pause."""
+    by_generation: dict[int, list[float]] = {}
+    for path in gc_log.glob("*.json"):
+        for generation, seconds in json.loads(path.read_text()):
+            by_generation.setdefault(generation, []).append(seconds)
+    return {
+        f"gen{generation}": {
+            "count": len(pauses),
+            "total_ms": round(sum(pauses) * 1000, 1),
+            "max_ms": round(max(pauses) * 1000, 1),
+        }
+        for generation, pauses in sorted(by_generation.items())
+    }
 
 
 def _targets(
@@ -396,11 +420,12 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
 
 async def _main(options: Options, command: str) -> None:
     connection_counts = [100, 1000] if options.quick else [100, 1000, 5000]
-    rates = [1, 2, 5, 10, 20, 40, 80, 160]
+    # Up to where the server (or the load client beside it) can no longer keep up.
+    rates = [1, 2, 5, 10, 20, 40, 80, 160, 320, 640]
     database_url, redis_url = options.database_url, options.redis_url
     plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
     if not options.quick:
-        plan.append(("naive", 5000))
+        plan += [("naive", 5000), ("server2", 5000)]
     plan = options.runs or plan
     bench = Bench(database_url, redis_url, options.window, options.load_processes)
     await bench.prepare(max(c for _, c in plan))
