@@ -6,7 +6,8 @@
 Fan-out: a publisher in this process publishes ticks of 10 values (the
 worker's event format) on the dashboard's Redis channel at R ticks/s; a
 separate load process (bench/wsload.py) holds C authenticated sockets to
-a real `dashboard-server` and counts what arrives; this process samples the
+a real `dashboard-server` and counts what arrives (bench/wsload.c, compiled with
+the system's C compiler, or bench/wsload.py with `--load-client python`); this process samples the
 server's CPU seconds and RSS from /proc around each window. The same load
 runs against bench/naive_server.py in the same run, so the comparison is a
 ratio on one machine state.
@@ -103,10 +104,18 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 
 class Bench:
-    def __init__(self, database_url: str, redis_url: str, window: float, load_processes: int = 1) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        window: float,
+        load_command: list[str],
+        load_processes: int = 1,
+    ) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.window = window
+        self.load_command = load_command
         self.load_processes = load_processes
         self.metrics: list[db.Metric] = []
         self.dashboard_id = 0
@@ -185,7 +194,7 @@ class Bench:
             cpu_idle = procstat.cpu_seconds(pids)
             load = subprocess.Popen(
                 [
-                    sys.executable, "-m", "bench.wsload", "--port", str(port), "--path", target.path,
+                    *self.load_command, "--port", str(port), "--path", target.path,
                     "--connections", str(connections), "--settle", "1",
                     "--initial-frames", str(target.initial_frames),
                     "--processes", str(self.load_processes),
@@ -368,11 +377,16 @@ def _targets(
     " its server, so a change is measured against it in the same run.",
 )
 @click.option(
+    "--load-client",
+    type=click.Choice(["c", "python"]),
+    help="bench/wsload.c (built with the system's cc; the default where there is one) or bench/wsload.py.",
+)
+@click.option(
     "--load-processes",
     type=int,
     default=2,
     show_default=True,
-    help="Processes the load client spreads its sockets over.",
+    help="Processes the Python load client spreads its sockets over (the C client uses one).",
 )
 def main(
     database_url: str,
@@ -382,15 +396,20 @@ def main(
     output: Path,
     plan: str | None,
     before_src: Path | None,
+    load_client: str | None,
     load_processes: int,
 ) -> None:
     """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
+    if load_client is None:
+        load_client = "c" if shutil.which("cc") else "python"
     # 5,000 sockets need more descriptors than the usual soft limit; the
     # servers started from here inherit this.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runs = _parse_plan(plan, before_src) if plan else None
-    options = Options(database_url, redis_url, quick, window, output, runs, before_src, load_processes)
+    options = Options(
+        database_url, redis_url, quick, window, output, runs, before_src, load_client, load_processes
+    )
     asyncio.run(_main(options, " ".join(["python -m bench", *sys.argv[1:]])))
 
 
@@ -403,7 +422,17 @@ class Options:
     output: Path
     runs: list[tuple[str, int]] | None  # None: the full plan
     before_src: Path | None
+    load_client: str
     load_processes: int
+
+
+def _load_command(client: str, build_dir: Path) -> list[str]:
+    """How to start the load client; the C one is compiled into `build_dir` first."""
+    if client == "python":
+        return [sys.executable, "-m", "bench.wsload"]
+    binary = build_dir / "wsload"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(HERE / "wsload.c")], check=True)
+    return [str(binary)]
 
 
 def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
@@ -421,13 +450,15 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
 async def _main(options: Options, command: str) -> None:
     connection_counts = [100, 1000] if options.quick else [100, 1000, 5000]
     # Up to where the server (or the load client beside it) can no longer keep up.
-    rates = [1, 2, 5, 10, 20, 40, 80, 160, 320, 640]
+    rates = [1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]
     database_url, redis_url = options.database_url, options.redis_url
     plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
     if not options.quick:
         plan += [("naive", 5000), ("server2", 5000)]
     plan = options.runs or plan
-    bench = Bench(database_url, redis_url, options.window, options.load_processes)
+    build_dir = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
+    load_command = _load_command(options.load_client, build_dir)
+    bench = Bench(database_url, redis_url, options.window, load_command, options.load_processes)
     await bench.prepare(max(c for _, c in plan))
     targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
     results: dict = {
@@ -440,7 +471,8 @@ async def _main(options: Options, command: str) -> None:
             # The machine may be shared: how busy it was when the run began.
             "load_average": os.getloadavg(),
         },
-        "load_processes": options.load_processes,
+        "load_client": options.load_client,
+        "load_processes": 1 if options.load_client == "c" else options.load_processes,
         "fanout": [],
     }
     # Log in once through a server: sessions live in Redis and outlast restarts.
@@ -456,6 +488,7 @@ async def _main(options: Options, command: str) -> None:
     for key, connections in plan:
         click.echo(f"fan-out: {targets[key].name}, C={connections}", err=True)
         results["fanout"].append(await bench.fanout(targets[key], connections, rates))
+    shutil.rmtree(build_dir, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     output = options.output
     output.parent.mkdir(parents=True, exist_ok=True)

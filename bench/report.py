@@ -97,6 +97,7 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         "",
         f"Made by `{results['command']}` on {results['date']} "
         f"({results['machine']['cpus']} CPUs, Python {results['machine']['python']}, {results['machine']['platform']}).",
+        f"Load client: bench/wsload.{'c' if results.get('load_client') == 'c' else 'py'}. "
         "Raw numbers: `bench/results/latest.json`; the baseline compared against: `bench/results/baseline.json`.",
         "",
         "## Fan-out",
@@ -108,7 +109,9 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         "server process(es), best window all clients kept up in. Latency is from the publish to the client's receipt, sampled,",
         "at half of the saturating rate. *Set-up CPU*: server CPU-ms per socket while all C were set up;",
         "*client CPU-s*: the load client's CPU seconds in the half-saturation window (it shares the",
-        "machine with the server).",
+        "machine with the server). When updates come faster than a socket's writes, the frames",
+        "pending for it are joined into one write per event-loop turn, so messages per CPU-second",
+        "grow with the rate until the server saturates.",
         "",
         "| server | C | connect+auth+config s (all C) | delivered/s | saturates at ticks/s "
         "| per server CPU-s | half-sat. ticks/s | p50 / p95 / p99 ms | RSS KB per idle conn | RSS MB "

@@ -273,6 +273,9 @@ class WebSocket(asyncio.Protocol):
         self._next()
 
     def _ended(self) -> None:
+        # The handler holds the owner's objects, which hold this socket: let go,
+        # so that a closed socket is freed at once, not by a garbage collection.
+        self._handler = None
         on_closed, self._on_closed = self._on_closed, None
         if on_closed is not None:
             on_closed()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from server.closecodes import CloseCode
 from server.frames import FrameError, FrameReader
-from server.keys import HUB_KEY
+from server.keys import HUB_KEY, REGISTRY_KEY, SOCKETS_KEY
 from tests.conftest import log_in
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -279,3 +280,25 @@ def test_the_frame_reader_reads_whatever_arrives_or_names_the_protocol_error(fra
     if isinstance(at_once, list):
         expected = [(opcode, payload) for opcode, payload, fin, masked in frames if opcode >= 0x8]
         assert [m for m in at_once if m[0] >= 0x8] == expected
+
+
+async def test_a_closed_socket_leaves_nothing_behind_without_a_garbage_collection(app, setup, socket_of):
+    """No reference cycle keeps a closed socket alive until the collector runs."""
+    other = await socket_of()
+    raw = await socket_of()
+    assert len(app[SOCKETS_KEY]) == 2
+    gc.disable()
+    try:
+        raw.send(client_frame(0x8, (1000).to_bytes(2, "big")))
+        assert await raw.hung_up()
+        for _ in range(50):
+            if len(app[SOCKETS_KEY]) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len(app[SOCKETS_KEY]) == 1  # a WeakSet: the closed one was freed by reference counting
+        assert app[HUB_KEY].connection_count() == 1
+        assert app[REGISTRY_KEY].count_for_user(setup["user"].id) == 1
+    finally:
+        gc.enable()
+    other.send_text('{"action":"ping"}')
+    assert await other.until("complete") == [{"action": "pong"}, {"action": "complete"}]

@@ -1,0 +1,410 @@
+/*
+ * The benchmark's load client in C: what bench/wsload.py does, for a fraction
+ * of its CPU, so that on a machine where client and server share the CPUs the
+ * server gets most of them (and --workers 2 has a second CPU to scale onto).
+ *
+ * Same arguments and the same JSON lines on stdout as bench/wsload.py:
+ * opens --connections sockets (at most CONCURRENCY handshakes at once), waits
+ * until each has had --initial-frames text frames, lets --settle seconds pass,
+ * prints {"event": "connected", ...}; then for every "go SECONDS" line on stdin
+ * counts what arrives for that long and prints {"event": "window", ...}. Any
+ * other line ends it. Latency is sampled from one metric_update in
+ * --sample-every: its "timestamp" (set when the value was published) to now.
+ *
+ * One process, one epoll loop: --processes is accepted and ignored.
+ * Built by bench/__main__.py with the system's C compiler (cc -O2).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONCURRENCY 200
+#define READ_CHUNK 65536
+#define STDIN_TAG UINT32_MAX
+
+enum { CONNECTING, HANDSHAKE, OPEN, CLOSED };
+
+typedef struct {
+    int fd;
+    int state;
+    int initial_left;
+    unsigned char *buf;
+    size_t len, cap;
+} Conn;
+
+static const char UPDATE_PREFIX[] = "{\"action\":\"metric_update\"";
+static const char TIMESTAMP_KEY[] = "\"timestamp\":\"";
+
+static Conn *conns;
+static int n_conns, initial_frames, sample_every = 50;
+static int set_up, alive, opening, next_to_open;
+static int counting;
+static long long frames, updates;
+static double *samples;
+static size_t n_samples, cap_samples;
+static int epfd;
+static struct sockaddr_in server_addr;
+static char **requests;
+static size_t *request_lens;
+
+static double now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double now_real(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void fail(const char *what) {
+    fprintf(stderr, "wsload: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* "2026-11-29T05:30:45.123456+00:00" (UTC, as the publisher writes it) to seconds since the epoch. */
+static int parse_timestamp(const unsigned char *p, size_t n, double *out) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (n < 19) return 0;
+    char text[40];
+    size_t k = n < sizeof text - 1 ? n : sizeof text - 1;
+    memcpy(text, p, k);
+    text[k] = 0;
+    char *rest = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest) return 0;
+    double fraction = 0;
+    if (*rest == '.') {
+        double scale = 0.1;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10) fraction += (*rest - '0') * scale;
+    }
+    *out = (double)timegm(&tm) + fraction;
+    return 1;
+}
+
+static void sample_latency(const unsigned char *payload, size_t n) {
+    const unsigned char *key = memmem(payload, n, TIMESTAMP_KEY, sizeof TIMESTAMP_KEY - 1);
+    double sent;
+    if (!key) return;
+    key += sizeof TIMESTAMP_KEY - 1;
+    if (!parse_timestamp(key, n - (size_t)(key - payload), &sent)) return;
+    if (n_samples == cap_samples) {
+        cap_samples = cap_samples ? cap_samples * 2 : 4096;
+        samples = realloc(samples, cap_samples * sizeof *samples);
+        if (!samples) fail("realloc");
+    }
+    samples[n_samples++] = now_real() - sent;
+}
+
+static void close_conn(Conn *c) {
+    if (c->state == CLOSED) return;
+    if (c->state == OPEN) alive--;
+    if (c->state == CONNECTING || c->state == HANDSHAKE) {
+        fprintf(stderr, "wsload: a socket closed before its handshake completed\n");
+        exit(1);
+    }
+    c->state = CLOSED;
+    close(c->fd);
+}
+
+static void open_next(void);
+
+/* Frames in c->buf: count them, answer pings; keeps an incomplete frame for later. */
+static void read_frames(Conn *c) {
+    size_t off = 0;
+    while (c->len - off >= 2) {
+        unsigned char *f = c->buf + off;
+        int opcode = f[0] & 0x0F;
+        uint64_t size = f[1] & 0x7F;
+        size_t header = 2;
+        if (size == 126) {
+            if (c->len - off < 4) break;
+            size = ((uint64_t)f[2] << 8) | f[3];
+            header = 4;
+        } else if (size == 127) {
+            if (c->len - off < 10) break;
+            size = 0;
+            for (int i = 2; i < 10; i++) size = (size << 8) | f[i];
+            header = 10;
+        }
+        if (c->len - off < header + size) break;
+        unsigned char *payload = f + header;
+        if (opcode == 1 && c->initial_left) {
+            if (--c->initial_left == 0) set_up++;
+        } else if (opcode == 1 && counting) {
+            frames++;
+            if (size >= sizeof UPDATE_PREFIX - 1 && !memcmp(payload, UPDATE_PREFIX, sizeof UPDATE_PREFIX - 1)) {
+                updates++;
+                if (updates % sample_every == 0) sample_latency(payload, size);
+            }
+        } else if (opcode == 9 && size <= 125) {
+            unsigned char pong[2 + 4 + 125] = {0x8A, (unsigned char)(0x80 | size), 0, 0, 0, 0};
+            memcpy(pong + 6, payload, size);
+            if (write(c->fd, pong, 6 + size) < 0 && errno != EAGAIN) close_conn(c);
+        } else if (opcode == 8) {
+            close_conn(c);
+            return;
+        }
+        off += header + size;
+    }
+    if (off) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+}
+
+static void on_readable(Conn *c) {
+    for (;;) {
+        if (c->cap - c->len < READ_CHUNK) {
+            c->cap = c->len + READ_CHUNK * 2;
+            c->buf = realloc(c->buf, c->cap);
+            if (!c->buf) fail("realloc");
+        }
+        ssize_t got = read(c->fd, c->buf + c->len, c->cap - c->len);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        if (got <= 0) {
+            close_conn(c);
+            return;
+        }
+        c->len += (size_t)got;
+        if (c->state == HANDSHAKE) {
+            unsigned char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+            if (!end) continue;
+            if (c->len < 12 || memcmp(c->buf, "HTTP/1.1 101", 12)) {
+                fprintf(stderr, "wsload: upgrade refused: %.*s\n", (int)(end - c->buf), c->buf);
+                exit(1);
+            }
+            size_t consumed = (size_t)(end - c->buf) + 4;
+            memmove(c->buf, c->buf + consumed, c->len - consumed);
+            c->len -= consumed;
+            c->state = OPEN;
+            alive++;
+            opening--;
+            open_next();
+        }
+        read_frames(c);
+        if (c->state == CLOSED) return;
+        if ((size_t)got < READ_CHUNK) break;
+    }
+}
+
+static void on_writable(Conn *c, uint32_t index) {
+    int error = 0;
+    socklen_t len = sizeof error;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len);
+    if (error) {
+        errno = error;
+        fail("connect");
+    }
+    const char *request = requests[index % (uint32_t)n_conns];
+    if (write(c->fd, request, request_lens[index % (uint32_t)n_conns]) < 0) fail("write");
+    c->state = HANDSHAKE;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = index};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev)) fail("epoll_ctl");
+}
+
+static void open_next(void) {
+    while (opening < CONCURRENCY && next_to_open < n_conns) {
+        uint32_t index = (uint32_t)next_to_open++;
+        Conn *c = &conns[index];
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (c->fd < 0) fail("socket");
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->state = CONNECTING;
+        c->initial_left = initial_frames;
+        if (initial_frames == 0) set_up++;
+        if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) && errno != EINPROGRESS)
+            fail("connect");
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = index};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev)) fail("epoll_ctl");
+        opening++;
+    }
+}
+
+static int compare(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_ms(const char *name, double fraction) {
+    if (!n_samples) {
+        printf(", \"%s\": null", name);
+        return;
+    }
+    size_t i = (size_t)(fraction * (double)n_samples);
+    if (i >= n_samples) i = n_samples - 1;
+    printf(", \"%s\": %.2f", name, samples[i] * 1000);
+}
+
+int main(int argc, char **argv) {
+    const char *host = "127.0.0.1", *path = NULL;
+    int port = 0;
+    double settle = 2.0;
+    char **cookies = NULL;
+    int n_cookies = 0;
+    static struct option options[] = {
+        {"host", required_argument, 0, 'h'},       {"port", required_argument, 0, 'p'},
+        {"path", required_argument, 0, 'P'},       {"cookie", required_argument, 0, 'c'},
+        {"connections", required_argument, 0, 'n'}, {"settle", required_argument, 0, 's'},
+        {"sample-every", required_argument, 0, 'e'}, {"initial-frames", required_argument, 0, 'i'},
+        {"processes", required_argument, 0, 'x'},  {0, 0, 0, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "", options, NULL)) != -1;) {
+        switch (opt) {
+        case 'h': host = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'P': path = optarg; break;
+        case 'c':
+            cookies = realloc(cookies, (size_t)(n_cookies + 1) * sizeof *cookies);
+            cookies[n_cookies++] = optarg;
+            break;
+        case 'n': n_conns = atoi(optarg); break;
+        case 's': settle = atof(optarg); break;
+        case 'e': sample_every = atoi(optarg); break;
+        case 'i': initial_frames = atoi(optarg); break;
+        case 'x': break;
+        default: return 2;
+        }
+    }
+    if (!port || !path || !n_cookies || n_conns <= 0 || sample_every <= 0) {
+        fprintf(stderr, "usage: wsload --port N --path P --cookie C [...] --connections N\n");
+        return 2;
+    }
+    struct rlimit files;
+    getrlimit(RLIMIT_NOFILE, &files);
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+
+    server_addr.sin_family = AF_INET;
+    server_addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &server_addr.sin_addr) != 1) {
+        fprintf(stderr, "wsload: --host must be an IPv4 address\n");
+        return 2;
+    }
+    /* One upgrade request per connection (a random key each, as RFC 6455 asks). */
+    requests = calloc((size_t)n_conns, sizeof *requests);
+    request_lens = calloc((size_t)n_conns, sizeof *request_lens);
+    srand((unsigned)getpid());
+    for (int i = 0; i < n_conns; i++) {
+        unsigned char raw[16];
+        char key[25];
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int k = 0; k < 16; k++) raw[k] = (unsigned char)rand();
+        for (int k = 0, o = 0; k < 16; k += 3) {
+            unsigned v = raw[k] << 16 | (k + 1 < 16 ? raw[k + 1] << 8 : 0) | (k + 2 < 16 ? raw[k + 2] : 0);
+            key[o++] = b64[v >> 18 & 63];
+            key[o++] = b64[v >> 12 & 63];
+            key[o++] = k + 1 < 16 ? b64[v >> 6 & 63] : '=';
+            key[o++] = k + 2 < 16 ? b64[v & 63] : '=';
+        }
+        key[24] = 0;
+        int n = asprintf(&requests[i],
+                         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nCookie: dashboard_session=%s\r\n\r\n",
+                         path, host, port, key, cookies[i % n_cookies]);
+        if (n < 0) fail("asprintf");
+        request_lens[i] = (size_t)n;
+    }
+
+    conns = calloc((size_t)n_conns, sizeof *conns);
+    epfd = epoll_create1(0);
+    if (epfd < 0) fail("epoll_create1");
+    struct epoll_event in = {.events = EPOLLIN, .data.u32 = STDIN_TAG};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &in)) fail("epoll_ctl stdin");
+
+    double started = now_mono(), cpu_started = cpu_seconds();
+    double connect_seconds = -1, connect_cpu = 0, settled_at = 0;
+    double window_end = 0, window_start = 0, window_cpu = 0;
+    int connected_sent = 0;
+    char line[256];
+    size_t line_len = 0;
+    struct epoll_event events[512];
+    open_next();
+    for (;;) {
+        double now = now_mono();
+        if (connect_seconds < 0 && set_up == n_conns && next_to_open == n_conns) {
+            connect_seconds = now - started;
+            connect_cpu = cpu_seconds() - cpu_started;
+            settled_at = now + settle;
+        }
+        if (connect_seconds >= 0 && !connected_sent && now >= settled_at) {
+            printf("{\"event\": \"connected\", \"connect_seconds\": %.3f, \"client_cpu_seconds\": %.3f}\n",
+                   connect_seconds, connect_cpu);
+            fflush(stdout);
+            connected_sent = 1;
+        }
+        if (counting && now >= window_end) {
+            counting = 0;
+            qsort(samples, n_samples, sizeof *samples, compare);
+            printf("{\"event\": \"window\", \"alive\": %d, \"window_seconds\": %.3f, \"frames\": %lld, "
+                   "\"updates\": %lld, \"latency_samples\": %zu",
+                   alive, now - window_start, frames, updates, n_samples);
+            print_ms("latency_p50_ms", 0.50);
+            print_ms("latency_p95_ms", 0.95);
+            print_ms("latency_p99_ms", 0.99);
+            printf(", \"client_cpu_seconds\": %.3f, \"client_processes\": 1}\n", cpu_seconds() - window_cpu);
+            fflush(stdout);
+        }
+        double next = counting ? window_end : (connect_seconds >= 0 && !connected_sent ? settled_at : 0);
+        int timeout = next ? (int)((next - now) * 1000) + 1 : 100;
+        if (timeout > 100) timeout = 100;
+        int ready = epoll_wait(epfd, events, 512, timeout < 0 ? 0 : timeout);
+        if (ready < 0 && errno != EINTR) fail("epoll_wait");
+        for (int i = 0; i < ready; i++) {
+            uint32_t tag = events[i].data.u32;
+            if (tag == STDIN_TAG) {
+                ssize_t got = read(STDIN_FILENO, line + line_len, sizeof line - 1 - line_len);
+                if (got <= 0) goto done;
+                line_len += (size_t)got;
+                line[line_len] = 0;
+                char *newline;
+                while ((newline = strchr(line, '\n'))) {
+                    *newline = 0;
+                    double seconds;
+                    if (sscanf(line, "go %lf", &seconds) != 1 || !connected_sent) goto done;
+                    frames = updates = 0;
+                    n_samples = 0;
+                    counting = 1;
+                    window_start = now_mono();
+                    window_end = window_start + seconds;
+                    window_cpu = cpu_seconds();
+                    line_len -= (size_t)(newline + 1 - line);
+                    memmove(line, newline + 1, line_len + 1);
+                }
+                continue;
+            }
+            Conn *c = &conns[tag];
+            if (c->state == CONNECTING && (events[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                on_writable(c, tag);
+            else if (c->state == HANDSHAKE || c->state == OPEN)
+                on_readable(c);
+        }
+    }
+done:
+    for (int i = 0; i < n_conns; i++)
+        if (conns[i].state != CLOSED && conns[i].fd > 0) close(conns[i].fd);
+    printf("{\"event\": \"bye\"}\n");
+    return 0;
+}
