@@ -231,6 +231,9 @@ class Bench:
                         break
                 result["saturated_at_rate"] = saturated_at
                 half = (saturated_at or rates[-1]) / 2
+                # A saturated window leaves a backlog that DRAIN does not cover:
+                # it would be counted (and timed) in the next window.
+                await self._quiesce(load)
                 result["half_saturation"] = await self._window(load, pids, connections, half)
             finally:
                 load.stdin.write("quit\n")
@@ -243,6 +246,16 @@ class Bench:
         result["gc_pauses"] = _gc_pauses(gc_log)
         shutil.rmtree(gc_log)
         return result
+
+    async def _quiesce(self, load: subprocess.Popen, longest: float = 60.0) -> None:
+        """Wait (publishing nothing) until a second passes with no update arriving."""
+        started = time.monotonic()
+        while time.monotonic() - started < longest:
+            load.stdin.write("go 1\n")
+            load.stdin.flush()
+            if json.loads(await asyncio.to_thread(load.stdout.readline))["updates"] == 0:
+                return
+        raise RuntimeError(f"updates still arriving {longest:.0f} s after the last publish")
 
     async def _window(self, load: subprocess.Popen, pids: list[int], connections: int, rate: float) -> dict:
         """Publish for `window` seconds; count until DRAIN seconds after the last publish,

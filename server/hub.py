@@ -6,7 +6,8 @@ and left after its last one goes. Each published value is encoded once as a
 metrics they are subscribed to (most watch all of them): for each group the
 frames its set selects are joined once, and every connection of the group is
 handed that one piece, so an update touches only its subscribers and costs
-one call per connection however many values it carries.
+one call per connection per event-loop turn, however many values and
+messages arrived in that turn.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Hub:
         self._groups: dict[int, dict[frozenset[int], set[ClientConnection]]] = {}
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
         self.flushes = FlushQueue()
+        # Updates received and not yet handed to connections (`_deliver_pending`).
+        self._pending: dict[int, list[Update]] = {}
+        self._pending_timestamps: list[str] = []
+        self._delivery: asyncio.Handle | None = None
         self._subscription_sets: dict[frozenset[int], frozenset[int]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         # Channel joins and leaves are serialised so that a leave racing a new
@@ -216,6 +221,8 @@ class Hub:
             if self._interrupted:
                 self._resubscribed()
         elif kind == "message" and channel == self._channels.control:
+            # A config change or a revocation must not overtake values published before it.
+            self._deliver_pending()
             self._on_control_message(message["data"])
         elif kind == "message":
             self._fan_out(message["data"])
@@ -229,10 +236,11 @@ class Hub:
         if isinstance(values, AlertNotice):
             self._send_alert(dashboard_id, values)
             return
-        groups = self._groups.get(dashboard_id)
-        if not groups:
+        if dashboard_id not in self._groups:
             return
-        updates: list[Update] = []
+        pending = self._pending.get(dashboard_id)
+        if pending is None:
+            pending = self._pending[dashboard_id] = []
         for event in values:
             # Encoded once, as the finished frame, shared by every subscriber.
             frame = text_frame(
@@ -248,21 +256,37 @@ class Hub:
                     },
                 )
             )
-            updates.append((event.metric_id, event.id, frame))
+            pending.append((event.metric_id, event.id, frame))
+            self._pending_timestamps.append(event.timestamp)
+        # Handed over once per loop turn: when messages come faster than one
+        # per turn, a connection gets all of them in one call, not one each.
+        if self._delivery is None:
+            self._delivery = asyncio.get_running_loop().call_soon(self._deliver_pending)
+
+    def _deliver_pending(self) -> None:
+        """Hand the updates received since the last turn to their subscribers, in order."""
+        if self._delivery is not None:
+            self._delivery.cancel()
+            self._delivery = None
+        pending, self._pending = self._pending, {}
+        timestamps, self._pending_timestamps = self._pending_timestamps, []
         sent = 0
-        for subscribed, group in tuple(groups.items()):
-            selected = [update for update in updates if update[0] in subscribed]
-            if not selected:
-                continue
-            frames = selected[0][2] if len(selected) == 1 else b"".join(frame for _, _, frame in selected)
-            for conn in tuple(group):
-                conn.deliver(frames, selected)
-            sent += len(selected) * len(group)
-        # Once per message, not per connection: the hot loop above stays bare.
+        for dashboard_id, updates in pending.items():
+            for subscribed, group in tuple(self._groups.get(dashboard_id, {}).items()):
+                selected = [update for update in updates if update[0] in subscribed]
+                if not selected:
+                    continue
+                frames = selected[0][2] if len(selected) == 1 else b"".join(frame for _, _, frame in selected)
+                for conn in tuple(group):
+                    conn.deliver(frames, selected)
+                sent += len(selected) * len(group)
+        # Once per turn, not per connection: the hot loop above stays bare.
         if sent:
-            self._metrics.fanned_out([event.timestamp for event in values], sent)
+            self._metrics.fanned_out(timestamps, sent)
 
     def _send_alert(self, dashboard_id: int, notice: AlertNotice) -> None:
+        # The values published before the alert go out before it.
+        self._deliver_pending()
         # Every socket of the dashboard, subscribed to the metric or not: the
         # page lists alerts of all its metrics. Sockets exist only for members.
         connections = self._by_dashboard.get(dashboard_id)

@@ -292,6 +292,8 @@ class Heartbeat:
         self._interval = interval
 
     async def run(self) -> None:
+        if self._interval <= 0:  # heartbeats off
+            return
         while True:
             await asyncio.sleep(self._interval)
             self.beat()
