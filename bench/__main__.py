@@ -372,11 +372,15 @@ def _targets(
     "--redis-url", envvar="DASHBOARD_BENCH_REDIS_URL", default="redis://127.0.0.1:6379/12", show_default=True
 )
 @click.option(
-    "--quick", is_flag=True, help="Fewer connections and rows: checks the harness in about a minute."
+    "--quick",
+    is_flag=True,
+    help="Fewer connections and rows: checks the harness in a few minutes (bench/RESULTS.md is left alone).",
 )
 @click.option("--window", type=float, default=5.0, show_default=True, help="Seconds per measuring window.")
 @click.option(
-    "--output", type=click.Path(path_type=Path), default=HERE / "results" / "latest.json", show_default=True
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where the JSON goes. [default: bench/results/latest.json; with --quick, bench/results/quick.json]",
 )
 @click.option(
     "--plan",
@@ -406,7 +410,7 @@ def main(
     redis_url: str,
     quick: bool,
     window: float,
-    output: Path,
+    output: Path | None,
     plan: str | None,
     before_src: Path | None,
     load_client: str | None,
@@ -419,6 +423,8 @@ def main(
     # servers started from here inherit this.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if output is None:
+        output = HERE / "results" / ("quick.json" if quick else "latest.json")
     runs = _parse_plan(plan, before_src) if plan else None
     options = Options(
         database_url, redis_url, quick, window, output, runs, before_src, load_client, load_processes
@@ -525,6 +531,10 @@ async def _main(options: Options, command: str) -> None:
             **await store.history_latency(pool, ids, 500),
         }
     output.write_text(json.dumps(results, indent=2) + "\n")
+    if options.quick:
+        # A harness check: its small numbers must not replace the committed results.
+        click.echo(f"wrote {output} (a --quick run leaves bench/RESULTS.md alone)", err=True)
+        return
     from bench.report import write_markdown
 
     write_markdown(results, HERE / "RESULTS.md", HERE / "results" / "baseline.json")
