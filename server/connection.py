@@ -4,10 +4,10 @@ its outbound buffer.
 Frames arrive as finished bytes (built once per update by the hub). All
 frames that pile up for a connection during one event-loop turn are joined
 and handed to the transport in ONE write; one callback per turn (the
-`FlushQueue`) writes for every connection that has something waiting. While the transport's own buffer is
-above its high-water mark (the client reads slowly) frames wait here; once a
-connection has more than `max_buffered` bytes waiting in total it is closed
-with SLOW_CONSUMER, so a client that stops reading neither grows the server's
+`FlushQueue`) writes for every connection that has something waiting. While
+the transport's own buffer is above its high-water mark (the client reads
+slowly) frames wait here; once a connection has more than `max_buffered`
+bytes waiting in total it is closed with SLOW_CONSUMER, so a client that stops reading neither grows the server's
 memory without bound nor slows anyone else.
 """
 
@@ -84,7 +84,6 @@ class ClientConnection:
     def __init__(
         self,
         socket: WebSocket,
-        transport: asyncio.Transport,
         user: User,
         dashboard: Dashboard,
         metrics: Mapping[int, Metric],
@@ -98,7 +97,10 @@ class ClientConnection:
         self.metrics = metrics
         # Replaced, never changed in place: the hub shares equal sets between connections.
         self.subscribed: frozenset[int] = frozenset()
-        self._transport = transport
+        # Kept: the socket lets go of its transport when the connection is lost.
+        if socket.transport is None:
+            raise ConnectionResetError("client went away")
+        self._transport = socket.transport
         self._flushes = flushes
         self._max_buffered = max_buffered
         # Emptied in place, never replaced: no new object per write.

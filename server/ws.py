@@ -129,7 +129,7 @@ async def _open(
     if registry.count_for_user(user.id) >= settings.max_connections_per_user:
         _refuse(socket, 429, "Too many connections", CloseCode.TOO_MANY_CONNECTIONS)
         return None
-    if not socket.is_open or socket.transport is None:  # went away during the checks
+    if not socket.is_open:  # went away during the checks
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard_id}
     socket.send_text(
@@ -137,13 +137,7 @@ async def _open(
     )
     flushes = app[HUB_KEY].flushes
     conn = ClientConnection(
-        socket,
-        socket.transport,
-        user,
-        config.dashboard,
-        config.metrics,
-        settings.client_buffer_bytes,
-        flushes,
+        socket, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes
     )
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
