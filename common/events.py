@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from common.db import AlertEvent, AlertRule, Metric, MetricValue
 from common.redisconn import RedisClient, publish, redis_database
@@ -96,7 +97,13 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
 def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
     """(dashboard_id, values) of a published message; ValueError if malformed."""
     try:
-        message = json.loads(data)
+        return _values_of(json.loads(data))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed values event: {exc}") from None
+
+
+def _values_of(message: Any) -> tuple[int, list[ValueEvent]]:
+    try:
         if message.get("v") != EVENT_VERSION:
             raise ValueError(f"unsupported event version {message.get('v')!r}")
         return int(message["dashboard_id"]), [
@@ -104,7 +111,7 @@ def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
             ValueEvent(**{name: item[name] for name in _VALUE_FIELDS})
             for item in message["values"]
         ]
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed values event: {exc}") from None
 
 
@@ -152,18 +159,22 @@ def decode_dashboard_event(data: bytes | str) -> tuple[int, list[ValueEvent] | A
     """(dashboard_id, values or alert) of a message on a dashboard's channel;
     ValueError if malformed."""
     try:
+        # Parsed once: this runs for every message every server process receives.
         message = json.loads(data)
-        if isinstance(message, dict) and message.get("type") == "alert":
-            if message.get("v") != EVENT_VERSION:
-                raise ValueError(f"unsupported event version {message.get('v')!r}")
-            alert = message["alert"]
-            return int(message["dashboard_id"]), AlertNotice(
-                **{name: alert[name] for name in AlertNotice.__dataclass_fields__ if name != "event_id"},
-                event_id=alert.get("event_id"),
-            )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed dashboard event: {exc}") from None
+    if not (isinstance(message, dict) and message.get("type") == "alert"):
+        return _values_of(message)
+    try:
+        if message.get("v") != EVENT_VERSION:
+            raise ValueError(f"unsupported event version {message.get('v')!r}")
+        alert = message["alert"]
+        return int(message["dashboard_id"]), AlertNotice(
+            **{name: alert[name] for name in AlertNotice.__dataclass_fields__ if name != "event_id"},
+            event_id=alert.get("event_id"),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed alert event: {exc}") from None
-    return decode_values(data)
 
 
 # Control channel -------------------------------------------------------------
