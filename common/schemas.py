@@ -21,6 +21,7 @@ SERVER_ACTIONS = (
     "dashboard_config",
     "metric_history",
     "metric_update",
+    "metric_updates",
     "alert",
     "preferences",
     "alerts",
@@ -173,6 +174,19 @@ class MetricUpdateSchema(Schema):
     unit = fields.String(required=True)
 
 
+class TickValuesSchema(Schema):
+    timestamp = fields.String(required=True)
+    values = fields.List(
+        fields.Tuple((fields.Integer(), fields.Integer(), fields.Float())),
+        required=True,
+        metadata={"description": "[metric_id, id, value] of each value with this timestamp"},
+    )
+
+
+class MetricUpdatesSchema(Schema):
+    updates = fields.List(fields.Nested(TickValuesSchema), required=True)
+
+
 class AlertSchema(Schema):
     rule_id = fields.Integer(required=True)
     metric_id = fields.Integer(required=True)
@@ -249,6 +263,7 @@ SERVER_PAYLOAD_SCHEMAS: dict[str, Schema | None] = {
     "dashboard_config": DashboardConfigSchema(),
     "metric_history": MetricHistorySchema(),
     "metric_update": MetricUpdateSchema(),
+    "metric_updates": MetricUpdatesSchema(),
     "alert": AlertSchema(),
     "preferences": PreferencesSchema(),
     "alerts": AlertsSchema(),

@@ -34,6 +34,10 @@ SUMMARIES = {
     "dashboard_config": "The dashboard and its metrics.",
     "metric_history": "A metric's past values: on connect, or answering subscribe, history or resume.",
     "metric_update": "A new value of a subscribed metric.",
+    "metric_updates": (
+        "New values of subscribed metrics, several in one message, instead of metric_update:"
+        " for sockets opened with ?updates=batch."
+    ),
     "alert": "A threshold rule of one of the dashboard's metrics fired or resolved (to every socket).",
     "preferences": (
         "The user changed their own preferences of this dashboard (or their theme) on some page:"
@@ -85,6 +89,12 @@ EXAMPLES: dict[str, Any] = {
         "metric_name": "requests",
         "unit": "req",
     },
+    "metric_updates": {
+        "updates": [
+            {"timestamp": "2026-11-28T23:28:46.049670+00:00", "values": [[1, 5240, 22.07], [2, 5241, 0.42]]},
+            {"timestamp": "2026-11-28T23:28:47.050112+00:00", "values": [[1, 5250, 23.5], [2, 5251, 0.4]]},
+        ]
+    },
     "alert": ALERT_EXAMPLE,
     "alerts": {
         "rules": [
@@ -125,6 +135,10 @@ def field_schema(field: fields.Field) -> dict[str, Any]:
         schema = object_schema(nested)
     elif isinstance(field, fields.List):
         schema = {"type": "array", "items": field_schema(field.inner)}
+    elif isinstance(field, fields.Tuple):
+        # Draft 7's tuple form (the AsyncAPI schema format builds on draft 7).
+        items = [field_schema(inner) for inner in field.tuple_fields]
+        schema = {"type": "array", "items": items, "additionalItems": False, "minItems": len(items)}
     elif isinstance(field, fields.Integer):
         schema = {"type": "integer"}
     elif isinstance(field, fields.Float | fields.Number):

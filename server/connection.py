@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from common.db import Dashboard, Metric, User
 from server.closecodes import CloseCode
 from server.frames import text_frame
+from server.updates import Update, batch_frame
 from server.websocket import WebSocket
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,6 @@ log = logging.getLogger(__name__)
 TRANSPORT_HIGH_WATER = 256 * 1024
 # How soon to look again when the transport was too full to take more.
 RETRY_SECONDS = 0.02
-
-# A live update as the hub hands it over: metric id, value id, finished frame.
-Update = tuple[int, int, bytes]
 
 
 class FlushQueue:
@@ -65,6 +63,7 @@ class ClientConnection:
     # Slots, not a __dict__: one of these lives as long as each socket.
     __slots__ = (
         "_closing",
+        "_floors",
         "_flush_pending",
         "_flushes",
         "_held",
@@ -72,6 +71,7 @@ class ClientConnection:
         "_pending",
         "_pending_bytes",
         "_transport",
+        "batched",
         "close_code",
         "dashboard",
         "dropped_frames",
@@ -89,6 +89,7 @@ class ClientConnection:
         metrics: Mapping[int, Metric],
         max_buffered: int,
         flushes: FlushQueue,
+        batched: bool = False,
     ) -> None:
         self.socket = socket
         self.user = user
@@ -97,6 +98,8 @@ class ClientConnection:
         self.metrics = metrics
         # Replaced, never changed in place: the hub shares equal sets between connections.
         self.subscribed: frozenset[int] = frozenset()
+        # Live values as one `metric_updates` message per loop turn (`?updates=batch`).
+        self.batched = batched
         # Kept: the socket lets go of its transport when the connection is lost.
         if socket.transport is None:
             raise ConnectionResetError("client went away")
@@ -108,6 +111,8 @@ class ClientConnection:
         self._pending_bytes = 0
         self._flush_pending = False
         self._held: list[Update] | None = None
+        # Per metric, the newest value id sent as history, until a newer live value comes.
+        self._floors: dict[int, int] = {}
         self._closing = False
         # Read once when the connection ends (server/metrics.py), never per frame.
         self.dropped_frames = 0
@@ -131,15 +136,22 @@ class ClientConnection:
             self._flushes.add(self)
 
     def deliver(self, frames: bytes, updates: list[Update]) -> None:
-        """Live updates from the hub: `frames` is the `updates`' frames joined.
+        """Live updates from the hub: `frames` is the `updates` in this connection's form.
 
         While history is being sent they are kept aside, one by one."""
-        if self._held is None:
-            self.send_frame(frames)
-        else:
+        if self._held is not None:
             self._held.extend(updates)
-            if updates and len(self._held) * len(updates[-1][2]) > self._max_buffered:
+            if updates and len(self._held) * len(updates[-1].frame) > self._max_buffered:
                 self._overflow()
+            return
+        if self._floors:
+            kept = self._above_floors(updates)
+            if len(kept) != len(updates):
+                # The shared frames carry values the history already sent.
+                if kept:
+                    self._send_updates(kept)
+                return
+        self.send_frame(frames)
 
     def hold(self) -> None:
         """Keep live updates aside until `release`: history must go out first."""
@@ -149,11 +161,30 @@ class ClientConnection:
         """Send the updates kept aside that the history did not already contain.
 
         `last_sent` maps metric id to the id of the newest value sent as history.
+        A value stored before the history was read can still be on its way from
+        Redis: until a newer value of the metric arrives, live values at or
+        below `last_sent` are dropped as already sent.
         """
         held, self._held = self._held or [], None
-        for metric_id, value_id, frame in held:
-            if value_id > last_sent.get(metric_id, 0):
-                self.send_frame(frame)
+        self._floors.update(last_sent)
+        due = self._above_floors(held)
+        if due:
+            self._send_updates(due)
+
+    def _above_floors(self, updates: list[Update]) -> list[Update]:
+        floors = self._floors
+        kept = [update for update in updates if update.value_id > floors.get(update.metric_id, 0)]
+        for update in kept:
+            # Its values newer than the history flow now: no more to drop.
+            floors.pop(update.metric_id, None)
+        return kept
+
+    def _send_updates(self, updates: list[Update]) -> None:
+        if self.batched:
+            self.send_frame(batch_frame(updates))
+        else:
+            for update in updates:
+                self.send_frame(update.frame)
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Stop sending and close the socket with `code` (idempotent)."""

@@ -27,6 +27,11 @@ def text_frame(text: str) -> bytes:
     return _frame(TEXT, text.encode())
 
 
+def text_frame_bytes(payload: bytes) -> bytes:
+    """A text frame of `payload`, which must be UTF-8 already (assembled from encoded parts)."""
+    return _frame(TEXT, payload)
+
+
 def close_frame(code: int, reason: str = "") -> bytes:
     # A control frame carries at most 125 bytes: 2 for the code, the rest the reason.
     return _frame(CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])

@@ -31,9 +31,10 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
-from server.connection import ClientConnection, FlushQueue, Update
+from server.connection import ClientConnection, FlushQueue
 from server.frames import text_frame
 from server.metrics import ServerMetrics
+from server.updates import Update, batch_frame, from_events
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class Hub:
         self._metrics = metrics or ServerMetrics()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
-        # dashboard id -> subscribed metric ids -> connections subscribed to exactly those
-        self._groups: dict[int, dict[frozenset[int], set[ClientConnection]]] = {}
+        # dashboard id -> (subscribed metric ids, batched) -> connections subscribed to
+        # exactly those that take updates in that form (server/updates.py)
+        self._groups: dict[int, dict[tuple[frozenset[int], bool], set[ClientConnection]]] = {}
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
         self.flushes = FlushQueue()
         # Updates received and not yet handed to connections (`_deliver_pending`).
@@ -145,18 +147,33 @@ class Hub:
     def unsubscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         self._regroup(conn, conn.subscribed.difference(metric_ids))
 
+    def release(self, conn: ClientConnection, last_sent: dict[int, int]) -> None:
+        """End `conn`'s hold (ClientConnection.release) once its history is sent.
+
+        What this process received before now goes to the held updates first:
+        values handed over once per turn may be waiting here still, and the
+        history may already hold them (the hold's filter drops those)."""
+        self._deliver_pending()
+        conn.release(last_sent)
+
     def _regroup(self, conn: ClientConnection, subscribed: frozenset[int]) -> None:
+        # Values received before this change go by the subscriptions they met:
+        # a history read after subscribing already holds them (they were
+        # stored before they were published), so handing them over later
+        # would send them twice.
+        self._deliver_pending()
         dashboard_id = conn.dashboard.id
         groups = self._groups.setdefault(dashboard_id, {})
         if conn.subscribed:
-            group = groups.get(conn.subscribed)
+            key = (conn.subscribed, conn.batched)
+            group = groups.get(key)
             if group is not None:
                 group.discard(conn)
                 if not group:
-                    del groups[conn.subscribed]
+                    del groups[key]
         conn.subscribed = self._shared_set(subscribed)
         if subscribed:
-            groups.setdefault(conn.subscribed, set()).add(conn)
+            groups.setdefault((conn.subscribed, conn.batched), set()).add(conn)
         if not groups:
             del self._groups[dashboard_id]
 
@@ -241,23 +258,9 @@ class Hub:
         pending = self._pending.get(dashboard_id)
         if pending is None:
             pending = self._pending[dashboard_id] = []
-        for event in values:
-            # Encoded once, as the finished frame, shared by every subscriber.
-            frame = text_frame(
-                encode_message(
-                    "metric_update",
-                    {
-                        "metric_id": event.metric_id,
-                        "value": event.value,
-                        "timestamp": event.timestamp,
-                        "metric_name": event.metric_name,
-                        "unit": event.unit,
-                        "id": event.id,
-                    },
-                )
-            )
-            pending.append((event.metric_id, event.id, frame))
-            self._pending_timestamps.append(event.timestamp)
+        # Encoded once, as finished bytes, shared by every subscriber.
+        pending += from_events(values)
+        self._pending_timestamps += [event.timestamp for event in values]
         # Handed over once per loop turn: when messages come faster than one
         # per turn, a connection gets all of them in one call, not one each.
         if self._delivery is None:
@@ -272,11 +275,16 @@ class Hub:
         timestamps, self._pending_timestamps = self._pending_timestamps, []
         sent = 0
         for dashboard_id, updates in pending.items():
-            for subscribed, group in tuple(self._groups.get(dashboard_id, {}).items()):
-                selected = [update for update in updates if update[0] in subscribed]
+            for (subscribed, batched), group in tuple(self._groups.get(dashboard_id, {}).items()):
+                selected = [update for update in updates if update.metric_id in subscribed]
                 if not selected:
                     continue
-                frames = selected[0][2] if len(selected) == 1 else b"".join(frame for _, _, frame in selected)
+                if batched:
+                    frames = batch_frame(selected)
+                elif len(selected) == 1:
+                    frames = selected[0].frame
+                else:
+                    frames = b"".join(update.frame for update in selected)
                 for conn in tuple(group):
                     conn.deliver(frames, selected)
                 sent += len(selected) * len(group)

@@ -53,6 +53,10 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
     if not is_upgrade(request):
         raise web.HTTPBadRequest(text="This address takes WebSocket connections only.")
+    # `?updates=batch`: live values as one `metric_updates` message per turn (server/updates.py).
+    updates = request.query.get("updates", "single")
+    if updates not in ("single", "batch"):
+        raise web.HTTPBadRequest(text="updates must be `single` (the default) or `batch`.")
     app = request.app
     # Revocations seen from now on may be missed by the checks below; the
     # registry holds them against this socket when it is added.
@@ -68,7 +72,8 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         # `?subscribe=none`: the client will send `resume` or `history` itself
         # (a reconnecting page), so the default history would be wasted.
         with_history = request.query.get("subscribe") != "none"
-        socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history))
+        batched = updates == "batch"
+        socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history, batched))
     else:
         log.debug("client of %s went away before the upgrade", request.path)
     # aiohttp has let go of the connection (server/websocket.py): this is never sent.
@@ -82,12 +87,13 @@ async def _set_up(
     dashboard_id: int | None,
     checked_at: float,
     with_history: bool,
+    batched: bool,
 ) -> None:
     """Authenticate, send config, history and alerts, then take client messages."""
     try:
         if isinstance(session, Exception):
             raise session
-        conn = await _open(app, socket, session, dashboard_id, checked_at)
+        conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
             await _serve(app, conn, with_history)
     except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
@@ -104,6 +110,7 @@ async def _open(
     session: tuple[int | None, str | None],
     dashboard_id: int | None,
     checked_at: float,
+    batched: bool,
 ) -> ClientConnection | None:
     """Authenticate, then send the config; None if the client was refused."""
     user_id, key = session
@@ -137,7 +144,7 @@ async def _open(
     )
     flushes = app[HUB_KEY].flushes
     conn = ClientConnection(
-        socket, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes
+        socket, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes, batched
     )
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
@@ -333,7 +340,7 @@ async def _send_histories(
             if last_id is not None:
                 last_sent[metric_id] = last_id
     finally:
-        conn.release(last_sent)
+        app[HUB_KEY].release(conn, last_sent)
 
 
 async def _answer_with_histories(

@@ -101,6 +101,13 @@ async def test_real_server_messages_match_the_documented_schemas(client, setup, 
     for request in requests:
         await ws.send_json(request)
         seen.extend(await receive_until(ws, "complete"))
+    # Live values in the batched form, on a socket that asked for it.
+    batched = await client.ws_connect(f"/ws/dashboard/{setup['ops'].id}/?updates=batch&subscribe=none")
+    await receive_until(batched, "alerts")
+    await batched.send_json({"action": "subscribe", "payload": {"metric_ids": [cpu.id]}})
+    await receive_until(batched, "complete")
+    await publish(pool, cpu, 3.0)
+    seen.extend(await receive_until(batched, "metric_updates"))
     actions = {message["action"] for message in seen}
     assert actions == set(SERVER_ACTIONS)
     for message in seen:

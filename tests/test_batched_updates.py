@@ -1,0 +1,201 @@
+"""Live values in both forms (server/updates.py): `metric_update` one by one, and
+`metric_updates` for sockets opened with `?updates=batch`; history then live values
+with no gap and no duplicate in either."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from common import db
+from common.events import ValueEvent, encode_values
+from common.schemas import SERVER_PAYLOAD_SCHEMAS
+from server.updates import batch_frame, from_events
+from tests.conftest import CHANNELS, REDIS_URL, log_in
+from tests.test_fanout import publish_many
+from tests.wsclient import expect_silence, read_connect_sequence, receive
+
+
+def _event(metric_id: int, value_id: int, value: float, timestamp: str) -> ValueEvent:
+    return ValueEvent(
+        id=value_id, metric_id=metric_id, value=value, timestamp=timestamp, metric_name="m", unit="u"
+    )
+
+
+def _payload(frame: bytes) -> dict:
+    """The JSON of one final, unmasked text frame of under 64 KiB."""
+    assert frame[0] == 0x81
+    size, header = (frame[1], 2) if frame[1] < 126 else (int.from_bytes(frame[2:4], "big"), 4)
+    assert len(frame) == header + size
+    return json.loads(frame[header:])
+
+
+def test_a_batch_writes_each_timestamp_once_for_the_values_that_follow_it():
+    first, second = "2026-11-29T08:00:00.000001+00:00", "2026-11-29T08:00:01.5+00:00"
+    updates = from_events(
+        [
+            _event(1, 10, 1.5, first),
+            _event(2, 11, -2.0, first),
+            _event(1, 12, 3e-7, second),
+            _event(2, 13, 4.0, first),  # a late value: its own entry again, order kept
+        ]
+    )
+    message = _payload(batch_frame(updates))
+    assert message == {
+        "action": "metric_updates",
+        "payload": {
+            "updates": [
+                {"timestamp": first, "values": [[1, 10, 1.5], [2, 11, -2.0]]},
+                {"timestamp": second, "values": [[1, 12, 3e-7]]},
+                {"timestamp": first, "values": [[2, 13, 4.0]]},
+            ]
+        },
+    }
+    assert SERVER_PAYLOAD_SCHEMAS["metric_updates"].validate(message["payload"]) == {}
+    # The same value in its single form says the same, and more.
+    single = _payload(updates[0].frame)
+    assert single["action"] == "metric_update"
+    assert single["payload"] == {
+        "metric_id": 1, "value": 1.5, "timestamp": first, "metric_name": "m", "unit": "u", "id": 10,
+    }  # fmt: skip
+
+
+def test_a_tick_of_ten_values_is_a_fraction_of_the_bytes():
+    tick = from_events([_event(i, 5000 + i, 22.07, "2026-11-29T08:00:00.049670+00:00") for i in range(10)])
+    single = sum(len(update.frame) for update in tick)
+    assert len(batch_frame(tick)) * 4 < single
+
+
+async def _batched(client, dashboard_id: int, query: str = "") -> aiohttp.ClientWebSocketResponse:
+    return await client.ws_connect(f"/ws/dashboard/{dashboard_id}/?updates=batch{query}")
+
+
+def _unpacked(message: dict) -> list[list]:
+    """[metric_id, id, value, timestamp] of each value of a metric_updates message."""
+    assert message["action"] == "metric_updates", message
+    return [
+        [*item, entry["timestamp"]] for entry in message["payload"]["updates"] for item in entry["values"]
+    ]
+
+
+async def _values(ws, count: int) -> list[list]:
+    """The next `count` values, from metric_updates messages only."""
+    values: list[list] = []
+    while len(values) < count:
+        values += _unpacked(await receive(ws))
+    assert len(values) == count, values
+    return values
+
+
+async def test_batched_and_single_sockets_get_the_same_values_each_in_their_form(
+    client, new_client, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu, mem = await make_metric(ops, "cpu"), await make_metric(ops, "mem")
+    await log_in(client, "alice")
+    other = await new_client()
+    await log_in(other, "alice")
+    batched = await _batched(client, ops.id)
+    single = await other.ws_connect(f"/ws/dashboard/{ops.id}/")
+    for ws in (batched, single):
+        await read_connect_sequence(ws, 2)
+
+    now = datetime.now(UTC)
+    stored = await db.insert_values(pool, [(cpu.id, 1.0, now), (mem.id, 2.0, now), (cpu.id, 3.0, now)])
+    async with Redis.from_url(REDIS_URL) as redis_client:
+        metrics = {cpu.id: cpu, mem.id: mem}
+        await redis_client.publish(
+            CHANNELS.dashboard(ops.id), encode_values(ops.id, [(metrics[v.metric_id], v) for v in stored])
+        )
+    expected = [[v.metric_id, v.id, v.value, v.ts.isoformat()] for v in stored]
+    assert await _values(batched, 3) == expected
+    singles = [(await receive(single))["payload"] for _ in range(3)]
+    assert [[p["metric_id"], p["id"], p["value"], p["timestamp"]] for p in singles] == expected
+    for ws in (batched, single):
+        await expect_silence(ws)
+
+
+async def test_a_batched_socket_gets_only_the_metrics_it_is_subscribed_to(
+    client, pool, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu, mem = await make_metric(ops, "cpu"), await make_metric(ops, "mem")
+    await log_in(client, "alice")
+    ws = await _batched(client, ops.id)
+    await read_connect_sequence(ws, 2)
+    await ws.send_json({"action": "unsubscribe", "payload": {"metric_ids": [mem.id]}})
+    assert await receive(ws) == {"action": "complete"}
+    await publish_many(pool, mem, 3)
+    await publish_many(pool, cpu, 2)
+    assert [(v[0], v[2]) for v in await _values(ws, 2)] == [(cpu.id, 0.0), (cpu.id, 1.0)]
+    await expect_silence(ws)
+
+
+async def test_an_unknown_updates_form_is_refused_before_the_upgrade(client, make_user, make_dashboard):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    await log_in(client, "alice")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(f"/ws/dashboard/{ops.id}/?updates=compressed")
+    assert refused.value.status == 400
+    response = await client.get(
+        f"/ws/dashboard/{ops.id}/?updates=compressed",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+    )  # fmt: skip
+    assert "updates must be" in await response.text()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("form", ["single", "batch"])
+async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_values_stream(
+    client, pool, make_user, make_dashboard, make_metric, form
+):
+    """Sockets opened one after another while values keep coming: for each, the
+    history and the live values after it are exactly the stored ids, in order.
+    Values that arrive while a socket's history is read are held and sent after
+    it; values the history holds that arrive later still are dropped."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    await log_in(client, "alice")
+    streaming = True
+
+    async def stream() -> None:
+        first = 0
+        while streaming:
+            await publish_many(pool, cpu, 5, first)
+            first += 5
+            await asyncio.sleep(0.002)
+
+    publisher = asyncio.create_task(stream())
+    try:
+        for _ in range(15):
+            ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/?updates={form}")
+            ids: list[int] = []
+            seen: list[str] = []
+            while len(ids) < 25 or "alerts" not in seen:
+                message = await receive(ws)
+                seen.append(message["action"])
+                if message["action"] == "metric_history":
+                    ids += [v["id"] for v in message["payload"]["values"]]
+                elif message["action"] in ("metric_update", "metric_updates"):
+                    assert "metric_history" in seen, "a live value before the history"
+                    assert message["action"] == ("metric_updates" if form == "batch" else "metric_update")
+                    ids += (
+                        [v[1] for v in _unpacked(message)] if form == "batch" else [message["payload"]["id"]]
+                    )
+            stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
+            start = stored.index(ids[0])
+            assert ids == stored[start : start + len(ids)], "gap, duplicate or disorder"
+            await ws.close()
+    finally:
+        streaming = False
+        await publisher
