@@ -3,8 +3,9 @@ its outbound buffer.
 
 Frames arrive as finished bytes (built once per update by the hub). All
 frames that pile up for a connection during one event-loop turn are joined
-and handed to the transport in ONE write; one callback per turn (the
-`FlushQueue`) writes for every connection that has something waiting. While
+and handed to the transport in ONE write: the hub's once-per-turn hand-over
+is written at once when nothing else waits; otherwise one callback per turn
+(the `FlushQueue`) writes for every connection that has something waiting. While
 the transport's own buffer is above its high-water mark (the client reads
 slowly) frames wait here; once a connection has more than `max_buffered`
 bytes waiting in total it is closed with SLOW_CONSUMER, so a client that stops reading neither grows the server's
@@ -151,6 +152,17 @@ class ClientConnection:
                 if kept:
                     self._send_updates(kept)
                 return
+        if (
+            not self._pending
+            and not self._closing
+            and not self._transport.is_closing()
+            and self._transport.get_write_buffer_size() <= TRANSPORT_HIGH_WATER
+        ):
+            # The hub hands over once per loop turn and nothing else waits for
+            # this socket: this is the turn's one write, made now rather than
+            # through the FlushQueue (a third of the per-socket Python work).
+            self._transport.write(frames)
+            return
         self.send_frame(frames)
 
     def hold(self) -> None:
