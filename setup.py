@@ -53,7 +53,9 @@ setup(
         ],
         # The benchmark's load client (bench/wsload.py) runs on uvloop when present:
         # less client CPU per frame, so less of the measured latency is its own.
-        "bench": ["uvloop>=0.19,<1"],
+        # py-spy samples the server in a run (bench/profile.py): where its time goes,
+        # without changing its code or slowing it much.
+        "bench": ["uvloop>=0.19,<1", "py-spy>=0.3.14,<1"],
     },
     entry_points={
         "console_scripts": [

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from bench import procstat, store
+from bench import profile as profiling
 from common import db
 from common.events import channels_for, encode_values
 from common.migrate import migrate
@@ -46,6 +47,7 @@ from common.passwords import hash_password
 
 HERE = Path(__file__).parent
 METRICS = 10
+PUBLISH_STEP = 0.002  # seconds: at high rates, the ticks due in this long share a round trip
 DRAIN = 2.0  # seconds after a window's last publish in which its messages still count
 LOG_DIR = Path("/tmp/dashboard-bench-logs")  # server logs of the last run, for when a run fails
 USERS_PER = 50  # connections per bench user (stays under per-user limits)
@@ -111,12 +113,16 @@ class Bench:
         window: float,
         load_command: list[str],
         load_processes: int = 1,
+        profile_dir: Path | None = None,
     ) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.window = window
         self.load_command = load_command
         self.load_processes = load_processes
+        # With py-spy at hand, each run's server is profiled at the half-saturation rate.
+        self.py_spy = profiling.py_spy() if profile_dir is not None else None
+        self.profile_dir = profile_dir
         self.metrics: list[db.Metric] = []
         self.dashboard_id = 0
         self.cookies: list[str] = []
@@ -155,29 +161,41 @@ class Bench:
                 self.cookies.append(session.cookie_jar.filter_cookies(URL(base))["dashboard_session"].value)
 
     async def publish(self, rate: float, seconds: float) -> int:
-        """Publish `rate` ticks per second for `seconds`; returns ticks sent."""
+        """Publish `rate` ticks per second for `seconds`; returns ticks sent.
+
+        The ticks due at a moment go out in one pipeline, waking at most every
+        PUBLISH_STEP: one round trip per tick at thousands a second took half
+        a CPU of the machine the server is measured on. Each tick is stamped
+        just before it is sent, so latency still counts from its publish."""
         channel = channels_for(self.redis_url).dashboard(self.dashboard_id)
-        interval = 1 / rate
+        total = max(1, round(rate * seconds))
         sent = 0
         async with Redis.from_url(self.redis_url) as client:
             start = time.monotonic()
-            while time.monotonic() - start < seconds:
-                now = datetime.now(UTC)
-                values = []
-                for metric in self.metrics:
-                    values.append((metric, db.MetricValue(self.next_value_id, metric.id, 1.0, now)))
-                    self.next_value_id += 1
-                await client.publish(channel, encode_values(self.dashboard_id, values))
-                sent += 1
-                delay = start + sent * interval - time.monotonic()
+            while sent < total:
+                due = min(total, int((time.monotonic() - start) * rate) + 1) - sent
+                if due <= 0:
+                    await asyncio.sleep(PUBLISH_STEP)
+                    continue
+                pipe = client.pipeline(transaction=False)
+                for _ in range(due):
+                    now = datetime.now(UTC)
+                    values = []
+                    for metric in self.metrics:
+                        values.append((metric, db.MetricValue(self.next_value_id, metric.id, 1.0, now)))
+                        self.next_value_id += 1
+                    pipe.publish(channel, encode_values(self.dashboard_id, values))
+                await pipe.execute()
+                sent += due
+                delay = start + sent / rate - time.monotonic()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(max(delay, PUBLISH_STEP))
         return sent
 
     async def fanout(self, target: Target, connections: int, rates: list[float]) -> dict:
         """Connect C clients to a fresh server, then ramp the rate until saturation."""
         port = _free_port()
-        log_path = LOG_DIR / f"{target.args[1]}-{connections}.log"
+        log_path = LOG_DIR / f"{_slug(target.name)}-{connections}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         gc_log = Path(tempfile.mkdtemp(prefix="dashboard-bench-gc-"))
         server = subprocess.Popen(
@@ -222,19 +240,47 @@ class Bench:
                 }
                 # Saturation: the first rate at which clients no longer get
                 # everything within a second (or get disconnected as too slow).
-                saturated_at = None
+                saturated_at = sustained = None
                 for rate in rates:
                     window = await self._window(load, pids, connections, rate)
                     result["windows"].append(window)
                     if not window["kept_up"]:
                         saturated_at = rate
                         break
+                    sustained = rate
+                if saturated_at is not None and sustained is not None:
+                    # Doubling steps leave saturation anywhere in a factor of 2:
+                    # narrowed to quarter octaves (19 %) between the two.
+                    for step in (1, 2, 3):
+                        rate = round(sustained * 2 ** (step / 4), 1)
+                        await self._quiesce(load)
+                        window = await self._window(load, pids, connections, rate)
+                        result["windows"].append(window)
+                        if not window["kept_up"]:
+                            saturated_at = rate
+                            break
+                        sustained = rate
                 result["saturated_at_rate"] = saturated_at
-                half = (saturated_at or rates[-1]) / 2
+                # The highest rate kept up, and half of it: where latency is reported.
+                result["sustained_rate"] = sustained
+                half = (rates[-1] if saturated_at is None else sustained or saturated_at) / 2
                 # A saturated window leaves a backlog that DRAIN does not cover:
                 # it would be counted (and timed) in the next window.
                 await self._quiesce(load)
                 result["half_saturation"] = await self._window(load, pids, connections, half)
+                if self.py_spy is not None and self.profile_dir is not None:
+                    # A window of its own: sampling costs the server a little.
+                    await self._quiesce(load)
+                    stacks = self.profile_dir / f"{_slug(target.name)}-{connections}.txt"
+                    profiled = await self._window(load, pids, connections, half, profile=stacks)
+                    result["profile"] = {
+                        "rate": half,
+                        "stacks": str(stacks.relative_to(HERE.parent))
+                        if stacks.is_relative_to(HERE.parent)
+                        else str(stacks),
+                        "window": profiled,
+                        **profiling.summarise(stacks),
+                    }
             finally:
                 load.stdin.write("quit\n")
                 load.stdin.flush()
@@ -257,16 +303,41 @@ class Bench:
                 return
         raise RuntimeError(f"updates still arriving {longest:.0f} s after the last publish")
 
-    async def _window(self, load: subprocess.Popen, pids: list[int], connections: int, rate: float) -> dict:
+    async def _window(
+        self,
+        load: subprocess.Popen,
+        pids: list[int],
+        connections: int,
+        rate: float,
+        profile: Path | None = None,
+    ) -> dict:
         """Publish for `window` seconds; count until DRAIN seconds after the last publish,
-        so that every window's messages are counted in that window and no other."""
-        cpu_before = procstat.cpu_seconds(pids)
+        so that every window's messages are counted in that window and no other.
+
+        With `profile`, the server processes are sampled by py-spy meanwhile
+        (bench/profile.py) and their collapsed stacks written there."""
+        redis_pids = procstat.named("redis-server")
+        user_before, system_before = procstat.cpu_split(pids)
+        redis_before = procstat.cpu_seconds(redis_pids)
+        publisher_before = _own_cpu_seconds()
+        machine_before = procstat.machine_cpu()
         load.stdin.write(f"go {self.window + DRAIN}\n")
         load.stdin.flush()
-        published, line = await asyncio.gather(
-            self.publish(rate, self.window), asyncio.to_thread(load.stdout.readline)
-        )
-        cpu = procstat.cpu_seconds(pids) - cpu_before
+
+        async def publish() -> tuple[int, float]:
+            # The server's CPU while values come in, apart from the drain after.
+            sent = await self.publish(rate, self.window)
+            return sent, procstat.cpu_seconds(pids)
+
+        jobs = [publish(), asyncio.to_thread(load.stdout.readline)]
+        if profile is not None:
+            jobs.append(profiling.record(self.py_spy, pids, self.window, profile))
+        (published, cpu_at_publish_end), line, *_ = await asyncio.gather(*jobs)
+        user_after, system_after = procstat.cpu_split(pids)
+        user, system = user_after - user_before, system_after - system_before
+        cpu = user + system
+        machine_after = procstat.machine_cpu()
+        machine = {kind: round(machine_after[kind] - machine_before[kind], 2) for kind in machine_after}
         window = json.loads(line)
         expected = published * METRICS * connections
         delivered = window["updates"]
@@ -284,12 +355,28 @@ class Bench:
             "latency_p95_ms": window["latency_p95_ms"],
             "latency_p99_ms": p99,
             "server_cpu_seconds": round(cpu, 2),
-            "server_cpu_share": round(cpu / window["window_seconds"], 2),
+            "server_system_cpu_seconds": round(system, 2),
+            # Of the seconds values were published in (the drain after is mostly idle).
+            "server_cpu_share": round((cpu_at_publish_end - user_before - system_before) / self.window, 2),
             "delivered_per_server_cpu_second": round(delivered / cpu) if cpu > 0 else None,
             "client_cpu_seconds": round(window["client_cpu_seconds"], 2),
+            # Where the rest of the machine went meanwhile: the publisher (this
+            # process), Redis, and the machine's CPU seconds by kind.
+            "publisher_cpu_seconds": round(_own_cpu_seconds() - publisher_before, 2),
+            "redis_cpu_seconds": round(procstat.cpu_seconds(redis_pids) - redis_before, 2),
+            "machine_cpu_seconds": machine,
             "alive": window["alive"],
             "kept_up": kept_up,
         }
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _server_options(source: Path | None, gc_log: Path) -> dict:
@@ -344,6 +431,13 @@ def _targets(
             f"/ws/dashboard/{dashboard_id}/",
             3 + METRICS,
         ),
+        # The same server, sockets opened with ?updates=batch (metric_updates messages).
+        "batch": Target(
+            "dashboard-server, 1 process, batched updates",
+            server,
+            f"/ws/dashboard/{dashboard_id}/?updates=batch",
+            3 + METRICS,
+        ),
         "naive": Target(
             "naive reference (send_str per client per message)",
             ["-m", "bench.naive_server", "--redis-url", redis_url, "--dashboard-id", str(dashboard_id)],
@@ -384,8 +478,8 @@ def _targets(
 )
 @click.option(
     "--plan",
-    help="Only these fan-out runs, e.g. `server:1000,before:1000` (targets: server, server2, naive,"
-    " before); skips the store measures and leaves bench/RESULTS.md alone.",
+    help="Only these fan-out runs, e.g. `server:1000,before:1000` (targets: server, batch, server2,"
+    " naive, before); skips the store measures and leaves bench/RESULTS.md alone.",
 )
 @click.option(
     "--before-src",
@@ -397,6 +491,13 @@ def _targets(
     "--load-client",
     type=click.Choice(["c", "python"]),
     help="bench/wsload.c (built with the system's cc; the default where there is one) or bench/wsload.py.",
+)
+@click.option(
+    "--profile/--no-profile",
+    default=True,
+    show_default=True,
+    help="Sample each server with py-spy in an extra window at its half-saturation rate; the collapsed"
+    " stacks go to a folder beside the JSON (`latest.json` → `latest-profiles/`).",
 )
 @click.option(
     "--load-processes",
@@ -414,6 +515,7 @@ def main(
     plan: str | None,
     before_src: Path | None,
     load_client: str | None,
+    profile: bool,
     load_processes: int,
 ) -> None:
     """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
@@ -425,9 +527,21 @@ def main(
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if output is None:
         output = HERE / "results" / ("quick.json" if quick else "latest.json")
+    profile_dir = output.with_name(f"{output.stem}-profiles") if profile else None
+    if profile and profiling.py_spy() is None:
+        click.echo("py-spy not found (pip install -e '.[bench]'): no profiles this run", err=True)
     runs = _parse_plan(plan, before_src) if plan else None
     options = Options(
-        database_url, redis_url, quick, window, output, runs, before_src, load_client, load_processes
+        database_url,
+        redis_url,
+        quick,
+        window,
+        output,
+        runs,
+        before_src,
+        load_client,
+        load_processes,
+        profile_dir,
     )
     asyncio.run(_main(options, " ".join(["python -m bench", *sys.argv[1:]])))
 
@@ -443,6 +557,7 @@ class Options:
     before_src: Path | None
     load_client: str
     load_processes: int
+    profile_dir: Path | None
 
 
 def _load_command(client: str, build_dir: Path) -> list[str]:
@@ -458,7 +573,7 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
     runs = []
     for item in plan.split(","):
         key, _, count = item.strip().partition(":")
-        if key not in ("server", "server2", "naive", "before") or not count.isdigit():
+        if key not in ("server", "batch", "server2", "naive", "before") or not count.isdigit():
             raise click.BadParameter(f"{item!r}: expected TARGET:CONNECTIONS", param_hint="--plan")
         if key == "before" and before_src is None:
             raise click.BadParameter("the `before` target needs --before-src", param_hint="--plan")
@@ -471,13 +586,15 @@ async def _main(options: Options, command: str) -> None:
     # Up to where the server (or the load client beside it) can no longer keep up.
     rates = [1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]
     database_url, redis_url = options.database_url, options.redis_url
-    plan = [("server", c) for c in connection_counts] + [("naive", 1000), ("server2", 1000)]
+    plan = [("server", c) for c in connection_counts] + [("batch", 1000), ("naive", 1000), ("server2", 1000)]
     if not options.quick:
-        plan += [("naive", 5000), ("server2", 5000)]
+        plan += [("batch", 5000), ("naive", 5000), ("server2", 5000)]
     plan = options.runs or plan
     build_dir = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
     load_command = _load_command(options.load_client, build_dir)
-    bench = Bench(database_url, redis_url, options.window, load_command, options.load_processes)
+    bench = Bench(
+        database_url, redis_url, options.window, load_command, options.load_processes, options.profile_dir
+    )
     await bench.prepare(max(c for _, c in plan))
     targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
     results: dict = {

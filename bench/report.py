@@ -60,6 +60,65 @@ def _gc_table(fanout: list[dict]) -> list[str]:
     return lines
 
 
+def _where_time_goes(fanout: list[dict]) -> list[str]:
+    """Each profiled run: the machine's CPU in the profiled window, and what the server did."""
+    rows = [entry for entry in fanout if entry.get("profile")]
+    if not rows:
+        return []
+    lines = [
+        "## Where the time goes",
+        "",
+        "Each server again at its half-saturation rate, in a window of its own, sampled by py-spy",
+        "(`bench/profile.py`; the collapsed stacks are in `bench/results/latest-profiles/`). CPU",
+        "seconds of everything on the machine in that window (publishing, then the drain); the",
+        "server's share is of the publishing seconds (1.0: one CPU all the time).",
+        "",
+        "| server | C | ticks/s | server CPU share (kernel part) | server CPU-s | load client | publisher "
+        "| Redis | interrupts | idle (of 2 CPUs × window) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in rows:
+        window = entry["profile"]["window"]
+        machine = window.get("machine_cpu_seconds", {})
+        lines.append(
+            f"| {entry['target']} | {entry['connections']:,} | {entry['profile']['rate']:g} "
+            f"| {window['server_cpu_share']} ({window.get('server_system_cpu_seconds', 0) / max(window['server_cpu_seconds'], 0.01):.0%}) "
+            f"| {window['server_cpu_seconds']} | {window['client_cpu_seconds']} | {window.get('publisher_cpu_seconds', '-')} "
+            f"| {window.get('redis_cpu_seconds', '-')} | {machine.get('interrupts', '-')} | {machine.get('idle', '-')} |"
+        )
+    lines += ["", "What the server process was doing (share of py-spy's samples):", ""]
+    categories = [c["category"] for c in rows[0]["profile"]["categories"]]
+    for entry in rows[1:]:
+        categories += [
+            c["category"] for c in entry["profile"]["categories"] if c["category"] not in categories
+        ]
+    lines += [
+        "| server | C | " + " | ".join(categories) + " |",
+        "|---|---|" + "---|" * len(categories),
+    ]
+    for entry in rows:
+        shares = {c["category"]: c["share"] for c in entry["profile"]["categories"]}
+        lines.append(
+            f"| {entry['target']} | {entry['connections']:,} | "
+            + " | ".join(f"{shares.get(c, 0):.0%}" for c in categories)
+            + " |"
+        )
+    busiest = next(
+        (e for e in rows if e["target"] == "dashboard-server, 1 process" and e["connections"] == 1000),
+        rows[0],
+    )
+    lines += [
+        "",
+        f"Busiest lines of {busiest['target']}, C={busiest['connections']:,} (self time: the innermost Python"
+        " line, with the C code and system calls it made):",
+        "",
+        "| line | share |",
+        "|---|---|",
+        *[f"| `{item['function']}` | {item['share']:.1%} |" for item in busiest["profile"]["self"][:8]],
+    ]
+    return lines
+
+
 def _scaling(by_key: dict) -> list[str]:
     """`--workers 2` against one process at each C both ran: set-up, saturation, latency."""
     lines = []
@@ -104,10 +163,14 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         "",
         "A tick is one published message carrying 10 values (one per metric); every connection is",
         "subscribed to all 10, so C connections at R ticks/s are offered 10·C·R messages per second.",
+        "*Batched updates*: the same server, sockets opened with `?updates=batch` (docs/protocol.md):",
+        "a message carries all values a socket is due in one turn; messages counted are values.",
         "*Delivered/s*: the best rate all clients kept up with (≥ 95 % delivered, p99 < 1 s, none",
         "disconnected). *Per server CPU-s*: messages delivered per CPU-second (user + system) of the",
-        "server process(es), best window all clients kept up in. Latency is from the publish to the client's receipt, sampled,",
-        "at half of the saturating rate. *Set-up CPU*: server CPU-ms per socket while all C were set up;",
+        "server process(es), best window all clients kept up in. *Saturates at*: the first rate not kept",
+        "up; the ramp doubles the rate, then narrows the step below it to quarter octaves (19 %).",
+        "Latency is from the publish to the client's receipt, sampled, at half of the highest rate kept",
+        "up, in a window of its own. *Set-up CPU*: server CPU-ms per socket while all C were set up;",
         "*client CPU-s*: the load client's CPU seconds in the half-saturation window (it shares the",
         "machine with the server). When updates come faster than a socket's writes, the frames",
         "pending for it are joined into one write per event-loop turn, so messages per CPU-second",
@@ -128,7 +191,14 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         lines.append(
             f"At C=1,000 the fan-out delivers **{a / b:.1f}×** the naive reference's messages per server CPU-second in this run."
         )
-    lines += ["", *_scaling(by_key), "", *_gc_table(results["fanout"])]
+    lines += [
+        "",
+        *_scaling(by_key),
+        "",
+        *_gc_table(results["fanout"]),
+        "",
+        *_where_time_goes(results["fanout"]),
+    ]
     ingest, history = results["ingest"], results["history"]
     lines += [
         "",

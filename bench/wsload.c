@@ -8,8 +8,10 @@
  * until each has had --initial-frames text frames, lets --settle seconds pass,
  * prints {"event": "connected", ...}; then for every "go SECONDS" line on stdin
  * counts what arrives for that long and prints {"event": "window", ...}. Any
- * other line ends it. Latency is sampled from one metric_update in
- * --sample-every: its "timestamp" (set when the value was published) to now.
+ * other line ends it. Latency is sampled from one value in --sample-every:
+ * its "timestamp" (set when the value was published) to now. Values come as
+ * metric_update messages, or several to a metric_updates message on sockets
+ * opened with ?updates=batch (the --path given).
  *
  * One process, one epoll loop: --processes is accepted and ignored.
  * Built by bench/__main__.py with the system's C compiler (cc -O2).
@@ -45,7 +47,8 @@ typedef struct {
     size_t len, cap;
 } Conn;
 
-static const char UPDATE_PREFIX[] = "{\"action\":\"metric_update\"";
+static const char UPDATE_PREFIX[] = "{\"action\":\"metric_update\",";
+static const char BATCH_PREFIX[] = "{\"action\":\"metric_updates\",";
 static const char TIMESTAMP_KEY[] = "\"timestamp\":\"";
 
 static Conn *conns;
@@ -103,18 +106,45 @@ static int parse_timestamp(const unsigned char *p, size_t n, double *out) {
     return 1;
 }
 
-static void sample_latency(const unsigned char *payload, size_t n) {
-    const unsigned char *key = memmem(payload, n, TIMESTAMP_KEY, sizeof TIMESTAMP_KEY - 1);
-    double sent;
-    if (!key) return;
-    key += sizeof TIMESTAMP_KEY - 1;
-    if (!parse_timestamp(key, n - (size_t)(key - payload), &sent)) return;
+static void add_sample(double seconds) {
     if (n_samples == cap_samples) {
         cap_samples = cap_samples ? cap_samples * 2 : 4096;
         samples = realloc(samples, cap_samples * sizeof *samples);
         if (!samples) fail("realloc");
     }
-    samples[n_samples++] = now_real() - sent;
+    samples[n_samples++] = seconds;
+}
+
+static void sample_latency(const unsigned char *payload, size_t n) {
+    const unsigned char *key = memmem(payload, n, TIMESTAMP_KEY, sizeof TIMESTAMP_KEY - 1);
+    double sent;
+    if (!key) return;
+    key += sizeof TIMESTAMP_KEY - 1;
+    if (parse_timestamp(key, n - (size_t)(key - payload), &sent)) add_sample(now_real() - sent);
+}
+
+static int has_prefix(const unsigned char *payload, size_t n, const char *prefix, size_t k) {
+    return n >= k && !memcmp(payload, prefix, k);
+}
+
+/* A metric_updates payload: entries {"timestamp":"…","values":[[metric_id,id,value],…]}.
+ * Each '[' followed by a digit or '-' opens one value; a sampled value's time is
+ * its entry's timestamp (parsed only then: strptime per entry would cost more
+ * than everything else here). */
+static void count_batch(const unsigned char *p, size_t n) {
+    const size_t key_len = sizeof TIMESTAMP_KEY - 1;
+    const unsigned char *stamp = NULL;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] == '"' && n - i >= key_len && !memcmp(p + i, TIMESTAMP_KEY, key_len)) {
+            stamp = p + i + key_len;
+            i += key_len - 1;
+        } else if (p[i] == '[' && ((p[i + 1] >= '0' && p[i + 1] <= '9') || p[i + 1] == '-')) {
+            double sent;
+            updates++;
+            if (updates % sample_every == 0 && stamp && parse_timestamp(stamp, n - (size_t)(stamp - p), &sent))
+                add_sample(now_real() - sent);
+        }
+    }
 }
 
 static void close_conn(Conn *c) {
@@ -154,9 +184,11 @@ static void read_frames(Conn *c) {
             if (--c->initial_left == 0) set_up++;
         } else if (opcode == 1 && counting) {
             frames++;
-            if (size >= sizeof UPDATE_PREFIX - 1 && !memcmp(payload, UPDATE_PREFIX, sizeof UPDATE_PREFIX - 1)) {
+            if (has_prefix(payload, size, UPDATE_PREFIX, sizeof UPDATE_PREFIX - 1)) {
                 updates++;
                 if (updates % sample_every == 0) sample_latency(payload, size);
+            } else if (has_prefix(payload, size, BATCH_PREFIX, sizeof BATCH_PREFIX - 1)) {
+                count_batch(payload, size);
             }
         } else if (opcode == 9 && size <= 125) {
             unsigned char pong[2 + 4 + 125] = {0x8A, (unsigned char)(0x80 | size), 0, 0, 0, 0};

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection
 
 import click
 
-_UPDATE_PREFIX = b'{"action":"metric_update"'
+_UPDATE_PREFIX = b'{"action":"metric_update",'
+_BATCH_PREFIX = b'{"action":"metric_updates",'  # sockets opened with ?updates=batch
 CONNECT_CONCURRENCY = 200  # sockets being opened at once, over all load processes
 
 
@@ -109,6 +110,13 @@ class LoadProtocol(asyncio.Protocol):
                         payload = json.loads(bytes(buffer[start:end]))["payload"]
                         sent = datetime.fromisoformat(payload["timestamp"]).timestamp()
                         counter.latencies.append(time.time() - sent)
+                elif buffer.startswith(_BATCH_PREFIX, start):
+                    for entry in json.loads(bytes(buffer[start:end]))["payload"]["updates"]:
+                        for _ in entry["values"]:
+                            counter.updates += 1
+                            if counter.updates % counter.sample_every == 0:
+                                sent = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                                counter.latencies.append(time.time() - sent)
             elif opcode == 9 and self.transport is not None:  # ping: answer with a masked pong
                 body = bytes(buffer[start:end])
                 self.transport.write(bytes((0x8A, 0x80 | len(body))) + b"\0\0\0\0" + body)
