@@ -240,26 +240,17 @@ class Bench:
                 }
                 # Saturation: the first rate at which clients no longer get
                 # everything within a second (or get disconnected as too slow).
-                saturated_at = sustained = None
-                for rate in rates:
-                    window = await self._window(load, pids, connections, rate)
-                    result["windows"].append(window)
-                    if not window["kept_up"]:
-                        saturated_at = rate
-                        break
-                    sustained = rate
-                if saturated_at is not None and sustained is not None:
+                windows = result["windows"]
+                saturated_at = await self._climb(load, pids, connections, rates, windows)
+                kept = [w["rate"] for w in windows if w["kept_up"]]
+                if saturated_at is not None and kept:
                     # Doubling steps leave saturation anywhere in a factor of 2:
                     # narrowed to quarter octaves (19 %) between the two.
-                    for step in (1, 2, 3):
-                        rate = round(sustained * 2 ** (step / 4), 1)
-                        await self._quiesce(load)
-                        window = await self._window(load, pids, connections, rate)
-                        result["windows"].append(window)
-                        if not window["kept_up"]:
-                            saturated_at = rate
-                            break
-                        sustained = rate
+                    finer = [round(max(kept) * 2 ** (step / 4), 1) for step in (1, 2, 3)]
+                    saturated_at = (
+                        await self._climb(load, pids, connections, finer, windows, True) or saturated_at
+                    )
+                sustained = max((w["rate"] for w in windows if w["kept_up"]), default=None)
                 result["saturated_at_rate"] = saturated_at
                 # The highest rate kept up, and half of it: where latency is reported.
                 result["sustained_rate"] = sustained
@@ -292,6 +283,26 @@ class Bench:
         result["gc_pauses"] = _gc_pauses(gc_log)
         shutil.rmtree(gc_log)
         return result
+
+    async def _climb(
+        self,
+        load: subprocess.Popen,
+        pids: list[int],
+        connections: int,
+        rates: list[float],
+        windows: list[dict],
+        quiesce: bool = False,
+    ) -> float | None:
+        """A window at each rate in turn (after the backlog clears, with `quiesce`),
+        appended to `windows`, until one is not kept up: that rate, or None."""
+        for rate in rates:
+            if quiesce:
+                await self._quiesce(load)
+            window = await self._window(load, pids, connections, rate)
+            windows.append(window)
+            if not window["kept_up"]:
+                return rate
+        return None
 
     async def _quiesce(self, load: subprocess.Popen, longest: float = 60.0) -> None:
         """Wait (publishing nothing) until a second passes with no update arriving."""
