@@ -271,6 +271,8 @@ class Hub:
         if self._delivery is not None:
             self._delivery.cancel()
             self._delivery = None
+        if not self._pending:
+            return  # called on every (un)subscribe too, mostly with nothing waiting
         pending, self._pending = self._pending, {}
         timestamps, self._pending_timestamps = self._pending_timestamps, []
         sent = 0
