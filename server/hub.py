@@ -255,11 +255,16 @@ class Hub:
             return
         if dashboard_id not in self._groups:
             return
+        try:
+            # Encoded once, as finished bytes, shared by every subscriber.
+            updates = from_events(values)
+        except (TypeError, ValueError) as exc:
+            log.error("ignoring unreadable event: %s", exc)
+            return
         pending = self._pending.get(dashboard_id)
         if pending is None:
             pending = self._pending[dashboard_id] = []
-        # Encoded once, as finished bytes, shared by every subscriber.
-        pending += from_events(values)
+        pending += updates
         self._pending_timestamps += [event.timestamp for event in values]
         # Handed over once per loop turn: when messages come faster than one
         # per turn, a connection gets all of them in one call, not one each.

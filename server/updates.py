@@ -16,6 +16,7 @@ kernel's copying) is most of its CPU under load (bench/RESULTS.md, profile).
 from __future__ import annotations
 
 import json
+import math
 
 from common.events import ValueEvent
 from common.schemas import encode_message
@@ -38,9 +39,13 @@ class Update:
         self.metric_id = event.metric_id
         self.value_id = event.id
         self.timestamp = timestamp  # the value's timestamp as a JSON string, quotes included
-        # `[metric_id,id,value]`, its entry in a `metric_updates` message. A float's
-        # repr is its JSON (values are finite: ingest refuses the others).
-        self.item = f"[{event.metric_id},{event.id},{event.value!r}]".encode()
+        # `[metric_id,id,value]`, its entry in a `metric_updates` message. A finite
+        # float's repr is its JSON; anything else (a malformed event) is refused
+        # here rather than sent as text no client can parse.
+        value = float(event.value)
+        if not math.isfinite(value):
+            raise ValueError(f"value {value} of metric {event.metric_id} is not a finite number")
+        self.item = f"[{int(event.metric_id)},{int(event.id)},{value!r}]".encode()
         self._event: ValueEvent | None = event
         self._frame: bytes | None = None
 
@@ -65,7 +70,7 @@ class Update:
 
 def from_events(events: list[ValueEvent]) -> list[Update]:
     """The updates of one published message (a tick's values share a timestamp,
-    encoded once for all of them)."""
+    encoded once for all of them); ValueError if a value is not a finite number."""
     updates = []
     last: tuple[str, bytes] = ("", b"")
     for event in events:

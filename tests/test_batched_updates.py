@@ -199,3 +199,41 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
     finally:
         streaming = False
         await publisher
+
+
+async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
+    client, new_client, pool, make_user, make_dashboard, make_metric
+):
+    """Junk on a dashboard's channel (another deployment, a bug, an old worker)
+    reaches no socket in either form, and what follows is served as usual."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    await log_in(client, "alice")
+    other = await new_client()
+    await log_in(other, "alice")
+    batched = await _batched(client, ops.id)
+    single = await other.ws_connect(f"/ws/dashboard/{ops.id}/")
+    for ws in (batched, single):
+        await read_connect_sequence(ws, 1)
+
+    def event(value) -> str:
+        item = {"id": 1, "metric_id": cpu.id, "metric_name": "cpu", "unit": "u", "value": value,
+                "timestamp": "2026-11-29T08:00:00+00:00"}  # fmt: skip
+        return json.dumps({"v": 1, "dashboard_id": ops.id, "values": [item]})
+
+    junk = [
+        "not json",
+        '{"v": 99, "dashboard_id": 1, "values": []}',
+        event("high"),
+        event(float("nan")),
+        event(None),
+    ]
+    async with Redis.from_url(REDIS_URL) as redis_client:
+        for message in junk:
+            await redis_client.publish(CHANNELS.dashboard(ops.id), message)
+    await publish_many(pool, cpu, 1)
+    assert [v[2] for v in await _values(batched, 1)] == [0.0]
+    assert (await receive(single))["payload"]["value"] == 0.0
+    for ws in (batched, single):
+        await expect_silence(ws)
