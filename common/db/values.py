@@ -90,7 +90,12 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
     # write: nothing from the caller is spliced in as text.
     metric_ids = "{" + ",".join([str(int(metric_id)) for metric_id, _, _ in values]) + "}"
     numbers = "{" + ",".join([repr(float(value)) for _, value, _ in values]) + "}"
-    stamps = "{" + ",".join([f'"{ts.isoformat()}"' for _, _, ts in values]) + "}"
+    # A tick's values share one timestamp: written once.
+    texts: dict[datetime, str] = {}
+    for _, _, ts in values:
+        if ts not in texts:
+            texts[ts] = f'"{ts.isoformat()}"'
+    stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
     async with pool.acquire() as conn, conn.cursor() as cur:
         # One multi-row INSERT: a single round trip and commit per tick.
         await cur.execute(
