@@ -239,7 +239,8 @@ def asyncapi_document() -> dict[str, Any]:
                 "title": "A dashboard's socket",
                 "description": (
                     "Authenticated by the session cookie. Add ?subscribe=none to skip the "
-                    "history sent on connect (then send resume or history)."
+                    "history sent on connect (then send resume or history), and ?updates=batch "
+                    "to get live values as metric_updates messages instead of metric_update."
                 ),
                 "parameters": {"dashboardId": {"description": "The dashboard's id (digits)."}},
                 "messages": channel_messages,

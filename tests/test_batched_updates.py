@@ -75,6 +75,18 @@ async def _batched(client, dashboard_id: int, query: str = "") -> aiohttp.Client
     return await client.ws_connect(f"/ws/dashboard/{dashboard_id}/?updates=batch{query}")
 
 
+async def _both_forms(client, new_client, dashboard_id: int, metric_count: int) -> tuple:
+    """Two sockets of alice's to the dashboard, batched and single, past their set-up."""
+    await log_in(client, "alice")
+    other = await new_client()
+    await log_in(other, "alice")
+    batched = await _batched(client, dashboard_id)
+    single = await other.ws_connect(f"/ws/dashboard/{dashboard_id}/")
+    for ws in (batched, single):
+        await read_connect_sequence(ws, metric_count)
+    return batched, single
+
+
 def _unpacked(message: dict) -> list[list]:
     """[metric_id, id, value, timestamp] of each value of a metric_updates message."""
     assert message["action"] == "metric_updates", message
@@ -98,13 +110,7 @@ async def test_batched_and_single_sockets_get_the_same_values_each_in_their_form
     alice = await make_user("alice")
     ops = await make_dashboard("ops", members=(alice,))
     cpu, mem = await make_metric(ops, "cpu"), await make_metric(ops, "mem")
-    await log_in(client, "alice")
-    other = await new_client()
-    await log_in(other, "alice")
-    batched = await _batched(client, ops.id)
-    single = await other.ws_connect(f"/ws/dashboard/{ops.id}/")
-    for ws in (batched, single):
-        await read_connect_sequence(ws, 2)
+    batched, single = await _both_forms(client, new_client, ops.id, 2)
 
     now = datetime.now(UTC)
     stored = await db.insert_values(pool, [(cpu.id, 1.0, now), (mem.id, 2.0, now), (cpu.id, 3.0, now)])
@@ -209,13 +215,7 @@ async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
     alice = await make_user("alice")
     ops = await make_dashboard("ops", members=(alice,))
     cpu = await make_metric(ops, "cpu")
-    await log_in(client, "alice")
-    other = await new_client()
-    await log_in(other, "alice")
-    batched = await _batched(client, ops.id)
-    single = await other.ws_connect(f"/ws/dashboard/{ops.id}/")
-    for ws in (batched, single):
-        await read_connect_sequence(ws, 1)
+    batched, single = await _both_forms(client, new_client, ops.id, 1)
 
     def event(value) -> str:
         item = {"id": 1, "metric_id": cpu.id, "metric_name": "cpu", "unit": "u", "value": value,
