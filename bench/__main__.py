@@ -489,8 +489,8 @@ def _targets(
 )
 @click.option(
     "--plan",
-    help="Only these fan-out runs, e.g. `server:1000,before:1000` (targets: server, batch, server2,"
-    " naive, before); skips the store measures and leaves bench/RESULTS.md alone.",
+    help="Only these runs, e.g. `server:1000,before:1000` (fan-out targets: server, batch, server2,"
+    " naive, before; `store` for ingest and history); leaves bench/RESULTS.md alone.",
 )
 @click.option(
     "--before-src",
@@ -584,6 +584,9 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
     runs = []
     for item in plan.split(","):
         key, _, count = item.strip().partition(":")
+        if key == "store" and not count:
+            runs.append((key, 0))
+            continue
         if key not in ("server", "batch", "server2", "naive", "before") or not count.isdigit():
             raise click.BadParameter(f"{item!r}: expected TARGET:CONNECTIONS", param_hint="--plan")
         if key == "before" and before_src is None:
@@ -600,13 +603,15 @@ async def _main(options: Options, command: str) -> None:
     plan = [("server", c) for c in connection_counts] + [("batch", 1000), ("naive", 1000), ("server2", 1000)]
     if not options.quick:
         plan += [("batch", 5000), ("naive", 5000), ("server2", 5000)]
-    plan = options.runs or plan
+    if options.runs is not None:
+        plan = [run for run in options.runs if run[0] != "store"]
+    with_store = options.runs is None or ("store", 0) in options.runs
     build_dir = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
     load_command = _load_command(options.load_client, build_dir)
     bench = Bench(
         database_url, redis_url, options.window, load_command, options.load_processes, options.profile_dir
     )
-    await bench.prepare(max(c for _, c in plan))
+    await bench.prepare(max((c for _, c in plan), default=0))
     targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
     results: dict = {
         "command": command,
@@ -622,15 +627,16 @@ async def _main(options: Options, command: str) -> None:
         "load_processes": 1 if options.load_client == "c" else options.load_processes,
         "fanout": [],
     }
-    # Log in once through a server: sessions live in Redis and outlast restarts.
-    port = _free_port()
-    login_server = subprocess.Popen([sys.executable, *targets["server"].args, "--port", str(port)])
-    try:
-        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}/login")
-        await bench.log_in_all(f"http://127.0.0.1:{port}")
-    finally:
-        login_server.terminate()
-        login_server.wait(30)
+    if plan:
+        # Log in once through a server: sessions live in Redis and outlast restarts.
+        port = _free_port()
+        login_server = subprocess.Popen([sys.executable, *targets["server"].args, "--port", str(port)])
+        try:
+            await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}/login")
+            await bench.log_in_all(f"http://127.0.0.1:{port}")
+        finally:
+            login_server.terminate()
+            login_server.wait(30)
 
     for key, connections in plan:
         click.echo(f"fan-out: {targets[key].name}, C={connections}", err=True)
@@ -639,7 +645,7 @@ async def _main(options: Options, command: str) -> None:
     results["machine"]["load_average_at_end"] = os.getloadavg()
     output = options.output
     output.parent.mkdir(parents=True, exist_ok=True)
-    if options.runs is not None:
+    if not with_store:
         output.write_text(json.dumps(results, indent=2) + "\n")
         click.echo(f"wrote {output}", err=True)
         return
@@ -659,6 +665,9 @@ async def _main(options: Options, command: str) -> None:
             **await store.history_latency(pool, ids, 500),
         }
     output.write_text(json.dumps(results, indent=2) + "\n")
+    if options.runs is not None:
+        click.echo(f"wrote {output} (a --plan run leaves bench/RESULTS.md alone)", err=True)
+        return
     if options.quick:
         # A harness check: its small numbers must not replace the committed results.
         click.echo(f"wrote {output} (a --quick run leaves bench/RESULTS.md alone)", err=True)
