@@ -142,8 +142,11 @@ class ClientConnection:
         While history is being sent they are kept aside, one by one."""
         if self._held is not None:
             self._held.extend(updates)
-            if updates and len(self._held) * len(updates[-1].frame) > self._max_buffered:
-                self._overflow()
+            if updates:
+                # Sized in this connection's form: a batched one never needs the single frames.
+                size = len(updates[-1].item) if self.batched else len(updates[-1].frame)
+                if len(self._held) * size > self._max_buffered:
+                    self._overflow()
             return
         if self._floors:
             kept = self._above_floors(updates)
