@@ -2,7 +2,8 @@
 
 `python -m bench` records the server at the half-saturation rate in a window
 of its own (after the measured one, so sampling does not touch the figures
-reported for it) and keeps the collapsed stacks in bench/results/profiles/,
+reported for it) and keeps the collapsed stacks beside the results JSON
+(bench/results/latest-profiles/ for latest.json),
 one line per stack, for flame graph tools (speedscope, flamegraph.pl) to draw.
 """
 

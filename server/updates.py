@@ -2,7 +2,7 @@
 
 Two forms (docs/protocol.md):
 * `metric_update`, one message per value: the protocol's default. Its frame is
-  built once per value, when the value arrives.
+  built once per value, the first time a socket of that form needs it.
 * `metric_updates`, the values a connection is due in one event-loop turn in
   one message, for clients that connect with `?updates=batch`. It leaves out
   what `dashboard_config` already says (name, unit) and writes a tick's
@@ -22,7 +22,6 @@ from common.events import ValueEvent
 from common.schemas import encode_message
 from server.frames import text_frame, text_frame_bytes
 
-BATCH_ACTION = "metric_updates"
 _BATCH_OPEN = b'{"action":"metric_updates","payload":{"updates":['
 _BATCH_CLOSE = b"]}]}}"
 
