@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 TRANSPORT_HIGH_WATER = 256 * 1024
 # How soon to look again when the transport was too full to take more.
 RETRY_SECONDS = 0.02
+# How long after a history live values it already holds are looked for: a value
+# stored before the read is published at once, so it arrives within moments.
+FLOOR_SECONDS = 10.0
 
 
 class FlushQueue:
@@ -64,6 +67,7 @@ class ClientConnection:
     # Slots, not a __dict__: one of these lives as long as each socket.
     __slots__ = (
         "_closing",
+        "_floor_expiry",
         "_floors",
         "_flush_pending",
         "_flushes",
@@ -112,8 +116,10 @@ class ClientConnection:
         self._pending_bytes = 0
         self._flush_pending = False
         self._held: list[Update] | None = None
-        # Per metric, the newest value id sent as history, until a newer live value comes.
+        # Per metric, the newest value id sent as history, until a newer live value
+        # comes or FLOOR_SECONDS pass: while any is set, deliveries are filtered.
         self._floors: dict[int, int] = {}
+        self._floor_expiry: asyncio.TimerHandle | None = None
         self._closing = False
         # Read once when the connection ends (server/metrics.py), never per frame.
         self.dropped_frames = 0
@@ -177,14 +183,24 @@ class ClientConnection:
 
         `last_sent` maps metric id to the id of the newest value sent as history.
         A value stored before the history was read can still be on its way from
-        Redis: until a newer value of the metric arrives, live values at or
-        below `last_sent` are dropped as already sent.
+        Redis: until a newer value of the metric arrives (for FLOOR_SECONDS at
+        most), live values at or below `last_sent` are dropped as already sent.
         """
         held, self._held = self._held or [], None
         self._floors.update(last_sent)
         due = self._above_floors(held)
         if due:
             self._send_updates(due)
+        if self._floors:
+            # Bounded in time: a metric with no new values would otherwise keep
+            # every later delivery to this socket on the filtering path.
+            if self._floor_expiry is not None:
+                self._floor_expiry.cancel()
+            self._floor_expiry = asyncio.get_running_loop().call_later(FLOOR_SECONDS, self._end_floors)
+
+    def _end_floors(self) -> None:
+        self._floor_expiry = None
+        self._floors.clear()
 
     def _above_floors(self, updates: list[Update]) -> list[Update]:
         floors = self._floors
@@ -207,6 +223,9 @@ class ClientConnection:
             return
         self._closing = True
         self.close_code = code
+        if self._floor_expiry is not None:
+            self._floor_expiry.cancel()
+            self._floor_expiry = None
         self.dropped_frames += len(self._pending)
         self._pending.clear()
         if self._held:
