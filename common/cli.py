@@ -10,12 +10,24 @@ from typing import Any, TypeVar
 
 import click
 
-from common.config import DEFAULT_DATA_DIR, Settings
-from common.embedded import start_embedded
+from common.config import DEFAULT_DATA_DIR, Settings, check_database_url
+from common.embedded import EmbeddedUnavailable, start_embedded
 from common.logs import LOG_FORMATS, configure_logging
 from common.redisconn import parse_redis_url
+from common.version import __version__
 
 T = TypeVar("T")
+
+# sysexits.h EX_CONFIG: the units' RestartPreventExitStatus, so that a setting
+# or schema that cannot work stops the service instead of a restart loop.
+EX_CONFIG = 78
+
+
+class ConfigurationError(click.ClickException):
+    """A setting or the schema is wrong: retrying will not help (exit status 78)."""
+
+    exit_code = EX_CONFIG
+
 
 DATABASE_URL_HELP = (
     "PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db. "
@@ -39,6 +51,7 @@ LOG_FORMAT_HELP = "plain: lines for people; json: one JSON object per line, for 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command group takes (flag, else DASHBOARD_* variable)."""
     options = [
+        click.version_option(__version__, "-V", "--version", package_name="live-dashboard"),
         click.option("--database-url", envvar="DASHBOARD_DATABASE_URL", help=DATABASE_URL_HELP),
         click.option("--redis-url", envvar="DASHBOARD_REDIS_URL", help=REDIS_URL_HELP),
         click.option("--channel-prefix", envvar="DASHBOARD_CHANNEL_PREFIX", help=CHANNEL_PREFIX_HELP),
@@ -83,11 +96,13 @@ def settings_from_options(
 ) -> Settings:
     """Configure logging and build the base settings of a command group."""
     configure_logging(log_level, log_format.lower())
-    if redis_url:
-        try:
+    try:
+        if database_url:
+            check_database_url(database_url)
+        if redis_url:
             parse_redis_url(redis_url)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     return Settings(
         database_url=database_url or None,
         redis_url=redis_url or None,
@@ -103,6 +118,8 @@ def resolved_settings(ctx: click.Context) -> Settings:
     if "resolved_settings" not in root.meta:
         try:
             root.meta["resolved_settings"] = start_embedded(root.obj)
+        except EmbeddedUnavailable as exc:
+            raise ConfigurationError(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"could not start the embedded database or Redis: {exc}") from exc
     return root.meta["resolved_settings"]

@@ -51,6 +51,9 @@ class Settings:
     # by --workers log the same way as their parent.
     log_format: str = "plain"
     allowed_origins: tuple[str, ...] = ()
+    # Networks of the reverse proxies whose X-Forwarded-*/Forwarded headers are
+    # believed (server/proxies.py); empty: none, the peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
     # Prefix of this deployment's Redis channel names; None: derived from the
     # Redis database number (common/events.py channels_for).
     channel_prefix: str | None = None
@@ -64,10 +67,34 @@ class Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)
 
 
+def check_database_url(url: str) -> None:
+    """Raise ValueError, naming the problem, if `url` is no PostgreSQL URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"database URL {obscure_password(url)!r}: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            f"database URL {obscure_password(url)!r} must start with postgresql:// "
+            "(e.g. postgresql://user:pass@host:5432/db)"
+        )
+
+
+# Query parameters of libpq and redis-py URLs that carry a secret.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword", "sentinel_password"})
+
+
 def obscure_password(url: str) -> str:
-    """The URL with its password replaced by ***, for logs."""
+    """The URL with every password (user:pass@ and ?password=...) replaced by ***, for logs."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() in SECRET_PARAMETERS else pair
+        for pair in parts.query.split("&")
+        for name in [pair.split("=", 1)[0]]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -13,8 +13,12 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+# What systemd sets for a notify unit with a watchdog.
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def notify(state: str) -> bool:
@@ -47,9 +51,14 @@ def watchdog_interval() -> float | None:
 
 async def ping_watchdog_forever(interval: float) -> None:
     """Ping from the event loop: a loop that stops turning stops the pings."""
+    await beat_forever(lambda: notify("WATCHDOG=1"), interval)
+
+
+async def beat_forever(beat: Callable[[], None], period: float) -> None:
+    """Call `beat` from the event loop every `period` seconds (a loop that stops turning stops it)."""
     while True:
-        notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+        beat()
+        await asyncio.sleep(period)
 
 
 async def run_watchdog() -> None:

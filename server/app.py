@@ -40,6 +40,7 @@ from server.keys import (
 )
 from server.metrics import ServerMetrics, errors_middleware
 from server.preferencespush import preferences_push_ctx
+from server.proxies import forwarded_middleware, parse_networks
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
@@ -80,8 +81,14 @@ def create_app(settings: Settings) -> web.Application:
     # of all, so they see the counted error and need no session to render.
     # Before them, an address typed without its trailing slash (/playground)
     # is redirected to the page it names instead of "not found".
+    # First of all, behind a trusted proxy, the request takes the client's
+    # address, scheme and host: everything after (limits, Origin) sees them.
+    forwarded = (
+        [forwarded_middleware(parse_networks(settings.trusted_proxies))] if settings.trusted_proxies else []
+    )
     app = web.Application(
         middlewares=[
+            *forwarded,
             web.normalize_path_middleware(append_slash=True, merge_slashes=False),
             error_pages,
             errors_middleware(metrics),

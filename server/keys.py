@@ -39,3 +39,5 @@ READS_KEY = web.AppKey("reads", SharedReads)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)
+# The client's address given by a trusted proxy (server/proxies.py), for the access log.
+CLIENT_ADDRESS_KEY = web.RequestKey("client_address", str)

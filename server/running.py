@@ -13,15 +13,21 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import suppress
 
 from aiohttp import web
 
-from common.sdnotify import notify, run_watchdog
+from common.sdnotify import beat_forever, notify, run_watchdog
+from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds; the systemd unit's TimeoutStopSec is above it
+
+# A child of `--workers N`: what to call from the event loop, and how often,
+# to show its parent (which pings systemd's watchdog) that the loop turns.
+Heartbeat = tuple[Callable[[], None], float]
 
 
 def run_server(
@@ -31,22 +37,30 @@ def run_server(
     *,
     reuse_port: bool = False,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    heartbeat: Heartbeat | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; raises what start-up raises (MigrationError, OSError).
 
     `reuse_port` lets several processes bind the same port (server/serve.py).
+    With a `heartbeat` the process beats for its parent instead of pinging
+    systemd's watchdog.
     """
-    asyncio.run(_serve(app, host, port, reuse_port, shutdown_timeout))
+    asyncio.run(_serve(app, host, port, reuse_port, shutdown_timeout, heartbeat))
 
 
 async def _serve(
-    app: web.Application, host: str, port: int, reuse_port: bool, shutdown_timeout: float
+    app: web.Application,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    shutdown_timeout: float,
+    heartbeat: Heartbeat | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log_class=AccessLog)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
@@ -56,7 +70,8 @@ async def _serve(
         gc.collect()
         gc.freeze()
         notify(f"READY=1\nSTATUS=serving on {host}:{port}")
-        watchdog = asyncio.create_task(run_watchdog(), name="systemd-watchdog")
+        liveness = run_watchdog() if heartbeat is None else beat_forever(*heartbeat)
+        watchdog = asyncio.create_task(liveness, name="liveness")
         await stop.wait()
         log.info("stopping: closing sockets with 1001")
         notify("STOPPING=1")

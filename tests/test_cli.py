@@ -16,8 +16,10 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from common.config import obscure_password
 from common.events import decode_values
 from common.passwords import verify_password
+from common.version import __version__
 from server.cli import main as server_main
 from server.demo import DEMO_METRICS, MACHINE_METRICS
 from tests.conftest import CHANNELS, REDIS_URL
@@ -235,6 +237,61 @@ def test_check_fails_when_redis_does_not_answer(database_url):
     check = _invoker(server_main, database_url, redis_url="redis://127.0.0.1:1/0")
 
     assert "not ready" in _error(check("check"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--database-url", "mysql://db/x", "check"], "must start with postgresql://"),
+        (["--database-url", "postgresql://h:port/x", "check"], "database URL"),
+        (["--redis-url", "http://r/0", "check"], "redis"),
+        (["run", "--trusted-proxy", "10.0.0.0/99"], "trusted proxy '10.0.0.0/99'"),
+    ],
+    ids=["scheme", "port", "redis", "trusted-proxy"],
+)
+def test_a_wrong_setting_exits_78_so_systemd_does_not_restart(database_url, args, message):
+    result = CliRunner().invoke(
+        server_main, ["--database-url", database_url, "--redis-url", REDIS_URL, *args]
+    )
+
+    assert message in _error(result, exit_code=78)
+
+
+def test_pending_migrations_exit_78_from_check_and_worker(server_cli, worker_cli, database_url):
+    # The newest migration's record gone: to the commands, it is pending.
+    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"
+            " RETURNING version, name, applied_at"
+        )
+        newest = cur.fetchone()
+    try:
+        assert "migration(s) pending" in _error(server_cli("check"), exit_code=78)
+        assert "needs migrations" in _error(worker_cli("tick"), exit_code=78)
+    finally:
+        with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)", newest
+            )
+
+
+def test_passwords_are_masked_wherever_a_url_carries_them():
+    urls = [
+        "postgresql://app:s3cret@db:5432/x?sslmode=require",
+        "postgresql://db/x?user=app&password=s3cret",
+        "postgresql://db/x?sslpassword=s3cret",
+        "redis+sentinel://:s3cret@s1,s2/main?sentinel_password=s3cret",
+    ]
+    for url in urls:
+        masked = obscure_password(url)
+        assert "s3cret" not in masked and "***" in masked, masked
+
+
+def test_version_is_the_packaged_one():
+    for group in (server_main, worker_main):
+        result = CliRunner().invoke(group, ["--version"])
+        assert result.exit_code == 0
+        assert __version__ in result.stdout
 
 
 def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

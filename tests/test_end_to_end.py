@@ -81,7 +81,8 @@ async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
         ) as server:
             code = await asyncio.to_thread(server.wait, 30)
             output = server.output()
-        assert code == 1
+        # 78, EX_CONFIG: the units' RestartPreventExitStatus, no restart loop.
+        assert code == 78
         assert "migration(s): run `dashboard-server migrate`" in output
         assert "Traceback" not in output
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import shutil
 import signal
 import socket
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 
 from server.app import create_app
@@ -48,28 +51,53 @@ async def test_readyz_says_which_dependency_is_down_and_does_not_hang(aiohttp_cl
 
 
 class FakeSystemd:
-    """The notify socket systemd would give a Type=notify service."""
+    """The notify socket systemd would give a Type=notify service.
+
+    Like systemd it learns each message's sender from the kernel
+    (SO_PASSCRED), so a test can tell what NotifyAccess=main would accept.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = str(directory / "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(self.path)
         self.sock.settimeout(0.2)
+        # The pid of every message's sender, in order.
+        self.senders: list[tuple[str, int]] = []
 
     def env(self, watchdog_seconds: float) -> dict[str, str]:
         return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(int(watchdog_seconds * 1_000_000))}
+
+    def receive(self) -> str | None:
+        """The next message within 0.2 s, or None."""
+        try:
+            data, ancillary, _flags, _address = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except TimeoutError:
+            return None
+        message = data.decode()
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                self.senders.append((message, int.from_bytes(payload[:4], sys.byteorder)))
+        return message
 
     def wait_for(self, prefix: str, timeout: float) -> float:
         """Seconds until a message starting with `prefix` arrives."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            if message.startswith(prefix):
+            message = self.receive()
+            if message is not None and message.startswith(prefix):
                 return time.monotonic() - started
         raise AssertionError(f"no {prefix!r} from the service within {timeout}s")
+
+    def count(self, prefix: str, seconds: float) -> int:
+        """How many messages starting with `prefix` arrive in the next `seconds`."""
+        deadline = time.monotonic() + seconds
+        seen = 0
+        while time.monotonic() < deadline:
+            message = self.receive()
+            seen += message is not None and message.startswith(prefix)
+        return seen
 
     def close(self) -> None:
         self.sock.close()
@@ -108,6 +136,45 @@ async def test_server_notifies_ready_pings_watchdog_and_stops_cleanly_on_sigterm
                 with pytest.raises(aiohttp.ClientConnectionError):
                     await session.get(f"{base}/healthz")
     finally:
+        systemd.close()
+
+
+def start_as_systemd(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`python args...` started as systemd starts a unit's main process:
+    WATCHDOG_PID set to that process's own pid."""
+    command = " ".join(shlex.quote(arg) for arg in [sys.executable, *args])
+    return subprocess.Popen(["sh", "-c", f"WATCHDOG_PID=$$ exec {command}"], env={**os.environ, **env})
+
+
+@pytest.mark.slow
+async def test_several_server_processes_ping_the_watchdog_only_while_every_one_is_alive(settings, tmp_path):
+    systemd = FakeSystemd(tmp_path)
+    port = free_port()
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    args = ["-m", "server", *urls, "run", "--port", str(port), "--workers", "2"]
+    server = start_as_systemd(args, systemd.env(1.0))
+    try:
+        await asyncio.to_thread(systemd.wait_for, "READY=1", 30)
+        children = [c for c in psutil.Process(server.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(children) == 2
+        # Pinged every half timeout (0.5 s) while both children turn.
+        assert await asyncio.to_thread(systemd.count, "WATCHDOG=1", 2.0) >= 3
+        children[0].suspend()  # SIGSTOP: a hung event loop, the process still alive
+        try:
+            await asyncio.to_thread(systemd.count, "WATCHDOG=1", 0.6)  # a ping already on its way
+            assert await asyncio.to_thread(systemd.count, "WATCHDOG=1", 2.0) == 0
+        finally:
+            children[0].resume()
+        assert await asyncio.to_thread(systemd.wait_for, "WATCHDOG=1", 2) < 2
+        server.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(systemd.wait_for, "STOPPING=1", 5)
+        assert await asyncio.to_thread(server.wait, 20) == 0
+        # NotifyAccess=main: systemd would ignore anything the children sent.
+        assert {pid for _message, pid in systemd.senders} == {server.pid}
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
         systemd.close()
 
 

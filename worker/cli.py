@@ -12,7 +12,13 @@ import click
 import redis.exceptions
 
 from common import db
-from common.cli import connection_options, resolved_settings, run_async, settings_from_options
+from common.cli import (
+    ConfigurationError,
+    connection_options,
+    resolved_settings,
+    run_async,
+    settings_from_options,
+)
 from common.config import Settings, obscure_password
 from common.events import channels_for
 from common.migrate import pending_migrations
@@ -229,7 +235,7 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
     settings = resolved_settings(ctx)
     async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
         if await pending_migrations(pool):
-            raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
+            raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         done = await maintain_once(pool, RetentionPolicy(retention_days, rollup_retention_days))
     click.echo(
         f"deleted {done.deleted} value(s) older than {retention_days:g} day(s),"
@@ -260,7 +266,7 @@ async def _producer(
     """A Producer with its pool and Redis client, closed on exit."""
     async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
         if await pending_migrations(pool):
-            raise click.ClickException("the database needs migrations: run `dashboard-server migrate`")
+            raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         client = connect_redis(settings.redis_url or "")
         try:
             try:

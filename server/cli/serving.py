@@ -9,12 +9,13 @@ from dataclasses import replace
 
 import click
 
-from common.cli import resolved_settings, run_async
+from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import Settings
 from common.migrate import migrate, pending_migrations
 from common.redisconn import connect_redis
 from server.cli.shared import open_pool
 from server.demo import create_demo
+from server.proxies import parse_networks
 from server.serve import ServeError, serve
 
 HOST_HELP = "Address to listen on."
@@ -24,6 +25,11 @@ ORIGIN_HELP = (
     "e.g. the public URL when a proxy rewrites Host. Repeatable; env: space-separated."
 )
 SECURE_HELP = "Mark the session cookie Secure (set when users reach the service over HTTPS)."
+TRUSTED_PROXY_HELP = (
+    "Address or CIDR network of a reverse proxy whose X-Forwarded-For/-Proto/-Host (or Forwarded) "
+    "headers are believed: the client's address then counts for the login limits and the access log. "
+    "Repeatable; env: space-separated. Unset: forwarded headers are ignored."
+)
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
 WORKERS_HELP = "Server processes sharing the port (SO_REUSEPORT); one per core uses them all."
 SESSION_CHECK_HELP = (
@@ -31,6 +37,14 @@ SESSION_CHECK_HELP = (
 )
 MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
+
+
+def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        parse_networks(values)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return values
 
 
 @click.command()
@@ -41,6 +55,14 @@ CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disco
 )
 @click.option(
     "--secure-cookies/--no-secure-cookies", envvar="DASHBOARD_SECURE_COOKIES", default=False, help=SECURE_HELP
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    envvar="DASHBOARD_TRUSTED_PROXIES",
+    multiple=True,
+    callback=_networks,
+    help=TRUSTED_PROXY_HELP,
 )
 @click.option(
     "--history-limit",
@@ -90,6 +112,7 @@ def run(
     port: int,
     allowed_origins: tuple[str, ...],
     secure_cookies: bool,
+    trusted_proxies: tuple[str, ...],
     history_limit: int,
     client_buffer_bytes: int,
     workers: int,
@@ -101,6 +124,7 @@ def run(
         resolved_settings(ctx),
         allowed_origins=tuple(origin.rstrip("/") for origin in allowed_origins),
         secure_cookies=secure_cookies,
+        trusted_proxies=trusted_proxies,
         history_limit=history_limit,
         client_buffer_bytes=client_buffer_bytes,
         session_check_interval=session_check_interval,
@@ -114,6 +138,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     try:
         serve(settings, host, port, workers)
     except ServeError as exc:
+        if exc.configuration:
+            raise ConfigurationError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
 
 
@@ -131,7 +157,11 @@ async def migrate_command(ctx: click.Context) -> None:
 @click.pass_context
 @run_async
 async def check(ctx: click.Context) -> None:
-    """Exit 0 if the database and Redis answer and the schema is current."""
+    """Exit 0 if the database and Redis answer and the schema is current.
+
+    Exit status 78 (EX_CONFIG) when migrations are pending or a setting is wrong,
+    1 when the database or Redis does not answer.
+    """
     settings = resolved_settings(ctx)
     try:
         async with open_pool(settings) as pool:
@@ -144,7 +174,9 @@ async def check(ctx: click.Context) -> None:
     except Exception as exc:
         raise click.ClickException(f"not ready: {exc}") from exc
     if pending:
-        raise click.ClickException(f"not ready: {len(pending)} migration(s) pending")
+        raise ConfigurationError(
+            f"not ready: {len(pending)} migration(s) pending: run `dashboard-server migrate`"
+        )
     click.echo("ok")
 
 
