@@ -14,9 +14,14 @@ from datetime import UTC, datetime
 
 LOG_FORMATS = ("plain", "json")
 
+# What every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, process, and the traceback if any."""
+    """One JSON object per record: time, level, logger, message, process, the
+    fields given as `extra=` (the access log's client, path, status...), and
+    the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -26,6 +31,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES and name not in entry:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

@@ -26,6 +26,8 @@ from server.keys import CLIENT_ADDRESS_KEY
 
 Network = IPv4Network | IPv6Network
 
+_X_FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
 
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
     """CIDRs (or single addresses) as networks; ValueError names a bad one."""
@@ -100,15 +102,21 @@ def _address(value: str | None) -> IPv4Address | IPv6Address | None:
 
 
 def _forwarded_values(request: web.Request) -> tuple[list[str], str | None, str | None]:
-    """The hops (client first), proto and host the proxies sent; X-Forwarded-* first."""
+    """The hops (client first), proto and host the proxies sent: X-Forwarded-*,
+    or the standard Forwarded header from a proxy that sends only that."""
     headers = request.headers
-    if "X-Forwarded-For" in headers:
-        hops = [hop.strip() for value in headers.getall("X-Forwarded-For") for hop in value.split(",")]
-        proto = _last(headers.getall("X-Forwarded-Proto", []))
-        host = _last(headers.getall("X-Forwarded-Host", []))
-        return hops, proto.lower() if proto else None, host
+    if "Forwarded" in headers and not any(name in headers for name in _X_FORWARDED):
+        return _standard_forwarded(headers.getall("Forwarded"))
+    hops = [hop.strip() for value in headers.getall("X-Forwarded-For", []) for hop in value.split(",")]
+    proto = _last(headers.getall("X-Forwarded-Proto", []))
+    host = _last(headers.getall("X-Forwarded-Host", []))
+    return [hop for hop in hops if hop], proto.lower() if proto else None, host
+
+
+def _standard_forwarded(values: list[str]) -> tuple[list[str], str | None, str | None]:
+    """RFC 7239: `for=...;proto=...;host=...` elements, comma-separated, one per hop."""
     hops, proto, host = [], None, None
-    for value in headers.getall("Forwarded", []):
+    for value in values:
         for element in value.split(","):
             pairs = dict(_pair(part) for part in element.split(";") if "=" in part)
             if "for" in pairs:
