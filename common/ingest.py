@@ -1,6 +1,7 @@
 """The one path by which values enter the system: store, commit, then publish.
 
-Used by the worker's ticks and by the HTTP push API alike. Publishing only
+Used by the worker's ticks (store_and_publish) and by the HTTP push API (its
+own checked insert, then publish_stored) alike. Publishing only
 after PostgreSQL committed means a client is never shown a value the
 database does not have; a failed publish loses nothing, since clients get
 stored values as history when they (re)connect.
@@ -35,6 +36,21 @@ async def store_and_publish(
     one message per dashboard. `metrics` must hold every metric named in rows.
     A failed publish is logged and passed to `on_publish_error` (for counting)."""
     stored = await db.insert_values(pool, rows)
+    await publish_stored(pool, redis_client, channels, metrics, stored, on_publish_error)
+    return stored
+
+
+async def publish_stored(
+    pool: aiopg.Pool,
+    redis_client: RedisClient,
+    channels: Channels,
+    metrics: Mapping[int, db.Metric],
+    stored: Sequence[db.MetricValue],
+    on_publish_error: Callable[[Exception], None] | None = None,
+) -> None:
+    """Publish committed values, one message per dashboard, then step their
+    alert rules. For values stored by other means than store_and_publish (the
+    push API's checked insert)."""
     by_dashboard: dict[int, list[tuple[db.Metric, db.MetricValue]]] = defaultdict(list)
     for item in stored:
         metric = metrics[item.metric_id]
@@ -51,7 +67,6 @@ async def store_and_publish(
         if on_publish_error is not None:
             on_publish_error(exc)
     await _evaluate_alerts(pool, redis_client, channels, metrics, stored, on_publish_error)
-    return stored
 
 
 async def _evaluate_alerts(

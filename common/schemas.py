@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
-from common.sources import RANDOM, SOURCES, check_source, system_reading
+from common.sources import DEFAULT_SOURCE, SOURCES, check_source, system_reading
 
 # What a client may send. Anything else is answered with an `error`.
 CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
@@ -123,7 +123,8 @@ class MetricSchema(Schema):
     unit = fields.String(required=True)
     source = fields.String(
         metadata={
-            "description": "where its values come from: random, or a system:<reading> of the worker's host"
+            "description": "where its values come from: push (the push API), random (demo values),"
+            " or a system:<reading> of the worker's host"
         }
     )
 
@@ -414,7 +415,7 @@ class MetricCreateSchema(Schema):
     type = fields.String(load_default=None, validate=validate.OneOf(METRIC_TYPES))
     unit = TrimmedString(load_default=None, validate=_UNIT)
     description = TrimmedString(load_default=None, validate=_DESCRIPTION)
-    source = fields.String(load_default=RANDOM, validate=validate.OneOf(SOURCES))
+    source = fields.String(load_default=DEFAULT_SOURCE, validate=validate.OneOf(SOURCES))
 
     @post_load
     def _from_source(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

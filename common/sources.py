@@ -1,17 +1,23 @@
-"""The sources a metric's values can come from, shared by the CLI (to check a
-choice) and the worker (to produce values; worker/sources.py reads them).
+"""The sources a metric's values can come from, defined once for the data
+layer, the schemas, the CLI, the page and the worker (worker/sources.py
+produces the generated ones).
 
-`random` is the demo generator. `system:<reading>` is a reading of the host
-the worker runs on, through psutil. Counter readings only ever grow; gauge
-readings can also feed a histogram (the distribution of the readings).
+`push` (the default) is the push API: programs send the values, the worker
+never writes any, so real data is never mixed with generated data. `random`
+is the demo generator, an explicit choice. `system:<reading>` is a reading of
+the host the worker runs on, through psutil. Counter readings only ever grow;
+gauge readings can also feed a histogram (the distribution of the readings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+PUSH = "push"
 RANDOM = "random"
 SYSTEM_PREFIX = "system:"
+# What a metric gets when no source is chosen: nothing invented.
+DEFAULT_SOURCE = PUSH
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,24 @@ SYSTEM_READINGS: dict[str, SystemReading] = {
     "disk_write_bytes": SystemReading("counter", "bytes", "Bytes written to every disk"),
 }
 
-SOURCES = (RANDOM, *(SYSTEM_PREFIX + name for name in SYSTEM_READINGS))
+SOURCES = (PUSH, RANDOM, *(SYSTEM_PREFIX + name for name in SYSTEM_READINGS))
+# One line each for lists of choices (CLI, page) beside the readings' own descriptions.
+SOURCE_DESCRIPTIONS = {
+    PUSH: "Values pushed to the HTTP API; the worker writes none",
+    RANDOM: "Random demo values shaped by the metric's type",
+}
 
 
 def system_reading(source: str) -> SystemReading | None:
-    """The reading a `system:` source names; None for `random`."""
-    if source == RANDOM:
+    """The reading a `system:` source names; None for `push` and `random`."""
+    if not source.startswith(SYSTEM_PREFIX):
         return None
     return SYSTEM_READINGS[source.removeprefix(SYSTEM_PREFIX)]
+
+
+def is_generated(source: str) -> bool:
+    """Whether the worker produces this source's values (every source but `push`)."""
+    return source != PUSH
 
 
 def check_source(source: str, metric_type: str) -> None:

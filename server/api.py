@@ -3,9 +3,13 @@
     POST /api/v1/metrics/{id}/values   {"value": 1.5} or {"values": [{"value", "timestamp"?}, ...]}
     POST /api/v1/values                {"values": [{"metric_id", "value", "timestamp"?}, ...]}
 
-A request is validated whole before anything is written, and then written in
-one transaction: it is stored entirely or not at all. Values go through the
-same store-then-publish path as the worker's ticks.
+Only metrics whose source is `push` take values: the worker's generated ones
+refuse them, so real and generated values never mix. A request is validated
+whole before anything is written, and then written in one transaction: it is
+stored entirely or not at all. A counter's rows are locked for the check that
+it never decreases and the insert (common/db/values.py), so concurrent pushes
+cannot interleave between the two. Values are published as the worker's are,
+after the commit.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from common import db
-from common.ingest import store_and_publish
+from common.counters import Decrease
+from common.ingest import publish_stored
 from common.schemas import BatchPushSchema, PushSchema
+from common.sources import PUSH, is_generated
 from common.tokens import token_hash
 from server.jsonbody import json_error, load_body
 from server.keys import CHANNELS_KEY, DB_KEY, METRICS_KEY, REDIS_KEY
@@ -78,23 +84,42 @@ async def _store(
     errors: dict[str, dict[str, list[str]]] = {}
     rows = []
     for i, item in enumerate(values):
-        stamp = item["timestamp"] or now
-        if abs(stamp - now) > MAX_CLOCK_SKEW:
-            errors[str(i)] = {
-                "timestamp": [f"more than {MAX_CLOCK_SKEW} away from the server's clock ({now.isoformat()})"]
-            }
+        metric = metrics[item["metric_id"]]
+        if is_generated(metric.source):
+            # Real data is never mixed with generated data.
+            _refuse(
+                errors,
+                i,
+                "metric_id",
+                f"metric {metric.name} gets {metric.source} values from the worker;"
+                f" only a metric whose source is {PUSH} takes pushed values",
+            )
+        stamp = item["timestamp"]  # None: stamped when stored, in the order of storing
+        if stamp is not None and abs(stamp - now) > MAX_CLOCK_SKEW:
+            _refuse(
+                errors,
+                i,
+                "timestamp",
+                f"more than {MAX_CLOCK_SKEW} away from the server's clock ({now.isoformat()})",
+            )
         rows.append((item["metric_id"], item["value"], stamp))
-    errors.update(await _counter_decreases(request, metrics, rows))
+    if not errors:
+        counter_ids = [metric.id for metric in metrics.values() if metric.type == "counter"]
+        try:
+            stored = await db.insert_pushed_values(request.app[DB_KEY], rows, counter_ids)
+        except db.CounterDecreases as exc:
+            for decrease in exc.decreases:
+                _refuse(errors, decrease.index, "value", _decrease_message(metrics, decrease))
     if errors:
         raise json_error(
             web.HTTPUnprocessableEntity, "values refused; nothing was stored", {"values": errors}
         )
-    stored = await store_and_publish(
+    await publish_stored(
         request.app[DB_KEY],
         request.app[REDIS_KEY],
         request.app[CHANNELS_KEY],
         metrics,
-        rows,
+        stored,
         on_publish_error=request.app[METRICS_KEY].backend_error,
     )
     return web.json_response(
@@ -109,22 +134,12 @@ async def _store(
     )
 
 
-async def _counter_decreases(
-    request: web.Request, metrics: dict[int, db.Metric], rows: list[tuple[int, float, datetime]]
-) -> dict[str, dict[str, list[str]]]:
-    """Counters only grow: each pushed value must be at least the one before it."""
-    counter_ids = sorted({metric_id for metric_id, _, _ in rows if metrics[metric_id].type == "counter"})
-    if not counter_ids:
-        return {}
-    last = await db.last_values(request.app[DB_KEY], counter_ids)
-    errors = {}
-    for i, (metric_id, value, _) in enumerate(rows):
-        if metrics[metric_id].type != "counter":
-            continue
-        previous = last.get(metric_id)
-        if previous is not None and value < previous:
-            name = metrics[metric_id].name
-            errors[str(i)] = {"value": [f"counter {name} would decrease from {previous} to {value}"]}
-        else:
-            last[metric_id] = value
-    return errors
+def _refuse(errors: dict[str, dict[str, list[str]]], index: int, field: str, message: str) -> None:
+    errors.setdefault(str(index), {}).setdefault(field, []).append(message)
+
+
+def _decrease_message(metrics: dict[int, db.Metric], decrease: Decrease) -> str:
+    name = metrics[decrease.metric_id].name
+    if decrease.later:
+        return f"counter {name} would decrease from {decrease.value} to {decrease.neighbour}, a value stored after it"
+    return f"counter {name} would decrease from {decrease.neighbour} to {decrease.value}"

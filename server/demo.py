@@ -10,7 +10,7 @@ import aiopg
 
 from common import db
 from common.passwords import hash_password
-from common.sources import system_reading
+from common.sources import RANDOM, system_reading
 
 DEMO_SLUG = "demo"
 DEMO_METRICS = [
@@ -60,7 +60,8 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     existing = {metric.name for metric in await db.list_metrics(pool, dashboard.id)}
     for name, metric_type, unit, description in DEMO_METRICS:
         if name not in existing:
-            await db.create_metric(pool, dashboard.id, name, metric_type, unit, description)
+            # Demo values: random, chosen explicitly (a new metric waits for pushes).
+            await db.create_metric(pool, dashboard.id, name, metric_type, unit, description, RANDOM)
     await db.add_member(pool, dashboard.id, member.id, db.EDITOR)
     await db.add_member(pool, dashboard.id, viewer.id, db.VIEWER)
     machine = await _ensure_machine_dashboard(pool)

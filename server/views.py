@@ -13,7 +13,7 @@ from common.events import Revocation
 from common.passwords import verify_password
 from common.schemas import DashboardEditSchema
 from common.slugs import slugify
-from common.sources import SOURCES, system_reading
+from common.sources import DEFAULT_SOURCE, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
@@ -138,7 +138,10 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         has_metrics=bool(metric_names),  # an empty dashboard opens its Edit panel
         alert_rules=[(rule, metric_names.get(rule.metric_id, "")) for rule in rules],
         preferences=preferences_payload(dashboard_id, preferences),
-        metric_sources=[(source, system_reading(source)) for source in SOURCES],
+        metric_sources=[
+            (source, system_reading(source), SOURCE_DESCRIPTIONS.get(source)) for source in SOURCES
+        ],
+        default_source=DEFAULT_SOURCE,
     )
 
 

@@ -34,6 +34,7 @@ from common.embedded import start_embedded, stop_embedded_redis
 from common.events import channels_for
 from common.migrate import migrate
 from common.passwords import hash_password
+from common.sources import DEFAULT_SOURCE
 from server.app import create_app
 
 
@@ -146,9 +147,16 @@ def make_dashboard(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Dashboard]]:
 @pytest.fixture
 def make_metric(pool: aiopg.Pool) -> Callable[..., Awaitable[db.Metric]]:
     async def _make(
-        dashboard: db.Dashboard, name: str, metric_type: str = "gauge", unit: str = "u"
+        dashboard: db.Dashboard,
+        name: str,
+        metric_type: str = "gauge",
+        unit: str = "u",
+        *,
+        source: str = DEFAULT_SOURCE,
     ) -> db.Metric:
-        return await db.create_metric(pool, dashboard.id, name, metric_type, unit, f"{name} description")
+        return await db.create_metric(
+            pool, dashboard.id, name, metric_type, unit, f"{name} description", source
+        )
 
     return _make
 

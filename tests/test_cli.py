@@ -140,8 +140,11 @@ def test_metric_add_then_list(server_cli, database_url):
     added = _ok(server_cli("metric", "add", "my-board", "cpu", "--type", "gauge", "--unit", "%"))
 
     [(metric_id,)] = _rows(database_url, "SELECT id FROM metrics")
-    assert added == f"added gauge cpu (id {metric_id}) to my-board\n"
-    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\trandom\n"
+    assert added == (
+        f"added gauge cpu (id {metric_id}, from push) to my-board\n"
+        f"push its values to POST /api/v1/metrics/{metric_id}/values with a token of my-board\n"
+    )
+    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\tpush\n"
 
 
 def test_metric_add_rejects_an_unknown_type(server_cli, database_url):

@@ -118,7 +118,8 @@ async def test_each_edit_is_stored(client, team, pool):
     )
     assert status == 201
     latency = next(m for m in await db.list_metrics(pool, ops.id) if m.name == "latency")
-    assert (latency.type, latency.unit, latency.source) == ("histogram", "ms", "random")
+    # No source named: pushed, never random values.
+    assert (latency.type, latency.unit, latency.source) == ("histogram", "ms", "push")
 
     status, _ = await post(client, f"{base}/metrics/{cpu.id}", {"name": "cpu_busy", "description": "busy"})
     assert status == 200

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from common import db
+from common.sources import RANDOM
 from tests.conftest import with_database_name
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
@@ -30,7 +31,10 @@ async def browser_log_in(session: aiohttp.ClientSession, base: str, username: st
 async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user, make_dashboard, make_metric):
     alice = await make_user("alice")
     dashboard = await make_dashboard("ops", members=(alice,))
-    metrics = [await make_metric(dashboard, "cpu", "gauge"), await make_metric(dashboard, "hits", "counter")]
+    metrics = [
+        await make_metric(dashboard, "cpu", "gauge", source=RANDOM),
+        await make_metric(dashboard, "hits", "counter", source=RANDOM),
+    ]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]

@@ -19,6 +19,7 @@ import pytest
 from common import db
 from common.migrate import migrate
 from common.passwords import hash_password
+from common.sources import RANDOM
 from server.closecodes import CloseCode
 from tests.faultservers import postgres_server, redis_server
 from tests.processes import child, free_port, wait_for_http
@@ -96,7 +97,9 @@ async def make_world(pool) -> tuple[int, list[int]]:
     alice = await db.create_user(pool, "alice", hash_password("secret-pw"))
     dashboard = await db.create_dashboard(pool, "Ops", "ops")
     await db.add_member(pool, dashboard.id, alice.id)
-    metrics = [await db.create_metric(pool, dashboard.id, name, "counter") for name in ("a", "b")]
+    metrics = [
+        await db.create_metric(pool, dashboard.id, name, "counter", source=RANDOM) for name in ("a", "b")
+    ]
     return dashboard.id, [m.id for m in metrics]
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 
 from common import db
+from common.sources import RANDOM
 from tests.processes import child
 from worker.leases import Leases
 
@@ -24,7 +25,7 @@ async def _dashboards(pool, count: int) -> list[db.Metric]:
     metrics = []
     for i in range(count):
         dashboard = await db.create_dashboard(pool, f"D{i}", f"d{i}")
-        metrics.append(await db.create_metric(pool, dashboard.id, "hits", "counter", "req", ""))
+        metrics.append(await db.create_metric(pool, dashboard.id, "hits", "counter", "req", "", RANDOM))
     return metrics
 
 

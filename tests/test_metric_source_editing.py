@@ -66,7 +66,7 @@ async def test_changing_the_source_is_checked_against_the_type(client, team, poo
     assert (status, list(answer["errors"])) == (400, ["source"]), answer
     status, _ = await post(client, f"/dashboards/{ops.id}/metrics/{requests.id}", {"source": "system:nope"})
     assert status == 400
-    assert {m.source for m in await db.list_metrics(pool, ops.id)} == {"random"}
+    assert {m.source for m in await db.list_metrics(pool, ops.id)} == {"push"}
 
     status, answer = await post(
         client, f"/dashboards/{ops.id}/metrics/{cpu.id}", {"source": "system:memory_used"}
@@ -83,6 +83,9 @@ async def test_the_worker_uses_a_source_chosen_from_the_page(client, team, pool)
     ops, cpu = team["ops"], team["cpu"]
     async with Redis.from_url(REDIS_URL) as redis_client:
         producer = Producer(pool, redis_client, CHANNELS)
+        await producer.tick()
+        assert (await db.latest_values(pool, [cpu.id], 1))[cpu.id] == []  # pushed: the worker writes none
+        await post(client, f"/dashboards/{ops.id}/metrics/{cpu.id}", {"source": "random"})
         await producer.tick()
         (random_value,) = (await db.latest_values(pool, [cpu.id], 1))[cpu.id]
         assert 10 <= random_value.value <= 100  # the demo generator's range for gauges

@@ -22,6 +22,7 @@ from common import db
 from common.events import Channels, Revocation, announce_revocation
 from common.passwords import hash_password
 from common.redisconn import connect_redis, parse_redis_url
+from common.sources import RANDOM
 from server.closecodes import CloseCode
 from tests.processes import child, free_port, wait_for_http
 from tests.test_end_to_end import browser_log_in
@@ -157,7 +158,7 @@ async def test_on_a_cluster_values_are_fanned_out_per_shard_and_sessions_work(se
     for i in range(6):  # channels whose slots fall on different shards
         dashboard = await db.create_dashboard(pool, f"D{i}", f"d{i}")
         await db.add_member(pool, dashboard.id, alice.id)
-        await db.create_metric(pool, dashboard.id, "hits", "counter", "", "")
+        await db.create_metric(pool, dashboard.id, "hits", "counter", "", "", RANDOM)
         dashboards.append(dashboard)
     with redis_cluster(tmp_path) as ports:
         url = "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports[:2])

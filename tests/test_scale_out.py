@@ -17,6 +17,7 @@ import pytest
 
 from common import db
 from common.passwords import hash_password
+from common.sources import RANDOM
 from tests.processes import child, free_port, wait_for_http
 from tests.test_end_to_end import browser_log_in
 from tests.test_leases import FAILOVER_SECONDS, _wait_for
@@ -81,7 +82,8 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
         dashboard = await db.create_dashboard(pool, f"D{i}", f"d{i}")
         await db.add_member(pool, dashboard.id, alice.id)
         metric_ids[dashboard.id] = [
-            (await db.create_metric(pool, dashboard.id, name, "counter", "", "")).id for name in ("a", "b")
+            (await db.create_metric(pool, dashboard.id, name, "counter", "", "", RANDOM)).id
+            for name in ("a", "b")
         ]
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{port}" for port in ports]

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import encode_values
+from common.sources import RANDOM
 from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
@@ -108,7 +109,7 @@ def _json_lines(output: str) -> list[dict]:
 @pytest.mark.slow
 async def test_worker_metrics_port_and_json_logs(settings, make_dashboard, make_metric):
     ops = await make_dashboard("ops")
-    await make_metric(ops, "cpu", "gauge")
+    await make_metric(ops, "cpu", "gauge", source=RANDOM)
     port = free_port()
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
     args = [

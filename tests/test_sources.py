@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from common import db
-from common.sources import SOURCES, SYSTEM_READINGS, check_source
+from common.sources import SOURCES, SYSTEM_READINGS, check_source, system_reading
 from server.cli import main as server_main
 from tests.conftest import CHANNELS, REDIS_URL
 from tests.test_cli import _error, _invoker, _ok
@@ -33,7 +33,8 @@ def test_every_reading_has_a_reader():
 
 
 def test_real_readings_are_plausible():
-    metrics = [_metric(i, source) for i, source in enumerate(SOURCES[1:], start=1)]
+    readings = [source for source in SOURCES if system_reading(source)]
+    metrics = [_metric(i, source) for i, source in enumerate(readings, start=1)]
     produce = Sources(random.Random(1)).produce
     last: dict[int, float] = {}
     seen = []
@@ -75,7 +76,7 @@ def test_a_gauge_reading_can_feed_a_histogram_but_a_counter_needs_a_counter():
     check_source("system:cpu_percent", "histogram")
     with pytest.raises(ValueError, match="system:net_bytes_sent is a counter"):
         check_source("system:net_bytes_sent", "gauge")
-    with pytest.raises(ValueError, match="choose one of: random, system:cpu_percent"):
+    with pytest.raises(ValueError, match="choose one of: push, random, system:cpu_percent"):
         check_source("system:coffee", "gauge")
 
 
@@ -83,14 +84,16 @@ async def test_worker_ticks_store_the_hosts_readings(pool, make_dashboard):
     board = await make_dashboard("host")
     cpu = await db.create_metric(pool, board.id, "cpu", "gauge", "%", source="system:cpu_percent")
     sent = await db.create_metric(pool, board.id, "sent", "counter", "bytes", source="system:net_bytes_sent")
-    demo = await db.create_metric(pool, board.id, "demo", "gauge")
-    assert demo.source == "random"
+    await db.create_metric(pool, board.id, "demo", "gauge", source="random")
+    pushed = await db.create_metric(pool, board.id, "pushed", "gauge")
+    assert pushed.source == "push"  # the default: the worker leaves it alone
 
     async with Redis.from_url(REDIS_URL) as client:
         producer = Producer(pool, client, CHANNELS)
         for _ in range(3):
             assert await producer.tick() == 3
-    stored = await db.latest_values(pool, [cpu.id, sent.id], 10)
+    stored = await db.latest_values(pool, [cpu.id, sent.id, pushed.id], 10)
+    assert stored[pushed.id] == []
     assert all(0 <= v.value <= 100 for v in stored[cpu.id])
     counts = [v.value for v in stored[sent.id]]
     assert counts == sorted(counts) and counts[0] > 0
@@ -106,17 +109,22 @@ def test_metric_add_with_a_system_source(server_cli):
         ["gauge", "cpu", "%", "system:cpu_percent"],
         ["counter", "sent", "bytes", "system:net_bytes_sent"],
     ]
-    assert "system:load1\tgauge" in _ok(server_cli("metric", "sources"))
+    sources_listed = _ok(server_cli("metric", "sources"))
+    assert "system:load1\tgauge" in sources_listed
+    assert sources_listed.startswith("push\tany\t\tValues pushed to the HTTP API")
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--source", "system:coffee"], "choose one of: random, system:cpu_percent, system:memory_used"),
+        (
+            ["--source", "system:coffee"],
+            "choose one of: push, random, system:cpu_percent, system:memory_used",
+        ),
         (["--source", "system:net_bytes_sent", "--type", "gauge"], "system:net_bytes_sent is a counter"),
         ([], "Missing option '--type'"),
     ],
-    ids=["unknown", "wrong type", "random needs a type"],
+    ids=["unknown", "wrong type", "push needs a type"],
 )
 def test_metric_add_refuses_a_bad_source(server_cli, args, message):
     _ok(server_cli("dashboard", "create", "Host"))

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import decode_values
+from common.sources import RANDOM
 from tests.conftest import CHANNELS, REDIS_URL
 from worker.sources import next_value
 from worker.tick import Producer
@@ -33,7 +34,10 @@ def test_values_follow_their_metric_type():
 
 async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_dashboard, make_metric):
     first, second = await make_dashboard("first"), await make_dashboard("second")
-    metrics = [await make_metric(first, "a", "counter"), await make_metric(second, "b", "histogram")]
+    metrics = [
+        await make_metric(first, "a", "counter", source=RANDOM),
+        await make_metric(second, "b", "histogram", source=RANDOM),
+    ]
     async with Redis.from_url(REDIS_URL) as client:
         producer = Producer(pool, client, CHANNELS)
         assert await producer.tick() == 2
@@ -43,7 +47,7 @@ async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_da
 
 
 async def test_counters_continue_from_the_stored_value_after_a_restart(pool, make_dashboard, make_metric):
-    counter = await make_metric(await make_dashboard("d"), "hits", "counter")
+    counter = await make_metric(await make_dashboard("d"), "hits", "counter", source=RANDOM)
     async with Redis.from_url(REDIS_URL) as client:
         for _ in range(3):
             await Producer(pool, client, CHANNELS).tick()  # a new worker process each time
@@ -53,7 +57,7 @@ async def test_counters_continue_from_the_stored_value_after_a_restart(pool, mak
 
 async def test_published_values_are_already_committed(pool, settings, make_dashboard, make_metric):
     dashboard = await make_dashboard("d")
-    metrics = [await make_metric(dashboard, name) for name in ("x", "y", "z")]
+    metrics = [await make_metric(dashboard, name, source=RANDOM) for name in ("x", "y", "z")]
     async with Redis.from_url(REDIS_URL) as client:
         pubsub = client.pubsub()
         await pubsub.subscribe(CHANNELS.dashboard(dashboard.id))

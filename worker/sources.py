@@ -1,5 +1,6 @@
-"""Where metric values come from: the random demo generator, or this host's
-readings through psutil (the catalogue is common/sources.py)."""
+"""Where generated metric values come from: the random demo generator, or this
+host's readings through psutil (the catalogue is common/sources.py). Pushed
+metrics get nothing here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 import psutil
 
 from common.db import Metric
-from common.sources import SYSTEM_PREFIX
+from common.sources import RANDOM, SYSTEM_PREFIX, is_generated
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,13 @@ class Sources:
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
 
     def produce(self, metrics: Sequence[Metric], last: dict[int, float]) -> dict[int, float]:
-        """metric id -> its next value; metrics whose reading is unavailable are left out."""
+        """metric id -> its next value; pushed metrics and unavailable readings are left out."""
         readings: dict[str, float | None] = {}
         values: dict[int, float] = {}
         for metric in metrics:
-            if not metric.source.startswith(SYSTEM_PREFIX):
+            if not is_generated(metric.source):
+                continue
+            if metric.source == RANDOM:
                 values[metric.id] = next_value(metric.type, last.get(metric.id), self._rng)
                 continue
             name = metric.source.removeprefix(SYSTEM_PREFIX)

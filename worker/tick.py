@@ -1,7 +1,7 @@
-"""One tick: a value for every metric, stored in one statement, then published
-(common/ingest.py: only after PostgreSQL committed them). While PostgreSQL is away
-the values wait in a bounded buffer and are stored, then published, when it
-is back.
+"""One tick: a value for every generated metric (never a pushed one), stored in
+one statement, then published (common/ingest.py: only after PostgreSQL committed
+them). While PostgreSQL is away the values wait in a bounded buffer and are
+stored, then published, when it is back.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class Producer:
                 self._last.pop(metric_id, None)  # another worker produced it meanwhile
         try:
             # Re-read every tick so metrics added from the CLI start at once.
-            self._metrics = await db.list_all_metrics(self._pool)
+            # Pushed metrics are not listed: the worker never writes to them.
+            self._metrics = await db.list_generated_metrics(self._pool)
+            self._forget_unlisted()
             mine = self._metrics if ownership is None else ownership.metrics(self._metrics)
             unknown = [m.id for m in mine if m.type == "counter" and m.id not in self._last]
             if unknown:
@@ -99,7 +101,9 @@ class Producer:
             if not self._metrics:
                 raise  # nothing known to produce values for
         self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
-        pending = [row for rows in self._unsaved for row in rows]
+        listed = {metric.id for metric in self._metrics}
+        # A metric switched to `push` since its values were kept gets none of them.
+        pending = [row for rows in self._unsaved for row in rows if row[0] in listed]
         if ownership is not None:
             if not ownership.confirmed:
                 return 0  # kept until this worker holds its leases again
@@ -127,6 +131,12 @@ class Producer:
         self.metrics.unsaved_values.set(0)
         self.metrics.values_stored.inc(len(stored))
         return len(stored)
+
+    def _forget_unlisted(self) -> None:
+        """Drop the counter state of metrics no longer generated: should one be
+        switched back later, it continues from its stored value, not a stale one."""
+        listed = {metric.id for metric in self._metrics}
+        self._last = {metric_id: value for metric_id, value in self._last.items() if metric_id in listed}
 
     def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
         now = datetime.now(UTC)

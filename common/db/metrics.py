@@ -9,7 +9,7 @@ import aiopg
 import psycopg2.errors
 
 from common.db.core import AlreadyExists, NotFound
-from common.sources import RANDOM, check_source
+from common.sources import DEFAULT_SOURCE, PUSH, check_source
 
 METRIC_TYPES = ("counter", "gauge", "histogram")
 
@@ -22,8 +22,8 @@ class Metric:
     description: str
     type: str
     unit: str
-    # Where the worker takes values from: "random" or "system:<reading>" (common/sources.py).
-    source: str = "random"
+    # Where its values come from: "push", "random" or "system:<reading>" (common/sources.py).
+    source: str = DEFAULT_SOURCE
 
 
 _METRIC_COLUMNS = "id, dashboard_id, name, description, type, unit, source"
@@ -38,7 +38,7 @@ async def create_metric(
     metric_type: str,
     unit: str = "",
     description: str = "",
-    source: str = RANDOM,
+    source: str = DEFAULT_SOURCE,
 ) -> Metric:
     """Add a metric; ValueError for an unknown type or a source that cannot feed it."""
     if metric_type not in METRIC_TYPES:
@@ -137,8 +137,8 @@ async def reorder_metrics(pool: aiopg.Pool, dashboard_id: int, metric_ids: Seque
     raise ValueError("the order must list every metric of the dashboard exactly once")
 
 
-async def list_all_metrics(pool: aiopg.Pool) -> list[Metric]:
-    """Every metric of every dashboard: what the worker produces values for."""
+async def list_generated_metrics(pool: aiopg.Pool) -> list[Metric]:
+    """Every metric of every dashboard the worker produces values for: all but the pushed ones."""
     async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(f"SELECT {_METRIC_COLUMNS} FROM metrics ORDER BY id")
+        await cur.execute(f"SELECT {_METRIC_COLUMNS} FROM metrics WHERE source <> %s ORDER BY id", (PUSH,))
         return [Metric(*row) for row in await cur.fetchall()]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiopg
+
+from common.counters import Decrease, find_decreases
+from common.db.core import UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,120 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
     """
     if not values:
         return []
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        return await _insert(cur, values)
+
+
+class CounterDecreases(ValueError):
+    """Pushed values would make counters decrease; nothing was stored."""
+
+    def __init__(self, decreases: list[Decrease]) -> None:
+        super().__init__(f"{len(decreases)} value(s) would make a counter decrease")
+        self.decreases = decreases
+
+
+async def insert_pushed_values(
+    pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime | None]], counter_ids: Collection[int]
+) -> list[MetricValue]:
+    """Store pushed (metric_id, value, ts) rows in one transaction; a ts of None
+    is stamped with the clock once the counters are locked.
+
+    The metrics in `counter_ids` are counters: their rows are locked, their
+    stored neighbours read and the values inserted in that one transaction,
+    so concurrent pushes to a counter are checked one after the other and it
+    never decreases in time order. CounterDecreases, with nothing stored, if
+    any value would make one decrease.
+    """
+    if not values:
+        return []
+    counters = sorted(set(counter_ids) & {metric_id for metric_id, _, _ in values})
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        try:
+            if counters:
+                # NO KEY UPDATE: excludes other pushes to these counters (and
+                # edits of the metric) but not the foreign-key checks of
+                # inserts, which take KEY SHARE. In id order: no deadlocks.
+                await cur.execute(
+                    "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                    (counters,),
+                )
+            # After the lock: a later push gets a later timestamp.
+            now = datetime.now(UTC)
+            stamped = [(metric_id, value, ts or now) for metric_id, value, ts in values]
+            decreases = await _counter_decreases(cur, stamped, counters) if counters else []
+            if decreases:
+                raise CounterDecreases(decreases)
+            stored = await _insert(cur, stamped)
+            await cur.execute("COMMIT")
+        except BaseException:
+            # The connection goes back to the pool: never with a transaction open.
+            with suppress(*UNAVAILABLE):
+                await cur.execute("ROLLBACK")
+            raise
+    return stored
+
+
+async def _counter_decreases(
+    cur: aiopg.Cursor, values: Sequence[tuple[int, float, datetime]], counters: Sequence[int]
+) -> list[Decrease]:
+    pushed: dict[int, list[tuple[int, datetime, float]]] = {metric_id: [] for metric_id in counters}
+    for index, (metric_id, value, ts) in enumerate(values):
+        if metric_id in pushed:
+            pushed[metric_id].append((index, ts, value))
+    spans = {
+        metric_id: (min(p[1] for p in rows), max(p[1] for p in rows)) for metric_id, rows in pushed.items()
+    }
+    stored = await _neighbours(cur, spans)
+    found = []
+    for metric_id, rows in pushed.items():
+        found += find_decreases(metric_id, stored[metric_id], rows)
+    return sorted(found, key=lambda decrease: decrease.index)
+
+
+async def _neighbours(
+    cur: aiopg.Cursor, spans: Mapping[int, tuple[datetime, datetime]]
+) -> dict[int, list[tuple[datetime, int, float]]]:
+    """Per metric, its stored (ts, id, value) rows in [first, last] of its span,
+    with the last one before and the first one after."""
+    ids = list(spans)
+    firsts = [spans[metric_id][0] for metric_id in ids]
+    lasts = [spans[metric_id][1] for metric_id in ids]
+    # The one before is looked for in the recent span first (partitions pruned,
+    # as in latest_values), then, for counters with none there, in all.
+    bound = min(firsts) - RECENT
+    await cur.execute(_NEIGHBOURS, {"ids": ids, "first": firsts, "last": lasts, "bound": bound})
+    rows = await cur.fetchall()
+    with_earlier = {metric_id for metric_id, ts, _, _ in rows if ts < spans[metric_id][0]}
+    older = [metric_id for metric_id in ids if metric_id not in with_earlier]
+    if older:
+        await cur.execute(_EARLIER, {"ids": older, "first": [spans[metric_id][0] for metric_id in older]})
+        rows += await cur.fetchall()
+    result: dict[int, list[tuple[datetime, int, float]]] = {metric_id: [] for metric_id in ids}
+    for metric_id, ts, value_id, value in rows:
+        result[metric_id].append((ts, value_id, value))
+    return result
+
+
+_SPANS = "unnest(%(ids)s::bigint[], %(first)s::timestamptz[], %(last)s::timestamptz[]) AS s(id, first, last)"
+_NEIGHBOURS = (
+    f"SELECT s.id, v.ts, v.id, v.value FROM {_SPANS} CROSS JOIN LATERAL ("
+    " (SELECT ts, id, value FROM metric_values WHERE metric_id = s.id AND ts < s.first AND ts >= %(bound)s"
+    "  ORDER BY ts DESC, id DESC LIMIT 1)"
+    " UNION ALL"
+    " SELECT ts, id, value FROM metric_values WHERE metric_id = s.id AND ts >= s.first AND ts <= s.last"
+    " UNION ALL"
+    " (SELECT ts, id, value FROM metric_values WHERE metric_id = s.id AND ts > s.last ORDER BY ts, id LIMIT 1)"
+    ") v"
+)
+_EARLIER = (
+    "SELECT s.id, v.ts, v.id, v.value FROM unnest(%(ids)s::bigint[], %(first)s::timestamptz[]) AS s(id, first)"
+    " CROSS JOIN LATERAL (SELECT ts, id, value FROM metric_values WHERE metric_id = s.id AND ts < s.first"
+    " ORDER BY ts DESC, id DESC LIMIT 1) v"
+)
+
+
+async def _insert(cur: aiopg.Cursor, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
     # Each column goes as ONE array literal ('{1,2,3}'), still a parameter:
     # psycopg2 interpolates parameters client-side, and a Python list becomes
     # ARRAY[...] with a cast per element that PostgreSQL then parses one by
@@ -96,15 +214,14 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
         if ts not in texts:
             texts[ts] = f'"{ts.isoformat()}"'
     stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        # One multi-row INSERT: a single round trip and commit per tick.
-        await cur.execute(
-            "INSERT INTO metric_values (metric_id, value, ts)"
-            " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
-            " RETURNING id, metric_id, value, ts",
-            (metric_ids, numbers, stamps),
-        )
-        rows = await cur.fetchall()
+    # One multi-row INSERT: a single round trip and commit per tick.
+    await cur.execute(
+        "INSERT INTO metric_values (metric_id, value, ts)"
+        " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
+        " RETURNING id, metric_id, value, ts",
+        (metric_ids, numbers, stamps),
+    )
+    rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
 

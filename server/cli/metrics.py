@@ -7,13 +7,13 @@ import click
 from common import db
 from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged
-from common.sources import RANDOM, SOURCES, check_source, system_reading
+from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, check_source, system_reading
 from server.cli.shared import announce, dashboard_by_slug, fail, metric_by_name, open_pool
 
 SOURCE_HELP = (
-    "Where the worker takes values from: random (demo values) or a reading of the worker's host, "
-    "e.g. system:cpu_percent, system:memory_used, system:load1, system:net_bytes_sent "
-    "(`dashboard-server metric sources` lists them)."
+    "Where its values come from: push (programs send them to the push API; the worker writes none), "
+    "random (demo values) or a reading of the worker's host, e.g. system:cpu_percent, "
+    "system:memory_used, system:load1, system:net_bytes_sent (`dashboard-server metric sources` lists them)."
 )
 ABOVE_HELP = "Fire while the value is above this threshold."
 BELOW_HELP = "Fire while the value is below this threshold."
@@ -32,11 +32,11 @@ def metric() -> None:
     "--type",
     "metric_type",
     type=click.Choice(db.METRIC_TYPES),
-    help="Kind of metric (required for --source random; else the reading's own kind).",
+    help="Kind of metric (required unless --source is a system reading, whose own kind is the default).",
 )
 @click.option("--unit", help="Unit shown next to values, e.g. ms or %. Default: the reading's unit, or none.")
 @click.option("--description", help="Shown on the metric's card. Default: what the reading is, or none.")
-@click.option("--source", default=RANDOM, show_default=True, help=SOURCE_HELP)
+@click.option("--source", default=DEFAULT_SOURCE, show_default=True, help=SOURCE_HELP)
 @click.pass_context
 @run_async
 async def metric_add(
@@ -48,7 +48,7 @@ async def metric_add(
     description: str | None,
     source: str,
 ) -> None:
-    """Add a metric to a dashboard; the worker starts producing it at its next tick."""
+    """Add a metric to a dashboard: fed by pushes (the default), or by the worker from its next tick."""
     if source not in SOURCES:
         raise click.BadParameter(
             f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}", param_hint="--source"
@@ -73,17 +73,23 @@ async def metric_add(
         except db.AlreadyExists as exc:
             raise fail(exc) from None
     await announce(settings, DashboardChanged(found.id))  # open pages show it at once
-    origin = "" if created.source == RANDOM else f", from {created.source}"
-    click.echo(f"added {created.type} {created.name} (id {created.id}{origin}) to {dashboard_slug}")
+    click.echo(
+        f"added {created.type} {created.name} (id {created.id}, from {created.source}) to {dashboard_slug}"
+    )
+    if created.source == PUSH:
+        click.echo(
+            f"push its values to POST /api/v1/metrics/{created.id}/values with a token of {dashboard_slug}"
+        )
 
 
 @metric.command(name="sources")
 def metric_sources() -> None:
     """List the sources a metric can take its values from: name, kind, unit, what."""
-    click.echo(f"{RANDOM}\tany\t\tRandom demo values shaped by the metric's type")
-    for source in SOURCES[1:]:
+    for source in SOURCES:
         reading = system_reading(source)
-        if reading is not None:
+        if reading is None:
+            click.echo(f"{source}\tany\t\t{SOURCE_DESCRIPTIONS[source]}")
+        else:
             click.echo(f"{source}\t{reading.metric_type}\t{reading.unit}\t{reading.description}")
 
 

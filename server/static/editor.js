@@ -103,7 +103,7 @@
       const reading = option.dataset.type;
       if (reading && !(reading === metric.type || (reading === "gauge" && metric.type === "histogram"))) continue;
       const copy = option.cloneNode(true);
-      copy.selected = option.value === (metric.source || "random");
+      copy.selected = option.value === (metric.source || sourceChoice.dataset.default);
       select.append(copy);
     }
     select.disabled = metric.source === undefined;

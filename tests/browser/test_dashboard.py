@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
+from common.sources import RANDOM
 from server.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import CHANNELS, REDIS_URL
@@ -98,8 +99,8 @@ async def test_page_reconnects_after_a_server_restart_without_a_gap(
 ):
     alice = await make_user("alice")
     ops = await make_dashboard("ops", members=(alice,))
-    gauge = await make_metric(ops, "cpu", "gauge", "%")
-    counter = await make_metric(ops, "hits", "counter", "req")
+    gauge = await make_metric(ops, "cpu", "gauge", "%", source=RANDOM)
+    counter = await make_metric(ops, "hits", "counter", "req", source=RANDOM)
     worker = start_worker(interval=0.25)
     page = await context.new_page()
     await log_in(page, server.base, "alice", next_path=f"/dashboards/{ops.id}/")
