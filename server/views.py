@@ -13,7 +13,7 @@ from common.events import Revocation
 from common.passwords import verify_password
 from common.schemas import DashboardEditSchema
 from common.slugs import slugify
-from common.sources import DEFAULT_SOURCE, SOURCE_DESCRIPTIONS, SOURCES, system_reading
+from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
@@ -142,6 +142,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
             (source, system_reading(source), SOURCE_DESCRIPTIONS.get(source)) for source in SOURCES
         ],
         default_source=DEFAULT_SOURCE,
+        push_source=PUSH,
     )
 
 

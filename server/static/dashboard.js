@@ -178,6 +178,9 @@
 
   function describeCard(card, metric) {
     card.metric = metric;
+    card.node.classList.toggle("pushed", metric.source === root.dataset.pushSource);
+    const command = card.node.querySelector(".feed-command");
+    if (command) command.textContent = pushCommand(metric.id);
     card.node.querySelector(".metric-name").textContent = metric.name;
     card.node.querySelector(".metric-type").textContent = metric.type;
     card.node.querySelector(".metric-description").textContent = metric.description;
@@ -185,6 +188,27 @@
     card.node.querySelector(".metric-export").href = exportUrl("csv", metric.id);
     markDirty(card); // the unit may change how the value reads
   }
+
+  // How an editor feeds a pushed metric: the exact request, with a placeholder for the token.
+  function pushCommand(metricId) {
+    const url = new URL(root.dataset.pushUrl.replace(/\/0\//, "/" + metricId + "/"), location.href);
+    return (
+      "curl -X POST " + url.href + ' -H "Authorization: Bearer $TOKEN"' +
+      " -H \"Content-Type: application/json\" -d '{\"value\": 1}'"
+    );
+  }
+
+  // "Make a token": the Edit panel's token form, opened and ready to type in.
+  // (The link's own jump would take the focus away again: done here instead.)
+  grid.addEventListener("click", (event) => {
+    const panel = document.getElementById("edit-panel");
+    if (!event.target.closest(".feed-token") || !panel) return;
+    event.preventDefault();
+    panel.open = true;
+    const form = document.getElementById("edit-add-token");
+    form.scrollIntoView({ block: "center" });
+    form.elements.name.focus();
+  });
 
   // ---- export ----------------------------------------------------------------
 

@@ -150,8 +150,8 @@ async def test_logout_elsewhere_closes_the_socket_and_shows_signed_out(
     await expect(page.locator(".unit")).to_have_text("<i>u</i>")
     await expect(page.locator("#dashboard-name")).to_have_text("<img src=x onerror=alert(1)> Ops")
     assert await page.locator("main b, main i, main img").count() == 0
-    # A metric without values says so.
-    await expect(page.locator(".metric.no-data .waiting")).to_be_visible()
+    # A pushed metric without values says so (alice only views: no command for her).
+    await expect(page.locator(".metric.no-data .feed")).to_contain_text("No values have arrived yet")
 
     other = await context.new_page()
     await other.goto(f"{server.base}/dashboards/")
