@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 import aiopg
 import psycopg2
-import psycopg2.errors
 from redis.asyncio import Redis
 
 from common import db
@@ -114,15 +113,13 @@ class Producer:
                 pending,
                 on_publish_error=self.metrics.backend_error,
             )
-        except psycopg2.errors.ForeignKeyViolation:
-            log.error("dropping %d unsaved value(s): their metric was deleted meanwhile", len(pending))
-            self._unsaved.clear()
-            return 0
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", len(pending), exc)
             self.metrics.backend_error(exc)
             self.metrics.unsaved_values.set(len(pending))
             return 0
+        if len(stored) < len(pending):
+            log.info("%d value(s) not stored: their metric was deleted meanwhile", len(pending) - len(stored))
         self._unsaved.clear()
         self.metrics.unsaved_values.set(0)
         self.metrics.values_stored.inc(len(stored))

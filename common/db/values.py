@@ -78,7 +78,9 @@ async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, 
 async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
     """Store (metric_id, value, ts) rows in one statement and one transaction.
 
-    Returns the stored rows once committed, in the order given.
+    Rows whose metric no longer exists are left out (deleted meanwhile: its
+    values would go with it anyway). Returns the stored rows once committed,
+    in the order given.
     """
     if not values:
         return []
@@ -96,17 +98,34 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
         if ts not in texts:
             texts[ts] = f'"{ts.isoformat()}"'
     stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
+    distinct = sorted({int(metric_id) for metric_id, _, _ in values})
     async with pool.acquire() as conn, conn.cursor() as cur:
         # One multi-row INSERT: a single round trip and commit per tick.
         await cur.execute(
-            "INSERT INTO metric_values (metric_id, value, ts)"
-            " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
-            " RETURNING id, metric_id, value, ts",
-            (metric_ids, numbers, stamps),
+            _INSERT_VALUES, {"metrics": distinct, "ids": metric_ids, "values": numbers, "ts": stamps}
         )
         rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
+
+
+# `live` locks the named metrics that exist (FOR KEY SHARE, what the foreign
+# key check takes too): a DELETE committed before the lock drops its rows here
+# instead of failing the foreign key, and one coming after waits for this
+# commit, then takes the new values with it. Locked in id order, as a
+# dashboard's DELETE cascades, so the two rarely deadlock. The ordinality
+# keeps the rows, and so their ids, in the order given.
+_INSERT_VALUES = (
+    "WITH live AS MATERIALIZED ("
+    "  SELECT id FROM metrics WHERE id = ANY(%(metrics)s::bigint[]) ORDER BY id FOR KEY SHARE"
+    ")"
+    " INSERT INTO metric_values (metric_id, value, ts)"
+    " SELECT r.metric_id, r.value, r.ts"
+    " FROM unnest(%(ids)s::bigint[], %(values)s::double precision[], %(ts)s::timestamptz[])"
+    "  WITH ORDINALITY AS r(metric_id, value, ts, n)"
+    " WHERE r.metric_id IN (SELECT id FROM live) ORDER BY r.n"
+    " RETURNING id, metric_id, value, ts"
+)
 
 
 # Rows per export query: a few hundred kilobytes in memory at a time.
