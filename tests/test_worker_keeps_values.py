@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.asyncio import Redis
 
 from common import db
+from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child
+from worker.tick import Producer
 
 
 def _worker(settings, *args: str) -> list[str]:
@@ -51,3 +55,50 @@ async def test_metrics_deleted_mid_tick_cost_no_other_dashboard_a_tick(settings,
     assert all(len(s) == len(set(s)) == ticks for s in stamps), (ticks, [len(s) for s in stamps])
     assert stamps[0] == stamps[1] == stamps[2]
     assert "tick failed" not in output and "dropping" not in output
+
+
+async def _stored(pool, since: datetime, until: datetime) -> int:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT count(*) FROM metric_values WHERE ts >= %s AND ts < %s", (since, until))
+        return (await cur.fetchone())[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_million_kept_values_drain_in_chunks_while_live_ticks_go_on(pool):
+    dashboards = [await db.create_dashboard(pool, f"D{i}", f"d{i}") for i in range(10)]
+    metrics = [
+        await db.create_metric(pool, dashboard.id, f"m{j}", "gauge", "u", "")
+        for dashboard in dashboards
+        for j in range(100)
+    ]
+    ticks, chunk = 1000, 50_000
+    # A long outage's backlog, kept as the worker keeps it: 1,000 ticks of 1,000 metrics.
+    start = datetime.now(UTC) - timedelta(seconds=2 * ticks)
+    async with Redis.from_url(REDIS_URL) as client:
+        producer = Producer(pool, client, CHANNELS, max_unsaved_ticks=ticks + 100, backlog_chunk=chunk)
+        for i in range(ticks):
+            ts = start + timedelta(seconds=i)
+            producer._keep([(metric.id, float(i), ts) for metric in metrics])
+        live_since = datetime.now(UTC)
+        drained = 0
+        while producer.unsaved_values:
+            stored = await producer.tick()
+            drained += 1
+            # Each tick: its own values and the next chunk of the backlog, oldest first.
+            assert stored == chunk + len(metrics)
+            assert await _stored(pool, live_since, datetime.now(UTC)) == drained * len(metrics)
+            assert await _stored(pool, start, live_since) == drained * chunk
+    assert drained == ticks * len(metrics) // chunk
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT count(*), count(DISTINCT (metric_id, ts)) FROM metric_values WHERE ts < %s", (live_since,)
+        )
+        assert await cur.fetchone() == (ticks * len(metrics), ticks * len(metrics))
+        # Stored oldest first: in id order, no kept value is older than the one before it.
+        await cur.execute(
+            "SELECT count(*) FROM (SELECT ts < lag(ts) OVER (ORDER BY id) AS back FROM metric_values"
+            " WHERE ts < %s) v WHERE back",
+            (live_since,),
+        )
+        assert await cur.fetchone() == (0,)
