@@ -4,6 +4,7 @@ backlog after an outage, a stalled worker whose dashboards were taken over."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 from common import db
 from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child
+from worker.leases import Leases
 from worker.tick import Producer
 
 
@@ -102,3 +104,82 @@ async def test_a_million_kept_values_drain_in_chunks_while_live_ticks_go_on(pool
             (live_since,),
         )
         assert await cur.fetchone() == (0,)
+
+
+async def test_a_stale_lease_token_stores_nothing_after_a_takeover(settings, pool):
+    dashboard = await db.create_dashboard(pool, "D", "d")
+    metric = await db.create_metric(pool, dashboard.id, "hits", "gauge", "u", "")
+    stale, fresh = Leases(settings.database_url, 0.1), Leases(settings.database_url, 0.1)
+    try:
+        await stale.refresh()
+        async with stale.hold() as before:
+            assert before.dashboards == {dashboard.id}
+        # `stale` stops renewing (paused); its lease expires and `fresh` takes it.
+        await asyncio.sleep(stale.lease_seconds + 0.2)
+        await fresh.refresh()
+        assert fresh.held == {dashboard.id}
+        now = datetime.now(UTC)
+        assert await db.insert_values(pool, [(metric.id, 1.0, now)], fence=before.tokens) == []
+        async with fresh.hold() as after:
+            stored = await db.insert_values(pool, [(metric.id, 2.0, now)], fence=after.tokens)
+        assert [v.value for v in stored] == [2.0]
+        # Waking up, `stale` finds the lease gone rather than renewing it.
+        await stale.refresh()
+        assert stale.held == set()
+    finally:
+        await stale.close()
+        await fresh.close()
+
+
+async def _holders(pool) -> dict[str, set[int]]:
+    by_worker: dict[str, set[int]] = {}
+    for dashboard_id, worker in (await db.dashboard_leases(pool)).items():
+        by_worker.setdefault(worker, set()).add(dashboard_id)
+    return by_worker
+
+
+async def _until(pool, condition, within: float) -> dict[str, set[int]]:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition(held := await _holders(pool)):
+        assert asyncio.get_running_loop().time() < deadline, f"leases now: {held}"
+        await asyncio.sleep(0.05)
+    return held
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_paused_worker_stores_nothing_after_its_dashboards_were_taken_over(settings, pool):
+    interval = 0.2
+    dashboards = [await db.create_dashboard(pool, f"D{i}", f"d{i}") for i in range(4)]
+    metrics = [await db.create_metric(pool, d.id, "hits", "counter", "req", "") for d in dashboards]
+    command = _worker(settings, "--interval", str(interval), "--lease-interval", "0.5")
+    with child(command) as first, child(command) as second:
+        balanced = await _until(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
+        await asyncio.sleep(1)
+        first.send_signal(signal.SIGSTOP)
+        paused_at = datetime.now(UTC)
+        # Past its lease (5 x 0.5 s): the other worker takes all four.
+        taken = await _until(pool, lambda held: sorted(map(len, held.values())) == [4], within=15)
+        taken_at = datetime.now(UTC)
+        await asyncio.sleep(1)
+        first.send_signal(signal.SIGCONT)
+        resumed_at = datetime.now(UTC)
+        await asyncio.sleep(3)
+        for worker in (first, second):
+            worker.terminate()
+            assert await asyncio.to_thread(worker.wait, 15) == 0
+    assert set(taken) <= set(balanced)
+    stored = await db.latest_values(pool, [m.id for m in metrics], 100_000)
+    for metric in metrics:
+        values = stored[metric.id]  # in id order, the order of their commits per metric
+        stamps = [v.ts for v in values]
+        # No (metric, tick) stored twice: two producers would interleave their ticks.
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+        assert min(gaps) > interval / 2, f"metric {metric.id}: produced twice"
+        # Nothing committed late: a paused tick's values landing after the
+        # takeover would be older than the values stored before them.
+        assert stamps == sorted(stamps)
+        assert all(b.value > a.value for a, b in itertools.pairwise(values))
+        # Taken over while the first was paused, and produced after it woke.
+        assert any(paused_at < ts < resumed_at and ts > taken_at - timedelta(seconds=1) for ts in stamps)
+        assert stamps[-1] > resumed_at

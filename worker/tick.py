@@ -88,7 +88,8 @@ class Producer:
         """
         if self._leases is None:
             return await self._tick(None)
-        # The leases cannot change hands while this tick stores and publishes.
+        # This worker's leases do not change while this tick stores and publishes;
+        # another worker's takeover is fenced off in the INSERT itself.
         async with self._leases.hold() as ownership:
             return await self._tick(ownership)
 
@@ -124,6 +125,7 @@ class Producer:
                 {metric.id: metric for metric in self._metrics},
                 pending,
                 on_publish_error=self.metrics.backend_error,
+                fence=None if ownership is None else ownership.tokens,
             )
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
@@ -131,7 +133,10 @@ class Producer:
             self.metrics.unsaved_values.set(self.unsaved_values)
             return 0
         if len(stored) < len(pending):
-            log.info("%d value(s) not stored: their metric was deleted meanwhile", len(pending) - len(stored))
+            log.info(
+                "%d value(s) not stored: their metric was deleted or their dashboard taken over meanwhile",
+                len(pending) - len(stored),
+            )
         self._forget(len(backlog))
         if self._unsaved:
             log.info("stored %d kept value(s), %d still to store", len(backlog), self.unsaved_values)

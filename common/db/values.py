@@ -75,12 +75,19 @@ async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, 
     return {metric_id: values[-1].value for metric_id, values in latest.items() if values}
 
 
-async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
+async def insert_values(
+    pool: aiopg.Pool,
+    values: Sequence[tuple[int, float, datetime]],
+    *,
+    fence: Mapping[int, int] | None = None,
+) -> list[MetricValue]:
     """Store (metric_id, value, ts) rows in one statement and one transaction.
 
     Rows whose metric no longer exists are left out (deleted meanwhile: its
-    values would go with it anyway). Returns the stored rows once committed,
-    in the order given.
+    values would go with it anyway). With a `fence` ({dashboard id: lease
+    token}, a worker's), so are the rows of dashboards whose lease no longer
+    carries that token (worker/leases.py). Returns the stored rows once
+    committed, in the order given.
     """
     if not values:
         return []
@@ -98,12 +105,17 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
         if ts not in texts:
             texts[ts] = f'"{ts.isoformat()}"'
     stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
-    distinct = sorted({int(metric_id) for metric_id, _, _ in values})
+    params = {
+        "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
+        "ids": metric_ids,
+        "values": numbers,
+        "ts": stamps,
+        "dashboards": list(fence or {}),
+        "tokens": list((fence or {}).values()),
+    }
     async with pool.acquire() as conn, conn.cursor() as cur:
         # One multi-row INSERT: a single round trip and commit per tick.
-        await cur.execute(
-            _INSERT_VALUES, {"metrics": distinct, "ids": metric_ids, "values": numbers, "ts": stamps}
-        )
+        await cur.execute(_INSERT_VALUES if fence is None else _INSERT_FENCED_VALUES, params)
         rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
@@ -115,10 +127,19 @@ async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, dat
 # commit, then takes the new values with it. Locked in id order, as a
 # dashboard's DELETE cascades, so the two rarely deadlock. The ordinality
 # keeps the rows, and so their ids, in the order given.
-_INSERT_VALUES = (
-    "WITH live AS MATERIALIZED ("
-    "  SELECT id FROM metrics WHERE id = ANY(%(metrics)s::bigint[]) ORDER BY id FOR KEY SHARE"
-    ")"
+_LIVE_METRICS = "SELECT id FROM metrics WHERE id = ANY(%(metrics)s::bigint[]) ORDER BY id FOR KEY SHARE"
+# Fenced, `live` also locks the lease rows (FOR SHARE, which a takeover's
+# UPDATE waits for) and keeps only the metrics whose lease still has the
+# token given: a takeover committed first leaves these rows out, one coming
+# later waits for this commit. Either way no value lands after a takeover.
+_FENCED_LIVE_METRICS = (
+    "SELECT m.id FROM metrics m"
+    " JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
+    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "  ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
+    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l"
+)
+_INSERT_LIVE = (
     " INSERT INTO metric_values (metric_id, value, ts)"
     " SELECT r.metric_id, r.value, r.ts"
     " FROM unnest(%(ids)s::bigint[], %(values)s::double precision[], %(ts)s::timestamptz[])"
@@ -126,6 +147,8 @@ _INSERT_VALUES = (
     " WHERE r.metric_id IN (SELECT id FROM live) ORDER BY r.n"
     " RETURNING id, metric_id, value, ts"
 )
+_INSERT_VALUES = f"WITH live AS MATERIALIZED ({_LIVE_METRICS}){_INSERT_LIVE}"
+_INSERT_FENCED_VALUES = f"WITH live AS MATERIALIZED ({_FENCED_LIVE_METRICS}){_INSERT_LIVE}"
 
 
 # Rows per export query: a few hundred kilobytes in memory at a time.
