@@ -31,11 +31,13 @@ async def store_and_publish(
     metrics: Mapping[int, db.Metric],
     rows: Sequence[tuple[int, float, datetime]],
     on_publish_error: Callable[[Exception], None] | None = None,
+    fence: Mapping[int, int] | None = None,
 ) -> list[db.MetricValue]:
-    """Store (metric_id, value, ts) rows in one transaction, then publish them:
-    one message per dashboard. `metrics` must hold every metric named in rows.
-    A failed publish is logged and passed to `on_publish_error` (for counting)."""
-    stored = await db.insert_values(pool, rows)
+    """Store (metric_id, value, ts) rows in one transaction, then publish those
+    stored: one message per dashboard. `metrics` must hold every metric named in
+    rows; `fence` is a worker's lease tokens (db.insert_values). A failed publish
+    is logged and passed to `on_publish_error` (for counting)."""
+    stored = await db.insert_values(pool, rows, fence=fence)
     await publish_stored(pool, redis_client, channels, metrics, stored, on_publish_error)
     return stored
 

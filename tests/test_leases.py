@@ -14,7 +14,7 @@ import pytest
 from common import db
 from common.sources import RANDOM
 from tests.processes import child
-from worker.leases import Leases
+from worker.leases import LEASE_SESSION_NAME, Leases
 
 # What docs/scaling.md promises for a worker that dies (default settings).
 FAILOVER_SECONDS = 15
@@ -69,9 +69,12 @@ async def test_a_lost_lease_session_keeps_values_but_stores_none_until_it_is_bac
         await leases.refresh()
         async with leases.hold() as before:
             assert before.confirmed and before.gained == {m.dashboard_id for m in metrics}
-        holder = next(iter((await db.dashboard_leases(pool)).values()))
         async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT pg_terminate_backend(%s)", (holder,))
+            await cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname = current_database()",
+                (LEASE_SESSION_NAME,),
+            )
         async with leases.hold() as during:
             # Still producing for the same dashboards, but storing nothing.
             assert not during.confirmed and during.dashboards == before.dashboards
@@ -83,10 +86,10 @@ async def test_a_lost_lease_session_keeps_values_but_stores_none_until_it_is_bac
         await leases.close()
 
 
-async def _leases_by_holder(pool) -> dict[int, set[int]]:
+async def _leases_by_holder(pool) -> dict[str, set[int]]:
     by_holder: dict[int, set[int]] = {}
-    for dashboard_id, pid in (await db.dashboard_leases(pool)).items():
-        by_holder.setdefault(pid, set()).add(dashboard_id)
+    for dashboard_id, worker in (await db.dashboard_leases(pool)).items():
+        by_holder.setdefault(worker, set()).add(dashboard_id)
     return by_holder
 
 

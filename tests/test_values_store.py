@@ -36,3 +36,13 @@ async def test_a_thousand_values_in_one_call_keep_their_order(pool, make_dashboa
     rows = [(metrics[i % 10].id, i / 7, now + timedelta(microseconds=i)) for i in range(1000)]
     stored = await db.insert_values(pool, rows)
     assert [(v.metric_id, v.value, v.ts) for v in stored] == rows
+
+
+async def test_rows_of_a_deleted_metric_are_left_out_and_the_rest_stored(pool, make_dashboard, make_metric):
+    ops = await make_dashboard("ops")
+    kept, gone = await make_metric(ops, "kept"), await make_metric(ops, "gone")
+    await db.delete_metric(pool, ops.id, gone.id)
+    now = datetime.now(UTC)
+    rows = [(gone.id, 1.0, now), (kept.id, 2.0, now), (gone.id, 3.0, now), (kept.id, 4.0, now)]
+    stored = await db.insert_values(pool, rows)
+    assert [(v.metric_id, v.value) for v in stored] == [(kept.id, 2.0), (kept.id, 4.0)]

@@ -1,19 +1,23 @@
 """Which dashboards this worker produces values for, shared out through PostgreSQL.
 
-Each dashboard has a lease: a session-level advisory lock held on a dedicated
-connection named `dashboard-worker`. Every `check_interval` seconds a worker
-counts the lease sessions on its database (pg_stat_activity), gives up leases
-beyond its fair share (ceil(dashboards / workers)) and takes free ones up to
-it. When a worker dies its session ends, PostgreSQL frees its locks at once
-(or, if its host vanished, after the session's TCP keepalives give up: 8 s),
-and the others take them at their next check.
+Each dashboard has a lease: a row in `dashboard_leases` naming its worker, a
+fencing token and when it expires (LEASE_CHECKS check intervals after its last
+renewal). Every `check_interval` seconds a worker, on a dedicated connection
+named `dashboard-worker`, renews its leases, counts the lease sessions on its
+database (pg_stat_activity), gives up leases beyond its fair share
+(ceil(dashboards / workers)) and takes free or expired ones up to it, each
+with a new token. A worker that stops renewing (dead, paused, frozen) loses
+its dashboards to the others once its leases expire; a lease session silent
+for as long is no longer counted either.
 
-A worker stores a dashboard's values only in a tick that began by confirming
-its lease session is alive, and lease changes wait for the tick in progress:
-two workers never store values for the same dashboard at once. While the lease
-session is lost (PostgreSQL restarting), the worker keeps producing for what
-it held and stores those values once it holds the leases again; values of a
-dashboard that another worker took meanwhile are dropped.
+The token is the fence: a tick stores values only where the lease row still
+carries the token this worker got, checked and locked in the INSERT itself
+(common/db/values.py), so a worker that wakes up after a takeover stores
+nothing for the dashboards it lost, and a takeover waits for an INSERT that
+holds the old token. While the lease session is lost (PostgreSQL restarting),
+the worker keeps producing for what it held and stores those values once it
+holds the leases again; values of a dashboard that another worker took
+meanwhile are dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,21 +40,27 @@ log = logging.getLogger(__name__)
 
 # The lease sessions' application_name: workers count each other by it.
 LEASE_SESSION_NAME = "dashboard-worker"
-# Seconds between lease checks: a dead worker's dashboards move within this
-# (plus 8 s of keepalives when its whole host vanished).
+# Seconds between lease checks.
 DEFAULT_CHECK_INTERVAL = 2.0
+# A lease lasts this many check intervals past its last renewal: a worker may
+# miss a few checks (a slow tick holds them up) before another takes over; a
+# dead worker's dashboards move within this many plus one.
+LEASE_CHECKS = 5
 
 Row = tuple[int, float, datetime]
 
 
 @dataclass(frozen=True)
 class Ownership:
-    """What one tick may do: produce values for `dashboards`; store them only if `confirmed`."""
+    """What one tick may do: produce values for `dashboards`; store them only if
+    `confirmed`, and only where the lease still has the token in `tokens`."""
 
     dashboards: frozenset[int]
     confirmed: bool
     # Taken over since the previous tick: its counters continue from the stored values.
     gained: frozenset[int]
+    # {dashboard id: fencing token} of the leases held (empty unless confirmed).
+    tokens: Mapping[int, int]
 
     def metrics(self, metrics: Iterable[db.Metric]) -> list[db.Metric]:
         return [metric for metric in metrics if metric.dashboard_id in self.dashboards]
@@ -65,8 +76,11 @@ class Leases:
     def __init__(self, dsn: str, check_interval: float = DEFAULT_CHECK_INTERVAL) -> None:
         self._dsn = dsn
         self.check_interval = check_interval
+        self.lease_seconds = check_interval * LEASE_CHECKS
+        # Names this worker's lease rows; a new one each run.
+        self._worker = str(uuid.uuid4())
         self._session: aiopg.Connection | None = None
-        self._held: set[int] = set()
+        self._held: dict[int, int] = {}
         # What was held when the session was lost: produced for meanwhile, taken back first.
         self._remembered: frozenset[int] = frozenset()
         self._handed_out: frozenset[int] = frozenset()
@@ -114,26 +128,32 @@ class Leases:
             dashboards = frozenset(self._held) if confirmed else self._remembered
             gained = dashboards - self._handed_out
             self._handed_out = dashboards
-            yield Ownership(dashboards, confirmed, gained)
+            yield Ownership(dashboards, confirmed, gained, dict(self._held) if confirmed else {})
 
     async def close(self) -> None:
-        """End the lease session: the other workers take its dashboards at their next check."""
+        """Give up the leases and end the session: the other workers take the
+        dashboards at their next check."""
         async with self._lock:
             if self._session is not None:
+                with suppress(*db.UNAVAILABLE):
+                    await db.release_dashboards(self._session, self._worker, list(self._held))
                 self._session.close()
                 self._session = None
             self._held.clear()
 
     async def _rebalance(self, session: aiopg.Connection) -> None:
-        workers, dashboards = await db.lease_census(session, LEASE_SESSION_NAME)
+        renewed = await db.renew_leases(session, self._worker, self.lease_seconds)
+        if lost := self._held.keys() - renewed.keys():
+            log.warning("leases of %d dashboard(s) taken over or deleted: %s", len(lost), sorted(lost))
+        self._held = renewed
+        workers, dashboards = await db.lease_census(session, LEASE_SESSION_NAME, self.lease_seconds)
         share = math.ceil(len(dashboards) / max(workers, 1))
-        existing = set(dashboards)
-        kept = sorted(self._held & existing)
-        # Deleted dashboards, then the newest beyond the share, go back.
-        release = (self._held - existing) | set(kept[share:])
+        # The newest beyond the share go back.
+        release = set(sorted(self._held)[share:])
         if release:
-            await db.release_dashboards(session, sorted(release))
-            self._held -= release
+            await db.release_dashboards(session, self._worker, sorted(release))
+            for dashboard_id in release:
+                del self._held[dashboard_id]
         wanted = share - len(self._held)
         if wanted > 0:
             free = [d for d in dashboards if d not in self._held]
@@ -142,7 +162,9 @@ class Leases:
             # the same ids (a lost race only costs a try).
             start = self._rng.randrange(len(free))
             candidates = sorted(free[start:] + free[:start], key=lambda d: d not in self._remembered)
-            self._held |= await db.try_lease_dashboards(session, candidates, wanted)
+            self._held.update(
+                await db.try_lease_dashboards(session, self._worker, candidates, wanted, self.lease_seconds)
+            )
         if release or wanted > 0:
             log.debug("leases: %d of %d dashboards, %d worker(s)", len(self._held), len(dashboards), workers)
         self._remembered = frozenset(self._held)

@@ -1,7 +1,8 @@
 """One tick: a value for every generated metric (never a pushed one), stored in
 one statement, then published (common/ingest.py: only after PostgreSQL committed
-them). While PostgreSQL is away the values wait in a bounded buffer and are
-stored, then published, when it is back.
+them). While PostgreSQL is away the values wait in a bounded buffer; when it is
+back, each tick stores its own values with at most one chunk of that backlog,
+oldest first, until it is empty.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from datetime import UTC, datetime
 
 import aiopg
 import psycopg2
-import psycopg2.errors
 from redis.asyncio import Redis
 
 from common import db
@@ -30,14 +30,22 @@ log = logging.getLogger(__name__)
 
 # One hour of values at the default 5 s interval.
 DEFAULT_UNSAVED_TICKS = 720
+# Backlog rows stored with one tick: one INSERT of them takes well under the
+# pool's 10 s timeout, so a long outage's backlog drains instead of timing out
+# (and being retried, or committed after the worker gave up, forever).
+BACKLOG_CHUNK = 50_000
+
+Row = tuple[int, float, datetime]
 
 
 class Producer:
     """Produces values tick after tick, remembering each counter's last value.
 
     While the database is unreachable, each tick's values are kept (up to
-    `max_unsaved_ticks` ticks, the oldest dropped first) and written, then
-    published, with the first tick that reaches the database again.
+    `max_unsaved_ticks` ticks, the oldest dropped first). Once it is back,
+    every tick stores, then publishes, its own values and the oldest
+    `backlog_chunk` kept ones, in one transaction, until none are left: live
+    values never wait behind the backlog.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class Producer:
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
         leases: Leases | None = None,
         metrics: WorkerMetrics | None = None,
+        backlog_chunk: int = BACKLOG_CHUNK,
     ) -> None:
         self.metrics = metrics or WorkerMetrics()
         self._pool = pool
@@ -57,8 +66,10 @@ class Producer:
         self._sources = Sources(rng or random.Random())
         self._last: dict[int, float] = {}
         self._metrics: list[db.Metric] = []
-        self._unsaved: deque[list[tuple[int, float, datetime]]] = deque()
+        # Oldest tick first; the newest is the tick in progress.
+        self._unsaved: deque[list[Row]] = deque()
         self._max_unsaved = max_unsaved_ticks
+        self._backlog_chunk = backlog_chunk
         # None: every dashboard is this worker's (a one-off `tick`).
         self._leases = leases
 
@@ -72,13 +83,14 @@ class Producer:
         return sum(len(rows) for rows in self._unsaved)
 
     async def tick(self) -> int:
-        """Produce one value per metric, store everything unsaved, publish it.
+        """Produce one value per metric, store it with the oldest kept ones, publish them.
 
         Returns how many values were stored (0 while the database is down).
         """
         if self._leases is None:
             return await self._tick(None)
-        # The leases cannot change hands while this tick stores and publishes.
+        # This worker's leases do not change while this tick stores and publishes;
+        # another worker's takeover is fenced off in the INSERT itself.
         async with self._leases.hold() as ownership:
             return await self._tick(ownership)
 
@@ -101,9 +113,10 @@ class Producer:
             if not self._metrics:
                 raise  # nothing known to produce values for
         self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
+        backlog = self._oldest_backlog()
         listed = {metric.id for metric in self._metrics}
         # A metric switched to `push` since its values were kept gets none of them.
-        pending = [row for rows in self._unsaved for row in rows if row[0] in listed]
+        pending = [row for row in backlog + self._unsaved[-1] if row[0] in listed]
         if ownership is not None:
             if not ownership.confirmed:
                 return 0  # kept until this worker holds its leases again
@@ -117,18 +130,22 @@ class Producer:
                 {metric.id: metric for metric in self._metrics},
                 pending,
                 on_publish_error=self.metrics.backend_error,
+                fence=None if ownership is None else ownership.tokens,
             )
-        except psycopg2.errors.ForeignKeyViolation:
-            log.error("dropping %d unsaved value(s): their metric was deleted meanwhile", len(pending))
-            self._unsaved.clear()
-            return 0
         except db.UNAVAILABLE as exc:
-            log.warning("database unavailable, %d value(s) kept for later: %s", len(pending), exc)
+            log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
             self.metrics.backend_error(exc)
-            self.metrics.unsaved_values.set(len(pending))
+            self.metrics.unsaved_values.set(self.unsaved_values)
             return 0
-        self._unsaved.clear()
-        self.metrics.unsaved_values.set(0)
+        if len(stored) < len(pending):
+            log.info(
+                "%d value(s) not stored: their metric was deleted or their dashboard taken over meanwhile",
+                len(pending) - len(stored),
+            )
+        self._forget(len(backlog))
+        if self._unsaved:
+            log.info("stored %d kept value(s), %d still to store", len(backlog), self.unsaved_values)
+        self.metrics.unsaved_values.set(self.unsaved_values)
         self.metrics.values_stored.inc(len(stored))
         return len(stored)
 
@@ -138,13 +155,32 @@ class Producer:
         listed = {metric.id for metric in self._metrics}
         self._last = {metric_id: value for metric_id, value in self._last.items() if metric_id in listed}
 
-    def _produce(self, metrics: list[db.Metric]) -> list[tuple[int, float, datetime]]:
+    def _oldest_backlog(self) -> list[Row]:
+        """The oldest kept rows before the tick in progress, at most `backlog_chunk`."""
+        chunk: list[Row] = []
+        for index in range(len(self._unsaved) - 1):
+            chunk.extend(self._unsaved[index][: self._backlog_chunk - len(chunk)])
+            if len(chunk) >= self._backlog_chunk:
+                break
+        return chunk
+
+    def _forget(self, backlog_rows: int) -> None:
+        """Drop the tick in progress and the oldest `backlog_rows` kept rows: stored."""
+        self._unsaved.pop()
+        while backlog_rows:
+            oldest = self._unsaved[0]
+            if len(oldest) > backlog_rows:
+                self._unsaved[0] = oldest[backlog_rows:]
+                return
+            backlog_rows -= len(self._unsaved.popleft())
+
+    def _produce(self, metrics: list[db.Metric]) -> list[Row]:
         now = datetime.now(UTC)
         values = self._sources.produce(metrics, self._last)
         self._last.update(values)
         return [(metric_id, value, now) for metric_id, value in values.items()]
 
-    def _keep(self, rows: list[tuple[int, float, datetime]]) -> None:
+    def _keep(self, rows: list[Row]) -> None:
         if len(self._unsaved) >= self._max_unsaved:
             dropped = self._unsaved.popleft()
             log.error("unsaved buffer full: dropped the oldest tick's %d value(s)", len(dropped))

@@ -58,12 +58,12 @@ from common.db.dashboards import (
     update_dashboard,
 )
 from common.db.leases import (
-    LEASE_LOCK_CLASS,
     dashboard_leases,
     lease_census,
     open_lease_session,
     ping_session,
     release_dashboards,
+    renew_leases,
     try_lease_dashboards,
 )
 from common.db.metrics import (
@@ -145,7 +145,6 @@ __all__ = [
     "DEFAULT_PARTITION",
     "EDITOR",
     "EXPORT_BATCH",
-    "LEASE_LOCK_CLASS",
     "MAX_RETENTION_DAYS",
     "METRIC_TYPES",
     "PREFERENCE_RANGES",
@@ -236,6 +235,7 @@ __all__ = [
     "ping_session",
     "release_dashboards",
     "remove_member",
+    "renew_leases",
     "reorder_metrics",
     "revoke_api_token",
     "roll_up_values",

@@ -1,4 +1,4 @@
-"""Worker leases: session-level advisory locks, one per dashboard."""
+"""Worker leases: one row per leased dashboard, with a fencing token (migration 0009)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,13 @@ from collections.abc import Sequence
 
 import aiopg
 
-# Worker leases: session-level advisory locks, one per dashboard, held on a
-# dedicated connection (no schema: PostgreSQL frees them when the session ends).
-
-# The advisory-lock namespace (first key of the two-key form) of dashboard leases.
-LEASE_LOCK_CLASS = 0x64617368  # "dash"
 # Server-side TCP keepalives on the lease session: PostgreSQL ends the session of
-# a worker whose host vanished (and so frees its leases) after 4 + 2 x 2 = 8 s of silence.
+# a worker whose host vanished after 4 + 2 x 2 = 8 s of silence.
 _LEASE_SESSION_OPTIONS = "-c tcp_keepalives_idle=4 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=2"
-# The second key is an int4: ids beyond 2^31 share a lock with one 2^31 apart.
-_LEASE_KEY = "(id %% 2147483648)::int"
 
 
 async def open_lease_session(dsn: str, application_name: str) -> aiopg.Connection:
-    """A connection of its own for holding leases, named so workers can count each other."""
+    """A connection of its own for the worker's leases, named so workers can count each other."""
     return await aiopg.connect(
         dsn,
         timeout=5,  # per statement: a lost lease session shows up within a tick
@@ -32,39 +25,79 @@ async def open_lease_session(dsn: str, application_name: str) -> aiopg.Connectio
     )
 
 
-async def lease_census(conn: aiopg.Connection, application_name: str) -> tuple[int, list[int]]:
-    """(lease sessions connected to this database, every dashboard id), in one round trip."""
+async def lease_census(
+    conn: aiopg.Connection, application_name: str, seconds: float
+) -> tuple[int, list[int]]:
+    """(lease sessions on this database that ran a statement in the last `seconds`,
+    every dashboard id), in one round trip.
+
+    A stalled worker's session stays open (its kernel still answers the
+    keepalives) but goes quiet: it stops being counted, so the others' fair
+    shares grow to take its dashboards once their leases expire.
+    """
     async with conn.cursor() as cur:
         await cur.execute(
             "SELECT (SELECT count(*) FROM pg_stat_activity"
-            "        WHERE application_name = %s AND datname = current_database()),"
+            "        WHERE application_name = %s AND datname = current_database()"
+            "        AND state_change > now() - %s * interval '1 second'),"
             " ARRAY(SELECT id FROM dashboards ORDER BY id)",
-            (application_name,),
+            (application_name, seconds),
         )
         workers, dashboard_ids = await cur.fetchone()
     return workers, list(dashboard_ids)
 
 
-async def try_lease_dashboards(conn: aiopg.Connection, dashboard_ids: Sequence[int], limit: int) -> set[int]:
-    """Take the leases of up to `limit` of these dashboards that nobody holds, in the order given."""
-    if limit <= 0 or not dashboard_ids:
-        return set()
+async def renew_leases(conn: aiopg.Connection, worker: str, seconds: float) -> dict[int, int]:
+    """Extend every lease this worker still holds by `seconds`: {dashboard id: token}.
+
+    One that expired but nobody took is still this worker's: its token never
+    changed, so no one else stored values for it meanwhile.
+    """
     async with conn.cursor() as cur:
-        # No ORDER BY: LIMIT stops the scan, so no lock is taken beyond `limit`.
         await cur.execute(
-            "SELECT id FROM unnest(%s::bigint[]) AS d(id)"
-            f" WHERE pg_try_advisory_lock(%s, {_LEASE_KEY}) LIMIT %s",
-            (list(dashboard_ids), LEASE_LOCK_CLASS, limit),
+            "UPDATE dashboard_leases SET expires_at = now() + %s * interval '1 second'"
+            " WHERE worker = %s::uuid RETURNING dashboard_id, token",
+            (seconds, worker),
         )
-        return {row[0] for row in await cur.fetchall()}
+        return dict(await cur.fetchall())
 
 
-async def release_dashboards(conn: aiopg.Connection, dashboard_ids: Sequence[int]) -> None:
-    """Give up the leases of these dashboards (held by this session)."""
+async def try_lease_dashboards(
+    conn: aiopg.Connection, worker: str, dashboard_ids: Sequence[int], limit: int, seconds: float
+) -> dict[int, int]:
+    """Take up to `limit` of these dashboards whose lease is free or expired, in the
+    order given, for `seconds`: {dashboard id: its new token}."""
+    if limit <= 0 or not dashboard_ids:
+        return {}
+    async with conn.cursor() as cur:
+        # A new token on every change of hands: the previous holder's values no
+        # longer match it (common/db/values.py). Of two workers taking the same
+        # lease at once, the second finds it no longer expired and skips it.
+        await cur.execute(
+            "WITH free AS ("
+            "  SELECT d.id FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS d(id, n)"
+            "  JOIN dashboards ON dashboards.id = d.id"
+            "  LEFT JOIN dashboard_leases l ON l.dashboard_id = d.id"
+            "  WHERE l.dashboard_id IS NULL OR l.expires_at < now() ORDER BY d.n LIMIT %(limit)s"
+            ")"
+            " INSERT INTO dashboard_leases (dashboard_id, worker, token, expires_at)"
+            " SELECT id, %(worker)s::uuid, nextval('dashboard_lease_token_seq'),"
+            "  now() + %(seconds)s * interval '1 second' FROM free"
+            " ON CONFLICT (dashboard_id) DO UPDATE"
+            "  SET worker = excluded.worker, token = excluded.token, expires_at = excluded.expires_at"
+            "  WHERE dashboard_leases.expires_at < now()"
+            " RETURNING dashboard_id, token",
+            {"ids": list(dashboard_ids), "limit": limit, "worker": worker, "seconds": seconds},
+        )
+        return dict(await cur.fetchall())
+
+
+async def release_dashboards(conn: aiopg.Connection, worker: str, dashboard_ids: Sequence[int]) -> None:
+    """Give up these dashboards' leases, where this worker still holds them."""
     async with conn.cursor() as cur:
         await cur.execute(
-            f"SELECT pg_advisory_unlock(%s, {_LEASE_KEY}) FROM unnest(%s::bigint[]) AS d(id)",
-            (LEASE_LOCK_CLASS, list(dashboard_ids)),
+            "DELETE FROM dashboard_leases WHERE worker = %s::uuid AND dashboard_id = ANY(%s::bigint[])",
+            (worker, list(dashboard_ids)),
         )
 
 
@@ -74,13 +107,8 @@ async def ping_session(conn: aiopg.Connection) -> None:
         await cur.execute("SELECT 1")
 
 
-async def dashboard_leases(pool: aiopg.Pool) -> dict[int, int]:
-    """Who holds which dashboard's lease now: {dashboard id: backend pid} (operators, tests)."""
+async def dashboard_leases(pool: aiopg.Pool) -> dict[int, str]:
+    """Who holds which dashboard's lease now: {dashboard id: worker id} (operators, tests)."""
     async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT d.id, l.pid FROM pg_locks l JOIN dashboards d ON l.objid::bigint = d.id %% 2147483648"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objsubid = 2"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LEASE_LOCK_CLASS,),
-        )
-        return {row[0]: row[1] for row in await cur.fetchall()}
+        await cur.execute("SELECT dashboard_id, worker::text FROM dashboard_leases WHERE expires_at >= now()")
+        return dict(await cur.fetchall())

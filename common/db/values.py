@@ -79,15 +79,24 @@ async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, 
     return {metric_id: values[-1].value for metric_id, values in latest.items() if values}
 
 
-async def insert_values(pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
+async def insert_values(
+    pool: aiopg.Pool,
+    values: Sequence[tuple[int, float, datetime]],
+    *,
+    fence: Mapping[int, int] | None = None,
+) -> list[MetricValue]:
     """Store (metric_id, value, ts) rows in one statement and one transaction.
 
-    Returns the stored rows once committed, in the order given.
+    Rows whose metric no longer exists are left out (deleted meanwhile: its
+    values would go with it anyway). With a `fence` ({dashboard id: lease
+    token}, a worker's), so are the rows of dashboards whose lease no longer
+    carries that token (worker/leases.py). Returns the stored rows once
+    committed, in the order given.
     """
     if not values:
         return []
     async with pool.acquire() as conn, conn.cursor() as cur:
-        return await _insert(cur, values)
+        return await _insert(cur, values, fence)
 
 
 class CounterDecreases(ValueError):
@@ -199,7 +208,9 @@ _EARLIER = (
 )
 
 
-async def _insert(cur: aiopg.Cursor, values: Sequence[tuple[int, float, datetime]]) -> list[MetricValue]:
+async def _insert(
+    cur: aiopg.Cursor, values: Sequence[tuple[int, float, datetime]], fence: Mapping[int, int] | None = None
+) -> list[MetricValue]:
     # Each column goes as ONE array literal ('{1,2,3}'), still a parameter:
     # psycopg2 interpolates parameters client-side, and a Python list becomes
     # ARRAY[...] with a cast per element that PostgreSQL then parses one by
@@ -214,16 +225,49 @@ async def _insert(cur: aiopg.Cursor, values: Sequence[tuple[int, float, datetime
         if ts not in texts:
             texts[ts] = f'"{ts.isoformat()}"'
     stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
+    params = {
+        "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
+        "ids": metric_ids,
+        "values": numbers,
+        "ts": stamps,
+        "dashboards": list(fence or {}),
+        "tokens": list((fence or {}).values()),
+    }
     # One multi-row INSERT: a single round trip and commit per tick.
-    await cur.execute(
-        "INSERT INTO metric_values (metric_id, value, ts)"
-        " SELECT * FROM unnest(%s::bigint[], %s::double precision[], %s::timestamptz[])"
-        " RETURNING id, metric_id, value, ts",
-        (metric_ids, numbers, stamps),
-    )
+    await cur.execute(_INSERT_VALUES if fence is None else _INSERT_FENCED_VALUES, params)
     rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
+
+
+# `live` locks the named metrics that exist (FOR KEY SHARE, what the foreign
+# key check takes too): a DELETE committed before the lock drops its rows here
+# instead of failing the foreign key, and one coming after waits for this
+# commit, then takes the new values with it. Locked in id order, as a
+# dashboard's DELETE cascades, so the two rarely deadlock. The ordinality
+# keeps the rows, and so their ids, in the order given.
+_LIVE_METRICS = "SELECT id FROM metrics WHERE id = ANY(%(metrics)s::bigint[]) ORDER BY id FOR KEY SHARE"
+# Fenced, `live` also locks the lease rows (FOR SHARE, which a takeover's
+# UPDATE waits for) and keeps only the metrics whose lease still has the
+# token given: a takeover committed first leaves these rows out, one coming
+# later waits for this commit. Either way no value lands after a takeover.
+_FENCED_LIVE_METRICS = (
+    "SELECT m.id FROM metrics m"
+    " JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
+    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "  ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
+    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l"
+)
+_INSERT_LIVE = (
+    " INSERT INTO metric_values (metric_id, value, ts)"
+    " SELECT r.metric_id, r.value, r.ts"
+    " FROM unnest(%(ids)s::bigint[], %(values)s::double precision[], %(ts)s::timestamptz[])"
+    "  WITH ORDINALITY AS r(metric_id, value, ts, n)"
+    " WHERE r.metric_id IN (SELECT id FROM live) ORDER BY r.n"
+    " RETURNING id, metric_id, value, ts"
+)
+_INSERT_VALUES = f"WITH live AS MATERIALIZED ({_LIVE_METRICS}){_INSERT_LIVE}"
+_INSERT_FENCED_VALUES = f"WITH live AS MATERIALIZED ({_FENCED_LIVE_METRICS}){_INSERT_LIVE}"
 
 
 # Rows per export query: a few hundred kilobytes in memory at a time.
