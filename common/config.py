@@ -42,10 +42,16 @@ class Settings:
     # Client messages per second on one socket (sustained), and the burst above it.
     message_rate: float = 20.0
     message_burst: int = 60
-    # Failed logins allowed per username and per client address in the window.
-    login_failures_per_user: int = 5
+    # Login attempts per (username, address) before each further one waits
+    # (1 s, doubling, at most the window); failed logins per client address
+    # (an IPv6 /64) in the window (server/ratelimit.py).
+    login_attempts_before_backoff: int = 5
     login_failures_per_address: int = 50
     login_window_seconds: int = 15 * 60
+    # Password checks at once per server process (threads; 64 MiB each), and
+    # how many more may wait before a login is answered "busy" (503).
+    login_check_threads: int = 2
+    login_check_waiting: int = 8
     secure_cookies: bool = False
     # plain or json (common/logs.py); kept here so server processes spawned
     # by --workers log the same way as their parent.
