@@ -37,6 +37,15 @@ class Settings:
     session_check_interval: float = 30.0
     # Server WebSocket ping interval; a peer silent for 1.5x this is dropped.
     heartbeat_seconds: float = 25.0
+    # Seconds a client has to send a request's headers (from connecting, or
+    # from its first byte on an idle connection) and then its body; seconds an
+    # idle connection is kept (server/httplimits.py).
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    # Open connections (HTTP and WebSocket) on one server process; more are
+    # answered 503. Keep it below the file descriptor limit (LimitNOFILE).
+    max_connections_per_process: int = 20_000
     # Sockets one user may hold open on one server process.
     max_connections_per_user: int = 50
     # Client messages per second on one socket (sustained), and the burst above it.
