@@ -37,15 +37,30 @@ class Settings:
     session_check_interval: float = 30.0
     # Server WebSocket ping interval; a peer silent for 1.5x this is dropped.
     heartbeat_seconds: float = 25.0
+    # Seconds a client has to send a request's headers (from connecting, or
+    # from its first byte on an idle connection) and then its body; seconds an
+    # idle connection is kept (server/httplimits.py).
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    # Open connections (HTTP and WebSocket) on one server process; more are
+    # answered 503. Keep it below the file descriptor limit (LimitNOFILE).
+    max_connections_per_process: int = 20_000
     # Sockets one user may hold open on one server process.
     max_connections_per_user: int = 50
     # Client messages per second on one socket (sustained), and the burst above it.
     message_rate: float = 20.0
     message_burst: int = 60
-    # Failed logins allowed per username and per client address in the window.
-    login_failures_per_user: int = 5
+    # Login attempts per (username, address) before each further one waits
+    # (1 s, doubling, at most the window); failed logins per client address
+    # (an IPv6 /64) in the window (server/ratelimit.py).
+    login_attempts_before_backoff: int = 5
     login_failures_per_address: int = 50
     login_window_seconds: int = 15 * 60
+    # Password checks at once per server process (threads; 64 MiB each), and
+    # how many more may wait before a login is answered "busy" (503).
+    login_check_threads: int = 2
+    login_check_waiting: int = 8
     secure_cookies: bool = False
     # plain or json (common/logs.py); kept here so server processes spawned
     # by --workers log the same way as their parent.

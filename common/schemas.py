@@ -32,6 +32,8 @@ SERVER_ACTIONS = (
 # Bounds on a subscribe/unsubscribe request; a dashboard has far fewer metrics.
 MAX_IDS_PER_MESSAGE = 500
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
+# users.username's CHECK (migrations/0001_initial.sql): longer is never a user.
+USERNAME_MAX_LENGTH = 150
 # The time ranges a client may ask `history` for, in seconds.
 RANGES = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 # Personal preferences (common.db.THEMES, common.db.CHART_STYLES).
@@ -461,7 +463,7 @@ class MetricOrderSchema(Schema):
 class MemberAddSchema(Schema):
     """Body of POST /dashboards/{id}/members."""
 
-    username = TrimmedString(required=True, validate=validate.Length(min=1, max=150))
+    username = TrimmedString(required=True, validate=validate.Length(min=1, max=USERNAME_MAX_LENGTH))
     role = fields.String(load_default="viewer", validate=validate.OneOf(ROLES))
 
 

@@ -33,6 +33,7 @@ from server.keys import (
     DB_KEY,
     HUB_KEY,
     METRICS_KEY,
+    PASSWORD_GATE_KEY,
     READS_KEY,
     REDIS_KEY,
     SETTINGS_KEY,
@@ -41,6 +42,7 @@ from server.keys import (
 from server.metrics import ServerMetrics, errors_middleware
 from server.preferencespush import preferences_push_ctx
 from server.proxies import forwarded_middleware, parse_networks
+from server.ratelimit import PasswordGate
 from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
@@ -110,7 +112,16 @@ def create_app(settings: Settings) -> web.Application:
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
     app.cleanup_ctx.extend(
-        [db_ctx, redis_ctx, hub_ctx, heartbeat_ctx, registry_ctx, config_push_ctx, preferences_push_ctx]
+        [
+            db_ctx,
+            redis_ctx,
+            password_gate_ctx,
+            hub_ctx,
+            heartbeat_ctx,
+            registry_ctx,
+            config_push_ctx,
+            preferences_push_ctx,
+        ]
     )
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(add_security_headers)
@@ -142,6 +153,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await redis_client.aclose()
+
+
+async def password_gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    gate = PasswordGate(settings.login_check_threads, settings.login_check_waiting)
+    app[PASSWORD_GATE_KEY] = gate
+    yield
+    gate.close()
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from common.redisconn import RedisClient
 from server.configcache import ConfigCache
 from server.hub import Hub
 from server.metrics import ServerMetrics
+from server.ratelimit import PasswordGate
 from server.registry import SocketRegistry
 from server.sharedreads import SharedReads
 from server.websocket import WebSocket
@@ -36,6 +37,8 @@ PREFERENCE_LOCKS_KEY = web.AppKey("preference_locks", dict[int, asyncio.Lock])
 CONFIGS_KEY = web.AppKey("configs", ConfigCache)
 # History reads of sockets opening together, made once (server/sharedreads.py).
 READS_KEY = web.AppKey("reads", SharedReads)
+# Login password checks, off the event loop and bounded (server/ratelimit.py).
+PASSWORD_GATE_KEY = web.AppKey("password_gate", PasswordGate)
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

@@ -50,6 +50,15 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.password_checks = Counter(
+            "dashboard_password_checks", "Login passwords checked against their hash", registry=self.registry
+        )
+        self.login_refusals = Counter(
+            "dashboard_login_refusals",
+            "Logins refused before any password check: backoff, address or busy",
+            ["reason"],
+            registry=self.registry,
+        )
         self.backend_errors = Counter(
             "dashboard_backend_errors",
             "Errors talking to PostgreSQL or Redis",

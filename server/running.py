@@ -1,7 +1,8 @@
 """Running the server process: start, tell systemd, stop cleanly on a signal.
 
 Start-up: the app's cleanup contexts check the schema, the database and Redis;
-then the port is bound; only then is systemd told READY=1. On SIGTERM or
+then the port is bound (with the connection limits of server/httplimits.py);
+only then is systemd told READY=1. On SIGTERM or
 SIGINT the listening socket is closed first (no new connections), then every
 WebSocket is closed with 1001 so clients reconnect elsewhere, then handlers
 get `shutdown_timeout` seconds to finish before the resources close.
@@ -19,6 +20,8 @@ from contextlib import suppress
 from aiohttp import web
 
 from common.sdnotify import beat_forever, notify, run_watchdog
+from server.httplimits import GuardedSite
+from server.keys import SETTINGS_KEY
 from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ async def _serve(
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log_class=AccessLog)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        await GuardedSite(runner, host, port, app[SETTINGS_KEY], reuse_port=reuse_port).start()
         log.info("serving on http://%s:%d", host, port)
         # What exists now (modules, the app, its pools) lives as long as the
         # process: frozen, full garbage collections no longer walk it.

@@ -10,25 +10,34 @@ from marshmallow import ValidationError
 
 from common import db
 from common.events import Revocation
-from common.passwords import verify_password
-from common.schemas import DashboardEditSchema
+from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
-from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
+from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
-from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
+from server.ratelimit import (
+    LoginLimits,
+    PasswordGate,
+    client_address,
+    forgive_login,
+    login_failed,
+    reserve_login,
+)
 from server.registry import session_digest
 from server.revocation import revoke
 
 log = logging.getLogger(__name__)
 
 
-def too_many_attempts(window_seconds: int) -> str:
-    """The blocked login's message: how long to wait, as the Retry-After header says."""
-    minutes = max(1, -(-window_seconds // 60))
-    return f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+def too_many_attempts(wait_seconds: int) -> str:
+    """The refused login's message: how long to wait, as the Retry-After header says."""
+    if wait_seconds < 60:
+        amount, unit = wait_seconds, "second"
+    else:
+        amount, unit = -(-wait_seconds // 60), "minute"
+    return f"Too many failed logins. Try again in {amount} {unit}{'s' if amount != 1 else ''}."
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -47,29 +56,63 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "")))
+    # Before anything else: a name no user can have never reaches Redis or a hash.
+    if len(username) > USERNAME_MAX_LENGTH:
+        error = f"Username: at most {USERNAME_MAX_LENGTH} characters."
+        return await _login_answer(request, 400, error, next_url, "")
+    gate = request.app[PASSWORD_GATE_KEY]
+    if not gate.admit():
+        request.app[METRICS_KEY].login_refusals.labels(reason="busy").inc()
+        error = "Too many logins at once. Try again in a moment."
+        return await _login_answer(request, 503, error, next_url, username, retry_after=1)
+    try:
+        return await _check_login(request, gate, username, password, next_url)
+    finally:
+        gate.leave()
+
+
+async def _check_login(
+    request: web.Request, gate: PasswordGate, username: str, password: str, next_url: str
+) -> web.StreamResponse:
+    """Count the attempt, then check the password (in that order: see server/ratelimit.py)."""
     settings, redis_client = request.app[SETTINGS_KEY], request.app[REDIS_KEY]
-    address = request.remote or "unknown"
-    # Checked before the password, so a blocked guesser learns nothing more.
-    if await login_blocked(
-        redis_client, username, address, settings.login_failures_per_user, settings.login_failures_per_address
-    ):
-        error = too_many_attempts(settings.login_window_seconds)
-        context = await page_context(request, next=next_url, error=error, username=username)
-        response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
-        response.headers["Retry-After"] = str(settings.login_window_seconds)
-        return response
+    address = client_address(request.remote)
+    limits = LoginLimits(
+        settings.login_attempts_before_backoff,
+        settings.login_failures_per_address,
+        settings.login_window_seconds,
+    )
+    refused = await reserve_login(redis_client, username, address, limits)
+    if refused is not None:
+        request.app[METRICS_KEY].login_refusals.labels(reason=refused.reason).inc()
+        error = too_many_attempts(refused.retry_after)
+        return await _login_answer(request, 429, error, next_url, username, retry_after=refused.retry_after)
     credentials = await db.get_credentials(request.app[DB_KEY], username) if username else None
-    # Verified even for an unknown user, so both failures look and time the same.
-    valid = verify_password(credentials.password_hash if credentials else None, password)
+    # Checked even for an unknown user, so both failures look and time the same.
+    request.app[METRICS_KEY].password_checks.inc()
+    valid = await gate.verify(credentials.password_hash if credentials else None, password)
     if credentials is None or not valid:
-        await record_login_failure(redis_client, username, address, settings.login_window_seconds)
-        context = await page_context(
-            request, next=next_url, error="Invalid username or password.", username=username
-        )
-        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
-    await clear_login_failures(redis_client, username)
+        await login_failed(redis_client, username, address, limits)
+        return await _login_answer(request, 401, "Invalid username or password.", next_url, username)
+    await forgive_login(redis_client, username, address)
     await log_in(request, credentials.user)
     raise web.HTTPFound(next_url)
+
+
+async def _login_answer(
+    request: web.Request,
+    status: int,
+    error: str,
+    next_url: str,
+    username: str,
+    retry_after: int | None = None,
+) -> web.Response:
+    """The login page again, with what went wrong."""
+    context = await page_context(request, next=next_url, error=error, username=username)
+    response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -42,6 +42,7 @@ from server.frames import (
     pong_frame,
     text_frame,
 )
+from server.httplimits import ConnectionCap, GuardedRequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ def take_over(request: web.Request, socket: WebSocket) -> bool:
     if transport is None or transport.is_closing():
         return False
     transport.set_protocol(socket)
+    # The connection keeps its place in the process's cap (server/httplimits.py).
+    if isinstance(handler, GuardedRequestHandler):
+        socket.cap = handler.hand_over()
     # Detached before aiohttp's clean-up runs: with no transport it closes nothing.
     handler.transport = None
     handler.connection_lost(None)
@@ -106,6 +110,7 @@ class WebSocket(asyncio.Protocol):
         "_reader",
         "_task",
         "_waiting",
+        "cap",
         "closing",
         "last_heard",
         "ping_sent",
@@ -124,6 +129,8 @@ class WebSocket(asyncio.Protocol):
         self._closed: asyncio.Future[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.closing = False
+        # Given back when the connection ends (server/httplimits.py); None in the tests' app.
+        self.cap: ConnectionCap | None = None
         self.last_heard = time.monotonic()
         self.ping_sent = False
 
@@ -219,6 +226,9 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.transport = None
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
         self._reader = None
         self._waiting = None
         if self._close_timer is not None:

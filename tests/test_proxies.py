@@ -37,7 +37,7 @@ def proxied(settings):
         settings,
         trusted_proxies=("127.0.0.1/32",),
         login_failures_per_address=3,
-        login_failures_per_user=1000,
+        login_attempts_before_backoff=1000,
     )
 
 
@@ -62,7 +62,7 @@ async def test_the_rightmost_untrusted_hop_is_the_client(aiohttp_client, proxied
 
 async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(aiohttp_client, settings, make_user):
     await make_user("alice")
-    direct = replace(settings, login_failures_per_address=3, login_failures_per_user=1000)
+    direct = replace(settings, login_failures_per_address=3, login_attempts_before_backoff=1000)
     client = await aiohttp_client(create_app(direct))
     for forged in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
         assert await _login(client, forged, "wrong") == 401

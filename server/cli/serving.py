@@ -36,6 +36,13 @@ SESSION_CHECK_HELP = (
     "Seconds between re-checks of open sockets' sessions and memberships (expiry closes within this)."
 )
 MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (more get close 4429)."
+HEADER_TIMEOUT_HELP = "Seconds a client has to send a request's headers (slower ones are disconnected)."
+BODY_TIMEOUT_HELP = "Seconds a client has to send a request's body once its headers are in."
+KEEPALIVE_HELP = "Seconds an idle HTTP connection is kept open for its next request."
+MAX_PROCESS_CONNECTIONS_HELP = (
+    "Open connections (HTTP and WebSocket) per server process; more are answered 503. "
+    "Keep it below the file descriptor limit."
+)
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
 
 
@@ -105,6 +112,38 @@ def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, .
     show_default=True,
     help=MAX_CONNECTIONS_HELP,
 )
+@click.option(
+    "--header-timeout",
+    envvar="DASHBOARD_HEADER_TIMEOUT",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help=HEADER_TIMEOUT_HELP,
+)
+@click.option(
+    "--body-timeout",
+    envvar="DASHBOARD_BODY_TIMEOUT",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help=BODY_TIMEOUT_HELP,
+)
+@click.option(
+    "--keepalive-timeout",
+    envvar="DASHBOARD_KEEPALIVE_TIMEOUT",
+    type=click.FloatRange(0.1, 3600),
+    default=75.0,
+    show_default=True,
+    help=KEEPALIVE_HELP,
+)
+@click.option(
+    "--max-connections-per-process",
+    envvar="DASHBOARD_MAX_CONNECTIONS_PER_PROCESS",
+    type=click.IntRange(1, 1_000_000),
+    default=20_000,
+    show_default=True,
+    help=MAX_PROCESS_CONNECTIONS_HELP,
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -118,6 +157,10 @@ def run(
     workers: int,
     session_check_interval: float,
     max_connections_per_user: int,
+    header_timeout: float,
+    body_timeout: float,
+    keepalive_timeout: float,
+    max_connections_per_process: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -129,6 +172,10 @@ def run(
         client_buffer_bytes=client_buffer_bytes,
         session_check_interval=session_check_interval,
         max_connections_per_user=max_connections_per_user,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+        max_connections_per_process=max_connections_per_process,
     )
     _serve(settings, host, port, workers)
 
