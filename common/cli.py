@@ -1,16 +1,19 @@
-"""What both CLIs share: the connection options and running an async command."""
+"""What both CLIs share: the connection options, the config file, `config show`
+and running an async command."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from common.config import DEFAULT_DATA_DIR, Settings, check_database_url
+from common.config import DEFAULT_DATA_DIR, Settings, check_database_url, obscure_password
+from common.configfile import default_map
 from common.embedded import EmbeddedUnavailable, start_embedded
 from common.logs import LOG_FORMATS, configure_logging
 from common.redisconn import parse_redis_url
@@ -46,12 +49,45 @@ CHANNEL_PREFIX_HELP = (
     "must use the same."
 )
 LOG_FORMAT_HELP = "plain: lines for people; json: one JSON object per line, for log shippers."
+CONFIG_HELP = (
+    "TOML file of settings (flag names as keys; [server.run], [worker.run] for a command's own). "
+    "A flag or DASHBOARD_* variable wins over it. DASHBOARD_DATABASE_URL_FILE / DASHBOARD_REDIS_URL_FILE "
+    "(or systemd credentials database_url / redis_url) name files holding the URLs."
+)
 
 
-def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every command group takes (flag, else DASHBOARD_* variable)."""
-    options = [
+def connection_options(program: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every command group takes (flag, else DASHBOARD_* variable,
+    else the config file); `program` is the group's section in that file."""
+
+    def load_config(ctx: click.Context, _param: click.Parameter, path: Path | None) -> Path | None:
+        # Eager: runs before every other option, which then finds its file value.
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **default_map(ctx.command, program, path)}
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return path
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(_group_options(load_config)):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _group_options(load_config: Callable[..., Any]) -> list[Callable[..., Any]]:
+    return [
         click.version_option(__version__, "-V", "--version", package_name="live-dashboard"),
+        click.option(
+            "--config",
+            envvar="DASHBOARD_CONFIG",
+            type=click.Path(dir_okay=False, path_type=Path),
+            is_eager=True,
+            expose_value=False,
+            callback=load_config,
+            help=CONFIG_HELP,
+        ),
         click.option("--database-url", envvar="DASHBOARD_DATABASE_URL", help=DATABASE_URL_HELP),
         click.option("--redis-url", envvar="DASHBOARD_REDIS_URL", help=REDIS_URL_HELP),
         click.option("--channel-prefix", envvar="DASHBOARD_CHANNEL_PREFIX", help=CHANNEL_PREFIX_HELP),
@@ -80,9 +116,72 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help=LOG_FORMAT_HELP,
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+
+def show_environment_variables(command: click.Command) -> None:
+    """Have every option's --help name its DASHBOARD_* variable (in every subcommand)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        show_environment_variables(sub)
+
+
+def config_group(program: str, run: click.Command) -> click.Group:
+    """`config show`: the effective settings of the group and of its `run`
+    (`program`: the group's section of the config file)."""
+
+    @click.group(name="config")
+    def config() -> None:
+        """Inspect the configuration."""
+
+    @config.command(name="show")
+    @click.pass_context
+    def show(ctx: click.Context) -> None:
+        """Print the effective settings as TOML, each with where it came from (flag,
+        environment, config or secret file, default); passwords masked.
+
+        The output is a valid --config file.
+        """
+        root = ctx.find_root()
+        click.echo(f"# dashboard-{program} {__version__}: flag > DASHBOARD_* variable > file > default")
+        _show_params(root)
+        run_ctx = run.make_context("run", [], parent=root, resilient_parsing=True)
+        click.echo(f"\n[{program}.run]")
+        _show_params(run_ctx)
+
+    return config
+
+
+def _show_params(ctx: click.Context) -> None:
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or not param.expose_value or param.name is None:
+            continue
+        value = ctx.params.get(param.name)
+        source = ctx.get_parameter_source(param.name)
+        origin = {
+            click.core.ParameterSource.COMMANDLINE: "flag",
+            click.core.ParameterSource.ENVIRONMENT: f"environment {param.envvar}",
+            click.core.ParameterSource.DEFAULT_MAP: "config or secret file",
+        }.get(source, "default")  # type: ignore[arg-type]
+        key = param.opts[0].lstrip("-")
+        if value is None or value == ():
+            click.echo(f"# {key} = (unset)  # {origin}")
+        else:
+            click.echo(f"{key} = {_toml(param.name, value)}  # {origin}")
+
+
+def _toml(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(name, item) for item in value) + "]"
+    text = str(value)
+    if name.endswith("_url"):
+        text = obscure_password(text)
+    return json.dumps(text)
 
 
 def settings_from_options(

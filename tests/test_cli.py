@@ -357,3 +357,112 @@ def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worke
         (dashboard_id,),
     )
     assert sorted(value.id for value in values) == [value_id for (value_id,) in stored_ids]
+
+
+# Configuration -----------------------------------------------------------------
+
+
+def _show(group: click.Group, *args: str, env: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """`config show` as {key: (value, where from)}."""
+    result = CliRunner(env=env).invoke(group, [*args, "config", "show"])
+    shown = _ok(result)
+    entries = {}
+    for line in shown.splitlines():
+        if " = " in line and not line.startswith("#"):
+            key, _, rest = line.partition(" = ")
+            value, _, origin = rest.partition("  # ")
+            entries[key] = (value, origin)
+    return entries
+
+
+def test_config_file_env_and_flag_rank_as_operators_expect(tmp_path):
+    config = tmp_path / "dashboard.toml"
+    config.write_text(
+        'database_url = "postgresql://file:filepw@db/x"\n'
+        'log-format = "json"\n'
+        "[server.run]\n"
+        "port = 9999\n"
+        "workers = 3\n"
+        'trusted-proxy = ["10.0.0.0/8", "127.0.0.1"]\n'
+        "[worker.run]\n"
+        "interval = 2.5\n"
+    )
+    env = {"DASHBOARD_WORKERS": "2", "DASHBOARD_DATABASE_URL": None, "DASHBOARD_REDIS_URL": None}
+    shown = _show(server_main, "--config", str(config), "--log-level", "debug", env=env)
+
+    assert shown["database-url"] == ('"postgresql://file:***@db/x"', "config or secret file")
+    assert "filepw" not in str(shown)
+    assert shown["log-format"] == ('"json"', "config or secret file")
+    assert shown["log-level"] == ('"debug"', "flag")
+    assert shown["port"] == ("9999", "config or secret file")
+    assert shown["workers"] == ("2", "environment DASHBOARD_WORKERS")
+    assert shown["trusted-proxy"] == ('["10.0.0.0/8", "127.0.0.1"]', "config or secret file")
+    assert shown["history-limit"] == ("100", "default")
+    # The worker reads its own section of the same file.
+    worker = _show(worker_main, "--config", str(config), env=env)
+    assert worker["interval"] == ("2.5", "config or secret file")
+
+
+def test_a_config_file_is_used_by_the_commands(tmp_path, database_url):
+    config = tmp_path / "dashboard.toml"
+    config.write_text(f'database_url = "{database_url}"\nredis_url = "{REDIS_URL}"\n')
+    env = {"DASHBOARD_DATABASE_URL": None, "DASHBOARD_REDIS_URL": None}
+    assert _ok(CliRunner(env=env).invoke(server_main, ["--config", str(config), "check"])) == "ok\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('databse_url = "postgresql://x/y"\n', "unknown setting 'databse_url'"),
+        ("[server.run]\nprot = 1\n", "unknown setting 'prot'"),
+        ("[nginx]\nport = 1\n", "unknown section [nginx]"),
+        ("port = \n", "config file"),
+    ],
+    ids=["typo", "typo-in-command", "section", "syntax"],
+)
+def test_a_wrong_config_file_exits_78_naming_the_problem(tmp_path, text, message):
+    config = tmp_path / "dashboard.toml"
+    config.write_text(text)
+    result = CliRunner().invoke(server_main, ["--config", str(config), "config", "show"])
+
+    assert message in _error(result, exit_code=78)
+
+
+def test_urls_are_read_from_secret_files_and_systemd_credentials(tmp_path):
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://app:s3cret@db/x\n")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "redis_url").write_text("redis://:r3dis@cache:6379/0")
+    env = {
+        "DASHBOARD_DATABASE_URL": None,
+        "DASHBOARD_REDIS_URL": None,
+        "DASHBOARD_DATABASE_URL_FILE": str(secret),
+        "CREDENTIALS_DIRECTORY": str(credentials),
+    }
+    shown = _show(server_main, env=env)
+
+    assert shown["database-url"] == ('"postgresql://app:***@db/x"', "config or secret file")
+    assert shown["redis-url"] == ('"redis://:***@cache:6379/0"', "config or secret file")
+    # A variable still wins over a secret file.
+    assert _show(server_main, env={**env, "DASHBOARD_DATABASE_URL": "postgresql://h/env"})["database-url"][
+        1
+    ] == ("environment DASHBOARD_DATABASE_URL")
+    missing = CliRunner(env={**env, "DASHBOARD_DATABASE_URL_FILE": str(tmp_path / "nope")}).invoke(
+        server_main, ["config", "show"]
+    )
+    assert "cannot read the database_url secret" in _error(missing, exit_code=78)
+
+
+def test_every_option_names_its_environment_variable_in_help():
+    for group, path in HELP_CASES_WITH_OPTIONS:
+        command = group
+        for name in path:
+            command = command.commands[name]
+        help_text = " ".join(CliRunner().invoke(group, [*path, "--help"]).stdout.split())
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                assert f"env var: {param.envvar}" in help_text, (path, param.name)
+
+
+HELP_CASES_WITH_OPTIONS = [(case.values[0], case.values[1]) for case in HELP_CASES]

@@ -14,10 +14,12 @@ import redis.exceptions
 from common import db
 from common.cli import (
     ConfigurationError,
+    config_group,
     connection_options,
     resolved_settings,
     run_async,
     settings_from_options,
+    show_environment_variables,
 )
 from common.config import Settings, obscure_password
 from common.events import channels_for
@@ -73,12 +75,13 @@ rollup_retention_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@connection_options
+@connection_options("worker")
 @click.pass_context
 def main(ctx: click.Context, **options: object) -> None:
     """Produce a value for every metric of every dashboard, store it, publish it.
 
-    Settings come from flags or DASHBOARD_* environment variables; with no
+    Settings come from flags, DASHBOARD_* environment variables or a --config
+    file (`config show` prints them); with no
     database or Redis URL the embedded ones in --data-dir are used (shared
     with `dashboard-server`).
     """
@@ -277,3 +280,7 @@ async def _producer(
             yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases)
         finally:
             await client.aclose()
+
+
+main.add_command(config_group("worker", run))
+show_environment_variables(main)

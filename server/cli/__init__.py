@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import click
 
-from common.cli import connection_options, settings_from_options
+from common.cli import config_group, connection_options, settings_from_options, show_environment_variables
 from server.cli import dashboards, export, metrics, serving, tokens, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@connection_options
+@connection_options("server")
 @click.pass_context
 def main(ctx: click.Context, **options: object) -> None:
     """Live metrics dashboards: the web server and its administration.
 
-    Settings come from flags or DASHBOARD_* environment variables. With no
+    Settings come from flags, DASHBOARD_* environment variables or a --config
+    file (`config show` prints them). With no
     database or Redis URL, an embedded PostgreSQL and Redis are started in
     --data-dir and shared with `dashboard-worker`.
     """
@@ -37,5 +38,8 @@ for command in (
     tokens.token,
     metrics.alert,
     export.export_command,
+    config_group("server", serving.run),
 ):
     main.add_command(command)
+
+show_environment_variables(main)
