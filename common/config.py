@@ -69,6 +69,10 @@ class Settings:
     # Networks of the reverse proxies whose X-Forwarded-*/Forwarded headers are
     # believed (server/proxies.py); empty: none, the peer is the client.
     trusted_proxies: tuple[str, ...] = ()
+    # Each server process's own /metrics also on metrics_host:metrics_port + i
+    # (process i of --workers); None: only on the main port.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # Prefix of this deployment's Redis channel names; None: derived from the
     # Redis database number (common/events.py channels_for).
     channel_prefix: str | None = None

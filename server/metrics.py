@@ -14,8 +14,9 @@ from datetime import datetime
 import psycopg2
 import redis.exceptions
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from common.telemetry import process_registry
 from server.closecodes import CloseCode
 
 # From a value's timestamp to its frame being handed to the connections:
@@ -27,7 +28,7 @@ class ServerMetrics:
     """One registry per app, holding every sample /metrics shows."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         self.open_connections = Gauge(
             "dashboard_open_connections", "Dashboard WebSockets open on this process", registry=self.registry
         )

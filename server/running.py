@@ -15,13 +15,14 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 
 from aiohttp import web
 
 from common.sdnotify import beat_forever, notify, run_watchdog
+from common.telemetry import serve_registry
 from server.httplimits import GuardedSite
-from server.keys import SETTINGS_KEY
+from server.keys import METRICS_KEY, SETTINGS_KEY
 from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,17 @@ def run_server(
     reuse_port: bool = False,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     heartbeat: Heartbeat | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; raises what start-up raises (MigrationError, OSError).
 
     `reuse_port` lets several processes bind the same port (server/serve.py).
     With a `heartbeat` the process beats for its parent instead of pinging
-    systemd's watchdog.
+    systemd's watchdog. With a `metrics_port` this process's own /metrics is
+    also served there (settings.metrics_host), whatever process the shared
+    port hands a scrape to.
     """
-    asyncio.run(_serve(app, host, port, reuse_port, shutdown_timeout, heartbeat))
+    asyncio.run(_serve(app, host, port, reuse_port, shutdown_timeout, heartbeat, metrics_port))
 
 
 async def _serve(
@@ -58,6 +62,7 @@ async def _serve(
     reuse_port: bool,
     shutdown_timeout: float,
     heartbeat: Heartbeat | None,
+    metrics_port: int | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,21 +70,36 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log_class=AccessLog)
     await runner.setup()
+    settings = app[SETTINGS_KEY]
     try:
-        await GuardedSite(runner, host, port, app[SETTINGS_KEY], reuse_port=reuse_port).start()
+        await GuardedSite(runner, host, port, settings, reuse_port=reuse_port).start()
         log.info("serving on http://%s:%d", host, port)
-        # What exists now (modules, the app, its pools) lives as long as the
-        # process: frozen, full garbage collections no longer walk it.
-        gc.collect()
-        gc.freeze()
-        notify(f"READY=1\nSTATUS=serving on {host}:{port}")
-        liveness = run_watchdog() if heartbeat is None else beat_forever(*heartbeat)
-        watchdog = asyncio.create_task(liveness, name="liveness")
-        await stop.wait()
-        log.info("stopping: closing sockets with 1001")
-        notify("STOPPING=1")
-        watchdog.cancel()
-        with suppress(asyncio.CancelledError):
-            await watchdog
+        async with AsyncExitStack() as own_metrics:
+            if metrics_port is not None:
+                registry = app[METRICS_KEY].registry
+                await own_metrics.enter_async_context(
+                    serve_registry(registry, settings.metrics_host, metrics_port)
+                )
+                log.info(
+                    "this process's metrics at http://%s:%d/metrics", settings.metrics_host, metrics_port
+                )
+            await _until_stopped(stop, host, port, heartbeat)
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped(stop: asyncio.Event, host: str, port: int, heartbeat: Heartbeat | None) -> None:
+    """Tell systemd (or the parent) this process serves, until `stop` is set."""
+    # What exists now (modules, the app, its pools) lives as long as the
+    # process: frozen, full garbage collections no longer walk it.
+    gc.collect()
+    gc.freeze()
+    notify(f"READY=1\nSTATUS=serving on {host}:{port}")
+    liveness = run_watchdog() if heartbeat is None else beat_forever(*heartbeat)
+    watchdog = asyncio.create_task(liveness, name="liveness")
+    await stop.wait()
+    log.info("stopping: closing sockets with 1001")
+    notify("STOPPING=1")
+    watchdog.cancel()
+    with suppress(asyncio.CancelledError):
+        await watchdog

@@ -51,7 +51,7 @@ class ServeError(RuntimeError):
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """Serve until SIGINT/SIGTERM with `workers` processes."""
     if workers == 1:
-        _run(settings, host, port, reuse_port=False)
+        _run(settings, host, port, reuse_port=False, metrics_port=settings.metrics_port)
         return
     ping_every = watchdog_interval()
     beat_period = MAX_BEAT_PERIOD if ping_every is None else min(MAX_BEAT_PERIOD, ping_every / 4)
@@ -152,7 +152,9 @@ def _child(
         beats[index] = time.monotonic()
 
     try:
-        _run(settings, host, port, reuse_port=True, heartbeat=(beat, beat_period))
+        # Process i's own /metrics on metrics_port + i: each scraped on its own.
+        metrics_port = None if settings.metrics_port is None else settings.metrics_port + index
+        _run(settings, host, port, reuse_port=True, heartbeat=(beat, beat_period), metrics_port=metrics_port)
     except ServeError as exc:
         log.error("%s", exc)
         sys.exit(EX_CONFIG if exc.configuration else 1)
@@ -165,9 +167,11 @@ def _run(
     *,
     reuse_port: bool,
     heartbeat: Heartbeat | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     try:
-        run_server(create_app(settings), host, port, reuse_port=reuse_port, heartbeat=heartbeat)
+        app = create_app(settings)
+        run_server(app, host, port, reuse_port=reuse_port, heartbeat=heartbeat, metrics_port=metrics_port)
     except MigrationError as exc:
         raise ServeError(str(exc), configuration=True) from None
     except OSError as exc:

@@ -34,6 +34,10 @@ def _wait_until_listening(processes: list[psutil.Process], port: int, timeout: f
     raise AssertionError(f"not every server process listens on {port}")
 
 
+def _sample(text: str, name: str) -> float:
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(f"{name} "))
+
+
 async def test_two_server_processes_share_the_port_and_each_fans_out(
     settings, pool, make_user, make_dashboard, make_metric
 ):
@@ -43,7 +47,9 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
-    with child(["-m", "server", *urls, "run", "--port", str(port), "--workers", "2"]) as server:
+    metrics_port = free_port()
+    run = ["run", "--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)]
+    with child(["-m", "server", *urls, *run]) as server:
         await asyncio.to_thread(wait_for_http, f"{base}/login", server)
         # multiprocessing also starts a resource tracker: count the servers.
         children = [c for c in psutil.Process(server.pid).children() if "spawn_main" in " ".join(c.cmdline())]
@@ -66,6 +72,13 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
             await publish_many(pool, cpu, 1)
             for ws in sockets:
                 assert (await receive(ws))["payload"]["metric_id"] == cpu.id
+            # Each process answers for itself on its own port: the totals are exact.
+            open_connections = []
+            for own_port in (metrics_port, metrics_port + 1):
+                async with session.get(f"http://127.0.0.1:{own_port}/metrics") as response:
+                    scraped = await response.text()
+                open_connections.append(_sample(scraped, "dashboard_open_connections"))
+            assert sum(open_connections) == 16 and all(open_connections), open_connections
             server.send_signal(signal.SIGTERM)
             closes = [await ws.receive() for ws in sockets]
         # What each client got is a close frame with 1001 (ws.close_code may

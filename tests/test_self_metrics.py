@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from common import db
 from common.events import encode_values
 from common.sources import RANDOM
+from common.version import __version__
 from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
@@ -53,6 +54,21 @@ async def test_metrics_needs_no_login_and_starts_at_zero(client, clean_state):
     assert found["dashboard_backend_errors_total{backend=database}"] == 0
     assert found["dashboard_backend_errors_total{backend=redis}"] == 0
     assert found["dashboard_publish_to_send_seconds_count"] == 0
+
+
+async def test_metrics_show_the_process_its_runtime_and_release_without_created_series(client):
+    response = await client.get("/metrics")
+    text = await response.text()
+    found = samples(text)
+    assert found["process_resident_memory_bytes"] > 1_000_000
+    assert found["process_open_fds"] > 0
+    assert found["process_cpu_seconds_total"] > 0
+    assert "process_start_time_seconds" in found
+    assert any(name.startswith("python_gc_objects_collected_total") for name in found)
+    assert any(name.startswith("python_info") for name in found)
+    assert found[f"dashboard_build_info{{version={__version__}}}"] == 1
+    # Every counter and histogram would otherwise add a _created series.
+    assert "_created" not in text
 
 
 async def test_connections_sends_and_latency_move(client, pool, setup):
@@ -138,6 +154,8 @@ async def test_worker_metrics_port_and_json_logs(settings, make_dashboard, make_
         assert found["dashboard_worker_values_stored_total"] >= 3
         assert 0 <= found["dashboard_worker_tick_lag_seconds"] < 5
         assert found["dashboard_worker_backend_errors_total{backend=database}"] == 0
+        assert found[f"dashboard_build_info{{version={__version__}}}"] == 1
+        assert found["process_resident_memory_bytes"] > 1_000_000
         worker.terminate()
         assert worker.wait(timeout=15) == 0
         entries = _json_lines(worker.output())

@@ -26,6 +26,7 @@ from common.events import channels_for
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
+from common.telemetry import serve_registry
 from worker.leases import DEFAULT_CHECK_INTERVAL, Leases
 from worker.maintenance import (
     DEFAULT_ROLLUP_RETENTION_DAYS,
@@ -34,7 +35,6 @@ from worker.maintenance import (
     maintain,
     maintain_once,
 )
-from worker.metrics import metrics_server
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,9 @@ async def run(
     ):
         if metrics_port is not None:
             try:
-                await stack.enter_async_context(metrics_server(producer.metrics, metrics_host, metrics_port))
+                await stack.enter_async_context(
+                    serve_registry(producer.metrics.registry, metrics_host, metrics_port)
+                )
             except OSError as exc:
                 raise click.ClickException(
                     f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"

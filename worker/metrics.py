@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import psycopg2
 import redis.exceptions
-from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from common.telemetry import exposition
+from common.telemetry import process_registry
 
 # A tick is one SELECT, one INSERT and one PUBLISH: milliseconds when healthy.
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -18,7 +14,7 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         self.tick_duration = Histogram(
             "dashboard_worker_tick_seconds",
             "Time one tick took: produce, store, publish",
@@ -54,21 +50,3 @@ class WorkerMetrics:
             # The worker talks to Redis only through redis-py, so a bare
             # OSError or timeout here is the database's (db.UNAVAILABLE).
             self.database_errors.inc()
-
-
-@asynccontextmanager
-async def metrics_server(metrics: WorkerMetrics, host: str, port: int) -> AsyncIterator[None]:
-    """Serve GET /metrics on host:port while the block runs."""
-
-    async def scrape(request: web.Request) -> web.Response:
-        return exposition(request, metrics.registry)
-
-    app = web.Application()
-    app.router.add_get("/metrics", scrape)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        yield
-    finally:
-        await runner.cleanup()

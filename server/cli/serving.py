@@ -30,6 +30,12 @@ TRUSTED_PROXY_HELP = (
     "headers are believed: the client's address then counts for the login limits and the access log. "
     "Repeatable; env: space-separated. Unset: forwarded headers are ignored."
 )
+METRICS_PORT_HELP = (
+    "Also serve each server process's own /metrics on --metrics-host:PORT+i (process i of "
+    "--workers), so that Prometheus scrapes every process: /metrics on the main port answers "
+    "for whichever process the kernel hands the scrape to."
+)
+METRICS_HOST_HELP = "Address the --metrics-port listens on."
 HISTORY_HELP = "Values per metric sent as history when a client connects or subscribes."
 WORKERS_HELP = "Server processes sharing the port (SO_REUSEPORT); one per core uses them all."
 SESSION_CHECK_HELP = (
@@ -70,6 +76,16 @@ def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, .
     multiple=True,
     callback=_networks,
     help=TRUSTED_PROXY_HELP,
+)
+@click.option(
+    "--metrics-port", envvar="DASHBOARD_METRICS_PORT", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP
+)
+@click.option(
+    "--metrics-host",
+    envvar="DASHBOARD_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help=METRICS_HOST_HELP,
 )
 @click.option(
     "--history-limit",
@@ -152,6 +168,8 @@ def run(
     allowed_origins: tuple[str, ...],
     secure_cookies: bool,
     trusted_proxies: tuple[str, ...],
+    metrics_port: int | None,
+    metrics_host: str,
     history_limit: int,
     client_buffer_bytes: int,
     workers: int,
@@ -168,6 +186,8 @@ def run(
         allowed_origins=tuple(origin.rstrip("/") for origin in allowed_origins),
         secure_cookies=secure_cookies,
         trusted_proxies=trusted_proxies,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
         history_limit=history_limit,
         client_buffer_bytes=client_buffer_bytes,
         session_check_interval=session_check_interval,
