@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import unquote, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -23,6 +25,9 @@ from server.registry import session_digest
 from server.revocation import revoke
 
 log = logging.getLogger(__name__)
+DEFAULT_NEXT = "/dashboards/"
+# C0 controls and DEL: what URL parsers strip or choke on.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def too_many_attempts(window_seconds: int) -> str:
@@ -156,7 +161,30 @@ async def asyncapi(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths may be a redirect target after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/dashboards/"
+    """Only same-site paths may be a redirect target after login (no open redirect).
+
+    Control characters are removed first: browsers and yarl drop tab, CR and LF
+    inside URLs, so `/<TAB>/evil.example` would become `//evil.example`. Each
+    percent-decoded form must pass too, for whatever decodes the path again.
+    """
+    if not target:
+        return DEFAULT_NEXT
+    cleaned = _CONTROL_CHARACTERS.sub("", target)
+    form, previous = cleaned, None
+    while form != previous:
+        if not _is_local_path(form):
+            return DEFAULT_NEXT
+        previous, form = form, _CONTROL_CHARACTERS.sub("", unquote(form))
+    return cleaned
+
+
+def _is_local_path(path: str) -> bool:
+    """An absolute path on this site: no scheme, no host, no `//` or `/\\` start, no backslash."""
+    parts = urlsplit(path)
+    return (
+        path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and not parts.scheme
+        and not parts.netloc
+    )
