@@ -26,6 +26,8 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 CSV_COLUMNS = ("metric_id", "metric", "unit", "timestamp", "value")
 DEFAULT_SPAN = timedelta(hours=24)
 TIME_HELP = "ISO 8601 time (without a zone: UTC), `now`, or a span before now such as 90s, 30m, 24h or 7d."
+# What makes a spreadsheet read a cell as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _SPAN = re.compile(r"(\d{1,9})([smhd])")
 _SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -72,17 +74,25 @@ async def csv_chunks(
     metrics: Sequence[Metric], batches: AsyncIterator[list[MetricValue]]
 ) -> AsyncIterator[bytes]:
     """A header, then one chunk per batch. The csv module quotes names holding
-    commas, quotes or line breaks (RFC 4180)."""
-    by_id = {metric.id: metric for metric in metrics}
+    commas, quotes or line breaks (RFC 4180); spreadsheet_text keeps names and
+    units from running as formulas."""
+    # The text cells of each metric, made safe once; values stay numbers (-1.5 is not a formula).
+    text_cells = {m.id: (spreadsheet_text(m.name), spreadsheet_text(m.unit)) for m in metrics}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     yield _drain(buffer)
     async for batch in batches:
         for item in batch:
-            metric = by_id[item.metric_id]
-            writer.writerow((metric.id, metric.name, metric.unit, item.ts.isoformat(), repr(item.value)))
+            name, unit = text_cells[item.metric_id]
+            writer.writerow((item.metric_id, name, unit, item.ts.isoformat(), repr(item.value)))
         yield _drain(buffer)
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell a spreadsheet shows as text, never runs as a formula (OWASP
+    "CSV Injection"): one that would start a formula gets a leading single quote."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 async def json_chunks(
