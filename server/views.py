@@ -13,11 +13,11 @@ from marshmallow import ValidationError
 from common import db
 from common.events import Revocation
 from common.passwords import verify_password
-from common.schemas import DashboardEditSchema
+from common.schemas import DashboardEditSchema, storable_text
 from common.slugs import slugify
 from common.sources import SOURCES, system_reading
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
+from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
 from server.ratelimit import clear_login_failures, login_blocked, record_login_failure
@@ -48,7 +48,7 @@ async def login_page(request: web.Request) -> dict:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await form_fields(request)
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "")))
@@ -63,7 +63,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
         response.headers["Retry-After"] = str(settings.login_window_seconds)
         return response
-    credentials = await db.get_credentials(request.app[DB_KEY], username) if username else None
+    # A name PostgreSQL cannot hold (NUL) names nobody: the same answer as a wrong one.
+    known = username and storable_text(username)
+    credentials = await db.get_credentials(request.app[DB_KEY], username) if known else None
     # Verified even for an unknown user, so both failures look and time the same.
     valid = verify_password(credentials.password_hash if credentials else None, password)
     if credentials is None or not valid:
@@ -78,6 +80,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    await form_fields(request)  # a form's post, as every page sends it; nothing else
     key = await session_key(request)
     await log_out(request)
     if key is not None:
@@ -98,7 +101,7 @@ async def dashboard_list(request: web.Request) -> dict:
 async def create_dashboard(request: web.Request) -> web.StreamResponse:
     """The list page's "New dashboard" form: any user may create one and becomes its editor."""
     user = request[USER_KEY]
-    form = await request.post()
+    form = await form_fields(request)
     fields = {key: str(form.get(key, "")) for key in ("name", "description")}
     try:
         body = DashboardEditSchema().load(fields)

@@ -169,6 +169,8 @@ def test_cli_export_writes_the_same_bytes(database_url, clean_state, data):
     assert result.exit_code == 1 and "ops has no metric 'nope'" in result.output
     result = runner.invoke(server_main, [*base, "--since", "soon"])
     assert result.exit_code == 2 and "not a time" in result.output
+    result = runner.invoke(server_main, [*base, "--since", "999999999d"])
+    assert result.exit_code == 2 and "--since: out of range" in result.output
 
 
 # Names and units a spreadsheet would run as formulas, and what the CSV holds instead.
