@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp_session import SESSION_KEY, get_session, new_session
+from aiohttp_session import SESSION_KEY, Session, get_session, new_session
 from multidict import MultiDictProxy
 
 from common import db
@@ -35,11 +35,16 @@ _CSRF = "csrf_token"
 
 async def current_user(request: web.Request) -> User | None:
     """The logged-in user of this request's session, if it is still valid."""
-    session = await get_session(request)
-    user_id = session.get(_USER_ID)
-    if not isinstance(user_id, int):
+    user_id = session_user_id(await get_session(request))
+    if user_id is None:
         return None
     return await db.get_user(request.app[DB_KEY], user_id)
+
+
+def session_user_id(session: Session) -> int | None:
+    """The user a session is logged in as, if any."""
+    user_id = session.get(_USER_ID)
+    return user_id if isinstance(user_id, int) else None
 
 
 async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
@@ -51,9 +56,8 @@ async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
     """
     session = await get_session(request)
     request.pop(SESSION_KEY, None)
-    user_id = session.get(_USER_ID)
     key = session.identity
-    return (user_id if isinstance(user_id, int) else None), (key if isinstance(key, str) else None)
+    return session_user_id(session), (key if isinstance(key, str) else None)
 
 
 async def session_key(request: web.Request) -> str | None:

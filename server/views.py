@@ -7,12 +7,13 @@ import re
 from urllib.parse import unquote, urlsplit
 
 import aiohttp_jinja2
+import aiopg
 from aiohttp import web
 from marshmallow import ValidationError
 
 from common import db
 from common.events import Revocation
-from common.passwords import verify_password
+from common.passwords import UnusablePassword, hash_password, needs_rehash, verify_password
 from common.schemas import DashboardEditSchema, storable_text
 from common.slugs import slugify
 from common.sources import SOURCES, system_reading
@@ -75,8 +76,22 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     await clear_login_failures(redis_client, username)
+    await _rehash_if_needed(request.app[DB_KEY], credentials, password)
     await log_in(request, credentials.user)
     raise web.HTTPFound(next_url)
+
+
+async def _rehash_if_needed(pool: aiopg.Pool, credentials: db.Credentials, password: str) -> None:
+    """A hash made with older (weaker) argon2 parameters is made again with
+    today's, now that the password is at hand."""
+    if not needs_rehash(credentials.password_hash):
+        return
+    try:
+        new_hash = hash_password(password)
+    except UnusablePassword:  # set before empty passwords were refused; kept until changed
+        return
+    if await db.replace_password_hash(pool, credentials.user.id, credentials.password_hash, new_hash):
+        log.info("password hash of %s renewed with the current parameters", credentials.user.username)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

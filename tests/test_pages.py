@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
+from common import db
+from common.passwords import needs_rehash, verify_password
 from tests.conftest import REDIS_URL, csrf_from, log_in
 
 
@@ -130,6 +133,32 @@ async def test_login_keeps_a_local_next_path(client, make_user, target, location
         allow_redirects=False,
     )
     assert response.headers["Location"] == location
+
+
+async def test_login_renews_a_hash_made_with_weaker_parameters(client, pool):
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("secret-pw")
+    alice = await db.create_user(pool, "alice", weak)
+    assert needs_rehash(weak)
+
+    await log_in(client, "alice")
+
+    stored = (await db.get_credentials(pool, "alice")).password_hash
+    assert stored != weak
+    assert verify_password(stored, "secret-pw") and not needs_rehash(stored)
+    # Renewed only over the hash it read: a password changed meanwhile stays.
+    assert not await db.replace_password_hash(pool, alice.id, weak, "$argon2id$other")
+    assert (await db.get_credentials(pool, "alice")).password_hash == stored
+
+
+async def test_a_failed_login_leaves_a_weak_hash_alone(client, pool):
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("secret-pw")
+    await db.create_user(pool, "alice", weak)
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login", data={"username": "alice", "password": "wrong", "csrf_token": token}
+    )
+    assert response.status == 401
+    assert (await db.get_credentials(pool, "alice")).password_hash == weak
 
 
 async def test_logout_ends_the_session_in_redis(client, make_user):
