@@ -197,7 +197,14 @@ class Revocation:
     session: str | None = None
 
 
-REVOCATION_REASONS = ("logout", "session_expired", "user_deleted", "member_removed", "dashboard_deleted")
+REVOCATION_REASONS = (
+    "logout",
+    "session_expired",
+    "sessions_ended",  # a password change or `user logout-everywhere`: all of a user's sessions
+    "user_deleted",
+    "member_removed",
+    "dashboard_deleted",
+)
 
 
 def encode_revocation(revocation: Revocation) -> str:

@@ -11,7 +11,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a real password")
 
 
+class UnusablePassword(ValueError):
+    """A new password that must not be set (empty, or only spaces)."""
+
+
 def hash_password(password: str) -> str:
+    """The hash to store for a new password; UnusablePassword for an empty one."""
+    if not password.strip():
+        raise UnusablePassword("must not be empty or only spaces")
     return _hasher.hash(password)
 
 
@@ -22,3 +29,12 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     except (VerificationError, InvalidHashError):
         return False
     return password_hash is not None
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """Whether a stored hash was made with other parameters than today's
+    (older, weaker ones): rehash it at the next successful login."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return False

@@ -7,7 +7,8 @@ Every message is a JSON object `{"action": ..., "payload": ...}`.
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
@@ -288,10 +289,8 @@ class ProtocolError(ValueError):
 def parse_client_message(text: str) -> tuple[str, Any]:
     """(action, validated payload) of a client's text frame, or ProtocolError."""
     try:
-        # NaN and Infinity are not JSON: refused rather than echoed in a pong
-        # that strict parsers (browsers' JSON.parse) cannot read.
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):  # RecursionError: nesting too deep to parse
+        data = load_strict_json(text)
+    except ValueError:
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError('message must be a JSON object {"action": ..., "payload": ...}')
@@ -316,8 +315,28 @@ def parse_client_message(text: str) -> tuple[str, Any]:
         raise ProtocolError(f"invalid payload for {action!r}", {"payload": exc.messages_dict}) from None
 
 
+def load_strict_json(text: str) -> Any:
+    """JSON as browsers' JSON.parse reads it, or ValueError saying why not.
+
+    NaN, Infinity and numbers beyond a float (1e400) are refused rather than
+    stored or echoed as values strict parsers cannot read; nesting too deep to
+    parse is a ValueError too, not a RecursionError that escapes as a crash.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
 
 
 def encode_message(action: str, payload: Any = None) -> str:
@@ -391,10 +410,29 @@ _UNIT = validate.Length(max=50)
 
 
 class TrimmedString(fields.String):
-    """A string without its surrounding spaces (so "  " is empty, not a name)."""
+    """A string without its surrounding spaces (so "  " is empty, not a name),
+    that PostgreSQL can store: no NUL, no lone surrogate (JSON's "\\ud800")."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "unstorable": "Must not contain NUL characters or lone surrogates."
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not storable_text(text):
+            raise self.make_error("unstorable")
+        return text
+
+
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can store this text: it refuses NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class DashboardEditSchema(Schema):

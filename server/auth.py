@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp_session import SESSION_KEY, get_session, new_session
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp_session import SESSION_KEY, Session, get_session, new_session
+from multidict import MultiDictProxy
 
 from common import db
 from common.db import User
@@ -22,6 +24,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # Methods that change something; GET and HEAD must not (forms cannot send the others).
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 API_PREFIX = "/api/"
 SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
@@ -32,11 +35,16 @@ _CSRF = "csrf_token"
 
 async def current_user(request: web.Request) -> User | None:
     """The logged-in user of this request's session, if it is still valid."""
-    session = await get_session(request)
-    user_id = session.get(_USER_ID)
-    if not isinstance(user_id, int):
+    user_id = session_user_id(await get_session(request))
+    if user_id is None:
         return None
     return await db.get_user(request.app[DB_KEY], user_id)
+
+
+def session_user_id(session: Session) -> int | None:
+    """The user a session is logged in as, if any."""
+    user_id = session.get(_USER_ID)
+    return user_id if isinstance(user_id, int) else None
 
 
 async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
@@ -48,9 +56,8 @@ async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
     """
     session = await get_session(request)
     request.pop(SESSION_KEY, None)
-    user_id = session.get(_USER_ID)
     key = session.identity
-    return (user_id if isinstance(user_id, int) else None), (key if isinstance(key, str) else None)
+    return session_user_id(session), (key if isinstance(key, str) else None)
 
 
 async def session_key(request: web.Request) -> str | None:
@@ -113,17 +120,25 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # A cross-site page cannot set this header without a CORS preflight,
         # which this server never grants; the token is checked all the same.
         _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(_CSRF))
-    elif request.method == "POST" and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
-        form = await request.post()
+    elif request.method == "POST" and request.content_type in FORM_CONTENT_TYPES:
+        form = await form_fields(request)
         _check_csrf(form.get(CSRF_FIELD), (await get_session(request)).get(_CSRF))
     else:
         raise web.HTTPUnsupportedMediaType(
             text="Send forms as form data, or JSON with an X-CSRF-Token header."
         )
     return await handler(request)
+
+
+async def form_fields(request: web.Request) -> MultiDictProxy[str | web.FileField]:
+    """The request's form fields: 415 if the body is not a form, 400 if it cannot be read."""
+    if request.content_type not in FORM_CONTENT_TYPES:
+        raise web.HTTPUnsupportedMediaType(text="Send this form as form data.")
+    try:
+        return await request.post()
+    # Undecodable text (UnicodeDecodeError is a ValueError), an unknown charset, broken multipart.
+    except (ValueError, LookupError, HttpProcessingError) as exc:
+        raise web.HTTPBadRequest(text=f"The form could not be read: {exc}") from None
 
 
 def _check_csrf(sent: object, expected: object) -> None:

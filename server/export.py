@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from common import db
-from common.export import CONTENT_TYPES, FORMATS, export_chunks, export_range, filename
+from common.export import CONTENT_TYPES, FORMATS, RangeError, export_chunks, export_range, filename
 from server.auth import login_required
 from server.keys import DB_KEY, USER_KEY
 
@@ -18,10 +18,10 @@ async def export_values(request: web.Request) -> web.StreamResponse:
     pool = request.app[DB_KEY]
     file_format = request.query.get("format", "csv")
     if file_format not in FORMATS:
-        raise web.HTTPBadRequest(text=f"format must be one of {', '.join(FORMATS)}")
+        raise web.HTTPBadRequest(text=f"format: must be one of {', '.join(FORMATS)}")
     try:
         span = export_range(request.query.get("since"), request.query.get("until"))
-    except ValueError as exc:
+    except RangeError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     dashboard_id = int(request.match_info["id"])
     dashboard = None

@@ -10,6 +10,10 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
+from common.schemas import load_strict_json
+
+JSON_CONTENT_TYPE = "application/json"
+
 
 def json_error(
     status: type[web.HTTPError], message: str, errors: Mapping[str, Any] | None = None, **kwargs: Any
@@ -24,16 +28,35 @@ async def load_body(
     schema: Schema,
     reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The body as a JSON object validated by `schema` (after `reshape`), or a 400."""
-    try:
-        data = await request.json()
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise json_error(web.HTTPBadRequest, "body must be a JSON object")
+    """The body as a JSON object validated by `schema` (after `reshape`), or a 4xx
+    whose `errors` name what was wrong (`body` for the body as a whole)."""
+    data = await _json_object(request)
     if reshape is not None:
         data = reshape(data)
     try:
         return schema.load(data)
     except ValidationError as exc:
         raise json_error(web.HTTPBadRequest, "invalid request", exc.messages_dict) from None
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != JSON_CONTENT_TYPE:
+        message = f"send the body as JSON (Content-Type: {JSON_CONTENT_TYPE})"
+        raise json_error(web.HTTPUnsupportedMediaType, message, {"Content-Type": [message]})
+    raw = await request.read()
+    try:
+        data = load_strict_json(raw.decode(request.charset or "utf-8"))
+    except LookupError:
+        raise _bad_body(f"unknown charset {request.charset!r}") from None
+    except UnicodeDecodeError:
+        raise _bad_body(f"not valid {request.charset or 'utf-8'} text") from None
+    except ValueError as exc:
+        raise _bad_body(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _bad_body("body must be a JSON object")
+    return data
+
+
+def _bad_body(reason: str) -> web.HTTPError:
+    message = reason if reason.startswith("body") else f"body is {reason}"
+    return json_error(web.HTTPBadRequest, message, {"body": [reason]})

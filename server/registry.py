@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 CLOSE_CODES = {
     "logout": CloseCode.UNAUTHENTICATED,
     "session_expired": CloseCode.UNAUTHENTICATED,
+    "sessions_ended": CloseCode.UNAUTHENTICATED,
     "user_deleted": CloseCode.UNAUTHENTICATED,
     "member_removed": CloseCode.FORBIDDEN,
     "dashboard_deleted": CloseCode.FORBIDDEN,

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+from urllib.parse import unquote, urlsplit
 
 import aiohttp_jinja2
+import aiopg
 from aiohttp import web
 from marshmallow import ValidationError
 
 from common import db
 from common.events import Revocation
-from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema
+from common.passwords import UnusablePassword, hash_password, needs_rehash
+from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema, storable_text
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
+from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context, session_key
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
 from server.ratelimit import (
@@ -29,6 +34,9 @@ from server.registry import session_digest
 from server.revocation import revoke
 
 log = logging.getLogger(__name__)
+DEFAULT_NEXT = "/dashboards/"
+# C0 controls and DEL: what URL parsers strip or choke on.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def too_many_attempts(wait_seconds: int) -> str:
@@ -52,7 +60,7 @@ async def login_page(request: web.Request) -> dict:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await form_fields(request)
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "")))
@@ -87,7 +95,9 @@ async def _check_login(
         request.app[METRICS_KEY].login_refusals.labels(reason=refused.reason).inc()
         error = too_many_attempts(refused.retry_after)
         return await _login_answer(request, 429, error, next_url, username, retry_after=refused.retry_after)
-    credentials = await db.get_credentials(request.app[DB_KEY], username) if username else None
+    # A name PostgreSQL cannot hold (NUL) names nobody: the same answer as a wrong one.
+    known = username and storable_text(username)
+    credentials = await db.get_credentials(request.app[DB_KEY], username) if known else None
     # Checked even for an unknown user, so both failures look and time the same.
     request.app[METRICS_KEY].password_checks.inc()
     valid = await gate.verify(credentials.password_hash if credentials else None, password)
@@ -95,6 +105,7 @@ async def _check_login(
         await login_failed(redis_client, username, address, limits)
         return await _login_answer(request, 401, "Invalid username or password.", next_url, username)
     await forgive_login(redis_client, username, address)
+    await _rehash_if_needed(request.app[DB_KEY], credentials, password)
     await log_in(request, credentials.user)
     raise web.HTTPFound(next_url)
 
@@ -115,7 +126,22 @@ async def _login_answer(
     return response
 
 
+async def _rehash_if_needed(pool: aiopg.Pool, credentials: db.Credentials, password: str) -> None:
+    """A hash made with older (weaker) argon2 parameters is made again with
+    today's, now that the password is at hand."""
+    if not needs_rehash(credentials.password_hash):
+        return
+    try:
+        # Off the event loop, as every argon2 computation (server/ratelimit.py).
+        new_hash = await asyncio.to_thread(hash_password, password)
+    except UnusablePassword:  # set before empty passwords were refused; kept until changed
+        return
+    if await db.replace_password_hash(pool, credentials.user.id, credentials.password_hash, new_hash):
+        log.info("password hash of %s renewed with the current parameters", credentials.user.username)
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
+    await form_fields(request)  # a form's post, as every page sends it; nothing else
     key = await session_key(request)
     await log_out(request)
     if key is not None:
@@ -136,7 +162,7 @@ async def dashboard_list(request: web.Request) -> dict:
 async def create_dashboard(request: web.Request) -> web.StreamResponse:
     """The list page's "New dashboard" form: any user may create one and becomes its editor."""
     user = request[USER_KEY]
-    form = await request.post()
+    form = await form_fields(request)
     fields = {key: str(form.get(key, "")) for key in ("name", "description")}
     try:
         body = DashboardEditSchema().load(fields)
@@ -203,7 +229,30 @@ async def asyncapi(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths may be a redirect target after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/dashboards/"
+    """Only same-site paths may be a redirect target after login (no open redirect).
+
+    Control characters are removed first: browsers and yarl drop tab, CR and LF
+    inside URLs, so `/<TAB>/evil.example` would become `//evil.example`. Each
+    percent-decoded form must pass too, for whatever decodes the path again.
+    """
+    if not target:
+        return DEFAULT_NEXT
+    cleaned = _CONTROL_CHARACTERS.sub("", target)
+    form, previous = cleaned, None
+    while form != previous:
+        if not _is_local_path(form):
+            return DEFAULT_NEXT
+        previous, form = form, _CONTROL_CHARACTERS.sub("", unquote(form))
+    return cleaned
+
+
+def _is_local_path(path: str) -> bool:
+    """An absolute path on this site: no scheme, no host, no `//` or `/\\` start, no backslash."""
+    parts = urlsplit(path)
+    return (
+        path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and not parts.scheme
+        and not parts.netloc
+    )

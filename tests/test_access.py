@@ -7,6 +7,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from click.testing import CliRunner
@@ -22,6 +23,8 @@ from server.keys import HUB_KEY
 from server.registry import session_digest
 from server.revocation import revoke
 from tests.conftest import REDIS_URL, csrf_from, log_in
+from tests.processes import child, free_port, wait_for_http
+from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive
 
 
@@ -123,6 +126,59 @@ async def test_cli_changes_close_the_sockets_they_affect_on_every_server(
     if closed == "alice":
         await bobs.send_json({"action": "ping"})
         assert (await receive(bobs))["action"] == "pong"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [("user", "set-password", "alice", "--password", "new-secret"), ("user", "logout-everywhere", "alice")],
+    ids=["set-password", "logout-everywhere"],
+)
+async def test_ending_a_users_sessions_closes_them_on_every_server_process(settings, alice_and_bob, command):
+    """Real server processes: every session of alice (two browsers) ends, her sockets
+    on both processes close within a second, and her old cookies open no page."""
+    _, _, ops = alice_and_bob
+    ports = [free_port(), free_port()]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    jars = [aiohttp.CookieJar(unsafe=True) for _ in range(3)]
+    with (
+        child(["-m", "server", *urls, "run", "--port", str(ports[0])]) as first,
+        child(["-m", "server", *urls, "run", "--port", str(ports[1])]) as second,
+    ):
+        for base, process in zip(bases, (first, second), strict=True):
+            await asyncio.to_thread(wait_for_http, f"{base}/healthz", process)
+        async with (
+            aiohttp.ClientSession(cookie_jar=jars[0]) as laptop,
+            aiohttp.ClientSession(cookie_jar=jars[1]) as phone,
+            aiohttp.ClientSession(cookie_jar=jars[2]) as bobs,
+        ):
+            await browser_log_in(laptop, bases[0], "alice", "secret-pw")
+            await browser_log_in(phone, bases[1], "alice", "secret-pw")
+            await browser_log_in(bobs, bases[1], "bob", "secret-pw")
+            # The laptop's one session on both processes, the phone's on the second.
+            alices = [
+                await laptop.ws_connect(f"{bases[0]}/ws/dashboard/{ops.id}/"),
+                await laptop.ws_connect(f"{bases[1]}/ws/dashboard/{ops.id}/"),
+                await phone.ws_connect(f"{bases[1]}/ws/dashboard/{ops.id}/"),
+            ]
+            bob = await bobs.ws_connect(f"{bases[1]}/ws/dashboard/{ops.id}/")
+            for ws in [*alices, bob]:
+                await read_connect_sequence(ws, 1)
+
+            await run_cli(settings, *command)
+            for ws in alices:
+                got, took = await closed_within(ws, 2)
+                assert (got, took < 1.5) == (CloseCode.UNAUTHENTICATED, True)
+            for browser, base in ((laptop, bases[0]), (laptop, bases[1]), (phone, bases[1])):
+                async with browser.get(f"{base}/dashboards/", allow_redirects=False) as page:
+                    assert (page.status, page.headers["Location"]) == (302, "/login?next=/dashboards/")
+            await bob.send_json({"action": "ping"})
+            assert (await receive(bob))["action"] == "pong"
+            async with bobs.get(f"{bases[0]}/dashboards/", allow_redirects=False) as page:
+                assert page.status == 200
+            password = command[-1] if "set-password" in command else "secret-pw"
+            await browser_log_in(laptop, bases[0], "alice", password)
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,13 @@ test_ws_protocol.py (BAD_INPUT); slow readers in test_fanout.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import json
 from contextlib import closing
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -17,12 +21,32 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from yarl import URL
 
+from common import db
 from common.passwords import hash_password
-from common.schemas import CLIENT_ACTIONS, ProtocolError, error_message, parse_client_message
+from common.schemas import (
+    CLIENT_ACTIONS,
+    AlertRuleCreateSchema,
+    BatchPushSchema,
+    DashboardEditSchema,
+    DashboardPreferencesSchema,
+    MemberAddSchema,
+    MemberRoleSchema,
+    MetricCreateSchema,
+    MetricEditSchema,
+    MetricOrderSchema,
+    ProtocolError,
+    PushedMetricValueSchema,
+    ThemeSchema,
+    TokenCreateSchema,
+    error_message,
+    parse_client_message,
+)
+from common.tokens import display_prefix, token_hash
 from server.app import create_app
 from server.closecodes import CloseCode
-from tests.conftest import REDIS_URL, log_in
+from tests.conftest import REDIS_URL, csrf_from, log_in
 from tests.wsclient import read_connect_sequence, receive, receive_until
 
 
@@ -226,3 +250,375 @@ async def _send_frames(settings, frames) -> None:
                 assert message["action"] in ("error", "pong", "metric_history", "complete"), message
         await ws.send_json({"action": "ping"})
         assert await receive_until(ws, "complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+# Malformed HTTP requests, endpoint by endpoint ------------------------------------------
+# Every route of server/routes.py has its cases here (a new one without them fails
+# test_every_endpoint_has_bad_input_cases). Each malformed request gets a 4xx; where
+# `field` is set, the JSON answer names it in `errors` (a dotted path).
+
+DEEP = 100_000  # levels of nesting; far beyond what a recursive parser survives
+HUGE_ID = "9" * 30
+WORLD_TOKEN = "dsh_bad-input-tests-token"  # matches the routes' \d+ but fits no bigint
+CLIENT_ERROR = range(400, 500)
+FORM = "application/x-www-form-urlencoded"
+ANY_ANSWER = range(200, 500)  # input the endpoint ignores: anything but a crash
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    body: bytes | None = None
+    content_type: str | None = "application/json"
+    query: tuple[tuple[str, str], ...] = ()
+    path: tuple[tuple[str, str], ...] = ()  # path parts replaced, e.g. (("id", HUGE_ID),)
+    field: str | None = None
+    status: range = CLIENT_ERROR
+    csrf: bool = True  # a form body gets the session's token
+
+
+def body_cases(example: dict) -> list[Bad]:
+    """What any JSON endpoint must refuse; `example` is a body of its own shape."""
+    sample = json.dumps(example).encode()
+    first = next(iter(example))
+    return [
+        Bad("nested arrays", b"[" * DEEP + b"]" * DEEP, field="body"),
+        Bad("unclosed nesting", b"[" * DEEP, field="body"),
+        Bad("nested objects", b'{"a":' * DEEP + b"1" + b"}" * DEEP, field="body"),
+        Bad("nested in a field", f'{{"{first}": '.encode() + b"[" * DEEP + b"]" * DEEP + b"}", field="body"),
+        Bad("not UTF-8", sample[:-1] + b', "\xff\xfe": "\xc3"}', field="body"),
+        Bad("unknown charset", sample, "application/json; charset=x-no-such", field="body"),
+        Bad("NaN", f'{{"{first}": NaN}}'.encode(), field="body"),
+        Bad("Infinity", f'{{"{first}": Infinity}}'.encode(), field="body"),
+        Bad("-Infinity", f'{{"{first}": -Infinity}}'.encode(), field="body"),
+        Bad("number beyond a float", f'{{"{first}": 1e400}}'.encode(), field="body"),
+        Bad("5000-digit integer", f'{{"{first}": {"9" * 5000}}}'.encode(), field="body"),
+        Bad("empty body", b"", field="body"),
+        Bad("not an object", b"[]", field="body"),
+        Bad("plain text", sample, "text/plain"),
+        Bad("form", b"a=1", "application/x-www-form-urlencoded"),
+        Bad("no content type", sample, None),
+        Bad("NUL in a string", json.dumps({**example, first: "a\x00b"}).encode(), field=first),
+        Bad("lone surrogate", json.dumps({**example, first: "a\ud800"}).encode(), field=first),
+        Bad("integer beyond a bigint", json.dumps({**example, first: 10**30}).encode(), field=first),
+    ]
+
+
+def form_cases(fields: dict[str, str]) -> list[Bad]:
+    """What an HTML form endpoint must refuse (or ignore); the CSRF token is added."""
+    form = "&".join(f"{k}={v}" for k, v in fields.items()).encode()
+    cases = [
+        Bad("not UTF-8", form + b"&x=%ff%fe\xff", FORM),
+        Bad("plain text", form, "text/plain"),
+        Bad("JSON", json.dumps(fields).encode(), "application/json"),
+        Bad("broken multipart", b"--x\r\nnonsense", "multipart/form-data; boundary=x"),
+        Bad("multipart without boundary", b"--x\r\n", "multipart/form-data"),
+        Bad("unknown charset", form, FORM + "; charset=x-no-such"),
+        Bad("10,000 fields, no CSRF token", b"&".join(b"f%d=1" % i for i in range(10_000)), FORM, csrf=False),
+    ]
+    if fields:
+        cases.append(Bad("NUL in every field", b"&".join(k.encode() + b"=a%00b" for k in fields), FORM))
+    return cases
+
+
+def path_cases(*parts: str) -> list[Bad]:
+    return [Bad(f"{part} beyond a bigint", path=((part, HUGE_ID),)) for part in parts]
+
+
+EXPORT_RANGES = [
+    ("since", "-999999999d"),
+    ("since", "999999999d"),
+    ("since", "0001-01-01T00:00:00+14:00"),
+    ("until", "9999-12-31T23:59:59-14:00"),
+    ("until", "0001-01-01T00:00:00+00:00"),
+    ("since", "9999-12-31T23:59:59"),
+    ("since", "99999999999999999999s"),
+    ("until", "1e400"),
+    ("since", "\x00"),
+    ("since", "2026-02-30"),
+]
+
+ENDPOINTS: dict[str, list[Bad]] = {
+    "GET /": [Bad("junk query", query=(("\x00", "\xff"),), status=ANY_ANSWER)],
+    "GET /login": [
+        Bad("next with controls", query=(("next", "/\t/evil.example"),), status=ANY_ANSWER),
+        Bad("next of 100 kB", query=(("next", "/" + "a" * 100_000),)),
+    ],
+    "POST /login": [
+        *form_cases({"username": "alice", "password": "secret-pw"}),
+        Bad("username of 1 MB", b"username=" + b"a" * 2**20 + b"&password=x", FORM),
+    ],
+    "POST /logout": form_cases({}),
+    "GET /dashboards/": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "POST /dashboards/": [
+        *form_cases({"name": "New", "description": ""}),
+        Bad("name of 10 kB", b"name=" + b"a" * 10_000, FORM),
+    ],
+    "GET /dashboards/{id}/": path_cases("id"),
+    "GET /dashboards/{id}/export": [
+        *path_cases("id"),
+        *(Bad(f"{key}={value}", query=((key, value),), field=key) for key, value in EXPORT_RANGES),
+        Bad("unknown format", query=(("format", "xlsx"),), field="format"),
+        Bad("metric beyond a bigint", query=(("metric", HUGE_ID),)),
+    ],
+    "POST /dashboards/{id}/settings": [
+        *path_cases("id"),
+        *body_cases({"name": "Ops", "retention_days": 7}),
+        Bad(
+            "retention beyond a bigint",
+            b'{"name": "Ops", "retention_days": 1' + b"0" * 30 + b"}",
+            field="retention_days",
+        ),
+    ],
+    "POST /dashboards/{id}/metrics": [*path_cases("id"), *body_cases({"name": "m", "type": "gauge"})],
+    "POST /dashboards/{id}/metrics/order": [*path_cases("id"), *body_cases({"metric_ids": [1]})],
+    "POST /dashboards/{id}/metrics/{metric_id}": [
+        *path_cases("id", "metric_id"),
+        *body_cases({"name": "m", "unit": "u"}),
+    ],
+    "POST /dashboards/{id}/metrics/{metric_id}/delete": path_cases("id", "metric_id"),
+    "GET /dashboards/{id}/members": path_cases("id"),
+    "POST /dashboards/{id}/members": [*path_cases("id"), *body_cases({"username": "bob", "role": "viewer"})],
+    "POST /dashboards/{id}/members/{user_id}/role": [
+        *path_cases("id", "user_id"),
+        *body_cases({"role": "viewer"}),
+    ],
+    "POST /dashboards/{id}/members/{user_id}/delete": path_cases("id", "user_id"),
+    "GET /dashboards/{id}/tokens": path_cases("id"),
+    "POST /dashboards/{id}/tokens": [*path_cases("id"), *body_cases({"name": "deploy"})],
+    "POST /dashboards/{id}/tokens/{token_id}/revoke": path_cases("id", "token_id"),
+    "GET /dashboards/{id}/alerts": path_cases("id"),
+    "POST /dashboards/{id}/alerts": [
+        *path_cases("id"),
+        *body_cases({"metric_id": 1, "condition": "above", "threshold": 1.0, "for_seconds": 0}),
+        Bad(
+            "for_seconds beyond a bigint",
+            json.dumps(
+                {"metric_id": 1, "condition": "above", "threshold": 1, "for_seconds": 10**30}
+            ).encode(),
+            field="for_seconds",
+        ),
+    ],
+    "POST /dashboards/{id}/alerts/{rule_id}/delete": path_cases("id", "rule_id"),
+    "GET /dashboards/{id}/preferences": path_cases("id"),
+    "PATCH /dashboards/{id}/preferences": [
+        *path_cases("id"),
+        *body_cases({"card_order": [1], "chart_style": "line"}),
+    ],
+    "GET /preferences": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "PATCH /preferences": body_cases({"theme": "dark"}),
+    "GET /ws/dashboard/{id}/": [
+        Bad("not an upgrade"),
+        Bad("dashboard beyond a bigint, not an upgrade", path=(("id", HUGE_ID),)),
+        Bad("unknown updates mode", query=(("updates", "\x00"),)),
+    ],
+    "POST /api/v1/metrics/{id}/values": [
+        *path_cases("id"),
+        *body_cases({"values": [{"value": 1.5}]}),
+        *(
+            Bad(
+                f"timestamp {stamp}",
+                json.dumps({"value": 1, "timestamp": stamp}).encode(),
+                field="values.0.timestamp",
+            )
+            for stamp in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "\x00")
+        ),
+    ],
+    "POST /api/v1/values": [
+        *body_cases({"values": [{"metric_id": 1, "value": 1.5}]}),
+        Bad(
+            "metric_id beyond a bigint",
+            json.dumps({"values": [{"metric_id": 10**30, "value": 1}]}).encode(),
+            field="values.0.metric_id",
+        ),
+    ],
+    "GET /playground/": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "GET /asyncapi.json": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "GET /static": [
+        Bad("parent directories", path=(("filename", "../../../etc/passwd"),)),
+        Bad("encoded parent directories", path=(("filename", "..%2F..%2Fetc%2Fpasswd"),)),
+        Bad("NUL", path=(("filename", "app.css%00"),)),
+        Bad("no such file", path=(("filename", "nope.js"),)),
+    ],
+    "GET /healthz": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "GET /readyz": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "GET /metrics": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+}
+FORM_ENDPOINTS = {"POST /login", "POST /logout", "POST /dashboards/"}
+
+
+def route_names(app) -> set[str]:
+    """ "METHOD path" of every route (HEAD runs the GET handler, so it is left out)."""
+    return {
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.method != "HEAD"
+    }
+
+
+def test_every_endpoint_has_bad_input_cases(settings):
+    assert route_names(create_app(settings)) == set(ENDPOINTS)
+
+
+@functools.cache
+def known_hash() -> str:
+    """The hash of "secret-pw", made once: argon2 is slow on purpose."""
+    return hash_password("secret-pw")
+
+
+async def create_world(pool, alice, bob) -> None:
+    """alice edits `ops` (a metric, an API token, an alert rule); bob views it."""
+    ops = await db.create_owned_dashboard(pool, "Ops", "ops", "", alice.id)
+    await db.add_member(pool, ops.id, bob.id)
+    cpu = await db.create_metric(pool, ops.id, "cpu", "gauge", "u", "")
+    await db.create_api_token(pool, ops.id, "deploy", token_hash(WORLD_TOKEN), display_prefix(WORLD_TOKEN))
+    await db.create_alert_rule(pool, cpu.id, "above", 1.0)
+
+
+async def world_for(client, pool) -> dict:
+    """Log alice in; the ids, token and CSRF token the requests need."""
+    await log_in(client, "alice")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT d.id, m.id, u.id, t.id, r.id FROM dashboards d JOIN metrics m ON m.dashboard_id = d.id"
+            " JOIN users u ON u.username = 'bob' JOIN api_tokens t ON t.dashboard_id = d.id"
+            " JOIN alert_rules r ON r.metric_id = m.id"
+        )
+        ids = await cur.fetchone()
+    parts = dict(zip(("id", "metric_id", "user_id", "token_id", "rule_id"), map(str, ids), strict=True))
+    parts["filename"] = "app.css"
+    return {"parts": parts, "secret": WORLD_TOKEN, "csrf": await csrf_from(client, "/dashboards/")}
+
+
+@pytest.fixture
+async def world(client, pool):
+    alice = await db.create_user(pool, "alice", known_hash())
+    bob = await db.create_user(pool, "bob", known_hash())
+    await create_world(pool, alice, bob)
+    return await world_for(client, pool)
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+async def test_malformed_requests_get_a_4xx_naming_the_field(client, world, endpoint):
+    """Each case in turn on one logged-in session: none may change anything, so
+    the next case finds the same state (and the session still logged in)."""
+    method, template = endpoint.split(" ", 1)
+    failures = []
+    for bad in ENDPOINTS[endpoint]:
+        response = await send(client, world, method, template, bad, form=endpoint in FORM_ENDPOINTS)
+        text = await response.text()
+        if response.status not in bad.status:
+            failures.append((bad.name, response.status, text[:300]))
+        elif bad.field is not None and not names_field(response, text, bad.field):
+            failures.append((bad.name, f"does not name {bad.field}", text[:300]))
+        assert (await client.get("/dashboards/", allow_redirects=False)).status == 200, bad.name
+    assert failures == []
+
+
+async def send(client, world, method: str, template: str, bad: Bad, *, form: bool):
+    parts = {**world["parts"], **dict(bad.path)}
+    path = template.replace("/static", "/static/{filename}") if template == "/static" else template
+    url = path.format(**parts)
+    headers = {"X-CSRF-Token": world["csrf"], "Authorization": f"Bearer {world['secret']}"}
+    if bad.content_type is not None:
+        headers["Content-Type"] = bad.content_type
+    body = bad.body
+    if form and bad.csrf and body is not None and (bad.content_type or "").startswith(FORM):
+        body += b"&csrf_token=" + world["csrf"].encode()
+    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in bad.query)
+    if body is not None and len(body) > 2**16:
+        body = io.BytesIO(body)  # aiohttp warns about large bytes bodies
+    return await client.request(
+        method,
+        URL(url + ("?" + query if query else ""), encoded=True),
+        data=body,
+        headers=headers,
+        allow_redirects=False,
+    )
+
+
+def names_field(response, text: str, field: str) -> bool:
+    """Whether the answer names `field`: in its JSON `errors` (a dotted path), or its text."""
+    if response.content_type != "application/json":
+        return field in text
+    errors = json.loads(text)["errors"]
+    for part in field.split("."):
+        if not isinstance(errors, dict) or part not in errors:
+            return False
+        errors = errors[part]
+    return True
+
+
+# Fuzzing the JSON endpoints ---------------------------------------------------------------
+
+JSON_ENDPOINTS = sorted(e for e, bads in ENDPOINTS.items() if any(b.field == "body" for b in bads))
+# Every field any JSON endpoint reads: bodies near the valid ones get past the first check.
+FIELD_NAMES = sorted(
+    {
+        name
+        for schema in (
+            DashboardEditSchema,
+            MetricCreateSchema,
+            MetricEditSchema,
+            MetricOrderSchema,
+            MemberAddSchema,
+            MemberRoleSchema,
+            TokenCreateSchema,
+            AlertRuleCreateSchema,
+            DashboardPreferencesSchema,
+            ThemeSchema,
+            PushedMetricValueSchema,
+            BatchPushSchema,
+        )
+        for name in schema().fields
+    }
+)
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=20)  # NUL and lone surrogates too
+STAMPS = st.datetimes(timezones=st.builds(timezone, st.timedeltas(-timedelta(hours=23), timedelta(hours=23))))
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN and infinities too: json.dumps writes them as NaN, Infinity
+    | ANY_TEXT
+    | st.sampled_from(["ops", "cpu", "gauge", "counter", "above", "editor", "dark", "line", "1h", "bob"])
+    | STAMPS.map(datetime.isoformat)
+)
+FUZZ_VALUES = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELD_NAMES) | ANY_TEXT, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FUZZ_BODIES = (
+    st.dictionaries(st.sampled_from(FIELD_NAMES), FUZZ_VALUES, max_size=5).map(json.dumps)
+    | FUZZ_VALUES.map(json.dumps)
+    | ANY_TEXT
+).map(lambda text: text.encode("utf-8", "surrogatepass")) | st.binary(max_size=40)
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(requests=st.lists(st.tuples(st.sampled_from(JSON_ENDPOINTS), FUZZ_BODIES), min_size=1, max_size=8))
+def test_any_json_body_gets_an_answer_below_500(settings, requests):
+    asyncio.run(_send_bodies(settings, requests))
+
+
+async def _send_bodies(settings, requests) -> None:
+    async with (
+        TestClient(TestServer(create_app(settings))) as client,
+        db.create_pool(settings.database_url) as pool,
+    ):
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("TRUNCATE users, dashboards RESTART IDENTITY CASCADE")
+        for name in ("alice", "bob"):
+            await db.create_user(pool, name, known_hash())
+        await create_world(pool, *[await db.get_user_by_username(pool, n) for n in ("alice", "bob")])
+        world = await world_for(client, pool)
+        for endpoint, body in requests:
+            method, template = endpoint.split(" ", 1)
+            response = await send(client, world, method, template, Bad("fuzz", body), form=False)
+            assert response.status < 500, (endpoint, body, await response.text())

@@ -101,6 +101,31 @@ def test_duplicate_user_is_refused_with_a_message(server_cli, database_url):
     assert verify_password(password_hash, "first")
 
 
+@pytest.mark.parametrize("password", ["", " ", "\t \n"], ids=["empty", "space", "whitespace"])
+def test_empty_passwords_are_refused_and_nothing_changes(server_cli, database_url, password):
+    message = _error(server_cli("user", "create", "alice", "--password", password), exit_code=2)
+    assert "--password" in message and "must not be empty or only spaces" in message
+    assert _rows(database_url, "SELECT username FROM users") == []
+
+    _ok(server_cli("user", "create", "alice", "--password", "first"))
+    message = _error(server_cli("user", "set-password", "alice", "--password", password), exit_code=2)
+    assert "must not be empty or only spaces" in message
+    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    assert verify_password(password_hash, "first")
+
+
+def test_a_blank_password_typed_at_the_prompt_is_refused(database_url, clean_state):
+    _ok(_invoker(server_main, database_url)("user", "create", "alice", "--password", "first"))
+    result = CliRunner().invoke(
+        server_main,
+        ["--database-url", database_url, "--redis-url", REDIS_URL, "user", "set-password", "alice"],
+        input="   \n   \n",
+    )
+    assert result.exit_code == 2 and "must not be empty or only spaces" in result.output
+    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    assert verify_password(password_hash, "first")
+
+
 # Dashboards ------------------------------------------------------------------
 
 

@@ -169,6 +169,57 @@ def test_cli_export_writes_the_same_bytes(database_url, clean_state, data):
     assert result.exit_code == 1 and "ops has no metric 'nope'" in result.output
     result = runner.invoke(server_main, [*base, "--since", "soon"])
     assert result.exit_code == 2 and "not a time" in result.output
+    result = runner.invoke(server_main, [*base, "--since", "999999999d"])
+    assert result.exit_code == 2 and "--since: out of range" in result.output
+
+
+# Names and units a spreadsheet would run as formulas, and what the CSV holds instead.
+FORMULAS = [
+    ('=HYPERLINK("http://evil.example/","x")', "=1+1"),
+    ("+cmd|' /C calc'!A0", "+u"),
+    ("-2+3", "-"),
+    ("@SUM(A1:A9)", "@u"),
+    ("\tcpu", "\tms"),
+    ("\rcpu", "\rms"),
+]
+
+
+@pytest.fixture
+async def formulas(pool, make_user, make_dashboard, make_metric):
+    """alice's `sheet` has one metric per formula start, each with a negative value."""
+    alice = await make_user("alice")
+    sheet = await make_dashboard("sheet", members=(alice,))
+    for index, (name, unit) in enumerate(FORMULAS):
+        metric = await make_metric(sheet, name, "gauge", unit)
+        await db.insert_values(pool, [(metric.id, -1.5 - index, T0)])
+    return sheet
+
+
+def assert_formulas_neutralised(body: str) -> None:
+    rows = list(csv.reader(io.StringIO(body, newline="")))[1:]
+    assert [(row[1], row[2]) for row in rows] == [("'" + name, "'" + unit) for name, unit in FORMULAS]
+    # Numbers stay numbers: a negative value is not quoted or prefixed.
+    assert [row[4] for row in rows] == [repr(-1.5 - index) for index in range(len(FORMULAS))]
+
+
+async def test_csv_export_neutralises_formulas(client, formulas):
+    await log_in(client, "alice")
+    response = await client.get(f"/dashboards/{formulas.id}/export", params={"format": "csv", **RANGE})
+    assert response.status == 200
+    body = await response.text()
+    assert_formulas_neutralised(body)
+    assert "\r\n3,'-2+3,'-,2025-03-01T12:00:00+00:00,-3.5\r\n" in body
+    # JSON is not read by spreadsheets: its names stay exactly as stored.
+    response = await client.get(f"/dashboards/{formulas.id}/export", params={"format": "json", **RANGE})
+    names = [(m["name"], m["unit"]) for m in json.loads(await response.read())["metrics"]]
+    assert names == FORMULAS
+
+
+def test_cli_csv_export_neutralises_formulas(database_url, clean_state, formulas):
+    base = ["--database-url", database_url, "--redis-url", REDIS_URL, "export", "sheet"]
+    result = CliRunner().invoke(server_main, [*base, "--since", RANGE["since"], "--until", RANGE["until"]])
+    assert result.exit_code == 0, result.output
+    assert_formulas_neutralised(result.stdout_bytes.decode())
 
 
 def _rss_bytes(pid: int) -> int:

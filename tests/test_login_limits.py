@@ -195,7 +195,10 @@ async def test_a_parallel_burst_is_counted_before_passwords_are_checked(server, 
     assert checks_one_name <= 7, checks_one_name
     assert checks_many_names <= 10, checks_many_names  # 2 running + 8 waiting, the rest refused
     # The checks ran beside the event loop: the probe was answered all along.
-    assert len(latencies) >= 5 and max(latencies) < 0.2, latencies
+    # Inline, 200 argon2 checks (64 MiB, t=3) would hold every probe for seconds; off the
+    # loop, a probe waits only for the machine itself (generous: CI's 2 cores are shared).
+    assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+    assert sorted(latencies)[len(latencies) // 2] < 0.25, latencies
 
 
 async def burst(session: aiohttp.ClientSession, base: str, names: list[str]) -> list[int]:

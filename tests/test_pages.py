@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
+from common import db
+from common.passwords import needs_rehash, verify_password
 from tests.conftest import REDIS_URL, csrf_from, log_in
 
 
@@ -75,15 +79,86 @@ async def test_dashboard_page_for_members_only(client, make_user, make_dashboard
     assert (await client.get("/dashboards/999999/")).status == 404
 
 
-async def test_login_redirects_only_to_local_paths(client, make_user):
+# Targets a browser would follow off the site; each must land on the dashboard list.
+FOREIGN_NEXT = [
+    ("protocol-relative", "//evil.example/"),
+    ("absolute", "https://evil.example/"),
+    ("scheme without slashes", "javascript:alert(1)"),
+    ("tab between slashes", "/\t/evil.example/x"),
+    ("CR between slashes", "/\r/evil.example/x"),
+    ("LF between slashes", "/\n/evil.example/x"),
+    ("CRLF before slash", "/\r\n/evil.example/x"),
+    ("NUL between slashes", "/\x00/evil.example/x"),
+    ("leading tab", "\t//evil.example/x"),
+    ("backslash", "/\\evil.example/x"),
+    ("backslash later", "/dashboards/\\..\\evil"),
+    ("encoded slashes", "/%2F%2Fevil.example/x"),
+    ("encoded second slash", "/%2Fevil.example/x"),
+    ("encoded backslash", "/%5Cevil.example/x"),
+    ("encoded tab", "/%09/evil.example/x"),
+    ("encoded CR LF", "/%0d%0a/evil.example/x"),
+    ("double-encoded slash", "/%252Fevil.example/x"),
+    ("empty", ""),
+    ("relative", "evil.example/x"),
+]
+
+
+@pytest.mark.parametrize("target", [case[1] for case in FOREIGN_NEXT], ids=[case[0] for case in FOREIGN_NEXT])
+async def test_login_redirects_only_to_local_paths(client, make_user, target):
     await make_user("alice")
     token = await csrf_from(client)
     response = await client.post(
         "/login",
-        data={"username": "alice", "password": "secret-pw", "csrf_token": token, "next": "//evil.example/"},
+        data={"username": "alice", "password": "secret-pw", "csrf_token": token, "next": target},
         allow_redirects=False,
     )
+    assert response.status == 302
     assert response.headers["Location"] == "/dashboards/"
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/dashboards/7/", "/dashboards/7/"),
+        ("/dashboards/7/export?since=24h&metric=3", "/dashboards/7/export?since=24h&metric=3"),
+        ("/dashboards/\t7/", "/dashboards/7/"),  # control characters dropped, the path kept
+    ],
+)
+async def test_login_keeps_a_local_next_path(client, make_user, target, location):
+    await make_user("alice")
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login",
+        data={"username": "alice", "password": "secret-pw", "csrf_token": token, "next": target},
+        allow_redirects=False,
+    )
+    assert response.headers["Location"] == location
+
+
+async def test_login_renews_a_hash_made_with_weaker_parameters(client, pool):
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("secret-pw")
+    alice = await db.create_user(pool, "alice", weak)
+    assert needs_rehash(weak)
+
+    await log_in(client, "alice")
+
+    stored = (await db.get_credentials(pool, "alice")).password_hash
+    assert stored != weak
+    assert verify_password(stored, "secret-pw") and not needs_rehash(stored)
+    # Renewed only over the hash it read: a password changed meanwhile stays.
+    assert not await db.replace_password_hash(pool, alice.id, weak, "$argon2id$other")
+    assert (await db.get_credentials(pool, "alice")).password_hash == stored
+
+
+async def test_a_failed_login_leaves_a_weak_hash_alone(client, pool):
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("secret-pw")
+    await db.create_user(pool, "alice", weak)
+    token = await csrf_from(client)
+    response = await client.post(
+        "/login", data={"username": "alice", "password": "wrong", "csrf_token": token}
+    )
+    assert response.status == 401
+    assert (await db.get_credentials(pool, "alice")).password_hash == weak
 
 
 async def test_logout_ends_the_session_in_redis(client, make_user):

@@ -121,6 +121,7 @@ from common.db.users import (
     get_user,
     get_user_by_username,
     list_users,
+    replace_password_hash,
     set_password_hash,
 )
 from common.db.values import (
@@ -237,6 +238,7 @@ __all__ = [
     "remove_member",
     "renew_leases",
     "reorder_metrics",
+    "replace_password_hash",
     "revoke_api_token",
     "roll_up_values",
     "rollups_covered_until",

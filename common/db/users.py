@@ -47,6 +47,17 @@ async def set_password_hash(pool: aiopg.Pool, user_id: int, password_hash: str) 
         await cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
 
 
+async def replace_password_hash(pool: aiopg.Pool, user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Store `new_hash` only if `old_hash` is still the stored one (a rehash at
+    login must not undo a password change made meanwhile); whether it did."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "UPDATE users SET password_hash = %s WHERE id = %s AND password_hash = %s",
+            (new_hash, user_id, old_hash),
+        )
+        return cur.rowcount == 1
+
+
 async def get_user(pool: aiopg.Pool, user_id: int) -> User | None:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute("SELECT id, username FROM users WHERE id = %s", (user_id,))

@@ -8,7 +8,7 @@ import click
 
 from common import db
 from common.cli import resolved_settings, run_async
-from common.export import FORMATS, TIME_HELP, export_chunks, export_range
+from common.export import FORMATS, TIME_HELP, RangeError, export_chunks, export_range
 from server.cli.shared import dashboard_by_slug, metric_by_name, open_pool
 
 
@@ -41,8 +41,8 @@ async def export_command(
     """
     try:
         span = export_range(since, until)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    except RangeError as exc:
+        raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from None
     out = sys.stdout.buffer
     async with open_pool(resolved_settings(ctx)) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
