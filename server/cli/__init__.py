@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from common.cli import connection_options, settings_from_options
-from server.cli import dashboards, export, metrics, serving, tokens, users
+from server.cli import dashboards, export, metrics, quotas, serving, tokens, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,5 +37,6 @@ for command in (
     tokens.token,
     metrics.alert,
     export.export_command,
+    quotas.usage,
 ):
     main.add_command(command)
