@@ -13,6 +13,33 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "live-dashboard"
 
+# The most metrics any dashboard may have, whatever its quota says: what one
+# `subscribe` (or reorder, or preferences) message may list (common/schemas.py).
+# A dashboard with more could not be watched whole from one socket.
+MAX_METRICS_PER_DASHBOARD = 500
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """How much one user or one dashboard may hold (issue 14: every metric costs
+    the worker a row per tick, and every open page a history read).
+
+    Checked by common/db where the row is inserted, with the parent row locked,
+    so concurrent creations at a limit cannot both succeed.
+    """
+
+    # Dashboards one user is an editor of (made by them, or made their editor).
+    max_dashboards_per_user: int = 20
+    max_metrics_per_dashboard: int = 100
+    max_alert_rules_per_dashboard: int = 200
+    # Active tokens (revoked ones no longer count).
+    max_tokens_per_dashboard: int = 20
+    max_members_per_dashboard: int = 200
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_metrics_per_dashboard <= MAX_METRICS_PER_DASHBOARD:
+            raise ValueError(f"max_metrics_per_dashboard must be 1 to {MAX_METRICS_PER_DASHBOARD}")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -76,6 +103,8 @@ class Settings:
     # Prefix of this deployment's Redis channel names; None: derived from the
     # Redis database number (common/events.py channels_for).
     channel_prefix: str | None = None
+    # Limits on what users create (the CLI applies them too).
+    quotas: Quotas = Quotas()
 
     @property
     def embedded(self) -> bool:

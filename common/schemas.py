@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
+from common.config import MAX_METRICS_PER_DASHBOARD
 from common.sources import DEFAULT_SOURCE, SOURCES, check_source, system_reading
 
 # What a client may send. Anything else is answered with an `error`.
@@ -30,8 +31,6 @@ SERVER_ACTIONS = (
     "complete",
     "error",
 )
-# Bounds on a subscribe/unsubscribe request; a dashboard has far fewer metrics.
-MAX_IDS_PER_MESSAGE = 500
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 # users.username's CHECK (migrations/0001_initial.sql): longer is never a user.
 USERNAME_MAX_LENGTH = 150
@@ -62,10 +61,11 @@ class EnvelopeSchema(Schema):
 class MetricIdsSchema(Schema):
     """Payload of `subscribe` and `unsubscribe`."""
 
+    # Every metric of the largest dashboard the quotas allow, and no more.
     metric_ids = fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
-        validate=validate.Length(min=1, max=MAX_IDS_PER_MESSAGE),
+        validate=validate.Length(min=1, max=MAX_METRICS_PER_DASHBOARD),
     )
 
 
@@ -86,7 +86,7 @@ class ResumeSchema(Schema):
     positions = fields.List(
         fields.Nested(PositionSchema),
         required=True,
-        validate=validate.Length(min=1, max=MAX_IDS_PER_MESSAGE),
+        validate=validate.Length(min=1, max=MAX_METRICS_PER_DASHBOARD),
     )
 
 
@@ -494,7 +494,7 @@ class MetricOrderSchema(Schema):
     metric_ids = fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
-        validate=validate.Length(min=1, max=MAX_IDS_PER_MESSAGE),
+        validate=validate.Length(min=1, max=MAX_METRICS_PER_DASHBOARD),
     )
 
 
@@ -522,7 +522,7 @@ def _no_duplicates(ids: list[int]) -> None:
 def _metric_id_list() -> fields.List:
     return fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
-        validate=[validate.Length(max=MAX_IDS_PER_MESSAGE), _no_duplicates],
+        validate=[validate.Length(max=MAX_METRICS_PER_DASHBOARD), _no_duplicates],
     )
 
 

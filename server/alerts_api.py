@@ -17,8 +17,8 @@ from common.schemas import AlertRuleCreateSchema
 from server.alertstate import alert_state
 from server.configpush import announce_change
 from server.editing import editor_only, path_id
-from server.jsonbody import json_error, load_body
-from server.keys import DB_KEY, USER_KEY
+from server.jsonbody import json_error, load_body, quota_refused
+from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 
 async def _answer(request: web.Request, dashboard_id: int, status: int = 200) -> web.Response:
@@ -34,17 +34,23 @@ async def list_rules(request: web.Request, dashboard: db.Dashboard) -> web.Respo
 async def add_rule(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     body = await load_body(request, AlertRuleCreateSchema())
     pool = request.app[DB_KEY]
+    message = f"no metric {body['metric_id']} on this dashboard"
     if not any(m.id == body["metric_id"] for m in await db.list_metrics(pool, dashboard.id)):
-        message = f"no metric {body['metric_id']} on this dashboard"
         raise json_error(web.HTTPUnprocessableEntity, message, {"metric_id": [message]})
-    await db.create_alert_rule(
-        pool,
-        body["metric_id"],
-        body["condition"],
-        body["threshold"],
-        body["for_seconds"],
-        created_by=request[USER_KEY].id,
-    )
+    try:
+        await db.create_alert_rule(
+            pool,
+            body["metric_id"],
+            body["condition"],
+            body["threshold"],
+            body["for_seconds"],
+            created_by=request[USER_KEY].id,
+            quotas=request.app[SETTINGS_KEY].quotas,
+        )
+    except db.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
+    except db.NotFound:  # the metric was removed meanwhile
+        raise json_error(web.HTTPUnprocessableEntity, message, {"metric_id": [message]}) from None
     await announce_change(request.app, dashboard.id)
     return await _answer(request, dashboard.id, status=201)
 

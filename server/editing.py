@@ -8,7 +8,7 @@ announced, so every open page of the dashboard gets a fresh
 `dashboard_config` (server/configpush.py). Errors are
 `{"error": message, "errors": {field: [reasons]}}`: 400 for a body that is
 not valid, 409 for a name already taken, 422 for a change refused on its
-merits (an unknown user, the last editor).
+merits (an unknown user, the last editor, a quota: server/jsonbody.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from common.schemas import (
 from server.auth import current_user
 from server.configcache import config_payload
 from server.configpush import announce_change
-from server.jsonbody import json_error, load_body
-from server.keys import DB_KEY, USER_KEY
+from server.jsonbody import json_error, load_body, quota_refused
+from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 from server.revocation import revoke
 
 EditHandler = Callable[[web.Request, db.Dashboard], Awaitable[web.Response]]
@@ -109,9 +109,14 @@ async def add_metric(request: web.Request, dashboard: db.Dashboard) -> web.Respo
             body["unit"],
             body["description"],
             body["source"],
+            quotas=request.app[SETTINGS_KEY].quotas,
         )
     except db.AlreadyExists as exc:
         raise json_error(web.HTTPConflict, str(exc), {"name": [str(exc)]}) from None
+    except db.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
+    except db.NotFound:  # deleted meanwhile
+        raise json_error(web.HTTPNotFound, "no such dashboard") from None
     return await _changed(request, dashboard.id, status=201)
 
 
@@ -175,7 +180,15 @@ async def add_member(request: web.Request, dashboard: db.Dashboard) -> web.Respo
     except db.NotFound:
         message = f"no user {body['username']!r}: check the name, or create the account first (dashboard-server user create)"
         raise json_error(web.HTTPUnprocessableEntity, message, {"username": [message]}) from None
-    if not await db.add_member(pool, dashboard.id, user.id, body["role"]):
+    try:
+        added = await db.add_member(
+            pool, dashboard.id, user.id, body["role"], quotas=request.app[SETTINGS_KEY].quotas
+        )
+    except db.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
+    except db.NotFound as exc:  # the dashboard or the user deleted meanwhile
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    if not added:
         message = f"{user.username} is already a member"
         raise json_error(web.HTTPConflict, message, {"username": [message]})
     return await _changed(request, dashboard.id, status=201)
@@ -186,11 +199,15 @@ async def change_role(request: web.Request, dashboard: db.Dashboard) -> web.Resp
     user_id = path_id(request, "user_id")
     body = await load_body(request, MemberRoleSchema())
     try:
-        await db.set_member_role(request.app[DB_KEY], dashboard.id, user_id, body["role"])
+        await db.set_member_role(
+            request.app[DB_KEY], dashboard.id, user_id, body["role"], quotas=request.app[SETTINGS_KEY].quotas
+        )
     except db.NotFound as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from None
     except db.LastEditor as exc:
         raise json_error(web.HTTPUnprocessableEntity, str(exc), {"role": [str(exc)]}) from None
+    except db.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     return await _changed(request, dashboard.id)
 
 

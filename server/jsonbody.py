@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
+from common.db import QuotaExceeded
 from common.schemas import load_strict_json
 
 JSON_CONTENT_TYPE = "application/json"
@@ -21,6 +22,12 @@ def json_error(
     """An HTTP error whose body says what was wrong, field by field."""
     body = json.dumps({"error": message, "errors": errors or {}})
     return status(text=body, content_type="application/json", **kwargs)
+
+
+def quota_refused(exc: QuotaExceeded) -> web.HTTPError:
+    """422 for a creation over a quota; `limit` names the setting and its value."""
+    body = json.dumps({"error": str(exc), "errors": {}, "limit": {"name": exc.quota, "value": exc.limit}})
+    return web.HTTPUnprocessableEntity(text=body, content_type="application/json")
 
 
 async def load_body(

@@ -16,8 +16,8 @@ from common import db
 from common.schemas import TokenCreateSchema
 from common.tokens import display_prefix, new_token, token_hash
 from server.editing import editor_only, path_id
-from server.jsonbody import json_error, load_body
-from server.keys import DB_KEY
+from server.jsonbody import json_error, load_body, quota_refused
+from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 # The one answer that holds a secret must not be kept by any cache.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -34,6 +34,12 @@ def _token(token: db.ApiToken) -> dict[str, Any]:
         "created_at": when(token.created_at),
         "last_used_at": when(token.last_used_at),
         "revoked_at": when(token.revoked_at),
+        # Null when made from the CLI; the token is revoked once its creator is no editor.
+        "created_by": (
+            {"user_id": token.created_by, "username": token.created_by_username}
+            if token.created_by is not None
+            else None
+        ),
     }
 
 
@@ -50,9 +56,22 @@ async def list_tokens(request: web.Request, dashboard: db.Dashboard) -> web.Resp
 async def create_token(request: web.Request, dashboard: db.Dashboard) -> web.Response:
     body = await load_body(request, TokenCreateSchema())
     secret = new_token()
-    created = await db.create_api_token(
-        request.app[DB_KEY], dashboard.id, body["name"], token_hash(secret), display_prefix(secret)
-    )
+    try:
+        created = await db.create_api_token(
+            request.app[DB_KEY],
+            dashboard.id,
+            body["name"],
+            token_hash(secret),
+            display_prefix(secret),
+            created_by=request[USER_KEY].id,
+            quotas=request.app[SETTINGS_KEY].quotas,
+        )
+    except db.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
+    except db.NotAnEditor as exc:  # demoted since the check at the door
+        raise json_error(web.HTTPForbidden, str(exc)) from None
+    except db.NotFound:
+        raise json_error(web.HTTPNotFound, "no such dashboard") from None
     answer = {"token": _token(created), "secret": secret, "tokens": await _listing(request, dashboard.id)}
     return web.json_response(answer, status=201, headers=NO_STORE)
 

@@ -167,18 +167,31 @@ async def create_dashboard(request: web.Request) -> web.StreamResponse:
     try:
         body = DashboardEditSchema().load(fields)
     except ValidationError as exc:
-        pool = request.app[DB_KEY]
-        dashboards = await db.list_user_dashboards(pool, user.id)
-        context = await page_context(
-            request, user=user, dashboards=dashboards, errors=exc.messages, form=fields
+        return await _refused_dashboard(request, fields, exc.messages, 400)
+    try:
+        created = await db.create_owned_dashboard(
+            request.app[DB_KEY],
+            body["name"],
+            slugify(body["name"]) or "dashboard",
+            body["description"],
+            user.id,
+            request.app[SETTINGS_KEY].quotas,
         )
-        return aiohttp_jinja2.render_template("dashboards.html", request, context, status=400)
-    created = await db.create_owned_dashboard(
-        request.app[DB_KEY], body["name"], slugify(body["name"]) or "dashboard", body["description"], user.id
-    )
+    except db.QuotaExceeded as exc:
+        return await _refused_dashboard(request, fields, {"limit": [str(exc)]}, 422)
     log.info("user %s created dashboard %s (id %d)", user.username, created.slug, created.id)
     # 303: the browser GETs the new dashboard, where its editor adds metrics.
     raise web.HTTPSeeOther(request.app.router["dashboard"].url_for(id=str(created.id)))
+
+
+async def _refused_dashboard(
+    request: web.Request, form: dict[str, str], errors: dict, status: int
+) -> web.Response:
+    """The list page again, its New dashboard form saying why nothing was created."""
+    user = request[USER_KEY]
+    dashboards = await db.list_user_dashboards(request.app[DB_KEY], user.id)
+    context = await page_context(request, user=user, dashboards=dashboards, errors=errors, form=form)
+    return aiohttp_jinja2.render_template("dashboards.html", request, context, status=status)
 
 
 @login_required

@@ -9,7 +9,9 @@ from datetime import datetime
 
 import aiopg
 
-from common.db.core import UNAVAILABLE
+from common.config import Quotas
+from common.db.core import UNAVAILABLE, transaction
+from common.db.quotas import check_quota, lock_metric_dashboard
 
 ALERT_CONDITIONS = ("above", "below")
 
@@ -49,13 +51,18 @@ async def create_alert_rule(
     threshold: float,
     for_seconds: int = 0,
     created_by: int | None = None,
+    *,
+    quotas: Quotas | None = None,
 ) -> AlertRule:
-    """Add a threshold rule to a metric; ValueError for an unknown condition or negative duration."""
+    """Add a threshold rule to a metric; ValueError for an unknown condition or negative
+    duration, NotFound if the metric is gone, QuotaExceeded (rules per dashboard)."""
     if condition not in ALERT_CONDITIONS:
         raise ValueError(f"condition must be one of {', '.join(ALERT_CONDITIONS)}")
     if for_seconds < 0:
         raise ValueError("for_seconds must not be negative")
-    async with pool.acquire() as conn, conn.cursor() as cur:
+    async with transaction(pool) as cur:
+        dashboard_id = await lock_metric_dashboard(cur, metric_id)
+        await check_quota(cur, quotas, "max_alert_rules_per_dashboard", dashboard_id)
         await cur.execute(
             "INSERT INTO alert_rules (metric_id, condition, threshold, for_seconds, created_by)"
             f" VALUES (%s, %s, %s, %s, %s) RETURNING {_RULE_COLUMNS}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import aiopg
 import psycopg2
@@ -23,6 +23,48 @@ class AlreadyExists(ValueError):
 
 class LastEditor(ValueError):
     """The change would leave a dashboard with no editor (no one could manage it from the UI)."""
+
+
+class NotAnEditor(PermissionError):
+    """The user is not (or no longer) an editor of the dashboard."""
+
+
+# How each quota (a field of common.config.Quotas) names what it counts, and
+# who holds it.
+_QUOTA_NOUNS = {
+    "max_dashboards_per_user": "dashboards as an editor",
+    "max_metrics_per_dashboard": "metrics",
+    "max_alert_rules_per_dashboard": "alert rules",
+    "max_tokens_per_dashboard": "active API tokens",
+    "max_members_per_dashboard": "members",
+}
+
+
+class QuotaExceeded(ValueError):
+    """One more row would go over a quota; nothing was added."""
+
+    def __init__(self, quota: str, limit: int, holder: str, count: int) -> None:
+        super().__init__(
+            f"{holder} has {count} {_QUOTA_NOUNS[quota]}, and {limit} is the most allowed ({quota}):"
+            " remove one first, or ask an administrator to raise the limit"
+        )
+        self.quota = quota  # the setting's name, e.g. "max_metrics_per_dashboard"
+        self.limit = limit
+
+
+@asynccontextmanager
+async def transaction(pool: aiopg.Pool) -> AsyncIterator[aiopg.Cursor]:
+    """A cursor inside BEGIN ... COMMIT; any exception rolls back and propagates."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        try:
+            yield cur
+            await cur.execute("COMMIT")
+        except BaseException:
+            # The connection goes back to the pool: never with a transaction open.
+            with suppress(*UNAVAILABLE):
+                await cur.execute("ROLLBACK")
+            raise
 
 
 @asynccontextmanager

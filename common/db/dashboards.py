@@ -10,7 +10,10 @@ from datetime import datetime
 import aiopg
 import psycopg2.errors
 
-from common.db.core import AlreadyExists, LastEditor, NotFound
+from common.config import Quotas
+from common.db.core import AlreadyExists, LastEditor, NotFound, transaction
+from common.db.quotas import check_quota, lock_dashboard, lock_user
+from common.db.tokens import revoke_creator_tokens
 from common.db.users import User
 
 
@@ -49,51 +52,63 @@ _DASHBOARD_COLUMNS = "d.id, d.name, d.slug, d.description, d.created_at, d.reten
 _DASHBOARD_FIELDS = 6
 
 
-async def create_dashboard(pool: aiopg.Pool, name: str, slug: str, description: str = "") -> Dashboard:
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        try:
+async def create_dashboard(
+    pool: aiopg.Pool,
+    name: str,
+    slug: str,
+    description: str = "",
+    *,
+    owner_id: int | None = None,
+    quotas: Quotas | None = None,
+) -> Dashboard:
+    """Create a dashboard, with `owner_id` (if given) as its first editor, in one transaction.
+
+    AlreadyExists if the slug is taken; NotFound if the owner is gone;
+    QuotaExceeded if the owner edits as many dashboards as they may.
+    """
+    try:
+        async with transaction(pool) as cur:
+            if owner_id is not None:
+                owner = await lock_user(cur, owner_id)
+                await check_quota(cur, quotas, "max_dashboards_per_user", owner_id, owner)
             await cur.execute(
                 "INSERT INTO dashboards AS d (name, slug, description) VALUES (%s, %s, %s)"
                 f" RETURNING {_DASHBOARD_COLUMNS}",
                 (name, slug, description),
             )
-        except psycopg2.errors.UniqueViolation:
-            raise AlreadyExists(f"dashboard {slug!r} already exists") from None
-        return Dashboard(*await cur.fetchone())
+            created = Dashboard(*await cur.fetchone())
+            if owner_id is not None:
+                await cur.execute(
+                    "INSERT INTO dashboard_members (dashboard_id, user_id, role) VALUES (%s, %s, %s)",
+                    (created.id, owner_id, EDITOR),
+                )
+    except psycopg2.errors.UniqueViolation:
+        raise AlreadyExists(f"dashboard {slug!r} already exists") from None
+    return created
 
 
 async def create_owned_dashboard(
-    pool: aiopg.Pool, name: str, slug: str, description: str, owner_id: int
+    pool: aiopg.Pool, name: str, slug: str, description: str, owner_id: int, quotas: Quotas | None = None
 ) -> Dashboard:
-    """Create a dashboard whose first editor is `owner_id`, in one statement.
+    """Create a dashboard whose first editor is `owner_id` (as create_dashboard).
 
     Takes `slug` or, when taken, the first free `slug-2`, `slug-3`, ...: a
     name chosen in the UI never fails for a slug the user did not choose.
     """
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        for _ in range(5):  # another creator may take the same free slug first
+    for _ in range(5):  # another creator may take the same free slug first
+        async with pool.acquire() as conn, conn.cursor() as cur:
             await cur.execute(
                 "SELECT slug FROM dashboards WHERE slug = %(s)s OR slug LIKE %(s)s || '-%%'",
                 {"s": slug},
             )
             taken = {row[0] for row in await cur.fetchall()}
-            candidate = next(
-                c for c in (slug, *(f"{slug}-{n}" for n in range(2, len(taken) + 3))) if c not in taken
+        candidate = next(
+            c for c in (slug, *(f"{slug}-{n}" for n in range(2, len(taken) + 3))) if c not in taken
+        )
+        with suppress(AlreadyExists):
+            return await create_dashboard(
+                pool, name, candidate, description, owner_id=owner_id, quotas=quotas
             )
-            try:
-                await cur.execute(
-                    "WITH d AS (INSERT INTO dashboards (name, slug, description) VALUES (%s, %s, %s)"
-                    "           RETURNING id, name, slug, description, created_at, retention_days),"
-                    " m AS (INSERT INTO dashboard_members (dashboard_id, user_id, role)"
-                    "       SELECT id, %s, 'editor' FROM d)"
-                    " SELECT * FROM d",
-                    (name, candidate, description, owner_id),
-                )
-            except psycopg2.errors.UniqueViolation:
-                continue
-            except psycopg2.errors.ForeignKeyViolation:
-                raise NotFound("the owner no longer exists") from None
-            return Dashboard(*await cur.fetchone())
     raise AlreadyExists(f"no free slug like {slug!r}: try again")
 
 
@@ -212,16 +227,50 @@ async def dashboard_retentions(pool: aiopg.Pool) -> dict[int, int]:
         return {row[0]: row[1] for row in await cur.fetchall()}
 
 
-async def add_member(pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str = VIEWER) -> bool:
-    """Make the user a member with this role; False if they already were (role unchanged)."""
+async def add_member(
+    pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str = VIEWER, *, quotas: Quotas | None = None
+) -> bool:
+    """Make the user a member with this role; False if they already were (role unchanged).
+
+    QuotaExceeded if the dashboard has as many members as it may, or (for an
+    editor) the user edits as many dashboards as they may; NotFound if the
+    dashboard or the user is gone.
+    """
     _check_role(role)
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "INSERT INTO dashboard_members (dashboard_id, user_id, role) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (dashboard_id, user_id, role),
-        )
-        return cur.rowcount == 1
+    async with transaction(pool) as cur:
+        await lock_dashboard(cur, dashboard_id)
+        if await _role(cur, dashboard_id, user_id) is not None:
+            return False
+        await check_quota(cur, quotas, "max_members_per_dashboard", dashboard_id)
+        if role == EDITOR:
+            username = await lock_user(cur, user_id)
+            await check_quota(cur, quotas, "max_dashboards_per_user", user_id, username)
+        try:
+            await cur.execute(
+                "INSERT INTO dashboard_members (dashboard_id, user_id, role) VALUES (%s, %s, %s)",
+                (dashboard_id, user_id, role),
+            )
+        except psycopg2.errors.ForeignKeyViolation:
+            raise NotFound("no such user: deleted meanwhile?") from None
+    return True
+
+
+async def _role(cur: aiopg.Cursor, dashboard_id: int, user_id: int) -> str | None:
+    """The member's role, None if not a member."""
+    await cur.execute(
+        "SELECT role FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s",
+        (dashboard_id, user_id),
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def _another_editor(cur: aiopg.Cursor, dashboard_id: int, user_id: int) -> bool:
+    await cur.execute(
+        "SELECT 1 FROM dashboard_members WHERE dashboard_id = %s AND user_id <> %s AND role = 'editor'",
+        (dashboard_id, user_id),
+    )
+    return await cur.fetchone() is not None
 
 
 async def list_members(pool: aiopg.Pool, dashboard_id: int) -> list[Member]:
@@ -235,35 +284,38 @@ async def list_members(pool: aiopg.Pool, dashboard_id: int) -> list[Member]:
         return [Member(User(row[0], row[1]), row[2]) for row in await cur.fetchall()]
 
 
-async def set_member_role(pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str) -> None:
-    """Change a member's role; NotFound if not a member, LastEditor if it would leave no editor."""
+async def set_member_role(
+    pool: aiopg.Pool, dashboard_id: int, user_id: int, role: str, *, quotas: Quotas | None = None
+) -> None:
+    """Change a member's role; NotFound if not a member, LastEditor if it would leave no
+    editor, QuotaExceeded if a new editor edits as many dashboards as they may.
+
+    A demoted editor's tokens for this dashboard are revoked with the change.
+    """
     _check_role(role)
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        # One statement: the "another editor remains" check and the change
-        # see the same snapshot, and the row lock serialises racing demotions.
-        await cur.execute(
-            "UPDATE dashboard_members SET role = %(role)s"
-            " WHERE dashboard_id = %(d)s AND user_id = %(u)s"
-            " AND (%(role)s = 'editor' OR EXISTS (SELECT 1 FROM dashboard_members"
-            "      WHERE dashboard_id = %(d)s AND user_id <> %(u)s AND role = 'editor'))"
-            " RETURNING user_id",
-            {"role": role, "d": dashboard_id, "u": user_id},
-        )
-        if await cur.fetchone() is not None:
-            return
-    await _explain_refusal(pool, dashboard_id, user_id)
-
-
-async def _explain_refusal(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> None:
-    """Why a change to a membership matched no row: it is absent, or the last editor's."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT 1 FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s",
-            (dashboard_id, user_id),
-        )
-        if await cur.fetchone() is None:
+    async with transaction(pool) as cur:
+        # Every role change and removal on this dashboard waits here: two editors
+        # demoting each other at once are checked one after the other.
+        await lock_dashboard(cur, dashboard_id)
+        current = await _role(cur, dashboard_id, user_id)
+        if current is None:
             raise NotFound("not a member of this dashboard")
-    raise LastEditor("a dashboard needs at least one editor: make someone else an editor first")
+        if current == role:
+            return
+        if role == EDITOR:
+            username = await lock_user(cur, user_id)
+            await check_quota(cur, quotas, "max_dashboards_per_user", user_id, username)
+        elif not await _another_editor(cur, dashboard_id, user_id):
+            raise LastEditor(_LAST_EDITOR)
+        await cur.execute(
+            "UPDATE dashboard_members SET role = %s WHERE dashboard_id = %s AND user_id = %s",
+            (role, dashboard_id, user_id),
+        )
+        if role != EDITOR:
+            await revoke_creator_tokens(cur, user_id, dashboard_id)
+
+
+_LAST_EDITOR = "a dashboard needs at least one editor: make someone else an editor first"
 
 
 def _check_role(role: str) -> None:
@@ -274,23 +326,26 @@ def _check_role(role: str) -> None:
 async def remove_member(
     pool: aiopg.Pool, dashboard_id: int, user_id: int, *, keep_editor: bool = False
 ) -> bool:
-    """End the membership; False if there was none.
+    """End the membership, revoking the tokens they made for it; False if there was none.
 
     With `keep_editor`, LastEditor instead of removing the dashboard's last
     editor (the UI's rule; administrators may leave a dashboard editor-less).
     """
-    async with pool.acquire() as conn, conn.cursor() as cur:
+    async with transaction(pool) as cur:
+        try:
+            await lock_dashboard(cur, dashboard_id)
+        except NotFound:
+            return False
+        current = await _role(cur, dashboard_id, user_id)
+        if current is None:
+            return False
+        if keep_editor and current == EDITOR and not await _another_editor(cur, dashboard_id, user_id):
+            raise LastEditor(_LAST_EDITOR)
         await cur.execute(
-            "DELETE FROM dashboard_members WHERE dashboard_id = %(d)s AND user_id = %(u)s"
-            " AND (NOT %(keep)s OR role <> 'editor' OR EXISTS (SELECT 1 FROM dashboard_members"
-            "      WHERE dashboard_id = %(d)s AND user_id <> %(u)s AND role = 'editor'))",
-            {"d": dashboard_id, "u": user_id, "keep": keep_editor},
+            "DELETE FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s", (dashboard_id, user_id)
         )
-        if cur.rowcount == 1 or not keep_editor:
-            return cur.rowcount == 1
-    with suppress(NotFound):  # no membership: nothing to remove
-        await _explain_refusal(pool, dashboard_id, user_id)  # a member: raises LastEditor
-    return False
+        await revoke_creator_tokens(cur, user_id, dashboard_id)
+    return True
 
 
 # Access re-checks --------------------------------------------------------------

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import aiopg
 import psycopg2.errors
 
-from common.db.core import AlreadyExists, NotFound
+from common.config import Quotas
+from common.db.core import AlreadyExists, NotFound, transaction
+from common.db.quotas import check_quota, lock_dashboard
 from common.sources import DEFAULT_SOURCE, PUSH, check_source
 
 METRIC_TYPES = ("counter", "gauge", "histogram")
@@ -39,22 +41,27 @@ async def create_metric(
     unit: str = "",
     description: str = "",
     source: str = DEFAULT_SOURCE,
+    *,
+    quotas: Quotas | None = None,
 ) -> Metric:
-    """Add a metric; ValueError for an unknown type or a source that cannot feed it."""
+    """Add a metric; ValueError for an unknown type or a source that cannot feed it,
+    AlreadyExists for a name taken, QuotaExceeded, NotFound if the dashboard is gone."""
     if metric_type not in METRIC_TYPES:
         raise ValueError(f"metric type must be one of {', '.join(METRIC_TYPES)}")
     check_source(source, metric_type)
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        try:
+    try:
+        async with transaction(pool) as cur:
+            await lock_dashboard(cur, dashboard_id)
+            await check_quota(cur, quotas, "max_metrics_per_dashboard", dashboard_id)
             await cur.execute(
                 # `position` comes from its sequence: last in the dashboard's order.
                 "INSERT INTO metrics (dashboard_id, name, description, type, unit, source)"
                 f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_METRIC_COLUMNS}",
                 (dashboard_id, name, description, metric_type, unit, source),
             )
-        except psycopg2.errors.UniqueViolation:
-            raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None
-        return Metric(*await cur.fetchone())
+            return Metric(*await cur.fetchone())
+    except psycopg2.errors.UniqueViolation:
+        raise AlreadyExists(f"metric {name!r} already exists on this dashboard") from None
 
 
 async def list_metrics(pool: aiopg.Pool, dashboard_id: int) -> list[Metric]:

@@ -7,6 +7,10 @@ from datetime import datetime
 
 import aiopg
 
+from common.config import Quotas
+from common.db.core import NotAnEditor, transaction
+from common.db.quotas import check_quota, lock_dashboard
+
 
 @dataclass(frozen=True)
 class ApiToken:
@@ -17,19 +21,47 @@ class ApiToken:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    # The editor who made it (id, username); None when made from the CLI, before
+    # creators were recorded, or once that user is deleted.
+    created_by: int | None = None
+    created_by_username: str | None = None
 
 
-_TOKEN_COLUMNS = "id, dashboard_id, name, prefix, created_at, last_used_at, revoked_at"
+_TOKEN_COLUMNS = (
+    "t.id, t.dashboard_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at,"
+    " t.created_by, (SELECT username FROM users u WHERE u.id = t.created_by)"
+)
 
 
 async def create_api_token(
-    pool: aiopg.Pool, dashboard_id: int, name: str, token_hash: bytes, prefix: str
+    pool: aiopg.Pool,
+    dashboard_id: int,
+    name: str,
+    token_hash: bytes,
+    prefix: str,
+    *,
+    created_by: int | None = None,
+    quotas: Quotas | None = None,
 ) -> ApiToken:
-    async with pool.acquire() as conn, conn.cursor() as cur:
+    """Add a token; `created_by` (None: the CLI) must be an editor, checked with the
+    dashboard locked, so a token is never made by an editor just demoted.
+
+    NotFound if the dashboard is gone, NotAnEditor, QuotaExceeded.
+    """
+    async with transaction(pool) as cur:
+        await lock_dashboard(cur, dashboard_id)
+        if created_by is not None:
+            await cur.execute(
+                "SELECT 1 FROM dashboard_members WHERE dashboard_id = %s AND user_id = %s AND role = 'editor'",
+                (dashboard_id, created_by),
+            )
+            if await cur.fetchone() is None:
+                raise NotAnEditor("only editors may make tokens for this dashboard")
+        await check_quota(cur, quotas, "max_tokens_per_dashboard", dashboard_id)
         await cur.execute(
-            "INSERT INTO api_tokens (dashboard_id, name, token_hash, prefix) VALUES (%s, %s, %s, %s)"
-            f" RETURNING {_TOKEN_COLUMNS}",
-            (dashboard_id, name, token_hash, prefix),
+            "INSERT INTO api_tokens AS t (dashboard_id, name, token_hash, prefix, created_by)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_TOKEN_COLUMNS}",
+            (dashboard_id, name, token_hash, prefix, created_by),
         )
         return ApiToken(*await cur.fetchone())
 
@@ -37,7 +69,8 @@ async def create_api_token(
 async def list_api_tokens(pool: aiopg.Pool, dashboard_id: int) -> list[ApiToken]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE dashboard_id = %s ORDER BY id", (dashboard_id,)
+            f"SELECT {_TOKEN_COLUMNS} FROM api_tokens t WHERE t.dashboard_id = %s ORDER BY t.id",
+            (dashboard_id,),
         )
         return [ApiToken(*row) for row in await cur.fetchall()]
 
@@ -51,6 +84,17 @@ async def revoke_api_token(pool: aiopg.Pool, dashboard_id: int, token_id: int) -
             (token_id, dashboard_id),
         )
         return cur.rowcount == 1
+
+
+async def revoke_creator_tokens(cur: aiopg.Cursor, user_id: int, dashboard_id: int | None = None) -> int:
+    """Revoke the active tokens this user made (for one dashboard, or all), in the
+    caller's transaction: a token lives no longer than its creator's editorship."""
+    await cur.execute(
+        "UPDATE api_tokens SET revoked_at = now()"
+        " WHERE created_by = %s AND (dashboard_id = %s OR %s IS NULL) AND revoked_at IS NULL",
+        (user_id, dashboard_id, dashboard_id),
+    )
+    return cur.rowcount
 
 
 async def use_api_token(pool: aiopg.Pool, token_hash: bytes) -> int | None:

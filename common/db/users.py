@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import aiopg
 import psycopg2.errors
 
-from common.db.core import AlreadyExists, NotFound
+from common.db.core import AlreadyExists, NotFound, transaction
+from common.db.tokens import revoke_creator_tokens
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ async def list_users(pool: aiopg.Pool) -> list[User]:
 
 
 async def delete_user(pool: aiopg.Pool, user_id: int) -> bool:
-    """Delete the user and their memberships; False if absent."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
+    """Delete the user and their memberships, revoking every token they made; False if absent."""
+    async with transaction(pool) as cur:
+        # Before the delete, which forgets the tokens' creator (ON DELETE SET NULL).
+        await revoke_creator_tokens(cur, user_id)
         await cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
         return cur.rowcount == 1

@@ -8,6 +8,7 @@ from common import db
 from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged, Revocation
 from common.slugs import SLUG_PATTERN, slugify
+from server.cli.quotas import quota_options, quotas_from
 from server.cli.shared import announce, dashboard_by_slug, fail, open_pool, user_by_name
 
 OWNER_HELP = "A user who becomes the dashboard's first editor."
@@ -24,10 +25,11 @@ def dashboard() -> None:
 @click.option("--slug", help="Unique short name used by other commands (default: from NAME).")
 @click.option("--description", default="", help="Shown under the dashboard's name.")
 @click.option("--owner", help=OWNER_HELP)
+@quota_options("max_dashboards_per_user")
 @click.pass_context
 @run_async
 async def dashboard_create(
-    ctx: click.Context, name: str, slug: str | None, description: str, owner: str | None
+    ctx: click.Context, name: str, slug: str | None, description: str, owner: str | None, **limits: int
 ) -> None:
     """Create a dashboard (add metrics and members next)."""
     slug = slug or slugify(name)
@@ -39,11 +41,16 @@ async def dashboard_create(
         # Looked up first: an unknown owner creates nothing.
         creator = await user_by_name(pool, owner) if owner else None
         try:
-            created = await db.create_dashboard(pool, name, slug, description)
-        except db.AlreadyExists as exc:
+            created = await db.create_dashboard(
+                pool,
+                name,
+                slug,
+                description,
+                owner_id=creator.id if creator else None,
+                quotas=quotas_from(limits),
+            )
+        except (db.AlreadyExists, db.NotFound, db.QuotaExceeded) as exc:
             raise fail(exc) from None
-        if creator is not None:
-            await db.add_member(pool, created.id, creator.id, db.EDITOR)
     editor = f", {creator.username} is its editor" if creator else ""
     click.echo(f"created dashboard {created.slug} (id {created.id}){editor}")
 
@@ -124,14 +131,20 @@ def member() -> None:
 @click.argument("dashboard_slug")
 @click.argument("username")
 @click.option("--role", type=click.Choice(db.ROLES), default=db.VIEWER, show_default=True, help=ROLE_HELP)
+@quota_options("max_members_per_dashboard", "max_dashboards_per_user")
 @click.pass_context
 @run_async
-async def member_add(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
+async def member_add(
+    ctx: click.Context, dashboard_slug: str, username: str, role: str, **limits: int
+) -> None:
     """Let a user see a dashboard (and, as an editor, change it)."""
     async with open_pool(resolved_settings(ctx)) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         who = await user_by_name(pool, username)
-        added = await db.add_member(pool, found.id, who.id, role)
+        try:
+            added = await db.add_member(pool, found.id, who.id, role, quotas=quotas_from(limits))
+        except (db.NotFound, db.QuotaExceeded) as exc:
+            raise fail(exc) from None
     if added:
         click.echo(f"{username} is now a member ({role}) of {dashboard_slug}")
     else:
@@ -142,16 +155,21 @@ async def member_add(ctx: click.Context, dashboard_slug: str, username: str, rol
 @click.argument("dashboard_slug")
 @click.argument("username")
 @click.argument("role", type=click.Choice(db.ROLES))
+@quota_options("max_dashboards_per_user")
 @click.pass_context
 @run_async
-async def member_role(ctx: click.Context, dashboard_slug: str, username: str, role: str) -> None:
-    """Make a member a viewer or an editor (a dashboard keeps at least one editor)."""
+async def member_role(
+    ctx: click.Context, dashboard_slug: str, username: str, role: str, **limits: int
+) -> None:
+    """Make a member a viewer or an editor (a dashboard keeps at least one editor).
+
+    A demoted editor's API tokens for the dashboard are revoked with the change."""
     async with open_pool(resolved_settings(ctx)) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         who = await user_by_name(pool, username)
         try:
-            await db.set_member_role(pool, found.id, who.id, role)
-        except (db.NotFound, db.LastEditor) as exc:
+            await db.set_member_role(pool, found.id, who.id, role, quotas=quotas_from(limits))
+        except (db.NotFound, db.LastEditor, db.QuotaExceeded) as exc:
             raise fail(exc) from None
     click.echo(f"{username} is now {'an' if role == db.EDITOR else 'a'} {role} of {dashboard_slug}")
 
@@ -174,7 +192,8 @@ async def member_list(ctx: click.Context, dashboard_slug: str) -> None:
 @click.pass_context
 @run_async
 async def member_remove(ctx: click.Context, dashboard_slug: str, username: str) -> None:
-    """Take away a user's access to a dashboard; their open sockets to it close at once."""
+    """Take away a user's access to a dashboard; their open sockets to it close at once
+    and the API tokens they made for it are revoked."""
     settings = resolved_settings(ctx)
     async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)

@@ -8,6 +8,7 @@ from common import db
 from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, check_source, system_reading
+from server.cli.quotas import quota_options, quotas_from
 from server.cli.shared import announce, dashboard_by_slug, fail, metric_by_name, open_pool
 
 SOURCE_HELP = (
@@ -37,6 +38,7 @@ def metric() -> None:
 @click.option("--unit", help="Unit shown next to values, e.g. ms or %. Default: the reading's unit, or none.")
 @click.option("--description", help="Shown on the metric's card. Default: what the reading is, or none.")
 @click.option("--source", default=DEFAULT_SOURCE, show_default=True, help=SOURCE_HELP)
+@quota_options("max_metrics_per_dashboard")
 @click.pass_context
 @run_async
 async def metric_add(
@@ -47,6 +49,7 @@ async def metric_add(
     unit: str | None,
     description: str | None,
     source: str,
+    **limits: int,
 ) -> None:
     """Add a metric to a dashboard: fed by pushes (the default), or by the worker from its next tick."""
     if source not in SOURCES:
@@ -69,8 +72,10 @@ async def metric_add(
     async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         try:
-            created = await db.create_metric(pool, found.id, name, metric_type, unit, description, source)
-        except db.AlreadyExists as exc:
+            created = await db.create_metric(
+                pool, found.id, name, metric_type, unit, description, source, quotas=quotas_from(limits)
+            )
+        except (db.AlreadyExists, db.QuotaExceeded) as exc:
             raise fail(exc) from None
     await announce(settings, DashboardChanged(found.id))  # open pages show it at once
     click.echo(
@@ -116,6 +121,7 @@ def alert() -> None:
 @click.option("--above", type=float, help=ABOVE_HELP)
 @click.option("--below", type=float, help=BELOW_HELP)
 @click.option("--for", "for_seconds", type=click.IntRange(min=0), default=0, show_default=True, help=FOR_HELP)
+@quota_options("max_alert_rules_per_dashboard")
 @click.pass_context
 @run_async
 async def alert_add(
@@ -126,6 +132,7 @@ async def alert_add(
     above: float | None,
     below: float | None,
     for_seconds: int,
+    **limits: int,
 ) -> None:
     """Alert when METRIC_NAME stays above or below a threshold."""
     if (above is None) == (below is None):
@@ -135,7 +142,12 @@ async def alert_add(
     async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         metric = await metric_by_name(pool, found, metric_name)
-        rule = await db.create_alert_rule(pool, metric.id, condition, float(threshold or 0), for_seconds)
+        try:
+            rule = await db.create_alert_rule(
+                pool, metric.id, condition, float(threshold or 0), for_seconds, quotas=quotas_from(limits)
+            )
+        except (db.NotFound, db.QuotaExceeded) as exc:
+            raise fail(exc) from None
     await announce(settings, DashboardChanged(found.id))  # open pages list it at once
     click.echo(f"created alert rule {rule.id}: {metric_name} {condition} {rule.threshold} for {for_seconds}s")
 

@@ -13,6 +13,7 @@ from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import Settings
 from common.migrate import migrate, pending_migrations
 from common.redisconn import connect_redis
+from server.cli.quotas import QUOTAS, quota_options, quotas_from
 from server.cli.shared import open_pool
 from server.demo import create_demo
 from server.proxies import parse_networks
@@ -160,6 +161,7 @@ def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, .
     show_default=True,
     help=MAX_PROCESS_CONNECTIONS_HELP,
 )
+@quota_options(*QUOTAS)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -179,6 +181,7 @@ def run(
     body_timeout: float,
     keepalive_timeout: float,
     max_connections_per_process: int,
+    **limits: int,
 ) -> None:
     """Serve the pages and the dashboard WebSockets until interrupted."""
     settings = replace(
@@ -196,6 +199,7 @@ def run(
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
         max_connections_per_process=max_connections_per_process,
+        quotas=quotas_from(limits),
     )
     _serve(settings, host, port, workers)
 

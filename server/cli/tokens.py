@@ -7,7 +7,8 @@ import click
 from common import db
 from common.cli import resolved_settings, run_async
 from common.tokens import display_prefix, new_token, token_hash
-from server.cli.shared import dashboard_by_slug, open_pool
+from server.cli.quotas import quota_options, quotas_from
+from server.cli.shared import dashboard_by_slug, fail, open_pool
 
 
 @click.group()
@@ -18,14 +19,23 @@ def token() -> None:
 @token.command(name="create")
 @click.argument("dashboard_slug")
 @click.argument("name")
+@quota_options("max_tokens_per_dashboard")
 @click.pass_context
 @run_async
-async def token_create(ctx: click.Context, dashboard_slug: str, name: str) -> None:
-    """Create a token for pushing to a dashboard's metrics; it is shown only this once."""
+async def token_create(ctx: click.Context, dashboard_slug: str, name: str, **limits: int) -> None:
+    """Create a token for pushing to a dashboard's metrics; it is shown only this once.
+
+    It has no creator, so it stays until revoked (tokens made by an editor on the
+    page are revoked when that editor is no longer one)."""
     secret = new_token()
     async with open_pool(resolved_settings(ctx)) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
-        created = await db.create_api_token(pool, found.id, name, token_hash(secret), display_prefix(secret))
+        try:
+            created = await db.create_api_token(
+                pool, found.id, name, token_hash(secret), display_prefix(secret), quotas=quotas_from(limits)
+            )
+        except (db.NotFound, db.QuotaExceeded) as exc:
+            raise fail(exc) from None
     click.echo(
         f"created token {created.id} ({created.name}) for {dashboard_slug}; keep it, it is not shown again:"
     )
@@ -37,13 +47,14 @@ async def token_create(ctx: click.Context, dashboard_slug: str, name: str) -> No
 @click.pass_context
 @run_async
 async def token_list(ctx: click.Context, dashboard_slug: str) -> None:
-    """List a dashboard's tokens: id, prefix, name, state, last use."""
+    """List a dashboard's tokens: id, prefix, name, state, last use, creator (cli: none)."""
     async with open_pool(resolved_settings(ctx)) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         for item in await db.list_api_tokens(pool, found.id):
             state = "revoked" if item.revoked_at else "active"
             used = item.last_used_at.isoformat(timespec="seconds") if item.last_used_at else "never used"
-            click.echo(f"{item.id}\t{item.prefix}…\t{item.name}\t{state}\t{used}")
+            creator = f"by {item.created_by_username}" if item.created_by is not None else "by cli"
+            click.echo(f"{item.id}\t{item.prefix}…\t{item.name}\t{state}\t{used}\t{creator}")
 
 
 @token.command(name="revoke")

@@ -111,7 +111,8 @@ async def user_list(ctx: click.Context) -> None:
 @click.pass_context
 @run_async
 async def user_delete(ctx: click.Context, username: str) -> None:
-    """Delete a user; their open sockets close at once and their sessions stop working."""
+    """Delete a user; their open sockets close at once, their sessions stop working
+    and the API tokens they made are revoked."""
     settings = resolved_settings(ctx)
     async with open_pool(settings) as pool:
         found = await user_by_name(pool, username)

@@ -119,6 +119,7 @@
         text("token-prefix", token.prefix + "…"),
         text("token-created", "created " + when(token.created_at)),
         text("token-used", token.last_used_at ? "last used " + when(token.last_used_at) : "never used"),
+        text("token-creator", token.created_by ? "by " + token.created_by.username : "made from the CLI"),
         text("token-state", token.revoked_at ? "revoked " + when(token.revoked_at) : "active"),
       );
       if (!token.revoked_at) {

@@ -48,6 +48,7 @@ async def test_an_editor_creates_copies_and_revokes_a_token(server, context, poo
     await expect(item).to_have_count(1)
     await expect(item.locator(".token-name")).to_have_text("deploy <b>script</b>")
     await expect(item.locator(".token-prefix")).to_have_text(secret[:10] + "…")
+    await expect(item.locator(".token-creator")).to_have_text("by demo")  # revoked if demo stops editing
     await expect(item).to_have_attribute("data-state", "active")
     await screenshot(page, "edit-token-created")
 
