@@ -72,12 +72,31 @@ class ValueEvent:
 _VALUE_FIELDS = tuple(ValueEvent.__dataclass_fields__)
 
 
+@dataclass(frozen=True)
+class ValueBatch:
+    """The values of one published message, with the dashboard's number for
+    the batch that stored them (None from a publisher older than the field)."""
+
+    values: list[ValueEvent]
+    seq: int | None = None
+
+
 def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]]) -> str:
-    """The message published for a batch of committed values of one dashboard."""
+    """The message published for a batch of committed values of one dashboard.
+
+    It carries the batch's `seq` when the values have one (db.insert_values):
+    consecutive per dashboard, so a subscriber can tell that a message was
+    lost (server/livegaps.py).
+    """
+    values = list(values)
+    seqs = {stored.seq for _, stored in values if stored.seq is not None}
     return json.dumps(
         {
             "v": EVENT_VERSION,
             "dashboard_id": dashboard_id,
+            # One insert is one batch per dashboard; values of several (a caller's
+            # own mix) are not one batch, and a wrong number would look like a gap.
+            **({"seq": seqs.pop()} if len(seqs) == 1 else {}),
             "values": [
                 {
                     "id": stored.id,
@@ -97,20 +116,27 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
 def decode_values(data: bytes | str) -> tuple[int, list[ValueEvent]]:
     """(dashboard_id, values) of a published message; ValueError if malformed."""
     try:
-        return _values_of(json.loads(data))
+        dashboard_id, batch = _values_of(json.loads(data))
     except json.JSONDecodeError as exc:
         raise ValueError(f"malformed values event: {exc}") from None
+    return dashboard_id, batch.values
 
 
-def _values_of(message: Any) -> tuple[int, list[ValueEvent]]:
+def _values_of(message: Any) -> tuple[int, ValueBatch]:
     try:
         if message.get("v") != EVENT_VERSION:
             raise ValueError(f"unsupported event version {message.get('v')!r}")
-        return int(message["dashboard_id"]), [
-            # Fields added by a newer worker are ignored, so the format can grow.
-            ValueEvent(**{name: item[name] for name in _VALUE_FIELDS})
-            for item in message["values"]
-        ]
+        seq = message.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            raise ValueError(f"malformed values event: seq {seq!r}")
+        return int(message["dashboard_id"]), ValueBatch(
+            [
+                # Fields added by a newer worker are ignored, so the format can grow.
+                ValueEvent(**{name: item[name] for name in _VALUE_FIELDS})
+                for item in message["values"]
+            ],
+            seq,
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed values event: {exc}") from None
 
@@ -155,7 +181,7 @@ def encode_alert(dashboard_id: int, metric: Metric, rule: AlertRule, event: Aler
     )
 
 
-def decode_dashboard_event(data: bytes | str) -> tuple[int, list[ValueEvent] | AlertNotice]:
+def decode_dashboard_event(data: bytes | str) -> tuple[int, ValueBatch | AlertNotice]:
     """(dashboard_id, values or alert) of a message on a dashboard's channel;
     ValueError if malformed."""
     try:

@@ -3,8 +3,10 @@
 Used by the worker's ticks (store_and_publish) and by the HTTP push API (its
 own checked insert, then publish_stored) alike. Publishing only
 after PostgreSQL committed means a client is never shown a value the
-database does not have; a failed publish loses nothing, since clients get
-stored values as history when they (re)connect.
+database does not have. A failed publish loses nothing for open sockets
+either: each message carries its dashboard's batch number (`seq`, given by
+the insert), and a server that sees one skipped reads the missing values
+back (server/livegaps.py).
 """
 
 from __future__ import annotations

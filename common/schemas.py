@@ -158,11 +158,15 @@ class MetricHistorySchema(Schema):
     metric_id = fields.Integer(required=True)
     metric_name = fields.String(required=True)
     unit = fields.String(required=True)
-    values = fields.List(fields.Nested(HistoryValueSchema), required=True)
+    values = fields.List(
+        fields.Nested(HistoryValueSchema),
+        required=True,
+        metadata={"description": "raw values in the order stored (by id; pushed timestamps may step back)"},
+    )
     last_id = fields.Integer(
         required=True,
         allow_none=True,
-        metadata={"description": "id of the newest stored value this history accounts for"},
+        metadata={"description": "id of the newest stored value this history accounts for (the largest)"},
     )
     range = fields.String(validate=validate.OneOf(RANGES), metadata={"description": "answers `history`"})
     bucket_seconds = fields.Integer(metadata={"description": "answers `history`; 0: raw values"})
@@ -170,7 +174,9 @@ class MetricHistorySchema(Schema):
 
 
 class MetricUpdateSchema(Schema):
-    id = fields.Integer(required=True)
+    id = fields.Integer(
+        required=True, metadata={"description": "the stored value's id: live values come in id order"}
+    )
     metric_id = fields.Integer(required=True)
     value = fields.Float(required=True)
     timestamp = fields.String(required=True)

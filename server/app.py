@@ -39,6 +39,7 @@ from server.keys import (
     SETTINGS_KEY,
     SOCKETS_KEY,
 )
+from server.livegaps import DatabaseStream
 from server.metrics import ServerMetrics, errors_middleware
 from server.preferencespush import preferences_push_ctx
 from server.proxies import forwarded_middleware, parse_networks
@@ -164,7 +165,7 @@ async def password_gate_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[METRICS_KEY])
+    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[METRICS_KEY], DatabaseStream(app[DB_KEY]))
     app[HUB_KEY] = hub
     # Read at scrape time only: nothing to update on connect and disconnect.
     app[METRICS_KEY].open_connections.set_function(hub.connection_count)

@@ -29,7 +29,9 @@ SUMMARIES = {
     "unsubscribe": "Stop receiving updates of these metrics.",
     "ping": "Application-level ping (browsers cannot send WebSocket pings); answered with pong.",
     "history": "The metrics' values over a time range (raw or bucketed), replacing what the client holds.",
-    "resume": "After a reconnect: what was stored after the newest value the client holds, per metric.",
+    "resume": (
+        "After a reconnect: what was stored after the newest value the client holds (a larger id), per metric."
+    ),
     "authentication": "First message: whether the session may see this dashboard.",
     "dashboard_config": "The dashboard and its metrics.",
     "metric_history": "A metric's past values: on connect, or answering subscribe, history or resume.",
@@ -229,7 +231,8 @@ def asyncapi_document() -> dict[str, Any]:
             "description": (
                 "One socket per open dashboard. Every frame is a JSON text message "
                 '{"action": ..., "payload": ...}. docs/protocol.md explains the sequence, '
-                "close codes and recovery. Ranges for history: " + ", ".join(RANGES) + "."
+                "close codes and recovery. Histories, resume and live values all follow one "
+                "order, the stored value's id. Ranges for history: " + ", ".join(RANGES) + "."
             ),
         },
         "defaultContentType": "application/json",

@@ -19,7 +19,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011  # a bug on the server's side; reconnecting may help
     TRY_AGAIN_LATER = 1013  # the database is unreachable right now: reconnect with backoff
     SLOW_CONSUMER = 4008  # the client read too slowly and its buffer overflowed
-    RESYNC = 4012  # live updates were interrupted (Redis outage): reconnect for the missed values
+    RESYNC = 4012  # live updates were interrupted (Redis outage, an unfillable gap): reconnect for the missed values
     RATE_LIMITED = 4029  # the client sent messages faster than allowed: slow down, then reconnect
     UNAUTHENTICATED = 4401  # no valid session (never had one, logged out, expired, user deleted)
     FORBIDDEN = 4403  # not a member of this dashboard (or it does not exist, or no longer)

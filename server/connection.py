@@ -181,8 +181,9 @@ class ClientConnection:
     def release(self, last_sent: dict[int, int]) -> None:
         """Send the updates kept aside that the history did not already contain.
 
-        `last_sent` maps metric id to the id of the newest value sent as history.
-        A value stored before the history was read can still be on its way from
+        `last_sent` maps metric id to the largest value id sent as history (ids
+        are the one order: the hub hands values over by id, whatever their
+        timestamps). A value stored before the history was read can still be on its way from
         Redis: until a newer value of the metric arrives (for FLOOR_SECONDS at
         most), live values at or below `last_sent` are dropped as already sent.
         """

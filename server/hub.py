@@ -8,6 +8,11 @@ frames its set selects are joined once, and every connection of the group is
 handed that one piece, so an update touches only its subscribers and costs
 one call per connection per event-loop turn, however many values and
 messages arrived in that turn.
+
+Values reach the fan-out through `LiveStreams` (server/livegaps.py), which
+hands each dashboard's batches over in the order they were stored and fills
+in those whose publish was lost. Everything downstream (holds, floors,
+`resume`) goes by that one order: value ids.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ from common.events import (
     DashboardChanged,
     PreferencesChanged,
     Revocation,
+    ValueEvent,
     decode_control,
     decode_dashboard_event,
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
+from server.closecodes import CloseCode
 from server.connection import ClientConnection, FlushQueue
 from server.frames import text_frame
+from server.livegaps import LiveStreams, StoredStream
 from server.metrics import ServerMetrics
 from server.updates import Update, batch_frame, from_events
 
@@ -50,8 +58,13 @@ MAX_SHARED_SETS = 10_000
 
 class Hub:
     def __init__(
-        self, redis_client: RedisClient, channels: Channels, metrics: ServerMetrics | None = None
+        self,
+        redis_client: RedisClient,
+        channels: Channels,
+        metrics: ServerMetrics | None = None,
+        stored: StoredStream | None = None,
     ) -> None:
+        """`stored` is where lost publishes are read back from; without it they are not noticed."""
         self._redis = redis_client
         self._channels = channels
         self._metrics = metrics or ServerMetrics()
@@ -78,6 +91,7 @@ class Hub:
         self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
         self._interrupted = False
+        self.streams = LiveStreams(stored, self._queue_values, self._resync_dashboard)
 
     async def run(self) -> None:
         """Read the subscription until cancelled, reconnecting with backoff."""
@@ -104,6 +118,7 @@ class Hub:
                 self._handle(message)
 
     async def close(self) -> None:
+        await self.streams.close()
         await self._pubsub.aclose()
 
     async def add(self, conn: ClientConnection) -> None:
@@ -117,11 +132,15 @@ class Hub:
         channel = self._channels.dashboard(dashboard_id)
         async with self._channel_lock:
             if channel not in self._joined:
+                # Before joining: a batch committed after this read either
+                # arrives or is seen missing by the next one that does.
+                await self.streams.start(dashboard_id)
                 self._confirmations[channel] = asyncio.get_running_loop().create_future()
                 try:
                     await self._join(channel)
                 except BaseException:
                     del self._confirmations[channel]
+                    self.streams.stop(dashboard_id)
                     raise
                 self._joined.add(channel)
             confirmed = self._confirmations.get(channel)
@@ -199,6 +218,7 @@ class Hub:
                 return
             self._joined.discard(channel)
             self._confirmations.pop(channel, None)
+            self.streams.stop(dashboard_id)
             try:
                 await self._part(channel)
             except redis.exceptions.RedisError as exc:
@@ -246,13 +266,17 @@ class Hub:
 
     def _fan_out(self, data: bytes) -> None:
         try:
-            dashboard_id, values = decode_dashboard_event(data)
+            dashboard_id, batch = decode_dashboard_event(data)
         except ValueError as exc:
             log.error("ignoring unreadable event: %s", exc)
             return
-        if isinstance(values, AlertNotice):
-            self._send_alert(dashboard_id, values)
+        if isinstance(batch, AlertNotice):
+            self._send_alert(dashboard_id, batch)
             return
+        self.streams.accept(dashboard_id, batch)
+
+    def _queue_values(self, dashboard_id: int, values: list[ValueEvent]) -> None:
+        """Values of the dashboard, in the order stored, to hand over at the end of this turn."""
         if dashboard_id not in self._groups:
             return
         try:
@@ -298,6 +322,12 @@ class Hub:
         # Once per turn, not per connection: the hot loop above stays bare.
         if sent:
             self._metrics.fanned_out(timestamps, sent)
+
+    def _resync_dashboard(self, dashboard_id: int) -> None:
+        """A gap that could not be filled in: the dashboard's sockets reconnect and resume."""
+        self._deliver_pending()
+        for conn in tuple(self._by_dashboard.get(dashboard_id, ())):
+            conn.close_soon(CloseCode.RESYNC, "live updates interrupted: reconnect")
 
     def _send_alert(self, dashboard_id: int, notice: AlertNotice) -> None:
         # The values published before the alert go out before it.

@@ -1,5 +1,11 @@
 """The dashboard WebSocket: authenticate, send config and history, then
 stream updates and answer client messages. docs/protocol.md is its spec.
+
+One order throughout: the stored value's id (a larger id was stored later;
+common/db/values.py). Histories hold the values stored last, `last_id` is the
+largest id they account for, `resume` sends the ids after a position, and the
+hub hands live values over in that order, so that "after" and "already sent"
+mean the same everywhere, also for pushes back-dated by minutes.
 """
 
 from __future__ import annotations
@@ -232,7 +238,7 @@ def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str
 
 
 def _latest_loader(app: web.Application, metrics: Mapping[int, Metric]) -> HistoryLoader:
-    """The newest values (`history_limit` of them): the history sent on connect and `subscribe`.
+    """The values stored last (`history_limit` of them, by id): the history sent on connect and `subscribe`.
 
     Read and encoded once for all the sockets asking together (server/sharedreads.py).
     """
@@ -304,7 +310,7 @@ async def _range_histories(
 def _resume_loader(
     app: web.Application, metrics: Mapping[int, Metric], positions: dict[int, int]
 ) -> HistoryLoader:
-    """What was stored after each position, or `recovered: false` when that cannot be told."""
+    """What was stored after each position (larger ids), or `recovered: false` when that cannot be told."""
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
         missed = await db.values_after(app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED)
@@ -327,7 +333,8 @@ async def _send_histories(
     """Subscribe to the metrics, then send their history, then live updates.
 
     Live updates arriving while history is read are held back and released
-    afterwards minus those the history already accounts for: no gap, no duplicate.
+    afterwards minus those the history already accounts for (ids up to its
+    `last_id`, the largest it holds): no gap, no duplicate.
     """
     conn.hold()
     last_sent: dict[int, int] = {}

@@ -61,7 +61,7 @@ def with_database_name(url: str, name: str) -> str:
 DATABASE_URL, REDIS_URL = _test_servers()
 # The channels of the servers the tests start (the test Redis URL's database number).
 CHANNELS = channels_for(REDIS_URL)
-TABLES = "metric_values, metrics, dashboard_members, dashboards, users, rollup_progress"
+TABLES = "metric_values, metrics, dashboard_members, dashboards, users, rollup_progress, dashboard_seqs"
 
 
 def _recreate_database(url: str) -> None:

@@ -168,9 +168,9 @@ async def test_latest_values_reads_metric_values_through_its_index(empty_databas
         async with pool.acquire() as conn:
             notices = list(conn.notices)
         # metric_values is partitioned: its partitions are scanned, through their
-        # copies of metric_values_latest_idx.
+        # copies of metric_values_stored_idx (the values stored last, by id).
         partitions = {row[0] for row in await _fetch(pool, _PARTS.format("metric_values"))}
-        latest_indexes = {row[0] for row in await _fetch(pool, _PARTS.format("metric_values_latest_idx"))}
+        latest_indexes = {row[0] for row in await _fetch(pool, _PARTS.format("metric_values_stored_idx"))}
     assert all(len(values) == 10 for values in latest.values())
     plans = [json.loads(notice[notice.index("{") :]) for notice in notices if "plan:" in notice]
     [plan] = [plan for plan in plans if "metric_values" in plan["Query Text"]]
@@ -245,10 +245,13 @@ async def test_partitioning_keeps_every_row_and_id_of_a_populated_table(empty_da
                 (board_id,),
             )
             (metric_id,) = await cur.fetchone()
-        stored = await db.insert_values(
-            pool,
-            [(metric_id, float(i), now - timedelta(days=40) + timedelta(hours=6 * i)) for i in range(140)],
-        )
+            await cur.execute(
+                "INSERT INTO metric_values (metric_id, value, ts)"
+                " SELECT %s, i, %s::timestamptz + make_interval(hours => 6 * i)"
+                " FROM generate_series(0, 139) AS i RETURNING id, metric_id, value, ts",
+                (metric_id, now - timedelta(days=40)),
+            )
+            stored = [db.MetricValue(*row) for row in await cur.fetchall()]
         async with pool.acquire() as conn, conn.cursor() as cur:
             # A gap in the ids: they are kept, not renumbered.
             await cur.execute("DELETE FROM metric_values WHERE id % 10 = 3")

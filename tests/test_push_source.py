@@ -28,7 +28,7 @@ async def _token(pool, dashboard: db.Dashboard) -> dict[str, str]:
 
 async def _stored(pool, metric: db.Metric) -> list[db.MetricValue]:
     """Every stored value of the metric, in time order (ties by id)."""
-    return (await db.latest_values(pool, [metric.id], 100_000))[metric.id]
+    return (await db.latest_values(pool, [metric.id], 100_000, by_time=True))[metric.id]
 
 
 async def test_concurrent_pushes_never_make_a_counter_decrease(client, pool, make_dashboard, make_metric):

@@ -16,10 +16,16 @@ from common.db.core import UNAVAILABLE
 
 @dataclass(frozen=True)
 class MetricValue:
+    """A stored value. Ids grow in the order values were stored (per
+    dashboard, in commit order: migrations/0012_gaps.sql); `ts` is when it
+    was measured, which a push may back-date."""
+
     id: int
     metric_id: int
     value: float
     ts: datetime
+    # The number of the batch that stored it, per dashboard (insert_values); None when read back.
+    seq: int | None = None
 
 
 # Reads of "the newest values" first look at this recent span only: its lower
@@ -31,23 +37,34 @@ RECENT = timedelta(days=1)
 
 
 async def latest_values(
-    pool: aiopg.Pool, metric_ids: Sequence[int], limit: int, *, since: datetime | None = None
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    limit: int,
+    *,
+    since: datetime | None = None,
+    by_time: bool = False,
 ) -> dict[int, list[MetricValue]]:
-    """The newest `limit` values of each metric (stored at or after `since`, when
-    given), oldest first."""
+    """The `limit` values of each metric stored last (measured at or after
+    `since`, when given), in the order they were stored (by id).
+
+    By id, not by timestamp: a client holding them holds every value after
+    the first one's id, so that `values_after` the last one continues it
+    without gap or duplicate even when pushes were back-dated.
+    With `by_time`, the newest `limit` by timestamp instead, oldest first.
+    """
     result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
         return result
     recent = datetime.now(UTC) - RECENT
     bound = recent if since is None else max(since, recent)
     async with pool.acquire() as conn, conn.cursor() as cur:
-        rows = await _newest(cur, metric_ids, limit, bound)
+        rows = await _newest(cur, metric_ids, limit, bound, by_time)
         if bound != since:
             counts = Counter(row[1] for row in rows)
             fewer = [metric_id for metric_id in metric_ids if counts[metric_id] < limit]
             if fewer:
                 rows = [row for row in rows if counts[row[1]] == limit] + await _newest(
-                    cur, fewer, limit, since
+                    cur, fewer, limit, since, by_time
                 )
     # Each metric's rows come newest first.
     for row in reversed(rows):
@@ -56,17 +73,19 @@ async def latest_values(
 
 
 async def _newest(
-    cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None
+    cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None, by_time: bool
 ) -> list[tuple]:
-    # A fixed choice of two statement texts; the values are parameters.
+    # A fixed choice of four statement texts; the values are parameters.
     since_clause = " AND ts >= %(since)s" if since is not None else ""
-    # LATERAL runs the per-metric "newest N" as an index scan for each id.
+    order = "ts DESC, id DESC" if by_time else "id DESC"
+    # LATERAL runs the per-metric "newest N" as an index scan for each id
+    # (metric_values_latest_idx by time, metric_values_stored_idx by id).
     await cur.execute(
         "SELECT v.id, m.id, v.value, v.ts"
         " FROM unnest(%(ids)s::bigint[]) AS m(id)"
         " CROSS JOIN LATERAL ("
         "   SELECT id, value, ts FROM metric_values"
-        f"   WHERE metric_id = m.id{since_clause} ORDER BY ts DESC, id DESC LIMIT %(limit)s"
+        f"   WHERE metric_id = m.id{since_clause} ORDER BY {order} LIMIT %(limit)s"
         " ) v",
         {"ids": list(metric_ids), "limit": limit, "since": since},
     )
@@ -75,7 +94,7 @@ async def _newest(
 
 async def last_values(pool: aiopg.Pool, metric_ids: Sequence[int]) -> dict[int, float]:
     """The newest value of each metric that has one (the worker's counter state)."""
-    latest = await latest_values(pool, metric_ids, 1)
+    latest = await latest_values(pool, metric_ids, 1, by_time=True)
     return {metric_id: values[-1].value for metric_id, values in latest.items() if values}
 
 
@@ -91,7 +110,8 @@ async def insert_values(
     values would go with it anyway). With a `fence` ({dashboard id: lease
     token}, a worker's), so are the rows of dashboards whose lease no longer
     carries that token (worker/leases.py). Returns the stored rows once
-    committed, in the order given.
+    committed, in the order given, each with its dashboard's batch number
+    (`seq`, see `_insert`).
     """
     if not values:
         return []
@@ -233,11 +253,40 @@ async def _insert(
         "dashboards": list(fence or {}),
         "tokens": list((fence or {}).values()),
     }
-    # One multi-row INSERT: a single round trip and commit per tick.
-    await cur.execute(_INSERT_VALUES if fence is None else _INSERT_FENCED_VALUES, params)
+    # Two statements in one round trip, which PostgreSQL runs as one
+    # transaction (or inside the caller's): the batch numbers are taken
+    # first, so that their row locks are held before any value id is drawn.
+    # That is what makes a dashboard's ids grow in commit order.
+    if fence is None:
+        await cur.execute(f"{_NUMBER_BATCHES}; {_INSERT_VALUES}", params)
+    else:
+        await cur.execute(f"{_NUMBER_FENCED_BATCHES}; {_INSERT_FENCED_VALUES}", params)
     rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
+
+
+# Each dashboard with values in the batch gets its next number, its row
+# locked until commit: batches of one dashboard commit one after the other.
+# In dashboard id order, so that two batches of several dashboards never
+# deadlock. A dashboard whose values all vanish before the INSERT (metric
+# deleted, lease taken over) skips a number: a reader then looks for the
+# values of that number and finds none, which is harmless.
+_NUMBER_BATCHES = (
+    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
+    " SELECT DISTINCT dashboard_id, 1, 0 FROM metrics WHERE id = ANY(%(metrics)s::bigint[])"
+    " ORDER BY dashboard_id"
+    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
+)
+_NUMBER_FENCED_BATCHES = (
+    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
+    " SELECT DISTINCT m.dashboard_id, 1, 0 FROM metrics m"
+    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "  ON f.dashboard_id = m.dashboard_id"
+    " JOIN dashboard_leases l ON l.dashboard_id = f.dashboard_id AND l.token = f.token"
+    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.dashboard_id"
+    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
+)
 
 
 # `live` locks the named metrics that exist (FOR KEY SHARE, what the foreign
@@ -258,13 +307,22 @@ _FENCED_LIVE_METRICS = (
     "  ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
     " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l"
 )
+# Then the values go in, each dashboard's row records its newest value id
+# (where a server that joins its channel starts counting: dashboard_position),
+# and each value comes back with its batch's number.
 _INSERT_LIVE = (
-    " INSERT INTO metric_values (metric_id, value, ts)"
+    ", stored AS (INSERT INTO metric_values (metric_id, value, ts)"
     " SELECT r.metric_id, r.value, r.ts"
     " FROM unnest(%(ids)s::bigint[], %(values)s::double precision[], %(ts)s::timestamptz[])"
     "  WITH ORDINALITY AS r(metric_id, value, ts, n)"
     " WHERE r.metric_id IN (SELECT id FROM live) ORDER BY r.n"
-    " RETURNING id, metric_id, value, ts"
+    " RETURNING id, metric_id, value, ts)"
+    ", numbered AS (UPDATE dashboard_seqs q SET last_value_id = b.last_id"
+    "  FROM (SELECT m.dashboard_id, max(s.id) AS last_id FROM stored s JOIN metrics m ON m.id = s.metric_id"
+    "   GROUP BY m.dashboard_id) b"
+    "  WHERE q.dashboard_id = b.dashboard_id RETURNING q.dashboard_id, q.seq)"
+    " SELECT s.id, s.metric_id, s.value, s.ts, n.seq FROM stored s"
+    " JOIN metrics m ON m.id = s.metric_id JOIN numbered n ON n.dashboard_id = m.dashboard_id"
 )
 _INSERT_VALUES = f"WITH live AS MATERIALIZED ({_LIVE_METRICS}){_INSERT_LIVE}"
 _INSERT_FENCED_VALUES = f"WITH live AS MATERIALIZED ({_FENCED_LIVE_METRICS}){_INSERT_LIVE}"
@@ -426,7 +484,9 @@ _BUCKETS_FROM_ROLLUPS = (
 async def values_after(
     pool: aiopg.Pool, positions: Mapping[int, int], limit: int
 ) -> dict[int, list[MetricValue] | None]:
-    """Per metric, the values stored after the value whose id is `positions[metric_id]`.
+    """Per metric, the values stored after the value whose id is
+    `positions[metric_id]`, in the order they were stored (by id, whatever
+    their timestamps: a back-dated push stored later comes later).
 
     None for a metric when that value is not stored for it (deleted, or another
     database) or more than `limit` values follow it: the gap cannot be filled.
@@ -457,19 +517,72 @@ async def values_after(
 async def _after(
     cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
 ) -> list[tuple]:
-    """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, oldest first."""
-    # A fixed choice of two statement texts; the values are parameters.
+    """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, by id."""
+    # A fixed choice of two statement texts; the values are parameters. The
+    # bound prunes partitions: it leaves out only values stored after the
+    # anchor yet measured over RECENT ago (a worker's backlog of a day-long
+    # outage), which the client's next history holds.
     anchor_since, since_clause = (" AND a.ts >= %(since)s", " AND ts >= %(since)s") if since else ("", "")
-    # The anchor row gives the (ts, id) to continue from; the LATERAL scan
-    # then walks the per-metric index from there.
+    # The anchor must be the metric's own; the LATERAL scan then walks
+    # metric_values_stored_idx from its id.
     await cur.execute(
         "SELECT m.id, a.id IS NOT NULL, v.id, v.value, v.ts"
         " FROM unnest(%(ids)s::bigint[], %(after)s::bigint[]) AS m(id, after_id)"
         f" LEFT JOIN metric_values a ON a.id = m.after_id AND a.metric_id = m.id{anchor_since}"
         " LEFT JOIN LATERAL ("
         "   SELECT id, value, ts FROM metric_values"
-        f"   WHERE metric_id = m.id AND (ts, id) > (a.ts, a.id){since_clause} ORDER BY ts, id LIMIT %(limit)s"
+        f"   WHERE metric_id = m.id AND id > a.id{since_clause} ORDER BY id LIMIT %(limit)s"
         " ) v ON true",
         {"ids": list(positions), "after": list(positions.values()), "limit": limit + 1, "since": since},
     )
     return await cur.fetchall()
+
+
+# A dashboard's live stream (server/livegaps.py) --------------------------------
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a dashboard's stored batches stand: the number of the last one
+    and the id of the newest value stored (0 and 0 before any)."""
+
+    seq: int
+    last_value_id: int
+
+
+async def dashboard_position(pool: aiopg.Pool, dashboard_id: int) -> StreamPosition:
+    """The dashboard's batch number and newest value id, as last committed."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT seq, last_value_id FROM dashboard_seqs WHERE dashboard_id = %s", (dashboard_id,)
+        )
+        row = await cur.fetchone()
+    return StreamPosition(*row) if row else StreamPosition(0, 0)
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A stored value with what a client is shown of its metric."""
+
+    value: MetricValue
+    metric_name: str
+    unit: str
+
+
+async def dashboard_values_between(
+    pool: aiopg.Pool, dashboard_id: int, after_id: int, before_id: int, limit: int
+) -> list[StoredValue] | None:
+    """The values of the dashboard's metrics with after_id < id < before_id, by id;
+    None when there are more than `limit`."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts, m.name, m.unit FROM metrics m CROSS JOIN LATERAL ("
+            "  SELECT id, value, ts FROM metric_values"
+            "  WHERE metric_id = m.id AND id > %(after)s AND id < %(before)s ORDER BY id LIMIT %(limit)s"
+            " ) v WHERE m.dashboard_id = %(dashboard)s ORDER BY v.id LIMIT %(limit)s",
+            {"dashboard": dashboard_id, "after": after_id, "before": before_id, "limit": limit + 1},
+        )
+        rows = await cur.fetchall()
+    if len(rows) > limit:
+        return None
+    return [StoredValue(MetricValue(*row[:4]), row[4], row[5]) for row in rows]

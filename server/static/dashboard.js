@@ -467,54 +467,63 @@
     }
   }
 
-  // A stored value: appended as a point, or added to the newest bucket.
+  // A stored value, placed at its timestamp: values come in the order they were
+  // stored (by id), and a pushed one may be back-dated by minutes.
   function addValue(card, id, timestamp, value) {
     if (id != null && card.lastId != null && id <= card.lastId) return; // already shown
     const x = parseTime(timestamp);
-    const n = card.xs.length;
-    if (n && x < card.xs[n - 1] && !card.bucket) return; // older than what we show
     if (card.bucket) {
       const start = Math.floor(x / card.bucket) * card.bucket;
-      if (n && card.xs[n - 1] === start) {
-        const count = card.counts[n - 1];
-        card.ys[n - 1] = (card.ys[n - 1] * count + value) / (count + 1);
-        card.mins[n - 1] = Math.min(card.mins[n - 1], value);
-        card.maxs[n - 1] = Math.max(card.maxs[n - 1], value);
-        card.counts[n - 1] = count + 1;
-        card.ids[n - 1] = id;
+      const i = pointAt(card, start);
+      if (i < card.xs.length && card.xs[i] === start) {
+        const count = card.counts[i];
+        card.ys[i] = (card.ys[i] * count + value) / (count + 1);
+        card.mins[i] = Math.min(card.mins[i], value);
+        card.maxs[i] = Math.max(card.maxs[i], value);
+        card.counts[i] = count + 1;
+        card.ids[i] = Math.max(card.ids[i] || 0, id || 0) || null;
       } else {
-        pushPoint(card, start, value, value, value, 1, id);
+        placePoint(card, start, value, value, value, 1, id);
       }
     } else {
-      pushPoint(card, x, value, value, value, 1, id);
+      placePoint(card, x, value, value, value, 1, id);
     }
-    card.latest = value;
-    if (id != null) card.lastId = id;
+    card.latest = card.ys[card.ys.length - 1];
+    if (id != null) card.lastId = Math.max(card.lastId || 0, id);
     trim(card);
     markDirty(card);
   }
 
-  function pushPoint(card, x, y, min, max, count, id) {
-    card.xs.push(x);
-    card.ys.push(y);
-    card.mins.push(min);
-    card.maxs.push(max);
-    card.counts.push(count);
-    card.ids.push(id);
+  // The index of the first point at or after x (the end, for the usual newest value).
+  function pointAt(card, x) {
+    let i = card.xs.length;
+    while (i > 0 && card.xs[i - 1] >= x) i--;
+    return i;
+  }
+
+  // Points stay sorted by time, for the chart; after those with the same time.
+  function placePoint(card, x, y, min, max, count, id) {
+    let i = card.xs.length;
+    while (i > 0 && card.xs[i - 1] > x) i--;
+    card.xs.splice(i, 0, x);
+    card.ys.splice(i, 0, y);
+    card.mins.splice(i, 0, min);
+    card.maxs.splice(i, 0, max);
+    card.counts.splice(i, 0, count);
+    card.ids.splice(i, 0, id);
   }
 
   // A history replaces what the card holds (its values may be buckets).
   function replaceHistory(card, payload) {
     emptyBuffers(card, payload.bucket_seconds || 0);
     card.lastId = payload.last_id;
-    card.latest = NaN;
     for (const v of payload.values) {
       const count = v.count || 1;
       const min = v.min != null ? v.min : v.value;
       const max = v.max != null ? v.max : v.value;
-      pushPoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null);
-      card.latest = v.value;
+      placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null);
     }
+    card.latest = card.ys.length ? card.ys[card.ys.length - 1] : NaN;
     trim(card);
     markDirty(card);
   }

@@ -7,7 +7,9 @@ import asyncio
 import os
 import shlex
 import subprocess
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from playwright.async_api import expect
 
@@ -75,3 +77,27 @@ async def test_an_empty_pushed_metric_shows_how_to_feed_it(
     assert await viewer.locator(".feed-command, .feed-token").count() == 0
     await viewer.context.close()
     assert errors == []
+
+
+async def test_a_back_dated_push_shows_at_its_time_on_an_open_page(
+    server, context, pool, make_user, make_dashboard, make_metric
+):
+    ed = await make_user("ed")
+    ops = await make_dashboard("ops", members=(ed,))
+    queue = await make_metric(ops, "queue", "gauge")
+    secret = new_token()
+    await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
+    page = await context.new_page()
+    await log_in(page, server.base, "ed", next_path=f"/dashboards/{ops.id}/")
+    await expect(page.locator(f"[data-metric-id='{queue.id}'] .feed")).to_be_visible()
+    now = datetime.now(UTC)
+    # Stored in this order; the second was measured two minutes before the first.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as session:
+        for value, ts in [(1.0, now), (2.0, now - timedelta(minutes=2)), (3.0, now + timedelta(seconds=1))]:
+            body = {"value": value, "timestamp": ts.isoformat()}
+            async with session.post(f"{server.base}/api/v1/metrics/{queue.id}/values", json=body) as response:
+                assert response.status == 201
+    await expect(page.locator(f"[data-metric-id='{queue.id}'] .value")).to_have_text("3")
+    points = await page.evaluate("(id) => window.__dashboard.points(id).map((p) => p.v)", queue.id)
+    # Drawn by time: the back-dated value is first, not dropped.
+    assert points == [2.0, 1.0, 3.0]
