@@ -17,7 +17,7 @@ from common.db.core import UNAVAILABLE
 @dataclass(frozen=True)
 class MetricValue:
     """A stored value. Ids grow in the order values were stored (per
-    dashboard, in commit order: migrations/0012_gaps.sql); `ts` is when it
+    dashboard, in commit order: migrations/0011_gaps.sql); `ts` is when it
     was measured, which a push may back-date."""
 
     id: int
