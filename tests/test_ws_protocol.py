@@ -101,7 +101,7 @@ async def test_config_then_history_per_metric(client, setup, pool):
                     "description": "cpu description",
                     "type": "gauge",
                     "unit": "%",
-                    "source": "random",
+                    "source": "push",
                 },
                 {
                     "id": setup["requests"].id,
@@ -109,7 +109,7 @@ async def test_config_then_history_per_metric(client, setup, pool):
                     "description": "requests description",
                     "type": "counter",
                     "unit": "req",
-                    "source": "random",
+                    "source": "push",
                 },
             ],
             "retention_days": None,

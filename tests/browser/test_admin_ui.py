@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
+from common.sources import PUSH
 from server.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import CHANNELS, REDIS_URL
@@ -53,7 +54,8 @@ async def test_an_editor_creates_copies_and_revokes_a_token(server, context, poo
     await screenshot(page, "edit-token-created")
 
     # The token works, then Done forgets the secret; a fresh page never has it.
-    metric = (await db.list_metrics(pool, board.id))[0]
+    # The demo's metrics are generated (pushes to them are refused): one fed by pushes.
+    metric = await db.create_metric(pool, board.id, "deploys", "counter", "", "", PUSH)
     async with aiohttp.ClientSession() as session:
         pushed = await session.post(
             f"{server.base}/api/v1/metrics/{metric.id}/values",
