@@ -14,7 +14,7 @@ from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, log_in, log_out, login_required, page_context, session_key
+from server.auth import current_user, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
 from server.ratelimit import (
@@ -116,8 +116,9 @@ async def _login_answer(
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    key = await session_key(request)
-    await log_out(request)
+    key = await log_out(request)
+    # An anonymous visitor's session has no sockets: its logout only clears
+    # the cookie, and announces nothing for every process to act on.
     if key is not None:
         # This session's sockets, on every server process, close now.
         await revoke(request.app, Revocation("logout", session=session_digest(key)))
