@@ -60,12 +60,6 @@ async def socket_session(request: web.Request) -> tuple[int | None, str | None]:
     return session_user_id(session), (key if isinstance(key, str) else None)
 
 
-async def session_key(request: web.Request) -> str | None:
-    """This request's session key (the cookie's value, when it names a stored session)."""
-    identity = (await get_session(request)).identity
-    return identity if isinstance(identity, str) else None
-
-
 def session_redis_key(key: str) -> str:
     """Where aiohttp-session's RedisStorage keeps the session with this key."""
     return f"{SESSION_COOKIE}_{key}"
@@ -78,10 +72,13 @@ async def log_in(request: web.Request, user: User) -> None:
     session[_CSRF] = secrets.token_urlsafe(32)
 
 
-async def log_out(request: web.Request) -> None:
-    """End the session (views.logout then closes its sockets everywhere)."""
+async def log_out(request: web.Request) -> str | None:
+    """End the session; its key if someone was logged in on it (views.logout
+    then closes its sockets everywhere), None for an anonymous visitor's."""
     session = await get_session(request)
+    key = session.identity if isinstance(session.get(_USER_ID), int) else None
     session.invalidate()
+    return key if isinstance(key, str) else None
 
 
 def login_required(handler: Handler) -> Handler:

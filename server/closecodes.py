@@ -15,7 +15,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down: reconnect, possibly elsewhere
     PROTOCOL_ERROR = 1002  # the client broke RFC 6455 framing (unmasked frame, bad fragments, ...)
     INVALID_TEXT = 1007  # a text message that is not UTF-8
-    MESSAGE_TOO_BIG = 1009  # a client message above 64 KiB
+    MESSAGE_TOO_BIG = 1009  # a client message above 64 KiB, or in more than 128 fragments
     INTERNAL_ERROR = 1011  # a bug on the server's side; reconnecting may help
     TRY_AGAIN_LATER = 1013  # the database is unreachable right now: reconnect with backoff
     SLOW_CONSUMER = 4008  # the client read too slowly and its buffer overflowed

@@ -7,10 +7,12 @@ shared until the dashboard changes.
 
 Freshness: an edit commits, then announces the dashboard on the control
 channel (server/configpush.py), whose handler calls `invalidate` before it
-pushes the new config. A read that overlapped an invalidation is read again,
-so `get` never returns a config older than the last change this process
-heard of. Edits nobody announced (Redis away at that moment) show after
-MAX_AGE_SECONDS at most.
+pushes the new config. A read that overlapped an invalidation of its
+dashboard is read again, so `get` never returns a config older than the last
+change this process heard of. Generations are kept per dashboard: one
+dashboard edited in a loop makes only its own reads start over, never
+another dashboard's. Edits nobody announced (Redis away at that moment) show
+after MAX_AGE_SECONDS at most.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import aiopg
+from prometheus_client import Counter
 
 from common import db
 from common.schemas import encode_message
@@ -64,13 +67,17 @@ def config_payload(dashboard: db.Dashboard, metrics: list[db.Metric]) -> dict[st
 
 
 class ConfigCache:
-    def __init__(self, pool: aiopg.Pool) -> None:
+    def __init__(self, pool: aiopg.Pool, reads: Counter) -> None:
         self._pool = pool
+        # Counts the reads from PostgreSQL (telemetry: how well the cache works).
+        self._read_count = reads
         self._configs: dict[int, DashboardConfig] = {}
         # One read at a time per dashboard, shared by everyone who asks meanwhile.
         self._reads: dict[int, asyncio.Future[DashboardConfig | None]] = {}
-        # Bumped by every invalidation, so a read that overlapped one is redone.
-        self._generation = 0
+        # Bumped by the dashboard's invalidations, so a read that overlapped one
+        # is redone; `_epoch` by `clear`, for every dashboard at once.
+        self._generations: dict[int, int] = {}
+        self._epoch = 0
 
     async def get(self, dashboard_id: int) -> DashboardConfig | None:
         """The dashboard's current config; None if it does not exist."""
@@ -78,7 +85,7 @@ class ConfigCache:
         if config is not None and time.monotonic() - config.read_at < MAX_AGE_SECONDS:
             return config
         while True:
-            generation = self._generation
+            generation = self._generation(dashboard_id)
             read = self._reads.get(dashboard_id)
             if read is None:
                 read = asyncio.ensure_future(self._read(dashboard_id))
@@ -86,23 +93,28 @@ class ConfigCache:
                 read.add_done_callback(lambda done: self._read_done(dashboard_id, done))
             # Shielded: one socket giving up must not cancel the others' read.
             config = await asyncio.shield(read)
-            if generation == self._generation:
+            if generation == self._generation(dashboard_id):
                 return config
 
     def invalidate(self, dashboard_id: int) -> None:
         """The dashboard changed (or is gone): read it again when next asked."""
-        self._generation += 1
+        # One int per dashboard ever edited while this process ran: bounded by the dashboards.
+        self._generations[dashboard_id] = self._generations.get(dashboard_id, 0) + 1
         self._configs.pop(dashboard_id, None)
         self._reads.pop(dashboard_id, None)
 
     def clear(self) -> None:
         """Forget every config: changes may have been announced while we could not hear."""
-        self._generation += 1
+        self._epoch += 1
         self._configs.clear()
         self._reads.clear()
 
+    def _generation(self, dashboard_id: int) -> tuple[int, int]:
+        return self._epoch, self._generations.get(dashboard_id, 0)
+
     async def _read(self, dashboard_id: int) -> DashboardConfig | None:
-        generation = self._generation
+        generation = self._generation(dashboard_id)
+        self._read_count.inc()
         dashboard = await db.get_dashboard(self._pool, dashboard_id)
         if dashboard is None:
             return None
@@ -113,7 +125,7 @@ class ConfigCache:
             text_frame(encode_message("dashboard_config", config_payload(dashboard, metrics))),
             time.monotonic(),
         )
-        if generation == self._generation:
+        if generation == self._generation(dashboard_id):
             self._forget_old()
             self._configs[dashboard_id] = config
         return config

@@ -131,7 +131,9 @@ class ClientConnection:
 
     def send_frame(self, frame: bytes) -> None:
         """Queue a finished frame; it goes out with the others of this loop turn."""
-        if self._closing:
+        # The socket may have closed on its own (a protocol error, the rate
+        # limit): no frame may follow its close frame.
+        if self._closing or self.socket.closing:
             self.dropped_frames += 1
             return
         self._pending.append(frame)
@@ -164,6 +166,7 @@ class ClientConnection:
         if (
             not self._pending
             and not self._closing
+            and not self.socket.closing
             and not self._transport.is_closing()
             and self._transport.get_write_buffer_size() <= TRANSPORT_HIGH_WATER
         ):
@@ -238,7 +241,7 @@ class ClientConnection:
     def flush(self) -> None:
         """Write what is waiting in one piece (called by the FlushQueue)."""
         self._flush_pending = False
-        if self._closing or self._transport.is_closing() or not self._pending:
+        if self._closing or self.socket.closing or self._transport.is_closing() or not self._pending:
             return
         if self._transport.get_write_buffer_size() > TRANSPORT_HIGH_WATER:
             self._flush_pending = True

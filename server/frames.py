@@ -18,6 +18,9 @@ PING = 0x9
 PONG = 0xA
 _CONTINUATION = 0x0
 
+# Fragments one message may come in: each costs a list entry however small,
+# so empty continuation frames would otherwise grow memory without bound.
+MAX_FRAGMENTS = 128
 # Close codes a peer may send (§7.4.1 and the IANA registry); others are a protocol error.
 _PEER_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
@@ -71,7 +74,7 @@ class FrameReader:
 
     Raises FrameError for what a server must refuse: unmasked frames, RSV bits,
     unknown opcodes, bad fragmentation or control frames (1002), messages
-    over `max_size` bytes (1009).
+    over `max_size` bytes or in more than MAX_FRAGMENTS fragments (1009).
     """
 
     __slots__ = ("_buffer", "_fragments", "_fragments_size", "_max_size", "_opcode")
@@ -129,6 +132,8 @@ class FrameReader:
             raise FrameError(1002, f"unknown opcode {opcode}")
         elif length + self._fragments_size > self._max_size:
             raise FrameError(1009, f"message above {self._max_size} bytes")
+        elif opcode == _CONTINUATION and self._fragments and len(self._fragments) >= MAX_FRAGMENTS:
+            raise FrameError(1009, f"message in more than {MAX_FRAGMENTS} fragments")
 
     def _message(self, opcode: int, final: bool, payload: bytes) -> tuple[int, bytes] | None:
         if opcode >= 0x8:

@@ -45,6 +45,11 @@ class ServerMetrics:
             "Connections closed because their send buffer was full (4008)",
             registry=self.registry,
         )
+        self.config_reads = Counter(
+            "dashboard_config_reads",
+            "Dashboard configs read from PostgreSQL for sockets (config cache misses)",
+            registry=self.registry,
+        )
         self.publish_latency = Histogram(
             "dashboard_publish_to_send_seconds",
             "From a value's timestamp to its frame being handed to the connections",

@@ -1,12 +1,19 @@
 """This process's open dashboard sockets by session, user and dashboard, and
-closing those whose access ended (see server/revocation.py for when)."""
+closing those whose access ended (see server/revocation.py for when).
+
+Sockets are indexed by session digest and by user, and a socket's session is
+hashed once, when it is added: a revocation naming a session or a user (a
+logout, a removal) touches only that session's or user's sockets, never
+every socket of the process. Every process hears every revocation, so this
+is what keeps a logout from costing O(sockets) everywhere.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable
 
 from common.events import Revocation
@@ -38,10 +45,11 @@ def session_digest(session_key: str) -> str:
 
 class SocketRegistry:
     def __init__(self) -> None:
-        self._sessions: dict[ClientConnection, str] = {}
-        # Sockets per user, kept up to date: the per-user limit is checked at
-        # every connect, and counting over all sockets made set-up O(sockets).
-        self._per_user: Counter[int] = Counter()
+        # connection -> (its session key, the key's digest)
+        self._sessions: dict[ClientConnection, tuple[str, str]] = {}
+        self._by_session: dict[str, set[ClientConnection]] = {}
+        # Also what the per-user limit counts, checked at every connect.
+        self._by_user: dict[int, set[ClientConnection]] = {}
         # (time.monotonic() when seen, revocation), oldest first.
         self._recent: deque[tuple[float, Revocation]] = deque()
 
@@ -51,41 +59,48 @@ class SocketRegistry:
         by that check: if one covers the socket it is closed instead; False.
         """
         self._forget_old()
+        digest = session_digest(session_key)
         for seen, revocation in reversed(self._recent):
             if seen < checked_at:
                 break
-            if _covers(revocation, conn, session_key):
+            if _covers(revocation, conn, digest):
                 close([conn], revocation.reason)
                 return False
-        if conn not in self._sessions:
-            self._per_user[conn.user.id] += 1
-        self._sessions[conn] = session_key
+        self.remove(conn)
+        self._sessions[conn] = (session_key, digest)
+        self._by_session.setdefault(digest, set()).add(conn)
+        self._by_user.setdefault(conn.user.id, set()).add(conn)
         return True
 
     def remove(self, conn: ClientConnection) -> None:
-        if self._sessions.pop(conn, None) is not None:
-            self._per_user[conn.user.id] -= 1
-            if not self._per_user[conn.user.id]:
-                del self._per_user[conn.user.id]
+        found = self._sessions.pop(conn, None)
+        if found is not None:
+            _discard(self._by_session, found[1], conn)
+            _discard(self._by_user, conn.user.id, conn)
 
     def count_for_user(self, user_id: int) -> int:
-        return self._per_user[user_id]
+        return len(self._by_user.get(user_id, ()))
 
     def connections_of_user(self, user_id: int) -> list[ClientConnection]:
         """This process's open sockets of the user, on any dashboard (a snapshot)."""
-        if not self._per_user[user_id]:
-            return []
-        return [conn for conn in self._sessions if conn.user.id == user_id]
+        return list(self._by_user.get(user_id, ()))
 
     def sessions(self) -> dict[ClientConnection, str]:
         """A snapshot: connection -> its session key."""
-        return dict(self._sessions)
+        return {conn: key for conn, (key, _) in self._sessions.items()}
 
     def revoke(self, revocation: Revocation) -> int:
         """Close every socket the revocation covers; returns how many."""
         self._forget_old()
         self._recent.append((time.monotonic(), revocation))
-        matching = [conn for conn, key in self._sessions.items() if _covers(revocation, conn, key)]
+        # Only the named session's or user's sockets are looked at, when one is named.
+        if revocation.session is not None:
+            candidates: Iterable[ClientConnection] = self._by_session.get(revocation.session, ())
+        elif revocation.user_id is not None:
+            candidates = self._by_user.get(revocation.user_id, ())
+        else:
+            candidates = self._sessions
+        matching = [conn for conn in candidates if _covers(revocation, conn, self._sessions[conn][1])]
         close(matching, revocation.reason)
         return len(matching)
 
@@ -108,9 +123,18 @@ def close(connections: Iterable[ClientConnection], reason: str) -> None:
         conn.close_soon(code, reason.replace("_", " "))
 
 
-def _covers(revocation: Revocation, conn: ClientConnection, session_key: str) -> bool:
+def _covers(revocation: Revocation, conn: ClientConnection, digest: str) -> bool:
     return (
         (revocation.user_id is None or revocation.user_id == conn.user.id)
         and (revocation.dashboard_id is None or revocation.dashboard_id == conn.dashboard.id)
-        and (revocation.session is None or revocation.session == session_digest(session_key))
+        and (revocation.session is None or revocation.session == digest)
     )
+
+
+def _discard(index: dict, key: object, conn: ClientConnection) -> None:
+    """Take `conn` out of `index[key]`, and the key out once it has no socket left."""
+    connections = index.get(key)
+    if connections is not None:
+        connections.discard(conn)
+        if not connections:
+            del index[key]

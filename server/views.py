@@ -19,7 +19,7 @@ from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema, storable_te
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
-from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context, session_key
+from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
 from server.ratelimit import (
@@ -142,8 +142,9 @@ async def _rehash_if_needed(pool: aiopg.Pool, credentials: db.Credentials, passw
 
 async def logout(request: web.Request) -> web.StreamResponse:
     await form_fields(request)  # a form's post, as every page sends it; nothing else
-    key = await session_key(request)
-    await log_out(request)
+    key = await log_out(request)
+    # An anonymous visitor's session has no sockets: its logout only clears
+    # the cookie, and announces nothing for every process to act on.
     if key is not None:
         # This session's sockets, on every server process, close now.
         await revoke(request.app, Revocation("logout", session=session_digest(key)))

@@ -15,6 +15,13 @@ What it does (RFC 6455): answers the handshake, reads client frames
 text or binary message to the handler set by `start`, one at a time and in
 order; a task exists only while there is something to handle. Heartbeats are
 sent for all sockets at once (`Heartbeat`), not by a timer per socket.
+
+What a client can make it hold is bounded: every frame it sends but a close
+counts against its rate limit (pings too); reading stops while MAX_WAITING
+messages wait to be handled, and while the transport's send buffer is above
+its high-water mark (a client that sends pings and never reads the pongs);
+a socket refused, over its rate limit or failed for a protocol error is not
+parsed any further, and whatever its peer sends next ends the connection.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from server.closecodes import CloseCode
 from server.frames import (
     BINARY,
     CLOSE,
@@ -43,6 +51,7 @@ from server.frames import (
     text_frame,
 )
 from server.httplimits import ConnectionCap, GuardedRequestHandler
+from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,9 @@ _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 CLOSE_TIMEOUT = 5.0
 # Messages waiting to be handled before the socket stops reading from the peer.
 MAX_WAITING = 32
+# Why reading is paused (bits: it resumes when none is left).
+_QUEUE_FULL = 1  # MAX_WAITING messages wait to be handled
+_SEND_FULL = 2  # the transport's send buffer is above its high-water mark
 
 MessageHandler = Callable[[int, bytes], Awaitable[None]]
 
@@ -105,8 +117,10 @@ class WebSocket(asyncio.Protocol):
         "_close_timer",
         "_closed",
         "_handler",
+        "_limit",
         "_lost",
         "_on_closed",
+        "_paused",
         "_reader",
         "_task",
         "_waiting",
@@ -117,10 +131,13 @@ class WebSocket(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, limit: TokenBucket) -> None:
         self.transport: asyncio.Transport | None = None
-        # None after a protocol error: what the peer sends then is ignored.
+        # None once we stopped parsing (`close(parse_reply=False)`, `fail`).
         self._reader: FrameReader | None = FrameReader(max_message_bytes)
+        # Spent by every frame the peer sends but a close frame.
+        self._limit = limit
+        self._paused = 0  # _QUEUE_FULL | _SEND_FULL
         self._lost = False
         self._handler: MessageHandler | None = None
         self._waiting: deque[tuple[int, bytes]] | None = None
@@ -154,8 +171,15 @@ class WebSocket(asyncio.Protocol):
         if not self.closing and self.transport is not None and not self.transport.is_closing():
             self.transport.write(text_frame(text))
 
-    def close(self, code: int, reason: str = "") -> None:
-        """Start the closing handshake (idempotent): no frame goes out after the close frame."""
+    def close(self, code: int, reason: str = "", *, parse_reply: bool = True) -> None:
+        """Start the closing handshake (idempotent): no frame goes out after the close frame.
+
+        Without `parse_reply` (a refused or flooding client) nothing the peer
+        sends is parsed any more: the first bytes it sends, its close frame
+        if it behaves, end the TCP connection.
+        """
+        if not parse_reply:
+            self._reader = None
         if self.closing or self._lost or self.transport is None:
             return
         self.closing = True
@@ -163,6 +187,17 @@ class WebSocket(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close without waiting for the peer (§7.1.7), for a peer whose framing
+        is lost: after the close frame our side of the TCP connection ends."""
+        self.close(code, reason, parse_reply=False)
+        if self.transport is None:
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
 
     def abort(self) -> None:
         """Hang up without waiting for anything (a peer that stopped answering)."""
@@ -195,30 +230,41 @@ class WebSocket(asyncio.Protocol):
         self.last_heard = time.monotonic()
         self.ping_sent = False
         if self._reader is None:
+            # We read nothing more: whatever comes, its close frame or more, ends it.
+            if self.transport is not None:
+                self.transport.close()
             return
         try:
             messages = self._reader.feed(data)
         except FrameError as exc:
-            # Failing the connection (§7.1.7): framing is lost, so the peer's
-            # close frame could not be found; our side of the TCP connection
-            # ends after our close frame, and the rest it sends is ignored.
+            # Framing is lost, so the peer's close frame could not be found.
             log.info("closing socket: %s", exc.reason)
-            self._reader = None
-            self.close(exc.code, exc.reason)
-            if self.transport is not None and self.transport.can_write_eof():
-                self.transport.write_eof()
-            elif self.transport is not None:
-                self.transport.close()
+            self.fail(exc.code, exc.reason)
             return
+        pong: bytes | None = None
         for opcode, payload in messages:
-            if opcode == PING:
-                if self.transport is not None and not self.closing:
-                    self.transport.write(pong_frame(payload))
-            elif opcode == CLOSE:
+            if opcode == CLOSE:
                 self._peer_closed(payload)
                 return
+            if not self._limit.take():
+                log.info("closing socket: too many messages")
+                self.close(CloseCode.RATE_LIMITED, "too many messages", parse_reply=False)
+                return
+            if opcode == PING:
+                pong = payload
             elif opcode in (TEXT, BINARY) and not self.closing:
                 self._queue(opcode, payload)
+        if pong is not None and self.transport is not None and not self.closing:
+            # Only the last ping of a read is answered (§5.5.3 allows it).
+            self.transport.write(pong_frame(pong))
+
+    def pause_writing(self) -> None:
+        # The peer does not read what we send: stop reading what it sends,
+        # so that it cannot make us answer (pongs, replies) without bound.
+        self._stop_reading(_SEND_FULL)
+
+    def resume_writing(self) -> None:
+        self._go_on_reading(_SEND_FULL)
 
     def eof_received(self) -> bool:
         return False  # close the transport: a half-closed WebSocket is of no use
@@ -252,12 +298,23 @@ class WebSocket(asyncio.Protocol):
         # Both close frames exchanged: the server hangs up first (§7.1.1).
         self.transport.close()
 
+    def _stop_reading(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _go_on_reading(self, reason: int) -> None:
+        was_paused = self._paused
+        self._paused &= ~reason
+        if was_paused and not self._paused and self.transport is not None:
+            self.transport.resume_reading()
+
     def _queue(self, opcode: int, payload: bytes) -> None:
         if self._waiting is None:
             self._waiting = deque()
         self._waiting.append((opcode, payload))
-        if len(self._waiting) >= MAX_WAITING and self.transport is not None:
-            self.transport.pause_reading()  # resumed once handled (_next)
+        if len(self._waiting) >= MAX_WAITING:
+            self._stop_reading(_QUEUE_FULL)  # resumed once handled (_next)
         if self._task is None and self._handler is not None:
             self._next()
 
@@ -270,8 +327,8 @@ class WebSocket(asyncio.Protocol):
             self._waiting = None  # no empty deque kept per idle socket
             return
         opcode, payload = self._waiting.popleft()
-        if len(self._waiting) == MAX_WAITING - 1 and self.transport is not None:
-            self.transport.resume_reading()
+        if len(self._waiting) < MAX_WAITING:
+            self._go_on_reading(_QUEUE_FULL)
         self._task = asyncio.ensure_future(self._handler(opcode, payload))
         self._task.add_done_callback(self._work_done)
 

@@ -72,7 +72,8 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         session = await socket_session(request)
     except redis.exceptions.RedisError as exc:
         session = exc
-    socket = WebSocket(MAX_FRAME_BYTES)
+    settings = app[SETTINGS_KEY]
+    socket = WebSocket(MAX_FRAME_BYTES, TokenBucket(settings.message_rate, settings.message_burst))
     if take_over(request, socket):
         app[SOCKETS_KEY].add(socket)
         # `?subscribe=none`: the client will send `resume` or `history` itself
@@ -159,8 +160,7 @@ async def _open(
     conn.send_frame(config.frame)
     # From here, however the socket ends, `_ended` undoes what was registered
     # (once the set-up is over, so that nothing is registered after it).
-    bucket = TokenBucket(settings.message_rate, settings.message_burst)
-    socket.start(partial(_on_message, app, conn, bucket), partial(_ended, app, conn))
+    socket.start(partial(_on_message, app, conn), partial(_ended, app, conn))
     return conn
 
 
@@ -174,13 +174,9 @@ async def _serve(app: web.Application, conn: ClientConnection, with_history: boo
     conn.send_frame(await _alerts_frame(app, conn.dashboard.id))
 
 
-async def _on_message(
-    app: web.Application, conn: ClientConnection, bucket: TokenBucket, opcode: int, payload: bytes
-) -> None:
-    """One client message (server/websocket.py hands them over one at a time, in order)."""
-    if not bucket.take():
-        conn.close_soon(CloseCode.RATE_LIMITED, "too many messages")
-        return
+async def _on_message(app: web.Application, conn: ClientConnection, opcode: int, payload: bytes) -> None:
+    """One client message (server/websocket.py hands them over one at a time, in order,
+    and has already counted it against the socket's rate limit)."""
     if opcode == TEXT:
         try:
             text = payload.decode()
@@ -211,7 +207,8 @@ def _refuse(socket: WebSocket, status: int, text: str, code: CloseCode) -> None:
     socket.send_text(
         encode_message("authentication", {"status_code": status, "status_text": text, "data": None})
     )
-    socket.close(code, text)
+    # Nothing the client sends any more is parsed: a refused socket costs no work.
+    socket.close(code, text, parse_reply=False)
 
 
 def _raw_values(values: list[MetricValue]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import gc
 import hashlib
 import json
 import os
+import socket
 import struct
 
 import pytest
@@ -54,15 +55,28 @@ class RawClient:
         self.handshake = handshake
 
     @classmethod
-    async def connect(cls, client, path: str, extra_headers: str = "") -> tuple[RawClient, str]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    async def connect(
+        cls, client, path: str, extra_headers: str = "", *, receive_buffer: int | None = None
+    ) -> tuple[RawClient, str]:
+        """Upgrade with `client`'s session cookie, if it has one. With
+        `receive_buffer`, the kernel and the reader hold about that many unread bytes."""
+        if receive_buffer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        else:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=receive_buffer)
         key = base64.b64encode(os.urandom(16)).decode()
-        cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+        cookies = client.session.cookie_jar.filter_cookies(client.make_url("/"))
+        if "dashboard_session" in cookies:
+            extra_headers += f"Cookie: dashboard_session={cookies['dashboard_session'].value}\r\n"
         writer.write(
             (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Cookie: dashboard_session={cookie}\r\n{extra_headers}\r\n"
+                f"{extra_headers}\r\n"
             ).encode()
         )
         handshake = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
