@@ -152,6 +152,50 @@ class HistoryValueSchema(Schema):
     min = fields.Float()
     max = fields.Float()
     count = fields.Integer()
+    increase = fields.Float(
+        metadata={
+            "description": "a counter's bucket: its increase since the value before it, resets included"
+        }
+    )
+
+
+class SketchSchema(Schema):
+    """A histogram's values counted per key of a log-scale sketch: a value x with
+    |x| >= min_magnitude is counted under sign(x) * (ceil(ln|x| / ln gamma) + key_offset),
+    smaller ones under 0; a key k stands for sign(k) * 2 * gamma^(|k| - key_offset) / (gamma + 1)."""
+
+    relative_error = fields.Float(required=True, metadata={"description": "of every percentile read from it"})
+    gamma = fields.Float(required=True)
+    key_offset = fields.Integer(required=True)
+    min_magnitude = fields.Float(required=True)
+    bins = fields.List(
+        fields.Tuple((fields.Integer(), fields.Integer())),
+        required=True,
+        metadata={"description": "[key, count] pairs, keys ascending"},
+    )
+
+
+class RangeSummarySchema(Schema):
+    """What the whole range holds: the same numbers on every range (docs/protocol.md, Ranges)."""
+
+    count = fields.Integer(required=True, metadata={"description": "values in the range"})
+    first_timestamp = fields.String(
+        metadata={"description": "of its first value (a minute's start if rolled up)"}
+    )
+    last_timestamp = fields.String(metadata={"description": "of its newest value"})
+    increase = fields.Float(
+        metadata={"description": "a counter's: between its first and newest value, resets included"}
+    )
+    rate = fields.Float(
+        allow_none=True, metadata={"description": "a counter's: increase per second between those values"}
+    )
+    last_value = fields.Float(metadata={"description": "a counter's newest value"})
+    p50 = fields.Float(metadata={"description": "a histogram's, within the sketch's relative_error"})
+    p95 = fields.Float()
+    p99 = fields.Float()
+    sketch = fields.Nested(
+        SketchSchema, metadata={"description": "a histogram's distribution over the range"}
+    )
 
 
 class MetricHistorySchema(Schema):
@@ -170,6 +214,7 @@ class MetricHistorySchema(Schema):
     )
     range = fields.String(validate=validate.OneOf(RANGES), metadata={"description": "answers `history`"})
     bucket_seconds = fields.Integer(metadata={"description": "answers `history`; 0: raw values"})
+    summary = fields.Nested(RangeSummarySchema, metadata={"description": "answers `history`"})
     recovered = fields.Boolean(metadata={"description": "answers `resume`"})
 
 

@@ -28,7 +28,10 @@ SUMMARIES = {
     "subscribe": "Receive updates of these metrics; a metric_history comes first for each new one.",
     "unsubscribe": "Stop receiving updates of these metrics.",
     "ping": "Application-level ping (browsers cannot send WebSocket pings); answered with pong.",
-    "history": "The metrics' values over a time range (raw or bucketed), replacing what the client holds.",
+    "history": (
+        "The metrics' values over a time range (raw or bucketed), replacing what the client holds,"
+        " with the range's summary: a counter's rate, a histogram's percentiles and distribution."
+    ),
     "resume": (
         "After a reconnect: what was stored after the newest value the client holds (a larger id), per metric."
     ),
@@ -75,13 +78,32 @@ EXAMPLES: dict[str, Any] = {
         ],
         "retention_days": None,
     },
+    # An answer to `history` for a counter: buckets, and the summary of the range.
     "metric_history": {
         "metric_id": 1,
         "metric_name": "requests",
         "unit": "req",
-        "values": [{"id": 5231, "value": 6.43, "timestamp": "2026-11-28T23:28:44.048772+00:00"}],
+        "values": [
+            {
+                "value": 466125.5,
+                "timestamp": "2026-11-28T23:25:00+00:00",
+                "min": 464510.0,
+                "max": 467741.0,
+                "count": 60,
+                "increase": 1620.0,
+            }
+        ],
         "last_id": 5231,
-        "recovered": True,
+        "range": "24h",
+        "bucket_seconds": 300,
+        "summary": {
+            "count": 86400,
+            "first_timestamp": "2026-11-27T23:28:45.049030+00:00",
+            "last_timestamp": "2026-11-28T23:28:44.048772+00:00",
+            "increase": 466560.0,
+            "rate": 5.4,
+            "last_value": 467741.0,
+        },
     },
     "metric_update": {
         "id": 5240,

@@ -16,12 +16,12 @@ DEMO_SLUG = "demo"
 DEMO_METRICS = [
     ("requests", "counter", "req", "HTTP requests served"),
     ("errors", "counter", "err", "Requests that failed"),
-    ("bytes_sent", "counter", "KB", "Response bytes sent"),
+    ("bytes_sent", "counter", "bytes", "Response bytes sent"),
     ("cpu", "gauge", "%", "CPU utilisation"),
-    ("memory", "gauge", "MB", "Resident memory"),
+    ("memory", "gauge", "bytes", "Resident memory"),
     ("queue_depth", "gauge", "jobs", "Jobs waiting"),
     ("latency", "histogram", "ms", "Request latency"),
-    ("payload_size", "histogram", "KB", "Request body size"),
+    ("payload_size", "histogram", "bytes", "Request body size"),
     ("db_query_time", "histogram", "ms", "Database query time"),
 ]
 MACHINE_SLUG = "this-machine"

@@ -39,6 +39,7 @@ from server.keys import (
     SOCKETS_KEY,
 )
 from server.ratelimit import TokenBucket
+from server.summaries import bucket_summary, raw_summary
 from server.websocket import WebSocket, is_upgrade, take_over
 
 log = logging.getLogger(__name__)
@@ -268,13 +269,13 @@ def _range_loader(app: web.Application, metrics: Mapping[int, Metric], range_nam
     """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
-        return _history_frames(metrics, await _range_histories(app, range_name, metric_ids))
+        return _history_frames(metrics, await _range_histories(app, metrics, range_name, metric_ids))
 
     return load
 
 
 async def _range_histories(
-    app: web.Application, range_name: str, metric_ids: list[int]
+    app: web.Application, metrics: Mapping[int, Metric], range_name: str, metric_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
     seconds = RANGES[range_name]
     bucket_seconds = range_bucket_seconds(range_name)
@@ -283,25 +284,36 @@ async def _range_histories(
     common = {"range": range_name, "bucket_seconds": bucket_seconds}
     if not bucket_seconds:
         raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
-        return {metric_id: {**_raw_values(values), **common} for metric_id, values in raw.items()}
+        return {
+            metric_id: {**_raw_values(values), **common, "summary": raw_summary(metrics[metric_id], values)}
+            for metric_id, values in raw.items()
+        }
     buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
+    histograms = [metric_id for metric_id in metric_ids if metrics[metric_id].type == "histogram"]
+    sketches = await db.range_sketches(pool, histograms, since)
     return {
         metric_id: {
-            "values": [
-                {
-                    "value": b.avg,
-                    "timestamp": b.start.isoformat(),
-                    "min": b.min,
-                    "max": b.max,
-                    "count": b.count,
-                }
-                for b in found
-            ],
+            "values": [_bucket_value(metrics[metric_id], b) for b in found],
             "last_id": max((b.last_id for b in found), default=None),
             **common,
+            "summary": bucket_summary(metrics[metric_id], found, sketches.get(metric_id, {})),
         }
         for metric_id, found in buckets.items()
     }
+
+
+def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
+    value = {
+        "value": bucket.avg,
+        "timestamp": bucket.start.isoformat(),
+        "min": bucket.min,
+        "max": bucket.max,
+        "count": bucket.count,
+    }
+    if metric.type == "counter":
+        # Since the value before the bucket: the buckets' increases add up to the range's.
+        value["increase"] = bucket.increase
+    return value
 
 
 def _resume_loader(

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from common import db
+from common.sources import RANDOM
 from tests.processes import child
 from tests.test_cli import _invoker, _ok
 from worker.cli import main as worker_main
@@ -90,7 +91,7 @@ async def test_a_dashboards_own_retention_removes_only_its_old_values(pool, make
 
     assert await delete_expired_of_dashboards(pool, None, batch_size=1, pause=0) == 4
     kept = await db.latest_values(pool, [m.id for m in metrics], 10)
-    assert [[v.value for v in kept[m.id]] for m in metrics] == [[1.0], [1.0], [5.0, 3.0, 1.0]]
+    assert [sorted(v.value for v in kept[m.id]) for m in metrics] == [[1.0], [1.0], [1.0, 3.0, 5.0]]
 
     # A global retention shorter than the dashboard's own leaves it to the global one.
     await db.set_dashboard_retention(pool, other.id, 4)
@@ -105,8 +106,9 @@ async def _seed_for_worker(pool) -> dict[str, object]:
         await db.create_dashboard(pool, "Short", "short"),
         await db.create_dashboard(pool, "Kept", "kept"),
     )
-    a = await db.create_metric(pool, short.id, "a", "gauge")
-    b = await db.create_metric(pool, kept.id, "b", "gauge")
+    # Generated, so that the worker writes new values to them.
+    a = await db.create_metric(pool, short.id, "a", "gauge", source=RANDOM)
+    b = await db.create_metric(pool, kept.id, "b", "gauge", source=RANDOM)
     await db.set_dashboard_retention(pool, short.id, 2)
     # Days the worker must give partitions: the 3-day-old values' (which then
     # start in the default partition) and the last day ahead.

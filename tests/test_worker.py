@@ -17,19 +17,34 @@ from worker.sources import next_value
 from worker.tick import Producer
 
 
-def test_values_follow_their_metric_type():
+def _series(metric_type: str, unit: str, n: int, rng: random.Random) -> list[float]:
+    values = [next_value(metric_type, None, rng, unit)]
+    for _ in range(n - 1):
+        values.append(next_value(metric_type, values[-1], rng, unit))
+    return values
+
+
+def test_demo_values_are_plausible_for_their_type_and_unit():
     rng = random.Random(7)
-    counter = [0.0]
-    for _ in range(200):
-        counter.append(next_value("counter", counter[-1], rng))
-    steps = [b - a for a, b in itertools.pairwise(counter)]
-    assert all(1 <= step <= 10 for step in steps)
-    gauges = [next_value("gauge", None, rng) for _ in range(500)]
-    assert all(10 <= g <= 100 for g in gauges)
-    histogram = [next_value("histogram", None, rng) for _ in range(5000)]
-    mean = sum(histogram) / len(histogram)
-    spread = (sum((h - mean) ** 2 for h in histogram) / len(histogram)) ** 0.5
-    assert abs(mean - 50) < 1.5 and abs(spread - 15) < 1.5
+    requests, errors, sent = (_series("counter", unit, 3000, rng) for unit in ("req", "err", "bytes"))
+    for counter in (requests, errors, sent):
+        # Whole events, never a decrease.
+        assert all(v == int(v) for v in counter)
+        assert all(b >= a for a, b in itertools.pairwise(counter))
+    assert 4.5 < requests[-1] / 3000 < 6.5  # about 5.5 a tick
+    assert 0.002 < errors[-1] / requests[-1] < 0.03  # about 1 % of requests, not as many
+    assert sent[-1] / requests[-1] > 2000  # bytes, not kilobytes
+    latency = _series("histogram", "ms", 5000, rng)
+    assert min(latency) > 0
+    assert 35 < sorted(latency)[2500] < 45  # median about 40 ms
+    memory = _series("gauge", "bytes", 500, rng)
+    assert all(abs(b / a - 1) < 0.02 for a, b in itertools.pairwise(memory))  # drifts, never jumps
+    assert 100 * 1024**2 < memory[-1] < 4 * 1024**3
+    cpu = _series("gauge", "%", 500, rng)
+    assert all(0 <= v <= 100 for v in cpu)
+    assert max(abs(b - a) for a, b in itertools.pairwise(cpu)) < 10
+    jobs = _series("gauge", "jobs", 500, rng)
+    assert all(v >= 0 and v == int(v) for v in jobs)
 
 
 async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_dashboard, make_metric):

@@ -5,6 +5,7 @@ metrics get nothing here."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 
@@ -16,15 +17,50 @@ from common.sources import RANDOM, SYSTEM_PREFIX, is_generated
 log = logging.getLogger(__name__)
 
 
-def next_value(metric_type: str, previous: float | None, rng: random.Random) -> float:
-    """The next value of a metric given its last one (counters only ever grow)."""
+def next_value(metric_type: str, previous: float | None, rng: random.Random, unit: str = "") -> float:
+    """The next demo value of a metric given its last one, plausible for its type and unit:
+    counters grow by whole events (errors far slower than requests), gauges wander from
+    their last value, histograms are log-normal (a latency is never negative)."""
+    factor = BYTE_FACTORS.get(unit)
     if metric_type == "counter":
-        return (previous or 0.0) + rng.uniform(1, 10)
+        # Whole events even where an older version left a fraction: never a decrease.
+        return math.ceil(previous or 0.0) + _counter_step(unit, factor, rng)
     if metric_type == "gauge":
-        return rng.uniform(10, 100)
+        return _wander(unit, factor, previous, rng)
     if metric_type == "histogram":
-        return rng.normalvariate(50, 15)
+        median, spread = HISTOGRAM_SHAPES.get(unit, (50.0, 0.4))
+        if factor is not None:
+            median, spread = 4096 / factor, 1.0  # request bodies: 4 KiB typical, some far larger
+        return rng.lognormvariate(math.log(median), spread)
     raise ValueError(f"unknown metric type {metric_type!r}")
+
+
+# Units of byte counts, in bytes.
+BYTE_FACTORS = {"bytes": 1, "B": 1, "KB": 1024, "KiB": 1024, "MB": 1024**2, "MiB": 1024**2}
+# A histogram's (median, log-normal sigma) by unit: latencies around 40 ms.
+HISTOGRAM_SHAPES = {"ms": (40.0, 0.5), "s": (0.04, 0.5)}
+REQUESTS_PER_TICK = (3, 8)  # a demo counter's step, uniform: about 5.5 a tick
+ERROR_UNITS = ("err", "errors")
+ERROR_SHARE = 0.01  # of requests: a demo error counter grows about this much slower
+
+
+def _counter_step(unit: str, factor: int | None, rng: random.Random) -> int:
+    if unit in ERROR_UNITS:
+        return 1 if rng.random() < sum(REQUESTS_PER_TICK) / 2 * ERROR_SHARE else 0
+    requests = rng.randint(*REQUESTS_PER_TICK)
+    if factor is not None:  # the bytes of as many responses, about 4 KiB each
+        return max(1, round(requests * rng.lognormvariate(math.log(4096), 1.0) / factor))
+    return requests
+
+
+def _wander(unit: str, factor: int | None, previous: float | None, rng: random.Random) -> float:
+    if unit == "%":
+        return min(100.0, max(0.0, rng.uniform(20, 60) if previous is None else previous + rng.gauss(0, 2)))
+    if factor is not None:  # memory: about 512 MiB, drifting by a fraction of a percent
+        start = 512 * 1024**2 / factor
+        return max(0.0, start if previous is None else previous * (1 + rng.gauss(0, 0.003)))
+    # Anything counted (jobs waiting): whole numbers, never below zero.
+    return float(rng.randint(0, 20) if previous is None else max(0, round(previous + rng.gauss(0, 2))))
 
 
 def _disk(field: str) -> float | None:
@@ -67,7 +103,7 @@ class Sources:
             if not is_generated(metric.source):
                 continue
             if metric.source == RANDOM:
-                values[metric.id] = next_value(metric.type, last.get(metric.id), self._rng)
+                values[metric.id] = next_value(metric.type, last.get(metric.id), self._rng, metric.unit)
                 continue
             name = metric.source.removeprefix(SYSTEM_PREFIX)
             if name not in readings:

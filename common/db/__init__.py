@@ -149,6 +149,7 @@ from common.db.values import (
     insert_values,
     last_values,
     latest_values,
+    range_sketches,
     values_after,
 )
 
@@ -256,6 +257,7 @@ __all__ = [
     "partition_name",
     "ping",
     "ping_session",
+    "range_sketches",
     "release_dashboards",
     "remove_member",
     "renew_leases",

@@ -16,6 +16,8 @@ from datetime import datetime
 import aiopg
 import psycopg2.errors
 
+from common import stats
+
 # Value ids one pass covers at most: the first pass over a large existing
 # table is a series of transactions of a second or so, not one long one.
 ROLLUP_PASS_IDS = 100_000
@@ -39,6 +41,12 @@ class Rollup:
     sum: float
     count: int
     last_id: int
+    # None in minutes rolled up before these were kept (migrations/0012_stats.sql).
+    first: float | None
+    last: float | None
+    increase: float | None
+    # A histogram's {sketch key: count} (common/stats.py); None for other types.
+    sketch: dict[int, int] | None
 
 
 async def roll_up_values(pool: aiopg.Pool, max_ids: int = ROLLUP_PASS_IDS) -> RollupPass | None:
@@ -73,22 +81,7 @@ async def _pass(cur: aiopg.Cursor, max_ids: int) -> RollupPass | None:
     if highest < max(from_id, last_hi):  # the sequence was reset (the table emptied)
         from_id = last_hi = 0
     until_id = min(highest, from_id + max_ids)
-    await cur.execute(
-        "INSERT INTO metric_rollups AS r (metric_id, minute, min, max, sum, count, last_id)"
-        " SELECT t.metric_id, t.minute, a.lo, a.hi, a.total, a.n, a.last_id FROM ("
-        "   SELECT DISTINCT metric_id, date_trunc('minute', ts) AS minute FROM metric_values"
-        "   WHERE id > %(from)s AND id <= %(until)s"
-        " ) t CROSS JOIN LATERAL ("
-        "   SELECT min(value) AS lo, max(value) AS hi, sum(value) AS total, count(*) AS n, max(id) AS last_id"
-        "   FROM metric_values v"
-        "   WHERE v.metric_id = t.metric_id AND v.ts >= t.minute AND v.ts < t.minute + interval '1 minute'"
-        " ) a WHERE a.n > 0"
-        # One order for every pass: concurrent writers never deadlock on rollup rows.
-        " ORDER BY t.metric_id, t.minute"
-        " ON CONFLICT (metric_id, minute) DO UPDATE SET min = excluded.min, max = excluded.max,"
-        " sum = excluded.sum, count = excluded.count, last_id = excluded.last_id",
-        {"from": from_id, "until": until_id},
-    )
+    await cur.execute(_ROLL_UP, {"from": from_id, "until": until_id, **SKETCH_PARAMS})
     minutes = cur.rowcount
     caught_up = until_id == highest
     if caught_up:
@@ -100,6 +93,57 @@ async def _pass(cur: aiopg.Cursor, max_ids: int) -> RollupPass | None:
     else:
         await cur.execute("UPDATE rollup_progress SET from_id = %s", (until_id,))
     return RollupPass(minutes, caught_up)
+
+
+# The sketch key of `value` (common/stats.py::sketch_key), in SQL; with SKETCH_PARAMS.
+SKETCH_KEY = (
+    "CASE WHEN abs({value}) < %(min_magnitude)s THEN 0"
+    " ELSE sign({value})::integer * (ceil(ln(least(abs({value}), %(max_magnitude)s)) / %(ln_gamma)s)::integer"
+    " + %(key_offset)s) END"
+)
+SKETCH_PARAMS = {
+    "min_magnitude": stats.MIN_MAGNITUDE,
+    "max_magnitude": stats.MAX_MAGNITUDE,
+    "ln_gamma": stats.LN_GAMMA,
+    "key_offset": stats.KEY_OFFSET,
+    "histogram": "histogram",
+}
+# A counter's increase from the previous row's `last` to this row's `first`
+# (common/stats.py::rise), for rows with a `prev` column from lag().
+RISE = "CASE WHEN prev IS NULL THEN 0 WHEN first >= prev THEN first - prev ELSE first END"
+
+# Each (metric, minute) touched by the ids in (from, until], aggregated afresh
+# from all of the minute's values.
+_ROLL_UP = (
+    "INSERT INTO metric_rollups AS r (metric_id, minute, min, max, sum, count, last_id,"
+    " first, last, increase, sketch_keys, sketch_counts)"
+    " SELECT t.metric_id, t.minute, a.lo, a.hi, a.total, a.n, a.last_id,"
+    " a.first, a.last, a.increase, s.keys, s.counts FROM ("
+    "   SELECT DISTINCT metric_id, date_trunc('minute', ts) AS minute FROM metric_values"
+    "   WHERE id > %(from)s AND id <= %(until)s"
+    " ) t JOIN metrics m ON m.id = t.metric_id CROSS JOIN LATERAL ("
+    "   SELECT min(value) AS lo, max(value) AS hi, sum(value) AS total, count(*) AS n, max(id) AS last_id,"
+    "   (array_agg(value ORDER BY ts, id))[1] AS first,"
+    "   (array_agg(value ORDER BY ts DESC, id DESC))[1] AS last, sum(" + RISE + ") AS increase"
+    "   FROM (SELECT id, ts, value, value AS first, lag(value) OVER (ORDER BY ts, id) AS prev"
+    "     FROM metric_values v"
+    "     WHERE v.metric_id = t.metric_id AND v.ts >= t.minute AND v.ts < t.minute + interval '1 minute'"
+    "   ) minute_values"
+    " ) a CROSS JOIN LATERAL ("
+    # Histograms only; array_agg of no rows is NULL.
+    "   SELECT array_agg(key ORDER BY key) AS keys, array_agg(n ORDER BY key) AS counts FROM ("
+    "     SELECT " + SKETCH_KEY.format(value="value") + " AS key, count(*)::integer AS n"
+    "     FROM metric_values v WHERE m.type = %(histogram)s AND v.metric_id = t.metric_id"
+    "     AND v.ts >= t.minute AND v.ts < t.minute + interval '1 minute' GROUP BY 1"
+    "   ) k"
+    " ) s WHERE a.n > 0"
+    # One order for every pass: concurrent writers never deadlock on rollup rows.
+    " ORDER BY t.metric_id, t.minute"
+    " ON CONFLICT (metric_id, minute) DO UPDATE SET min = excluded.min, max = excluded.max,"
+    " sum = excluded.sum, count = excluded.count, last_id = excluded.last_id, first = excluded.first,"
+    " last = excluded.last, increase = excluded.increase, sketch_keys = excluded.sketch_keys,"
+    " sketch_counts = excluded.sketch_counts"
+)
 
 
 async def rollups_covered_until(pool: aiopg.Pool) -> datetime | None:
@@ -114,11 +158,15 @@ async def list_rollups(pool: aiopg.Pool, metric_id: int, since: datetime, until:
     """A metric's rollups of the minutes in [since, until), oldest first."""
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "SELECT metric_id, minute, min, max, sum, count, last_id FROM metric_rollups"
+            "SELECT metric_id, minute, min, max, sum, count, last_id, first, last, increase,"
+            " sketch_keys, sketch_counts FROM metric_rollups"
             " WHERE metric_id = %s AND minute >= %s AND minute < %s ORDER BY minute",
             (metric_id, since, until),
         )
-        return [Rollup(*row) for row in await cur.fetchall()]
+        return [
+            Rollup(*row[:10], sketch=None if row[10] is None else dict(zip(row[10], row[11], strict=True)))
+            for row in await cur.fetchall()
+        ]
 
 
 async def delete_rollups_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:

@@ -12,6 +12,7 @@ import aiopg
 
 from common.counters import Decrease, find_decreases
 from common.db.core import UNAVAILABLE
+from common.db.rollups import RISE, SKETCH_KEY, SKETCH_PARAMS
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,13 @@ class Bucket:
     avg: float
     count: int
     last_id: int
+    # The newest value, and a counter's increase since the value before the
+    # bucket (common/stats.py::rise; resets included).
+    last: float
+    increase: float
+    # When its first and newest values were stored (a rolled-up minute's: the minute's start).
+    first_ts: datetime
+    last_ts: datetime
 
 
 async def bucketed_values(
@@ -433,12 +441,7 @@ async def bucketed_values(
     params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
         if bucket_seconds % 60 == 0:
-            await cur.execute("SELECT covered_until FROM rollup_progress")
-            row = await cur.fetchone()
-            head_end = _next_minute(since)
-            covered = row[0] if row and row[0] is not None else head_end
-            params["head_end"] = head_end
-            params["boundary"] = max(covered.replace(second=0, microsecond=0), head_end)
+            params.update(await _rollup_span(cur, since))
             query = _BUCKETS_FROM_ROLLUPS
         else:
             query = _BUCKETS_FROM_VALUES
@@ -447,6 +450,32 @@ async def bucketed_values(
         for row in await cur.fetchall():
             result[row[0]].append(Bucket(*row))
     return result
+
+
+async def range_sketches(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime
+) -> dict[int, dict[int, int]]:
+    """Each metric's distribution since `since`: {sketch key: count} (common/stats.py),
+    merged in PostgreSQL from the per-minute rollups and the raw values around them."""
+    result: dict[int, dict[int, int]] = {metric_id: {} for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **await _rollup_span(cur, since)}
+        await cur.execute(_RANGE_SKETCHES, params)
+        for metric_id, key, count in await cur.fetchall():
+            result[metric_id][key] = count
+    return result
+
+
+async def _rollup_span(cur: aiopg.Cursor, since: datetime) -> dict[str, datetime]:
+    """`head_end` and `boundary`: rollup minutes in [head_end, boundary) stand for the raw
+    values there; raw values are read in [since, head_end) and from `boundary` on."""
+    await cur.execute("SELECT covered_until FROM rollup_progress")
+    row = await cur.fetchone()
+    head_end = _next_minute(since)
+    covered = row[0] if row and row[0] is not None else head_end
+    return {"head_end": head_end, "boundary": max(covered.replace(second=0, microsecond=0), head_end)}
 
 
 def _next_minute(moment: datetime) -> datetime:
@@ -459,25 +488,52 @@ def _bucket_of(column: str) -> str:
     return f"to_timestamp(floor(extract(epoch FROM {column}) / %(size)s) * %(size)s)"
 
 
-_BUCKETS_FROM_VALUES = (
-    f"SELECT metric_id, {_bucket_of('ts')} AS start, min(value), max(value), avg(value), count(*), max(id)"
-    " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s"
-    " GROUP BY metric_id, start ORDER BY metric_id, start"
+# Raw values as parts of buckets: (metric_id, ts, last_id, lo, hi, total, n, first, last, inc).
+_RAW_PARTS = (
+    "SELECT metric_id, ts, id AS last_id, value AS lo, value AS hi, value AS total, 1 AS n,"
+    " value AS first, value AS last, 0::double precision AS inc FROM metric_values"
+    " WHERE metric_id = ANY(%(ids)s::bigint[])"
 )
 # Rollup minutes in [head_end, boundary); raw values in [since, head_end) and
-# from boundary on. A bucket may draw on both; sum/count keep its average exact.
-_BUCKETS_FROM_ROLLUPS = (
-    "SELECT metric_id, start, min(lo), max(hi), sum(total) / sum(n), sum(n), max(last_id) FROM ("
-    f" SELECT metric_id, {_bucket_of('minute')} AS start, min AS lo, max AS hi, sum AS total,"
-    "  count AS n, last_id FROM metric_rollups"
-    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
-    " UNION ALL"
-    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
-    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s AND ts < %(head_end)s"
-    " UNION ALL"
-    f" SELECT metric_id, {_bucket_of('ts')}, value, value, value, 1, id FROM metric_values"
-    "  WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(boundary)s"
-    ") parts GROUP BY metric_id, start ORDER BY metric_id, start"
+# from boundary on. A bucket may draw on both; sum/count keep its average
+# exact. Minutes rolled up before first/last/increase were kept count as a
+# counter's min and max with no increase inside (migrations/0012_stats.sql).
+_ROLLUP_PARTS = (
+    "SELECT metric_id, minute, last_id, min, max, sum, count, coalesce(first, min), coalesce(last, max),"
+    " coalesce(increase, 0) FROM metric_rollups"
+    " WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(since)s AND ts < %(head_end)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(boundary)s"
+)
+
+
+def _buckets(parts: str) -> str:
+    # `prev`: the part before in time, whose last value a counter's increase starts from.
+    return (
+        f"WITH parts (metric_id, ts, last_id, lo, hi, total, n, first, last, inc) AS ({parts}), stepped AS ("
+        f" SELECT *, inc + {RISE} AS rise FROM ("
+        "  SELECT *, lag(last) OVER (PARTITION BY metric_id ORDER BY ts, last_id) AS prev FROM parts) p)"
+        f" SELECT metric_id, {_bucket_of('ts')} AS start, min(lo), max(hi), sum(total) / sum(n), sum(n),"
+        " max(last_id), (array_agg(last ORDER BY ts DESC, last_id DESC))[1], sum(rise), min(ts), max(ts)"
+        " FROM stepped GROUP BY metric_id, start ORDER BY metric_id, start"
+    )
+
+
+_BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s")
+_BUCKETS_FROM_ROLLUPS = _buckets(_ROLLUP_PARTS)
+# The same three spans as _ROLLUP_PARTS, as (metric_id, sketch key, count).
+_RAW_KEYS = (
+    f"SELECT metric_id, {SKETCH_KEY.format(value='value')}, 1 FROM metric_values"
+    " WHERE metric_id = ANY(%(ids)s::bigint[])"
+)
+_RANGE_SKETCHES = (
+    "SELECT metric_id, key, sum(n)::bigint FROM ("
+    " SELECT r.metric_id, s.key, s.n FROM metric_rollups r"
+    "  CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(key, n)"
+    "  WHERE r.metric_id = ANY(%(ids)s::bigint[]) AND r.minute >= %(head_end)s AND r.minute < %(boundary)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s"
+    ") parts (metric_id, key, n) GROUP BY metric_id, key"
 )
 
 

@@ -11,6 +11,9 @@
   const MAX_BACKOFF_MS = 30000;
   const CHART_HEIGHT = 150;
   const HISTOGRAM_BINS = 24;
+  // A histogram's sketch holds the range as loaded plus the values since: past this
+  // share of the range in extra values, the range is loaded again.
+  const SKETCH_DRIFT = 0.05;
   const BYTE_UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
   // Axis steps for bytes: 1, 2, 4 … 512 of each binary unit, so ticks read 512 MiB, 1 GiB.
   const BYTE_STEPS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
@@ -152,6 +155,8 @@
     card.maxs = [];
     card.counts = [];
     card.ids = [];
+    card.incs = []; // a counter's increase per point, since the point before (stats.js rise)
+    card.summary = null; // the range's, from the server, kept current (docs/protocol.md "Ranges")
   }
 
   function addCard(metric) {
@@ -410,42 +415,47 @@
     return count ? sum / count : NaN;
   }
 
-  // Per second over the last minute of what the chart holds (at least two points).
+  // Per second over the range in view: the increases between its values (resets
+  // included) over the time from its first value to its newest (the server's `rate`).
   function counterRate(card) {
     const n = card.xs.length;
-    if (n < 2) return NaN;
-    const end = n - 1;
-    let start = end - 1;
-    while (start > 0 && card.xs[end] - card.xs[start - 1] <= 60) start--;
-    const seconds = card.xs[end] - card.xs[start];
-    return seconds > 0 ? (card.ys[end] - card.ys[start]) / seconds : NaN;
-  }
-
-  function percentile(sorted, p) {
-    if (!sorted.length) return NaN;
-    const rank = (p / 100) * (sorted.length - 1);
-    const low = Math.floor(rank);
-    const high = Math.ceil(rank);
-    return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+    if (n < 2 && !card.bucket) return NaN;
+    let increase = 0;
+    for (let i = card.bucket ? 0 : 1; i < n; i++) increase += card.incs[i];
+    const first = card.bucket && card.summary ? Math.max(card.summary.firstX, card.xs[0]) : card.xs[0];
+    const last = card.bucket && card.summary ? card.summary.lastX : card.xs[n - 1];
+    return last > first ? increase / (last - first) : NaN;
   }
 
   function redrawHistogram(card) {
-    const sorted = card.ys.slice().sort((a, b) => a - b);
     card.statsEl.replaceChildren();
-    if (!sorted.length) {
+    const sketch = card.bucket && card.summary ? card.summary.sketch : null;
+    const count = sketch ? sketch.total : card.ys.length;
+    if (!count) {
       card.chart.setData([[], []]);
       return;
     }
-    for (const p of [50, 95, 99]) addStat(card, "p" + p, formatStat(percentile(sorted, p), card.metric.unit));
-    addStat(card, card.bucket ? "buckets" : "values", String(sorted.length));
-    const low = sorted[0];
-    const high = sorted[sorted.length - 1];
+    const low = Math.min(...card.mins);
+    const high = Math.max(...card.maxs);
+    // Raw values: exact. Buckets: from the range's sketch, within its relative error.
+    const sorted = sketch ? null : card.ys.slice().sort((a, b) => a - b);
+    for (const p of [50, 95, 99]) {
+      const value = sketch ? sketch.percentile(p, low, high) : RangeStats.exactPercentile(sorted, p);
+      addStat(card, "p" + p, formatStat(value, card.metric.unit));
+    }
+    addStat(card, "values", String(count));
     const width = (high - low) / HISTOGRAM_BINS || 1;
     card.binWidth = width;
     const xs = [];
     const counts = new Array(HISTOGRAM_BINS).fill(0);
     for (let i = 0; i < HISTOGRAM_BINS; i++) xs.push(low + i * width);
-    for (const v of sorted) counts[Math.min(HISTOGRAM_BINS - 1, Math.floor((v - low) / width))] += 1;
+    const binOf = (v) => Math.max(0, Math.min(HISTOGRAM_BINS - 1, Math.floor((v - low) / width)));
+    if (sketch) {
+      // The distribution of every value in the range, not of the buckets' averages.
+      for (const [key, n] of sketch.counts) counts[binOf(sketch.valueOf(key))] += n;
+    } else {
+      for (const v of sorted) counts[binOf(v)] += 1;
+    }
     card.chart.setData([xs, counts]);
   }
 
@@ -463,7 +473,9 @@
     while (drop < n && card.xs[drop] < oldest) drop++;
     drop = Math.max(drop, n - MAX_POINTS);
     if (drop > 0) {
-      for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids]) list.splice(0, drop);
+      for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids, card.incs]) {
+        list.splice(0, drop);
+      }
     }
   }
 
@@ -472,6 +484,12 @@
   function addValue(card, id, timestamp, value) {
     if (id != null && card.lastId != null && id <= card.lastId) return; // already shown
     const x = parseTime(timestamp);
+    const n = card.xs.length;
+    // A back-dated value (pushed with an older timestamp) is placed at its time; the
+    // counter's increase is counted from the newest value only.
+    const newest = !n || x >= card.xs[n - 1];
+    const rise = newest ? RangeStats.rise(n ? lastValue(card) : null, value) : 0;
+    extendSummary(card, x, value, rise);
     if (card.bucket) {
       const start = Math.floor(x / card.bucket) * card.bucket;
       const i = pointAt(card, start);
@@ -482,13 +500,14 @@
         card.maxs[i] = Math.max(card.maxs[i], value);
         card.counts[i] = count + 1;
         card.ids[i] = Math.max(card.ids[i] || 0, id || 0) || null;
+        card.incs[i] += rise;
       } else {
-        placePoint(card, start, value, value, value, 1, id);
+        placePoint(card, start, value, value, value, 1, id, rise);
       }
     } else {
-      placePoint(card, x, value, value, value, 1, id);
+      placePoint(card, x, value, value, value, 1, id, rise);
     }
-    card.latest = card.ys[card.ys.length - 1];
+    if (newest) card.latest = value;
     if (id != null) card.lastId = Math.max(card.lastId || 0, id);
     trim(card);
     markDirty(card);
@@ -502,7 +521,7 @@
   }
 
   // Points stay sorted by time, for the chart; after those with the same time.
-  function placePoint(card, x, y, min, max, count, id) {
+  function placePoint(card, x, y, min, max, count, id, increase) {
     let i = card.xs.length;
     while (i > 0 && card.xs[i - 1] > x) i--;
     card.xs.splice(i, 0, x);
@@ -511,19 +530,59 @@
     card.maxs.splice(i, 0, max);
     card.counts.splice(i, 0, count);
     card.ids.splice(i, 0, id);
+    card.incs.splice(i, 0, increase);
+  }
+
+  // The newest value the card has seen (a bucket's average is not one).
+  function lastValue(card) {
+    if (card.summary && card.summary.lastValue != null) return card.summary.lastValue;
+    return card.bucket ? null : card.ys[card.ys.length - 1];
+  }
+
+  // A later value joins the range's summary: the counter's increase, the histogram's sketch.
+  function extendSummary(card, x, value, rise) {
+    const summary = card.summary;
+    if (!summary) return;
+    if (summary.lastValue != null && x >= summary.lastX) summary.lastValue = value;
+    summary.lastX = Math.max(summary.lastX, x);
+    if (!summary.sketch) return;
+    summary.sketch.add(value);
+    if (!summary.reloading && Date.now() / 1000 - summary.loadedAt > RANGES[range] * SKETCH_DRIFT) {
+      summary.reloading = true; // the range's start has moved on: load it again
+      send("history", { metric_ids: [card.metric.id], range: range });
+    }
+  }
+
+  function readSummary(summary) {
+    if (!summary || !summary.count) return null;
+    return {
+      firstX: parseTime(summary.first_timestamp),
+      lastX: parseTime(summary.last_timestamp),
+      lastValue: summary.last_value != null ? summary.last_value : null,
+      sketch: summary.sketch ? new RangeStats.Sketch(summary.sketch) : null,
+      loadedAt: Date.now() / 1000,
+      reloading: false,
+    };
   }
 
   // A history replaces what the card holds (its values may be buckets).
   function replaceHistory(card, payload) {
     emptyBuffers(card, payload.bucket_seconds || 0);
+    card.summary = readSummary(payload.summary);
     card.lastId = payload.last_id;
+    card.latest = NaN;
+    let previous = null;
     for (const v of payload.values) {
       const count = v.count || 1;
       const min = v.min != null ? v.min : v.value;
       const max = v.max != null ? v.max : v.value;
-      placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null);
+      // A bucket's increase comes from the server; raw values' from the value before.
+      const increase = v.increase != null ? v.increase : card.bucket ? 0 : RangeStats.rise(previous, v.value);
+      placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null, increase);
+      card.latest = v.value;
+      previous = v.value;
     }
-    card.latest = card.ys.length ? card.ys[card.ys.length - 1] : NaN;
+    if (card.summary && card.summary.lastValue != null) card.latest = card.summary.lastValue;
     trim(card);
     markDirty(card);
   }
