@@ -30,7 +30,8 @@ SESSION_COOKIE = "dashboard_session"
 PROBE_PATHS = ("/healthz", "/readyz")
 METRICS_PATH = "/metrics"
 _USER_ID = "user_id"
-_CSRF = "csrf_token"
+# Where a session keeps its CSRF token (server/sessions.py reads it too).
+CSRF_SESSION_KEY = "csrf_token"
 
 
 async def current_user(request: web.Request) -> User | None:
@@ -69,7 +70,7 @@ async def log_in(request: web.Request, user: User) -> None:
     # A fresh session id at login defeats session fixation.
     session = await new_session(request)
     session[_USER_ID] = user.id
-    session[_CSRF] = secrets.token_urlsafe(32)
+    session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
 
 
 async def log_out(request: web.Request) -> str | None:
@@ -98,9 +99,9 @@ def login_required(handler: Handler) -> Handler:
 async def csrf_token(request: web.Request) -> str:
     """This session's CSRF token, created on first use."""
     session = await get_session(request)
-    token = session.get(_CSRF)
+    token = session.get(CSRF_SESSION_KEY)
     if not isinstance(token, str):
-        token = session[_CSRF] = secrets.token_urlsafe(32)
+        token = session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
     return token
 
 
@@ -116,10 +117,10 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.content_type == "application/json":
         # A cross-site page cannot set this header without a CORS preflight,
         # which this server never grants; the token is checked all the same.
-        _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(_CSRF))
+        _check_csrf(request.headers.get(CSRF_HEADER), (await get_session(request)).get(CSRF_SESSION_KEY))
     elif request.method == "POST" and request.content_type in FORM_CONTENT_TYPES:
         form = await form_fields(request)
-        _check_csrf(form.get(CSRF_FIELD), (await get_session(request)).get(_CSRF))
+        _check_csrf(form.get(CSRF_FIELD), (await get_session(request)).get(CSRF_SESSION_KEY))
     else:
         raise web.HTTPUnsupportedMediaType(
             text="Send forms as form data, or JSON with an X-CSRF-Token header."

@@ -5,18 +5,32 @@ though it only needs GET and SET; this is the same storage, keys and format
 (`dashboard_session_<key>`, JSON, expiring with the session), for a
 `RedisCluster` too. Logged-in sessions are also listed per user, so that a
 password change or `user logout-everywhere` can end them all.
+
+A visitor who is not logged in has nothing to keep but the login form's CSRF
+token, so their session lives in the cookie alone (`anon.<token>`, a
+double-submit token, for an hour): anonymous requests write nothing to
+Redis, however many there are. The 7-day session in Redis is made at login
+(under a fresh key: server/auth.py log_in).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from common.redisconn import RedisClient
-from server.auth import session_redis_key, session_user_id
+from server.auth import CSRF_SESSION_KEY, session_redis_key, session_user_id
+
+ANONYMOUS_PREFIX = "anon."
+# How long a login form may be left open before its token is refused.
+ANONYMOUS_MAX_AGE = 3600
+# What secrets.token_urlsafe(32) makes (server/auth.py csrf_token).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
 
 class RedisSessionStorage(AbstractStorage):
@@ -28,6 +42,12 @@ class RedisSessionStorage(AbstractStorage):
 
     async def load_session(self, request: web.Request) -> Session:
         key = self.load_cookie(request)
+        if isinstance(key, str) and key.startswith(ANONYMOUS_PREFIX):
+            token = key.removeprefix(ANONYMOUS_PREFIX)
+            if _TOKEN.fullmatch(token):
+                data = {"created": int(time.time()), "session": {CSRF_SESSION_KEY: token}}
+                return Session(None, data=data, new=False, max_age=ANONYMOUS_MAX_AGE)
+            return Session(None, data=None, new=True, max_age=self.max_age)
         if key is not None:
             data = await self._redis.get(session_redis_key(str(key)))
             if data is not None:
@@ -41,6 +61,10 @@ class RedisSessionStorage(AbstractStorage):
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
+        user_id = session_user_id(session)
+        if user_id is None:
+            await self._save_anonymous(response, session)
+            return
         key = session.identity
         if key is None:
             key = uuid.uuid4().hex
@@ -50,7 +74,6 @@ class RedisSessionStorage(AbstractStorage):
         else:
             self.save_cookie(response, str(key), max_age=session.max_age)
         data = self._encoder(self._get_session_data(session))
-        user_id = session_user_id(session)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(session_redis_key(str(key)), data, ex=session.max_age)
             if user_id is not None:
@@ -59,6 +82,17 @@ class RedisSessionStorage(AbstractStorage):
                 if session.max_age is not None:
                     pipe.expire(user_sessions_key(user_id), session.max_age)
             await pipe.execute()
+
+    async def _save_anonymous(self, response: web.StreamResponse, session: Session) -> None:
+        """The cookie of a visitor who is not (or no longer) logged in; nothing kept in Redis."""
+        if session.identity is not None:
+            # A logged-in session that just ended (logout): its stored data goes.
+            await self._redis.delete(session_redis_key(str(session.identity)))
+        token = session.get(CSRF_SESSION_KEY)
+        if session.empty or not isinstance(token, str):
+            self.save_cookie(response, "", max_age=session.max_age)
+        else:
+            self.save_cookie(response, ANONYMOUS_PREFIX + token, max_age=ANONYMOUS_MAX_AGE)
 
 
 def user_sessions_key(user_id: int) -> str:

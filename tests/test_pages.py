@@ -172,13 +172,50 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
         token = await csrf_from(client, "/dashboards/")
         response = await client.post("/logout", data={"csrf_token": token}, allow_redirects=False)
         assert response.status == 302
-        stored = json.loads(await redis_client.get(f"dashboard_session_{key}"))
-        assert "user_id" not in stored.get("session", {})
+        assert await redis_client.get(f"dashboard_session_{key}") is None
     finally:
         await redis_client.aclose()
     # Replaying the old cookie gets nowhere: the server-side session is over.
     client.session.cookie_jar.update_cookies({"dashboard_session": key})
     assert (await client.get("/dashboards/", allow_redirects=False)).status == 302
+
+
+async def test_anonymous_visitors_store_nothing_in_redis(client, make_user):
+    await make_user("alice")
+    redis_client = Redis.from_url(REDIS_URL)
+    try:
+        before = await redis_client.dbsize()
+        for _ in range(100):
+            client.session.cookie_jar.clear()  # a new visitor each time
+            response = await client.get("/login")
+            assert response.status == 200
+        assert await redis_client.dbsize() == before
+        # The form still works: its token travels in the cookie (double submit).
+        cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+        assert cookie.startswith("anon.")
+        await log_in(client, "alice")
+        key = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+        assert not key.startswith("anon.")
+        # The 7-day session exists from the login on.
+        assert 6 * 24 * 3600 < await redis_client.ttl(f"dashboard_session_{key}") <= 7 * 24 * 3600
+    finally:
+        await redis_client.aclose()
+
+
+async def test_an_anonymous_cookie_without_its_own_token_is_refused(client, make_user):
+    await make_user("alice")
+    await client.get("/login")
+    client.session.cookie_jar.update_cookies({"dashboard_session": "anon." + "a" * 43})
+    response = await client.post(
+        "/login", data={"username": "alice", "password": "secret-pw", "csrf_token": "b" * 43}
+    )
+    assert response.status == 403
+    # A cookie that is no token at all is a fresh visitor: refused alike.
+    client.session.cookie_jar.update_cookies({"dashboard_session": "anon.<script>"})
+    response = await client.post(
+        "/login", data={"username": "alice", "password": "secret-pw", "csrf_token": "<script>"}
+    )
+    assert response.status == 403
 
 
 async def test_static_chart_library_is_served_locally(client):
