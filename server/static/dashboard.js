@@ -8,6 +8,12 @@
   const MAX_POINTS = 1200; // per chart, whatever the range: memory stays flat for days
   const PING_EVERY_MS = 15000; // browsers expose no WebSocket ping, so we send our own
   const PONG_TIMEOUT_MS = 8000; // no pong by then: the connection is dead, reconnect
+  // Sooner than that, the values on screen may already be old: silent for a few data
+  // intervals, the page asks the server (a ping); unanswered for PONG_GRACE_MS, it says Stale.
+  const QUIET_INTERVALS = 3;
+  const MIN_QUIET_MS = 2000;
+  const PONG_GRACE_MS = 3000;
+  const TICK_MS = 1000; // the page's clock: staleness, "last update … ago", the charts' time axes
   const MAX_BACKOFF_MS = 30000;
   const CHART_HEIGHT = 150;
   const HISTOGRAM_BINS = 24;
@@ -24,6 +30,7 @@
   const grid = document.getElementById("metrics");
   const statusEl = document.getElementById("connection");
   const statusText = statusEl.querySelector(".status-text");
+  const ageEl = document.getElementById("connection-age");
   const stateEl = document.getElementById("state");
   const template = document.getElementById("card-template");
   const rangeButtons = Array.from(document.querySelectorAll("[data-range]"));
@@ -48,6 +55,12 @@
   let stopped = false;
   let frameRequested = false;
   let configSeen = false; // on this connection: later configs are live edits
+  let authenticated = false; // this socket's messages are the dashboard's: each proves it live
+  let heardAt = 0; // Date.now() of the last message from the server
+  let dataAt = 0; // of the last values, and the typical time between them (0: not known yet)
+  let dataInterval = 0;
+  let pingedAt = 0;
+  let unansweredSince = null; // the first ping not answered yet (by its pong or any message)
 
   // For tests and curious people: read-only views of what the page holds.
   const hook = { connections: 0, closes: [], status: "connecting", range: range, rtt: null, resumed: 0, reloaded: 0 };
@@ -123,6 +136,22 @@
     hook.status = kind;
     statusEl.dataset.state = kind;
     statusText.textContent = text;
+    // Values once live but no longer: dimmed, and how old they are is said.
+    grid.classList.toggle("stale", hook.connections > 0 && kind !== "connected");
+    showAge();
+  }
+
+  function showAge() {
+    const old = !stopped && heardAt > 0 && hook.status !== "connected" && hook.status !== "connecting";
+    ageEl.hidden = !old;
+    if (old) ageEl.textContent = "last update " + formatAge(Date.now() - heardAt) + " ago";
+  }
+
+  function formatAge(ms) {
+    const seconds = Math.max(0, Math.round(ms / 1000));
+    if (seconds < 120) return seconds + " s";
+    if (seconds < 7200) return Math.round(seconds / 60) + " min";
+    return Math.round(seconds / 3600) + " h";
   }
 
   // A page-wide state (empty, signed out, no access) replaces the grid's message.
@@ -733,11 +762,13 @@
     } catch (e) {
       return;
     }
+    heard();
     const payload = message.payload;
     switch (message.action) {
       case "authentication":
         if (payload.status_code === 200) {
           attempt = 0;
+          authenticated = true;
           hook.connections += 1;
           setStatus("connected", "Live");
           if (hook.connections > 1) refreshPreferences();
@@ -750,11 +781,13 @@
         onHistory(payload);
         break;
       case "metric_update": {
+        noteData();
         const card = cards.get(payload.metric_id);
         if (card) addValue(card, payload.id, payload.timestamp, payload.value);
         break;
       }
       case "metric_updates":
+        noteData();
         for (const tick of payload.updates) {
           for (const [metricId, id, value] of tick.values) {
             const card = cards.get(metricId);
@@ -780,9 +813,66 @@
     }
   }
 
+  // Any message shows the socket delivers: Live again, at once, after a silence.
+  function heard() {
+    heardAt = Date.now();
+    unansweredSince = null;
+    if (authenticated && hook.status !== "connected") setStatus("connected", "Live");
+  }
+
+  // How often values come (a worker's interval): how long a silence may be before it is asked about.
+  function noteData() {
+    const now = Date.now();
+    const gap = now - dataAt;
+    if (dataAt && gap < PING_EVERY_MS) dataInterval = dataInterval ? 0.8 * dataInterval + 0.2 * gap : gap;
+    dataAt = now;
+  }
+
+  function quietMs() {
+    const expected = dataInterval ? QUIET_INTERVALS * dataInterval : PING_EVERY_MS / 3;
+    return Math.min(PING_EVERY_MS, Math.max(MIN_QUIET_MS, expected));
+  }
+
+  function ping() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    pingedAt = Date.now();
+    if (unansweredSince === null) unansweredSince = pingedAt;
+    send("ping", { t: pingedAt });
+  }
+
+  // A silent socket is asked whether it is still there; one that does not answer soon is stale
+  // (and abandoned later, at PONG_TIMEOUT_MS after a regular ping).
+  function watchSocket() {
+    if (!socket || !authenticated) return;
+    const now = Date.now();
+    const quiet = quietMs();
+    if (now - heardAt >= quiet && now - pingedAt >= quiet) ping();
+    if (unansweredSince !== null && now - unansweredSince >= PONG_GRACE_MS && hook.status === "connected") {
+      setStatus("stale", "Stale");
+    }
+  }
+
+  // Between values too, a chart's time axis follows the clock, so a silence shows as a gap.
+  function advanceTimeAxes() {
+    for (const card of cards.values()) {
+      if (card.metric.type === "histogram" || card.node.hidden || dirty.has(card)) continue;
+      const u = card.chart;
+      const [min, max] = timeWindow(card);
+      // Once a pixel's worth of time has passed: a week's chart moves every few minutes.
+      if (!(max - u.scales.x.max < RANGES[range] / u.width)) u.setScale("x", { min: min, max: max });
+    }
+  }
+
+  function tick() {
+    watchSocket();
+    showAge();
+    advanceTimeAxes();
+  }
+
   function startPings() {
+    pingedAt = Date.now();
     pingTimer = setInterval(() => {
-      send("ping", { t: Date.now() });
+      ping();
       clearTimeout(pongTimer);
       pongTimer = setTimeout(() => abandon("no answer to ping"), PONG_TIMEOUT_MS);
     }, PING_EVERY_MS);
@@ -807,6 +897,7 @@
   function onClose(event) {
     stopTimers();
     socket = null;
+    authenticated = false;
     hook.closes.push(event.code);
     if (stopped) return;
     if (event.code === 4401) {
@@ -858,6 +949,8 @@
     );
     socket = ws;
     configSeen = false;
+    authenticated = false;
+    unansweredSince = null;
     ws.onmessage = onMessage;
     ws.onclose = onClose;
     ws.onopen = startPings;
@@ -889,12 +982,17 @@
     });
   }).observe(grid);
 
+  // The browser's word is a hint: a socket may outlive a short outage, and only its
+  // silence (Stale) or its next message (Live) says how things are.
   window.addEventListener("offline", () => {
-    if (!stopped) setStatus("offline", "Offline");
+    if (stopped) return;
+    if (socket && authenticated) ping();
+    else setStatus("offline", "Offline");
   });
   window.addEventListener("online", () => {
     attempt = 0;
     if (!socket && !stopped) connect();
+    else if (authenticated) ping(); // a quick pong: Live again even on a quiet dashboard
   });
   window.addEventListener("pagehide", () => {
     stopped = true;
@@ -906,5 +1004,6 @@
   });
 
   setStatus("connecting", "Connecting…");
+  setInterval(tick, TICK_MS);
   connect();
 })();

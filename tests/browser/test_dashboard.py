@@ -227,3 +227,46 @@ async def test_alert_badge_and_list_follow_alert_messages(server, context, pool)
         await expect(item.locator(".alert-state")).to_have_text("ok")
     finally:
         await redis_client.aclose()
+
+
+async def test_badge_goes_stale_in_a_short_outage_and_live_again_when_values_flow(
+    server, start_worker, context, make_user, make_dashboard, make_metric
+):
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    gauge = await make_metric(ops, "cpu", "gauge", "%", source=RANDOM)
+    start_worker(interval=0.5)
+    page = await context.new_page()
+    await log_in(page, server.base, "alice", next_path=f"/dashboards/{ops.id}/")
+    await wait_for(page, "(id) => window.__dashboard.points(id).length >= 6", gauge.id)
+    badge, age, grid = page.locator("#connection"), page.locator("#connection-age"), page.locator("#metrics")
+    await expect(badge).to_have_attribute("data-state", "connected")
+    await expect(age).to_be_hidden()
+
+    # Nothing arrives, the socket stays open: Stale within seconds, with the age, cards dimmed.
+    await context.set_offline(True)
+    offline_at = asyncio.get_running_loop().time()
+    await expect(badge).to_have_attribute("data-state", "stale", timeout=7_000)
+    await expect(badge).to_have_text("Stale")
+    await expect(age).to_have_text(re.compile(r"^last update \d+ s ago$"))
+    await expect(grid).to_have_class(re.compile(r"\bstale\b"))
+    # The time axis follows the clock, not the newest value: the silence shows as a gap.
+    before = await page.evaluate("(id) => window.__dashboard.chart(id)", gauge.id)
+    newest = (await points(page, gauge.id))[-1]["t"]
+    await page.wait_for_timeout(2_500)
+    after = await page.evaluate("(id) => window.__dashboard.chart(id)", gauge.id)
+    assert after["xMax"] - before["xMax"] >= 1.5
+    assert after["xMin"] - before["xMin"] >= 1.5
+    assert (await points(page, gauge.id))[-1]["t"] == newest, "values arrived while offline"
+    assert after["xMax"] - newest >= 4
+    await expect(age).to_have_text(re.compile(r"^last update ([4-9]|1\d) s ago$"))
+    await screenshot(page, "dashboard-stale")
+    await asyncio.sleep(max(0.0, 10 - (asyncio.get_running_loop().time() - offline_at)))
+
+    await context.set_offline(False)
+    await expect(badge).to_have_attribute("data-state", "connected", timeout=2_000)
+    await expect(badge).to_have_text("Live")
+    await expect(age).to_be_hidden()
+    await expect(grid).not_to_have_class(re.compile(r"\bstale\b"))
+    await wait_for(page, "([id, t]) => window.__dashboard.points(id).at(-1).t > t", [gauge.id, newest])
+    await screenshot(page, "dashboard-live-again")
