@@ -86,6 +86,7 @@ class Hub:
         self._channel_lock = asyncio.Lock()
         self._joined: set[str] = set()
         self._leaving: set[asyncio.Future[None]] = set()
+        self._closed = False  # set by close(): no more leaves are scheduled
         self._control_listeners: list[Callable[[Revocation], None]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
         self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
@@ -118,6 +119,12 @@ class Hub:
                 self._handle(message)
 
     async def close(self) -> None:
+        # A leave still pending would unsubscribe on a closed connection (or
+        # after the loop closed): the subscription ends with the close anyway.
+        self._closed = True
+        for task in self._leaving:
+            task.cancel()
+        await asyncio.gather(*self._leaving, return_exceptions=True)
         await self.streams.close()
         await self._pubsub.aclose()
 
@@ -156,6 +163,8 @@ class Hub:
         connections.discard(conn)
         if not connections:
             del self._by_dashboard[dashboard_id]
+            if self._closed:
+                return
             task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)

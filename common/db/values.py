@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiopg
@@ -26,7 +26,8 @@ class MetricValue:
     value: float
     ts: datetime
     # The number of the batch that stored it, per dashboard (insert_values); None when read back.
-    seq: int | None = None
+    # Delivery bookkeeping, not part of the value: equal values compare equal with or without it.
+    seq: int | None = field(default=None, compare=False)
 
 
 # Reads of "the newest values" first look at this recent span only: its lower
