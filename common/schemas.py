@@ -100,6 +100,10 @@ PAYLOAD_SCHEMAS: dict[str, Schema] = {
     "history": HistorySchema(),
     "resume": ResumeSchema(),
 }
+# The Chanx dashboard example's client sends the ids of `subscribe` and
+# `unsubscribe` as a bare list, `[1, 2]`: such a payload is read as the value of
+# this field, so both forms meet the same rules and get the same answers.
+BARE_LIST_FIELDS = {"subscribe": "metric_ids", "unsubscribe": "metric_ids"}
 
 
 # What the server sends. The server does not load these: they describe its
@@ -358,12 +362,26 @@ def parse_client_message(text: str) -> tuple[str, Any]:
     schema = PAYLOAD_SCHEMAS.get(action)
     if schema is None:
         return action, payload
-    if not isinstance(payload, dict):
-        raise ProtocolError(f"payload of {action!r} must be an object", {"payload": ["Not a valid object."]})
+    payload = _payload_object(action, payload)
     try:
         return action, schema.load(payload)
     except ValidationError as exc:
         raise ProtocolError(f"invalid payload for {action!r}", {"payload": exc.messages_dict}) from None
+
+
+def _payload_object(action: str, payload: Any) -> dict[str, Any]:
+    """The payload as the object its schema reads, or ProtocolError."""
+    field = BARE_LIST_FIELDS.get(action)
+    if field is not None and isinstance(payload, list):
+        return {field: payload}
+    if isinstance(payload, dict):
+        return payload
+    if field is not None:
+        raise ProtocolError(
+            f"payload of {action!r} must be an object or a list of metric ids",
+            {"payload": ["Not a valid object or list."]},
+        )
+    raise ProtocolError(f"payload of {action!r} must be an object", {"payload": ["Not a valid object."]})
 
 
 def load_strict_json(text: str) -> Any:

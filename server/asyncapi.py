@@ -9,7 +9,14 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from common.schemas import CLIENT_ACTIONS, PAYLOAD_SCHEMAS, RANGES, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS
+from common.schemas import (
+    BARE_LIST_FIELDS,
+    CLIENT_ACTIONS,
+    PAYLOAD_SCHEMAS,
+    RANGES,
+    SERVER_ACTIONS,
+    SERVER_PAYLOAD_SCHEMAS,
+)
 
 # A live `alert`, also the first of the `alerts` example's events.
 ALERT_EXAMPLE = {
@@ -25,8 +32,11 @@ ALERT_EXAMPLE = {
 }
 
 SUMMARIES = {
-    "subscribe": "Receive updates of these metrics; a metric_history comes first for each new one.",
-    "unsubscribe": "Stop receiving updates of these metrics.",
+    "subscribe": (
+        "Receive updates of these metrics; a metric_history comes first for each new one."
+        " The ids as {metric_ids: [...]} or, as the Chanx example's client sends them, a bare list."
+    ),
+    "unsubscribe": "Stop receiving updates of these metrics. The ids as {metric_ids: [...]} or a bare list.",
     "ping": "Application-level ping (browsers cannot send WebSocket pings); answered with pong.",
     "history": (
         "The metrics' values over a time range (raw or bucketed), replacing what the client holds,"
@@ -53,6 +63,14 @@ SUMMARIES = {
     "pong": "Answer to ping, echoing its payload.",
     "complete": "Sent after the handling of every client message.",
     "error": "A client message that could not be acted on.",
+}
+
+# Further examples, by name: the messages of the Chanx dashboard example's client
+# (a bare list of ids; a ping without payload), which the server accepts too.
+MORE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "subscribe": {"subscribe_list": [1, 2]},
+    "unsubscribe": {"unsubscribe_list": [2]},
+    "ping": {"ping_without_payload": None},
 }
 
 EXAMPLES: dict[str, Any] = {
@@ -207,6 +225,10 @@ def object_schema(schema: Schema) -> dict[str, Any]:
 
 def _payload_schema(action: str) -> dict[str, Any] | None:
     schema = PAYLOAD_SCHEMAS.get(action) if action in CLIENT_ACTIONS else SERVER_PAYLOAD_SCHEMAS.get(action)
+    if schema is not None and action in BARE_LIST_FIELDS:
+        field = BARE_LIST_FIELDS[action]
+        bare = {**field_schema(schema.fields[field]), "description": f"the {field} alone, a bare list"}
+        return {"oneOf": [object_schema(schema), bare]}
     if schema is not None:
         return object_schema(schema)
     if action == "complete":
@@ -225,19 +247,25 @@ def message(action: str) -> dict[str, Any]:
     payload = _payload_schema(action)
     if payload is not None:
         envelope["properties"]["payload"] = payload
-        if payload.get("type") == "object":  # ping's and pong's may be left out
+        if payload.get("type") == "object" or "oneOf" in payload:  # ping's and pong's may be left out
             envelope["required"].append("payload")
-    example: dict[str, Any] = {"action": action}
-    if EXAMPLES[action] is not None:
-        example["payload"] = EXAMPLES[action]
+    examples = [_example(action, EXAMPLES[action])]
+    examples += [_example(action, payload, name) for name, payload in MORE_EXAMPLES.get(action, {}).items()]
     return {
         "name": action,
         "title": action,
         "summary": SUMMARIES[action],
         "contentType": "application/json",
         "payload": envelope,
-        "examples": [{"name": action, "payload": example}],
+        "examples": examples,
     }
+
+
+def _example(action: str, payload: Any, name: str | None = None) -> dict[str, Any]:
+    example: dict[str, Any] = {"action": action}
+    if payload is not None:
+        example["payload"] = payload
+    return {"name": name or action, "payload": example}
 
 
 def asyncapi_document() -> dict[str, Any]:

@@ -54,10 +54,28 @@ def test_payload_schemas_come_from_the_marshmallow_schemas():
     assert history["properties"]["metric_ids"]["maxItems"] == 500
 
 
+@pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
+def test_ids_may_be_an_object_or_the_bare_list_with_the_same_rules(action):
+    message = asyncapi_document()["channels"]["dashboard"]["messages"][action]
+    assert "payload" in message["payload"]["required"]
+    as_object, bare = message["payload"]["properties"]["payload"]["oneOf"]
+    assert as_object["required"] == ["metric_ids"]
+    ids = {key: value for key, value in bare.items() if key != "description"}
+    assert ids == as_object["properties"]["metric_ids"]
+    assert ids == {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "minItems": 1,
+        "maxItems": 500,
+    }
+    assert [type(example["payload"]["payload"]) for example in message["examples"]] == [dict, list]
+
+
 @pytest.mark.parametrize("action", CLIENT_ACTIONS)
 def test_client_examples_are_accepted_by_the_server(action):
-    (example,) = asyncapi_document()["channels"]["dashboard"]["messages"][action]["examples"]
-    assert parse_client_message(json.dumps(example["payload"]))[0] == action
+    examples = asyncapi_document()["channels"]["dashboard"]["messages"][action]["examples"]
+    for example in examples:
+        assert parse_client_message(json.dumps(example["payload"]))[0] == action
 
 
 @pytest.mark.parametrize("action", [a for a in SERVER_ACTIONS if SERVER_PAYLOAD_SCHEMAS[a] is not None])

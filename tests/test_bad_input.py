@@ -188,9 +188,9 @@ JSON_VALUES = st.recursive(
 )
 # Messages near the valid ones find more than random bytes do.
 ACTIONS = st.sampled_from([*CLIENT_ACTIONS, "", "Subscribe", "error", "complete"]) | st.text(max_size=10)
-PAYLOADS = JSON_VALUES | st.fixed_dictionaries(
-    {"metric_ids": st.lists(st.integers(min_value=-(2**70), max_value=2**70) | JSON_VALUES, max_size=8)}
-)
+# Ids as `subscribe` takes them: in {"metric_ids": [...]}, or the bare list alone.
+SOME_IDS = st.lists(st.integers(min_value=-(2**70), max_value=2**70) | JSON_VALUES, max_size=8)
+PAYLOADS = JSON_VALUES | SOME_IDS | st.fixed_dictionaries({"metric_ids": SOME_IDS})
 MESSAGES = (
     st.fixed_dictionaries({"action": ACTIONS}, optional={"payload": PAYLOADS}).map(json.dumps)
     | JSON_VALUES.map(json.dumps)

@@ -34,8 +34,9 @@ dashboard_index = st.integers(0, DASHBOARDS - 1)
 some_ids = st.lists(st.integers(1, DASHBOARDS * METRICS_PER_DASHBOARD + 2), min_size=1, max_size=4)
 STEPS = st.one_of(
     st.tuples(st.just("connect"), user_index, dashboard_index),
-    st.tuples(st.just("subscribe"), st.integers(0, 20), some_ids),
-    st.tuples(st.just("unsubscribe"), st.integers(0, 20), some_ids),
+    # The ids as {"metric_ids": [...]} or, as the Chanx example's client sends them, a bare list.
+    st.tuples(st.just("subscribe"), st.integers(0, 20), some_ids, st.booleans()),
+    st.tuples(st.just("unsubscribe"), st.integers(0, 20), some_ids, st.booleans()),
     st.tuples(st.just("publish"), st.sampled_from(list(METRIC_IDS))),
     st.tuples(st.just("remove"), user_index, dashboard_index),
 )
@@ -122,10 +123,10 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
         sockets.append(Watched(ws, u, d + 1, (u, d) in members))
         await asyncio.sleep(0.05)
     elif kind in ("subscribe", "unsubscribe") and sockets:
-        _, which, ids = step
+        _, which, ids, bare = step
         watched = sockets[which % len(sockets)]
         if not watched.ws.closed:
-            await watched.ws.send_json({"action": kind, "payload": {"metric_ids": ids}})
+            await watched.ws.send_json({"action": kind, "payload": ids if bare else {"metric_ids": ids}})
             await asyncio.sleep(0.05)
     elif kind == "publish":
         metric = (await db.list_metrics(pool, dashboard_of(step[1])))[(step[1] - 1) % METRICS_PER_DASHBOARD]

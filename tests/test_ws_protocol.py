@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import encode_values
+from common.schemas import ProtocolError, parse_client_message
 from server.app import create_app
 from server.closecodes import CloseCode
 from tests.conftest import CHANNELS, REDIS_URL, log_in
@@ -173,12 +174,19 @@ async def test_every_connection_of_a_dashboard_gets_each_update(new_client, clie
 
 # 5. subscribe, unsubscribe, ping --------------------------------------------------
 
+# The two forms of a `subscribe` or `unsubscribe` payload: ours, and the bare list
+# of ids the Chanx dashboard example's client sends. Both obey every rule.
+ID_FORMS = {"object": lambda ids: {"metric_ids": ids}, "list": lambda ids: ids}
+each_form = pytest.mark.parametrize("form", list(ID_FORMS))
 
-async def test_unsubscribe_stops_updates_and_subscribe_resumes_with_history(client, setup, pool):
+
+@each_form
+async def test_unsubscribe_stops_updates_and_subscribe_resumes_with_history(client, setup, pool, form):
     cpu, requests = setup["cpu"], setup["requests"]
+    ids = ID_FORMS[form]
     ws = await connect(client, setup["ops"].id)
     await read_connect_sequence(ws, 2)
-    await ws.send_json({"action": "unsubscribe", "payload": {"metric_ids": [cpu.id]}})
+    await ws.send_json({"action": "unsubscribe", "payload": ids([cpu.id])})
     assert await receive(ws) == {"action": "complete"}
     await publish(pool, cpu, 1.0)
     await publish(pool, requests, 2.0)
@@ -186,7 +194,7 @@ async def test_unsubscribe_stops_updates_and_subscribe_resumes_with_history(clie
     assert update["payload"]["metric_id"] == requests.id
     await expect_silence(ws)
 
-    await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [cpu.id]}})
+    await ws.send_json({"action": "subscribe", "payload": ids([cpu.id])})
     history, complete = await receive(ws), await receive(ws)
     assert history["action"] == "metric_history"
     assert history["payload"]["metric_id"] == cpu.id
@@ -208,18 +216,54 @@ async def _last_update_payload(pool, metric):
     }
 
 
-async def test_subscribing_again_sends_no_duplicate_history(client, setup):
+@each_form
+async def test_subscribing_again_sends_no_duplicate_history(client, setup, form):
     ws = await connect(client, setup["ops"].id)
     await read_connect_sequence(ws, 2)
-    await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [setup["cpu"].id, setup["cpu"].id]}})
+    await ws.send_json({"action": "subscribe", "payload": ID_FORMS[form]([setup["cpu"].id, setup["cpu"].id])})
     assert await receive(ws) == {"action": "complete"}
 
 
-async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, pool):
+@each_form
+async def test_resubscribing_after_unsubscribe_sends_one_history_for_duplicated_ids(
+    client, setup, pool, form
+):
+    cpu = setup["cpu"]
+    ids = ID_FORMS[form]
     ws = await connect(client, setup["ops"].id)
     await read_connect_sequence(ws, 2)
-    secret = setup["secret"]
-    await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [setup["cpu"].id, secret.id]}})
+    await ws.send_json({"action": "unsubscribe", "payload": ids([cpu.id, cpu.id])})
+    assert await receive(ws) == {"action": "complete"}
+    await ws.send_json({"action": "subscribe", "payload": ids([cpu.id, cpu.id])})
+    answers = await receive_until(ws, "complete")
+    assert [(m["action"], m.get("payload", {}).get("metric_id")) for m in answers] == [
+        ("metric_history", cpu.id),
+        ("complete", None),
+    ]
+
+
+@each_form
+async def test_unsubscribing_what_is_not_subscribed_is_accepted(client, setup, pool, form):
+    cpu, requests = setup["cpu"], setup["requests"]
+    ids = ID_FORMS[form]
+    ws = await connect(client, setup["ops"].id)
+    await read_connect_sequence(ws, 2)
+    for _ in range(2):
+        await ws.send_json({"action": "unsubscribe", "payload": ids([cpu.id])})
+        assert await receive(ws) == {"action": "complete"}
+    await publish(pool, cpu, 1.0)
+    await publish(pool, requests, 2.0)
+    assert (await receive(ws))["payload"]["metric_id"] == requests.id
+    await expect_silence(ws)
+
+
+@pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
+@each_form
+async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, pool, form, action):
+    cpu, secret = setup["cpu"], setup["secret"]
+    ws = await connect(client, setup["ops"].id)
+    await read_connect_sequence(ws, 2)
+    await ws.send_json({"action": action, "payload": ID_FORMS[form]([cpu.id, secret.id])})
     error, complete = await receive(ws), await receive(ws)
     assert error == {
         "action": "error",
@@ -229,7 +273,10 @@ async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, poo
         },
     }
     assert complete == {"action": "complete"}
+    # Nothing changed, cpu included: still subscribed to it, never to the other's.
     await publish(pool, secret, 5.0)
+    await publish(pool, cpu, 6.0)
+    assert (await receive(ws))["payload"]["metric_id"] == cpu.id
     await expect_silence(ws)
 
 
@@ -253,9 +300,19 @@ BAD_INPUT = [
     ("unknown action", '{"action": "explode"}', "unknown action 'explode'"),
     ("action not a string", '{"action": 5}', "invalid message"),
     (
-        "payload not an object",
-        '{"action": "subscribe", "payload": [1]}',
-        "payload of 'subscribe' must be an object",
+        "subscribe payload a number",
+        '{"action": "subscribe", "payload": 1}',
+        "payload of 'subscribe' must be an object or a list of metric ids",
+    ),
+    (
+        "unsubscribe payload missing",
+        '{"action": "unsubscribe"}',
+        "payload of 'unsubscribe' must be an object or a list of metric ids",
+    ),
+    (
+        "history payload a list",
+        '{"action": "history", "payload": [1]}',
+        "payload of 'history' must be an object",
     ),
     ("missing ids", '{"action": "subscribe", "payload": {}}', "invalid payload for 'subscribe'"),
     (
@@ -264,66 +321,47 @@ BAD_INPUT = [
         "invalid payload for 'unsubscribe'",
     ),
     (
-        "id a string",
-        '{"action": "subscribe", "payload": {"metric_ids": ["1"]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "id a float",
-        '{"action": "subscribe", "payload": {"metric_ids": [1.5]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "id a boolean",
-        '{"action": "subscribe", "payload": {"metric_ids": [true]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "id negative",
-        '{"action": "subscribe", "payload": {"metric_ids": [-1]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "id huge",
-        '{"action": "subscribe", "payload": {"metric_ids": [1e30]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    ("no ids", '{"action": "subscribe", "payload": {"metric_ids": []}}', "invalid payload for 'subscribe'"),
-    (
-        "too many ids",
-        json.dumps({"action": "subscribe", "payload": {"metric_ids": list(range(1, 502))}}),
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "thousands of ids",
-        json.dumps({"action": "subscribe", "payload": {"metric_ids": list(range(1, 9001))}}),
-        "invalid payload for 'subscribe'",
-    ),
-    ("id zero", '{"action": "subscribe", "payload": {"metric_ids": [0]}}', "invalid payload for 'subscribe'"),
-    (
-        "id above bigint",
-        '{"action": "subscribe", "payload": {"metric_ids": [9223372036854775808]}}',
-        "invalid payload for 'subscribe'",
-    ),
-    (
-        "id with 5000 digits",
-        '{"action": "subscribe", "payload": {"metric_ids": [' + "9" * 5000 + "]}}",
-        "message is not valid JSON",
-    ),
-    (
-        "duplicate ids of another dashboard",
-        '{"action": "subscribe", "payload": {"metric_ids": [987654, 987654]}}',
-        "metric ids not on this dashboard: 987654",
-    ),
-    (
         "extra payload key",
         '{"action": "subscribe", "payload": {"metric_ids": [1], "all": true}}',
+        "invalid payload for 'subscribe'",
+    ),
+    (
+        "ids in a nested list",
+        '{"action": "subscribe", "payload": [[1]]}',
         "invalid payload for 'subscribe'",
     ),
     ("action null", '{"action": null}', "invalid message"),
     ("NaN", '{"action": "ping", "payload": NaN}', "message is not valid JSON"),
     ("nested too deep to parse", "[" * 30_000 + "]" * 30_000, "message is not valid JSON"),
     ("empty frame", "", "message is not valid JSON"),
+]
+# The rules for the ids of `subscribe` and `unsubscribe`, each broken in both
+# forms of their payload: (case, ids as JSON, message).
+BAD_IDS = [
+    ("id a string", '["1"]', "invalid payload for {action!r}"),
+    ("id a float", "[1.5]", "invalid payload for {action!r}"),
+    ("id a boolean", "[true]", "invalid payload for {action!r}"),
+    ("id null", "[null]", "invalid payload for {action!r}"),
+    ("id negative", "[-1]", "invalid payload for {action!r}"),
+    ("id huge", "[1e30]", "invalid payload for {action!r}"),
+    ("no ids", "[]", "invalid payload for {action!r}"),
+    ("too many ids", json.dumps(list(range(1, 502))), "invalid payload for {action!r}"),
+    ("thousands of ids", json.dumps(list(range(1, 9001))), "invalid payload for {action!r}"),
+    ("id zero", "[0]", "invalid payload for {action!r}"),
+    ("id above bigint", "[9223372036854775808]", "invalid payload for {action!r}"),
+    ("id with 5000 digits", "[" + "9" * 5000 + "]", "message is not valid JSON"),
+    ("duplicate ids of another dashboard", "[987654, 987654]", "metric ids not on this dashboard: 987654"),
+]
+JSON_ID_FORMS = {"object": '{{"metric_ids": {}}}', "list": "{}"}
+BAD_INPUT += [
+    (
+        f"{action} {form}: {case}",
+        f'{{"action": "{action}", "payload": {JSON_ID_FORMS[form].format(ids)}}}',
+        message.format(action=action),
+    )
+    for case, ids, message in BAD_IDS
+    for action in ("subscribe", "unsubscribe")
+    for form in JSON_ID_FORMS
 ]
 
 
@@ -344,6 +382,21 @@ async def test_bad_input_gets_an_error_and_the_connection_stays_usable(client, s
     assert (await receive(ws))["action"] == "metric_update"
     await ws.send_json({"action": "ping"})
     assert await receive_until(ws, "complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+@pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
+@pytest.mark.parametrize(
+    "ids", [ids for _, ids, _ in BAD_IDS] + ["[1, 2, 2]", "[9223372036854775807]"], ids=lambda ids: ids[:40]
+)
+def test_both_forms_get_the_same_answer(action, ids):
+    """The bare list is the object form's `metric_ids`: same value, or same error."""
+    answers = []
+    for form in JSON_ID_FORMS.values():
+        try:
+            answers.append(parse_client_message(f'{{"action": "{action}", "payload": {form.format(ids)}}}'))
+        except ProtocolError as exc:
+            answers.append((exc.message, exc.errors))
+    assert answers[0] == answers[1]
 
 
 async def test_binary_frame_gets_an_error(client, setup):
