@@ -224,3 +224,34 @@ async def test_two_worker_processes_send_each_message_once(settings, pool, board
     assert sorted(a.notification_id for a in log) == sorted(ids)
     # Both took part: the claims were contended, not served by one worker alone.
     assert all("delivered" in output for output in outputs)
+
+
+async def test_a_slack_webhook_gets_text_and_blocks(pool, board, hook):
+    slack = await db.create_contact_point(pool, board["ops"].id, "team chat", "slack", hook.url, None)
+    await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [slack.id], None)
+    await _store(pool, board, 95.5)
+    async with open_sender(LOOPBACK) as sender:
+        await deliver_once(pool, sender)
+        await db.enqueue_test_notification(pool, board["ops"].id, slack.id)
+        await deliver_once(pool, sender)
+
+    fired, test = _bodies(hook)
+    assert set(fired) == {"text", "blocks"}
+    assert fired["text"].startswith("[FIRING] Ops (ops): temp above 90 (value 95.5 at ")
+    assert fired["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": fired["text"]}}]
+    assert test["text"] == "Test notification from dashboard Ops (ops) to contact point 'team chat'"
+    assert "X-Dashboard-Signature" not in hook.received[0].headers
+
+
+async def test_slack_text_cannot_mention_or_link(pool, make_dashboard, make_metric, hook):
+    board = await make_dashboard("web", name="<!channel> & <https://evil.example|click>")
+    metric = await make_metric(board, "cpu")
+    rule = await db.create_alert_rule(pool, metric.id, "above", 1.0)
+    slack = await db.create_contact_point(pool, board.id, "chat", "slack", hook.url, None)
+    await db.set_rule_notifications(pool, board.id, rule.id, [slack.id], None)
+    await _store(pool, {"temp": metric}, 5.0)
+    async with open_sender(LOOPBACK) as sender:
+        await deliver_once(pool, sender)
+    [fired] = _bodies(hook)
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in fired["text"]
+    assert "<" not in fired["text"]

@@ -54,7 +54,8 @@ def summary(delivery: db.Delivery) -> str:
 
 def slack_body(delivery: db.Delivery) -> dict[str, Any]:
     """A Slack incoming webhook's message: `text` (notifications, fallback) and one block."""
-    text = summary(delivery)
+    # Slack reads <...> as links and mentions: names are editors' text, escaped as Slack asks.
+    text = summary(delivery).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 

@@ -40,6 +40,9 @@ class Sender:
             raw = messages.encode(messages.webhook_body(delivery))
             headers = {messages.SIGNATURE_HEADER: messages.signature(delivery.secret or "", raw)}
             return await self._post(delivery, raw, headers)
+        if delivery.contact_kind == "slack":
+            # Slack's incoming webhooks authenticate by their secret URL: no signature.
+            return await self._post(delivery, messages.encode(messages.slack_body(delivery)), {})
         return Outcome(FAILED, f"contact point kind {delivery.contact_kind!r} is not supported")
 
     async def _post(self, delivery: db.Delivery, raw: bytes, headers: dict[str, str]) -> Outcome:
