@@ -285,3 +285,26 @@ async def list_delivery_attempts(pool: aiopg.Pool, dashboard_id: int, limit: int
             (dashboard_id, limit),
         )
         return [DeliveryAttempt(*row) for row in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class RuleNotifications:
+    """Whom a rule notifies, and how often while it stays firing."""
+
+    rule_id: int
+    contact_point_ids: list[int]
+    repeat_seconds: int | None
+
+
+async def list_rule_notifications(pool: aiopg.Pool, dashboard_id: int) -> list[RuleNotifications]:
+    """Each of the dashboard's rules with its contact points, oldest rule first."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT r.id, coalesce(array_agg(c.contact_point_id ORDER BY c.contact_point_id)"
+            "   FILTER (WHERE c.contact_point_id IS NOT NULL), '{}'), r.repeat_seconds"
+            " FROM alert_rules r JOIN metrics m ON m.id = r.metric_id"
+            " LEFT JOIN alert_rule_contacts c ON c.rule_id = r.id"
+            " WHERE m.dashboard_id = %s GROUP BY r.id ORDER BY r.id",
+            (dashboard_id,),
+        )
+        return [RuleNotifications(*row) for row in await cur.fetchall()]
