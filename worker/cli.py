@@ -37,6 +37,7 @@ from worker.maintenance import (
 )
 from worker.notify.delivery import Backoff, deliver
 from worker.notify.guard import AllowList
+from worker.notify.mail import SmtpSettings
 from worker.notify.senders import open_sender
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
@@ -72,6 +73,10 @@ NOTIFY_RETRY_HELP = (
     "Seconds before the first retry of a notification that failed with 5xx, a timeout or a connection "
     "error; doubled each time (at most 10 minutes), for up to an hour."
 )
+SMTP_HOST_HELP = "SMTP server for e-mail contact points (unset: e-mail notifications fail, saying so)."
+SMTP_PORT_HELP = "Port of the --smtp-host."
+SMTP_STARTTLS_HELP = "Upgrade the SMTP connection with STARTTLS (the server's certificate is verified)."
+SMTP_FROM_HELP = "From address of e-mail notifications."
 
 
 # Taken by `run` (every round) and `prune` (one round now).
@@ -167,6 +172,28 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=NOTIFY_RETRY_HELP,
 )
+@click.option("--smtp-host", envvar="DASHBOARD_SMTP_HOST", help=SMTP_HOST_HELP)
+@click.option(
+    "--smtp-port",
+    envvar="DASHBOARD_SMTP_PORT",
+    type=click.IntRange(1, 65535),
+    default=25,
+    show_default=True,
+    help=SMTP_PORT_HELP,
+)
+@click.option(
+    "--smtp-starttls/--no-smtp-starttls",
+    envvar="DASHBOARD_SMTP_STARTTLS",
+    default=False,
+    help=SMTP_STARTTLS_HELP,
+)
+@click.option(
+    "--smtp-from",
+    envvar="DASHBOARD_SMTP_FROM",
+    default="dashboard@localhost",
+    show_default=True,
+    help=SMTP_FROM_HELP,
+)
 @click.pass_context
 @run_async
 async def run(
@@ -181,6 +208,10 @@ async def run(
     maintenance_interval: float,
     notify_allow: tuple[str, ...],
     notify_retry_seconds: float,
+    smtp_host: str | None,
+    smtp_port: int,
+    smtp_starttls: bool,
+    smtp_from: str,
 ) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM.
 
@@ -192,7 +223,9 @@ async def run(
     async with (
         _producer(settings, unsaved_ticks, leases) as producer,
         _leasing(leases),
-        open_sender(AllowList.parse(notify_allow)) as sender,
+        open_sender(
+            AllowList.parse(notify_allow), _smtp(smtp_host, smtp_port, smtp_starttls, smtp_from)
+        ) as sender,
         AsyncExitStack() as stack,
     ):
         if metrics_port is not None:
@@ -281,6 +314,10 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
         f" {done.deleted_of_dashboards} of dashboards with a shorter retention;"
         f" dropped {len(done.dropped)} daily partition(s)"
     )
+
+
+def _smtp(host: str | None, port: int, starttls: bool, sender: str) -> SmtpSettings | None:
+    return SmtpSettings(host, port, starttls, sender) if host else None
 
 
 @asynccontextmanager

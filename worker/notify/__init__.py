@@ -10,7 +10,7 @@ The path of a message, and which module keeps which promise:
   claims due rows for a lease (FOR UPDATE SKIP LOCKED), so with any number of
   workers each attempt is made by one of them; it also queues the repeats of
   rules still firing.
-- senders.py makes the attempt (webhook, Slack, e-mail) and classifies the
+- senders.py makes the attempt (webhook, Slack; e-mail through mail.py) and classifies the
   outcome: delivered; retrying with exponential backoff (5xx, 408, 429,
   timeouts, connection errors) until common.db.DELIVERY_WINDOW has passed;
   failed at once (other 4xx, redirects, refused addresses).

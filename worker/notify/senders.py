@@ -11,6 +11,7 @@ import aiohttp
 from common import db
 from worker.notify import messages
 from worker.notify.guard import AddressRefused, AllowList, GuardedResolver, check_url
+from worker.notify.mail import SmtpSettings, send_email
 
 DELIVERED, RETRYING, FAILED = "delivered", "retrying", "failed"
 # Per attempt: connect, send, and the receiver's answer.
@@ -30,9 +31,10 @@ class Outcome:
 class Sender:
     """Sends notifications over one HTTP session whose connector checks every address."""
 
-    def __init__(self, session: aiohttp.ClientSession, allow: AllowList) -> None:
+    def __init__(self, session: aiohttp.ClientSession, allow: AllowList, smtp: SmtpSettings | None) -> None:
         self._session = session
         self._allow = allow
+        self._smtp = smtp
 
     async def attempt(self, delivery: db.Delivery) -> Outcome:
         """Send once; never raises for what the receiver or the network does."""
@@ -43,7 +45,15 @@ class Sender:
         if delivery.contact_kind == "slack":
             # Slack's incoming webhooks authenticate by their secret URL: no signature.
             return await self._post(delivery, messages.encode(messages.slack_body(delivery)), {})
+        if delivery.contact_kind == "email":
+            return await self._mail(delivery)
         return Outcome(FAILED, f"contact point kind {delivery.contact_kind!r} is not supported")
+
+    async def _mail(self, delivery: db.Delivery) -> Outcome:
+        if self._smtp is None:
+            return Outcome(FAILED, "no SMTP server configured (dashboard-worker run --smtp-host)")
+        accepted, detail = await send_email(self._smtp, delivery)
+        return Outcome({True: DELIVERED, None: RETRYING, False: FAILED}[accepted], detail)
 
     async def _post(self, delivery: db.Delivery, raw: bytes, headers: dict[str, str]) -> Outcome:
         try:
@@ -79,10 +89,10 @@ def _classify(status: int, answer: str) -> Outcome:
 
 
 @asynccontextmanager
-async def open_sender(allow: AllowList) -> AsyncIterator[Sender]:
+async def open_sender(allow: AllowList, smtp: SmtpSettings | None = None) -> AsyncIterator[Sender]:
     """A Sender whose session (and guarded connector) closes on exit."""
     # No DNS cache: every connection resolves, and so is checked, anew.
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow), use_dns_cache=False, limit=20)
     timeout = aiohttp.ClientTimeout(total=SEND_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
-        yield Sender(session, allow)
+        yield Sender(session, allow, smtp)
