@@ -19,6 +19,7 @@ from tests.processes import child
 from worker.notify.delivery import Backoff, deliver_once
 from worker.notify.guard import AllowList
 from worker.notify.senders import open_sender
+from worker.retention import delete_expired_notifications
 
 SECRET = "s3cret-signing-key"
 LOOPBACK = AllowList.parse(["127.0.0.1/32"])
@@ -255,3 +256,19 @@ async def test_slack_text_cannot_mention_or_link(pool, make_dashboard, make_metr
     [fired] = _bodies(hook)
     assert "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in fired["text"]
     assert "<" not in fired["text"]
+
+
+async def test_old_finished_notifications_go_pending_ones_stay(pool, board, hook):
+    hook.statuses = [200, 500]
+    for _ in range(2):
+        await db.enqueue_test_notification(pool, board["ops"].id, board["contact"].id)
+    async with open_sender(LOOPBACK) as sender:
+        await deliver_once(pool, sender)  # one delivered, one pending a retry
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("UPDATE notifications SET created_at = now() - interval '400 days'")
+    assert await delete_expired_notifications(pool, 365, batch_size=1, pause=0) == 1
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT status FROM notifications")
+        assert await cur.fetchall() == [("pending",)]
+        await cur.execute("SELECT count(*) FROM notification_attempts")
+        assert await cur.fetchone() == (1,)  # the deleted one's attempt went with it

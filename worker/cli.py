@@ -59,8 +59,8 @@ RETENTION_HELP = (
     "A dashboard's own retention may be shorter."
 )
 ROLLUP_RETENTION_HELP = (
-    "Keep the per-minute rollups (used by long ranges) and the alert events this many days "
-    "(each alert rule keeps its newest event)."
+    "Keep the per-minute rollups (used by long ranges), the alert events and the sent or failed "
+    "notifications this many days (each alert rule keeps its newest event)."
 )
 MAINTENANCE_HELP = (
     "Seconds between rounds of upkeep: rolling up new values, creating and dropping partitions, retention."

@@ -308,3 +308,17 @@ async def list_rule_notifications(pool: aiopg.Pool, dashboard_id: int) -> list[R
             (dashboard_id,),
         )
         return [RuleNotifications(*row) for row in await cur.fetchall()]
+
+
+async def delete_notifications_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:
+    """Delete at most `limit` finished messages (with their attempts) enqueued before `cutoff`.
+
+    Pending ones stay, whatever their age: they are still to be sent or given up.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications"
+            "  WHERE created_at < %s AND status <> 'pending' ORDER BY created_at LIMIT %s)",
+            (cutoff, limit),
+        )
+        return cur.rowcount
