@@ -200,7 +200,8 @@ async def test_an_allowed_host_name_may_resolve_to_loopback(pool, board, hook):
 
 
 async def test_two_worker_processes_send_each_message_once(settings, pool, board, hook):
-    hook.delay = 0.3  # attempts overlap in time, so both workers are claiming at once
+    # Each batch takes 1 s, longer than a worker's poll interval: both are claiming at once.
+    hook.delay = 1.0
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
     run = ["run", "--interval", "5", "--notify-allow", "127.0.0.1"]
     with child(["-m", "worker", *urls, *run]) as first, child(["-m", "worker", *urls, *run]) as second:
@@ -272,3 +273,14 @@ async def test_old_finished_notifications_go_pending_ones_stay(pool, board, hook
         assert await cur.fetchall() == [("pending",)]
         await cur.execute("SELECT count(*) FROM notification_attempts")
         assert await cur.fetchone() == (1,)  # the deleted one's attempt went with it
+
+
+async def test_storing_a_transition_sends_nothing_itself(pool, board, hook):
+    hook.delay = 3.0  # a receiver this slow would show in the ingest path's time
+    started = asyncio.get_running_loop().time()
+    await _store(pool, board, 95.0)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert hook.received == []  # only queued: the worker's loop sends
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT kind, status FROM notifications")
+        assert await cur.fetchall() == [("firing", "pending")]
