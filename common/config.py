@@ -35,6 +35,8 @@ class Quotas:
     # Active tokens (revoked ones no longer count).
     max_tokens_per_dashboard: int = 20
     max_members_per_dashboard: int = 200
+    # Each one is a destination the worker sends to on every transition.
+    max_contact_points_per_dashboard: int = 20
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_metrics_per_dashboard <= MAX_METRICS_PER_DASHBOARD:

@@ -10,9 +10,10 @@ import json
 import math
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from common.config import MAX_METRICS_PER_DASHBOARD
+from common.db.notifications import CONTACT_KINDS
 from common.sources import DEFAULT_SOURCE, SOURCES, check_source, system_reading
 
 # What a client may send. Anything else is answered with an `error`.
@@ -615,6 +616,45 @@ class TokenCreateSchema(Schema):
     """Body of POST /dashboards/{id}/tokens."""
 
     name = TrimmedString(required=True, validate=_NAME)
+
+
+_EMAIL = validate.Regexp(
+    r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$", error="Must be one e-mail address (name@host.domain)."
+)
+_HTTP_URL = validate.URL(schemes={"http", "https"}, require_tld=False, error="Must be an http(s) URL.")
+
+
+class ContactPointCreateSchema(Schema):
+    """Body of POST /dashboards/{id}/contact-points (server/notifications_api.py)."""
+
+    name = TrimmedString(required=True, validate=_NAME)
+    kind = fields.String(required=True, validate=validate.OneOf(CONTACT_KINDS))
+    # A URL for webhook and slack, an address for email: checked by kind below.
+    target = TrimmedString(required=True, validate=validate.Length(min=1, max=2000))
+
+    @validates_schema
+    def _target_fits_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "kind" not in data or "target" not in data:
+            return
+        check = _EMAIL if data["kind"] == "email" else _HTTP_URL
+        try:
+            check(data["target"])
+        except ValidationError as exc:
+            raise ValidationError(exc.messages, "target") from None
+
+
+class RuleNotificationsSchema(Schema):
+    """Body of POST /dashboards/{id}/alerts/{rule_id}/notifications."""
+
+    contact_point_ids = fields.List(
+        StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
+        required=True,
+        validate=validate.Length(max=50),
+    )
+    # Null: notify once per transition.
+    repeat_seconds = StrictInteger(
+        load_default=None, allow_none=True, validate=validate.Range(min=60, max=7 * 86400)
+    )
 
 
 class AlertRuleCreateSchema(Schema):

@@ -6,7 +6,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import alerts_api, api, editing, export, health, preferences, tokens_api, views, ws
+from server import (
+    alerts_api,
+    api,
+    editing,
+    export,
+    health,
+    notifications_api,
+    preferences,
+    tokens_api,
+    views,
+    ws,
+)
 from server.auth import METRICS_PATH, PROBE_PATHS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -36,7 +47,8 @@ def setup_routes(app: web.Application) -> None:
 
 
 def _add_editing_routes(app: web.Application) -> None:
-    """JSON endpoints for a dashboard's editors (server/editing.py, tokens_api.py, alerts_api.py)."""
+    """JSON endpoints for a dashboard's editors (server/editing.py, tokens_api.py, alerts_api.py,
+    notifications_api.py)."""
     base = r"/dashboards/{id:\d+}"
     app.router.add_post(base + "/settings", editing.edit_dashboard, name="dashboard_settings")
     app.router.add_post(base + "/metrics", editing.add_metric, name="dashboard_metrics")
@@ -53,6 +65,14 @@ def _add_editing_routes(app: web.Application) -> None:
     app.router.add_get(base + "/alerts", alerts_api.list_rules, name="dashboard_alerts")
     app.router.add_post(base + "/alerts", alerts_api.add_rule)
     app.router.add_post(base + r"/alerts/{rule_id:\d+}/delete", alerts_api.remove_rule)
+    app.router.add_post(
+        base + r"/alerts/{rule_id:\d+}/notifications", notifications_api.set_rule_notifications
+    )
+    contacts = base + "/contact-points"
+    app.router.add_get(contacts, notifications_api.list_contact_points, name="dashboard_contact_points")
+    app.router.add_post(contacts, notifications_api.add_contact_point)
+    app.router.add_post(contacts + r"/{contact_point_id:\d+}/delete", notifications_api.remove_contact_point)
+    app.router.add_post(contacts + r"/{contact_point_id:\d+}/test", notifications_api.send_test)
 
 
 def _add_preference_routes(app: web.Application) -> None:

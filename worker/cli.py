@@ -35,6 +35,10 @@ from worker.maintenance import (
     maintain,
     maintain_once,
 )
+from worker.notify.delivery import Backoff, deliver
+from worker.notify.guard import AllowList
+from worker.notify.mail import SmtpSettings
+from worker.notify.senders import open_sender
 from worker.tick import DEFAULT_UNSAVED_TICKS, Producer, run_forever
 
 log = logging.getLogger(__name__)
@@ -55,12 +59,24 @@ RETENTION_HELP = (
     "A dashboard's own retention may be shorter."
 )
 ROLLUP_RETENTION_HELP = (
-    "Keep the per-minute rollups (used by long ranges) and the alert events this many days "
-    "(each alert rule keeps its newest event)."
+    "Keep the per-minute rollups (used by long ranges), the alert events and the sent or failed "
+    "notifications this many days (each alert rule keeps its newest event)."
 )
 MAINTENANCE_HELP = (
     "Seconds between rounds of upkeep: rolling up new values, creating and dropping partitions, retention."
 )
+NOTIFY_ALLOW_HELP = (
+    "Hosts, addresses or CIDR networks that alert notifications may reach although they are loopback, "
+    "link-local or private (refused otherwise); repeat the flag or separate with commas or spaces."
+)
+NOTIFY_RETRY_HELP = (
+    "Seconds before the first retry of a notification that failed with 5xx, a timeout or a connection "
+    "error; doubled each time (at most 10 minutes), for up to an hour."
+)
+SMTP_HOST_HELP = "SMTP server for e-mail contact points (unset: e-mail notifications fail, saying so)."
+SMTP_PORT_HELP = "Port of the --smtp-host."
+SMTP_STARTTLS_HELP = "Upgrade the SMTP connection with STARTTLS (the server's certificate is verified)."
+SMTP_FROM_HELP = "From address of e-mail notifications."
 
 
 # Taken by `run` (every round) and `prune` (one round now).
@@ -141,6 +157,43 @@ def main(ctx: click.Context, **options: object) -> None:
     show_default=True,
     help=MAINTENANCE_HELP,
 )
+@click.option(
+    "--notify-allow",
+    envvar="DASHBOARD_NOTIFY_ALLOW",
+    multiple=True,
+    metavar="HOST|CIDR",
+    help=NOTIFY_ALLOW_HELP,
+)
+@click.option(
+    "--notify-retry-seconds",
+    envvar="DASHBOARD_NOTIFY_RETRY_SECONDS",
+    type=click.FloatRange(min=0.01),
+    default=Backoff().first,
+    show_default=True,
+    help=NOTIFY_RETRY_HELP,
+)
+@click.option("--smtp-host", envvar="DASHBOARD_SMTP_HOST", help=SMTP_HOST_HELP)
+@click.option(
+    "--smtp-port",
+    envvar="DASHBOARD_SMTP_PORT",
+    type=click.IntRange(1, 65535),
+    default=25,
+    show_default=True,
+    help=SMTP_PORT_HELP,
+)
+@click.option(
+    "--smtp-starttls/--no-smtp-starttls",
+    envvar="DASHBOARD_SMTP_STARTTLS",
+    default=False,
+    help=SMTP_STARTTLS_HELP,
+)
+@click.option(
+    "--smtp-from",
+    envvar="DASHBOARD_SMTP_FROM",
+    default="dashboard@localhost",
+    show_default=True,
+    help=SMTP_FROM_HELP,
+)
 @click.pass_context
 @run_async
 async def run(
@@ -153,6 +206,12 @@ async def run(
     retention_days: float | None,
     rollup_retention_days: float,
     maintenance_interval: float,
+    notify_allow: tuple[str, ...],
+    notify_retry_seconds: float,
+    smtp_host: str | None,
+    smtp_port: int,
+    smtp_starttls: bool,
+    smtp_from: str,
 ) -> None:
     """Tick every --interval seconds until SIGINT or SIGTERM.
 
@@ -164,6 +223,9 @@ async def run(
     async with (
         _producer(settings, unsaved_ticks, leases) as producer,
         _leasing(leases),
+        open_sender(
+            AllowList.parse(notify_allow), _smtp(smtp_host, smtp_port, smtp_starttls, smtp_from)
+        ) as sender,
         AsyncExitStack() as stack,
     ):
         if metrics_port is not None:
@@ -196,6 +258,10 @@ async def run(
         upkeep = asyncio.create_task(
             maintain(producer.pool, policy, stop, maintenance_interval), name="maintenance"
         )
+        # Its own task: a slow receiver never delays a tick.
+        delivery = asyncio.create_task(
+            deliver(producer.pool, sender, stop, Backoff(first=notify_retry_seconds)), name="notifications"
+        )
         try:
             await run_forever(producer, interval, stop)
         finally:
@@ -204,6 +270,7 @@ async def run(
             # Set by now (or we are unwinding an error): a batch in progress finishes.
             stop.set()
             await upkeep
+            await delivery
         if producer.unsaved_values:
             log.error(
                 "stopping with %d value(s) never stored (database unavailable)", producer.unsaved_values
@@ -249,6 +316,10 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
     )
 
 
+def _smtp(host: str | None, port: int, starttls: bool, sender: str) -> SmtpSettings | None:
+    return SmtpSettings(host, port, starttls, sender) if host else None
+
+
 @asynccontextmanager
 async def _leasing(leases: Leases) -> AsyncIterator[None]:
     """Take a first share of the dashboards, then keep it fair until the block ends."""
@@ -269,7 +340,8 @@ async def _producer(
     settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
 ) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
-    async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
+    # Three: a tick, the maintenance and the notification delivery each hold one at times.
+    async with db.create_pool(settings.database_url or "", maxsize=3) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         client = connect_redis(settings.redis_url or "")

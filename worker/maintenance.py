@@ -21,6 +21,7 @@ from worker.partitions import maintain_partitions
 from worker.retention import (
     delete_expired,
     delete_expired_alert_events,
+    delete_expired_notifications,
     delete_expired_of_dashboards,
     delete_expired_rollups,
 )
@@ -35,8 +36,9 @@ DEFAULT_ROLLUP_RETENTION_DAYS = 365.0
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days of raw values (None: keep all) and of per-minute rollups (and of alert events,
-    which, like rollups, tell what happened over the long ranges)."""
+    """Days of raw values (None: keep all) and of per-minute rollups (and of alert events
+    and the notifications' delivery log, which, like rollups, tell what happened over the
+    long ranges)."""
 
     raw_days: float | None = None
     rollup_days: float = DEFAULT_ROLLUP_RETENTION_DAYS
@@ -51,6 +53,7 @@ class MaintenanceReport:
     deleted_of_dashboards: int
     deleted_rollups: int
     deleted_alert_events: int
+    deleted_notifications: int
 
 
 async def maintain_once(
@@ -78,6 +81,9 @@ async def maintain_once(
         deleted_of_dashboards=await delete_expired_of_dashboards(pool, policy.raw_days, now=now, stop=stop),
         deleted_rollups=await delete_expired_rollups(pool, policy.rollup_days, now=now, stop=stop),
         deleted_alert_events=await delete_expired_alert_events(pool, policy.rollup_days, now=now, stop=stop),
+        deleted_notifications=await delete_expired_notifications(
+            pool, policy.rollup_days, now=now, stop=stop
+        ),
     )
 
 

@@ -130,3 +130,18 @@ async def delete_expired_alert_events(
     return await _delete_before(
         "alert event(s)", db.delete_alert_events_before, pool, days, batch_size, pause, now, stop
     )
+
+
+async def delete_expired_notifications(
+    pool: aiopg.Pool,
+    days: float,
+    *,
+    batch_size: int = RETENTION_BATCH,
+    pause: float = BATCH_PAUSE,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete sent or failed notifications (and their attempts) older than `days` days, in batches."""
+    return await _delete_before(
+        "notification(s)", db.delete_notifications_before, pool, days, batch_size, pause, now, stop
+    )

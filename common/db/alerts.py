@@ -11,6 +11,7 @@ import aiopg
 
 from common.config import Quotas
 from common.db.core import UNAVAILABLE, transaction
+from common.db.notifications import enqueue_event_notifications
 from common.db.quotas import check_quota, lock_metric_dashboard
 
 ALERT_CONDITIONS = ("above", "below")
@@ -28,6 +29,8 @@ class AlertRule:
     state: str = "ok"  # "ok" or "firing"
     condition_since: datetime | None = None
     evaluated_ts: datetime | None = None
+    # Seconds between repeated notifications while firing; None: notify once.
+    repeat_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class AlertEvent:
 
 
 _RULE_COLUMNS = (
-    "id, metric_id, condition, threshold, for_seconds, created_by, state, condition_since, evaluated_ts"
+    "id, metric_id, condition, threshold, for_seconds, created_by, state, condition_since, evaluated_ts,"
+    " repeat_seconds"
 )
 
 
@@ -210,6 +214,8 @@ async def evaluate_alert_rules(
                     (rule_id, state, value, at),
                 )
                 stored.append(AlertEvent(*await cur.fetchone()))
+                # Same transaction: a stored transition always has its messages queued.
+                await enqueue_event_notifications(cur, rule_id, stored[-1].id, state)
             await cur.execute("COMMIT")
         except BaseException:
             # The connection goes back to the pool: never with a transaction open.

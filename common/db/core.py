@@ -37,6 +37,7 @@ _QUOTA_NOUNS = {
     "max_alert_rules_per_dashboard": "alert rules",
     "max_tokens_per_dashboard": "active API tokens",
     "max_members_per_dashboard": "members",
+    "max_contact_points_per_dashboard": "contact points",
 }
 
 

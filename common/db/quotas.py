@@ -24,6 +24,7 @@ _COUNTS = {
     " JOIN metrics m ON m.id = r.metric_id WHERE m.dashboard_id = %s",
     "max_tokens_per_dashboard": "SELECT count(*) FROM api_tokens WHERE dashboard_id = %s AND revoked_at IS NULL",
     "max_members_per_dashboard": "SELECT count(*) FROM dashboard_members WHERE dashboard_id = %s",
+    "max_contact_points_per_dashboard": "SELECT count(*) FROM contact_points WHERE dashboard_id = %s",
 }
 
 

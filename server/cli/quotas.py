@@ -19,6 +19,7 @@ QUOTA_HELP = {
     "max_alert_rules_per_dashboard": "Alert rules per dashboard.",
     "max_tokens_per_dashboard": "Active API tokens per dashboard (revoked ones do not count).",
     "max_members_per_dashboard": "Members (viewers and editors) per dashboard.",
+    "max_contact_points_per_dashboard": "Alert contact points (webhooks, e-mail addresses) per dashboard.",
 }
 QUOTAS = tuple(QUOTA_HELP)
 

@@ -1,0 +1,156 @@
+// Contact points, rules' notifications and the delivery log in the Edit panel
+// (editors only; server/notifications_api.py). A webhook's secret is in the
+// answer to its creation only: shown here once, dropped when dismissed. The
+// log is read when the panel opens, after each change, and every 5 s while
+// the panel is open (deliveries happen in a worker, not in these requests).
+// Server text is set as text only.
+"use strict";
+
+(function () {
+  const root = document.getElementById("dashboard");
+  const panel = document.getElementById("edit-panel");
+  if (!root || !panel) return;
+  const contactList = document.getElementById("edit-contacts");
+  const contactForm = document.getElementById("edit-add-contact");
+  const ruleForm = document.getElementById("edit-rule-contacts");
+  const log = document.getElementById("edit-deliveries");
+  const secretBox = document.getElementById("contact-secret");
+  const { call } = Panels.client(panel.dataset.base, panel.dataset.csrf, panel.querySelector(".edit-error"));
+  const { button } = Panels;
+  let state = { contact_points: [], rules: [], deliveries: [] };
+  let ruleNames = new Map(); // rule_id -> "cpu above 90", from the `alerts` messages
+  let shownRules = ""; // what the rule form was last filled from: a refresh must not undo a choice in progress
+
+  function text(className, content) {
+    const node = document.createElement("span");
+    node.className = className;
+    node.textContent = content;
+    return node;
+  }
+
+  function render(answer) {
+    state = answer;
+    contactList.replaceChildren();
+    document.getElementById("edit-contacts-empty").hidden = state.contact_points.length > 0;
+    for (const contact of state.contact_points) {
+      const item = document.createElement("li");
+      item.dataset.contactId = String(contact.id);
+      item.append(
+        text("contact-name", contact.name),
+        text("contact-kind", contact.kind),
+        text("contact-target", contact.target),
+        button("Send test", "Send a test to " + contact.name, () =>
+          call("POST", "/contact-points/" + contact.id + "/test", {}, contactList).then((a) => a && render(a)),
+        ),
+        button("Remove", "Remove contact point " + contact.name, () => {
+          if (window.confirm("Remove the contact point " + contact.name + "? Unsent messages to it are dropped.")) {
+            call("POST", "/contact-points/" + contact.id + "/delete", {}, contactList).then((a) => a && render(a));
+          }
+        }),
+      );
+      contactList.append(item);
+    }
+    renderLog();
+    fillRuleChoice();
+  }
+
+  function renderLog() {
+    const names = new Map(state.contact_points.map((c) => [c.id, c.name]));
+    log.replaceChildren();
+    document.getElementById("edit-deliveries-empty").hidden = state.deliveries.length > 0;
+    for (const attempt of state.deliveries) {
+      const item = document.createElement("li");
+      item.dataset.outcome = attempt.outcome;
+      item.append(
+        text("delivery-at", new Date(attempt.at).toLocaleString()),
+        text("delivery-kind", attempt.kind),
+        text("delivery-contact", names.get(attempt.contact_point_id) || "#" + attempt.contact_point_id),
+        text("delivery-outcome", attempt.outcome),
+        text("delivery-detail", attempt.detail),
+      );
+      log.append(item);
+    }
+  }
+
+  function fillRuleChoice() {
+    const shown = JSON.stringify([state.rules, state.contact_points.map((c) => [c.id, c.name]), [...ruleNames]]);
+    if (shown === shownRules) return;
+    shownRules = shown;
+    const rules = ruleForm.elements.rule_id;
+    const chosen = rules.value;
+    rules.replaceChildren();
+    for (const rule of state.rules) {
+      const option = document.createElement("option");
+      option.value = String(rule.rule_id);
+      option.textContent = ruleNames.get(rule.rule_id) || "rule " + rule.rule_id;
+      option.selected = option.value === chosen;
+      rules.append(option);
+    }
+    showRule();
+  }
+
+  // The contact choice and repeat of the rule picked.
+  function showRule() {
+    const rule = state.rules.find((r) => String(r.rule_id) === ruleForm.elements.rule_id.value);
+    const contacts = ruleForm.elements.contact_point_ids;
+    contacts.replaceChildren();
+    for (const contact of state.contact_points) {
+      const option = document.createElement("option");
+      option.value = String(contact.id);
+      option.textContent = contact.name;
+      option.selected = Boolean(rule && rule.contact_point_ids.includes(contact.id));
+      contacts.append(option);
+    }
+    ruleForm.elements.repeat_minutes.value = rule && rule.repeat_seconds ? String(rule.repeat_seconds / 60) : "";
+  }
+
+  contactForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = contactForm.elements;
+    const body = { name: fields.name.value, kind: fields.kind.value, target: fields.target.value };
+    const answer = await call("POST", "/contact-points", body, contactForm);
+    if (!answer) return;
+    contactForm.reset();
+    render(answer);
+    if (answer.secret) {
+      secretBox.querySelector(".contact-secret-name").textContent = answer.contact_point.name;
+      secretBox.querySelector(".contact-secret-value").value = answer.secret;
+      secretBox.hidden = false;
+    }
+  });
+
+  secretBox.querySelector(".contact-secret-done").addEventListener("click", () => {
+    secretBox.querySelector(".contact-secret-value").value = "";
+    secretBox.hidden = true;
+  });
+
+  ruleForm.elements.rule_id.addEventListener("change", showRule);
+  ruleForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = ruleForm.elements;
+    const minutes = fields.repeat_minutes.value.trim();
+    const body = {
+      contact_point_ids: Array.from(fields.contact_point_ids.selectedOptions, (o) => Number(o.value)),
+      repeat_seconds: minutes === "" ? null : Math.round(Number(minutes) * 60),
+    };
+    const answer = await call("POST", "/alerts/" + fields.rule_id.value + "/notifications", body, ruleForm);
+    if (answer) render(answer);
+  });
+
+  async function load() {
+    if (!panel.open) return;
+    const answer = await call("GET", "/contact-points", undefined, contactList);
+    if (answer) render(answer);
+  }
+  panel.addEventListener("toggle", load);
+  load();
+  window.setInterval(load, 5000);
+
+  // Rules come and go with the `alerts` messages: name them, and re-read which exist.
+  root.addEventListener("dashboard:alerts", (event) => {
+    ruleNames = new Map(
+      event.detail.rules.map((r) => [r.rule_id, r.metric_name + " " + r.condition + " " + r.threshold]),
+    );
+    load();
+  });
+})();
