@@ -110,6 +110,7 @@ from common.db.rollups import (
 from common.db.tokens import (
     ApiToken,
     create_api_token,
+    delete_revoked_api_token,
     list_api_tokens,
     revoke_api_token,
     use_api_token,
@@ -217,6 +218,7 @@ __all__ = [
     "delete_dashboard",
     "delete_dashboard_values_before",
     "delete_metric",
+    "delete_revoked_api_token",
     "delete_rollups_before",
     "delete_user",
     "delete_values_before",
