@@ -119,15 +119,20 @@
       const item = document.createElement("li");
       item.dataset.tokenId = String(token.id);
       item.dataset.state = token.revoked_at ? "revoked" : "active";
-      item.append(
-        text("token-name", token.name),
-        text("token-prefix", token.prefix + "…"),
+      // Name, prefix and state on the first line; when and by whom, smaller, on the second.
+      const meta = document.createElement("span");
+      meta.className = "token-meta";
+      meta.append(
         text("token-created", "created " + when(token.created_at)),
         text("token-used", token.last_used_at ? "last used " + when(token.last_used_at) : "never used"),
         text("token-creator", token.created_by ? "by " + token.created_by.username : "made from the CLI"),
+      );
+      item.append(
+        text("token-name", token.name),
+        text("token-prefix", token.prefix + "…"),
         text("token-state", token.revoked_at ? "revoked " + when(token.revoked_at) : "active"),
       );
-      item.append(token.revoked_at ? deleteTokenButton(token) : revokeTokenButton(token));
+      item.append(token.revoked_at ? deleteTokenButton(token) : revokeTokenButton(token), meta);
       tokenList.append(item);
     }
   }

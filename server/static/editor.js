@@ -111,7 +111,10 @@
         const edit = (kept[metric.id] || {})[field.dataset.role];
         if (edit && edit.shown === field.value) field.value = edit.value;
       }
-      item.append(name, unit, type, description, source, save, up, down, remove);
+      const actions = document.createElement("span");
+      actions.className = "edit-metric-actions";
+      actions.append(up, down, remove);
+      item.append(name, unit, type, source, description, save, actions);
       metricList.append(item);
     });
     restoreFocus(metricList, held);
