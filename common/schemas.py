@@ -514,6 +514,13 @@ class DashboardEditSchema(Schema):
     retention_days = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS))
 
 
+class DashboardDeleteSchema(Schema):
+    """Body of POST /dashboards/{id}/delete: the dashboard's name, typed by the
+    editor, so that a stray click or a stale tab deletes nothing."""
+
+    confirm = TrimmedString(required=True, validate=_NAME)
+
+
 class MetricCreateSchema(Schema):
     """Body of POST /dashboards/{id}/metrics.
 

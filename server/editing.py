@@ -1,4 +1,4 @@
-"""Editing a dashboard from its page: name, retention, metrics, members. Editors only.
+"""Editing a dashboard from its page: name, retention, metrics, members; deleting it. Editors only.
 
 Every endpoint takes and answers JSON, with the session's CSRF token in the
 X-CSRF-Token header (server/auth.py checks it before any handler runs).
@@ -22,6 +22,7 @@ from common import db
 from common.events import Revocation
 from common.schemas import (
     MAX_ID,
+    DashboardDeleteSchema,
     DashboardEditSchema,
     MemberAddSchema,
     MemberRoleSchema,
@@ -95,6 +96,21 @@ async def edit_dashboard(request: web.Request, dashboard: db.Dashboard) -> web.R
     if "retention_days" in body:
         await db.set_dashboard_retention(request.app[DB_KEY], dashboard.id, body["retention_days"])
     return await _changed(request, dashboard.id)
+
+
+@editor_only
+async def delete_dashboard(request: web.Request, dashboard: db.Dashboard) -> web.Response:
+    """Delete the dashboard if `confirm` is its name (as now stored, not as the page last showed it)."""
+    body = await load_body(request, DashboardDeleteSchema())
+    if body["confirm"] != dashboard.name.strip():
+        message = f"type the dashboard's name, {dashboard.name!r}, to delete it"
+        raise json_error(web.HTTPUnprocessableEntity, message, {"confirm": [message]})
+    if not await db.delete_dashboard(request.app[DB_KEY], dashboard.id):
+        raise json_error(web.HTTPNotFound, "no such dashboard")
+    # Every open page of it, on every server process, closes its socket.
+    await revoke(request.app, Revocation("dashboard_deleted", dashboard_id=dashboard.id))
+    index = str(request.app.router["dashboards"].url_for())
+    return web.json_response({"deleted": dashboard.id, "next": index})
 
 
 @editor_only

@@ -51,6 +51,7 @@ def _add_editing_routes(app: web.Application) -> None:
     notifications_api.py)."""
     base = r"/dashboards/{id:\d+}"
     app.router.add_post(base + "/settings", editing.edit_dashboard, name="dashboard_settings")
+    app.router.add_post(base + "/delete", editing.delete_dashboard)
     app.router.add_post(base + "/metrics", editing.add_metric, name="dashboard_metrics")
     app.router.add_post(base + "/metrics/order", editing.reorder_metrics, name="dashboard_metric_order")
     app.router.add_post(base + r"/metrics/{metric_id:\d+}", editing.edit_metric)
@@ -62,6 +63,7 @@ def _add_editing_routes(app: web.Application) -> None:
     app.router.add_get(base + "/tokens", tokens_api.list_tokens, name="dashboard_tokens")
     app.router.add_post(base + "/tokens", tokens_api.create_token)
     app.router.add_post(base + r"/tokens/{token_id:\d+}/revoke", tokens_api.revoke_token)
+    app.router.add_post(base + r"/tokens/{token_id:\d+}/delete", tokens_api.delete_token)
     app.router.add_get(base + "/alerts", alerts_api.list_rules, name="dashboard_alerts")
     app.router.add_post(base + "/alerts", alerts_api.add_rule)
     app.router.add_post(base + r"/alerts/{rule_id:\d+}/delete", alerts_api.remove_rule)

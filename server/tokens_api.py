@@ -1,6 +1,6 @@
 """A dashboard's API tokens (for the push API), managed by its editors from the page.
 
-As `dashboard-server token create/list/revoke`: a new token's secret is in
+As `dashboard-server token create/list/revoke/delete`: a new token's secret is in
 the answer to its creation and nowhere else, ever; only its SHA-256 and a
 short prefix (to tell tokens apart) are stored. Same JSON, CSRF and role
 rules as server/editing.py.
@@ -81,4 +81,14 @@ async def revoke_token(request: web.Request, dashboard: db.Dashboard) -> web.Res
     token_id = path_id(request, "token_id")
     if not await db.revoke_api_token(request.app[DB_KEY], dashboard.id, token_id):
         raise json_error(web.HTTPNotFound, f"no active token {token_id} on this dashboard")
+    return web.json_response({"tokens": await _listing(request, dashboard.id)}, headers=NO_STORE)
+
+
+@editor_only
+async def delete_token(request: web.Request, dashboard: db.Dashboard) -> web.Response:
+    """Drop a revoked token from the list; an active one must be revoked first."""
+    token_id = path_id(request, "token_id")
+    if not await db.delete_revoked_api_token(request.app[DB_KEY], dashboard.id, token_id):
+        message = f"no revoked token {token_id} on this dashboard (revoke it first)"
+        raise json_error(web.HTTPNotFound, message)
     return web.json_response({"tokens": await _listing(request, dashboard.id)}, headers=NO_STORE)

@@ -29,6 +29,7 @@ from common.schemas import (
     CLIENT_ACTIONS,
     AlertRuleCreateSchema,
     BatchPushSchema,
+    DashboardDeleteSchema,
     DashboardEditSchema,
     DashboardPreferencesSchema,
     MemberAddSchema,
@@ -370,6 +371,8 @@ ENDPOINTS: dict[str, list[Bad]] = {
             field="retention_days",
         ),
     ],
+    # Never the dashboard's name ("Ops"): no case may delete it.
+    "POST /dashboards/{id}/delete": [*path_cases("id"), *body_cases({"confirm": "not its name"})],
     "POST /dashboards/{id}/metrics": [*path_cases("id"), *body_cases({"name": "m", "type": "gauge"})],
     "POST /dashboards/{id}/metrics/order": [*path_cases("id"), *body_cases({"metric_ids": [1]})],
     "POST /dashboards/{id}/metrics/{metric_id}": [
@@ -387,6 +390,7 @@ ENDPOINTS: dict[str, list[Bad]] = {
     "GET /dashboards/{id}/tokens": path_cases("id"),
     "POST /dashboards/{id}/tokens": [*path_cases("id"), *body_cases({"name": "deploy"})],
     "POST /dashboards/{id}/tokens/{token_id}/revoke": path_cases("id", "token_id"),
+    "POST /dashboards/{id}/tokens/{token_id}/delete": path_cases("id", "token_id"),
     "GET /dashboards/{id}/alerts": path_cases("id"),
     "POST /dashboards/{id}/alerts": [
         *path_cases("id"),
@@ -558,6 +562,7 @@ FIELD_NAMES = sorted(
         name
         for schema in (
             DashboardEditSchema,
+            DashboardDeleteSchema,
             MetricCreateSchema,
             MetricEditSchema,
             MetricOrderSchema,

@@ -130,6 +130,7 @@ from common.db.rollups import (
 from common.db.tokens import (
     ApiToken,
     create_api_token,
+    delete_revoked_api_token,
     list_api_tokens,
     revoke_api_token,
     use_api_token,
@@ -247,6 +248,7 @@ __all__ = [
     "delete_dashboard_values_before",
     "delete_metric",
     "delete_notifications_before",
+    "delete_revoked_api_token",
     "delete_rollups_before",
     "delete_user",
     "delete_values_before",

@@ -86,6 +86,17 @@ async def revoke_api_token(pool: aiopg.Pool, dashboard_id: int, token_id: int) -
         return cur.rowcount == 1
 
 
+async def delete_revoked_api_token(pool: aiopg.Pool, dashboard_id: int, token_id: int) -> bool:
+    """Remove a revoked token of this dashboard from its list; False if there is
+    no such revoked token (an active one must be revoked first)."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM api_tokens WHERE id = %s AND dashboard_id = %s AND revoked_at IS NOT NULL",
+            (token_id, dashboard_id),
+        )
+        return cur.rowcount == 1
+
+
 async def revoke_creator_tokens(cur: aiopg.Cursor, user_id: int, dashboard_id: int | None = None) -> int:
     """Revoke the active tokens this user made (for one dashboard, or all), in the
     caller's transaction: a token lives no longer than its creator's editorship."""

@@ -7,9 +7,10 @@ import click
 from common import db
 from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged, Revocation
+from common.schemas import DashboardEditSchema
 from common.slugs import SLUG_PATTERN, slugify
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import announce, dashboard_by_slug, fail, open_pool, user_by_name
+from server.cli.shared import announce, checked, dashboard_by_slug, fail, open_pool, user_by_name
 
 OWNER_HELP = "A user who becomes the dashboard's first editor."
 ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
@@ -17,7 +18,7 @@ ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metri
 
 @click.group()
 def dashboard() -> None:
-    """Create, list and delete dashboards."""
+    """Create, list, rename and delete dashboards; set how long their values are kept."""
 
 
 @dashboard.command(name="create")
@@ -78,6 +79,29 @@ async def dashboard_delete(ctx: click.Context, slug: str) -> None:
         await db.delete_dashboard(pool, found.id)
     await announce(settings, Revocation("dashboard_deleted", dashboard_id=found.id))
     click.echo(f"deleted dashboard {slug} (id {found.id})")
+
+
+@dashboard.command(name="rename")
+@click.argument("slug")
+@click.argument("name")
+@click.option("--description", help="Also change the text shown under the name ('' for none).")
+@click.pass_context
+@run_async
+async def dashboard_rename(ctx: click.Context, slug: str, name: str, description: str | None) -> None:
+    """Give a dashboard a new NAME (its slug stays), as the page's Edit panel does."""
+    wanted = checked(
+        DashboardEditSchema(), {"name": name, "description": description or ""}, hints={"name": "NAME"}
+    )
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, slug)
+        text = wanted["description"] if description is not None else found.description
+        try:
+            found = await db.update_dashboard(pool, found.id, wanted["name"], text)
+        except db.NotFound as exc:
+            raise fail(exc) from None
+    await announce(settings, DashboardChanged(found.id))  # open pages show it at once
+    click.echo(f"{slug} is now called {found.name!r}")
 
 
 def _retention_days(text: str) -> int | None:

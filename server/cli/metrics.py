@@ -7,9 +7,10 @@ import click
 from common import db
 from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged
+from common.schemas import MetricEditSchema
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, check_source, system_reading
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import announce, dashboard_by_slug, fail, metric_by_name, open_pool
+from server.cli.shared import announce, checked, dashboard_by_slug, fail, metric_by_name, open_pool
 
 SOURCE_HELP = (
     "Where its values come from: push (programs send them to the push API; the worker writes none), "
@@ -23,7 +24,7 @@ FOR_HELP = "Seconds (by the values' timestamps) the condition must hold before t
 
 @click.group()
 def metric() -> None:
-    """Add and list a dashboard's metrics."""
+    """Add, change, order, list and remove a dashboard's metrics."""
 
 
 @metric.command(name="add")
@@ -108,6 +109,95 @@ async def metric_list(ctx: click.Context, dashboard_slug: str) -> None:
         found = await dashboard_by_slug(pool, dashboard_slug)
         for item in await db.list_metrics(pool, found.id):
             click.echo(f"{item.id}\t{item.type}\t{item.name}\t{item.unit}\t{item.source}")
+
+
+@metric.command(name="update")
+@click.argument("dashboard_slug")
+@click.argument("name")
+@click.option("--name", "new_name", help="A new name (unique on the dashboard).")
+@click.option("--unit", help="Unit shown next to values; '' for none.")
+@click.option("--description", help="Shown on the metric's card; '' for none.")
+@click.option("--source", help=SOURCE_HELP + " It must suit the metric's type, which never changes.")
+@click.pass_context
+@run_async
+async def metric_update(
+    ctx: click.Context,
+    dashboard_slug: str,
+    name: str,
+    *,
+    new_name: str | None,
+    unit: str | None,
+    description: str | None,
+    source: str | None,
+) -> None:
+    """Rename a metric, or change its unit, description or source (as the page's Edit panel does)."""
+    given = {"name": new_name, "unit": unit, "description": description, "source": source}
+    changes = checked(MetricEditSchema(), {k: v for k, v in given.items() if v is not None})
+    if not changes:
+        raise click.UsageError("nothing to change: give --name, --unit, --description or --source")
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        current = await metric_by_name(pool, found, name)
+        try:
+            updated = await db.update_metric(
+                pool,
+                found.id,
+                current.id,
+                changes.get("name", current.name),
+                changes.get("unit", current.unit),
+                changes.get("description", current.description),
+                changes.get("source"),
+            )
+        except (db.AlreadyExists, db.NotFound) as exc:  # AlreadyExists is a ValueError too: caught first
+            raise fail(exc) from None
+        except ValueError as exc:  # a source that cannot feed this metric's type
+            raise click.BadParameter(str(exc), param_hint="--source") from None
+    await announce(settings, DashboardChanged(found.id))  # open pages show it at once
+    click.echo(
+        f"updated {updated.type} {updated.name} (id {updated.id}): unit {updated.unit!r},"
+        f" from {updated.source}, description {updated.description!r}"
+    )
+
+
+@metric.command(name="order")
+@click.argument("dashboard_slug")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+@run_async
+async def metric_order(ctx: click.Context, dashboard_slug: str, names: tuple[str, ...]) -> None:
+    """Show a dashboard's metrics in the order of NAMES, which must list every one of them."""
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        ids = {m.name: m.id for m in await db.list_metrics(pool, found.id)}
+        unknown = [n for n in names if n not in ids]
+        if unknown:
+            raise click.ClickException(f"{dashboard_slug} has no metric {unknown[0]!r}")
+        try:
+            await db.reorder_metrics(pool, found.id, [ids[n] for n in names])
+        except ValueError as exc:
+            raise click.ClickException(f"{exc}: {', '.join(ids)}") from None
+    await announce(settings, DashboardChanged(found.id))
+    click.echo(f"{dashboard_slug} shows {', '.join(names)}")
+
+
+@metric.command(name="remove")
+@click.argument("dashboard_slug")
+@click.argument("name")
+@click.confirmation_option(prompt="Remove the metric with all its values and alert rules?")
+@click.pass_context
+@run_async
+async def metric_remove(ctx: click.Context, dashboard_slug: str, name: str) -> None:
+    """Remove a metric with its values and alert rules; open pages drop its card at once."""
+    settings = resolved_settings(ctx)
+    async with open_pool(settings) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        current = await metric_by_name(pool, found, name)
+        if not await db.delete_metric(pool, found.id, current.id):  # removed meanwhile
+            raise click.ClickException(f"{dashboard_slug} has no metric {name!r}")
+    await announce(settings, DashboardChanged(found.id))
+    click.echo(f"removed metric {name} (id {current.id}) from {dashboard_slug}")
 
 
 @click.group()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiopg
 import click
 import redis.exceptions
+from marshmallow import Schema, ValidationError
 
 from common import db
 from common.config import Settings
@@ -32,6 +34,19 @@ async def open_pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
 def fail(exc: Exception) -> click.ClickException:
     """A domain error (NotFound, AlreadyExists, ...) as the command's error message."""
     return click.ClickException(str(exc))
+
+
+def checked(schema: Schema, data: dict[str, Any], hints: dict[str, str] | None = None) -> dict[str, Any]:
+    """`data` validated by the schema the page's JSON endpoint uses, so the CLI
+    accepts exactly what the page accepts; a refusal names the option (or the
+    argument `hints` gives for that field)."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        field, reasons = next(iter(exc.normalized_messages().items()))
+        raise click.BadParameter(
+            " ".join(map(str, reasons)), param_hint=(hints or {}).get(field, f"--{field}")
+        ) from None
 
 
 async def dashboard_by_slug(pool: aiopg.Pool, slug: str) -> db.Dashboard:

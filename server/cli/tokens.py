@@ -13,7 +13,7 @@ from server.cli.shared import dashboard_by_slug, fail, open_pool
 
 @click.group()
 def token() -> None:
-    """API tokens for pushing values to a dashboard over HTTP."""
+    """API tokens for pushing values to a dashboard over HTTP: create, list, revoke, delete."""
 
 
 @token.command(name="create")
@@ -69,3 +69,17 @@ async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -
         if not await db.revoke_api_token(pool, found.id, token_id):
             raise click.ClickException(f"{dashboard_slug} has no active token {token_id}")
     click.echo(f"revoked token {token_id}")
+
+
+@token.command(name="delete")
+@click.argument("dashboard_slug")
+@click.argument("token_id", type=int)
+@click.pass_context
+@run_async
+async def token_delete(ctx: click.Context, dashboard_slug: str, token_id: int) -> None:
+    """Remove a revoked token from the dashboard's list (revoke it first)."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        if not await db.delete_revoked_api_token(pool, found.id, token_id):
+            raise click.ClickException(f"{dashboard_slug} has no revoked token {token_id}")
+    click.echo(f"deleted token {token_id}")

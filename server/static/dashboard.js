@@ -903,6 +903,8 @@
     if (event.code === 4401) {
       stopped = true;
       setStatus("offline", "Signed out");
+      // Nobody is logged in any more: the top bar stops naming them and offering their controls.
+      for (const el of document.querySelectorAll(".topbar .who, .topbar form.inline, #theme-toggle")) el.hidden = true;
       const next = window.location.pathname + window.location.hash;
       showState("signed-out", "Your session has ended", "Log in again to keep watching this dashboard.", {
         href: "/login?next=" + encodeURIComponent(next),

@@ -19,8 +19,8 @@
   const secretValue = secretBox.querySelector(".token-secret-value");
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
-  const { call, showError } = Panels.client(base, panel.dataset.csrf, errorEl);
-  const { button } = Panels;
+  const { call } = Panels.client(base, panel.dataset.csrf, errorEl, panel.querySelector(".edit-saved"));
+  const { button, confirmAction } = Panels;
 
 
   function text(className, content) {
@@ -50,10 +50,15 @@
       item.append(
         text("alert-rule", description),
         text("alert-state", rule.state),
-        button("Remove", "Remove alert " + description, () => {
-          if (window.confirm("Remove the alert " + description + " and its events?")) {
-            call("POST", "/alerts/" + rule.rule_id + "/delete", {}, ruleList).then((answer) => answer && renderRules(answer));
-          }
+        button("Remove", "Remove alert " + description, async () => {
+          const sure = await confirmAction({
+            title: "Remove the alert " + description + "?",
+            message: "The alert rule " + description + " is removed with its history of events.",
+            action: "Remove alert",
+          });
+          if (!sure) return;
+          const answer = await call("POST", "/alerts/" + rule.rule_id + "/delete", {}, ruleList);
+          if (answer) renderRules(answer);
         }),
       );
       ruleList.append(item);
@@ -114,27 +119,45 @@
       const item = document.createElement("li");
       item.dataset.tokenId = String(token.id);
       item.dataset.state = token.revoked_at ? "revoked" : "active";
-      item.append(
-        text("token-name", token.name),
-        text("token-prefix", token.prefix + "…"),
+      // Name, prefix and state on the first line; when and by whom, smaller, on the second.
+      const meta = document.createElement("span");
+      meta.className = "token-meta";
+      meta.append(
         text("token-created", "created " + when(token.created_at)),
         text("token-used", token.last_used_at ? "last used " + when(token.last_used_at) : "never used"),
         text("token-creator", token.created_by ? "by " + token.created_by.username : "made from the CLI"),
+      );
+      item.append(
+        text("token-name", token.name),
+        text("token-prefix", token.prefix + "…"),
         text("token-state", token.revoked_at ? "revoked " + when(token.revoked_at) : "active"),
       );
-      if (!token.revoked_at) {
-        item.append(
-          button("Revoke", "Revoke token " + token.name, () => {
-            if (window.confirm("Revoke the token " + token.name + "? Requests with it are refused from now on.")) {
-              call("POST", "/tokens/" + token.id + "/revoke", {}, tokenList).then(
-                (answer) => answer && renderTokens(answer.tokens),
-              );
-            }
-          }),
-        );
-      }
+      item.append(token.revoked_at ? deleteTokenButton(token) : revokeTokenButton(token), meta);
       tokenList.append(item);
     }
+  }
+
+  function revokeTokenButton(token) {
+    return button("Revoke", "Revoke token " + token.name, async () => {
+      const sure = await confirmAction({
+        title: "Revoke the token " + token.name + "?",
+        message:
+          "Requests with the token " + token.name + " (" + token.prefix + "…) are refused from now on. " +
+          "Programs that push with it stop working.",
+        action: "Revoke token",
+      });
+      if (!sure) return;
+      const answer = await call("POST", "/tokens/" + token.id + "/revoke", {}, tokenList);
+      if (answer) renderTokens(answer.tokens);
+    });
+  }
+
+  // A revoked token only takes room in the list: it goes without asking.
+  function deleteTokenButton(token) {
+    return button("Remove", "Remove revoked token " + token.name + " from the list", async () => {
+      const answer = await call("POST", "/tokens/" + token.id + "/delete", {}, tokenList);
+      if (answer) renderTokens(answer.tokens);
+    });
   }
 
   function hideSecret() {

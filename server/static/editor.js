@@ -15,8 +15,10 @@
   const settingsForm = document.getElementById("edit-settings");
   const sourceChoice = document.getElementById("edit-metric-source");
   let metrics = [];
-  const api = Panels.client(base, panel.dataset.csrf, errorEl);
-  const { button, focusedControl, restoreFocus } = Panels;
+  let dashboardName = document.getElementById("dashboard-name").textContent;
+  let scrollToMetric = null; // the name of a metric just added: its card scrolls into view
+  const api = Panels.client(base, panel.dataset.csrf, errorEl, panel.querySelector(".edit-saved"));
+  const { button, confirmAction, focusedControl, restoreFocus } = Panels;
 
   // Every answer about members carries the new list.
   async function call(method, path, body, near) {
@@ -64,12 +66,18 @@
       unit.value = metric.unit;
       unit.size = 6;
       unit.setAttribute("aria-label", "Unit of " + metric.name);
+      const description = document.createElement("input");
+      description.value = metric.description || "";
+      description.maxLength = 2000;
+      description.className = "edit-metric-description";
+      description.placeholder = "description";
+      description.setAttribute("aria-label", "Description of " + metric.name);
       const type = document.createElement("span");
       type.className = "metric-type";
       type.textContent = metric.type;
       const source = sourceSelect(metric);
       const save = button("Save", "Save " + metric.name, () => {
-        const change = { name: name.value, unit: unit.value };
+        const change = { name: name.value, unit: unit.value, description: description.value };
         if (metric.source !== undefined && source.value !== metric.source) change.source = source.value;
         call("POST", "/metrics/" + metric.id, change, metricList);
       });
@@ -77,19 +85,36 @@
       const down = button("↓", "Move " + metric.name + " down", () => move(i, 1));
       up.disabled = i === 0;
       down.disabled = i === list.length - 1;
-      const remove = button("Remove", "Remove " + metric.name, () => {
-        if (window.confirm("Remove " + metric.name + " and all its values?")) {
-          call("POST", "/metrics/" + metric.id + "/delete", {}, metricList);
-        }
+      const remove = button("Remove", "Remove " + metric.name, async () => {
+        const sure = await confirmAction({
+          title: "Remove metric " + metric.name + "?",
+          message:
+            "The metric " + metric.name + " is removed with all its values and alert rules, for every member. " +
+            "This cannot be undone.",
+          action: "Remove " + metric.name,
+        });
+        if (sure) call("POST", "/metrics/" + metric.id + "/delete", {}, metricList);
       });
-      const roles = { name: name, unit: unit, source: source, save: save, up: up, down: down, remove: remove };
+      const roles = {
+        name: name,
+        unit: unit,
+        description: description,
+        source: source,
+        save: save,
+        up: up,
+        down: down,
+        remove: remove,
+      };
       for (const [role, control] of Object.entries(roles)) control.dataset.role = role;
-      for (const field of [name, unit, source]) {
+      for (const field of [name, unit, description, source]) {
         field.dataset.shown = field.value;
         const edit = (kept[metric.id] || {})[field.dataset.role];
         if (edit && edit.shown === field.value) field.value = edit.value;
       }
-      item.append(name, unit, type, source, save, up, down, remove);
+      const actions = document.createElement("span");
+      actions.className = "edit-metric-actions";
+      actions.append(up, down, remove);
+      item.append(name, unit, type, source, description, save, actions);
       metricList.append(item);
     });
     restoreFocus(metricList, held);
@@ -122,6 +147,8 @@
 
   function renderMembers(members) {
     memberList.replaceChildren();
+    // The server refuses to remove the last editor: the page does not offer it.
+    const editors = members.filter((m) => m.role === "editor").length;
     for (const member of members) {
       const item = document.createElement("li");
       item.dataset.username = member.username;
@@ -138,13 +165,40 @@
       role.addEventListener("change", () =>
         call("POST", "/members/" + member.user_id + "/role", { role: role.value }, memberList),
       );
-      const remove = button("Remove", "Remove " + member.username, () =>
-        call("POST", "/members/" + member.user_id + "/delete", {}, memberList),
-      );
-      item.append(name, role, remove);
+      item.append(name, role);
+      if (member.role !== "editor" || editors > 1) item.append(removeMemberButton(member));
       memberList.append(item);
     }
   }
+
+  function removeMemberButton(member) {
+    return button("Remove", "Remove " + member.username, async () => {
+      const sure = await confirmAction({
+        title: "Remove " + member.username + " from " + dashboardName + "?",
+        message:
+          member.username + " can no longer open this dashboard: their open pages of it close at once, " +
+          "and the API tokens they made for it are revoked.",
+        action: "Remove " + member.username,
+      });
+      if (sure) call("POST", "/members/" + member.user_id + "/delete", {}, memberList);
+    });
+  }
+
+  // Deleting the dashboard: its name must be typed, as the server checks too.
+  document.getElementById("edit-delete-dashboard").addEventListener("click", async () => {
+    const sure = await confirmAction({
+      title: "Delete the dashboard " + dashboardName + "?",
+      message:
+        "The dashboard " + dashboardName + " is deleted with its metrics, values, alert rules and API tokens, " +
+        "for every member. This cannot be undone.",
+      action: "Delete this dashboard",
+      typed: dashboardName,
+    });
+    if (!sure) return;
+    const typed = document.querySelector("#confirm-dialog input[name=typed]").value;
+    const answer = await call("POST", "/delete", { confirm: typed }, document.getElementById("edit-delete"));
+    if (answer) window.location.assign(answer.next);
+  });
 
   function formData(form) {
     return Object.fromEntries(new FormData(form).entries());
@@ -162,7 +216,11 @@
   sourceChoice.addEventListener("change", () => onSourceChosen(metricForm));
   metricForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (await call("POST", "/metrics", formData(metricForm), metricForm)) metricForm.reset();
+    const body = formData(metricForm);
+    if (await call("POST", "/metrics", body, metricForm)) {
+      scrollToMetric = body.name.trim();
+      metricForm.reset();
+    }
   });
   const memberForm = document.getElementById("edit-add-member");
   memberForm.addEventListener("submit", async (event) => {
@@ -178,7 +236,29 @@
       settingsForm.elements.description.value = config.description;
       settingsForm.elements.retention_days.value = config.retention_days ?? "";
     }
+    dashboardName = config.name;
     renderMetrics(config.metrics);
     call("GET", "/members", undefined, memberList);
+    if (scrollToMetric !== null) showNewCard(config.metrics);
+  });
+
+  // The card of the metric just added, brought into view beside the drawer once
+  // dashboard.js has made it (it handles the same config before this listener).
+  function showNewCard(list) {
+    const added = list.find((m) => m.name === scrollToMetric);
+    if (!added) return;
+    scrollToMetric = null;
+    requestAnimationFrame(() => {
+      const card = document.querySelector("article.metric[data-metric-id='" + added.id + "']");
+      if (card) card.scrollIntoView({ behavior: "smooth", block: "nearest" });
+    });
+  }
+
+  // Escape closes the drawer (unless a dialog is open: Escape closes that first).
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && panel.open) {
+      panel.open = false;
+      panel.querySelector("summary").focus();
+    }
   });
 })();

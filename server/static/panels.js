@@ -1,7 +1,8 @@
 // What the dashboard page's panels share (the Edit panel: editor.js and
 // editor-admin.js; the View panel: preferences.js): JSON calls with the CSRF
-// token, errors shown next to what caused them, small buttons, and keeping the
-// keyboard focus when a list is rebuilt. Server text is set as text only.
+// token, errors (or "Saved") shown next to what caused them, the in-page
+// confirmation dialog, small buttons, and keeping the keyboard focus when a
+// list is rebuilt. Server text is set as text only.
 "use strict";
 
 window.Panels = (function () {
@@ -21,8 +22,20 @@ window.Panels = (function () {
     return parts.length ? parts.join("; ") : answer.error || "The change was refused.";
   }
 
-  // Calls to the endpoints under `base`, reporting in `errorEl`.
-  function client(base, csrf, errorEl) {
+  // Calls to the endpoints under `base`, reporting in `errorEl`, and a change
+  // that worked in `savedEl` (if given) for a few seconds.
+  function client(base, csrf, errorEl, savedEl) {
+    let savedTimer = 0;
+
+    function showSaved(near) {
+      if (!savedEl) return;
+      clearTimeout(savedTimer);
+      savedEl.textContent = "Saved";
+      savedEl.hidden = false;
+      if (near) near.after(savedEl);
+      savedTimer = setTimeout(() => (savedEl.hidden = true), 4000);
+    }
+
     // Next to the form or list it is about, so it shows where the user is looking.
     function showError(message, near) {
       errorEl.hidden = !message;
@@ -55,14 +68,44 @@ window.Panels = (function () {
         answer = { error: response.status + " " + response.statusText };
       }
       if (!response.ok) {
+        if (savedEl) savedEl.hidden = true;
         showError(describe(answer, near), near);
         return null;
       }
       showError(null);
+      if (method !== "GET") showSaved(near);
       return answer;
     }
 
     return { call: call, showError: showError };
+  }
+
+  // The page's <dialog id="confirm-dialog"> asking before something is deleted:
+  // it names the thing; with `typed`, that text must be typed before the action
+  // is offered. Resolves to true only if the user confirmed.
+  function confirmAction(options) {
+    const dialog = document.getElementById("confirm-dialog");
+    const ok = dialog.querySelector(".confirm-ok");
+    const typedLabel = dialog.querySelector(".confirm-typed");
+    const input = typedLabel.querySelector("input");
+    const typed = options.typed;
+    dialog.querySelector(".confirm-title").textContent = options.title;
+    dialog.querySelector(".confirm-message").textContent = options.message;
+    dialog.querySelector(".confirm-expected").textContent = typed || "";
+    ok.textContent = options.action;
+    typedLabel.hidden = typed === undefined;
+    input.value = "";
+    const check = () => (ok.disabled = typed !== undefined && input.value.trim() !== typed.trim());
+    input.oninput = check;
+    check();
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm" && !ok.disabled), {
+        once: true,
+      });
+      dialog.showModal();
+      (typed !== undefined ? input : dialog.querySelector(".confirm-cancel")).focus();
+    });
   }
 
   function button(text, label, onClick) {
@@ -94,5 +137,11 @@ window.Panels = (function () {
     if (target) target.focus();
   }
 
-  return { client: client, button: button, focusedControl: focusedControl, restoreFocus: restoreFocus };
+  return {
+    client: client,
+    confirmAction: confirmAction,
+    button: button,
+    focusedControl: focusedControl,
+    restoreFocus: restoreFocus,
+  };
 })();

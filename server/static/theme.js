@@ -8,8 +8,9 @@
   if (!toggle) return;
   const html = document.documentElement;
 
+  // The button names the theme a click switches to.
   function show() {
-    toggle.setAttribute("aria-pressed", String(html.dataset.theme === "dark"));
+    toggle.textContent = html.dataset.theme === "dark" ? "Light theme" : "Dark theme";
   }
 
   toggle.addEventListener("click", async () => {

@@ -166,6 +166,9 @@ async def test_logout_elsewhere_closes_the_socket_and_shows_signed_out(
     assert 4401 in await page.evaluate("window.__dashboard.closes")
     login_link = page.locator("#state a")
     await expect(login_link).to_have_attribute("href", f"/login?next=%2Fdashboards%2F{ops.id}%2F")
+    # The top bar no longer shows who was logged in, nor offers to log out.
+    await expect(page.locator(".topbar .who")).to_be_hidden()
+    await expect(page.locator("#logout")).to_be_hidden()
     await screenshot(page, "dashboard-signed-out")
 
 

@@ -67,7 +67,11 @@ async def test_preferences_apply_on_every_device_and_after_reload(server, contex
         expected.insert(expected.index("queue_depth"), "latency")
         await laptop.select_option("#pref-style", "points")
         await laptop.select_option("#pref-range", "1h")
+        await expect(laptop.locator("#theme-toggle")).to_have_text("Dark theme")
         await laptop.click("#theme-toggle")
+        # The button says what the next click does, on every page of the user.
+        for page in (laptop, phone):
+            await expect(page.locator("#theme-toggle")).to_have_text("Light theme")
 
         for page in (laptop, phone):
             await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
