@@ -391,6 +391,32 @@ ENDPOINTS: dict[str, list[Bad]] = {
     "POST /dashboards/{id}/tokens": [*path_cases("id"), *body_cases({"name": "deploy"})],
     "POST /dashboards/{id}/tokens/{token_id}/revoke": path_cases("id", "token_id"),
     "POST /dashboards/{id}/tokens/{token_id}/delete": path_cases("id", "token_id"),
+    "GET /dashboards/{id}/contact-points": path_cases("id"),
+    "POST /dashboards/{id}/contact-points": [
+        *path_cases("id"),
+        *body_cases({"name": "ops", "kind": "webhook", "target": "https://hooks.example/x"}),
+        Bad(
+            "not http(s)",
+            json.dumps({"name": "ops", "kind": "webhook", "target": "file:///etc/passwd"}).encode(),
+            field="target",
+        ),
+        Bad(
+            "header injection in an address",
+            json.dumps({"name": "ops", "kind": "email", "target": "a@b.example\r\nBcc: x@y"}).encode(),
+            field="target",
+        ),
+    ],
+    "POST /dashboards/{id}/contact-points/{contact_point_id}/delete": path_cases("id", "contact_point_id"),
+    "POST /dashboards/{id}/contact-points/{contact_point_id}/test": path_cases("id", "contact_point_id"),
+    "POST /dashboards/{id}/alerts/{rule_id}/notifications": [
+        *path_cases("id", "rule_id"),
+        *body_cases({"contact_point_ids": [1], "repeat_seconds": 600}),
+        Bad(
+            "51 contact points",
+            json.dumps({"contact_point_ids": list(range(1, 52))}).encode(),
+            field="contact_point_ids",
+        ),
+    ],
     "GET /dashboards/{id}/alerts": path_cases("id"),
     "POST /dashboards/{id}/alerts": [
         *path_cases("id"),
@@ -477,6 +503,7 @@ async def create_world(pool, alice, bob) -> None:
     cpu = await db.create_metric(pool, ops.id, "cpu", "gauge", "u", "")
     await db.create_api_token(pool, ops.id, "deploy", token_hash(WORLD_TOKEN), display_prefix(WORLD_TOKEN))
     await db.create_alert_rule(pool, cpu.id, "above", 1.0)
+    await db.create_contact_point(pool, ops.id, "ops", "webhook", "https://hooks.example/x", "s3cret")
 
 
 async def world_for(client, pool) -> dict:
@@ -484,12 +511,13 @@ async def world_for(client, pool) -> dict:
     await log_in(client, "alice")
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "SELECT d.id, m.id, u.id, t.id, r.id FROM dashboards d JOIN metrics m ON m.dashboard_id = d.id"
+            "SELECT d.id, m.id, u.id, t.id, r.id, c.id FROM dashboards d JOIN metrics m ON m.dashboard_id = d.id"
             " JOIN users u ON u.username = 'bob' JOIN api_tokens t ON t.dashboard_id = d.id"
-            " JOIN alert_rules r ON r.metric_id = m.id"
+            " JOIN alert_rules r ON r.metric_id = m.id JOIN contact_points c ON c.dashboard_id = d.id"
         )
         ids = await cur.fetchone()
-    parts = dict(zip(("id", "metric_id", "user_id", "token_id", "rule_id"), map(str, ids), strict=True))
+    names = ("id", "metric_id", "user_id", "token_id", "rule_id", "contact_point_id")
+    parts = dict(zip(names, map(str, ids), strict=True))
     parts["filename"] = "app.css"
     return {"parts": parts, "secret": WORLD_TOKEN, "csrf": await csrf_from(client, "/dashboards/")}
 
