@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -27,8 +27,9 @@ class CuttableProxy:
     """A TCP proxy in front of Redis that can be cut: while cut, it refuses
     connections and has dropped those it carried, as an unreachable Redis does."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        # (host, port), or the path of a Unix socket (the embedded Redis).
+        self._target = target
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self.port = free_port()
@@ -46,7 +47,10 @@ class CuttableProxy:
         self._links.clear()
 
     async def _carry(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self._target)
+        if isinstance(self._target, str):
+            server_reader, server_writer = await asyncio.open_unix_connection(self._target)
+        else:
+            server_reader, server_writer = await asyncio.open_connection(*self._target)
         self._links |= {client_writer, server_writer}
 
         async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -63,10 +67,17 @@ class CuttableProxy:
 @contextlib.asynccontextmanager
 async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[CuttableProxy, str]]:
     parts = urlsplit(redis_url)
-    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    if parts.scheme == "unix":
+        # The embedded Redis listens on a socket file: the proxy speaks TCP in front of it.
+        database = parse_qs(parts.query).get("db", ["0"])[0]
+        proxy = CuttableProxy(parts.path)
+        proxied = f"redis://127.0.0.1:{proxy.port}/{database}"
+    else:
+        proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+        proxied = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
     await proxy.start()
     try:
-        yield proxy, parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+        yield proxy, proxied
     finally:
         await proxy.cut()
 

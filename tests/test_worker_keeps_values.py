@@ -7,12 +7,15 @@ import asyncio
 import itertools
 import re
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
 import pytest
 from redis.asyncio import Redis
 
 from common import db
+from common.db.core import CLIENT_TIMEOUT
 from common.sources import RANDOM
 from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child
@@ -184,3 +187,22 @@ async def test_a_paused_worker_stores_nothing_after_its_dashboards_were_taken_ov
         # Taken over while the first was paused, and produced after it woke.
         assert any(paused_at < ts < resumed_at and ts > taken_at - timedelta(seconds=1) for ts in stamps)
         assert stamps[-1] > resumed_at
+
+
+@pytest.mark.timeout(60)
+async def test_a_store_held_past_its_lock_limit_fails_whole_and_never_lands_late(pool):
+    dashboard = await db.create_dashboard(pool, "Held", "held")
+    metric = await db.create_metric(pool, dashboard.id, "hits", "gauge", "u", "", RANDOM)
+    async with pool.acquire() as blocker, blocker.cursor() as cur:
+        # An editor's long transaction on the metric: the store waits for its lock.
+        await cur.execute("BEGIN")
+        await cur.execute("SELECT id FROM metrics WHERE id = %s FOR UPDATE", (metric.id,))
+        started = time.monotonic()
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
+        # PostgreSQL gave up first: the worker knows the store failed and keeps the values.
+        assert time.monotonic() - started < CLIENT_TIMEOUT
+        await cur.execute("ROLLBACK")
+    await asyncio.sleep(0.5)
+    # Nothing commits once the lock is gone: a retry will not store the value twice.
+    assert (await db.latest_values(pool, [metric.id], 10))[metric.id] == []

@@ -12,6 +12,15 @@ import psycopg2
 # (the pool's timeout): callers answer "try again later" instead of crashing.
 UNAVAILABLE = (psycopg2.Error, OSError, TimeoutError)
 
+# Seconds the client waits for any statement (the pool's timeout).
+CLIENT_TIMEOUT = 10
+# A store of values that waits this long for a lock (an editor's or a
+# migration's transaction) is refused by PostgreSQL before the client gives up:
+# its outcome is known, so it is retried and never committed behind the
+# client's back (then stored twice). lock_timeout, not statement_timeout:
+# aiopg turns the latter's QueryCanceled into asyncio.CancelledError.
+STORE_LOCK_TIMEOUT_MS = (CLIENT_TIMEOUT - 2) * 1000
+
 
 class NotFound(LookupError):
     """The named user, dashboard or metric does not exist."""
@@ -74,7 +83,7 @@ async def create_pool(dsn: str, *, minsize: int = 1, maxsize: int = 10) -> Async
     # timeout bounds every statement's wait, so a database that went away
     # surfaces as an error instead of a hung request.
     async with aiopg.create_pool(
-        dsn, minsize=minsize, maxsize=maxsize, timeout=10, options="-c timezone=UTC"
+        dsn, minsize=minsize, maxsize=maxsize, timeout=CLIENT_TIMEOUT, options="-c timezone=UTC"
     ) as pool:
         yield pool
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import aiopg
 
 from common.counters import Decrease, find_decreases
-from common.db.core import UNAVAILABLE
+from common.db.core import STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
 from common.db.rollups import RISE, SKETCH_KEY, SKETCH_PARAMS
 
 
@@ -255,17 +255,18 @@ async def _insert(
         "dashboards": list(fence or {}),
         "tokens": list((fence or {}).values()),
     }
-    # Two statements in one round trip, which PostgreSQL runs as one
-    # transaction (or inside the caller's): the batch numbers are taken
-    # first, so that their row locks are held before any value id is drawn.
-    # That is what makes a dashboard's ids grow in commit order.
-    if fence is None:
-        await cur.execute(f"{_NUMBER_BATCHES}; {_INSERT_VALUES}", params)
-    else:
-        await cur.execute(f"{_NUMBER_FENCED_BATCHES}; {_INSERT_FENCED_VALUES}", params)
+    # Statements in one round trip, which PostgreSQL runs as one transaction
+    # (or inside the caller's): the lock wait limit first (core.STORE_LOCK_TIMEOUT_MS),
+    # then the batch numbers, so that their row locks are held before any
+    # value id is drawn. That is what makes a dashboard's ids grow in commit order.
+    numbering, inserting = (_NUMBER_BATCHES, _INSERT_VALUES) if fence is None else _FENCED
+    await cur.execute(f"{_STORE_TIMEOUT}; {numbering}; {inserting}", params)
     rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
     return [MetricValue(*row) for row in rows]
+
+
+_STORE_TIMEOUT = f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}"
 
 
 # Each dashboard with values in the batch gets its next number, its row
@@ -328,6 +329,7 @@ _INSERT_LIVE = (
 )
 _INSERT_VALUES = f"WITH live AS MATERIALIZED ({_LIVE_METRICS}){_INSERT_LIVE}"
 _INSERT_FENCED_VALUES = f"WITH live AS MATERIALIZED ({_FENCED_LIVE_METRICS}){_INSERT_LIVE}"
+_FENCED = (_NUMBER_FENCED_BATCHES, _INSERT_FENCED_VALUES)
 
 
 # Rows per export query: a few hundred kilobytes in memory at a time.
