@@ -217,9 +217,13 @@
   metricForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = formData(metricForm);
+    // Set before the request: the new config can arrive on the socket before its answer.
+    const name = body.name.trim();
+    scrollToMetric = name;
     if (await call("POST", "/metrics", body, metricForm)) {
-      scrollToMetric = body.name.trim();
       metricForm.reset();
+    } else if (scrollToMetric === name) {
+      scrollToMetric = null;
     }
   });
   const memberForm = document.getElementById("edit-add-member");
