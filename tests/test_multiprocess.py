@@ -63,10 +63,14 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
                 await read_connect_sequence(ws, 1)
             async with Redis.from_url(settings.redis_url) as redis_client:
                 clients = await redis_client.client_list()
+                database = (await redis_client.client_info())["db"]
+            # Servers of other deployments on the same Redis (another database) do not count.
             subscribers = {
                 int(entry["name"].split("/")[1])
                 for entry in clients
-                if entry["name"].startswith("dashboard-server/") and int(entry["sub"]) >= 2
+                if entry["name"].startswith("dashboard-server/")
+                and int(entry["sub"]) >= 2
+                and str(entry["db"]) == str(database)
             }
             assert subscribers == {c.pid for c in children}
             await publish_many(pool, cpu, 1)
