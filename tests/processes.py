@@ -19,6 +19,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive free ports (--metrics-port P serves P, P+1, ...)."""
+    for _ in range(100):
+        first = free_port()
+        probes = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class Child(subprocess.Popen):
     """A child process whose combined output is kept in a file."""
 

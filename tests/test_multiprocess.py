@@ -11,7 +11,7 @@ import psutil
 import pytest
 from redis.asyncio import Redis
 
-from tests.processes import child, free_port, wait_for_http
+from tests.processes import child, free_port, free_port_range, wait_for_http
 from tests.test_access import run_cli
 from tests.test_end_to_end import browser_log_in
 from tests.test_fanout import publish_many
@@ -47,7 +47,7 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
-    metrics_port = free_port()
+    metrics_port = free_port_range(2)
     run = ["run", "--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)]
     with child(["-m", "server", *urls, *run]) as server:
         await asyncio.to_thread(wait_for_http, f"{base}/login", server)
