@@ -12,7 +12,7 @@ from common import db
 from common.ingest import store_and_publish
 from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS, parse_client_message
 from server.asyncapi import asyncapi_document
-from server.ws import HANDLERS
+from server.live.endpoint import HANDLERS
 from tests.conftest import CHANNELS, REDIS_URL, csrf_from
 from tests.test_ws_protocol import connect, publish
 from tests.wsclient import read_connect_sequence, receive_until
