@@ -17,9 +17,9 @@ from common import db
 from common.events import encode_values
 from common.sources import RANDOM
 from common.tokens import display_prefix, new_token, token_hash
-from tests.conftest import CHANNELS
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
+from tests.servers import servers
 from tests.wsclient import expect_silence, read_connect_sequence, receive
 
 
@@ -144,7 +144,7 @@ async def test_a_publish_lost_for_real_is_filled_in_on_the_open_socket(
 
 async def _publish(redis_client, metric: db.Metric, stored: list[db.MetricValue]) -> None:
     await redis_client.publish(
-        CHANNELS.dashboard(metric.dashboard_id),
+        servers().channels.dashboard(metric.dashboard_id),
         encode_values(metric.dashboard_id, [(metric, v) for v in stored]),
     )
 
@@ -186,9 +186,7 @@ async def test_values_stored_while_the_channel_is_joined_are_not_lost(client, se
 async def redis_client(app):
     from redis.asyncio import Redis
 
-    from tests.conftest import REDIS_URL
-
-    created = Redis.from_url(REDIS_URL)
+    created = Redis.from_url(servers().redis_url)
     yield created
     await created.aclose()
 

@@ -11,11 +11,9 @@ import psutil
 import pytest
 from redis.asyncio import Redis
 
+from tests.helpers import browser_log_in, run_cli
 from tests.processes import child, free_port, free_port_range, wait_for_http
-from tests.test_access import run_cli
-from tests.test_end_to_end import browser_log_in
-from tests.test_fanout import publish_many
-from tests.wsclient import read_connect_sequence, receive
+from tests.wsclient import publish_many, read_connect_sequence, receive
 
 pytestmark = pytest.mark.slow
 

