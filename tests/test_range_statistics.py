@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,13 +20,20 @@ from worker.retention import delete_expired
 from worker.rollups import roll_up
 
 
-async def _store_rolled_up_then_a_tail(pool, metric: db.Metric, rows, tail: list[float]) -> None:
-    """Store `rows` and roll them up; then `tail`, stamped now, which the rollups do not
-    cover yet (as the worker's newest ticks); the tail is added to `rows`."""
+async def _store_rolled_up_then_a_tail(
+    pool, metric: db.Metric, rows, tail: Callable[[datetime], list[float]]
+) -> None:
+    """Store `rows` and roll them up; then `tail(now)`, stamped now, which the rollups do
+    not cover yet (as the worker's newest ticks); the tail is added to `rows`.
+
+    The tail is computed for the moment it is stamped: on a loaded machine storing
+    and rolling up a week takes seconds, and a counter's next value must still
+    follow its rate."""
     for start in range(0, len(rows), 10_000):
         await db.insert_values(pool, [(metric.id, v, ts) for ts, v in rows[start : start + 10_000]])
     await roll_up(pool)
-    stored = await db.insert_values(pool, [(metric.id, v, datetime.now(UTC)) for v in tail])
+    stamp = datetime.now(UTC)
+    stored = await db.insert_values(pool, [(metric.id, v, stamp) for v in tail(stamp)])
     rows += [(v.ts, v.value) for v in stored]
 
 
@@ -58,7 +66,7 @@ async def test_histogram_percentiles_agree_with_the_raw_values_on_every_range(
     latency = await make_metric(setup["ops"], "latency", "histogram", "ms")
     now = datetime.now(UTC)
     rows = latencies(now)
-    await _store_rolled_up_then_a_tail(pool, latency, rows, [0.7, 95.0, 31.0])
+    await _store_rolled_up_then_a_tail(pool, latency, rows, lambda _: [0.7, 95.0, 31.0])
     ws = await connect_bare(client, setup["ops"].id)
 
     await _assert_percentiles(ws, latency, rows, now, RANGES)
@@ -76,8 +84,12 @@ async def test_a_steady_counter_reads_the_same_rate_on_every_range(client, setup
     now = datetime.now(UTC)
     rows, reset = counter_rows(now)
     last_ts, last_value = rows[-1]
-    tail_seconds = (datetime.now(UTC) - last_ts).total_seconds() + 1
-    await _store_rolled_up_then_a_tail(pool, requests, rows, [last_value + math.floor(RATE * tail_seconds)])
+    await _store_rolled_up_then_a_tail(
+        pool,
+        requests,
+        rows,
+        lambda stamp: [last_value + math.floor(RATE * (stamp - last_ts).total_seconds())],
+    )
     ws = await connect_bare(client, setup["ops"].id)
 
     for range_name, seconds in RANGES.items():
