@@ -29,6 +29,7 @@ from common import db
 from common.passwords import hash_password
 from common.sources import RANDOM
 from server.live.closecodes import CloseCode
+from tests.helpers import eventually_sync
 
 FAULT_PORTS = range(18200, 18290)
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
@@ -47,14 +48,11 @@ def fault_port() -> int:
 
 
 def _wait_for_port(port: int, up: bool, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def in_state() -> bool:
         with socket.socket() as probe:
-            listening = probe.connect_ex(("127.0.0.1", port)) == 0
-        if listening == up:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"port {port} did not go {'up' if up else 'down'} within {timeout}s")
+            return (probe.connect_ex(("127.0.0.1", port)) == 0) == up
+
+    eventually_sync(in_state, timeout, f"port {port} goes {'up' if up else 'down'}")
 
 
 class RedisServer:

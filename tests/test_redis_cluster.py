@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +23,7 @@ from common.redisconn import connect_redis, parse_redis_url
 from common.sources import RANDOM
 from server.live.closecodes import CloseCode
 from tests.faultservers import redis_7_binary
-from tests.helpers import browser_log_in
+from tests.helpers import browser_log_in, eventually_sync
 from tests.processes import child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence, receive
 
@@ -83,7 +82,7 @@ def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
                     stderr=subprocess.DEVNULL,
                 )
             )
-        _wait(lambda: all(_answers(cli, port) for port in ports), "nodes did not start")
+        eventually_sync(lambda: all(_answers(cli, port) for port in ports), 30, "nodes answer")
         created = subprocess.run(
             [
                 cli,
@@ -100,7 +99,7 @@ def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
         )
         if created.returncode != 0:
             pytest.skip(f"Redis Cluster test: redis-cli --cluster create failed: {created.stdout[-500:]}")
-        _wait(lambda: all(_cluster_ok(cli, port) for port in ports), "cluster did not become ok")
+        eventually_sync(lambda: all(_cluster_ok(cli, port) for port in ports), 30, "cluster is ok")
         yield ports
     finally:
         for process in processes:
@@ -118,13 +117,6 @@ def _answers(cli: str, port: int) -> bool:
 def _cluster_ok(cli: str, port: int) -> bool:
     info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True).stdout
     return "cluster_state:ok" in info
-
-
-def _wait(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_cluster_and_sentinel_urls_are_parsed():

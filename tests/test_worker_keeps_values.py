@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from common import db
 from common.db.core import CLIENT_TIMEOUT
 from common.sources import RANDOM
+from tests.helpers import eventually
 from tests.processes import child
 from tests.servers import servers
 from worker.leases import Leases
@@ -145,11 +146,13 @@ async def _holders(pool) -> dict[str, set[int]]:
 
 
 async def _until(pool, condition, within: float) -> dict[str, set[int]]:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition(held := await _holders(pool)):
-        assert asyncio.get_running_loop().time() < deadline, f"leases now: {held}"
-        await asyncio.sleep(0.05)
-    return held
+    """The leases by holder once `condition` holds for them."""
+
+    async def held_if_settled() -> dict[str, set[int]] | None:
+        held = await _holders(pool)
+        return held if condition(held) else None
+
+    return await eventually(held_if_settled, within, "leases settle")
 
 
 @pytest.mark.slow
