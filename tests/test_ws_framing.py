@@ -187,6 +187,26 @@ def test_the_frame_reader_reads_whatever_arrives_or_names_the_protocol_error(fra
         assert [m for m in at_once if m[0] >= 0x8] == expected
 
 
+def test_a_large_frame_arriving_a_byte_at_a_time_is_read_whole():
+    """A frame's bytes are joined once, when all are here (not once per read), and the
+    header is checked as soon as it is whole: a frame above the limit is refused
+    before its body arrives."""
+    payload = bytes(range(256)) * 240  # 60 KB, under the 64 KB limit
+    data = client_frame(0x1, payload) + client_frame(0x9, b"ping")
+    for piece in (1, 3, 7, 4096):
+        reader = FrameReader(64 * 1024)
+        messages: list = []
+        for i in range(0, len(data), piece):
+            messages += reader.feed(data[i : i + piece])
+        assert messages == [(0x1, payload), (0x9, b"ping")], piece
+    too_big = client_frame(0x1, b"x" * (64 * 1024 + 1))
+    reader = FrameReader(64 * 1024)
+    reader.feed(too_big[:8])
+    with pytest.raises(FrameError) as refused:
+        reader.feed(too_big[8:14])  # the extended length and the mask: the header is whole
+    assert refused.value.code == 1009
+
+
 async def test_a_closed_socket_leaves_nothing_behind_without_a_garbage_collection(app, setup, socket_of):
     """No reference cycle keeps a closed socket alive until the collector runs."""
     other = await socket_of()
