@@ -13,8 +13,7 @@ from common.config import Quotas
 from common.db.core import UNAVAILABLE, transaction
 from common.db.notifications import enqueue_event_notifications
 from common.db.quotas import check_quota, lock_metric_dashboard
-
-ALERT_CONDITIONS = ("above", "below")
+from common.vocabulary import ALERT_CONDITIONS
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import aiopg
 from common.config import Quotas
 from common.db.core import NotFound, transaction
 from common.db.quotas import check_quota, lock_dashboard
+from common.vocabulary import CONTACT_KINDS
 
-CONTACT_KINDS = ("webhook", "slack", "email")
 # How long a message is retried after it was enqueued; then it is marked failed.
 DELIVERY_WINDOW = timedelta(hours=1)
 _WINDOW_SQL = "now() + %(window)s"

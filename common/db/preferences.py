@@ -11,12 +11,7 @@ import aiopg
 import psycopg2.errors
 
 from common.db.core import UNAVAILABLE, NotFound
-
-# As the CHECKs of migrations/0006_preferences.sql; the ranges are the
-# protocol's (common.schemas.RANGES).
-THEMES = ("light", "dark")
-CHART_STYLES = ("line", "area", "points")
-PREFERENCE_RANGES = ("5m", "1h", "24h", "7d")
+from common.vocabulary import CHART_STYLES, DEFAULT_CHART_STYLE, DEFAULT_RANGE, RANGES, THEMES
 
 
 @dataclass(frozen=True)
@@ -25,8 +20,8 @@ class Preferences:
 
     hidden_metric_ids: tuple[int, ...] = ()
     card_order: tuple[int, ...] = ()
-    default_range: str = "5m"
-    chart_style: str = "line"
+    default_range: str = DEFAULT_RANGE
+    chart_style: str = DEFAULT_CHART_STYLE
     theme: str = "light"  # the user's, on every dashboard
 
 
@@ -114,7 +109,7 @@ async def update_preferences(
     have; NotFound if the user is not a member of the dashboard.
     """
     if default_range is not None:
-        _check(default_range, PREFERENCE_RANGES, "default_range")
+        _check(default_range, RANGES, "default_range")
     if chart_style is not None:
         _check(chart_style, CHART_STYLES, "chart_style")
     if theme is not None:
