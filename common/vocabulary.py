@@ -17,6 +17,8 @@ ROLES = ("viewer", "editor")
 VIEWER, EDITOR = ROLES
 
 METRIC_TYPES = ("counter", "gauge", "histogram")
+# What a new metric is unless said otherwise (or its source's reading says).
+DEFAULT_METRIC_TYPE = "gauge"
 
 # Personal preferences (migrations/0006_preferences.sql).
 THEMES = ("light", "dark")
@@ -46,8 +48,10 @@ def as_json() -> dict[str, Any]:
     return {
         "roles": list(ROLES),
         "metric_types": list(METRIC_TYPES),
+        "default_metric_type": DEFAULT_METRIC_TYPE,
         "themes": list(THEMES),
         "chart_styles": list(CHART_STYLES),
+        "default_chart_style": DEFAULT_CHART_STYLE,
         "ranges": RANGES,
         "range_labels": RANGE_LABELS,
         "default_range": DEFAULT_RANGE,

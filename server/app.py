@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from common import db
+from common import db, vocabulary
 from common.config import Settings, obscure_password
 from common.events import channels_for
 from common.migrate import MigrationError, pending_migrations
@@ -105,11 +105,13 @@ def create_app(settings: Settings) -> web.Application:
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
     app[READS_KEY] = SharedReads()
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),
         autoescape=True,
     )
+    # Option lists and the page scripts' constants come from here, never a copy.
+    templates.globals["vocabulary"] = vocabulary
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
     app.cleanup_ctx.extend(
