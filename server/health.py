@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
+from common.failures import BACKEND_UNAVAILABLE
 from common.telemetry import exposition
 from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
 
@@ -42,6 +42,6 @@ async def metrics(request: web.Request) -> web.Response:
 async def _check(probe: Awaitable[object]) -> str:
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT)
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError):
+    except BACKEND_UNAVAILABLE:
         return "unreachable"
     return "ok"

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import click
-import redis.exceptions
 
 from common import db
 from common.cli import (
@@ -23,6 +22,7 @@ from common.cli import (
 )
 from common.config import Settings, obscure_password
 from common.events import channels_for
+from common.failures import REDIS_UNAVAILABLE
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
@@ -348,7 +348,7 @@ async def _producer(
         try:
             try:
                 await client.ping()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
             channels = channels_for(settings.redis_url, settings.channel_prefix)
             yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases)

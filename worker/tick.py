@@ -16,7 +16,6 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 import aiopg
-import psycopg2
 from redis.asyncio import Redis
 
 from common import db
@@ -196,7 +195,7 @@ async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) 
         try:
             count = await producer.tick()
             log.debug("tick: %d values in %.1f ms", count, (time.monotonic() - started) * 1000)
-        except (psycopg2.Error, OSError, TimeoutError) as exc:
+        except db.UNAVAILABLE as exc:
             log.error("tick failed, values of this tick not stored: %s", exc)
             producer.metrics.backend_error(exc)
         producer.metrics.tick_duration.observe(time.monotonic() - started)

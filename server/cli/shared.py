@@ -9,7 +9,6 @@ from typing import Any
 
 import aiopg
 import click
-import redis.exceptions
 from marshmallow import Schema, ValidationError
 
 from common import db
@@ -21,6 +20,7 @@ from common.events import (
     announce_revocation,
     channels_for,
 )
+from common.failures import REDIS_UNAVAILABLE
 from common.redisconn import connect_redis
 
 
@@ -83,7 +83,7 @@ async def announce(settings: Settings, event: Revocation | DashboardChanged) -> 
             await announce_revocation(client, channels, event)
         else:
             await announce_dashboard_changed(client, channels, event)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         click.echo(
             f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
             err=True,

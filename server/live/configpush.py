@@ -20,11 +20,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
+from common.failures import REDIS_UNAVAILABLE
 from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY
 from server.live.alertstate import alerts_frame
 from server.live.configcache import ConfigCache
@@ -41,7 +41,7 @@ async def announce_change(app: web.Application, dashboard_id: int) -> None:
     """
     try:
         await announce_dashboard_changed(app[REDIS_KEY], app[CHANNELS_KEY], DashboardChanged(dashboard_id))
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning("could not announce the change of dashboard %s: %s", dashboard_id, exc)
         app[CONFIGS_KEY].invalidate(dashboard_id)
         await push_config(app, dashboard_id)

@@ -21,6 +21,7 @@ import redis.exceptions
 from aiohttp import web
 
 from common import db
+from common.failures import BACKEND_UNAVAILABLE
 from common.schemas import ProtocolError, encode_message, error_message, parse_client_message
 from server.auth import origin_allowed, socket_session
 from server.keys import (
@@ -103,7 +104,7 @@ async def _set_up(
         conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
             await _serve(app, conn, with_history)
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
+    except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %s", exc)

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
 from common.events import PreferencesChanged, announce_preferences_changed
+from common.failures import REDIS_UNAVAILABLE
 from common.schemas import encode_message
 from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, PREFERENCE_LOCKS_KEY, REDIS_KEY, REGISTRY_KEY
 from server.live.connection import ClientConnection
@@ -50,7 +50,7 @@ async def announce_preferences(app: web.Application, change: PreferencesChanged)
     """
     try:
         await announce_preferences_changed(app[REDIS_KEY], app[CHANNELS_KEY], change)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning("could not announce the preferences of user %s: %s", change.user_id, exc)
         await push_preferences(app, change)
 
