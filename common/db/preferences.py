@@ -4,13 +4,12 @@ hide, their order, the default range and the chart style."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 
 import aiopg
 import psycopg2.errors
 
-from common.db.core import UNAVAILABLE, NotFound
+from common.db.core import NotFound, transaction
 from common.vocabulary import CHART_STYLES, DEFAULT_CHART_STYLE, DEFAULT_RANGE, RANGES, THEMES
 
 
@@ -115,9 +114,8 @@ async def update_preferences(
     if theme is not None:
         _check(theme, THEMES, "theme")
     lists = {"hidden_metric_ids": hidden_metric_ids, "card_order": card_order}
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
+    try:
+        async with transaction(pool) as cur:
             await _check_metrics(cur, dashboard_id, {k: v for k, v in lists.items() if v is not None})
             if any(value is not None for value in (*lists.values(), default_range, chart_style)):
                 await cur.execute(
@@ -133,15 +131,8 @@ async def update_preferences(
                 )
             if theme is not None:
                 await cur.execute(_SET_THEME, (user_id, theme))
-            await cur.execute("COMMIT")
-        except psycopg2.errors.ForeignKeyViolation:
-            await cur.execute("ROLLBACK")
-            raise NotFound("not a member of this dashboard") from None
-        except BaseException:
-            # The connection goes back to the pool: never with a transaction open.
-            with suppress(*UNAVAILABLE):
-                await cur.execute("ROLLBACK")
-            raise
+    except psycopg2.errors.ForeignKeyViolation:
+        raise NotFound("not a member of this dashboard") from None
     return await get_preferences(pool, dashboard_id, user_id)
 
 
