@@ -18,13 +18,13 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import suppress
 
 from aiohttp import web
 
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
 from common.failures import REDIS_UNAVAILABLE
+from common.tasks import BackgroundTasks
 from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY
 from server.live.alertstate import alerts_frame
 from server.live.configcache import ConfigCache
@@ -69,7 +69,7 @@ async def push_config(app: web.Application, dashboard_id: int) -> None:
 async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
     """The config cache, and configs pushed as the control channel announces
     changes; pending pushes are stopped at exit."""
-    tasks: set[asyncio.Task[None]] = set()
+    tasks = BackgroundTasks()
     # One lock per dashboard: two quick edits are read and sent in order, so
     # the older config can never arrive after the newer one.
     app[CONFIG_LOCKS_KEY] = defaultdict(asyncio.Lock)
@@ -79,9 +79,7 @@ async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
         # At once, before the push is scheduled: a socket opening from now on
         # must not be handed the old config.
         configs.invalidate(change.dashboard_id)
-        task = asyncio.create_task(_push_logged(app, change.dashboard_id))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks.start(_push_logged(app, change.dashboard_id))
 
     def on_revocation(revocation: Revocation) -> None:
         if revocation.dashboard_id is not None and revocation.reason == "dashboard_deleted":
@@ -93,10 +91,7 @@ async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
     # After a Redis outage, announcements may have been missed.
     hub.on_resync(configs.clear)
     yield
-    for task in list(tasks):
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+    await tasks.cancel_all()
 
 
 async def _push_logged(app: web.Application, dashboard_id: int) -> None:

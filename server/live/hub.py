@@ -37,6 +37,7 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
+from common.tasks import BackgroundTasks
 from server.live.closecodes import CloseCode
 from server.live.connection import ClientConnection, FlushQueue
 from server.live.frames import text_frame
@@ -85,7 +86,7 @@ class Hub:
         # connection's join can never end up unsubscribed with a watcher left.
         self._channel_lock = asyncio.Lock()
         self._joined: set[str] = set()
-        self._leaving: set[asyncio.Future[None]] = set()
+        self._leaving = BackgroundTasks()
         self._closed = False  # set by close(): no more leaves are scheduled
         self._control_listeners: list[Callable[[Revocation], None]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
@@ -122,9 +123,7 @@ class Hub:
         # A leave still pending would unsubscribe on a closed connection (or
         # after the loop closed): the subscription ends with the close anyway.
         self._closed = True
-        for task in self._leaving:
-            task.cancel()
-        await asyncio.gather(*self._leaving, return_exceptions=True)
+        await self._leaving.cancel_all()
         await self.streams.close()
         await self._pubsub.aclose()
 
@@ -165,9 +164,7 @@ class Hub:
             del self._by_dashboard[dashboard_id]
             if self._closed:
                 return
-            task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
+            self._leaving.start(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
 
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         self._regroup(conn, conn.subscribed.union(metric_ids))
