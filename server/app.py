@@ -44,11 +44,11 @@ from server.live.preferencespush import preferences_push_ctx
 from server.live.revocation import registry_ctx
 from server.live.sharedreads import SharedReads
 from server.live.transport import Heartbeat
-from server.metrics import ServerMetrics, errors_middleware
 from server.proxies import forwarded_middleware, parse_networks
 from server.ratelimit import PasswordGate
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
+from server.telemetry import ServerMetrics, errors_middleware
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from server.live.hub import Hub
 from server.live.registry import SocketRegistry
 from server.live.sharedreads import SharedReads
 from server.live.transport import WebSocket
-from server.metrics import ServerMetrics
 from server.ratelimit import PasswordGate
+from server.telemetry import ServerMetrics
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 # This deployment's Redis channel names (from the settings).

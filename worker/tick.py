@@ -22,8 +22,8 @@ from common import db
 from common.events import Channels
 from common.ingest import store_and_publish
 from worker.leases import Leases, Ownership
-from worker.metrics import WorkerMetrics
 from worker.sources import Sources
+from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

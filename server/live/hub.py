@@ -43,7 +43,7 @@ from server.live.connection import ClientConnection, FlushQueue
 from server.live.frames import text_frame
 from server.live.gaps import LiveStreams, StoredStream
 from server.live.updates import Update, batch_frame, from_events
-from server.metrics import ServerMetrics
+from server.telemetry import ServerMetrics
 
 log = logging.getLogger(__name__)
 
