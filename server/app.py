@@ -29,12 +29,12 @@ from server.keys import (
     CHANNELS_KEY,
     DB_KEY,
     HUB_KEY,
-    METRICS_KEY,
     PASSWORD_GATE_KEY,
     READS_KEY,
     REDIS_KEY,
     SETTINGS_KEY,
     SOCKETS_KEY,
+    TELEMETRY_KEY,
 )
 from server.live.closecodes import CloseCode
 from server.live.configpush import config_push_ctx
@@ -48,7 +48,7 @@ from server.proxies import forwarded_middleware, parse_networks
 from server.ratelimit import PasswordGate
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
-from server.telemetry import ServerMetrics, errors_middleware
+from server.telemetry import ServerTelemetry, errors_middleware
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> web.Application:
         samesite="Lax",
         secure=settings.secure_cookies,
     )
-    metrics = ServerMetrics()
+    telemetry = ServerTelemetry()
     # Order matters: the CSRF check reads the session, so the session
     # middleware must run first (outermost). Errors are counted outside
     # both, so a session store failure counts too; error pages are outermost
@@ -94,14 +94,14 @@ def create_app(settings: Settings) -> web.Application:
             *forwarded,
             web.normalize_path_middleware(append_slash=True, merge_slashes=False),
             error_pages,
-            errors_middleware(metrics),
+            errors_middleware(telemetry),
             session_middleware(storage),
             csrf_middleware,
         ]
     )
     app[SETTINGS_KEY] = settings
     app[CHANNELS_KEY] = channels_for(settings.redis_url, settings.channel_prefix)
-    app[METRICS_KEY] = metrics
+    app[TELEMETRY_KEY] = telemetry
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
     app[READS_KEY] = SharedReads()
@@ -167,10 +167,10 @@ async def password_gate_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[METRICS_KEY], DatabaseStream(app[DB_KEY]))
+    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[TELEMETRY_KEY], DatabaseStream(app[DB_KEY]))
     app[HUB_KEY] = hub
     # Read at scrape time only: nothing to update on connect and disconnect.
-    app[METRICS_KEY].open_connections.set_function(hub.connection_count)
+    app[TELEMETRY_KEY].open_connections.set_function(hub.connection_count)
     listener = asyncio.create_task(hub.run(), name="redis-listener")
     yield
     listener.cancel()

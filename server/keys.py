@@ -18,7 +18,7 @@ from server.live.registry import SocketRegistry
 from server.live.sharedreads import SharedReads
 from server.live.transport import WebSocket
 from server.ratelimit import PasswordGate
-from server.telemetry import ServerMetrics
+from server.telemetry import ServerTelemetry
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 # This deployment's Redis channel names (from the settings).
@@ -28,7 +28,7 @@ REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[WebSocket])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
-METRICS_KEY = web.AppKey("metrics", ServerMetrics)
+TELEMETRY_KEY = web.AppKey("telemetry", ServerTelemetry)
 # Per dashboard, held while its new config is read and pushed (server/live/configpush.py).
 CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
 # Per user, held while their new preferences are read and pushed (server/live/preferencespush.py).

@@ -231,7 +231,7 @@ async def run(
         if metrics_port is not None:
             try:
                 await stack.enter_async_context(
-                    serve_registry(producer.metrics.registry, metrics_host, metrics_port)
+                    serve_registry(producer.telemetry.registry, metrics_host, metrics_port)
                 )
             except OSError as exc:
                 raise click.ClickException(

@@ -23,7 +23,7 @@ from common.events import Channels
 from common.ingest import store_and_publish
 from worker.leases import Leases, Ownership
 from worker.sources import Sources
-from worker.telemetry import WorkerMetrics
+from worker.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ class Producer:
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
         leases: Leases | None = None,
-        metrics: WorkerMetrics | None = None,
+        telemetry: WorkerTelemetry | None = None,
         backlog_chunk: int = BACKLOG_CHUNK,
     ) -> None:
-        self.metrics = metrics or WorkerMetrics()
+        self.telemetry = telemetry or WorkerTelemetry()
         self._pool = pool
         self._redis = redis_client
         self._channels = channels
@@ -108,7 +108,7 @@ class Producer:
                 # Counters continue from their stored value across worker restarts.
                 self._last.update(await db.last_values(self._pool, unknown))
         except db.UNAVAILABLE as exc:
-            self.metrics.backend_error(exc)
+            self.telemetry.backend_error(exc)
             if not self._metrics:
                 raise  # nothing known to produce values for
         self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
@@ -128,13 +128,13 @@ class Producer:
                 self._channels,
                 {metric.id: metric for metric in self._metrics},
                 pending,
-                on_publish_error=self.metrics.backend_error,
+                on_publish_error=self.telemetry.backend_error,
                 fence=None if ownership is None else ownership.tokens,
             )
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
-            self.metrics.backend_error(exc)
-            self.metrics.unsaved_values.set(self.unsaved_values)
+            self.telemetry.backend_error(exc)
+            self.telemetry.unsaved_values.set(self.unsaved_values)
             return 0
         if len(stored) < len(pending):
             log.info(
@@ -144,8 +144,8 @@ class Producer:
         self._forget(len(backlog))
         if self._unsaved:
             log.info("stored %d kept value(s), %d still to store", len(backlog), self.unsaved_values)
-        self.metrics.unsaved_values.set(self.unsaved_values)
-        self.metrics.values_stored.inc(len(stored))
+        self.telemetry.unsaved_values.set(self.unsaved_values)
+        self.telemetry.values_stored.inc(len(stored))
         return len(stored)
 
     def _forget_unlisted(self) -> None:
@@ -191,14 +191,14 @@ async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) 
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
-        producer.metrics.tick_lag.set(max(0.0, started - next_at))
+        producer.telemetry.tick_lag.set(max(0.0, started - next_at))
         try:
             count = await producer.tick()
             log.debug("tick: %d values in %.1f ms", count, (time.monotonic() - started) * 1000)
         except db.UNAVAILABLE as exc:
             log.error("tick failed, values of this tick not stored: %s", exc)
-            producer.metrics.backend_error(exc)
-        producer.metrics.tick_duration.observe(time.monotonic() - started)
+            producer.telemetry.backend_error(exc)
+        producer.telemetry.tick_duration.observe(time.monotonic() - started)
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:

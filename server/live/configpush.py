@@ -25,7 +25,7 @@ from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
 from common.failures import REDIS_UNAVAILABLE
 from common.tasks import BackgroundTasks
-from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY
+from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, REDIS_KEY, TELEMETRY_KEY
 from server.live.alertstate import alerts_frame
 from server.live.configcache import ConfigCache
 
@@ -73,7 +73,7 @@ async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
     # One lock per dashboard: two quick edits are read and sent in order, so
     # the older config can never arrive after the newer one.
     app[CONFIG_LOCKS_KEY] = defaultdict(asyncio.Lock)
-    configs = app[CONFIGS_KEY] = ConfigCache(app[DB_KEY], app[METRICS_KEY].config_reads)
+    configs = app[CONFIGS_KEY] = ConfigCache(app[DB_KEY], app[TELEMETRY_KEY].config_reads)
 
     def on_change(change: DashboardChanged) -> None:
         # At once, before the push is scheduled: a socket opening from now on

@@ -28,11 +28,11 @@ from server.keys import (
     CONFIGS_KEY,
     DB_KEY,
     HUB_KEY,
-    METRICS_KEY,
     READS_KEY,
     REGISTRY_KEY,
     SETTINGS_KEY,
     SOCKETS_KEY,
+    TELEMETRY_KEY,
 )
 from server.live.alertstate import alerts_frame
 from server.live.closecodes import CloseCode
@@ -108,7 +108,7 @@ async def _set_up(
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
-        app[METRICS_KEY].backend_error(exc)
+        app[TELEMETRY_KEY].backend_error(exc)
         socket.close(CloseCode.TRY_AGAIN_LATER, "service unavailable")
 
 
@@ -193,7 +193,7 @@ async def _on_message(app: web.Application, conn: ClientConnection, opcode: int,
 def _ended(app: web.Application, conn: ClientConnection) -> None:
     app[REGISTRY_KEY].remove(conn)
     app[HUB_KEY].remove(conn)
-    app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
+    app[TELEMETRY_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
 def _dashboard_id(request: web.Request) -> int | None:

@@ -43,7 +43,7 @@ from server.live.connection import ClientConnection, FlushQueue
 from server.live.frames import text_frame
 from server.live.gaps import LiveStreams, StoredStream
 from server.live.updates import Update, batch_frame, from_events
-from server.telemetry import ServerMetrics
+from server.telemetry import ServerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ class Hub:
         self,
         redis_client: RedisClient,
         channels: Channels,
-        metrics: ServerMetrics | None = None,
+        telemetry: ServerTelemetry | None = None,
         stored: StoredStream | None = None,
     ) -> None:
         """`stored` is where lost publishes are read back from; without it they are not noticed."""
         self._redis = redis_client
         self._channels = channels
-        self._metrics = metrics or ServerMetrics()
+        self._telemetry = telemetry or ServerTelemetry()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
         # dashboard id -> (subscribed metric ids, batched) -> connections subscribed to
@@ -111,7 +111,7 @@ class Hub:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
                 log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
-                self._metrics.redis_errors.inc()
+                self._telemetry.redis_errors.inc()
                 self._interrupted = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -327,7 +327,7 @@ class Hub:
                 sent += len(selected) * len(group)
         # Once per turn, not per connection: the hot loop above stays bare.
         if sent:
-            self._metrics.fanned_out(timestamps, sent)
+            self._telemetry.fanned_out(timestamps, sent)
 
     def _resync_dashboard(self, dashboard_id: int) -> None:
         """A gap that could not be filled in: the dashboard's sockets reconnect and resume."""
