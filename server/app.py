@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from common import db, vocabulary
-from common.config import Settings, obscure_password
+from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
@@ -56,7 +56,7 @@ REDIS_CONNECTIONS = 32  # per server process, including the one subscription
 SHUTDOWN_CLOSE_WAIT = 1.0  # seconds for clients to answer the 1001 close frame
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: ResolvedSettings) -> web.Application:
     """Build the server for settings whose database and Redis URLs are set."""
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs concrete database and Redis URLs")
@@ -133,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    async with db.create_pool(settings.database_url or "") as pool:
+    async with db.create_pool(settings.database_url) as pool:
         pending = await pending_migrations(pool)
         if pending:
             raise MigrationError(
@@ -150,7 +150,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis_client.ping()
         log.info(
             "Redis ready at %s (channels %s)",
-            obscure_password(app[SETTINGS_KEY].redis_url or ""),
+            obscure_password(app[SETTINGS_KEY].redis_url),
             app[CHANNELS_KEY].pattern,
         )
         yield

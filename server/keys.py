@@ -8,7 +8,7 @@ import weakref
 import aiopg
 from aiohttp import web
 
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.db import User
 from common.events import Channels
 from common.redisconn import RedisClient
@@ -20,7 +20,7 @@ from server.live.transport import WebSocket
 from server.ratelimit import PasswordGate
 from server.telemetry import ServerTelemetry
 
-SETTINGS_KEY = web.AppKey("settings", Settings)
+SETTINGS_KEY = web.AppKey("settings", ResolvedSettings)
 # This deployment's Redis channel names (from the settings).
 CHANNELS_KEY = web.AppKey("channels", Channels)
 DB_KEY = web.AppKey("db", aiopg.Pool)

@@ -20,7 +20,7 @@ from common.cli import (
     settings_from_options,
     show_environment_variables,
 )
-from common.config import Settings, obscure_password
+from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
 from common.failures import REDIS_UNAVAILABLE
 from common.migrate import pending_migrations
@@ -219,7 +219,7 @@ async def run(
     values for its fair share of the dashboards (leased through PostgreSQL).
     """
     settings = resolved_settings(ctx)
-    leases = Leases(settings.database_url or "", lease_interval)
+    leases = Leases(settings.database_url, lease_interval)
     async with (
         _producer(settings, unsaved_ticks, leases) as producer,
         _leasing(leases),
@@ -241,8 +241,8 @@ async def run(
         log.info(
             "worker started: every %.2fs into %s, publishing to %s (channels %s); leasing %d dashboard(s)",
             interval,
-            obscure_password(settings.database_url or ""),
-            obscure_password(settings.redis_url or ""),
+            obscure_password(settings.database_url),
+            obscure_password(settings.redis_url),
             channels_for(settings.redis_url, settings.channel_prefix).pattern,
             len(leases.held),
         )
@@ -305,7 +305,7 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
     small batches) older than --retention-days or their dashboard's own.
     """
     settings = resolved_settings(ctx)
-    async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
+    async with db.create_pool(settings.database_url, maxsize=1) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         done = await maintain_once(pool, RetentionPolicy(retention_days, rollup_retention_days))
@@ -337,14 +337,14 @@ async def _leasing(leases: Leases) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def _producer(
-    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
+    settings: ResolvedSettings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
 ) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
     # Three: a tick, the maintenance and the notification delivery each hold one at times.
-    async with db.create_pool(settings.database_url or "", maxsize=3) as pool:
+    async with db.create_pool(settings.database_url, maxsize=3) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
-        client = connect_redis(settings.redis_url or "")
+        client = connect_redis(settings.redis_url)
         try:
             try:
                 await client.ping()

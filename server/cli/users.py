@@ -6,7 +6,7 @@ import click
 
 from common import db
 from common.cli import resolved_settings, run_async
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.events import Revocation
 from common.failures import REDIS_UNAVAILABLE
 from common.passwords import UnusablePassword, hash_password
@@ -75,9 +75,9 @@ def _new_password_hash(password: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--password") from None
 
 
-async def _end_sessions(settings: Settings, found: db.User, *, done: str) -> int:
+async def _end_sessions(settings: ResolvedSettings, found: db.User, *, done: str) -> int:
     """End the user's sessions in Redis, then close their sockets on every server process."""
-    client = connect_redis(settings.redis_url or "")
+    client = connect_redis(settings.redis_url)
     try:
         ended = await end_user_sessions(client, found.id)
     except REDIS_UNAVAILABLE as exc:
