@@ -159,11 +159,12 @@ def _show_params(ctx: click.Context) -> None:
             continue
         value = ctx.params.get(param.name)
         source = ctx.get_parameter_source(param.name)
-        origin = {
+        origins: dict[click.core.ParameterSource | None, str] = {
             click.core.ParameterSource.COMMANDLINE: "flag",
             click.core.ParameterSource.ENVIRONMENT: f"environment {param.envvar}",
             click.core.ParameterSource.DEFAULT_MAP: "config or secret file",
-        }.get(source, "default")  # type: ignore[arg-type]
+        }
+        origin = origins.get(source, "default")
         key = param.opts[0].lstrip("-")
         if value is None or value == ():
             click.echo(f"# {key} = (unset)  # {origin}")

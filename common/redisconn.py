@@ -82,7 +82,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         nodes=nodes,
         username=unquote(username) or None,
         password=unquote(password) or None,
-        sentinel_password=(query.get("sentinel_password") or [None])[0],
+        sentinel_password=next(iter(query.get("sentinel_password", [])), None),
         tls=scheme.startswith("rediss"),
     )
     if mode == CLUSTER:
@@ -136,7 +136,7 @@ def connect_redis(url: str, *, max_connections: int | None = None, **options: An
             target.nodes,
             sentinel_kwargs={"password": target.sentinel_password} if target.sentinel_password else {},
         )
-        return sentinel.master_for(
+        master: Redis = sentinel.master_for(
             target.service or "",
             db=target.db,
             username=target.username,
@@ -145,6 +145,7 @@ def connect_redis(url: str, *, max_connections: int | None = None, **options: An
             max_connections=max_connections,
             **options,
         )
+        return master
     if max_connections is None:
         return Redis.from_url(url, **options)
     return Redis.from_pool(

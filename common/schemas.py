@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -25,6 +25,8 @@ from common.vocabulary import (
     ROLES,
     THEMES,
 )
+
+# Read here by server/asyncapi.py and server/live/history.py.
 
 # What a client may send. Anything else is answered with an `error`.
 CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
@@ -485,9 +487,8 @@ class TrimmedString(fields.String):
     """A string without its surrounding spaces (so "  " is empty, not a name),
     that PostgreSQL can store: no NUL, no lone surrogate (JSON's "\\ud800")."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
-        "unstorable": "Must not contain NUL characters or lone surrogates."
-    }
+    # marshmallow declares it per instance; a ClassVar here would not match.
+    default_error_messages = {"unstorable": "Must not contain NUL characters or lone surrogates."}  # noqa: RUF012
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -600,7 +601,7 @@ def _no_duplicates(ids: list[int]) -> None:
         raise ValidationError("Each metric may be listed once.")
 
 
-def _metric_id_list() -> fields.List:
+def _metric_id_list() -> fields.List[int]:
     return fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         validate=[validate.Length(max=MAX_METRICS_PER_DASHBOARD), _no_duplicates],

@@ -180,8 +180,9 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    sockets = app[SOCKETS_KEY]
     heartbeat = asyncio.create_task(
-        Heartbeat(app[SOCKETS_KEY], app[SETTINGS_KEY].heartbeat_seconds).run(), name="heartbeat"
+        Heartbeat(sockets, app[SETTINGS_KEY].heartbeat_seconds).run(), name="heartbeat"
     )
     yield
     heartbeat.cancel()
@@ -191,7 +192,8 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, tell every client to go and reconnect (to another instance)."""
-    sockets = set(app[SOCKETS_KEY])
+    open_sockets = app[SOCKETS_KEY]
+    sockets = set(open_sockets)
     for socket in sockets:
         socket.close(CloseCode.GOING_AWAY, "server shutting down")
     # All at once, and not for long: a client that does not answer within a

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
@@ -78,7 +79,8 @@ class GuardedRequestHandler(RequestHandler):
         if not self._cap.take():
             # Before aiohttp sees it: no task, no parser run, no place taken.
             self._refused = True
-            transport.write(_REFUSAL)  # type: ignore[attr-defined]
+            # A stream protocol is always handed a full Transport.
+            cast(asyncio.Transport, transport).write(_REFUSAL)
             transport.close()
             return
         self._held = True

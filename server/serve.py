@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import MutableSequence
+from collections.abc import MutableSequence, Sequence
 from multiprocessing.process import BaseProcess
 
 from common.cli import EX_CONFIG
@@ -94,7 +94,7 @@ def serve(settings: ResolvedSettings, host: str, port: int, workers: int = 1) ->
 
 
 def _supervise(
-    children: list[BaseProcess],
+    children: Sequence[BaseProcess],
     beats: MutableSequence[float],
     stop_requested: threading.Event,
     ping_every: float | None,

@@ -14,6 +14,7 @@ from datetime import datetime
 import psycopg2
 import redis.exceptions
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.telemetry import process_registry
@@ -105,7 +106,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def errors_middleware(
     telemetry: ServerTelemetry,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Count database and Redis errors that escape a request handler."""
 
     @web.middleware

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp_jinja2
@@ -186,7 +187,7 @@ async def create_dashboard(request: web.Request) -> web.StreamResponse:
 
 
 async def _refused_dashboard(
-    request: web.Request, form: dict[str, str], errors: dict, status: int
+    request: web.Request, form: dict[str, str], errors: dict[str, Any] | list[Any], status: int
 ) -> web.Response:
     """The list page again, its New dashboard form saying why nothing was created."""
     user = request[USER_KEY]

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from typing import Any
 
 import click
 
@@ -93,7 +94,7 @@ rollup_retention_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @connection_options("worker")
 @click.pass_context
-def main(ctx: click.Context, **options: object) -> None:
+def main(ctx: click.Context, **options: Any) -> None:
     """Produce a value for every metric of every dashboard, store it, publish it.
 
     Settings come from flags, DASHBOARD_* environment variables or a --config
@@ -101,7 +102,7 @@ def main(ctx: click.Context, **options: object) -> None:
     database or Redis URL the embedded ones in --data-dir are used (shared
     with `dashboard-server`).
     """
-    ctx.obj = settings_from_options(**options)  # type: ignore[arg-type]
+    ctx.obj = settings_from_options(**options)
 
 
 @main.command()

@@ -16,11 +16,11 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 import aiopg
-from redis.asyncio import Redis
 
 from common import db
 from common.events import Channels
 from common.ingest import store_and_publish
+from common.redisconn import RedisClient
 from worker.leases import Leases, Ownership
 from worker.sources import Sources
 from worker.telemetry import WorkerTelemetry
@@ -50,7 +50,7 @@ class Producer:
     def __init__(
         self,
         pool: aiopg.Pool,
-        redis_client: Redis,
+        redis_client: RedisClient,
         channels: Channels,
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,

@@ -217,7 +217,7 @@ async def enqueue_test_notification(pool: aiopg.Pool, dashboard_id: int, contact
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"no contact point {contact_point_id} on this dashboard")
-    return row[0]
+    return int(row[0])
 
 
 _DELIVERY_SELECT = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import aiopg
 import psycopg2.errors
@@ -100,29 +101,32 @@ async def create_value_partition(pool: aiopg.Pool, day: date) -> bool:
             (exists,) = await cur.fetchone()
             if not locked or exists:
                 return False  # commits what read only: as good as a rollback
-            await cur.execute(
-                sql.SQL("CREATE TABLE {} (LIKE metric_values INCLUDING DEFAULTS)").format(table)
+            await _execute(
+                cur, sql.SQL("CREATE TABLE {} (LIKE metric_values INCLUDING DEFAULTS)").format(table)
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL(
                     "WITH moved AS (DELETE FROM metric_values_default WHERE ts >= %(start)s AND ts < %(end)s"
                     " RETURNING id, metric_id, value, ts) INSERT INTO {} SELECT * FROM moved"
                 ).format(table),
                 span,
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (ts >= %(start)s AND ts < %(end)s)").format(
                     table, bounds
                 ),
                 span,
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL(
                     "ALTER TABLE metric_values ATTACH PARTITION {} FOR VALUES FROM (%(start)s) TO (%(end)s)"
                 ).format(table),
                 span,
             )
-            await cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bounds))
+            await _execute(cur, sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bounds))
     except psycopg2.errors.LockNotAvailable:
         return False
     return True
@@ -140,8 +144,15 @@ async def drop_value_partition(pool: aiopg.Pool, partition: Partition) -> bool:
                 return False
             # Not CONCURRENTLY: PostgreSQL refuses that while a default
             # partition exists. The lock is held for a catalog change only.
-            await cur.execute(sql.SQL("ALTER TABLE metric_values DETACH PARTITION {}").format(table))
-            await cur.execute(sql.SQL("DROP TABLE {}").format(table))
+            await _execute(cur, sql.SQL("ALTER TABLE metric_values DETACH PARTITION {}").format(table))
+            await _execute(cur, sql.SQL("DROP TABLE {}").format(table))
     except (psycopg2.errors.LockNotAvailable, psycopg2.errors.UndefinedTable):
         return False
     return True
+
+
+async def _execute(
+    cur: aiopg.Cursor, statement: sql.Composable, params: dict[str, Any] | None = None
+) -> None:
+    # Composed as psycopg2's own execute would; aiopg's signature takes text only.
+    await cur.execute(statement.as_string(cur.raw), params)

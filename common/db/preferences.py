@@ -3,7 +3,7 @@ hide, their order, the default range and the chart style."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import aiopg
@@ -165,6 +165,6 @@ async def _check_metrics(cur: aiopg.Cursor, dashboard_id: int, lists: dict[str, 
         raise MetricsNotOnDashboard(foreign)
 
 
-def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
+def _check(value: str, allowed: Collection[str], name: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}")

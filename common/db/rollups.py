@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiopg
 import psycopg2.errors
@@ -158,10 +159,13 @@ async def list_rollups(pool: aiopg.Pool, metric_id: int, since: datetime, until:
             " WHERE metric_id = %s AND minute >= %s AND minute < %s ORDER BY minute",
             (metric_id, since, until),
         )
-        return [
-            Rollup(*row[:10], sketch=None if row[10] is None else dict(zip(row[10], row[11], strict=True)))
-            for row in await cur.fetchall()
-        ]
+        return [_rollup(row) for row in await cur.fetchall()]
+
+
+def _rollup(row: tuple[Any, ...]) -> Rollup:
+    metric_id, minute, low, high, total, count, last_id, first, last, increase, keys, counts = row
+    sketch = None if keys is None else dict(zip(keys, counts, strict=True))
+    return Rollup(metric_id, minute, low, high, total, count, last_id, first, last, increase, sketch)
 
 
 async def delete_rollups_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:

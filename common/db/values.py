@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiopg
 
@@ -75,7 +76,7 @@ async def latest_values(
 
 async def _newest(
     cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None, by_time: bool
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     # A fixed choice of four statement texts; the values are parameters.
     since_clause = " AND ts >= %(since)s" if since is not None else ""
     order = "ts DESC, id DESC" if by_time else "id DESC"
@@ -566,7 +567,7 @@ async def values_after(
 
 async def _after(
     cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, by id."""
     # A fixed choice of two statement texts; the values are parameters. The
     # bound prunes partitions: it leaves out only values stored after the

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio.client import PubSub
@@ -88,7 +89,7 @@ class Hub:
         self._joined: set[str] = set()
         self._leaving = BackgroundTasks()
         self._closed = False  # set by close(): no more leaves are scheduled
-        self._control_listeners: list[Callable[[Revocation], None]] = []
+        self._control_listeners: list[Callable[[Revocation], object]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
         self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
@@ -246,14 +247,17 @@ class Hub:
         else:
             await self._pubsub.unsubscribe(channel)
 
-    async def _next_message(self) -> dict | None:
+    async def _next_message(self) -> dict[str, Any] | None:
+        message: dict[str, Any] | None
         if self._sharded:
-            return await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
-        return await self._pubsub.get_message(timeout=1.0)
+            message = await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
+        else:
+            message = await self._pubsub.get_message(timeout=1.0)
+        return message
 
     # ---------------------------------------------------------------------------
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: dict[str, Any]) -> None:
         # Sharded confirmations and messages are handled as their classic twins.
         kind = {"ssubscribe": "subscribe", "smessage": "message"}.get(message["type"], message["type"])
         channel = message["channel"].decode()
@@ -351,7 +355,7 @@ class Hub:
     # Control channel and reconnects -------------------------------------------
     # Kept apart from the fan-out: these only notify listeners (server/live/revocation.py).
 
-    def on_control(self, listener: Callable[[Revocation], None]) -> None:
+    def on_control(self, listener: Callable[[Revocation], object]) -> None:
         """Call `listener` with every revocation announced on the control channel."""
         self._control_listeners.append(listener)
 
@@ -378,11 +382,11 @@ class Hub:
             for listener in self._control_listeners:
                 listener(control)
         elif isinstance(control, DashboardChanged):
-            for listener in self._change_listeners:
-                listener(control)
+            for on_change in self._change_listeners:
+                on_change(control)
         elif isinstance(control, PreferencesChanged):
-            for listener in self._preferences_listeners:
-                listener(control)
+            for on_preferences in self._preferences_listeners:
+                on_preferences(control)
 
     def _resubscribed(self) -> None:
         # redis-py re-subscribes every channel in one SUBSCRIBE on reconnect,
