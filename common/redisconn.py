@@ -89,6 +89,11 @@ def parse_redis_url(url: str) -> RedisTarget:
         if path:
             raise ValueError("a Redis Cluster has only database 0: give no /path in redis+cluster://")
         return target
+    return _with_master(target, path)
+
+
+def _with_master(target: RedisTarget, path: list[str]) -> RedisTarget:
+    """A Sentinel target with the master's name and database from the URL's path."""
     if not path or len(path) > 2:
         raise ValueError(
             "redis+sentinel:// needs the master's name: redis+sentinel://host:26379/mymaster[/db]"

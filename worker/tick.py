@@ -97,21 +97,8 @@ class Producer:
         if ownership is not None:
             for metric_id in [m.id for m in self._metrics if m.dashboard_id in ownership.gained]:
                 self._last.pop(metric_id, None)  # another worker produced it meanwhile
-        try:
-            # Re-read every tick so metrics added from the CLI start at once.
-            # Pushed metrics are not listed: the worker never writes to them.
-            self._metrics = await db.list_generated_metrics(self._pool)
-            self._forget_unlisted()
-            mine = self._metrics if ownership is None else ownership.metrics(self._metrics)
-            unknown = [m.id for m in mine if m.type == "counter" and m.id not in self._last]
-            if unknown:
-                # Counters continue from their stored value across worker restarts.
-                self._last.update(await db.last_values(self._pool, unknown))
-        except db.UNAVAILABLE as exc:
-            self.telemetry.backend_error(exc)
-            if not self._metrics:
-                raise  # nothing known to produce values for
-        self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
+        await self._list_metrics(ownership)
+        self._keep(self._produce(self._mine(ownership)))
         backlog = self._oldest_backlog()
         listed = {metric.id for metric in self._metrics}
         # A metric switched to `push` since its values were kept gets none of them.
@@ -120,21 +107,8 @@ class Producer:
             if not ownership.confirmed:
                 return 0  # kept until this worker holds its leases again
             pending = ownership.rows(pending, {metric.id: metric for metric in self._metrics})
-        try:
-            # Published only after the commit: a client never sees an unstored value.
-            stored = await store_and_publish(
-                self._pool,
-                self._redis,
-                self._channels,
-                {metric.id: metric for metric in self._metrics},
-                pending,
-                on_publish_error=self.telemetry.backend_error,
-                fence=None if ownership is None else ownership.tokens,
-            )
-        except db.UNAVAILABLE as exc:
-            log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
-            self.telemetry.backend_error(exc)
-            self.telemetry.unsaved_values.set(self.unsaved_values)
+        stored = await self._store(pending, ownership)
+        if stored is None:
             return 0
         if len(stored) < len(pending):
             log.info(
@@ -147,6 +121,46 @@ class Producer:
         self.telemetry.unsaved_values.set(self.unsaved_values)
         self.telemetry.values_stored.inc(len(stored))
         return len(stored)
+
+    def _mine(self, ownership: Ownership | None) -> list[db.Metric]:
+        """The listed metrics this worker produces: all, or its leased dashboards'."""
+        return self._metrics if ownership is None else ownership.metrics(self._metrics)
+
+    async def _list_metrics(self, ownership: Ownership | None) -> None:
+        """Re-read the generated metrics and the counters' last stored values;
+        while the database is down, keep producing for the metrics known."""
+        try:
+            # Re-read every tick so metrics added from the CLI start at once.
+            # Pushed metrics are not listed: the worker never writes to them.
+            self._metrics = await db.list_generated_metrics(self._pool)
+            self._forget_unlisted()
+            unknown = [m.id for m in self._mine(ownership) if m.type == "counter" and m.id not in self._last]
+            if unknown:
+                # Counters continue from their stored value across worker restarts.
+                self._last.update(await db.last_values(self._pool, unknown))
+        except db.UNAVAILABLE as exc:
+            self.telemetry.backend_error(exc)
+            if not self._metrics:
+                raise  # nothing known to produce values for
+
+    async def _store(self, pending: list[Row], ownership: Ownership | None) -> list[db.MetricValue] | None:
+        """Store and publish `pending`; None, with everything kept, while the database is down."""
+        try:
+            # Published only after the commit: a client never sees an unstored value.
+            return await store_and_publish(
+                self._pool,
+                self._redis,
+                self._channels,
+                {metric.id: metric for metric in self._metrics},
+                pending,
+                on_publish_error=self.telemetry.backend_error,
+                fence=None if ownership is None else ownership.tokens,
+            )
+        except db.UNAVAILABLE as exc:
+            log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
+            self.telemetry.backend_error(exc)
+            self.telemetry.unsaved_values.set(self.unsaved_values)
+            return None
 
     def _forget_unlisted(self) -> None:
         """Drop the counter state of metrics no longer generated: should one be
