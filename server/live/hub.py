@@ -48,8 +48,7 @@ from server.telemetry import ServerTelemetry
 
 log = logging.getLogger(__name__)
 
-# The control channel is always subscribed, so the listener has a live
-# subscription from the start (and revocations reach every process).
+# Longest wait, in seconds, between attempts to subscribe again after Redis went away.
 MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
 # each is waited on this long, which bounds the added latency per shard.
