@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from common import db
 from common.passwords import hash_password
 from common.sources import RANDOM
 from server.live.closecodes import CloseCode
-from tests.helpers import eventually_sync
+from tests.helpers import eventually, eventually_sync
 
 FAULT_PORTS = range(18200, 18290)
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
@@ -209,10 +208,21 @@ class Viewer:
 
     async def wait_for_updates(self, count: int, within: float = 20) -> None:
         target = self.updates + count
-        deadline = time.monotonic() + within
-        while self.updates < target:
-            assert time.monotonic() < deadline, f"only {self.updates} updates, expected {target}"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: self.updates >= target, within, f"{count} more updates")
+
+    async def wait_until_caught_up(self, pool, metric_ids: list[int], within: float = 15) -> None:
+        """Until the viewer shows each metric's newest stored value: once the producers
+        stopped, everything they stored has reached it (instead of a fixed wait)."""
+
+        async def shows_newest() -> bool:
+            newest = await db.latest_values(pool, metric_ids, 1)
+            return all(
+                not newest[m]
+                or self.shown.get(m, [])[-1:] == [(newest[m][-1].ts.isoformat(), newest[m][-1].value)]
+                for m in metric_ids
+            )
+
+        await eventually(shows_newest, within, "the viewer shows the newest stored values")
 
 
 async def assert_no_gaps(pool, viewer: Viewer, metric_ids: list[int]) -> None:

@@ -20,7 +20,7 @@ from common import db
 from common.migrate import migrate
 from server.live.closecodes import CloseCode
 from tests.faultservers import Viewer, assert_no_gaps, make_world, postgres_server, redis_server
-from tests.helpers import browser_log_in
+from tests.helpers import browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -52,14 +52,11 @@ async def test_redis_restart_clients_resync_and_nothing_is_lost(settings, pool, 
                 stored_during = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
                 assert stored_during >= stored_before + 5, "the worker stopped writing while Redis was down"
                 own_redis.start()
-                deadline = time.monotonic() + 15
-                while CloseCode.RESYNC not in viewer.closes:
-                    assert time.monotonic() < deadline, f"clients were not told to resync: {viewer.closes}"
-                    await asyncio.sleep(0.1)
+                await eventually(lambda: CloseCode.RESYNC in viewer.closes, 15, "clients are told to resync")
                 await viewer.wait_for_updates(6)
                 worker.terminate()
                 assert await asyncio.to_thread(worker.wait, 10) == 0
-                await asyncio.sleep(0.5)  # the last publish reaches the viewer
+                await viewer.wait_until_caught_up(pool, metric_ids)
                 watching.cancel()
                 with suppress(asyncio.CancelledError):
                     await watching
@@ -114,7 +111,7 @@ async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers
                     await _subscribe_until_it_works(probe, metric_ids[:1])
                     worker.terminate()
                     assert await asyncio.to_thread(worker.wait, 10) == 0
-                    await asyncio.sleep(0.5)
+                    await viewer.wait_until_caught_up(pool, metric_ids)
                     watching.cancel()
                     with suppress(asyncio.CancelledError):
                         await watching

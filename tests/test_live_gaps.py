@@ -119,7 +119,12 @@ async def test_a_publish_lost_for_real_is_filled_in_on_the_open_socket(
                     await eventually(lambda: len(received) >= lost_at + 3, 20, "live values after the cut")
                     worker.terminate()
                     await asyncio.to_thread(worker.wait, 15)
-                    await asyncio.sleep(1)  # the last tick's publish, if any, arrives
+
+                    async def has_the_newest() -> bool:
+                        newest = (await db.latest_values(pool, [cpu.id], 1))[cpu.id]
+                        return bool(received) and received[-1]["payload"]["id"] == newest[-1].id
+
+                    await eventually(has_the_newest, 15, "the last stored value arrives")
             reader.cancel()
             assert not ws.closed, "the socket was closed: recovery must not need a reconnect"
             await ws.close()

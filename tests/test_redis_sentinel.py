@@ -174,7 +174,7 @@ async def test_under_sentinel_values_and_sessions_survive_a_master_failover(sett
 
                 worker.terminate()
                 assert await asyncio.to_thread(worker.wait, 10) == 0
-                await asyncio.sleep(0.5)  # the last publish reaches the viewer
+                await viewer.wait_until_caught_up(pool, metric_ids)
                 watching.cancel()
                 with suppress(asyncio.CancelledError):
                     await watching
