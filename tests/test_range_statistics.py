@@ -49,13 +49,16 @@ def _latencies(now: datetime) -> list[tuple[datetime, float]]:
     return rows
 
 
-async def _store_rolled_up_then_a_tail(pool, metric: db.Metric, rows, tail: list[float]) -> None:
+async def _store_rolled_up_then_a_tail(pool, metric: db.Metric, rows, tail) -> None:
     """Store `rows` and roll them up; then `tail`, stamped now, which the rollups do not
-    cover yet (as the worker's newest ticks); the tail is added to `rows`."""
+    cover yet (as the worker's newest ticks); the tail is added to `rows`. `tail`: values,
+    or a function of the time they are stamped with giving them."""
     for start in range(0, len(rows), 10_000):
         await db.insert_values(pool, [(metric.id, v, ts) for ts, v in rows[start : start + 10_000]])
     await roll_up(pool)
-    stored = await db.insert_values(pool, [(metric.id, v, datetime.now(UTC)) for v in tail])
+    stamp = datetime.now(UTC)
+    values = tail(stamp) if callable(tail) else tail
+    stored = await db.insert_values(pool, [(metric.id, v, stamp) for v in values])
     rows += [(v.ts, v.value) for v in stored]
 
 
@@ -127,8 +130,12 @@ async def test_a_steady_counter_reads_the_same_rate_on_every_range(client, setup
     now = datetime.now(UTC)
     rows, reset = _counter(now)
     last_ts, last_value = rows[-1]
-    tail_seconds = (datetime.now(UTC) - last_ts).total_seconds() + 1
-    await _store_rolled_up_then_a_tail(pool, requests, rows, [last_value + math.floor(RATE * tail_seconds)])
+
+    def tail(stamp: datetime) -> list[float]:
+        # Still counting RATE per second up to when it is stamped, however long the storing took.
+        return [last_value + math.floor(RATE * (stamp - last_ts).total_seconds())]
+
+    await _store_rolled_up_then_a_tail(pool, requests, rows, tail)
     ws = await connect_bare(client, setup["ops"].id)
 
     for range_name, seconds in RANGES.items():

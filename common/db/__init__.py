@@ -172,6 +172,7 @@ from common.db.values import (
     latest_values,
     range_sketches,
     values_after,
+    values_between,
 )
 
 __all__ = [
@@ -316,4 +317,5 @@ __all__ = [
     "update_preferences",
     "use_api_token",
     "values_after",
+    "values_between",
 ]
