@@ -49,6 +49,9 @@
   let view = TimeRange.viewFromHash(window.location.hash, Date.now()) || {
     range: RANGES[prefs.default_range] ? prefs.default_range : "5m",
   };
+  // A range that ended in the past, resolved once when chosen ({from, to, live, span} in ms):
+  // "now-2d to now-1d" then stays the same day while it is in view. Null for a live range.
+  let pastWindow = pastWindowOf(view);
   let socket = null;
   let attempt = 0;
   let pingTimer = null;
@@ -249,7 +252,7 @@
     const params = new URLSearchParams({ format: format });
     if (view.range) params.set("since", view.range);
     else {
-      const r = TimeRange.resolve(view, Date.now());
+      const r = currentWindow();
       params.set("since", new Date(r.from).toISOString());
       if (!r.live) params.set("until", new Date(r.to).toISOString());
     }
@@ -293,7 +296,7 @@
   // The whole range in view, ending now (or at the newest value, if the clocks
   // disagree): a range with few values still reads as that range. A past range stays put.
   function timeWindow(card) {
-    const r = TimeRange.resolve(view, Date.now());
+    const r = currentWindow();
     if (!r.live) return [r.from / 1000, r.to / 1000];
     const newest = card.xs.length ? card.xs[card.xs.length - 1] : 0;
     const end = Math.max(Date.now() / 1000, newest);
@@ -302,12 +305,24 @@
 
   // The span in view, in seconds.
   function viewSeconds() {
-    return TimeRange.resolve(view, Date.now()).span / 1000;
+    return currentWindow().span / 1000;
+  }
+
+  function pastWindowOf(next) {
+    const r = TimeRange.resolve(next, Date.now());
+    return r.live ? null : r;
+  }
+
+  function currentWindow() {
+    return pastWindow || TimeRange.resolve(view, Date.now());
   }
 
   // The `history` request of the range in view (docs/protocol.md, "Ranges").
   function requestHistory(metricIds) {
-    send("history", Object.assign({ metric_ids: metricIds }, TimeRange.historyFields(view, Date.now())));
+    const fields = pastWindow
+      ? { from: new Date(pastWindow.from).toISOString(), to: new Date(pastWindow.to).toISOString() }
+      : TimeRange.historyFields(view, Date.now());
+    send("history", Object.assign({ metric_ids: metricIds }, fields));
   }
 
   function axis(values) {
@@ -763,6 +778,7 @@
   function setView(next) {
     if (TimeRange.problem(next, Date.now())) return;
     view = next;
+    pastWindow = pastWindowOf(next);
     hook.view = next;
     hook.range = next.range || null;
     history.replaceState(null, "", TimeRange.hashWithView(window.location.hash, next));
@@ -888,7 +904,7 @@
 
   // Between values too, a chart's time axis follows the clock, so a silence shows as a gap.
   function advanceTimeAxes() {
-    if (!TimeRange.resolve(view, Date.now()).live) return; // a past range stays where it is
+    if (pastWindow) return; // a past range stays where it is
     for (const card of cards.values()) {
       if (card.metric.type === "histogram" || card.node.hidden || dirty.has(card)) continue;
       const u = card.chart;
