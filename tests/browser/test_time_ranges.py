@@ -193,6 +193,7 @@ async def test_picker_relative_ranges_and_a_shared_link(server, start_worker, br
     await page.click("#range-picker summary")
     await page.fill("#range-form input[name=from]", typed[0])
     await page.fill("#range-form input[name=to]", typed[1])
+    await screenshot(page, "dashboard-range-picker")
     await page.click("#range-form button[type=submit]")
     iso = [t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in (since, until)]
     assert (await _view(page)) == {"from": iso[0], "to": iso[1]}
