@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -47,6 +48,13 @@ SERVER_ACTIONS = (
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 # users.username's CHECK (migrations/0001_initial.sql): longer is never a user.
 USERNAME_MAX_LENGTH = 150
+# Limits of a `history` from/to range (docs/protocol.md, "Ranges").
+MIN_SPAN = timedelta(seconds=10)
+MAX_SPAN = timedelta(days=400)  # past a year of rollups (the default keeps 365 days)
+MAX_AGE = timedelta(days=3660)  # `from` no earlier than ten years ago
+MAX_AHEAD = timedelta(days=1)  # `to` no later than a day from now
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME_TEXT = 40  # characters of an ISO 8601 time: "2026-12-07T02:04:05.123456+01:00" and some
 
 
 class StrictInteger(fields.Integer):
@@ -77,10 +85,70 @@ class MetricIdsSchema(Schema):
     )
 
 
-class HistorySchema(MetricIdsSchema):
-    """Payload of `history`: the metrics' values over a range, then live."""
+class Timestamp(fields.Field[datetime]):
+    """A point in time: an ISO 8601 string with a UTC offset (`Z` or `+01:00`), or a
+    JSON integer of milliseconds since the Unix epoch. Loaded as an aware UTC datetime."""
 
-    range = fields.String(required=True, validate=validate.OneOf(RANGES))
+    default_error_messages = {  # noqa: RUF012 (marshmallow's own attribute, an instance variable there)
+        "invalid": "Not a time: an ISO 8601 string with an offset (Z, +01:00) or epoch milliseconds.",
+        "naive": "No UTC offset: add Z or +HH:MM, or send epoch milliseconds.",
+        "out_of_range": "Out of range.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return EPOCH + timedelta(milliseconds=value)
+            if isinstance(value, str) and len(value) <= MAX_TIME_TEXT:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    raise self.make_error("naive")
+                # Still a datetime in UTC (0001-01-01T00:00+14:00 is not).
+                return parsed.astimezone(UTC)
+        except (OverflowError, OSError):
+            raise self.make_error("out_of_range") from None
+        except ValueError:
+            pass
+        raise self.make_error("invalid")
+
+
+class HistorySchema(MetricIdsSchema):
+    """Payload of `history`: the metrics' values over a range, then live while it ends now.
+    Either `range`, the last 5m, 1h, 24h or 7d, or `from` with an optional `to` (default: now)."""
+
+    range = fields.String(validate=validate.OneOf(RANGES))
+    since = Timestamp(
+        data_key="from",
+        metadata={"description": "start of the range: ISO 8601 with an offset, or epoch milliseconds"},
+    )
+    until = Timestamp(
+        data_key="to",
+        metadata={"description": "end of the range, alike; left out, or now or later: ends now, and live"},
+    )
+
+    @validates_schema
+    def _one_range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "until" in data and "since" not in data:
+            raise ValidationError("to needs a from.", "to")
+        if ("range" in data) == ("since" in data):
+            raise ValidationError("Send either range or from (with an optional to).", "range")
+        if "since" in data:
+            check_span(data["since"], data.get("until"), datetime.now(UTC))
+
+
+def check_span(since: datetime, until: datetime | None, now: datetime) -> None:
+    """ValidationError unless [since, until or now) is a range `history` answers."""
+    end = min(until, now) if until is not None else now
+    if since < now - MAX_AGE:
+        raise ValidationError(f"Earlier than {MAX_AGE.days} days ago.", "from")
+    if until is not None and until > now + MAX_AHEAD:
+        raise ValidationError(f"Later than {MAX_AHEAD.days} day from now.", "to")
+    if until is not None and until <= since:
+        raise ValidationError("Must be after from.", "to")
+    if end - since < MIN_SPAN:
+        raise ValidationError(f"The range must span at least {MIN_SPAN.seconds} seconds up to now.", "from")
+    if end - since > MAX_SPAN:
+        raise ValidationError(f"The range must span at most {MAX_SPAN.days} days.", "from")
 
 
 class PositionSchema(Schema):
@@ -224,7 +292,23 @@ class MetricHistorySchema(Schema):
         allow_none=True,
         metadata={"description": "id of the newest stored value this history accounts for (the largest)"},
     )
-    range = fields.String(validate=validate.OneOf(RANGES), metadata={"description": "answers `history`"})
+    range = fields.String(
+        validate=validate.OneOf(RANGES), metadata={"description": "answers `history` asked with a range"}
+    )
+    since = fields.String(
+        data_key="from", metadata={"description": "answers `history`: the range's start, ISO 8601 in UTC"}
+    )
+    until = fields.String(
+        data_key="to",
+        allow_none=True,
+        metadata={"description": "answers `history`: the range's end, ISO 8601 in UTC; null: it ends now"},
+    )
+    live = fields.Boolean(
+        metadata={
+            "description": "answers `history`: true when the range ends now (later values extend it);"
+            " false when it ended in the past (later values are not part of it)"
+        }
+    )
     bucket_seconds = fields.Integer(metadata={"description": "answers `history`; 0: raw values"})
     summary = fields.Nested(RangeSummarySchema, metadata={"description": "answers `history`"})
     recovered = fields.Boolean(metadata={"description": "answers `resume`"})

@@ -162,6 +162,7 @@ from common.db.values import (
     latest_values,
     range_sketches,
     values_after,
+    values_between,
 )
 
 # The vocabularies, here too so that callers of `db` need no second import.
@@ -318,4 +319,5 @@ __all__ = [
     "update_preferences",
     "use_api_token",
     "values_after",
+    "values_between",
 ]

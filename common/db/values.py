@@ -420,15 +420,20 @@ class Bucket:
 
 
 async def bucketed_values(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, bucket_seconds: int
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    bucket_seconds: int,
+    until: datetime | None = None,
 ) -> dict[int, list[Bucket]]:
-    """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
+    """Each metric's values in [since, until) (until: None, up to now), as min/max/avg
+    per bucket, oldest bucket first.
 
     Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
     client can add live values to the newest bucket by the same rule. For
     buckets of whole minutes the span the per-minute rollups cover is read
     from them (fast, and older than the raw values' retention); raw values
-    fill in the minute `since` falls in and the tail not rolled up yet.
+    fill in the minutes `since` and `until` fall in and the tail not rolled up yet.
     """
     result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
@@ -436,9 +441,10 @@ async def bucketed_values(
     params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
         if bucket_seconds % 60 == 0:
-            params.update(await _rollup_span(cur, since))
+            params.update(await _rollup_span(cur, since, until))
             query = _BUCKETS_FROM_ROLLUPS
         else:
+            params["until"] = until or END_OF_TIME
             query = _BUCKETS_FROM_VALUES
         # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
         await cur.execute(query, params)
@@ -448,29 +454,59 @@ async def bucketed_values(
 
 
 async def range_sketches(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None = None
 ) -> dict[int, dict[int, int]]:
-    """Each metric's distribution since `since`: {sketch key: count} (common/stats.py),
+    """Each metric's distribution in [since, until): {sketch key: count} (common/stats.py),
     merged in PostgreSQL from the per-minute rollups and the raw values around them."""
     result: dict[int, dict[int, int]] = {metric_id: {} for metric_id in metric_ids}
     if not metric_ids:
         return result
     async with pool.acquire() as conn, conn.cursor() as cur:
-        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **await _rollup_span(cur, since)}
+        span = await _rollup_span(cur, since, until)
+        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **span}
         await cur.execute(_RANGE_SKETCHES, params)
         for metric_id, key, count in await cur.fetchall():
             result[metric_id][key] = count
     return result
 
 
-async def _rollup_span(cur: aiopg.Cursor, since: datetime) -> dict[str, datetime]:
-    """`head_end` and `boundary`: rollup minutes in [head_end, boundary) stand for the raw
-    values there; raw values are read in [since, head_end) and from `boundary` on."""
+async def values_between(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None, limit: int
+) -> dict[int, list[MetricValue]]:
+    """Each metric's first `limit` values measured in [since, until) (until: None, up to now),
+    oldest first (by time, then id)."""
+    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts FROM unnest(%(ids)s::bigint[]) AS m(id)"
+            " CROSS JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id AND ts >= %(since)s AND ts < %(until)s ORDER BY ts, id LIMIT %(limit)s"
+            " ) v",
+            {"ids": list(metric_ids), "since": since, "until": until or END_OF_TIME, "limit": limit},
+        )
+        for row in await cur.fetchall():
+            result[row[1]].append(MetricValue(*row))
+    return result
+
+
+# The `until` of a range that ends now: later than any value stored (pushes may be stamped ahead).
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+async def _rollup_span(cur: aiopg.Cursor, since: datetime, until: datetime | None) -> dict[str, datetime]:
+    """`head_end`, `boundary` and `until`: rollup minutes in [head_end, boundary) stand for the
+    raw values there; raw values are read in [since, head_end) and [boundary, until)."""
     await cur.execute("SELECT covered_until FROM rollup_progress")
     row = await cur.fetchone()
     head_end = _next_minute(since)
+    end = until or END_OF_TIME
     covered = row[0] if row and row[0] is not None else head_end
-    return {"head_end": head_end, "boundary": max(covered.replace(second=0, microsecond=0), head_end)}
+    # Minutes rolled up and wholly before `until`; never before head_end.
+    boundary = max(min(covered, end).replace(second=0, microsecond=0), head_end)
+    return {"head_end": head_end, "boundary": boundary, "until": end}
 
 
 def _next_minute(moment: datetime) -> datetime:
@@ -497,8 +533,8 @@ _ROLLUP_PARTS = (
     "SELECT metric_id, minute, last_id, min, max, sum, count, coalesce(first, min), coalesce(last, max),"
     " coalesce(increase, 0) FROM metric_rollups"
     " WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
-    f" UNION ALL {_RAW_PARTS} AND ts >= %(since)s AND ts < %(head_end)s"
-    f" UNION ALL {_RAW_PARTS} AND ts >= %(boundary)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(boundary)s AND ts < %(until)s"
 )
 
 
@@ -514,7 +550,7 @@ def _buckets(parts: str) -> str:
     )
 
 
-_BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s")
+_BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s AND ts < %(until)s")
 _BUCKETS_FROM_ROLLUPS = _buckets(_ROLLUP_PARTS)
 # The same three spans as _ROLLUP_PARTS, as (metric_id, sketch key, count).
 _RAW_KEYS = (
@@ -526,8 +562,8 @@ _RANGE_SKETCHES = (
     " SELECT r.metric_id, s.key, s.n FROM metric_rollups r"
     "  CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(key, n)"
     "  WHERE r.metric_id = ANY(%(ids)s::bigint[]) AND r.minute >= %(head_end)s AND r.minute < %(boundary)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s AND ts < %(until)s"
     ") parts (metric_id, key, n) GROUP BY metric_id, key"
 )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,7 @@ from server.live.history import (
     answer_with_histories,
     latest_loader,
     range_loader,
+    requested_window,
     resume_loader,
     send_histories,
 )
@@ -245,9 +247,11 @@ async def _on_subscribe(app: web.Application, conn: ClientConnection, payload: d
 
 
 async def _on_history(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
-    # Subscribed or not: the history replaces what the client holds.
+    # Subscribed or not: the history replaces what the client holds. A range that
+    # ended in the past says `live: false`; the metrics stay subscribed all the same
+    # (the socket's own liveness and the alerts do not depend on the range in view).
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    loader = range_loader(app, conn.metrics, payload["range"])
+    loader = range_loader(app, conn.metrics, requested_window(payload, datetime.now(UTC)))
     await answer_with_histories(app, conn, wanted, loader)
 
 

@@ -10,7 +10,9 @@ server/live/__init__.py describes.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +20,8 @@ from aiohttp import web
 
 from common import db
 from common.db import Metric, MetricValue
-from common.schemas import RANGES, ProtocolError, encode_message
+from common.schemas import ProtocolError, encode_message
+from common.vocabulary import RANGES
 from server.keys import DB_KEY, HUB_KEY, READS_KEY, SETTINGS_KEY, TELEMETRY_KEY
 from server.live.connection import ClientConnection
 from server.live.frames import text_frame
@@ -28,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
 MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
+# A from/to range is sent as raw values when it holds at most this many of a metric's values
+# and starts within RAW_HORIZON, where raw values are always kept (the shortest retention is a day).
+MAX_RAW = 1000
+RAW_HORIZON = timedelta(days=1)
 
 # Per metric: its finished `metric_history` frame, and the id of the newest value in it.
 HistoryFrames = dict[int, tuple[bytes, int | None]]
@@ -71,6 +78,29 @@ def latest_loader(app: web.Application, metrics: Mapping[int, Metric]) -> Histor
     return shared
 
 
+@dataclass(frozen=True)
+class Window:
+    """The range a `history` asks for: [since, until), or from `since` on when `until` is None
+    (it ends now, and the values stored later extend it: live). `range_name` for the old form."""
+
+    since: datetime
+    until: datetime | None
+    range_name: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.until is None
+
+
+def requested_window(payload: Mapping[str, Any], now: datetime) -> Window:
+    """The window of a validated `history` payload (common/schemas.py::HistorySchema).
+    A `to` at or after now ends now: the range is live."""
+    if payload.get("range"):
+        return Window(now - timedelta(seconds=RANGES[payload["range"]]), None, payload["range"])
+    until = payload.get("until")
+    return Window(payload["since"], until if until is not None and until < now else None)
+
+
 def range_bucket_seconds(range_name: str) -> int:
     """0 (raw values) for the shortest range, else a bucket size giving at most MAX_POINTS buckets;
     whole minutes from a minute up, so that buckets are made of per-minute rollups."""
@@ -81,41 +111,75 @@ def range_bucket_seconds(range_name: str) -> int:
     return size if size < 60 else -(-size // 60) * 60
 
 
-def range_loader(app: web.Application, metrics: Mapping[int, Metric], range_name: str) -> HistoryLoader:
-    """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
+def window_bucket_seconds(window: Window, now: datetime) -> int:
+    """Buckets of a from/to range: whole minutes, as few as give at most MAX_POINTS buckets."""
+    span = ((window.until or now) - window.since).total_seconds()
+    return max(1, math.ceil(span / 60 / MAX_POINTS)) * 60
+
+
+def range_loader(app: web.Application, metrics: Mapping[int, Metric], window: Window) -> HistoryLoader:
+    """Values of the window: raw when few enough, else min/max/avg buckets; with its summary."""
 
     async def load(metric_ids: list[int]) -> HistoryFrames:
-        return _history_frames(metrics, await _range_histories(app, metrics, range_name, metric_ids))
+        return _history_frames(metrics, await _range_histories(app, metrics, window, metric_ids))
 
     return load
 
 
 async def _range_histories(
-    app: web.Application, metrics: Mapping[int, Metric], range_name: str, metric_ids: list[int]
+    app: web.Application, metrics: Mapping[int, Metric], window: Window, metric_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
-    seconds = RANGES[range_name]
-    bucket_seconds = range_bucket_seconds(range_name)
     pool = app[DB_KEY]
-    since = datetime.now(UTC) - timedelta(seconds=seconds)
-    common = {"range": range_name, "bucket_seconds": bucket_seconds}
-    if not bucket_seconds:
-        raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
-        return {
-            metric_id: {**_raw_values(values), **common, "summary": raw_summary(metrics[metric_id], values)}
-            for metric_id, values in raw.items()
-        }
-    buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
-    histograms = [metric_id for metric_id in metric_ids if metrics[metric_id].type == "histogram"]
-    sketches = await db.range_sketches(pool, histograms, since)
-    return {
+    now = datetime.now(UTC)
+    raw: dict[int, list[MetricValue]] = {}
+    if window.range_name is not None:
+        bucket_seconds = range_bucket_seconds(window.range_name)
+        if not bucket_seconds:
+            raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=window.since)
+    else:
+        bucket_seconds = window_bucket_seconds(window, now)
+        if window.since >= now - RAW_HORIZON:
+            found = await db.values_between(pool, metric_ids, window.since, window.until, MAX_RAW + 1)
+            # By id, the order values were stored in (as every history sends them).
+            raw = {i: sorted(v, key=lambda v: v.id) for i, v in found.items() if len(v) <= MAX_RAW}
+    common = _window_fields(window)
+    histories = {
         metric_id: {
-            "values": [_bucket_value(metrics[metric_id], b) for b in found],
-            "last_id": max((b.last_id for b in found), default=None),
+            **_raw_values(values),
             **common,
-            "summary": bucket_summary(metrics[metric_id], found, sketches.get(metric_id, {})),
+            "bucket_seconds": 0,
+            "summary": _raw_summary(metrics[metric_id], values),
         }
-        for metric_id, found in buckets.items()
+        for metric_id, values in raw.items()
     }
+    bucketed = [metric_id for metric_id in metric_ids if metric_id not in raw]
+    if not bucketed:
+        return histories
+    buckets = await db.bucketed_values(pool, bucketed, window.since, bucket_seconds, window.until)
+    histograms = [metric_id for metric_id in bucketed if metrics[metric_id].type == "histogram"]
+    sketches = await db.range_sketches(pool, histograms, window.since, window.until)
+    for metric_id, of_metric in buckets.items():
+        histories[metric_id] = {
+            "values": [_bucket_value(metrics[metric_id], b) for b in of_metric],
+            "last_id": max((b.last_id for b in of_metric), default=None),
+            **common,
+            "bucket_seconds": bucket_seconds,
+            "summary": bucket_summary(metrics[metric_id], of_metric, sketches.get(metric_id, {})),
+        }
+    return histories
+
+
+def _window_fields(window: Window) -> dict[str, Any]:
+    fields: dict[str, Any] = {"range": window.range_name} if window.range_name else {}
+    fields["from"] = window.since.isoformat()
+    fields["to"] = window.until.isoformat() if window.until is not None else None
+    fields["live"] = window.live
+    return fields
+
+
+def _raw_summary(metric: Metric, values: list[MetricValue]) -> dict[str, Any]:
+    # In time order: a counter's increases are between values measured one after the other.
+    return raw_summary(metric, sorted(values, key=lambda v: (v.ts, v.id)))
 
 
 def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:

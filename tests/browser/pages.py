@@ -51,3 +51,11 @@ async def backfill(pool, metrics: list[db.Metric], hours: float, step_seconds: f
             previous = next_value(metric.type, previous, rng, metric.unit)
             rows.append((metric.id, previous, now - timedelta(seconds=i * step_seconds)))
     await db.insert_values(pool, rows)
+
+
+async def wait_for(page: Page, expression: str, arg: object = None, within_ms: float = 15_000) -> None:
+    await page.wait_for_function(expression, arg=arg, timeout=within_ms)
+
+
+async def points(page: Page, metric_id: int) -> list[dict]:
+    return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)

@@ -8,25 +8,17 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
 from common.sources import RANDOM
 from server.cli.demo import create_demo
-from tests.browser.pages import backfill, log_in, screenshot
+from tests.browser.pages import backfill, log_in, points, screenshot, wait_for
 from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-async def points(page: Page, metric_id: int) -> list[dict]:
-    return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)
-
-
-async def wait_for(page: Page, expression: str, arg: object = None, within_ms: float = 15_000) -> None:
-    await page.wait_for_function(expression, arg=arg, timeout=within_ms)
 
 
 async def test_live_dashboard_shows_config_and_values_from_the_worker(server, start_worker, context, pool):
