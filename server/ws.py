@@ -39,7 +39,7 @@ from server.keys import (
     SOCKETS_KEY,
 )
 from server.ratelimit import TokenBucket
-from server.summaries import bucket_summary, raw_summary
+from server.summaries import bucket_summary, merge_sketches, raw_summary
 from server.websocket import WebSocket, is_upgrade, take_over
 
 log = logging.getLogger(__name__)
@@ -290,19 +290,22 @@ async def _range_histories(
         }
     buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
     histograms = [metric_id for metric_id in metric_ids if metrics[metric_id].type == "histogram"]
-    sketches = await db.range_sketches(pool, histograms, since)
+    # Per bucket for the heatmap; merged, the range's distribution for the summary.
+    sketches = await db.bucket_sketches(pool, histograms, since, bucket_seconds)
     return {
         metric_id: {
-            "values": [_bucket_value(metrics[metric_id], b) for b in found],
+            "values": [_bucket_value(metrics[metric_id], b, sketches.get(metric_id)) for b in found],
             "last_id": max((b.last_id for b in found), default=None),
             **common,
-            "summary": bucket_summary(metrics[metric_id], found, sketches.get(metric_id, {})),
+            "summary": bucket_summary(metrics[metric_id], found, merge_sketches(sketches.get(metric_id, {}))),
         }
         for metric_id, found in buckets.items()
     }
 
 
-def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
+def _bucket_value(
+    metric: Metric, bucket: db.Bucket, sketches: Mapping[datetime, Mapping[int, int]] | None = None
+) -> dict[str, Any]:
     value = {
         "value": bucket.avg,
         "timestamp": bucket.start.isoformat(),
@@ -313,6 +316,10 @@ def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
     if metric.type == "counter":
         # Since the value before the bucket: the buckets' increases add up to the range's.
         value["increase"] = bucket.increase
+    elif metric.type == "histogram" and sketches is not None:
+        # The bucket's values by sketch key (docs/protocol.md "Ranges"): a heatmap's column.
+        found = sketches.get(bucket.start, {})
+        value["sketch"] = [[key, found[key]] for key in sorted(found)]
     return value
 
 
