@@ -111,6 +111,9 @@
     renderEvents();
     renderBadges();
     section.hidden = rules.size === 0 && events.length === 0;
+    // For the charts (dashboard.js): thresholds, firing periods, events, the title's count.
+    const detail = { rules: Array.from(rules.values()), events: events.slice() };
+    root.dispatchEvent(new CustomEvent("alerts:changed", { detail: detail }));
   }
 
   // The newest state wins: an `alert` read after the snapshot was taken may
