@@ -268,6 +268,13 @@ async def test_alert_rules_draw_on_their_charts_and_count_in_title_and_favicon(
         [box["x"] + 20, box["y"] + min(box["height"] / 2, 20)],
     )
     assert inside, "the Edit drawer covers the Alerts list"
+    # On a phone the drawer is the whole screen: its link leads to the list.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    jump = page.locator("#edit-alerts-jump")
+    await expect(jump).to_have_text("Alerts: 2 firing")
+    await jump.click()
+    await expect(alerts).to_be_in_viewport()
+    await expect(page.locator("#alert-list li[data-state=firing]")).to_have_count(2)
     assert not errors
 
 
