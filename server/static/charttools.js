@@ -21,9 +21,11 @@ window.ChartTools = (function () {
       if (tip && !tip.hidden) tip.hidden = true;
     }
 
-    function place(u) {
-      const width = tip.offsetWidth;
-      const height = tip.offsetHeight;
+    let size = null; // measured once per text length: no forced layout on every frame
+    function place(u, length) {
+      if (!size || size.length !== length) size = { length: length, width: tip.offsetWidth, height: tip.offsetHeight };
+      const width = size.width;
+      const height = size.height;
       let left = u.cursor.left + TIP_GAP;
       if (left + width > u.over.clientWidth) left = Math.max(0, u.cursor.left - width - TIP_GAP);
       const top = Math.max(0, Math.min(u.cursor.top - height - TIP_GAP, u.over.clientHeight - height));
@@ -53,7 +55,7 @@ window.ChartTools = (function () {
           }
           while (rows.length > lines.length) tip.lastChild.remove();
           tip.hidden = false;
-          place(u);
+          place(u, lines.join("").length);
         },
       },
     };
