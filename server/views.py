@@ -21,7 +21,9 @@ from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, s
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
-from server.preferencespush import preferences_payload
+from server.live.preferencespush import preferences_payload
+from server.live.registry import session_digest
+from server.live.revocation import revoke
 from server.ratelimit import (
     LoginLimits,
     PasswordGate,
@@ -30,8 +32,6 @@ from server.ratelimit import (
     login_failed,
     reserve_login,
 )
-from server.registry import session_digest
-from server.revocation import revoke
 
 log = logging.getLogger(__name__)
 DEFAULT_NEXT = "/dashboards/"

@@ -15,9 +15,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from common import db
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.browser.test_dashboard import backfill
+from server.cli.demo import create_demo
+from tests.browser.pages import backfill, log_in, screenshot
 from worker.rollups import roll_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
