@@ -22,6 +22,7 @@
   const NARROW_PLOT = 400; // px: below, time ticks sit closer (a phone)
   const AXIS_FONT = "11px system-ui, sans-serif";
   const LABEL_EVERY_MS = 15000; // a chart's text alternative changes at most this often
+  const RATE_WINDOW = 1 / 30; // of the range: a raw counter's rate is taken over 10 s on 5 min
   // A histogram's sketch holds the range as loaded plus the values since: past this
   // share of the range in extra values, the range is loaded again.
   const SKETCH_DRIFT = 0.05;
@@ -666,17 +667,27 @@
     return [low, high];
   }
 
-  // A counter per second at each point: its increase over the time since the point before.
-  // A bucket's increase runs from the value before it: a bucket's width, except the newest,
-  // which runs to its newest value.
+  // A counter per second at each point. Raw values: the increase over the last
+  // RATE_WINDOW of the range (at least the step from the value before), so an integer
+  // counter read every second does not zigzag between 0 and 2/s. Buckets: the bucket's
+  // increase (from the value before it) over its width; the newest runs to its newest value.
   function counterRates(card) {
     const n = card.xs.length;
     const rates = new Array(n);
+    if (!card.bucket) {
+      const window = RANGES[range] * RATE_WINDOW;
+      let from = 0; // the value the window starts at
+      let increase = 0; // card.incs over (from, i]
+      for (let i = 0; i < n; i++) {
+        if (i > 0) increase += card.incs[i];
+        while (from < i - 1 && card.xs[i] - card.xs[from + 1] >= window) increase -= card.incs[++from];
+        const span = card.xs[i] - card.xs[from];
+        rates[i] = i > 0 && span > 0 ? increase / span : null;
+      }
+      return rates;
+    }
     for (let i = 0; i < n; i++) {
-      let span;
-      if (!card.bucket) span = i ? card.xs[i] - card.xs[i - 1] : 0;
-      else if (i < n - 1 || !card.summary) span = card.bucket;
-      else span = Math.min(card.bucket, card.summary.lastX - card.xs[i] + (card.gap || 0));
+      const span = i < n - 1 || !card.summary ? card.bucket : Math.min(card.bucket, card.summary.lastX - card.xs[i] + (card.gap || 0));
       rates[i] = span > 0 ? card.incs[i] / span : null;
     }
     return rates;
