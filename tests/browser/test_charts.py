@@ -194,6 +194,7 @@ async def test_a_shared_link_opens_the_same_range_and_card_and_kiosk_hides_the_c
         await expect(kiosk.locator(chrome)).to_be_hidden()
     await expect(kiosk.locator("article.metric")).to_have_count(len(metrics))
     await expect(kiosk.locator("[data-range='1h']")).to_have_attribute("aria-pressed", "true")
+    await expect(kiosk.locator("#last-updated")).to_have_text(re.compile(r"^Updated \d\d:\d\d:\d\d$"))
     await kiosk.set_viewport_size({"width": 1920, "height": 1080})
     await screenshot(kiosk, "charts-kiosk")
     # Without ?kiosk the chrome is there.
