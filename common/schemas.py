@@ -237,6 +237,13 @@ class HistoryValueSchema(Schema):
             "description": "a counter's bucket: its increase since the value before it, resets included"
         }
     )
+    sketch = fields.List(
+        fields.Tuple((fields.Integer(), fields.Integer())),
+        metadata={
+            "description": "a histogram's bucket: its values as [sketch key, count] pairs, keys ascending,"
+            " keyed as the summary's sketch (a heatmap's column)"
+        },
+    )
 
 
 class SketchSchema(Schema):
@@ -269,7 +276,7 @@ class RangeSummarySchema(Schema):
     rate = fields.Float(
         allow_none=True, metadata={"description": "a counter's: increase per second between those values"}
     )
-    last_value = fields.Float(metadata={"description": "a counter's newest value"})
+    last_value = fields.Float(metadata={"description": "the newest value (not a bucket's average)"})
     p50 = fields.Float(metadata={"description": "a histogram's, within the sketch's relative_error"})
     p95 = fields.Float()
     p99 = fields.Float()

@@ -227,6 +227,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         ],
         default_source=DEFAULT_SOURCE,
         push_source=PUSH,
+        kiosk="kiosk" in request.query,
     )
 
 

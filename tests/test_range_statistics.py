@@ -142,3 +142,31 @@ async def test_each_rollup_minute_keeps_first_last_increase_and_distribution(
     assert {r.minute: r.sketch for r in rollups} == {m: stats.make_sketch(v) for m, v in by_minute.items()}
     # Bounded: at most one entry per value, fewer where values are close.
     assert all(len(r.sketch) <= r.count for r in rollups)
+
+
+async def test_histogram_buckets_carry_their_distribution_for_a_heatmap(client, setup, pool, make_metric):
+    """Each bucket's `sketch` counts exactly its values (rolled up or raw), and the buckets'
+    sketches add up to the range's: a heatmap drawn from them shows every value once."""
+    latency = await make_metric(setup["ops"], "latency", "histogram", "ms")
+    now = datetime.now(UTC)
+    rows = latencies(now)
+    await _store_rolled_up_then_a_tail(pool, latency, rows, lambda _: [0.7, 95.0, 31.0])
+    ws = await connect_bare(client, setup["ops"].id)
+
+    for range_name in ("1h", "24h", "7d"):
+        history = await _history(ws, latency.id, range_name)
+        assert history["bucket_seconds"] > 0
+        merged: dict[int, int] = defaultdict(int)
+        for bucket in history["values"]:
+            assert sum(count for _, count in bucket["sketch"]) == bucket["count"], (range_name, bucket)
+            keys = [key for key, _ in bucket["sketch"]]
+            assert keys == sorted(keys)
+            # Every value of the bucket lies within the sketch's error of a key's value.
+            low = stats.sketch_percentile(dict(bucket["sketch"]), 0, bucket["min"], bucket["max"])
+            assert low == pytest.approx(bucket["min"], rel=stats.RELATIVE_ERROR + 1e-9)
+            for key, count in bucket["sketch"]:
+                merged[key] += count
+        assert sorted(merged.items()) == [tuple(pair) for pair in history["summary"]["sketch"]["bins"]], (
+            range_name
+        )
+        assert history["summary"]["last_value"] == rows[-1][1]

@@ -496,6 +496,38 @@ async def values_between(
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 
 
+async def bucket_sketches(
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    bucket_seconds: int,
+    until: datetime | None = None,
+) -> dict[int, dict[datetime, dict[int, int]]]:
+    """Each metric's distribution per bucket in [since, until) (until: None, up to now):
+    {bucket start: {sketch key: count}}, the buckets of bucketed_values (whole minutes
+    read from the rollups, as it does)."""
+    result: dict[int, dict[datetime, dict[int, int]]] = {metric_id: {} for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    params: dict[str, object] = {
+        "ids": list(metric_ids),
+        "since": since,
+        "size": bucket_seconds,
+        **SKETCH_PARAMS,
+    }
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        if bucket_seconds % 60 == 0:
+            params.update(await _rollup_span(cur, since, until))
+            query = _BUCKET_SKETCHES_FROM_ROLLUPS
+        else:
+            params["until"] = until or END_OF_TIME
+            query = _BUCKET_SKETCHES_FROM_VALUES
+        await cur.execute(query, params)
+        for metric_id, start, key, count in await cur.fetchall():
+            result[metric_id].setdefault(start, {})[key] = count
+    return result
+
+
 async def _rollup_span(cur: aiopg.Cursor, since: datetime, until: datetime | None) -> dict[str, datetime]:
     """`head_end`, `boundary` and `until`: rollup minutes in [head_end, boundary) stand for the
     raw values there; raw values are read in [since, head_end) and [boundary, until)."""
@@ -565,6 +597,27 @@ _RANGE_SKETCHES = (
     f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
     f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s AND ts < %(until)s"
     ") parts (metric_id, key, n) GROUP BY metric_id, key"
+)
+
+
+# Per bucket, as (metric_id, bucket start, sketch key, count): the spans of _ROLLUP_PARTS.
+_RAW_TS_KEYS = (
+    f"SELECT metric_id, ts, {SKETCH_KEY.format(value='value')}, 1 FROM metric_values"
+    " WHERE metric_id = ANY(%(ids)s::bigint[])"
+)
+_BUCKET_SKETCHES_FROM_ROLLUPS = (
+    f"SELECT metric_id, {_bucket_of('ts')}, key, sum(n)::bigint FROM ("
+    " SELECT r.metric_id, r.minute, s.key, s.n FROM metric_rollups r"
+    "  CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(key, n)"
+    "  WHERE r.metric_id = ANY(%(ids)s::bigint[]) AND r.minute >= %(head_end)s AND r.minute < %(boundary)s"
+    f" UNION ALL {_RAW_TS_KEYS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
+    f" UNION ALL {_RAW_TS_KEYS} AND ts >= %(boundary)s AND ts < %(until)s"
+    ") parts (metric_id, ts, key, n) GROUP BY 1, 2, 3"
+)
+_BUCKET_SKETCHES_FROM_VALUES = (
+    f"SELECT metric_id, {_bucket_of('ts')}, {SKETCH_KEY.format(value='value')}, count(*)::bigint"
+    " FROM metric_values WHERE metric_id = ANY(%(ids)s::bigint[]) AND ts >= %(since)s AND ts < %(until)s"
+    " GROUP BY 1, 2, 3"
 )
 
 

@@ -25,7 +25,7 @@ from common.vocabulary import RANGES
 from server.keys import DB_KEY, HUB_KEY, READS_KEY, SETTINGS_KEY, TELEMETRY_KEY
 from server.live.connection import ClientConnection
 from server.live.frames import text_frame
-from server.live.summaries import bucket_summary, raw_summary
+from server.live.summaries import bucket_summary, merge_sketches, raw_summary
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,17 @@ async def _range_histories(
         return histories
     buckets = await db.bucketed_values(pool, bucketed, window.since, bucket_seconds, window.until)
     histograms = [metric_id for metric_id in bucketed if metrics[metric_id].type == "histogram"]
-    sketches = await db.range_sketches(pool, histograms, window.since, window.until)
+    # Per bucket for the heatmap; merged, the range's distribution for the summary.
+    sketches = await db.bucket_sketches(pool, histograms, window.since, bucket_seconds, window.until)
     for metric_id, of_metric in buckets.items():
         histories[metric_id] = {
-            "values": [_bucket_value(metrics[metric_id], b) for b in of_metric],
+            "values": [_bucket_value(metrics[metric_id], b, sketches.get(metric_id)) for b in of_metric],
             "last_id": max((b.last_id for b in of_metric), default=None),
             **common,
             "bucket_seconds": bucket_seconds,
-            "summary": bucket_summary(metrics[metric_id], of_metric, sketches.get(metric_id, {})),
+            "summary": bucket_summary(
+                metrics[metric_id], of_metric, merge_sketches(sketches.get(metric_id, {}).values())
+            ),
         }
     return histories
 
@@ -182,7 +185,9 @@ def _raw_summary(metric: Metric, values: list[MetricValue]) -> dict[str, Any]:
     return raw_summary(metric, sorted(values, key=lambda v: (v.ts, v.id)))
 
 
-def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
+def _bucket_value(
+    metric: Metric, bucket: db.Bucket, sketches: Mapping[datetime, Mapping[int, int]] | None = None
+) -> dict[str, Any]:
     value = {
         "value": bucket.avg,
         "timestamp": bucket.start.isoformat(),
@@ -193,6 +198,10 @@ def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
     if metric.type == "counter":
         # Since the value before the bucket: the buckets' increases add up to the range's.
         value["increase"] = bucket.increase
+    elif metric.type == "histogram" and sketches is not None:
+        # The bucket's values by sketch key (docs/protocol.md "Ranges"): a heatmap's column.
+        found = sketches.get(bucket.start, {})
+        value["sketch"] = [[key, found[key]] for key in sorted(found)]
     return value
 
 

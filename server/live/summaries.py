@@ -8,7 +8,7 @@ with later values. docs/protocol.md, "Ranges", describes the fields.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from common import stats
@@ -37,6 +37,15 @@ def bucket_summary(metric: Metric, buckets: Sequence[Bucket], sketch: Mapping[in
     return _summary(metric, count, counter, sketch, min(b.min for b in buckets), max(b.max for b in buckets))
 
 
+def merge_sketches(sketches: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    """One distribution from several (the buckets' of a range): counts added key by key."""
+    merged: dict[int, int] = {}
+    for sketch in sketches:
+        for key, count in sketch.items():
+            merged[key] = merged.get(key, 0) + count
+    return merged
+
+
 def _summary(
     metric: Metric,
     count: int,
@@ -50,8 +59,10 @@ def _summary(
         "first_timestamp": counter.first_ts.isoformat(),
         "last_timestamp": counter.last_ts.isoformat(),
     }
+    # The newest value itself, which a bucket's average is not: what a card states as "last".
+    summary["last_value"] = counter.last_value
     if metric.type == "counter":
-        summary.update(increase=counter.increase, rate=counter.rate, last_value=counter.last_value)
+        summary.update(increase=counter.increase, rate=counter.rate)
     elif metric.type == "histogram":
         for p in stats.PERCENTILES:
             summary[f"p{p}"] = stats.sketch_percentile(sketch, p, low, high)

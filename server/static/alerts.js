@@ -106,11 +106,33 @@
     }
   }
 
+  // The Edit drawer's way to this list: how many fire, and there in one step.
+  const jump = document.getElementById("edit-alerts-jump");
+  function renderJump() {
+    if (!jump) return;
+    const firing = Array.from(rules.values()).filter((r) => r.state === "firing").length;
+    jump.parentElement.hidden = section.hidden;
+    jump.textContent = firing ? "Alerts: " + firing + " firing" : "Alerts: none firing";
+  }
+  if (jump) {
+    jump.addEventListener("click", (event) => {
+      event.preventDefault();
+      const panel = document.getElementById("edit-panel");
+      // A drawer as wide as the screen would hide the list: it steps aside.
+      if (panel && window.matchMedia("(max-width: 800px)").matches) panel.open = false;
+      section.scrollIntoView({ block: "start" });
+    });
+  }
+
   function render() {
     renderRules();
     renderEvents();
     renderBadges();
     section.hidden = rules.size === 0 && events.length === 0;
+    renderJump();
+    // For the charts (dashboard.js): thresholds, firing periods, events, the title's count.
+    const detail = { rules: Array.from(rules.values()), events: events.slice() };
+    root.dispatchEvent(new CustomEvent("alerts:changed", { detail: detail }));
   }
 
   // The newest state wins: an `alert` read after the snapshot was taken may

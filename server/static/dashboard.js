@@ -17,6 +17,12 @@
   const MAX_BACKOFF_MS = 30000;
   const CHART_HEIGHT = 150;
   const HISTOGRAM_BINS = 24;
+  const HEAT_ROWS = 20; // value bands of a histogram's heatmap
+  const FOCUSED_CHROME = 230; // px of a full-screen card that are not its chart
+  const NARROW_PLOT = 400; // px: below, time ticks sit closer (a phone)
+  const AXIS_FONT = "11px system-ui, sans-serif";
+  const LABEL_EVERY_MS = 15000; // a chart's text alternative changes at most this often
+  const RATE_WINDOW = 1 / 30; // of the range: a raw counter's rate is taken over 10 s on 5 min
   // A histogram's sketch holds the range as loaded plus the values since: past this
   // share of the range in extra values, the range is loaded again.
   const SKETCH_DRIFT = 0.05;
@@ -35,6 +41,8 @@
   const template = document.getElementById("card-template");
   const exportEl = document.getElementById("export");
   const exportLinks = Array.from(exportEl.querySelectorAll("a[data-format]"));
+  const lastUpdatedEl = document.getElementById("last-updated");
+  const lastUpdatedTime = lastUpdatedEl.querySelector("time");
   const html = document.documentElement;
 
   // The user's own preferences (docs/protocol.md, `preferences`): rendered
@@ -66,6 +74,13 @@
   let dataInterval = 0;
   let pingedAt = 0;
   let unansweredSince = null; // the first ping not answered yet (by its pong or any message)
+  let valuesAt = 0; // Date.now() when values last arrived (history or live)
+  let shownValuesAt = 0; // the arrival shown as "Updated …"
+  let focusedId = panelFromHash(); // the card shown full screen (#panel=), once it exists
+  let dashboardName = root.querySelector("#dashboard-name").textContent;
+  let alertRules = []; // as alerts.js holds them (`alerts:changed`): thresholds on the charts
+  let alertEvents = [];
+  let shownFiring = 0;
 
   // For tests and curious people: read-only views of what the page holds.
   const hook = { connections: 0, closes: [], status: "connecting", range: view.range || null, view: view, rtt: null, resumed: 0, reloaded: 0 };
@@ -81,6 +96,25 @@
     if (!card) return null;
     const u = card.chart;
     return { xMin: u.scales.x.min, xMax: u.scales.x.max, stroke: u.series[1].stroke(u, 1), width: u.width };
+  };
+  // What a chart draws besides its values: time ticks, alert lines and shading, a heatmap.
+  hook.chartMarks = (metricId) => {
+    const card = cards.get(metricId);
+    if (!card) return null;
+    const marks = alertMarks(card);
+    return {
+      timeTicks: card.chart.axes[0]._splits ? card.chart.axes[0]._splits.length : 0,
+      yMin: card.chart.scales.y.min,
+      yMax: card.chart.scales.y.max,
+      thresholds: marks ? marks.thresholds : [],
+      periods: marks ? marks.periods.length : 0,
+      events: marks ? marks.events.length : 0,
+      heatmap: card.heatmap ? { buckets: card.heat ? card.heat.xs.length : 0, max: card.heat ? card.heat.max : 0 } : null,
+      showsRate: showsRate(card),
+      height: card.chart.height,
+      // The time under the (synced) crosshair, or null when it is off the chart.
+      cursorTime: card.chart.cursor.left >= 0 ? card.chart.posToVal(card.chart.cursor.left, "x") : null,
+    };
   };
   hook.configs = 0;
   hook.preferences = prefs;
@@ -185,6 +219,7 @@
     card.counts = [];
     card.ids = [];
     card.incs = []; // a counter's increase per point, since the point before (stats.js rise)
+    card.sketches = []; // a histogram bucket's values, {sketch key: count} (heatmaps)
     card.summary = null; // the range's, from the server, kept current (docs/protocol.md "Ranges")
   }
 
@@ -203,10 +238,14 @@
       chartEl: node.querySelector(".chart"),
     };
     emptyBuffers(card, 0);
+    card.showTotal = false; // a counter's chart: its rate per second unless asked for its total
+    card.chartEl.setAttribute("role", "img");
+    node.querySelector(".metric-total").hidden = metric.type !== "counter";
     describeCard(card, metric);
     grid.appendChild(node);
     card.chart = makeChart(card);
     cards.set(metric.id, card);
+    if (metric.id === focusedId) focusCard(metric.id); // a shared link to one card
     markDirty(card);
   }
 
@@ -273,10 +312,11 @@
   const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   const dayClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false });
 
-  // Time labels that fit the visible span: seconds, hours or days.
+  // Time labels that fit the ticks' step: seconds, hours and minutes, or days.
   function timeLabels(u, splits) {
     const span = u.scales.x.max - u.scales.x.min;
-    const format = span > 2 * 86400 ? dayClock : span < 180 ? clockSeconds : clock;
+    const step = splits.length > 1 ? splits[1] - splits[0] : span;
+    const format = step >= 86400 ? dayLabel : span > 2 * 86400 ? dayClock : step < 60 ? clockSeconds : clock;
     return splits.map((s) => format.format(new Date(s * 1000)));
   }
 
@@ -330,7 +370,7 @@
       stroke: cssColor("--chart-axis", "#57606a"),
       grid: { stroke: cssColor("--chart-grid", "rgba(31, 35, 40, 0.07)"), width: 1 },
       ticks: { show: false },
-      font: "11px system-ui, sans-serif",
+      font: AXIS_FONT,
       values: values,
     };
   }
@@ -355,51 +395,61 @@
   }
 
   function makeChart(card) {
+    card.heatmap = card.metric.type === "histogram" && card.bucket > 0;
+    if (card.heatmap) return makeHeatmapChart(card);
+    if (card.metric.type === "histogram") return makeDistributionChart(card);
+    return makeTimeChart(card);
+  }
+
+  // A histogram's values on a short range: how many fell in each band of values.
+  function makeDistributionChart(card) {
     const color = seriesColor(card.metric.type);
     const valueLabels = (u, splits) => splits.map((s) => formatStat(s, card.metric.unit));
-    if (card.metric.type === "histogram") {
-      return new uPlot(
-        {
-          width: chartWidth(card),
-          height: CHART_HEIGHT,
-          legend: { show: false },
-          cursor: { show: false },
-          scales: {
-            // To the end of the last bin, so its bar is drawn whole.
-            x: { time: false, range: (u, min, max) => (min == null ? [0, 1] : [min, max + (card.binWidth || 1)]) },
-            y: { range: (u, min, max) => [0, Math.max(1, max)] },
-          },
-          axes: [
-            Object.assign(axis(valueLabels), { size: 30 }),
-            Object.assign(axis((u, splits) => splits.map((s) => (Number.isInteger(s) ? String(s) : ""))), { size: 40 }),
-          ],
-          series: [
-            {},
-            {
-              label: "values",
-              stroke: color,
-              fill: color + "59",
-              width: 1,
-              paths: uPlot.paths.bars({ size: [0.9, 80], align: 0 }),
-              points: { show: false },
-            },
-          ],
-        },
-        [[], []],
-        card.chartEl,
-      );
-    }
     return new uPlot(
       {
         width: chartWidth(card),
-        height: CHART_HEIGHT,
+        height: chartHeight(card),
         legend: { show: false },
-        cursor: { drag: { x: false, y: false }, points: { size: 6 } },
-        scales: { x: { time: true, range: () => timeWindow(card) } },
+        cursor: { show: false },
+        scales: {
+          // To the end of the last bin, so its bar is drawn whole.
+          x: { time: false, range: (u, min, max) => (min == null ? [0, 1] : [min, max + (card.binWidth || 1)]) },
+          y: { range: (u, min, max) => [0, Math.max(1, max)] },
+        },
         axes: [
-          Object.assign(axis(timeLabels), { space: 55, size: 30 }),
-          Object.assign(axis(valueLabels), isBytes(card.metric.unit) ? { size: 68, incrs: BYTE_STEPS } : { size: 52 }),
+          Object.assign(axis(valueLabels), { size: 30 }),
+          Object.assign(axis((u, splits) => splits.map((s) => (Number.isInteger(s) ? String(s) : ""))), { size: 40 }),
         ],
+        series: [
+          {},
+          {
+            label: "values",
+            stroke: color,
+            fill: color + "59",
+            width: 1,
+            paths: uPlot.paths.bars({ size: [0.9, 80], align: 0 }),
+            points: { show: false },
+          },
+        ],
+      },
+      [[], []],
+      card.chartEl,
+    );
+  }
+
+  function makeTimeChart(card) {
+    const color = seriesColor(card.metric.type);
+    return new uPlot(
+      {
+        width: chartWidth(card),
+        height: chartHeight(card),
+        legend: { show: false },
+        cursor: timeCursor(),
+        scales: {
+          x: { time: true, range: () => timeWindow(card) },
+          y: { range: (u, min, max) => valueRange(card, min, max) },
+        },
+        axes: [timeAxis(), valueAxis(card)],
         series: [
           {},
           valueSeries(color),
@@ -408,8 +458,33 @@
         ],
         // Between min and max of each bucket: the spread a bucketed range hides.
         bands: [{ series: [3, 2], fill: color + "26" }],
+        plugins: chartPlugins(card),
       },
       [[], [], [], []],
+      card.chartEl,
+    );
+  }
+
+  // A histogram on a bucketed range: time across, values up, darker where more values fell.
+  function makeHeatmapChart(card) {
+    const color = seriesColor(card.metric.type);
+    return new uPlot(
+      {
+        width: chartWidth(card),
+        height: chartHeight(card),
+        legend: { show: false },
+        cursor: timeCursor(),
+        scales: {
+          x: { time: true, range: () => timeWindow(card) },
+          y: { range: () => (card.heat ? [card.heat.low, card.heat.high] : [0, 1]) },
+        },
+        axes: [timeAxis(), valueAxis(card)],
+        series: [{}, { label: "average", stroke: color, width: 1, points: { show: false } }],
+        plugins: chartPlugins(card).concat([
+          ChartTools.heatmapPlugin(() => card.heat, () => seriesColor(card.metric.type)),
+        ]),
+      },
+      [[], []],
       card.chartEl,
     );
   }
@@ -435,23 +510,57 @@
     const [number, shownUnit] = n ? withUnit(card.latest, card.metric.unit) : ["–", card.metric.unit];
     card.valueEl.textContent = number;
     card.unitEl.textContent = shownUnit;
-    if (card.metric.type === "histogram") return redrawHistogram(card);
-    card.chart.setData([card.xs, card.ys, card.mins, card.maxs]);
-    card.statsEl.replaceChildren();
-    if (!n) return;
-    const unit = card.metric.unit;
-    if (card.metric.type === "counter") {
-      const rate = counterRate(card);
-      const perSecond = isBytes(unit) ? formatBytes(rate) : formatValue(rate) + (unit ? " " + unit : "");
-      addStat(card, "rate", perSecond + "/s");
-    } else {
-      addStat(card, "min", formatStat(Math.min(...card.mins), unit));
-      addStat(card, "avg", formatStat(average(card), unit));
-      addStat(card, "max", formatStat(Math.max(...card.maxs), unit));
-    }
+    if (card.metric.type === "histogram") redrawHistogram(card);
+    else redrawTimeChart(card);
+    describeChart(card);
   }
 
-  function addStat(card, label, value) {
+  // Gauges, and counters as a rate per second (or their total, as the card's toggle says).
+  function redrawTimeChart(card) {
+    const unit = card.metric.unit;
+    if (card.metric.type === "counter" && !card.showTotal) {
+      const rates = counterRates(card);
+      card.chart.setData([card.xs, rates, rates, rates]);
+      if (!card.xs.length) return setStats(card, []);
+      const [low, high] = extent(rates);
+      setStats(card, [
+        ["last", statText(rates[rates.length - 1], unit, true)],
+        ["min", statText(low, unit, true)],
+        ["rate", statText(counterRate(card), unit, true)],
+        ["max", statText(high, unit, true)],
+      ]);
+      return;
+    }
+    card.chart.setData([card.xs, card.ys, card.mins, card.maxs]);
+    if (!card.xs.length) return setStats(card, []);
+    const stats = [
+      ["last", statText(card.latest, unit)],
+      ["min", statText(Math.min(...card.mins), unit)],
+      ["avg", statText(average(card), unit)],
+      ["max", statText(Math.max(...card.maxs), unit)],
+    ];
+    if (card.metric.type === "counter") stats.splice(2, 1, ["rate", statText(counterRate(card), unit, true)]);
+    setStats(card, stats);
+  }
+
+  // The legend: [stat, text] pairs, updated in place (it changes with every value).
+  function setStats(card, stats) {
+    const items = card.statsEl.children;
+    for (let i = 0; i < stats.length; i++) {
+      const [label, text] = stats[i];
+      let item = items[i];
+      if (!item || item.dataset.stat !== label) {
+        item = statItem(label);
+        if (items[i]) card.statsEl.replaceChild(item, items[i]);
+        else card.statsEl.append(item);
+      }
+      const number = item.lastChild;
+      if (number.textContent !== text) number.textContent = text;
+    }
+    while (items.length > stats.length) card.statsEl.lastChild.remove();
+  }
+
+  function statItem(label) {
     const item = document.createElement("span");
     item.className = "stat";
     item.dataset.stat = label;
@@ -460,9 +569,8 @@
     name.textContent = label;
     const number = document.createElement("span");
     number.className = "stat-value";
-    number.textContent = value;
     item.append(name, number);
-    card.statsEl.append(item);
+    return item;
   }
 
   function average(card) {
@@ -488,22 +596,25 @@
   }
 
   function redrawHistogram(card) {
-    card.statsEl.replaceChildren();
+    const unit = card.metric.unit;
     const sketch = card.bucket && card.summary ? card.summary.sketch : null;
     const count = sketch ? sketch.total : card.ys.length;
     if (!count) {
-      card.chart.setData([[], []]);
-      return;
+      card.heat = null;
+      card.chart.setData(card.heatmap ? [[], []] : [[], []]);
+      return setStats(card, []);
     }
     const low = Math.min(...card.mins);
     const high = Math.max(...card.maxs);
     // Raw values: exact. Buckets: from the range's sketch, within its relative error.
     const sorted = sketch ? null : card.ys.slice().sort((a, b) => a - b);
-    for (const p of [50, 95, 99]) {
-      const value = sketch ? sketch.percentile(p, low, high) : RangeStats.exactPercentile(sorted, p);
-      addStat(card, "p" + p, formatStat(value, card.metric.unit));
-    }
-    addStat(card, "values", String(count));
+    const stats = [50, 95, 99].map((p) => [
+      "p" + p,
+      statText(sketch ? sketch.percentile(p, low, high) : RangeStats.exactPercentile(sorted, p), unit),
+    ]);
+    stats.push(["min", statText(low, unit)], ["max", statText(high, unit)], ["values", String(count)]);
+    setStats(card, stats);
+    if (card.heatmap) return drawHeatmap(card, low, high);
     const width = (high - low) / HISTOGRAM_BINS || 1;
     card.binWidth = width;
     const xs = [];
@@ -517,6 +628,309 @@
       for (const v of sorted) counts[binOf(v)] += 1;
     }
     card.chart.setData([xs, counts]);
+  }
+
+  // ---- exact values: axes, tooltip, legend, text alternative (issue 15) ----
+
+  function chartHeight(card) {
+    return card.node.classList.contains("focused") ? Math.max(CHART_HEIGHT, window.innerHeight - FOCUSED_CHROME) : CHART_HEIGHT;
+  }
+
+  // Every time chart's crosshair follows the pointer on any of them (uPlot's cursor sync).
+  function timeCursor() {
+    return { drag: { x: false, y: false }, points: { size: 6 }, sync: { key: ChartTools.SYNC_KEY } };
+  }
+
+  function timeAxis() {
+    // Closer labels on a phone, so even a week shows several days (their labels are short).
+    const space = (u, axisIdx, min, max, plotWidth) => (plotWidth < NARROW_PLOT ? 36 : 55);
+    return Object.assign(axis(timeLabels), { space: space, size: 30 });
+  }
+
+  // Ticks with the unit ("50 ms", "1.5 GiB", "5 req/s"), as wide as their longest label.
+  function valueAxis(card) {
+    const values = (u, splits) => splits.map((s) => statText(s, card.metric.unit, showsRate(card)));
+    const options = { size: (u, labels) => axisWidth(labels) };
+    if (isBytes(card.metric.unit) && !showsRate(card)) options.incrs = BYTE_STEPS;
+    return Object.assign(axis(values), options);
+  }
+
+  const measure = document.createElement("canvas").getContext("2d");
+  function axisWidth(labels) {
+    if (!labels) return 40;
+    measure.font = AXIS_FONT;
+    let widest = 0;
+    for (const label of labels) widest = Math.max(widest, measure.measureText(label).width);
+    return Math.ceil(widest) + 14;
+  }
+
+  // Nice bounds around the values and the thresholds drawn on the chart, so a rule's line shows.
+  function valueRange(card, min, max) {
+    if (min == null || max == null) return [0, 1];
+    for (const threshold of chartThresholds(card)) {
+      min = Math.min(min, threshold.value);
+      max = Math.max(max, threshold.value);
+    }
+    const [low, high] = uPlot.rangeNum(min, max, 0.1, true);
+    return [min >= 0 && low < 0 ? 0 : low, high];
+  }
+
+  function showsRate(card) {
+    return card.metric.type === "counter" && !card.showTotal;
+  }
+
+  // A value with its unit as the card states it; `perSecond`: a counter's rate.
+  function statText(value, unit, perSecond) {
+    if (!Number.isFinite(value)) return "–";
+    const [number, shown] = withUnit(value, unit);
+    const suffix = perSecond ? (shown ? " " + shown + "/s" : "/s") : shown ? " " + shown : "";
+    return number + suffix;
+  }
+
+  function extent(values) {
+    let low = Infinity;
+    let high = -Infinity;
+    for (const v of values) {
+      if (v == null) continue;
+      if (v < low) low = v;
+      if (v > high) high = v;
+    }
+    return [low, high];
+  }
+
+  // A counter per second at each point. Raw values: the increase over the last
+  // RATE_WINDOW of the range (at least the step from the value before), so an integer
+  // counter read every second does not zigzag between 0 and 2/s. Buckets: the bucket's
+  // increase (from the value before it) over its width; the newest runs to its newest value.
+  function counterRates(card) {
+    const n = card.xs.length;
+    const rates = new Array(n);
+    if (!card.bucket) {
+      const window = viewSeconds() * RATE_WINDOW;
+      let from = 0; // the value the window starts at
+      let increase = 0; // card.incs over (from, i]
+      for (let i = 0; i < n; i++) {
+        if (i > 0) increase += card.incs[i];
+        while (from < i - 1 && card.xs[i] - card.xs[from + 1] >= window) increase -= card.incs[++from];
+        const span = card.xs[i] - card.xs[from];
+        rates[i] = i > 0 && span > 0 ? increase / span : null;
+      }
+      return rates;
+    }
+    for (let i = 0; i < n; i++) {
+      const span = i < n - 1 || !card.summary ? card.bucket : Math.min(card.bucket, card.summary.lastX - card.xs[i] + (card.gap || 0));
+      rates[i] = span > 0 ? card.incs[i] / span : null;
+    }
+    return rates;
+  }
+
+  const tipClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const dayLabel = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric" });
+
+  // The tooltip's lines for the point at `idx`: when, then what, with units.
+  function describePoint(card, u, idx) {
+    const x = card.xs[idx];
+    if (x == null) return null;
+    const unit = card.metric.unit;
+    const when = card.bucket
+      ? tipClock.format(new Date(x * 1000)) + " – " + clock.format(new Date((x + card.bucket) * 1000))
+      : tipClock.format(new Date(x * 1000));
+    const lines = [when];
+    if (card.heatmap) {
+      lines.push("avg " + statText(card.ys[idx], unit));
+      lines.push(statText(card.mins[idx], unit) + " … " + statText(card.maxs[idx], unit));
+      lines.push(card.counts[idx] + " values");
+      return lines;
+    }
+    if (showsRate(card)) {
+      lines.push(statText(u.data[1][idx], unit, true));
+      if (!card.bucket) lines.push("total " + statText(card.ys[idx], unit));
+      return lines;
+    }
+    lines.push((card.bucket ? "avg " : "") + statText(card.ys[idx], unit));
+    if (card.bucket) lines.push(statText(card.mins[idx], unit) + " … " + statText(card.maxs[idx], unit));
+    return lines;
+  }
+
+  function chartPlugins(card) {
+    return [
+      ChartTools.tooltipPlugin((u, idx) => describePoint(card, u, idx)),
+      ChartTools.alertPlugin(() => alertMarks(card), alertColors),
+    ];
+  }
+
+  // The chart's text alternative: the metric and its latest value. Changed at most every
+  // LABEL_EVERY_MS (it is not a live region: nothing is announced as values stream).
+  function describeChart(card) {
+    const now = Date.now();
+    const shown = TimeRange.describe(view, now);
+    const state = shown + (card.xs.length ? "" : " empty"); // changes that are said at once
+    if (card.labelledAt && now - card.labelledAt < LABEL_EVERY_MS && card.labelledState === state) return;
+    card.labelledAt = now;
+    card.labelledState = state;
+    const latest = card.xs.length ? statText(card.latest, card.metric.unit) : "no values yet";
+    let text = card.metric.name + ", " + card.metric.type + ", " + shown + ": latest " + latest;
+    if (card.metric.type === "counter" && card.xs.length) text += ", " + statText(counterRate(card), card.metric.unit, true);
+    card.chartEl.setAttribute("aria-label", text);
+  }
+
+  // ---- histograms on long ranges: a heatmap --------------------------------
+
+  function drawHeatmap(card, low, high) {
+    const mapping = card.summary && card.summary.sketch;
+    const hasSketches = mapping && card.sketches.some((s) => s);
+    if (!hasSketches) {
+      card.heat = null; // an older server: the buckets' averages only
+    } else {
+      const cells = ChartTools.heatCells(card.sketches, mapping, low, high, HEAT_ROWS);
+      card.heat = { xs: card.xs, bucket: card.bucket, low: low, high: high, rows: HEAT_ROWS, cells: cells.cells, max: cells.max };
+    }
+    card.chart.setData([card.xs, card.ys]);
+  }
+
+  // A new value's sketch key, as the range's sketch keys them (docs/protocol.md "Ranges").
+  function bucketSketch(card, value) {
+    if (!card.heatmap || !card.summary || !card.summary.sketch) return null;
+    return new Map([[card.summary.sketch.keyOf(value), 1]]);
+  }
+
+  function addToBucketSketch(card, i, value) {
+    const sketch = card.sketches[i];
+    if (!sketch || !card.summary || !card.summary.sketch) return;
+    const key = card.summary.sketch.keyOf(value);
+    sketch.set(key, (sketch.get(key) || 0) + 1);
+  }
+
+  // A histogram's chart is a distribution on raw ranges and a heatmap on bucketed ones.
+  function fitChartKind(card) {
+    if (card.metric.type !== "histogram" || card.heatmap === card.bucket > 0) return;
+    card.chart.destroy();
+    card.chart = makeChart(card);
+  }
+
+  // ---- counters: rate or total ---------------------------------------------
+
+  function setShowTotal(card, total) {
+    card.showTotal = total;
+    const toggle = card.node.querySelector(".metric-total");
+    toggle.setAttribute("aria-pressed", String(total));
+    card.chart.destroy(); // the axis' unit and steps are fixed when a chart is made
+    card.chart = makeChart(card);
+    card.labelledAt = 0;
+    markDirty(card);
+  }
+
+  // ---- shared and focused views: the URL, full screen, kiosk ----------------
+
+  // `&panel=ID` in the URL's hash: the card shown full screen. The range beside it
+  // (`#range=1h`, `#from=…&to=…`) is timerange.js's, which keeps this key when it writes.
+  function panelFromHash() {
+    const panel = Number(new URLSearchParams(window.location.hash.slice(1)).get("panel"));
+    return Number.isInteger(panel) && panel > 0 ? panel : null;
+  }
+
+  function writePanelHash() {
+    const others = new URLSearchParams(window.location.hash.slice(1));
+    others.delete("panel");
+    // With the range in view, so that the link opens exactly this view.
+    let hash = TimeRange.hashWithView("#" + others.toString(), view);
+    if (focusedId != null) hash += "&panel=" + focusedId;
+    history.replaceState(null, "", window.location.pathname + window.location.search + hash);
+  }
+
+  // One card over the whole page (and in the URL), or none.
+  function focusCard(metricId) {
+    const next = cards.get(metricId) || null;
+    for (const card of cards.values()) {
+      const focused = card === next;
+      if (card.node.classList.contains("focused") === focused) continue;
+      card.node.classList.toggle("focused", focused);
+      const button = card.node.querySelector(".metric-focus");
+      button.setAttribute("aria-pressed", String(focused));
+      button.textContent = focused ? "Close" : "Full screen";
+      card.chart.setSize({ width: chartWidth(card), height: chartHeight(card) });
+    }
+    focusedId = next ? metricId : null;
+    document.body.classList.toggle("focusing", next !== null);
+    hook.focused = focusedId;
+    writePanelHash();
+    if (next) next.node.querySelector(".metric-focus").focus();
+  }
+
+  // When values last arrived, always in view (the badge says whether they still flow).
+  function showLastUpdated() {
+    if (!valuesAt || valuesAt === shownValuesAt) return;
+    shownValuesAt = valuesAt;
+    const at = new Date(valuesAt);
+    lastUpdatedTime.dateTime = at.toISOString();
+    lastUpdatedTime.textContent = clockSeconds.format(at);
+    lastUpdatedEl.hidden = false;
+  }
+
+  // ---- alerts on charts: thresholds, firing periods, events, title ----------
+
+  function alertColors() {
+    return { bad: hexColor("--bad", "#cf222e"), warn: hexColor("--warn", "#9a6700"), ok: hexColor("--ok", "#1a7f37") };
+  }
+
+  function hexColor(name, fallback) {
+    const color = cssColor(name, fallback);
+    return /^#[0-9a-f]{6}$/i.test(color) ? color : fallback;
+  }
+
+  // Thresholds are in the metric's own values: not drawn over a counter's rate.
+  function chartThresholds(card) {
+    if (showsRate(card)) return [];
+    return alertRules.filter((r) => r.metric_id === card.metric.id && Number.isFinite(r.threshold))
+      .map((r) => ({ value: r.threshold, firing: r.state === "firing" }));
+  }
+
+  function alertMarks(card) {
+    const rules = alertRules.filter((r) => r.metric_id === card.metric.id);
+    if (!rules.length) return null;
+    const mine = alertEvents.filter((e) => e.metric_id === card.metric.id);
+    const events = mine.map((e) => ({ t: parseTime(e.at), firing: e.state === "firing" }));
+    return { thresholds: chartThresholds(card), periods: firingPeriods(rules, mine), events: events };
+  }
+
+  // From each rule's events, oldest first: firing until the next resolution, or until now.
+  function firingPeriods(rules, events) {
+    const periods = [];
+    const now = Date.now() / 1000;
+    for (const rule of rules) {
+      let start = null;
+      const ordered = events.filter((e) => e.rule_id === rule.rule_id).sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+      for (const event of ordered) {
+        const t = parseTime(event.at);
+        if (event.state === "firing" && start === null) start = t;
+        else if (event.state !== "firing" && start !== null) {
+          periods.push([start, t]);
+          start = null;
+        }
+      }
+      if (rule.state === "firing") periods.push([start !== null ? start : rule.since ? parseTime(rule.since) : now, now]);
+    }
+    return periods;
+  }
+
+  function onAlertsChanged(detail) {
+    alertRules = detail.rules;
+    alertEvents = detail.events;
+    hook.alertRules = alertRules.length;
+    for (const card of cards.values()) {
+      markDirty(card); // redrawn with the lines, and a y range that takes the thresholds in
+    }
+    showTitle();
+  }
+
+  // "(2 firing) Service health · Live dashboards", and the count on the favicon.
+  function showTitle() {
+    const firing = alertRules.filter((r) => r.state === "firing").length;
+    document.title = (firing ? "(" + firing + " firing) " : "") + dashboardName + " · Live dashboards";
+    if (firing !== shownFiring) {
+      shownFiring = firing;
+      ChartTools.setFaviconCount(firing, alertColors());
+    }
   }
 
   // ---- data ----------------------------------------------------------------
@@ -533,7 +947,7 @@
     while (drop < n && card.xs[drop] < oldest) drop++;
     drop = Math.max(drop, n - MAX_POINTS);
     if (drop > 0) {
-      for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids, card.incs]) {
+      for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids, card.incs, card.sketches]) {
         list.splice(0, drop);
       }
     }
@@ -562,11 +976,16 @@
         card.counts[i] = count + 1;
         card.ids[i] = Math.max(card.ids[i] || 0, id || 0) || null;
         card.incs[i] += rise;
+        addToBucketSketch(card, i, value);
       } else {
-        placePoint(card, start, value, value, value, 1, id, rise);
+        placePoint(card, start, value, value, value, 1, id, rise, bucketSketch(card, value));
       }
     } else {
       placePoint(card, x, value, value, value, 1, id, rise);
+    }
+    if (newest) {
+      if (card.newestX) card.gap = x - card.newestX; // how often values come (a rate's newest bucket)
+      card.newestX = x;
     }
     if (newest) card.latest = value;
     if (id != null) card.lastId = Math.max(card.lastId || 0, id);
@@ -582,7 +1001,7 @@
   }
 
   // Points stay sorted by time, for the chart; after those with the same time.
-  function placePoint(card, x, y, min, max, count, id, increase) {
+  function placePoint(card, x, y, min, max, count, id, increase, sketch) {
     let i = card.xs.length;
     while (i > 0 && card.xs[i - 1] > x) i--;
     card.xs.splice(i, 0, x);
@@ -592,6 +1011,7 @@
     card.counts.splice(i, 0, count);
     card.ids.splice(i, 0, id);
     card.incs.splice(i, 0, increase);
+    card.sketches.splice(i, 0, sketch || null);
   }
 
   // The newest value the card has seen (a bucket's average is not one).
@@ -640,12 +1060,14 @@
       const max = v.max != null ? v.max : v.value;
       // A bucket's increase comes from the server; raw values' from the value before.
       const increase = v.increase != null ? v.increase : card.bucket ? 0 : RangeStats.rise(previous, v.value);
-      placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null, increase);
+      const sketch = v.sketch ? new Map(v.sketch) : null; // a histogram bucket's (heatmaps)
+      placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null, increase, sketch);
       card.latest = v.value;
       previous = v.value;
     }
     if (card.summary && card.summary.lastValue != null) card.latest = card.summary.lastValue;
     trim(card);
+    fitChartKind(card);
     markDirty(card);
   }
 
@@ -673,10 +1095,12 @@
     configSeen = true;
     document.getElementById("dashboard-name").textContent = config.name;
     document.getElementById("dashboard-description").textContent = config.description;
-    document.title = config.name + " · Live dashboards";
+    dashboardName = config.name;
+    showTitle();
     const wanted = new Set(config.metrics.map((m) => m.id));
     for (const [id, card] of cards) {
       if (wanted.has(id)) continue;
+      if (id === focusedId) focusCard(null);
       card.chart.destroy();
       card.node.remove();
       dirty.delete(card);
@@ -740,7 +1164,7 @@
       if (shown && card.node.hidden) {
         card.node.hidden = false;
         // Drawn while hidden at a guessed width: fit it now that it shows.
-        card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT });
+        card.chart.setSize({ width: chartWidth(card), height: chartHeight(card) });
       }
       card.node.hidden = !shown;
       grid.appendChild(card.node);
@@ -828,6 +1252,7 @@
         onConfig(payload);
         break;
       case "metric_history":
+        if (payload.values.length) valuesAt = Date.now();
         onHistory(payload);
         break;
       case "metric_update": {
@@ -873,6 +1298,7 @@
   // How often values come (a worker's interval): how long a silence may be before it is asked about.
   function noteData() {
     const now = Date.now();
+    valuesAt = now;
     const gap = now - dataAt;
     if (dataAt && gap < PING_EVERY_MS) dataInterval = dataInterval ? 0.8 * dataInterval + 0.2 * gap : gap;
     dataAt = now;
@@ -906,7 +1332,7 @@
   function advanceTimeAxes() {
     if (pastWindow) return; // a past range stays where it is
     for (const card of cards.values()) {
-      if (card.metric.type === "histogram" || card.node.hidden || dirty.has(card)) continue;
+      if ((card.metric.type === "histogram" && !card.heatmap) || card.node.hidden || dirty.has(card)) continue;
       const u = card.chart;
       const [min, max] = timeWindow(card);
       // Once a pixel's worth of time has passed: a week's chart moves every few minutes.
@@ -917,6 +1343,7 @@
   function tick() {
     watchSocket();
     showAge();
+    showLastUpdated();
     advanceTimeAxes();
   }
 
@@ -1012,6 +1439,19 @@
   // ---- page wiring ---------------------------------------------------------
 
   root.addEventListener("range:set", (event) => setView(event.detail));
+  // A card's own buttons: full screen, and a counter's total instead of its rate.
+  grid.addEventListener("click", (event) => {
+    const button = event.target.closest(".metric-focus, .metric-total");
+    const node = button && button.closest("article.metric");
+    const card = node && cards.get(Number(node.dataset.metricId));
+    if (!card) return;
+    if (button.classList.contains("metric-focus")) focusCard(focusedId === card.metric.id ? null : card.metric.id);
+    else setShowTotal(card, !card.showTotal);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && focusedId != null && !document.querySelector("dialog[open]")) focusCard(null);
+  });
+  root.addEventListener("alerts:changed", (event) => onAlertsChanged(event.detail));
   root.dataset.chartStyle = prefs.chart_style; // for CSS and tests: how the charts are drawn
   // The View panel's own answer. While connected, the `preferences` message that
   // every change also sends to this page is what counts: those arrive in commit
@@ -1031,7 +1471,7 @@
     resizeQueued = true;
     requestAnimationFrame(() => {
       resizeQueued = false;
-      for (const card of cards.values()) card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT });
+      for (const card of cards.values()) card.chart.setSize({ width: chartWidth(card), height: chartHeight(card) });
     });
   }).observe(grid);
 

@@ -88,7 +88,8 @@
   }
 
   grid.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0) return;
+    // A finger on a chart shows its value (charttools.js); zooming there is the picker's.
+    if (event.button !== 0 || event.pointerType === "touch") return;
     const over = event.target.closest(".u-over");
     const card = over && over.closest("[data-metric-id]");
     if (!card || card.dataset.type === "histogram") return;
