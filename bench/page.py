@@ -33,7 +33,7 @@ from common import db
 from common.events import channels_for, encode_values
 from common.migrate import migrate
 from common.passwords import hash_password
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser the browser tests use
+from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS
 
 _PROBE = """() => {
   window.__bench = { frames: 0, longTasks: 0, longest: 0 };

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,10 @@ from common.migrate import migrate
 from common.passwords import hash_password
 from common.sources import DEFAULT_SOURCE
 from server.app import create_app
+from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import log_in
 from tests.notifyreceiver import SECRET, receiver
 from tests.servers import TABLES, servers, with_database_name
-
-# Browser downloads are not available: use the system's Chromium.
-CHROMIUM = os.environ.get("DASHBOARD_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _recreate_database(url: str) -> None:

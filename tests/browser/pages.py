@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,3 +61,19 @@ async def wait_for(page: Page, expression: str, arg: object = None, within_ms: f
 
 async def points(page: Page, metric_id: int) -> list[dict]:
     return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)
+
+
+# Browser downloads are not available: use the system's Chromium.
+CHROMIUM = os.environ.get("DASHBOARD_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
