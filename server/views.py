@@ -239,7 +239,8 @@ async def playground(request: web.Request) -> dict:
 
 async def asyncapi(request: web.Request) -> web.Response:
     """The socket protocol as AsyncAPI 3 (public: it holds no data)."""
-    return web.json_response(asyncapi_document(), headers={"Cache-Control": "no-cache"})
+    document = asyncapi_document(request.host, request.scheme)
+    return web.json_response(document, headers={"Cache-Control": "no-cache"})
 
 
 def _safe_next(target: str | None) -> str:

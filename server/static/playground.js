@@ -158,8 +158,28 @@
     return button;
   }
 
+  // The document refers to its parts by JSON pointer ({"$ref": "#/components/..."}): follow them.
+  function target(doc, node) {
+    while (node && typeof node === "object" && typeof node.$ref === "string" && node.$ref.startsWith("#/")) {
+      node = node.$ref
+        .slice(2)
+        .split("/")
+        .reduce((at, key) => (at == null ? at : at[key.replace(/~1/g, "/").replace(/~0/g, "~")]), doc);
+    }
+    return node;
+  }
+
+  function inlined(doc, node, depth = 0) {
+    node = target(doc, node);
+    if (depth > 20 || node === null || typeof node !== "object") return node;
+    if (Array.isArray(node)) return node.map((item) => inlined(doc, item, depth + 1));
+    return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, inlined(doc, value, depth + 1)]));
+  }
+
   function showProtocol(doc) {
-    const messages = doc.channels.dashboard.messages;
+    const messages = Object.fromEntries(
+      Object.entries(doc.channels.dashboard.messages).map(([name, message]) => [name, target(doc, message)]),
+    );
     const received = new Set(
       Object.values(doc.operations)
         .filter((op) => op.action === "receive")
@@ -182,7 +202,7 @@
       const about = document.createElement("p");
       about.textContent = message.summary;
       const schema = document.createElement("pre");
-      schema.textContent = JSON.stringify(message.payload, null, 2);
+      schema.textContent = JSON.stringify(inlined(doc, message.payload), null, 2);
       details.append(summary, about, schema);
       const example = message.examples && message.examples[0] && message.examples[0].payload;
       if (example) {
