@@ -39,6 +39,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
     app.router.add_get("/playground/", views.playground, name="playground")
     app.router.add_get("/asyncapi.json", views.asyncapi, name="asyncapi")
+    app.router.add_get("/asyncapi/", views.asyncapi_page, name="asyncapi_page")
     app.router.add_static("/static/", STATIC_DIR, name="static")
     healthz, readyz = PROBE_PATHS
     app.router.add_get(healthz, health.healthz, name="healthz")

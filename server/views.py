@@ -19,6 +19,7 @@ from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema, storable_te
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
+from server.asyncapi_html import protocol_view
 from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
 from server.preferencespush import preferences_payload
@@ -241,6 +242,15 @@ async def asyncapi(request: web.Request) -> web.Response:
     """The socket protocol as AsyncAPI 3 (public: it holds no data)."""
     document = asyncapi_document(request.host, request.scheme)
     return web.json_response(document, headers={"Cache-Control": "no-cache"})
+
+
+async def asyncapi_page(request: web.Request) -> web.Response:
+    """The same document as a page to read (public, as the JSON is)."""
+    document = asyncapi_document(request.host, request.scheme)
+    context = await page_context(request, user=await current_user(request), protocol=protocol_view(document))
+    response = aiohttp_jinja2.render_template("asyncapi.html", request, context)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def _safe_next(target: str | None) -> str:
