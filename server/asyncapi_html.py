@@ -85,7 +85,7 @@ def protocol_view(document: dict[str, Any]) -> ProtocolView:
         }
         for name, server in document["servers"].items()
     ]
-    security = [{"name": name, **scheme} for name, scheme in components["securitySchemes"].items()]
+    security = [{**scheme, "id": name} for name, scheme in components["securitySchemes"].items()]
     parameters = {
         name: _resolve(document, parameter).get("description", "")
         for name, parameter in channel.get("parameters", {}).items()

@@ -35,6 +35,7 @@ async def test_the_page_shows_servers_security_messages_schemas_and_examples(cli
     # The server as reached, with the cookie that authenticates its socket.
     assert f"ws://127.0.0.1:{client.port}/ws/dashboard/{{dashboardId}}/" in page
     assert f"cookie <code>{SESSION_COOKIE}</code>" in page
+    assert 'href="#security-session"' in page and 'id="security-session"' in page
     for action in CLIENT_ACTIONS + SERVER_ACTIONS:
         assert f'id="message-{action}"' in page, action
     # Each message's examples as JSON, escaped.
@@ -60,6 +61,9 @@ async def test_the_page_shows_servers_security_messages_schemas_and_examples(cli
 
 async def test_every_schema_of_the_document_has_its_table(client):
     page = await (await client.get("/asyncapi/")).text()
+    # Every link within the page leads somewhere on it.
+    targets = set(re.findall(r'href="#([^"]+)"', page))
+    assert targets and targets <= set(re.findall(r'id="([^"]+)"', page))
     schemas = asyncapi_document("h", "http")["components"]["schemas"]
     for name, schema in schemas.items():
         assert f'id="schema-{name}"' in page, name
@@ -71,7 +75,7 @@ async def test_text_from_the_document_is_escaped(app, client):
     """Descriptions are HTML-escaped: the template is autoescaped, nothing is marked safe."""
     await client.get("/asyncapi/")  # the app has started
     document = asyncapi_document("127.0.0.1", "http")
-    hostile = "<script>alert(1)</script>"
+    hostile = "`<script>alert(1)</script>` <script>alert(1)</script>"
     document["components"]["messages"]["ping"]["summary"] = hostile
     document["components"]["schemas"]["Position"]["properties"]["metric_id"]["description"] = hostile
     document["components"]["messages"]["ping"]["examples"][0]["payload"]["payload"] = {"t": hostile}
@@ -80,7 +84,7 @@ async def test_text_from_the_document_is_escaped(app, client):
         protocol=protocol_view(document), user=None, theme=None, csrf_field="x", csrf_token="y"
     )
     assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code> &lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 @pytest.mark.parametrize("path", ["/asyncapi.json", "/asyncapi/"])
