@@ -8,7 +8,7 @@ from playwright.async_api import expect
 
 from common import db
 from server.demo import create_demo
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, screenshot
 from tests.browser.test_admin_ui import open_panel
 from tests.notifyreceiver import receiver
 from worker.notify.delivery import deliver_once
@@ -53,6 +53,8 @@ async def test_an_editor_adds_tests_and_wires_a_webhook(server, context, pool):
             "delivered", timeout=10_000
         )
         assert len(hook.received) == 1
+        await page.locator("#edit-deliveries").scroll_into_view_if_needed()
+        await screenshot(page, "notification-delivery-log")
 
     await page.select_option("#edit-rule-contacts select[name=rule_id]", str(rule.id))
     await page.select_option(
