@@ -86,7 +86,7 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
 
     It carries the batch's `seq` when the values have one (db.insert_values):
     consecutive per dashboard, so a subscriber can tell that a message was
-    lost (server/livegaps.py).
+    lost (server/live/gaps.py).
     """
     values = list(values)
     seqs = {stored.seq for _, stored in values if stored.seq is not None}
@@ -206,7 +206,7 @@ def decode_dashboard_event(data: bytes | str) -> tuple[int, ValueBatch | AlertNo
 # Control channel -------------------------------------------------------------
 
 # Every server process subscribes to the control channel (Channels.control)
-# for as long as it runs (server/hub.py).
+# for as long as it runs (server/live/hub.py).
 
 
 @dataclass(frozen=True)

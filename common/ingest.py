@@ -6,7 +6,7 @@ after PostgreSQL committed means a client is never shown a value the
 database does not have. A failed publish loses nothing for open sockets
 either: each message carries its dashboard's batch number (`seq`, given by
 the insert), and a server that sees one skipped reads the missing values
-back (server/livegaps.py).
+back (server/live/gaps.py).
 """
 
 from __future__ import annotations

@@ -23,11 +23,8 @@ from common.events import channels_for
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
-from server.closecodes import CloseCode
-from server.configpush import config_push_ctx
 from server.errorpages import error_pages
 from server.headers import add_security_headers
-from server.hub import Hub
 from server.keys import (
     CHANNELS_KEY,
     DB_KEY,
@@ -39,16 +36,19 @@ from server.keys import (
     SETTINGS_KEY,
     SOCKETS_KEY,
 )
-from server.livegaps import DatabaseStream
+from server.live.closecodes import CloseCode
+from server.live.configpush import config_push_ctx
+from server.live.gaps import DatabaseStream
+from server.live.hub import Hub
+from server.live.preferencespush import preferences_push_ctx
+from server.live.revocation import registry_ctx
+from server.live.sharedreads import SharedReads
+from server.live.transport import Heartbeat
 from server.metrics import ServerMetrics, errors_middleware
-from server.preferencespush import preferences_push_ctx
 from server.proxies import forwarded_middleware, parse_networks
 from server.ratelimit import PasswordGate
-from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
-from server.sharedreads import SharedReads
-from server.websocket import Heartbeat
 
 log = logging.getLogger(__name__)
 

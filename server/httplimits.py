@@ -13,7 +13,7 @@ send half a request ("slow loris") hold as many file descriptors. Here:
   answered 503 and closed at once.
 
 A connection that misses a deadline is closed without an answer. A
-WebSocket's connection leaves aiohttp after the upgrade (server/websocket.py,
+WebSocket's connection leaves aiohttp after the upgrade (server/live/transport.py,
 `take_over`): the deadlines stay behind with the request handler, while the
 place in the cap goes with the socket and is given back when it closes.
 """

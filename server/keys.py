@@ -12,13 +12,13 @@ from common.config import Settings
 from common.db import User
 from common.events import Channels
 from common.redisconn import RedisClient
-from server.configcache import ConfigCache
-from server.hub import Hub
+from server.live.configcache import ConfigCache
+from server.live.hub import Hub
+from server.live.registry import SocketRegistry
+from server.live.sharedreads import SharedReads
+from server.live.transport import WebSocket
 from server.metrics import ServerMetrics
 from server.ratelimit import PasswordGate
-from server.registry import SocketRegistry
-from server.sharedreads import SharedReads
-from server.websocket import WebSocket
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 # This deployment's Redis channel names (from the settings).
@@ -29,13 +29,13 @@ HUB_KEY = web.AppKey("hub", Hub)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[WebSocket])
 REGISTRY_KEY = web.AppKey("registry", SocketRegistry)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
-# Per dashboard, held while its new config is read and pushed (server/configpush.py).
+# Per dashboard, held while its new config is read and pushed (server/live/configpush.py).
 CONFIG_LOCKS_KEY = web.AppKey("config_locks", dict[int, asyncio.Lock])
-# Per user, held while their new preferences are read and pushed (server/preferencespush.py).
+# Per user, held while their new preferences are read and pushed (server/live/preferencespush.py).
 PREFERENCE_LOCKS_KEY = web.AppKey("preference_locks", dict[int, asyncio.Lock])
-# Each watched dashboard's config, read once per process (server/configcache.py).
+# Each watched dashboard's config, read once per process (server/live/configcache.py).
 CONFIGS_KEY = web.AppKey("configs", ConfigCache)
-# History reads of sockets opening together, made once (server/sharedreads.py).
+# History reads of sockets opening together, made once (server/live/sharedreads.py).
 READS_KEY = web.AppKey("reads", SharedReads)
 # Login password checks, off the event loop and bounded (server/ratelimit.py).
 PASSWORD_GATE_KEY = web.AppKey("password_gate", PasswordGate)

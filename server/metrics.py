@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.telemetry import process_registry
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 
 # From a value's timestamp to its frame being handed to the connections:
 # worker tick, commit, publish and the Redis hop (milliseconds to seconds).

@@ -22,7 +22,9 @@ from server.asyncapi import asyncapi_document
 from server.asyncapi_html import protocol_view
 from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
-from server.preferencespush import preferences_payload
+from server.live.preferencespush import preferences_payload
+from server.live.registry import session_digest
+from server.live.revocation import revoke
 from server.ratelimit import (
     LoginLimits,
     PasswordGate,
@@ -31,8 +33,6 @@ from server.ratelimit import (
     login_failed,
     reserve_login,
 )
-from server.registry import session_digest
-from server.revocation import revoke
 
 log = logging.getLogger(__name__)
 DEFAULT_NEXT = "/dashboards/"

@@ -18,10 +18,10 @@ from common.events import Revocation
 from server.app import create_app
 from server.auth import session_redis_key
 from server.cli import main as server_main
-from server.closecodes import CloseCode
 from server.keys import HUB_KEY
-from server.registry import session_digest
-from server.revocation import revoke
+from server.live.closecodes import CloseCode
+from server.live.registry import session_digest
+from server.live.revocation import revoke
 from tests.conftest import REDIS_URL, csrf_from, log_in
 from tests.processes import child, free_port, wait_for_http
 from tests.test_end_to_end import browser_log_in
@@ -197,7 +197,7 @@ async def test_a_revocation_announced_while_a_socket_opens_closes_it(
     list_metrics = db.list_metrics
 
     async def revoked_meanwhile(pool_, dashboard_id):
-        # Between the membership check and `registry.add` in server/ws.py::_open.
+        # Between the membership check and `registry.add` in server/live/endpoint.py::_open.
         if reason == "member_removed":
             await db.remove_member(pool, ops.id, alice.id)
             revocation = Revocation(reason, user_id=alice.id, dashboard_id=ops.id)

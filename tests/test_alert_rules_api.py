@@ -14,7 +14,7 @@ import pytest
 from common import db
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from common.tokens import display_prefix, new_token, token_hash
-from server.alertstate import RECENT_EVENTS
+from server.live.alertstate import RECENT_EVENTS
 from tests.test_access import run_cli
 from tests.test_editing import as_user, open_socket, post, team  # noqa: F401
 from tests.wsclient import expect_silence, read_connect_sequence, receive

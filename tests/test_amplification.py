@@ -11,12 +11,12 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
-import server.registry
+import server.live.registry
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
 from server.app import create_app
-from server.closecodes import CloseCode
 from server.keys import HUB_KEY
+from server.live.closecodes import CloseCode
 from tests.conftest import CHANNELS, REDIS_URL, csrf_from, log_in
 from tests.test_ws_framing import RawClient
 
@@ -45,14 +45,14 @@ async def test_logouts_look_only_at_their_own_sockets(
     alice, bob = await make_user("alice"), await make_user("bob")
     ops = await make_dashboard("ops", members=(alice, bob))
     hashed = 0
-    digest = server.registry.session_digest
+    digest = server.live.registry.session_digest
 
     def counting_digest(session_key: str) -> str:
         nonlocal hashed
         hashed += 1
         return digest(session_key)
 
-    monkeypatch.setattr(server.registry, "session_digest", counting_digest)
+    monkeypatch.setattr(server.live.registry, "session_digest", counting_digest)
     await log_in(client, "alice")
     sockets = await open_sockets(client, ops.id, SOCKETS)
     bobs = await new_client()

@@ -19,7 +19,7 @@ from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMA
 from server.app import create_app
 from server.asyncapi import asyncapi_document
 from server.auth import SESSION_COOKIE
-from server.ws import HANDLERS
+from server.live.endpoint import HANDLERS
 from tests.asyncapispec import official_schema
 from tests.conftest import CHANNELS, REDIS_URL, csrf_from
 from tests.test_ws_protocol import connect, publish

@@ -46,7 +46,7 @@ from common.schemas import (
 )
 from common.tokens import display_prefix, token_hash
 from server.app import create_app
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.conftest import REDIS_URL, csrf_from, log_in
 from tests.wsclient import read_connect_sequence, receive, receive_until
 

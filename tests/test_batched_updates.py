@@ -1,4 +1,4 @@
-"""Live values in both forms (server/updates.py): `metric_update` one by one, and
+"""Live values in both forms (server/live/updates.py): `metric_update` one by one, and
 `metric_updates` for sockets opened with `?updates=batch`; history then live values
 with no gap and no duplicate in either."""
 
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from common import db
 from common.events import ValueEvent, encode_values
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
-from server.updates import batch_frame, from_events
+from server.live.updates import batch_frame, from_events
 from tests.conftest import CHANNELS, REDIS_URL, log_in
 from tests.test_fanout import publish_many
 from tests.wsclient import expect_silence, read_connect_sequence, receive

@@ -21,7 +21,7 @@ from common.events import decode_values
 from common.passwords import verify_password
 from common.version import __version__
 from server.cli import main as server_main
-from server.demo import DEMO_METRICS, MACHINE_METRICS
+from server.cli.demo import DEMO_METRICS, MACHINE_METRICS
 from tests.conftest import CHANNELS, REDIS_URL
 from worker.cli import main as worker_main
 

@@ -13,7 +13,7 @@ from common.events import encode_values
 from common.redisconn import connect_redis, publish
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.conftest import CHANNELS, REDIS_URL, json_request, log_in
 from tests.test_access import closed_within, run_cli
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
@@ -289,7 +289,7 @@ async def test_a_metric_added_from_the_cli_reaches_open_pages(client, team, sett
     assert [m["name"] for m in (await next_config(ws))["metrics"]] == ["cpu", "requests", "disk"]
 
 
-# Each process keeps each watched dashboard's config (server/configcache.py); a
+# Each process keeps each watched dashboard's config (server/live/configcache.py); a
 # change must reach the sockets opened after it, on every process, not only
 # the open ones.
 

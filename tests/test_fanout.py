@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from common import db
 from common.events import Channels, Revocation, channels_for, encode_revocation, encode_values
 from server.app import create_app
-from server.frames import text_frame
 from server.keys import HUB_KEY
+from server.live.frames import text_frame
 from tests.conftest import CHANNELS, REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive
 

@@ -20,7 +20,7 @@ from common import db
 from common.migrate import migrate
 from common.passwords import hash_password
 from common.sources import RANDOM
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.faultservers import postgres_server, redis_server
 from tests.processes import child, free_port, wait_for_http
 from tests.test_end_to_end import browser_log_in

@@ -21,7 +21,7 @@ from common import db
 from common.events import Revocation, announce_revocation, encode_values
 from common.passwords import hash_password
 from server.app import create_app
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.conftest import CHANNELS, REDIS_URL, TABLES, log_in
 
 USERS, DASHBOARDS, METRICS_PER_DASHBOARD = 3, 3, 2

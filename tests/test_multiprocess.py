@@ -95,7 +95,7 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
 async def test_a_metric_added_while_sockets_are_open_is_in_new_sockets_config_on_every_process(
     settings, pool, make_user, make_dashboard, make_metric
 ):
-    """Each process keeps the config of the dashboards it serves (server/configcache.py):
+    """Each process keeps the config of the dashboards it serves (server/live/configcache.py):
     a change announced by another process (here the CLI) must reach that copy, so a
     socket opened afterwards on either server starts with the new metric."""
     alice = await make_user("alice")

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from server.app import create_app
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.faultservers import redis_server
 from tests.processes import child, free_port
 from tests.test_end_to_end import browser_log_in

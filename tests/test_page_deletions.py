@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from common import db
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.test_access import closed_within
 from tests.test_editing import as_user, open_socket, post, team  # noqa: F401
 

@@ -23,7 +23,7 @@ from common.events import Channels, Revocation, announce_revocation
 from common.passwords import hash_password
 from common.redisconn import connect_redis, parse_redis_url
 from common.sources import RANDOM
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.processes import child, free_port, wait_for_http
 from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from server.auth import session_redis_key
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.processes import child, wait_for_http
 from tests.test_end_to_end import browser_log_in
 from tests.test_faults import Viewer, assert_no_gaps, make_world

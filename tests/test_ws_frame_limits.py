@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 
 from server.app import create_app
-from server.closecodes import CloseCode
 from server.keys import SOCKETS_KEY
-from server.websocket import WebSocket
+from server.live.closecodes import CloseCode
+from server.live.transport import WebSocket
 from tests.conftest import log_in
 from tests.test_fanout import publish_many
 from tests.test_ws_framing import RawClient, client_frame

@@ -1,4 +1,4 @@
-"""RFC 6455 on the server's own socket (server/websocket.py), spoken byte by
+"""RFC 6455 on the server's own socket (server/live/transport.py), spoken byte by
 byte from a raw TCP client: the handshake, fragments, control frames, the
 closing handshake, and what a client must not send. Message-level behaviour
 is in test_ws_protocol.py; abuse limits in test_bad_input.py."""
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server.closecodes import CloseCode
-from server.frames import FrameError, FrameReader
 from server.keys import HUB_KEY, REGISTRY_KEY, SOCKETS_KEY
+from server.live.closecodes import CloseCode
+from server.live.frames import FrameError, FrameReader
 from tests.conftest import log_in
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -14,7 +14,7 @@ from common import db
 from common.events import encode_values
 from common.schemas import ProtocolError, parse_client_message
 from server.app import create_app
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 from tests.conftest import CHANNELS, REDIS_URL, log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import WSMsgType
 
 from common import db
-from server.closecodes import CloseCode
-from server.ws import MAX_RECOVERED
+from server.live.closecodes import CloseCode
+from server.live.history import MAX_RECOVERED
 from tests.conftest import csrf_from, log_in
 from tests.test_ws_protocol import connect, publish
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until

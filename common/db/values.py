@@ -597,7 +597,7 @@ async def _after(
     return await cur.fetchall()
 
 
-# A dashboard's live stream (server/livegaps.py) --------------------------------
+# A dashboard's live stream (server/live/gaps.py) --------------------------------
 
 
 @dataclass(frozen=True)

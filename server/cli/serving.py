@@ -13,9 +13,9 @@ from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import Settings
 from common.migrate import migrate, pending_migrations
 from common.redisconn import connect_redis
+from server.cli.demo import create_demo
 from server.cli.quotas import QUOTAS, quota_options, quotas_from
 from server.cli.shared import open_pool
-from server.demo import create_demo
 from server.proxies import parse_networks
 from server.serve import ServeError, serve
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from common import db
 from common.ingest import store_and_publish
 from common.sources import RANDOM
-from server.demo import create_demo
+from server.cli.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import CHANNELS, REDIS_URL
 from worker.sources import next_value

@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from common import db
-from server.demo import create_demo
+from server.cli.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from common import db
-from server.demo import create_demo
+from server.cli.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 from tests.browser.test_dashboard import backfill
 

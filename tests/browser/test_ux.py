@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import DashboardChanged, announce_dashboard_changed
-from server.demo import create_demo
+from server.cli.demo import create_demo
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import CHANNELS, REDIS_URL
 

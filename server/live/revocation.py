@@ -32,7 +32,7 @@ from common import db
 from common.events import Revocation, announce_revocation
 from server.auth import session_redis_key
 from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, REDIS_KEY, REGISTRY_KEY, SETTINGS_KEY
-from server.registry import SocketRegistry, close
+from server.live.registry import SocketRegistry, close
 
 log = logging.getLogger(__name__)
 

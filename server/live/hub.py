@@ -9,7 +9,7 @@ handed that one piece, so an update touches only its subscribers and costs
 one call per connection per event-loop turn, however many values and
 messages arrived in that turn.
 
-Values reach the fan-out through `LiveStreams` (server/livegaps.py), which
+Values reach the fan-out through `LiveStreams` (server/live/gaps.py), which
 hands each dashboard's batches over in the order they were stored and fills
 in those whose publish was lost. Everything downstream (holds, floors,
 `resume`) goes by that one order: value ids.
@@ -37,12 +37,12 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
-from server.closecodes import CloseCode
-from server.connection import ClientConnection, FlushQueue
-from server.frames import text_frame
-from server.livegaps import LiveStreams, StoredStream
+from server.live.closecodes import CloseCode
+from server.live.connection import ClientConnection, FlushQueue
+from server.live.frames import text_frame
+from server.live.gaps import LiveStreams, StoredStream
+from server.live.updates import Update, batch_frame, from_events
 from server.metrics import ServerMetrics
-from server.updates import Update, batch_frame, from_events
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Hub:
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
         # dashboard id -> (subscribed metric ids, batched) -> connections subscribed to
-        # exactly those that take updates in that form (server/updates.py)
+        # exactly those that take updates in that form (server/live/updates.py)
         self._groups: dict[int, dict[tuple[frozenset[int], bool], set[ClientConnection]]] = {}
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
         self.flushes = FlushQueue()
@@ -352,7 +352,7 @@ class Hub:
             conn.send_frame(frame)
 
     # Control channel and reconnects -------------------------------------------
-    # Kept apart from the fan-out: these only notify listeners (server/revocation.py).
+    # Kept apart from the fan-out: these only notify listeners (server/live/revocation.py).
 
     def on_control(self, listener: Callable[[Revocation], None]) -> None:
         """Call `listener` with every revocation announced on the control channel."""

@@ -22,9 +22,9 @@ from aiohttp import web
 from common import db
 from common.events import PreferencesChanged, announce_preferences_changed
 from common.schemas import encode_message
-from server.connection import ClientConnection
-from server.frames import text_frame
 from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, PREFERENCE_LOCKS_KEY, REDIS_KEY, REGISTRY_KEY
+from server.live.connection import ClientConnection
+from server.live.frames import text_frame
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ and answers everyone who asked meanwhile: a burst costs a handful of reads
 and encodings instead of one per socket.
 
 A read always starts after all of its askers asked, so each gets a state at
-least as new as the moment it asked. server/ws.py relies on that: a socket
+least as new as the moment it asked. server/live/history.py relies on that: a socket
 subscribes, then asks, and the live updates it holds back cover everything
 after the read.
 """

@@ -2,7 +2,7 @@
 
 An edit (server/editing.py, or the CLI) commits, then announces the
 dashboard on the control channel. Every server process, this one included,
-hears it, drops the dashboard from its config cache (server/configcache.py:
+hears it, drops the dashboard from its config cache (server/live/configcache.py:
 sockets opening from now on get the new config), re-reads the dashboard and
 its metrics once, and sends the same `dashboard_config` frame to each of its
 open sockets of that dashboard, followed by the dashboard's `alerts` (a rule
@@ -25,9 +25,9 @@ from aiohttp import web
 
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
-from server.alertstate import alerts_frame
-from server.configcache import ConfigCache
 from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY
+from server.live.alertstate import alerts_frame
+from server.live.configcache import ConfigCache
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """This process's open dashboard sockets by session, user and dashboard, and
-closing those whose access ended (see server/revocation.py for when).
+closing those whose access ended (see server/live/revocation.py for when).
 
 Sockets are indexed by session digest and by user, and a socket's session is
 hashed once, when it is added: a revocation naming a session or a user (a
@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 
 from common.events import Revocation
-from server.closecodes import CloseCode
-from server.connection import ClientConnection
+from server.live.closecodes import CloseCode
+from server.live.connection import ClientConnection
 
 log = logging.getLogger(__name__)
 
