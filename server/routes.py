@@ -74,6 +74,7 @@ def _add_editing_routes(app: web.Application) -> None:
     contacts = base + "/contact-points"
     app.router.add_get(contacts, notifications_api.list_contact_points, name="dashboard_contact_points")
     app.router.add_post(contacts, notifications_api.add_contact_point)
+    app.router.add_post(contacts + r"/{contact_point_id:\d+}", notifications_api.edit_contact_point)
     app.router.add_post(contacts + r"/{contact_point_id:\d+}/delete", notifications_api.remove_contact_point)
     app.router.add_post(contacts + r"/{contact_point_id:\d+}/test", notifications_api.send_test)
 
