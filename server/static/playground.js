@@ -82,8 +82,7 @@
     item.append(meta);
     if (body) {
       const pre = document.createElement("pre");
-      pre.dataset.raw = body;
-      pre.textContent = formatted(body);
+      pre.dataset.raw = body; // formatted when shown: the view may change while it is held
       item.append(pre);
     }
     return item;
@@ -94,6 +93,8 @@
     const before = log.scrollHeight;
     const top = log.scrollTop;
     for (const item of items) {
+      const pre = item.querySelector("pre");
+      if (pre) pre.textContent = formatted(pre.dataset.raw);
       applyFilter(item);
       log.prepend(item);
     }
@@ -332,5 +333,6 @@
     count = 0;
     countEl.textContent = "0";
     emptyLog.hidden = false;
+    if (paused) pausedNote.textContent = "Paused: 0 new messages held.";
   });
 })();
