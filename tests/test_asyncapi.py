@@ -27,8 +27,11 @@ from tests.wsclient import read_connect_sequence, receive_until
 
 
 @pytest.fixture(scope="session")
-def asyncapi_schema(request) -> dict[str, Any]:
-    return official_schema(request.config.cache.mkdir("asyncapi-specs"))
+def asyncapi_schema(request, tmp_path_factory) -> dict[str, Any]:
+    """Kept in the pytest cache between runs (fetched again without one)."""
+    cache = getattr(request.config, "cache", None)
+    directory = cache.mkdir("asyncapi-specs") if cache is not None else tmp_path_factory.mktemp("specs")
+    return official_schema(directory)
 
 
 def _document(host: str = "127.0.0.1:8080", scheme: str = "http") -> dict[str, Any]:
