@@ -13,7 +13,7 @@ from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS
 from server.asyncapi import asyncapi_document
 from server.asyncapi_html import protocol_view
 from server.auth import SESSION_COOKIE
-from tests.conftest import csrf_from
+from tests.helpers import csrf_from
 
 
 async def _log_in(client, make_user) -> None:

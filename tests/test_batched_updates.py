@@ -16,9 +16,9 @@ from common import db
 from common.events import ValueEvent, encode_values
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.live.updates import batch_frame, from_events
-from tests.conftest import CHANNELS, REDIS_URL, log_in
-from tests.test_fanout import publish_many
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from tests.helpers import log_in
+from tests.servers import servers
+from tests.wsclient import expect_silence, publish_many, read_connect_sequence, receive
 
 
 def _event(metric_id: int, value_id: int, value: float, timestamp: str) -> ValueEvent:
@@ -114,10 +114,11 @@ async def test_batched_and_single_sockets_get_the_same_values_each_in_their_form
 
     now = datetime.now(UTC)
     stored = await db.insert_values(pool, [(cpu.id, 1.0, now), (mem.id, 2.0, now), (cpu.id, 3.0, now)])
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         metrics = {cpu.id: cpu, mem.id: mem}
         await redis_client.publish(
-            CHANNELS.dashboard(ops.id), encode_values(ops.id, [(metrics[v.metric_id], v) for v in stored])
+            servers().channels.dashboard(ops.id),
+            encode_values(ops.id, [(metrics[v.metric_id], v) for v in stored]),
         )
     expected = [[v.metric_id, v.id, v.value, v.ts.isoformat()] for v in stored]
     assert await _values(batched, 3) == expected
@@ -229,9 +230,9 @@ async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
         event(float("nan")),
         event(None),
     ]
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         for message in junk:
-            await redis_client.publish(CHANNELS.dashboard(ops.id), message)
+            await redis_client.publish(servers().channels.dashboard(ops.id), message)
     await publish_many(pool, cpu, 1)
     assert [v[2] for v in await _values(batched, 1)] == [0.0]
     assert (await receive(single))["payload"]["value"] == 0.0

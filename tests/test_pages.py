@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from common import db
 from common.passwords import needs_rehash, verify_password
-from tests.conftest import REDIS_URL, csrf_from, log_in
+from tests.helpers import csrf_from, log_in
+from tests.servers import servers
 
 
 async def test_anonymous_visitor_is_sent_to_login(client):
@@ -165,7 +166,7 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
     await make_user("alice")
     await log_in(client, "alice")
     key = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         stored = json.loads(await redis_client.get(f"dashboard_session_{key}"))
         assert "user_id" in stored["session"]
@@ -182,7 +183,7 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
 
 async def test_anonymous_visitors_store_nothing_in_redis(client, make_user):
     await make_user("alice")
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         before = await redis_client.dbsize()
         for _ in range(100):

@@ -18,9 +18,8 @@ import pytest
 from common import db
 from common.passwords import hash_password
 from common.sources import RANDOM
+from tests.helpers import FAILOVER_SECONDS, browser_log_in, wait_for_leases
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
-from tests.test_leases import FAILOVER_SECONDS, _wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -97,7 +96,7 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
         workers = [
             stack.enter_context(child(["-m", "worker", *urls, "run", "--interval", "0.2"])) for _ in range(2)
         ]
-        await _wait_for(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
+        await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
             # One login: the session lives in the shared Redis, valid on both instances.
             await browser_log_in(session, bases[0], "alice", "secret-pw")
@@ -111,7 +110,7 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
                 await asyncio.gather(*(c.wait_for_updates(10) for c in clients))
 
                 workers[0].send_signal(signal.SIGKILL)
-                moved_in = await _wait_for(
+                moved_in = await wait_for_leases(
                     pool, lambda held: sorted(map(len, held.values())) == [4], within=FAILOVER_SECONDS + 5
                 )
                 assert moved_in < FAILOVER_SECONDS

@@ -8,33 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
-from redis.asyncio import Redis
 
 from common import db
-from common.events import encode_values
 from common.schemas import ProtocolError, parse_client_message
 from server.app import create_app
 from server.live.closecodes import CloseCode
-from tests.conftest import CHANNELS, REDIS_URL, log_in
-from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
-
-
-async def publish(pool, metric, value: float, when: datetime | None = None) -> db.MetricValue:
-    """Store a value and publish it the way the worker does (after the commit)."""
-    (stored,) = await db.insert_values(pool, [(metric.id, value, when or datetime.now(UTC))])
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.publish(
-            CHANNELS.dashboard(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
-        )
-    finally:
-        await client.aclose()
-    return stored
-
-
-async def connect(client, dashboard_id: int, **kwargs):
-    return await client.ws_connect(f"/ws/dashboard/{dashboard_id}/", **kwargs)
-
+from tests.helpers import log_in
+from tests.wsclient import connect, expect_silence, publish, read_connect_sequence, receive, receive_until
 
 # 1. authentication ------------------------------------------------------------
 

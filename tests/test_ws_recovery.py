@@ -11,20 +11,16 @@ from aiohttp import WSMsgType
 from common import db
 from server.live.closecodes import CloseCode
 from server.live.history import MAX_RECOVERED
-from tests.conftest import csrf_from, log_in
-from tests.test_ws_protocol import connect, publish
-from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
-
-
-async def connect_bare(client, dashboard_id: int):
-    """A socket opened with `?subscribe=none`, past authentication, config and alerts."""
-    ws = await client.ws_connect(f"/ws/dashboard/{dashboard_id}/?subscribe=none")
-    assert [(await receive(ws))["action"] for _ in range(3)] == [
-        "authentication",
-        "dashboard_config",
-        "alerts",
-    ]
-    return ws
+from tests.helpers import csrf_from, log_in
+from tests.wsclient import (
+    connect,
+    connect_bare,
+    expect_silence,
+    publish,
+    read_connect_sequence,
+    receive,
+    receive_until,
+)
 
 
 async def test_subscribe_none_sends_no_history_and_no_updates(client, setup, pool):

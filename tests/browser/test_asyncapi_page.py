@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import SCREENSHOTS
+from tests.browser.pages import SCREENSHOTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

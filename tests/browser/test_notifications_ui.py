@@ -8,8 +8,7 @@ from playwright.async_api import expect
 
 from common import db
 from server.cli.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.browser.test_admin_ui import open_panel
+from tests.browser.pages import log_in, open_panel, screenshot
 from tests.notifyreceiver import receiver
 from worker.notify.delivery import deliver_once
 from worker.notify.guard import AllowList

@@ -9,7 +9,7 @@ from playwright.async_api import expect
 
 from common import db
 from server.cli.demo import create_demo
-from tests.browser.conftest import log_in
+from tests.browser.pages import log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
