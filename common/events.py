@@ -297,7 +297,8 @@ def decode_control(data: bytes | str) -> Control | None:
                 _id_field(message, "user_id"),
                 None if dashboard_id is None else _id_field(message, "dashboard_id"),
             )
-        revocation = Revocation(**{name: message.get(name) for name in Revocation.__dataclass_fields__})
+        given: dict[str, Any] = {name: message.get(name) for name in Revocation.__dataclass_fields__}
+        revocation = Revocation(**given)
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed control message: {exc}") from None
     if revocation.reason not in REVOCATION_REASONS:
@@ -305,7 +306,7 @@ def decode_control(data: bytes | str) -> Control | None:
     return revocation
 
 
-def _id_field(message: dict, name: str) -> int:
+def _id_field(message: dict[str, Any], name: str) -> int:
     value = message.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"malformed control message: {name} {value!r}")

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from common.config import MAX_METRICS_PER_DASHBOARD
-from common.db.notifications import CONTACT_KINDS
 from common.sources import DEFAULT_SOURCE, SOURCES, check_source, system_reading
+from common.vocabulary import (
+    ALERT_CONDITIONS,
+    CHART_STYLES,
+    CONTACT_KINDS,
+    MAX_RETENTION_DAYS,
+    METRIC_TYPES,
+    MIN_RETENTION_DAYS,
+    RANGES,
+    ROLES,
+    THEMES,
+)
+
+# Read here by server/asyncapi.py and server/live/history.py.
 
 # What a client may send. Anything else is answered with an `error`.
 CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
@@ -35,11 +47,6 @@ SERVER_ACTIONS = (
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 # users.username's CHECK (migrations/0001_initial.sql): longer is never a user.
 USERNAME_MAX_LENGTH = 150
-# The time ranges a client may ask `history` for, in seconds.
-RANGES = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
-# Personal preferences (common.db.THEMES, common.db.CHART_STYLES).
-THEMES = ("light", "dark")
-CHART_STYLES = ("line", "area", "points")
 
 
 class StrictInteger(fields.Integer):
@@ -127,7 +134,7 @@ class MetricSchema(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     description = fields.String(required=True)
-    type = fields.String(required=True, validate=validate.OneOf(["counter", "gauge", "histogram"]))
+    type = fields.String(required=True, validate=validate.OneOf(METRIC_TYPES))
     unit = fields.String(required=True)
     source = fields.String(
         metadata={
@@ -254,7 +261,7 @@ class AlertSchema(Schema):
     state = fields.String(required=True, validate=validate.OneOf(["firing", "resolved"]))
     value = fields.Float(required=True, metadata={"description": "the value that fired or resolved it"})
     threshold = fields.Float(required=True)
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     at = fields.String(required=True, metadata={"description": "ISO 8601: that value's timestamp"})
     event_id = fields.Integer(
         metadata={"description": "the stored event's id: per rule, a higher id is a newer state"}
@@ -265,7 +272,7 @@ class AlertRuleStateSchema(Schema):
     rule_id = fields.Integer(required=True)
     metric_id = fields.Integer(required=True)
     metric_name = fields.String(required=True)
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     threshold = fields.Float(required=True)
     for_seconds = fields.Integer(required=True)
     state = fields.String(required=True, validate=validate.OneOf(["ok", "firing"]))
@@ -471,9 +478,6 @@ class BatchPushSchema(Schema):
 # Editing a dashboard (server/editing.py) -----------------------------------------
 # Bounds follow the database's CHECKs; unknown fields are refused by name.
 
-ROLES = ("viewer", "editor")  # common.db.ROLES
-METRIC_TYPES = ("counter", "gauge", "histogram")  # common.db.METRIC_TYPES
-MAX_RETENTION_DAYS = 36500  # common.db.MAX_RETENTION_DAYS
 _NAME = validate.Length(min=1, max=200)
 _DESCRIPTION = validate.Length(max=2000)
 _UNIT = validate.Length(max=50)
@@ -483,9 +487,8 @@ class TrimmedString(fields.String):
     """A string without its surrounding spaces (so "  " is empty, not a name),
     that PostgreSQL can store: no NUL, no lone surrogate (JSON's "\\ud800")."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
-        "unstorable": "Must not contain NUL characters or lone surrogates."
-    }
+    # marshmallow declares it per instance; a ClassVar here would not match.
+    default_error_messages = {"unstorable": "Must not contain NUL characters or lone surrogates."}  # noqa: RUF012
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -511,7 +514,9 @@ class DashboardEditSchema(Schema):
     name = TrimmedString(required=True, validate=_NAME)
     description = TrimmedString(load_default="", validate=_DESCRIPTION)
     # Absent: unchanged; null: the worker's global retention.
-    retention_days = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS))
+    retention_days = StrictInteger(
+        allow_none=True, validate=validate.Range(min=MIN_RETENTION_DAYS, max=MAX_RETENTION_DAYS)
+    )
 
 
 class DashboardDeleteSchema(Schema):
@@ -596,7 +601,7 @@ def _no_duplicates(ids: list[int]) -> None:
         raise ValidationError("Each metric may be listed once.")
 
 
-def _metric_id_list() -> fields.List:
+def _metric_id_list() -> fields.List[int]:
     return fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         validate=[validate.Length(max=MAX_METRICS_PER_DASHBOARD), _no_duplicates],
@@ -686,6 +691,6 @@ class AlertRuleCreateSchema(Schema):
     """Body of POST /dashboards/{id}/alerts: as `dashboard-server alert add`."""
 
     metric_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     threshold = StrictFloat(required=True)
     for_seconds = StrictInteger(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))

@@ -192,7 +192,7 @@ class Components:
     def __init__(self) -> None:
         self.schemas: dict[str, dict[str, Any]] = {}
 
-    def ref(self, schema: Schema | type[Schema]) -> dict[str, str]:
+    def ref(self, schema: Schema | type[Schema]) -> dict[str, Any]:
         """A `$ref` to the schema's component, added on first use."""
         cls = schema if isinstance(schema, type) else type(schema)
         name = cls.__name__.removesuffix("Schema")
@@ -201,7 +201,7 @@ class Components:
             self.schemas[name] = self.object_schema(cls())
         return {"$ref": SCHEMAS + name}
 
-    def shared(self, name: str, field: fields.Field) -> dict[str, str]:
+    def shared(self, name: str, field: fields.Field) -> dict[str, Any]:
         component = SHARED_FIELDS[name]
         if component not in self.schemas:
             self.schemas[component] = self.field_schema(field)
@@ -217,8 +217,9 @@ class Components:
         required = [name for name, field in schema.fields.items() if field.required]
         if required:
             result["required"] = required
-        if type(schema).__doc__:
-            result["description"] = type(schema).__doc__.strip()
+        doc = type(schema).__doc__
+        if doc:
+            result["description"] = doc.strip()
         return result
 
     def field_schema(self, field: fields.Field) -> dict[str, Any]:

@@ -23,9 +23,6 @@ from server.jsonbody import json_error, load_body
 from server.keys import DB_KEY
 from server.live.preferencespush import announce_preferences, preferences_payload
 
-# What the dashboard's row holds; `theme` is the user's, on every dashboard.
-DASHBOARD_FIELDS = ("hidden_metric_ids", "card_order", "default_range", "chart_style")
-
 
 async def _user(request: web.Request) -> db.User:
     user = await current_user(request)

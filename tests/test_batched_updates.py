@@ -18,7 +18,13 @@ from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.live.updates import batch_frame, from_events
 from tests.helpers import log_in
 from tests.servers import servers
-from tests.wsclient import expect_silence, publish_many, read_connect_sequence, receive
+from tests.wsclient import (
+    expect_only_barrier,
+    publish_many,
+    read_connect_sequence,
+    receive,
+    unpacked_updates,
+)
 
 
 def _event(metric_id: int, value_id: int, value: float, timestamp: str) -> ValueEvent:
@@ -87,19 +93,11 @@ async def _both_forms(client, new_client, dashboard_id: int, metric_count: int) 
     return batched, single
 
 
-def _unpacked(message: dict) -> list[list]:
-    """[metric_id, id, value, timestamp] of each value of a metric_updates message."""
-    assert message["action"] == "metric_updates", message
-    return [
-        [*item, entry["timestamp"]] for entry in message["payload"]["updates"] for item in entry["values"]
-    ]
-
-
 async def _values(ws, count: int) -> list[list]:
     """The next `count` values, from metric_updates messages only."""
     values: list[list] = []
     while len(values) < count:
-        values += _unpacked(await receive(ws))
+        values += unpacked_updates(await receive(ws))
     assert len(values) == count, values
     return values
 
@@ -124,8 +122,7 @@ async def test_batched_and_single_sockets_get_the_same_values_each_in_their_form
     assert await _values(batched, 3) == expected
     singles = [(await receive(single))["payload"] for _ in range(3)]
     assert [[p["metric_id"], p["id"], p["value"], p["timestamp"]] for p in singles] == expected
-    for ws in (batched, single):
-        await expect_silence(ws)
+    await expect_only_barrier(pool, mem, batched, single)
 
 
 async def test_a_batched_socket_gets_only_the_metrics_it_is_subscribed_to(
@@ -142,7 +139,7 @@ async def test_a_batched_socket_gets_only_the_metrics_it_is_subscribed_to(
     await publish_many(pool, mem, 3)
     await publish_many(pool, cpu, 2)
     assert [(v[0], v[2]) for v in await _values(ws, 2)] == [(cpu.id, 0.0), (cpu.id, 1.0)]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_an_unknown_updates_form_is_refused_before_the_upgrade(client, make_user, make_dashboard):
@@ -197,7 +194,9 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
                     assert "metric_history" in seen, "a live value before the history"
                     assert message["action"] == ("metric_updates" if form == "batch" else "metric_update")
                     ids += (
-                        [v[1] for v in _unpacked(message)] if form == "batch" else [message["payload"]["id"]]
+                        [v[1] for v in unpacked_updates(message)]
+                        if form == "batch"
+                        else [message["payload"]["id"]]
                     )
             stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
             start = stored.index(ids[0])
@@ -236,5 +235,4 @@ async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
     await publish_many(pool, cpu, 1)
     assert [v[2] for v in await _values(batched, 1)] == [0.0]
     assert (await receive(single))["payload"]["value"] == 0.0
-    for ws in (batched, single):
-        await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, batched, single)

@@ -15,7 +15,7 @@ from server.live.closecodes import CloseCode
 from tests.helpers import as_user, closed_within, post, run_cli
 from tests.servers import servers
 from tests.wsclient import (
-    expect_silence,
+    expect_only_barrier,
     next_config,
     open_socket,
     read_connect_sequence,
@@ -206,7 +206,7 @@ async def test_a_removed_metric_stops_and_a_new_one_can_be_subscribed(client, te
         await redis_client.aclose()
     update = await receive(ws)
     assert (update["action"], update["payload"]["metric_id"]) == ("metric_update", requests.id)
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
     await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [cpu.id]}})
     assert (await receive(ws))["action"] == "error"
 

@@ -20,7 +20,7 @@ from server.keys import HUB_KEY
 from server.live.frames import text_frame
 from tests.helpers import log_in
 from tests.servers import servers
-from tests.wsclient import expect_silence, publish_many, read_connect_sequence, receive
+from tests.wsclient import expect_only_barrier, publish_many, read_connect_sequence, receive
 
 
 def test_text_frame_encodes_every_length_form():
@@ -51,7 +51,7 @@ async def test_updates_reach_only_the_connections_subscribed_to_that_metric(
     await publish_many(pool, cpu, 1)
     assert [(await receive(everything))["payload"]["metric_id"] for _ in range(2)] == [mem.id, cpu.id]
     assert (await receive(only_cpu))["payload"]["metric_id"] == cpu.id
-    await expect_silence(only_cpu)
+    await expect_only_barrier(pool, cpu, only_cpu)
 
 
 async def test_channel_is_left_after_the_last_local_connection(
@@ -171,7 +171,7 @@ async def test_another_deployment_on_the_same_redis_is_never_heard(
         await redis_client.publish(foreign.dashboard(ops.id), encode_values(ops.id, [(cpu, stranger)]))
         revocation = Revocation("dashboard_deleted", dashboard_id=ops.id)
         await redis_client.publish(foreign.control, encode_revocation(revocation))
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
     assert not ws.closed
     await publish_many(pool, cpu, 1)  # this deployment's own values still arrive
     assert (await receive(ws))["payload"]["metric_id"] == cpu.id

@@ -19,7 +19,7 @@ from common.tokens import display_prefix, new_token, token_hash
 from tests.helpers import browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.servers import servers
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
 
 
 class CuttableProxy:
@@ -156,7 +156,7 @@ async def test_a_late_publish_is_neither_lost_nor_repeated_and_order_is_kept(
     await _publish(redis_client, cpu, third)
     ids = [(await receive(ws))["payload"]["id"] for _ in range(3)]
     assert ids == [first[0].id, second[0].id, third[0].id]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_values_stored_while_the_channel_is_joined_are_not_lost(client, setup, pool, redis_client):
@@ -170,7 +170,7 @@ async def test_values_stored_while_the_channel_is_joined_are_not_lost(client, se
     ids = [(await receive(ws))["payload"]["id"] for _ in range(2)]
     assert history["last_id"] is None
     assert ids == [unpublished[0].id, published[0].id]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.app import create_app
-from server.keys import METRICS_KEY
+from server.keys import TELEMETRY_KEY
 from server.ratelimit import client_address
 from tests.helpers import csrf_from
 from tests.processes import child, free_port, wait_for_http
@@ -77,7 +77,7 @@ async def test_parallel_attempts_never_pass_the_per_address_limit(aiohttp_client
         names = [f"guess{wave}-{i}" for i in range(3)]
         statuses += await asyncio.gather(*(post_form(client, token, name, "wrong") for name in names))
     assert sorted(statuses) == [401] * 5 + [429] * 7
-    assert app[METRICS_KEY].password_checks._value.get() == 5
+    assert app[TELEMETRY_KEY].password_checks._value.get() == 5
 
 
 async def post_form(client, token: str, username: str, password: str) -> int:

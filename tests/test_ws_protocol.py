@@ -14,7 +14,14 @@ from common.schemas import ProtocolError, parse_client_message
 from server.app import create_app
 from server.live.closecodes import CloseCode
 from tests.helpers import log_in
-from tests.wsclient import connect, expect_silence, publish, read_connect_sequence, receive, receive_until
+from tests.wsclient import (
+    connect,
+    expect_only_barrier,
+    publish,
+    read_connect_sequence,
+    receive,
+    receive_until,
+)
 
 # 1. authentication ------------------------------------------------------------
 
@@ -138,7 +145,7 @@ async def test_updates_of_other_dashboards_never_arrive(client, setup, pool):
     await publish(pool, setup["cpu"], 2.0)
     update = await receive(ws)
     assert update["payload"]["metric_id"] == setup["cpu"].id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, setup["cpu"], ws)
 
 
 async def test_every_connection_of_a_dashboard_gets_each_update(new_client, client, setup, pool):
@@ -172,7 +179,7 @@ async def test_unsubscribe_stops_updates_and_subscribe_resumes_with_history(clie
     await publish(pool, requests, 2.0)
     update = await receive(ws)
     assert update["payload"]["metric_id"] == requests.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
 
     await ws.send_json({"action": "subscribe", "payload": ids([cpu.id])})
     history, complete = await receive(ws), await receive(ws)
@@ -234,7 +241,7 @@ async def test_unsubscribing_what_is_not_subscribed_is_accepted(client, setup, p
     await publish(pool, cpu, 1.0)
     await publish(pool, requests, 2.0)
     assert (await receive(ws))["payload"]["metric_id"] == requests.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
 
 
 @pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
@@ -257,7 +264,7 @@ async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, poo
     await publish(pool, secret, 5.0)
     await publish(pool, cpu, 6.0)
     assert (await receive(ws))["payload"]["metric_id"] == cpu.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_ping_is_answered_with_pong_then_complete(client, setup):

@@ -15,6 +15,7 @@ from tests.helpers import csrf_from, log_in
 from tests.wsclient import (
     connect,
     connect_bare,
+    expect_only_barrier,
     expect_silence,
     publish,
     read_connect_sequence,
@@ -61,7 +62,7 @@ async def test_resume_sends_exactly_the_missed_values(client, setup, pool):
     await publish(pool, requests, 1.0)
     live = await publish(pool, cpu, 9.0)
     assert (await receive(ws))["payload"]["id"] == live.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_resume_with_nothing_missed_is_recovered_and_empty(client, setup, pool):

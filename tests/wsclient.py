@@ -214,3 +214,32 @@ class RawClient:
     async def close(self) -> None:
         self.writer.close()
         await self.writer.wait_closed()
+
+
+def unpacked_updates(message: dict) -> list[list]:
+    """[metric_id, id, value, timestamp] of each value of a metric_updates message."""
+    assert message["action"] == "metric_updates", message
+    return [
+        [*item, entry["timestamp"]] for entry in message["payload"]["updates"] for item in entry["values"]
+    ]
+
+
+async def expect_only_barrier(pool, metric: db.Metric, *sockets: ClientWebSocketResponse) -> None:
+    """Decisive silence: nothing was sent to the sockets that they have not read yet.
+
+    Stores and publishes a new value of `metric` (one every socket is
+    subscribed to) and asserts that it is the next and only value each socket
+    gets. The hub hands a process's values over in the order Redis delivered
+    them, so anything wrongly sent before it (a duplicate, a value of an
+    unsubscribed or foreign metric) would arrive first; a wait of fixed length
+    (`expect_silence`) would pass when such a message is merely late.
+    """
+    barrier = await publish(pool, metric, -1.0)
+    for ws in sockets:
+        message = await receive(ws)
+        if message["action"] == "metric_updates":
+            got = [(metric_id, value_id) for metric_id, value_id, *_ in unpacked_updates(message)]
+        else:
+            assert message["action"] == "metric_update", message
+            got = [(message["payload"]["metric_id"], message["payload"]["id"])]
+        assert got == [(metric.id, barrier.id)], f"before the barrier: {message}"

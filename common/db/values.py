@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiopg
 
 from common.counters import Decrease, find_decreases
-from common.db.core import STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
+from common.db.core import STORE_LOCK_TIMEOUT_MS, transaction
 from common.db.rollups import RISE, SKETCH_KEY, SKETCH_PARAMS
 
 
@@ -76,7 +76,7 @@ async def latest_values(
 
 async def _newest(
     cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None, by_time: bool
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     # A fixed choice of four statement texts; the values are parameters.
     since_clause = " AND ts >= %(since)s" if since is not None else ""
     order = "ts DESC, id DESC" if by_time else "id DESC"
@@ -144,30 +144,22 @@ async def insert_pushed_values(
     if not values:
         return []
     counters = sorted(set(counter_ids) & {metric_id for metric_id, _, _ in values})
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
-            if counters:
-                # NO KEY UPDATE: excludes other pushes to these counters (and
-                # edits of the metric) but not the foreign-key checks of
-                # inserts, which take KEY SHARE. In id order: no deadlocks.
-                await cur.execute(
-                    "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
-                    (counters,),
-                )
-            # After the lock: a later push gets a later timestamp.
-            now = datetime.now(UTC)
-            stamped = [(metric_id, value, ts or now) for metric_id, value, ts in values]
-            decreases = await _counter_decreases(cur, stamped, counters) if counters else []
-            if decreases:
-                raise CounterDecreases(decreases)
-            stored = await _insert(cur, stamped)
-            await cur.execute("COMMIT")
-        except BaseException:
-            # The connection goes back to the pool: never with a transaction open.
-            with suppress(*UNAVAILABLE):
-                await cur.execute("ROLLBACK")
-            raise
+    async with transaction(pool) as cur:
+        if counters:
+            # NO KEY UPDATE: excludes other pushes to these counters (and
+            # edits of the metric) but not the foreign-key checks of
+            # inserts, which take KEY SHARE. In id order: no deadlocks.
+            await cur.execute(
+                "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                (counters,),
+            )
+        # After the lock: a later push gets a later timestamp.
+        now = datetime.now(UTC)
+        stamped = [(metric_id, value, ts or now) for metric_id, value, ts in values]
+        decreases = await _counter_decreases(cur, stamped, counters) if counters else []
+        if decreases:
+            raise CounterDecreases(decreases)
+        stored = await _insert(cur, stamped)
     return stored
 
 
@@ -575,7 +567,7 @@ async def values_after(
 
 async def _after(
     cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, by id."""
     # A fixed choice of two statement texts; the values are parameters. The
     # bound prunes partitions: it leaves out only values stored after the

@@ -4,7 +4,8 @@ Contact points), and the options of `alert add` / `alert notify` that choose the
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiopg
 import click
@@ -134,7 +135,7 @@ async def contact_test(ctx: click.Context, dashboard_slug: str, contact_point_id
     click.echo(f"queued a test message to contact point {contact_point_id}")
 
 
-def notify_options(command: click.Command) -> click.Command:
+def notify_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--notify and --repeat, as the Edit panel's Save notifications sets them."""
     command = click.option("--repeat", "repeat_minutes", type=int, help=REPEAT_HELP)(command)
     return click.option("--notify", "notify", multiple=True, metavar="CONTACT", help=NOTIFY_HELP)(command)

@@ -121,7 +121,7 @@ class ClientConnection:
         self._floors: dict[int, int] = {}
         self._floor_expiry: asyncio.TimerHandle | None = None
         self._closing = False
-        # Read once when the connection ends (server/metrics.py), never per frame.
+        # Read once when the connection ends (server/telemetry.py), never per frame.
         self.dropped_frames = 0
         self.close_code: CloseCode | None = None
 

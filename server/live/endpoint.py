@@ -21,17 +21,18 @@ import redis.exceptions
 from aiohttp import web
 
 from common import db
+from common.failures import BACKEND_UNAVAILABLE
 from common.schemas import ProtocolError, encode_message, error_message, parse_client_message
 from server.auth import origin_allowed, socket_session
 from server.keys import (
     CONFIGS_KEY,
     DB_KEY,
     HUB_KEY,
-    METRICS_KEY,
     READS_KEY,
     REGISTRY_KEY,
     SETTINGS_KEY,
     SOCKETS_KEY,
+    TELEMETRY_KEY,
 )
 from server.live.alertstate import alerts_frame
 from server.live.closecodes import CloseCode
@@ -103,11 +104,11 @@ async def _set_up(
         conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
             await _serve(app, conn, with_history)
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
+    except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
-        app[METRICS_KEY].backend_error(exc)
+        app[TELEMETRY_KEY].backend_error(exc)
         socket.close(CloseCode.TRY_AGAIN_LATER, "service unavailable")
 
 
@@ -192,7 +193,7 @@ async def _on_message(app: web.Application, conn: ClientConnection, opcode: int,
 def _ended(app: web.Application, conn: ClientConnection) -> None:
     app[REGISTRY_KEY].remove(conn)
     app[HUB_KEY].remove(conn)
-    app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
+    app[TELEMETRY_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
 def _dashboard_id(request: web.Request) -> int | None:

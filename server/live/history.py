@@ -19,7 +19,7 @@ from aiohttp import web
 from common import db
 from common.db import Metric, MetricValue
 from common.schemas import RANGES, ProtocolError, encode_message
-from server.keys import DB_KEY, HUB_KEY, METRICS_KEY, READS_KEY, SETTINGS_KEY
+from server.keys import DB_KEY, HUB_KEY, READS_KEY, SETTINGS_KEY, TELEMETRY_KEY
 from server.live.connection import ClientConnection
 from server.live.frames import text_frame
 from server.live.summaries import bucket_summary, raw_summary
@@ -186,7 +186,7 @@ async def answer_with_histories(
     except db.UNAVAILABLE as exc:
         app[HUB_KEY].unsubscribe(conn, newly)
         log.warning("history unavailable: %s", exc)
-        app[METRICS_KEY].backend_error(exc)
+        app[TELEMETRY_KEY].backend_error(exc)
         raise ProtocolError(
             "history unavailable: the database is not reachable, retry later",
             {"database": ["unavailable"]},

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio.client import PubSub
@@ -37,17 +38,17 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
+from common.tasks import BackgroundTasks
 from server.live.closecodes import CloseCode
 from server.live.connection import ClientConnection, FlushQueue
 from server.live.frames import text_frame
 from server.live.gaps import LiveStreams, StoredStream
 from server.live.updates import Update, batch_frame, from_events
-from server.metrics import ServerMetrics
+from server.telemetry import ServerTelemetry
 
 log = logging.getLogger(__name__)
 
-# The control channel is always subscribed, so the listener has a live
-# subscription from the start (and revocations reach every process).
+# Longest wait, in seconds, between attempts to subscribe again after Redis went away.
 MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
 # each is waited on this long, which bounds the added latency per shard.
@@ -61,13 +62,13 @@ class Hub:
         self,
         redis_client: RedisClient,
         channels: Channels,
-        metrics: ServerMetrics | None = None,
+        telemetry: ServerTelemetry | None = None,
         stored: StoredStream | None = None,
     ) -> None:
         """`stored` is where lost publishes are read back from; without it they are not noticed."""
         self._redis = redis_client
         self._channels = channels
-        self._metrics = metrics or ServerMetrics()
+        self._telemetry = telemetry or ServerTelemetry()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
         # dashboard id -> (subscribed metric ids, batched) -> connections subscribed to
@@ -85,9 +86,9 @@ class Hub:
         # connection's join can never end up unsubscribed with a watcher left.
         self._channel_lock = asyncio.Lock()
         self._joined: set[str] = set()
-        self._leaving: set[asyncio.Future[None]] = set()
+        self._leaving = BackgroundTasks()
         self._closed = False  # set by close(): no more leaves are scheduled
-        self._control_listeners: list[Callable[[Revocation], None]] = []
+        self._control_listeners: list[Callable[[Revocation], object]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
         self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
@@ -110,7 +111,7 @@ class Hub:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
                 log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
-                self._metrics.redis_errors.inc()
+                self._telemetry.redis_errors.inc()
                 self._interrupted = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -122,9 +123,7 @@ class Hub:
         # A leave still pending would unsubscribe on a closed connection (or
         # after the loop closed): the subscription ends with the close anyway.
         self._closed = True
-        for task in self._leaving:
-            task.cancel()
-        await asyncio.gather(*self._leaving, return_exceptions=True)
+        await self._leaving.cancel_all()
         await self.streams.close()
         await self._pubsub.aclose()
 
@@ -165,9 +164,7 @@ class Hub:
             del self._by_dashboard[dashboard_id]
             if self._closed:
                 return
-            task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
+            self._leaving.start(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
 
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         self._regroup(conn, conn.subscribed.union(metric_ids))
@@ -249,14 +246,17 @@ class Hub:
         else:
             await self._pubsub.unsubscribe(channel)
 
-    async def _next_message(self) -> dict | None:
+    async def _next_message(self) -> dict[str, Any] | None:
+        message: dict[str, Any] | None
         if self._sharded:
-            return await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
-        return await self._pubsub.get_message(timeout=1.0)
+            message = await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
+        else:
+            message = await self._pubsub.get_message(timeout=1.0)
+        return message
 
     # ---------------------------------------------------------------------------
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: dict[str, Any]) -> None:
         # Sharded confirmations and messages are handled as their classic twins.
         kind = {"ssubscribe": "subscribe", "smessage": "message"}.get(message["type"], message["type"])
         channel = message["channel"].decode()
@@ -330,7 +330,7 @@ class Hub:
                 sent += len(selected) * len(group)
         # Once per turn, not per connection: the hot loop above stays bare.
         if sent:
-            self._metrics.fanned_out(timestamps, sent)
+            self._telemetry.fanned_out(timestamps, sent)
 
     def _resync_dashboard(self, dashboard_id: int) -> None:
         """A gap that could not be filled in: the dashboard's sockets reconnect and resume."""
@@ -354,7 +354,7 @@ class Hub:
     # Control channel and reconnects -------------------------------------------
     # Kept apart from the fan-out: these only notify listeners (server/live/revocation.py).
 
-    def on_control(self, listener: Callable[[Revocation], None]) -> None:
+    def on_control(self, listener: Callable[[Revocation], object]) -> None:
         """Call `listener` with every revocation announced on the control channel."""
         self._control_listeners.append(listener)
 
@@ -381,11 +381,11 @@ class Hub:
             for listener in self._control_listeners:
                 listener(control)
         elif isinstance(control, DashboardChanged):
-            for listener in self._change_listeners:
-                listener(control)
+            for on_change in self._change_listeners:
+                on_change(control)
         elif isinstance(control, PreferencesChanged):
-            for listener in self._preferences_listeners:
-                listener(control)
+            for on_preferences in self._preferences_listeners:
+                on_preferences(control)
 
     def _resubscribed(self) -> None:
         # redis-py re-subscribes every channel in one SUBSCRIBE on reconnect,

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from common.events import Revocation
 from server.live.closecodes import CloseCode
@@ -131,7 +132,7 @@ def _covers(revocation: Revocation, conn: ClientConnection, digest: str) -> bool
     )
 
 
-def _discard(index: dict, key: object, conn: ClientConnection) -> None:
+def _discard(index: dict[Any, set[ClientConnection]], key: object, conn: ClientConnection) -> None:
     """Take `conn` out of `index[key]`, and the key out once it has no socket left."""
     connections = index.get(key)
     if connections is not None:

@@ -33,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
 from aiohttp import web
 
@@ -224,7 +225,9 @@ class WebSocket(asyncio.Protocol):
     # asyncio's side -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream protocol is always handed a full Transport (asyncio's
+        # signature names the base class).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = time.monotonic()
