@@ -166,10 +166,6 @@ class ResumeSchema(Schema):
     )
 
 
-class PingSchema(Schema):
-    """Payload of `ping`: anything, or nothing; it is echoed in the `pong`."""
-
-
 PAYLOAD_SCHEMAS: dict[str, Schema] = {
     "subscribe": MetricIdsSchema(),
     "unsubscribe": MetricIdsSchema(),
@@ -737,13 +733,31 @@ class ContactPointCreateSchema(Schema):
 
     @validates_schema
     def _target_fits_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "kind" not in data or "target" not in data:
-            return
-        check = _EMAIL if data["kind"] == "email" else _HTTP_URL
-        try:
-            check(data["target"])
-        except ValidationError as exc:
-            raise ValidationError(exc.messages, "target") from None
+        if "kind" in data and "target" in data:
+            check_contact_target(data["kind"], data["target"])
+
+
+class ContactPointEditSchema(Schema):
+    """Body of POST /dashboards/{id}/contact-points/{contact_point_id}: a new name, or a new
+    URL or address (checked against the contact point's kind by check_contact_target)."""
+
+    name = TrimmedString(validate=_NAME)
+    target = TrimmedString(validate=validate.Length(min=1, max=2000))
+
+    @validates_schema
+    def _something_changes(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Give a new name or target.")
+
+
+def check_contact_target(kind: str, target: str) -> None:
+    """ValidationError on `target` unless it suits the kind: an e-mail address for email,
+    an http(s) URL for webhook and slack."""
+    check = _EMAIL if kind == "email" else _HTTP_URL
+    try:
+        check(target)
+    except ValidationError as exc:
+        raise ValidationError(exc.messages, "target") from None
 
 
 class RuleNotificationsSchema(Schema):

@@ -1,10 +1,17 @@
 """The socket protocol as an AsyncAPI 3 document, built from the marshmallow
 schemas in common/schemas.py: what the server validates with is what it
 publishes, so the two cannot drift apart.
+
+Each marshmallow schema becomes one entry of `components/schemas` (named after
+its class), each message one entry of `components/messages`; the channel, the
+operations and nested fields refer to them by `$ref`, never by copy. The
+`servers` entry is the host and scheme the request came by (behind a trusted
+proxy, the ones it forwarded), so the document names the socket its reader reached.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -13,10 +20,20 @@ from common.schemas import (
     BARE_LIST_FIELDS,
     CLIENT_ACTIONS,
     PAYLOAD_SCHEMAS,
-    RANGES,
     SERVER_ACTIONS,
     SERVER_PAYLOAD_SCHEMAS,
 )
+from common.vocabulary import RANGES
+from server.auth import SESSION_COOKIE
+
+SCHEMAS = "#/components/schemas/"
+SERVER_NAME = "site"
+SECURITY_SCHEME = "session"
+# A host name or address, with an optional port: anything else in a Host header
+# (braces would read as server variables) is not copied into the document.
+_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+# Fields shared by several schemas (and the bare-list payload): one component each.
+SHARED_FIELDS = {"metric_ids": "MetricIdList"}
 
 # A live `alert`, also the first of the `alerts` example's events.
 ALERT_EXAMPLE = {
@@ -177,97 +194,132 @@ EXAMPLES: dict[str, Any] = {
 }
 
 
-def field_schema(field: fields.Field) -> dict[str, Any]:
-    """The JSON Schema of one marshmallow field, with its validators."""
-    schema: dict[str, Any]
-    if isinstance(field, fields.Nested):
-        nested = field.schema
-        schema = object_schema(nested)
-    elif isinstance(field, fields.List):
-        schema = {"type": "array", "items": field_schema(field.inner)}
-    elif isinstance(field, fields.Tuple):
-        # Draft 7's tuple form (the AsyncAPI schema format builds on draft 7).
-        items = [field_schema(inner) for inner in field.tuple_fields]
-        schema = {"type": "array", "items": items, "additionalItems": False, "minItems": len(items)}
-    elif isinstance(field, fields.Integer):
-        schema = {"type": "integer"}
-    elif isinstance(field, fields.Float | fields.Number):
-        schema = {"type": "number"}
-    elif isinstance(field, fields.Boolean):
-        schema = {"type": "boolean"}
-    elif isinstance(field, fields.String):
-        schema = {"type": "string"}
-    elif isinstance(field, fields.Dict):
-        schema = {"type": "object"}
-    else:
-        schema = {}  # fields.Raw: any JSON
-    for validator in field.validators:
-        if isinstance(validator, validate.Range):
-            schema.update(minimum=validator.min, maximum=validator.max)
-        elif isinstance(validator, validate.Length):
-            key = "Items" if schema.get("type") == "array" else "Length"
-            schema.update({f"min{key}": validator.min, f"max{key}": validator.max})
-        elif isinstance(validator, validate.OneOf):
-            schema["enum"] = list(validator.choices)
-    if "description" in field.metadata:
-        schema["description"] = field.metadata["description"]
-    if field.allow_none and "type" in schema:
-        schema["type"] = [schema["type"], "null"]
-    return schema
+class Components:
+    """`components/schemas` as it is built: each marshmallow schema once, by name."""
 
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, Any]] = {}
 
-def object_schema(schema: Schema) -> dict[str, Any]:
-    """The JSON Schema of a marshmallow schema: unknown keys are refused, as on load."""
-    result: dict[str, Any] = {
-        "type": "object",
+    def ref(self, schema: Schema | type[Schema]) -> dict[str, Any]:
+        """A `$ref` to the schema's component, added on first use."""
+        cls = schema if isinstance(schema, type) else type(schema)
+        name = cls.__name__.removesuffix("Schema")
+        if name not in self.schemas:
+            self.schemas[name] = {}  # reserved first: a schema may nest itself
+            self.schemas[name] = self.object_schema(cls())
+        return {"$ref": SCHEMAS + name}
+
+    def shared(self, name: str, field: fields.Field) -> dict[str, Any]:
+        component = SHARED_FIELDS[name]
+        if component not in self.schemas:
+            self.schemas[component] = self.field_schema(field)
+        return {"$ref": SCHEMAS + component}
+
+    def object_schema(self, schema: Schema) -> dict[str, Any]:
+        """The JSON Schema of a marshmallow schema: unknown keys are refused, as on load."""
         # On the wire a field has its data_key (`from`, `to`: Python keywords) if it has one.
-        "properties": {field.data_key or name: field_schema(field) for name, field in schema.fields.items()},
-        "additionalProperties": False,
-    }
-    required = [field.data_key or name for name, field in schema.fields.items() if field.required]
-    if required:
-        result["required"] = required
-    if schema.__doc__:
-        result["description"] = schema.__doc__.strip()
-    return result
+        properties = {
+            field.data_key or name: self.shared(name, field)
+            if name in SHARED_FIELDS
+            else self.field_schema(field)
+            for name, field in schema.fields.items()
+        }
+        result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        required = [field.data_key or name for name, field in schema.fields.items() if field.required]
+        if required:
+            result["required"] = required
+        doc = type(schema).__doc__
+        if doc:
+            result["description"] = doc.strip()
+        return result
+
+    def field_schema(self, field: fields.Field) -> dict[str, Any]:
+        """The JSON Schema of one marshmallow field, with its validators."""
+        schema: dict[str, Any]
+        if isinstance(field, fields.Nested):
+            schema = self.ref(field.schema)
+            if field.allow_none:
+                schema = {"oneOf": [schema, {"type": "null"}]}
+            elif "description" in field.metadata:
+                schema = {"allOf": [schema]}  # a $ref's siblings are ignored (draft 7)
+        elif isinstance(field, fields.List):
+            schema = {"type": "array", "items": self.field_schema(field.inner)}
+        elif isinstance(field, fields.Tuple):
+            # Draft 7's tuple form (the AsyncAPI schema format builds on draft 7).
+            items = [self.field_schema(inner) for inner in field.tuple_fields]
+            schema = {"type": "array", "items": items, "additionalItems": False, "minItems": len(items)}
+        else:
+            schema = _scalar_schema(field)
+        for validator in field.validators:
+            if isinstance(validator, validate.Range):
+                schema.update(minimum=validator.min, maximum=validator.max)
+            elif isinstance(validator, validate.Length):
+                key = "Items" if schema.get("type") == "array" else "Length"
+                schema.update({f"min{key}": validator.min, f"max{key}": validator.max})
+            elif isinstance(validator, validate.OneOf):
+                schema["enum"] = list(validator.choices)
+        if "description" in field.metadata:
+            schema["description"] = field.metadata["description"]
+        if field.allow_none and "type" in schema:
+            schema["type"] = [schema["type"], "null"]
+        return schema
+
+    def payload(self, action: str) -> dict[str, Any] | None:
+        """The schema of an action's payload (None: it has none)."""
+        schema = (
+            PAYLOAD_SCHEMAS.get(action) if action in CLIENT_ACTIONS else SERVER_PAYLOAD_SCHEMAS.get(action)
+        )
+        if schema is not None and action in BARE_LIST_FIELDS:
+            field = BARE_LIST_FIELDS[action]
+            bare = self.shared(field, schema.fields[field])
+            return {"oneOf": [self.ref(schema), bare]}
+        if schema is not None:
+            return self.ref(schema)
+        if action == "complete":
+            return None
+        if "Echo" not in self.schemas:
+            self.schemas["Echo"] = {"description": "Any JSON, or none: the pong echoes the ping's."}
+        return {"$ref": SCHEMAS + "Echo"}  # ping and its pong
+
+    def message(self, action: str) -> dict[str, Any]:
+        """An AsyncAPI message: the envelope with this action and its payload schema."""
+        envelope: dict[str, Any] = {
+            "type": "object",
+            "properties": {"action": {"const": action}},
+            "required": ["action"],
+            "additionalProperties": False,
+        }
+        payload = self.payload(action)
+        if payload is not None:
+            envelope["properties"]["payload"] = payload
+            if payload != {"$ref": SCHEMAS + "Echo"}:  # ping's and pong's may be left out
+                envelope["required"].append("payload")
+        examples = [_example(action, EXAMPLES[action])]
+        examples += [
+            _example(action, payload, name) for name, payload in MORE_EXAMPLES.get(action, {}).items()
+        ]
+        return {
+            "name": action,
+            "title": action,
+            "summary": SUMMARIES[action],
+            "contentType": "application/json",
+            "payload": envelope,
+            "examples": examples,
+        }
 
 
-def _payload_schema(action: str) -> dict[str, Any] | None:
-    schema = PAYLOAD_SCHEMAS.get(action) if action in CLIENT_ACTIONS else SERVER_PAYLOAD_SCHEMAS.get(action)
-    if schema is not None and action in BARE_LIST_FIELDS:
-        field = BARE_LIST_FIELDS[action]
-        bare = {**field_schema(schema.fields[field]), "description": f"the {field} alone, a bare list"}
-        return {"oneOf": [object_schema(schema), bare]}
-    if schema is not None:
-        return object_schema(schema)
-    if action == "complete":
-        return None
-    return {"description": "any JSON, or none"}  # ping and its pong
-
-
-def message(action: str) -> dict[str, Any]:
-    """An AsyncAPI message: the envelope with this action and its payload schema."""
-    envelope: dict[str, Any] = {
-        "type": "object",
-        "properties": {"action": {"const": action}},
-        "required": ["action"],
-        "additionalProperties": False,
-    }
-    payload = _payload_schema(action)
-    if payload is not None:
-        envelope["properties"]["payload"] = payload
-        if payload.get("type") == "object" or "oneOf" in payload:  # ping's and pong's may be left out
-            envelope["required"].append("payload")
-    examples = [_example(action, EXAMPLES[action])]
-    examples += [_example(action, payload, name) for name, payload in MORE_EXAMPLES.get(action, {}).items()]
-    return {
-        "name": action,
-        "title": action,
-        "summary": SUMMARIES[action],
-        "contentType": "application/json",
-        "payload": envelope,
-        "examples": examples,
-    }
+def _scalar_schema(field: fields.Field) -> dict[str, Any]:
+    if isinstance(field, fields.Integer):
+        return {"type": "integer"}
+    if isinstance(field, fields.Float | fields.Number):
+        return {"type": "number"}
+    if isinstance(field, fields.Boolean):
+        return {"type": "boolean"}
+    if isinstance(field, fields.String):
+        return {"type": "string"}
+    if isinstance(field, fields.Dict):
+        return {"type": "object"}
+    return {}  # fields.Raw: any JSON
 
 
 def _example(action: str, payload: Any, name: str | None = None) -> dict[str, Any]:
@@ -277,16 +329,42 @@ def _example(action: str, payload: Any, name: str | None = None) -> dict[str, An
     return {"name": name or action, "payload": example}
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """The whole protocol; served at /asyncapi.json and shown in the playground."""
-    client = {action: message(action) for action in CLIENT_ACTIONS}
-    server = {action: message(action) for action in SERVER_ACTIONS}
-    channel_messages = {**client, **server}
+def server_object(host: str, scheme: str) -> dict[str, Any]:
+    """Where the socket is: the request's host, ws or wss as it came by http or https."""
+    server: dict[str, Any] = {
+        "host": host,
+        "protocol": "wss" if scheme == "https" else "ws",
+        "protocolVersion": "13",
+        "title": "This server",
+        "description": "The host this document was fetched from; every dashboard's socket is here.",
+        "security": [{"$ref": f"#/components/securitySchemes/{SECURITY_SCHEME}"}],
+    }
+    if not _HOST.fullmatch(host):
+        server["host"] = "{host}"
+        server["variables"] = {"host": {"description": "This server's host name and port."}}
+    return server
+
+
+def asyncapi_document(host: str, scheme: str) -> dict[str, Any]:
+    """The whole protocol as reached at `host` by `scheme` (http or https);
+    served at /asyncapi.json, rendered at /asyncapi/ and shown in the playground."""
+    components = Components()
+    messages = {action: components.message(action) for action in (*CLIENT_ACTIONS, *SERVER_ACTIONS)}
+    channel_ref = {"$ref": "#/channels/dashboard"}
+
+    def operation(kind: str, action: str) -> dict[str, Any]:
+        return {
+            "action": kind,
+            "channel": channel_ref,
+            "summary": SUMMARIES[action],
+            "messages": [{"$ref": f"#/channels/dashboard/messages/{action}"}],
+        }
+
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "Live dashboards WebSocket",
-            "version": "1.1.0",
+            "version": "1.2.0",
             "description": (
                 "One socket per open dashboard. Every frame is a JSON text message "
                 '{"action": ..., "payload": ...}. docs/protocol.md explains the sequence, '
@@ -296,37 +374,41 @@ def asyncapi_document() -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/json",
+        "servers": {SERVER_NAME: server_object(host, scheme)},
         "channels": {
             "dashboard": {
                 "address": "/ws/dashboard/{dashboardId}/",
                 "title": "A dashboard's socket",
                 "description": (
-                    "Authenticated by the session cookie. Add ?subscribe=none to skip the "
-                    "history sent on connect (then send resume or history), and ?updates=batch "
-                    "to get live values as metric_updates messages instead of metric_update."
+                    "Authenticated by the session cookie of a member of the dashboard. Add "
+                    "?subscribe=none to skip the history and updates sent on connect (then send "
+                    "subscribe, resume or history), and ?updates=batch to get live values as "
+                    "metric_updates messages instead of metric_update."
                 ),
-                "parameters": {"dashboardId": {"description": "The dashboard's id (digits)."}},
-                "messages": channel_messages,
+                "servers": [{"$ref": f"#/servers/{SERVER_NAME}"}],
+                "parameters": {"dashboardId": {"$ref": "#/components/parameters/dashboardId"}},
+                "messages": {action: {"$ref": f"#/components/messages/{action}"} for action in messages},
             }
         },
         "operations": {
-            **{
-                f"receive_{action}": {
-                    "action": "receive",
-                    "channel": {"$ref": "#/channels/dashboard"},
-                    "summary": SUMMARIES[action],
-                    "messages": [{"$ref": f"#/channels/dashboard/messages/{action}"}],
+            **{f"receive_{action}": operation("receive", action) for action in CLIENT_ACTIONS},
+            **{f"send_{action}": operation("send", action) for action in SERVER_ACTIONS},
+        },
+        "components": {
+            "schemas": dict(sorted(components.schemas.items())),
+            "messages": messages,
+            "parameters": {"dashboardId": {"description": "The dashboard's id (digits)."}},
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "httpApiKey",
+                    "name": SESSION_COOKIE,
+                    "in": "cookie",
+                    "description": (
+                        "The session cookie set by logging in at /login (the browser sends it with "
+                        "the upgrade request). The socket opens only for a member of the dashboard; "
+                        "the Origin header must be this server's."
+                    ),
                 }
-                for action in client
-            },
-            **{
-                f"send_{action}": {
-                    "action": "send",
-                    "channel": {"$ref": "#/channels/dashboard"},
-                    "summary": SUMMARIES[action],
-                    "messages": [{"$ref": f"#/channels/dashboard/messages/{action}"}],
-                }
-                for action in server
             },
         },
     }

@@ -13,9 +13,15 @@ import secrets
 from typing import Any
 
 from aiohttp import web
+from marshmallow import ValidationError
 
 from common import db
-from common.schemas import ContactPointCreateSchema, RuleNotificationsSchema
+from common.schemas import (
+    ContactPointCreateSchema,
+    ContactPointEditSchema,
+    RuleNotificationsSchema,
+    check_contact_target,
+)
 from server.editing import editor_only, path_id
 from server.jsonbody import json_error, load_body, quota_refused
 from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
@@ -93,6 +99,27 @@ async def add_contact_point(request: web.Request, dashboard: db.Dashboard) -> we
         raise json_error(web.HTTPNotFound, "no such dashboard") from None
     answer = {"contact_point": _contact(created), "secret": secret, **await _state(request, dashboard.id)}
     return web.json_response(answer, status=201, headers=NO_STORE)
+
+
+@editor_only
+async def edit_contact_point(request: web.Request, dashboard: db.Dashboard) -> web.Response:
+    """Rename a contact point, or point it elsewhere; its kind and signing secret stay."""
+    contact_id = path_id(request, "contact_point_id")
+    body = await load_body(request, ContactPointEditSchema())
+    pool = request.app[DB_KEY]
+    try:
+        current = await db.get_contact_point(pool, dashboard.id, contact_id)
+        if "target" in body:
+            check_contact_target(current.kind, body["target"])
+        await db.update_contact_point(
+            pool, dashboard.id, contact_id, name=body.get("name"), target=body.get("target")
+        )
+    except ValidationError as exc:
+        # As a bad body is answered: the target does not suit this contact point's kind.
+        raise json_error(web.HTTPBadRequest, "invalid request", exc.normalized_messages()) from None
+    except db.NotFound as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    return web.json_response(await _state(request, dashboard.id), headers=NO_STORE)
 
 
 @editor_only

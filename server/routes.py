@@ -39,6 +39,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
     app.router.add_get("/playground/", views.playground, name="playground")
     app.router.add_get("/asyncapi.json", views.asyncapi, name="asyncapi")
+    app.router.add_get("/asyncapi/", views.asyncapi_page, name="asyncapi_page")
     app.router.add_static("/static/", STATIC_DIR, name="static")
     healthz, readyz = PROBE_PATHS
     app.router.add_get(healthz, health.healthz, name="healthz")
@@ -73,6 +74,7 @@ def _add_editing_routes(app: web.Application) -> None:
     contacts = base + "/contact-points"
     app.router.add_get(contacts, notifications_api.list_contact_points, name="dashboard_contact_points")
     app.router.add_post(contacts, notifications_api.add_contact_point)
+    app.router.add_post(contacts + r"/{contact_point_id:\d+}", notifications_api.edit_contact_point)
     app.router.add_post(contacts + r"/{contact_point_id:\d+}/delete", notifications_api.remove_contact_point)
     app.router.add_post(contacts + r"/{contact_point_id:\d+}/test", notifications_api.send_test)
 

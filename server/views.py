@@ -20,6 +20,7 @@ from common.schemas import USERNAME_MAX_LENGTH, DashboardEditSchema, storable_te
 from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
+from server.asyncapi_html import protocol_view
 from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
 from server.keys import DB_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, TELEMETRY_KEY, USER_KEY
 from server.live.preferencespush import preferences_payload
@@ -241,7 +242,17 @@ async def playground(request: web.Request) -> dict:
 
 async def asyncapi(request: web.Request) -> web.Response:
     """The socket protocol as AsyncAPI 3 (public: it holds no data)."""
-    return web.json_response(asyncapi_document(), headers={"Cache-Control": "no-cache"})
+    document = asyncapi_document(request.host, request.scheme)
+    return web.json_response(document, headers={"Cache-Control": "no-cache"})
+
+
+async def asyncapi_page(request: web.Request) -> web.Response:
+    """The same document as a page to read (public, as the JSON is)."""
+    document = asyncapi_document(request.host, request.scheme)
+    context = await page_context(request, user=await current_user(request), protocol=protocol_view(document))
+    response = aiohttp_jinja2.render_template("asyncapi.html", request, context)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def _safe_next(target: str | None) -> str:

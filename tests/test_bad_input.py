@@ -407,6 +407,13 @@ ENDPOINTS: dict[str, list[Bad]] = {
             field="target",
         ),
     ],
+    "POST /dashboards/{id}/contact-points/{contact_point_id}": [
+        *path_cases("id", "contact_point_id"),
+        *body_cases({"name": "ops", "target": "https://hooks.example/y"}),
+        Bad("nothing to change", b"{}", field="_schema"),
+        Bad("not http(s)", json.dumps({"target": "file:///etc/passwd"}).encode(), field="target"),
+        Bad("the kind", json.dumps({"kind": "email"}).encode(), field="kind"),
+    ],
     "POST /dashboards/{id}/contact-points/{contact_point_id}/delete": path_cases("id", "contact_point_id"),
     "POST /dashboards/{id}/contact-points/{contact_point_id}/test": path_cases("id", "contact_point_id"),
     "POST /dashboards/{id}/alerts/{rule_id}/notifications": [
@@ -465,6 +472,7 @@ ENDPOINTS: dict[str, list[Bad]] = {
     ],
     "GET /playground/": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
     "GET /asyncapi.json": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
+    "GET /asyncapi/": [Bad("junk query", query=(("a", "\x00"),), status=ANY_ANSWER)],
     "GET /static": [
         Bad("parent directories", path=(("filename", "../../../etc/passwd"),)),
         Bad("encoded parent directories", path=(("filename", "..%2F..%2Fetc%2Fpasswd"),)),

@@ -120,3 +120,173 @@ def test_a_revoked_token_can_be_deleted_an_active_one_cannot(cli, database_url):
     expect_ok(cli("token", "revoke", "my-board", str(token_id)))
     assert expect_ok(cli("token", "delete", "my-board", str(token_id))) == f"deleted token {token_id}\n"
     assert query_rows(database_url, "SELECT count(*) FROM api_tokens") == [(0,)]
+
+
+def _contacts(database_url: str) -> list[tuple]:
+    return query_rows(
+        database_url, "SELECT id, name, kind, target, secret IS NOT NULL FROM contact_points ORDER BY id"
+    )
+
+
+def _rule_contacts(database_url: str) -> list[tuple]:
+    return query_rows(
+        database_url,
+        "SELECT r.id, c.name, r.repeat_seconds FROM alert_rules r"
+        " LEFT JOIN alert_rule_contacts a ON a.rule_id = r.id LEFT JOIN contact_points c ON c.id = a.contact_point_id"
+        " ORDER BY r.id, c.name",
+    )
+
+
+def test_contact_points_are_added_listed_edited_tested_and_removed(cli, database_url):
+    said = expect_ok(
+        cli("contact", "add", "my-board", "hook", "--kind", "webhook", "--target", "https://h.example/x")
+    )
+    secret = said.strip().splitlines()[-1]
+    assert len(secret) >= 40
+    ((hook_id, *_),) = _contacts(database_url)
+    assert query_rows(database_url, "SELECT secret FROM contact_points") == [(secret,)]
+    expect_ok(cli("contact", "add", "my-board", "ops mail", "--kind", "email", "--target", "ops@example.org"))
+    listed = expect_ok(cli("contact", "list", "my-board"))
+    assert secret not in listed
+    assert f"{hook_id}\thook\twebhook\thttps://h.example/x" in listed
+
+    expect_ok(
+        cli(
+            "contact",
+            "edit",
+            "my-board",
+            str(hook_id),
+            "--name",
+            "on-call",
+            "--target",
+            "https://h.example/y",
+        )
+    )
+    assert _contacts(database_url)[0] == (hook_id, "on-call", "webhook", "https://h.example/y", True)
+    assert query_rows(database_url, "SELECT secret FROM contact_points WHERE id = %s", (hook_id,)) == [
+        (secret,)
+    ]
+
+    assert "queued a test" in expect_ok(cli("contact", "test", "my-board", str(hook_id)))
+    assert query_rows(database_url, "SELECT kind, status FROM notifications") == [("test", "pending")]
+
+    expect_ok(cli("contact", "remove", "my-board", str(hook_id)))
+    assert [row[1] for row in _contacts(database_url)] == ["ops mail"]
+    assert "has no contact point" in expect_error(cli("contact", "remove", "my-board", str(hook_id)))
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "reason"),
+    [
+        (
+            ("add", "my-board", "x", "--kind", "webhook", "--target", "file:///etc/passwd"),
+            "--target",
+            "http(s)",
+        ),
+        (
+            ("add", "my-board", "x", "--kind", "email", "--target", "a@b.example\r\nBcc: c@d.example"),
+            "--target",
+            "e-mail",
+        ),
+        (("add", "my-board", " ", "--kind", "slack", "--target", "https://h.example"), "NAME", "Length"),
+        (("add", "my-board", "x", "--kind", "sms", "--target", "+1"), "--kind", "sms"),
+        (("edit", "my-board", "{id}", "--target", "ops@example.org"), "--target", "http(s)"),
+        (("edit", "my-board", "{id}", "--name", ""), "--name", "Length"),
+    ],
+    ids=[
+        "not http",
+        "header injection",
+        "blank name",
+        "unknown kind",
+        "target of another kind",
+        "blank new name",
+    ],
+)
+def test_contact_commands_refuse_what_the_page_refuses(cli, database_url, args, option, reason):
+    expect_ok(
+        cli("contact", "add", "my-board", "hook", "--kind", "webhook", "--target", "https://h.example/x")
+    )
+    before = _contacts(database_url)
+    args = tuple(arg.replace("{id}", str(before[0][0])) for arg in args)
+
+    message = expect_error(cli("contact", *args), exit_code=2)
+
+    assert option in message and reason in message, message
+    assert _contacts(database_url) == before
+
+
+def test_alert_add_notifies_contact_points_by_name_or_id_with_a_repeat(cli, database_url):
+    expect_ok(
+        cli("contact", "add", "my-board", "hook", "--kind", "webhook", "--target", "https://h.example/x")
+    )
+    expect_ok(cli("contact", "add", "my-board", "mail", "--kind", "email", "--target", "ops@example.org"))
+    mail_id = _contacts(database_url)[1][0]
+
+    said = expect_ok(
+        cli(
+            "alert",
+            "add",
+            "my-board",
+            "cpu",
+            "--above",
+            "90",
+            "--notify",
+            "hook",
+            "--notify",
+            str(mail_id),
+            "--repeat",
+            "15",
+        )
+    )
+
+    assert "notifies contact point(s)" in said and "every 15 min" in said
+    (rule_id, *_), _ = _rule_contacts(database_url)
+    assert _rule_contacts(database_url) == [(rule_id, "hook", 900), (rule_id, "mail", 900)]
+    # Whom it notifies can be changed later, as the page's Save notifications does.
+    expect_ok(cli("alert", "notify", "my-board", str(rule_id), "--notify", "mail"))
+    assert _rule_contacts(database_url) == [(rule_id, "mail", None)]
+    assert "notifies nobody" in expect_ok(cli("alert", "notify", "my-board", str(rule_id)))
+    assert _rule_contacts(database_url) == [(rule_id, None, None)]
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "reason"),
+    [
+        (("--notify", "nobody"), "--notify", "no contact point 'nobody'"),
+        (("--notify", "hook", "--repeat", "0"), "--repeat", "greater than or equal to 60"),
+        (("--notify", "hook", "--repeat", "100000"), "--repeat", "less than or equal to 604800"),
+        (
+            (
+                "--repeat",
+                "15",
+            ),
+            "--repeat needs --notify",
+            "",
+        ),
+    ],
+    ids=["unknown contact", "repeat too short", "repeat too long", "repeat alone"],
+)
+def test_alert_add_with_a_wrong_notification_creates_no_rule(cli, database_url, args, option, reason):
+    expect_ok(
+        cli("contact", "add", "my-board", "hook", "--kind", "webhook", "--target", "https://h.example/x")
+    )
+
+    message = expect_error(cli("alert", "add", "my-board", "cpu", "--above", "90", *args), exit_code=2)
+
+    assert option in message and reason in message, message
+    assert query_rows(database_url, "SELECT count(*) FROM alert_rules") == [(0,)]
+
+
+def test_alert_add_refuses_another_dashboards_contact_point(cli, database_url):
+    expect_ok(cli("dashboard", "create", "Other"))
+    expect_ok(
+        cli("contact", "add", "other", "theirs", "--kind", "webhook", "--target", "https://h.example/x")
+    )
+    theirs = _contacts(database_url)[0][0]
+
+    message = expect_error(
+        cli("alert", "add", "my-board", "cpu", "--above", "90", "--notify", str(theirs)), exit_code=2
+    )
+
+    assert "no contact point" in message, message
+    assert query_rows(database_url, "SELECT count(*) FROM alert_rules") == [(0,)]

@@ -1,5 +1,5 @@
-"""Contact points from the page (server/notifications_api.py): editors create, test and
-remove them, choose whom each rule notifies, and read the delivery log."""
+"""Contact points from the page (server/notifications_api.py): editors create, rename,
+re-point, test and remove them, choose whom each rule notifies, and read the delivery log."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ async def test_viewers_cannot_see_or_change_contact_points(client, team, path, n
     assert (await post(viewer, path, body))[0] == 403
     assert (await post(viewer, f"{path}/{contact.id}/test", {}))[0] == 403
     assert (await post(viewer, f"{path}/{contact.id}/delete", {}))[0] == 403
+    assert (await post(viewer, f"{path}/{contact.id}", {"target": "https://evil.example"}))[0] == 403
+    assert await db.get_contact_point(pool, team["ops"].id, contact.id) == contact
     assert [c.id for c in await db.list_contact_points(pool, team["ops"].id)] == [contact.id]
 
 
@@ -130,3 +132,74 @@ async def test_the_page_has_the_section_for_editors_only(client, team, new_clien
     viewer = await as_user(new_client, "vi")
     page = await (await viewer.get(f"/dashboards/{team['ops'].id}/")).text()
     assert 'id="edit-contacts"' not in page and "notifications.js" not in page
+
+
+async def test_an_editor_renames_a_contact_point_and_changes_its_url_keeping_kind_and_secret(
+    client, team, path, pool
+):
+    _, created = await post(
+        client, path, {"name": "hook", "kind": "webhook", "target": "https://a.example/x"}
+    )
+    contact_id = created["contact_point"]["id"]
+    status, answer = await post(client, f"{path}/{contact_id}", {"name": "  on-call  "})
+    assert status == 200, answer
+    assert [(c["name"], c["target"]) for c in answer["contact_points"]] == [
+        ("on-call", "https://a.example/x")
+    ]
+    status, answer = await post(client, f"{path}/{contact_id}", {"target": "https://b.example/y"})
+    assert status == 200, answer
+    [contact] = answer["contact_points"]
+    assert (contact["name"], contact["kind"], contact["target"]) == (
+        "on-call",
+        "webhook",
+        "https://b.example/y",
+    )
+    assert created["secret"] not in str(answer)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT secret FROM contact_points")
+        assert await cur.fetchone() == (created["secret"],)
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "body", "field"),
+    [
+        ("webhook", "https://h.example", {"target": "a@b.example"}, "target"),
+        ("webhook", "https://h.example", {"target": "file:///etc/passwd"}, "target"),
+        ("email", "a@b.example", {"target": "https://h.example"}, "target"),
+        ("email", "a@b.example", {"target": "a@b.example\r\nBcc: all@b.example"}, "target"),
+        ("slack", "https://h.example", {"name": " "}, "name"),
+        ("slack", "https://h.example", {"name": "x" * 201}, "name"),
+        ("slack", "https://h.example", {}, "_schema"),
+        ("slack", "https://h.example", {"kind": "email"}, "kind"),
+    ],
+)
+async def test_a_bad_edit_names_the_field_and_changes_nothing(
+    client, team, path, pool, kind, target, body, field
+):
+    contact = await db.create_contact_point(pool, team["ops"].id, "c", kind, target, None)
+    status, answer = await post(client, f"{path}/{contact.id}", body)
+    assert status == 400, answer
+    assert field in answer["errors"], answer
+    assert await db.get_contact_point(pool, team["ops"].id, contact.id) == contact
+
+
+async def test_another_dashboards_contact_point_cannot_be_edited(client, team, path, pool, make_dashboard):
+    other = await make_dashboard("other")
+    theirs = await db.create_contact_point(pool, other.id, "theirs", "webhook", "https://h.example", "k")
+    status, answer = await post(client, f"{path}/{theirs.id}", {"name": "mine"})
+    assert status == 404, answer
+    assert await db.get_contact_point(pool, other.id, theirs.id) == theirs
+
+
+async def test_a_message_still_waiting_goes_to_the_new_url(client, team, path, pool):
+    async with receiver() as hook:
+        old_url = hook.url.rsplit("/", 1)[0] + "/old"
+        _, created = await post(client, path, {"name": "hook", "kind": "webhook", "target": old_url})
+        contact_id = created["contact_point"]["id"]
+        assert (await post(client, f"{path}/{contact_id}/test", {}))[0] == 202
+        status, _ = await post(client, f"{path}/{contact_id}", {"target": hook.url})
+        assert status == 200
+        async with open_sender(AllowList.parse(["127.0.0.1"])) as sender:
+            assert await deliver_once(pool, sender) == 1
+        # The old URL answers 404 unrecorded: only the new one counts.
+        assert [request.path for request in hook.received] == ["/hook"]

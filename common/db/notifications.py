@@ -110,6 +110,36 @@ async def list_contact_points(pool: aiopg.Pool, dashboard_id: int) -> list[Conta
         return [ContactPoint(*row) for row in await cur.fetchall()]
 
 
+async def update_contact_point(
+    pool: aiopg.Pool, dashboard_id: int, contact_point_id: int, *, name: str | None, target: str | None
+) -> ContactPoint:
+    """Rename a contact point of this dashboard or change its URL or address (None: kept);
+    its kind and secret stay. NotFound if it is not this dashboard's."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "UPDATE contact_points SET name = COALESCE(%s, name), target = COALESCE(%s, target)"
+            f" WHERE id = %s AND dashboard_id = %s RETURNING {_CONTACT_COLUMNS}",
+            (name, target, contact_point_id, dashboard_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no contact point {contact_point_id} on this dashboard")
+    return ContactPoint(*row)
+
+
+async def get_contact_point(pool: aiopg.Pool, dashboard_id: int, contact_point_id: int) -> ContactPoint:
+    """One contact point of this dashboard; NotFound if it is not this dashboard's."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_CONTACT_COLUMNS} FROM contact_points WHERE id = %s AND dashboard_id = %s",
+            (contact_point_id, dashboard_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no contact point {contact_point_id} on this dashboard")
+    return ContactPoint(*row)
+
+
 async def delete_contact_point(pool: aiopg.Pool, dashboard_id: int, contact_point_id: int) -> bool:
     """Delete a contact point of this dashboard (with its pending messages); False if none."""
     async with pool.acquire() as conn, conn.cursor() as cur:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from common.cli import config_group, connection_options, settings_from_options, show_environment_variables
-from server.cli import dashboards, export, metrics, quotas, serving, tokens, users
+from server.cli import contacts, dashboards, export, metrics, quotas, serving, tokens, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +39,7 @@ for command in (
     dashboards.member,
     tokens.token,
     metrics.alert,
+    contacts.contact,
     export.export_command,
     quotas.usage,
     config_group("server", serving.run),

@@ -10,6 +10,7 @@ from common.events import DashboardChanged
 from common.schemas import MetricEditSchema
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, check_source, system_reading
 from common.vocabulary import DEFAULT_METRIC_TYPE
+from server.cli.contacts import notification_settings, notify_options
 from server.cli.quotas import quota_options, quotas_from
 from server.cli.shared import announce, checked, dashboard_by_slug, fail, metric_by_name, open_pool
 
@@ -212,6 +213,7 @@ def alert() -> None:
 @click.option("--above", type=float, help=ABOVE_HELP)
 @click.option("--below", type=float, help=BELOW_HELP)
 @click.option("--for", "for_seconds", type=click.IntRange(min=0), default=0, show_default=True, help=FOR_HELP)
+@notify_options
 @quota_options("max_alert_rules_per_dashboard")
 @click.pass_context
 @run_async
@@ -223,24 +225,68 @@ async def alert_add(
     above: float | None,
     below: float | None,
     for_seconds: int,
+    notify: tuple[str, ...],
+    repeat_minutes: int | None,
     **limits: int,
 ) -> None:
-    """Alert when METRIC_NAME stays above or below a threshold."""
+    """Alert when METRIC_NAME stays above or below a threshold, notifying the --notify contact points."""
     if (above is None) == (below is None):
         raise click.UsageError("give exactly one of --above and --below")
+    if repeat_minutes is not None and not notify:
+        raise click.UsageError("--repeat needs --notify: repeats go to the rule's contact points")
     condition, threshold = ("above", above) if above is not None else ("below", below)
     settings = resolved_settings(ctx)
     async with open_pool(settings) as pool:
         found = await dashboard_by_slug(pool, dashboard_slug)
         metric = await metric_by_name(pool, found, metric_name)
+        # Checked before the rule exists, so a wrong contact point creates nothing.
+        contact_ids, repeat = await notification_settings(pool, found, notify, repeat_minutes)
         try:
             rule = await db.create_alert_rule(
                 pool, metric.id, condition, float(threshold or 0), for_seconds, quotas=quotas_from(limits)
             )
+            if contact_ids:
+                await db.set_rule_notifications(pool, found.id, rule.id, contact_ids, repeat)
         except (db.NotFound, db.QuotaExceeded) as exc:
             raise fail(exc) from None
     await announce(settings, DashboardChanged(found.id))  # open pages list it at once
     click.echo(f"created alert rule {rule.id}: {metric_name} {condition} {rule.threshold} for {for_seconds}s")
+    if contact_ids:
+        click.echo(_notifies(contact_ids, repeat))
+
+
+@alert.command(name="notify")
+@click.argument("dashboard_slug")
+@click.argument("rule_id", type=int)
+@notify_options
+@click.pass_context
+@run_async
+async def alert_notify(
+    ctx: click.Context,
+    dashboard_slug: str,
+    rule_id: int,
+    *,
+    notify: tuple[str, ...],
+    repeat_minutes: int | None,
+) -> None:
+    """Set whom a rule notifies (every --notify; none: nobody) and how often it repeats."""
+    if repeat_minutes is not None and not notify:
+        raise click.UsageError("--repeat needs --notify: repeats go to the rule's contact points")
+    async with open_pool(resolved_settings(ctx)) as pool:
+        found = await dashboard_by_slug(pool, dashboard_slug)
+        contact_ids, repeat = await notification_settings(pool, found, notify, repeat_minutes)
+        try:
+            await db.set_rule_notifications(pool, found.id, rule_id, contact_ids, repeat)
+        except db.NotFound as exc:
+            raise fail(exc) from None
+    click.echo(
+        f"alert rule {rule_id}: " + (_notifies(contact_ids, repeat) if contact_ids else "notifies nobody")
+    )
+
+
+def _notifies(contact_ids: list[int], repeat: int | None) -> str:
+    every = f", every {repeat // 60} min while firing" if repeat else ""
+    return "notifies contact point(s) " + ", ".join(map(str, contact_ids)) + every
 
 
 @alert.command(name="list")

@@ -2,8 +2,9 @@
 // (editors only; server/notifications_api.py). A webhook's secret is in the
 // answer to its creation only: shown here once, dropped when dismissed. The
 // log is read when the panel opens, after each change, and every 5 s while
-// the panel is open (deliveries happen in a worker, not in these requests).
-// Server text is set as text only.
+// the panel is open (deliveries happen in a worker, not in these requests);
+// while a contact point is being edited its list is left alone, so the refresh
+// never takes the form from under the typing. Server text is set as text only.
 "use strict";
 
 (function () {
@@ -16,8 +17,9 @@
   const log = document.getElementById("edit-deliveries");
   const secretBox = document.getElementById("contact-secret");
   const { call } = Panels.client(panel.dataset.base, panel.dataset.csrf, panel.querySelector(".edit-error"));
-  const { button } = Panels;
+  const { button, confirmAction } = Panels;
   let state = { contact_points: [], rules: [], deliveries: [] };
+  let editing = null; // id of the contact point whose edit form is open
   let ruleNames = new Map(); // rule_id -> "cpu above 90", from the `alerts` messages
   let shownRules = ""; // what the rule form was last filled from: a refresh must not undo a choice in progress
 
@@ -30,28 +32,95 @@
 
   function render(answer) {
     state = answer;
+    if (editing === null || !state.contact_points.some((c) => c.id === editing)) {
+      editing = null;
+      renderContacts();
+    }
+    renderLog();
+    fillRuleChoice();
+  }
+
+  function renderContacts() {
     contactList.replaceChildren();
     document.getElementById("edit-contacts-empty").hidden = state.contact_points.length > 0;
     for (const contact of state.contact_points) {
       const item = document.createElement("li");
       item.dataset.contactId = String(contact.id);
-      item.append(
-        text("contact-name", contact.name),
-        text("contact-kind", contact.kind),
-        text("contact-target", contact.target),
-        button("Send test", "Send a test to " + contact.name, () =>
-          call("POST", "/contact-points/" + contact.id + "/test", {}, contactList).then((a) => a && render(a)),
-        ),
-        button("Remove", "Remove contact point " + contact.name, () => {
-          if (window.confirm("Remove the contact point " + contact.name + "? Unsent messages to it are dropped.")) {
-            call("POST", "/contact-points/" + contact.id + "/delete", {}, contactList).then((a) => a && render(a));
-          }
-        }),
-      );
+      if (contact.id === editing) item.append(editForm(contact));
+      else item.append(...contactRow(contact));
       contactList.append(item);
     }
-    renderLog();
-    fillRuleChoice();
+  }
+
+  function contactRow(contact) {
+    return [
+      text("contact-name", contact.name),
+      text("contact-kind", contact.kind),
+      text("contact-target", contact.target),
+      button("Edit", "Edit contact point " + contact.name, () => {
+        editing = contact.id;
+        renderContacts();
+        contactList.querySelector(".contact-edit input[name=name]").focus();
+      }),
+      button("Send test", "Send a test to " + contact.name, () =>
+        call("POST", "/contact-points/" + contact.id + "/test", {}, contactList).then((a) => a && render(a)),
+      ),
+      button("Remove", "Remove contact point " + contact.name, async () => {
+        const sure = await confirmAction({
+          title: "Remove contact point",
+          message: "Remove the contact point " + contact.name + "? Unsent messages to it are dropped.",
+          action: "Remove",
+        });
+        if (sure) call("POST", "/contact-points/" + contact.id + "/delete", {}, contactList).then((a) => a && render(a));
+      }),
+    ];
+  }
+
+  function field(name, label, value) {
+    const wrapper = document.createElement("label");
+    wrapper.textContent = label + " ";
+    const input = document.createElement("input");
+    input.name = name;
+    input.value = value;
+    input.required = true;
+    wrapper.append(input);
+    return wrapper;
+  }
+
+  // Its name and URL (or address); the kind stays, and so does a webhook's secret.
+  function editForm(contact) {
+    const form = document.createElement("form");
+    form.className = "contact-edit edit-row";
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Save";
+    const cancel = button("Cancel", "Stop editing " + contact.name, () => {
+      editing = null;
+      renderContacts();
+    });
+    form.append(
+      field("name", "Name", contact.name),
+      field("target", contact.kind === "email" ? "Address" : "URL", contact.target),
+      save,
+      cancel,
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = {};
+      for (const key of ["name", "target"]) {
+        if (form.elements[key].value.trim() !== contact[key]) body[key] = form.elements[key].value;
+      }
+      if (Object.keys(body).length === 0) {
+        editing = null;
+        renderContacts();
+        return;
+      }
+      const answer = await call("POST", "/contact-points/" + contact.id, body, form);
+      if (!answer) return;
+      editing = null;
+      render(answer);
+    });
+    return form;
   }
 
   function renderLog() {

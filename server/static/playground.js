@@ -17,8 +17,15 @@
   const emptyLog = document.getElementById("log-empty");
   const typesEl = document.getElementById("message-types");
   const examplesEl = document.getElementById("examples");
+  const filterEl = document.getElementById("log-filter");
+  const pauseButton = document.getElementById("pause");
+  const pausedNote = document.getElementById("paused-note");
+  const autoScroll = document.getElementById("auto-scroll");
+  const compact = document.getElementById("compact");
   let socket = null;
   let count = 0;
+  let paused = false;
+  let held = []; // entries that came in while paused, oldest first (at most MAX_LOG)
   let metricIds = []; // of the connected dashboard, to make the examples real
   const lastIds = new Map(); // metric id -> newest value id seen, for `resume`
 
@@ -30,17 +37,36 @@
     statusEl.querySelector(".status-text").textContent = text;
   }
 
-  function pretty(text) {
+  // A message as shown: indented, or on one line in the compact view.
+  // The compact line leaves out the action, which the entry shows already.
+  function formatted(text) {
     try {
-      return JSON.stringify(JSON.parse(text), null, 2);
+      const message = JSON.parse(text);
+      if (!compact.checked) return JSON.stringify(message, null, 2);
+      const inLine = message && typeof message === "object" && "action" in message ? message.payload : message;
+      return inLine === undefined ? "" : JSON.stringify(inLine);
     } catch (e) {
-      return text;
+      return compact.checked ? text.replace(/\s+/g, " ") : text;
     }
   }
 
-  function addEntry(direction, title, body) {
+  function addFilterOption(action) {
+    if ([...filterEl.options].some((option) => option.value === action)) return;
+    const option = document.createElement("option");
+    option.value = action;
+    option.textContent = action;
+    filterEl.append(option);
+  }
+
+  function applyFilter(item) {
+    const wanted = filterEl.value;
+    item.hidden = wanted !== "" && item.dataset.action !== wanted;
+  }
+
+  function entry(direction, title, body) {
     const item = document.createElement("li");
     item.dataset.direction = direction;
+    item.dataset.action = title;
     const meta = document.createElement("div");
     meta.className = "meta";
     const time = document.createElement("time");
@@ -56,14 +82,57 @@
     item.append(meta);
     if (body) {
       const pre = document.createElement("pre");
-      pre.textContent = body;
+      pre.dataset.raw = body; // formatted when shown: the view may change while it is held
       item.append(pre);
     }
-    log.prepend(item);
+    return item;
+  }
+
+  // Newest first. Unless "keep newest in view" is on, the entries being read stay where they are.
+  function show(items) {
+    const before = log.scrollHeight;
+    const top = log.scrollTop;
+    for (const item of items) {
+      const pre = item.querySelector("pre");
+      if (pre) pre.textContent = formatted(pre.dataset.raw);
+      applyFilter(item);
+      log.prepend(item);
+    }
     while (log.children.length > MAX_LOG) log.lastElementChild.remove();
-    count += 1;
+    log.scrollTop = autoScroll.checked ? 0 : top + (log.scrollHeight - before);
     countEl.textContent = String(count);
-    emptyLog.hidden = true;
+    emptyLog.hidden = log.children.length > 0;
+  }
+
+  function addEntry(direction, title, body) {
+    count += 1;
+    addFilterOption(title);
+    const item = entry(direction, title, body);
+    if (paused) {
+      held.push(item);
+      if (held.length > MAX_LOG) held.shift();
+      pausedNote.textContent = "Paused: " + held.length + " new message" + (held.length === 1 ? "" : "s") + " held.";
+      return;
+    }
+    show([item]);
+  }
+
+  function setPaused(value) {
+    paused = value;
+    pauseButton.textContent = paused ? "Resume" : "Pause";
+    pauseButton.setAttribute("aria-pressed", String(paused));
+    pausedNote.hidden = !paused;
+    pausedNote.textContent = "Paused: 0 new messages held.";
+    if (!paused) {
+      const waiting = held;
+      held = [];
+      show(waiting);
+    }
+  }
+
+  function reformat() {
+    log.classList.toggle("compact", compact.checked);
+    for (const pre of log.querySelectorAll("pre")) pre.textContent = formatted(pre.dataset.raw);
   }
 
   function connected(open) {
@@ -75,8 +144,11 @@
   function connect() {
     if (socket) return;
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    const none = document.getElementById("subscribe-none").checked ? "?subscribe=none" : "";
-    const url = scheme + window.location.host + select.value + none;
+    const options = new URLSearchParams();
+    if (document.getElementById("subscribe-none").checked) options.set("subscribe", "none");
+    if (document.getElementById("updates-batch").checked) options.set("updates", "batch");
+    const query = options.toString();
+    const url = scheme + window.location.host + select.value + (query ? "?" + query : "");
     setStatus("connecting", "Connecting…");
     addEntry("event", "connecting", url);
     socket = new WebSocket(url);
@@ -95,7 +167,7 @@
       } catch (e) {
         hook.received.push(event.data);
       }
-      addEntry("in", action, pretty(event.data));
+      addEntry("in", action, event.data);
     };
     socket.onclose = (event) => {
       addEntry("event", "closed", "code " + event.code + (event.reason ? " · " + event.reason : ""));
@@ -120,13 +192,16 @@
     try {
       action = String(JSON.parse(text).action);
     } catch (e) {}
-    addEntry("out", action, pretty(text));
+    addEntry("out", action, text);
   }
 
   function remember(message) {
     const payload = message.payload || {};
     if (message.action === "dashboard_config") metricIds = payload.metrics.map((m) => m.id);
     if (message.action === "metric_update") lastIds.set(payload.metric_id, payload.id);
+    if (message.action === "metric_updates") {
+      for (const tick of payload.updates) for (const [metricId, id] of tick.values) lastIds.set(metricId, id);
+    }
     if (message.action === "metric_history" && payload.last_id != null) lastIds.set(payload.metric_id, payload.last_id);
   }
 
@@ -145,7 +220,17 @@
 
   function useExample(example) {
     composer.value = JSON.stringify(localised(example), null, 2);
+    clearNoticeIfValid();
     composer.focus();
+  }
+
+  // The "Not valid JSON" notice is about what was sent: it goes once the composer holds JSON.
+  function clearNoticeIfValid() {
+    if (!composerError.textContent) return;
+    try {
+      JSON.parse(composer.value);
+      composerError.textContent = "";
+    } catch (e) {}
   }
 
   function exampleButton(name, example) {
@@ -158,8 +243,28 @@
     return button;
   }
 
+  // The document refers to its parts by JSON pointer ({"$ref": "#/components/..."}): follow them.
+  function target(doc, node) {
+    while (node && typeof node === "object" && typeof node.$ref === "string" && node.$ref.startsWith("#/")) {
+      node = node.$ref
+        .slice(2)
+        .split("/")
+        .reduce((at, key) => (at == null ? at : at[key.replace(/~1/g, "/").replace(/~0/g, "~")]), doc);
+    }
+    return node;
+  }
+
+  function inlined(doc, node, depth = 0) {
+    node = target(doc, node);
+    if (depth > 20 || node === null || typeof node !== "object") return node;
+    if (Array.isArray(node)) return node.map((item) => inlined(doc, item, depth + 1));
+    return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, inlined(doc, value, depth + 1)]));
+  }
+
   function showProtocol(doc) {
-    const messages = doc.channels.dashboard.messages;
+    const messages = Object.fromEntries(
+      Object.entries(doc.channels.dashboard.messages).map(([name, message]) => [name, target(doc, message)]),
+    );
     const received = new Set(
       Object.values(doc.operations)
         .filter((op) => op.action === "receive")
@@ -182,7 +287,7 @@
       const about = document.createElement("p");
       about.textContent = message.summary;
       const schema = document.createElement("pre");
-      schema.textContent = JSON.stringify(message.payload, null, 2);
+      schema.textContent = JSON.stringify(inlined(doc, message.payload), null, 2);
       details.append(summary, about, schema);
       const example = message.examples && message.examples[0] && message.examples[0].payload;
       if (example) {
@@ -197,6 +302,7 @@
         }
       }
       typesEl.append(details);
+      addFilterOption(name);
     }
   }
 
@@ -215,10 +321,18 @@
   composer.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send();
   });
+  composer.addEventListener("input", clearNoticeIfValid);
+  filterEl.addEventListener("change", () => {
+    for (const item of log.children) applyFilter(item);
+  });
+  pauseButton.addEventListener("click", () => setPaused(!paused));
+  compact.addEventListener("change", reformat);
   document.getElementById("clear").addEventListener("click", () => {
     log.replaceChildren();
+    held = [];
     count = 0;
     countEl.textContent = "0";
     emptyLog.hidden = false;
+    if (paused) pausedNote.textContent = "Paused: 0 new messages held.";
   });
 })();

@@ -8,7 +8,7 @@ from playwright.async_api import expect
 
 from common import db
 from server.cli.demo import create_demo
-from tests.browser.pages import log_in, open_panel
+from tests.browser.pages import log_in, open_panel, screenshot
 from tests.notifyreceiver import receiver
 from worker.notify.delivery import deliver_once
 from worker.notify.guard import AllowList
@@ -52,6 +52,8 @@ async def test_an_editor_adds_tests_and_wires_a_webhook(server, context, pool):
             "delivered", timeout=10_000
         )
         assert len(hook.received) == 1
+        await page.locator("#edit-deliveries").scroll_into_view_if_needed()
+        await screenshot(page, "notification-delivery-log")
 
     await page.select_option("#edit-rule-contacts select[name=rule_id]", str(rule.id))
     await page.select_option(
@@ -67,4 +69,54 @@ async def test_an_editor_adds_tests_and_wires_a_webhook(server, context, pool):
         await page.wait_for_timeout(100)
     assert (wired.contact_point_ids, wired.repeat_seconds) == ([contact.id], 900)
     await expect(page.locator("#edit-deliveries li")).to_have_count(1)
+    assert errors == []
+
+
+async def test_an_editor_renames_and_repoints_a_contact_point_and_removes_it_in_a_dialog(
+    server, context, pool
+):
+    demo = await create_demo(pool)
+    board = demo.dashboard
+    contact = await db.create_contact_point(pool, board.id, "ops", "slack", "https://hooks.example/T/1", None)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await log_in(page, server.base, "demo", "demo", f"/dashboards/{board.id}/")
+    await open_panel(page)
+    item = page.locator(f"#edit-contacts li[data-contact-id='{contact.id}']")
+    await expect(item.locator(".contact-name")).to_have_text("ops")
+
+    await item.locator("button", has_text="Edit").click()
+    form = item.locator("form.contact-edit")
+    await form.locator("input[name=name]").fill("on-call <i>chat</i>")
+    # The panel re-reads the list every 5 s: the form and what is typed survive it.
+    await page.wait_for_timeout(5500)
+    await expect(form.locator("input[name=name]")).to_have_value("on-call <i>chat</i>")
+    await form.locator("input[name=target]").fill("not a url")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#edit-panel .edit-error")).to_contain_text("http(s) URL")
+    assert (await db.get_contact_point(pool, board.id, contact.id)) == contact
+    await form.locator("input[name=target]").fill("https://hooks.example/T/2")
+    await form.locator("button[type=submit]").click()
+    await expect(item.locator(".contact-name")).to_have_text("on-call <i>chat</i>")  # as text
+    await expect(item.locator(".contact-target")).to_have_text("https://hooks.example/T/2")
+    changed = await db.get_contact_point(pool, board.id, contact.id)
+    assert (changed.name, changed.kind, changed.target) == (
+        "on-call <i>chat</i>",
+        "slack",
+        "https://hooks.example/T/2",
+    )
+
+    # Removing asks in the page's own dialog, naming the contact point; Cancel keeps it.
+    await item.locator("button", has_text="Remove").click()
+    dialog = page.locator("#confirm-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.locator(".confirm-message")).to_contain_text("on-call <i>chat</i>")
+    await dialog.locator(".confirm-cancel").click()
+    await expect(dialog).to_be_hidden()
+    assert len(await db.list_contact_points(pool, board.id)) == 1
+    await item.locator("button", has_text="Remove").click()
+    await dialog.locator(".confirm-ok").click()
+    await expect(page.locator("#edit-contacts li")).to_have_count(0)
+    assert await db.list_contact_points(pool, board.id) == []
     assert errors == []
