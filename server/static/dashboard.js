@@ -4,7 +4,9 @@
 "use strict";
 
 (function () {
-  const RANGES = { "5m": 300, "1h": 3600, "24h": 86400, "7d": 604800 };
+  // The server's vocabularies (common/vocabulary.py, written into the page by base.html).
+  const VOCABULARY = JSON.parse(document.getElementById("vocabulary").textContent);
+  const RANGES = VOCABULARY.ranges; // name -> seconds
   const MAX_POINTS = 1200; // per chart, whatever the range: memory stays flat for days
   const PING_EVERY_MS = 15000; // browsers expose no WebSocket ping, so we send our own
   const PONG_TIMEOUT_MS = 8000; // no pong by then: the connection is dead, reconnect
@@ -55,7 +57,7 @@
   // The time range in view (timerange.js): a link's #range= or #from=&to= wins; otherwise
   // the user's default range.
   let view = TimeRange.viewFromHash(window.location.hash, Date.now()) || {
-    range: RANGES[prefs.default_range] ? prefs.default_range : "5m",
+    range: RANGES[prefs.default_range] ? prefs.default_range : VOCABULARY.default_range,
   };
   // A range that ended in the past, resolved once when chosen ({from, to, live, span} in ms):
   // "now-2d to now-1d" then stays the same day while it is in view. Null for a live range.

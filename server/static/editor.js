@@ -6,6 +6,8 @@
 
 (function () {
   const root = document.getElementById("dashboard");
+  // The roles a member may have (common/vocabulary.py, written into the page by base.html).
+  const ROLES = JSON.parse(document.getElementById("vocabulary").textContent).roles;
   const panel = document.getElementById("edit-panel");
   if (!root || !panel) return;
   const base = panel.dataset.base;
@@ -156,7 +158,7 @@
       name.textContent = member.username;
       const role = document.createElement("select");
       role.setAttribute("aria-label", "Role of " + member.username);
-      for (const value of ["viewer", "editor"]) {
+      for (const value of ROLES) {
         const option = document.createElement("option");
         option.value = option.textContent = value;
         option.selected = value === member.role;

@@ -12,7 +12,8 @@
 "use strict";
 
 (function (global) {
-  const PRESETS = { "5m": 300, "1h": 3600, "24h": 86400, "7d": 604800 };
+  // The protocol's preset ranges, name -> seconds (common/vocabulary.py, in the page by base.html).
+  const PRESETS = JSON.parse(global.document.getElementById("vocabulary").textContent).ranges;
   // The server's limits (common/schemas.py: MIN_SPAN, MAX_SPAN, MAX_AGE, MAX_AHEAD).
   const MIN_SPAN_MS = 10 * 1000;
   const MAX_SPAN_MS = 400 * 86400 * 1000;
