@@ -14,7 +14,7 @@ from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from common.tokens import display_prefix, new_token, token_hash
 from server.live.alertstate import RECENT_EVENTS
 from tests.helpers import as_user, post, run_cli
-from tests.wsclient import expect_silence, open_socket, read_connect_sequence, receive
+from tests.wsclient import expect_only_barrier, open_socket, read_connect_sequence, receive
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ async def test_a_new_socket_gets_what_fired_while_no_one_was_connected(client, t
             "event_id": fired.id,
         }
     ]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, team["requests"], ws)
 
 
 async def test_a_reconnect_sees_a_rule_that_resolved_while_away(client, team, push, pool):

@@ -13,7 +13,7 @@ from common.tokens import display_prefix, new_token, token_hash
 from server.cli import main as server_main
 from tests.helpers import log_in
 from tests.servers import servers
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ async def board(pool, make_user, make_dashboard, make_metric):
     ops = await make_dashboard("ops", members=(alice,))
     other = await make_dashboard("other", members=(bob,))
     temp = await make_metric(ops, "temp", "gauge", "C")
-    await make_metric(other, "theirs", "gauge")
+    theirs = await make_metric(other, "theirs", "gauge")
     secret = new_token()
     await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
     rule = await db.create_alert_rule(pool, temp.id, "above", 90.0, for_seconds=30)
@@ -39,6 +39,7 @@ async def board(pool, make_user, make_dashboard, make_metric):
         "t0": _start(),
         "ops": ops,
         "other": other,
+        "theirs": theirs,
         "temp": temp,
         "rule": rule,
         "auth": {"Authorization": f"Bearer {secret}"},
@@ -107,7 +108,8 @@ async def test_fires_after_for_seconds_and_resolves_live_to_members_only(client,
         ("resolved", 80.0, t0 + timedelta(seconds=50)),
     ]
     assert [firing["event_id"], resolved["event_id"]] == [e.id for e in events]
-    await expect_silence(bob_ws)
+    # No alert of ops ever reached bob, who watches another dashboard.
+    await expect_only_barrier(pool, board["theirs"], bob_ws)
 
 
 async def test_a_dip_restarts_the_duration(client, pool, board):

@@ -16,7 +16,6 @@ from tests.wsclient import (
     connect,
     connect_bare,
     expect_only_barrier,
-    expect_silence,
     publish,
     read_connect_sequence,
     receive,
@@ -27,7 +26,12 @@ from tests.wsclient import (
 async def test_subscribe_none_sends_no_history_and_no_updates(client, setup, pool):
     ws = await connect_bare(client, setup["ops"].id)
     await publish(pool, setup["cpu"], 1.0)
-    await expect_silence(ws)
+    # Subscribed to requests only from here: a later value of it comes, the earlier cpu never.
+    await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [setup["requests"].id]}})
+    history = await receive(ws)
+    assert (history["action"], history["payload"]["metric_id"]) == ("metric_history", setup["requests"].id)
+    assert await receive(ws) == {"action": "complete"}
+    await expect_only_barrier(pool, setup["requests"], ws)
 
 
 async def test_history_and_updates_carry_stored_ids(client, setup, pool):
