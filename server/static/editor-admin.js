@@ -6,11 +6,10 @@
 "use strict";
 
 (function () {
-  const root = document.getElementById("dashboard");
-  const panel = document.getElementById("edit-panel");
-  if (!root || !panel) return;
-  const base = panel.dataset.base;
-  const errorEl = panel.querySelector(".edit-error");
+  const edit = Panels.editPanel();
+  if (!edit) return;
+  const { root, panel } = edit;
+  const { call } = edit.api;
   const ruleList = document.getElementById("edit-alerts");
   const ruleForm = document.getElementById("edit-add-alert");
   const tokenList = document.getElementById("edit-tokens");
@@ -19,7 +18,6 @@
   const secretValue = secretBox.querySelector(".token-secret-value");
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
-  const { call } = Panels.client(base, panel.dataset.csrf, errorEl, panel.querySelector(".edit-saved"));
   const { button, confirmAction } = Panels;
 
 

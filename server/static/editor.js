@@ -5,13 +5,11 @@
 "use strict";
 
 (function () {
-  const root = document.getElementById("dashboard");
+  const edit = Panels.editPanel();
+  if (!edit) return;
+  const { root, panel, base, errorEl, api } = edit;
   // The roles a member may have (common/vocabulary.py, written into the page by base.html).
   const ROLES = JSON.parse(document.getElementById("vocabulary").textContent).roles;
-  const panel = document.getElementById("edit-panel");
-  if (!root || !panel) return;
-  const base = panel.dataset.base;
-  const errorEl = panel.querySelector(".edit-error");
   const metricList = document.getElementById("edit-metrics");
   const memberList = document.getElementById("edit-members");
   const settingsForm = document.getElementById("edit-settings");
@@ -19,7 +17,6 @@
   let metrics = [];
   let dashboardName = document.getElementById("dashboard-name").textContent;
   let scrollToMetric = null; // the name of a metric just added: its card scrolls into view
-  const api = Panels.client(base, panel.dataset.csrf, errorEl, panel.querySelector(".edit-saved"));
   const { button, confirmAction, focusedControl, restoreFocus } = Panels;
 
   // Every answer about members carries the new list.

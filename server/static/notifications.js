@@ -8,15 +8,15 @@
 "use strict";
 
 (function () {
-  const root = document.getElementById("dashboard");
-  const panel = document.getElementById("edit-panel");
-  if (!root || !panel) return;
+  const edit = Panels.editPanel();
+  if (!edit) return;
+  const { root, panel } = edit;
+  const { call } = edit.api;
   const contactList = document.getElementById("edit-contacts");
   const contactForm = document.getElementById("edit-add-contact");
   const ruleForm = document.getElementById("edit-rule-contacts");
   const log = document.getElementById("edit-deliveries");
   const secretBox = document.getElementById("contact-secret");
-  const { call } = Panels.client(panel.dataset.base, panel.dataset.csrf, panel.querySelector(".edit-error"));
   const { button, confirmAction } = Panels;
   let state = { contact_points: [], rules: [], deliveries: [] };
   let editing = null; // id of the contact point whose edit form is open

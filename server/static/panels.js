@@ -137,8 +137,22 @@ window.Panels = (function () {
     if (target) target.focus();
   }
 
+  // The page's Edit panel and a client for its endpoints (reporting in its error
+  // and "Saved" places): what every editor script starts from. Null on a page
+  // without one (a viewer's).
+  function editPanel() {
+    const root = document.getElementById("dashboard");
+    const panel = document.getElementById("edit-panel");
+    if (!root || !panel) return null;
+    const errorEl = panel.querySelector(".edit-error");
+    const base = panel.dataset.base;
+    const api = client(base, panel.dataset.csrf, errorEl, panel.querySelector(".edit-saved"));
+    return { root: root, panel: panel, base: base, errorEl: errorEl, api: api };
+  }
+
   return {
     client: client,
+    editPanel: editPanel,
     confirmAction: confirmAction,
     button: button,
     focusedControl: focusedControl,
