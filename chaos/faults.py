@@ -32,9 +32,9 @@ KINDS = [*PROCESS_KINDS, "cut:client", "burst:push", "edit:metrics"]
 class Profile:
     """How hard a run hits: gaps between faults, how long a stall lasts, and so on."""
 
-    gap: tuple[float, float] = (1.0, 4.0)
+    gap: tuple[float, float] = (3.0, 10.0)  # between two faults' starts: they overlap often
     down: tuple[float, float] = (0.3, 2.5)  # between a SIGKILL and the restart
-    stall: tuple[float, float] = (2.0, 30.0)  # SIGSTOP to SIGCONT: past leases (5 s) and pings (6 s)
+    stall: tuple[float, float] = (2.0, 25.0)  # SIGSTOP to SIGCONT: past leases (5 s) and pings (6 s)
     burst: tuple[int, int] = (50, 1500)
     heal_timeout: float = 90.0
 
@@ -78,6 +78,12 @@ class Injector:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             kind = order.pop(0) if order else self.rng.choice(self.kinds)
+            if kind in PROCESS_KINDS and time.monotonic() + self.profile.stall[1] > deadline:
+                # Near the end only instant faults: every fault is over within the window.
+                instant = [k for k in self.kinds if k not in PROCESS_KINDS]
+                if not instant:
+                    break
+                kind = self.rng.choice(instant)
             task = asyncio.create_task(self._inject(kind))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

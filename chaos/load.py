@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from contextlib import suppress
 
 import aiohttp
 
@@ -64,24 +63,34 @@ class Editor:
         self.made = 0
 
     async def edit(self) -> str:
+        """One change, tried up to three times (on either server); what came of it."""
         board = self.rng.choice(self.boards)
-        base = self.rng.choice(self.user.bases)
         remove = bool(board.extra_ids) and self.rng.random() < 0.5
-        with suppress(aiohttp.ClientError, TimeoutError, TypeError):
-            headers = {"X-CSRF-Token": await self.user.csrf(base)}
-            if remove:
-                metric_id = board.extra_ids.pop(0)
-                path = f"/dashboards/{board.id}/metrics/{metric_id}/delete"
-                body: dict = {}
-            else:
-                self.made += 1
-                path = f"/dashboards/{board.id}/metrics"
-                body = {"name": f"extra{self.made}", "type": "gauge", "source": "random"}
-            async with self.user.http.post(
-                base + path, json=body, headers=headers, timeout=PUSH_TIMEOUT
-            ) as response:
-                if response.status in (200, 201) and not remove:
-                    config = (await response.json())["config"]
-                    board.extra_ids += [m["id"] for m in config["metrics"] if m["name"] == body["name"]]
-                return f"{'remove' if remove else 'add'} {response.status}"
-        return f"{'remove' if remove else 'add'} failed"
+        if remove:
+            path, body = f"/dashboards/{board.id}/metrics/{board.extra_ids[0]}/delete", {}
+        else:
+            self.made += 1
+            path = f"/dashboards/{board.id}/metrics"
+            body = {"name": f"extra{self.made}", "type": "gauge", "source": "random"}
+        outcome = ""
+        for attempt in range(3):
+            base = self.user.bases[attempt % len(self.user.bases)]
+            try:
+                headers = {"X-CSRF-Token": await self.user.csrf(base)}
+                async with self.user.http.post(
+                    base + path, json=body, headers=headers, timeout=PUSH_TIMEOUT
+                ) as response:
+                    outcome = f"{'remove' if remove else 'add'} {response.status}"
+                    if response.status in (200, 201):
+                        if remove:
+                            board.extra_ids.pop(0)
+                        else:
+                            config = (await response.json())["config"]
+                            board.extra_ids += [
+                                m["id"] for m in config["metrics"] if m["name"] == body["name"]
+                            ]
+                        return outcome
+            except (aiohttp.ClientError, TimeoutError, TypeError) as exc:
+                outcome = f"{'remove' if remove else 'add'} {type(exc).__name__}"
+            await asyncio.sleep(1)
+        return outcome

@@ -46,6 +46,7 @@ class Managed:
     def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, user: str | None = None) -> None:
         self.name, self.argv, self.port, self.user = name, argv, port, user
         self.env: dict[str, str] = {}
+        self.stop_signal = signal.SIGTERM
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.stalled: list[int] = []  # pids stopped by `stall`, continued by `resume`
@@ -96,10 +97,18 @@ class Managed:
         self.stalled = []
 
     def terminate(self, timeout: float = 15) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+        self.ask_to_stop()
+        self.wait_or_kill(timeout)
+
+    def ask_to_stop(self) -> None:
         self.resume()
+        if self.alive():
+            self.process.send_signal(self.stop_signal)
+
+    def wait_or_kill(self, timeout: float = 15) -> None:
         if not self.alive():
             return
-        self.process.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -158,7 +167,7 @@ def postgres(home: Path, log_dir: Path) -> Managed:
         shutil.chown(log_dir, user)
     data = home / "pgdata"
     subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "-N"],
         user=user,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -169,7 +178,9 @@ def postgres(home: Path, log_dir: Path) -> Managed:
     argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(home)]
     # fsync off: a SIGKILL is a process crash, not a power cut; the page cache keeps every write.
     argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
-    return Managed("postgres", argv, port, log_dir, user=user)
+    postmaster = Managed("postgres", argv, port, log_dir, user=user)
+    postmaster.stop_signal = signal.SIGINT  # a fast shutdown: SIGTERM's waits for every session to end
+    return postmaster
 
 
 def server(index: int, urls: list[str], log_dir: Path, history_limit: int) -> Managed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chaos.faults import KINDS
@@ -79,3 +80,14 @@ def table(result: dict[str, Any]) -> str:
 
 def _round(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 2)
+
+
+TABLE_START, TABLE_END = "<!-- chaos-table -->", "<!-- /chaos-table -->"
+
+
+def update_readme(readme: Path, result: dict[str, Any]) -> None:
+    """Put the run's table between the README's chaos-table markers."""
+    text = readme.read_text()
+    before, rest = text.split(TABLE_START, 1)
+    _, after = rest.split(TABLE_END, 1)
+    readme.write_text(f"{before}{TABLE_START}\n{table(result)}\n{TABLE_END}{after}")

@@ -20,6 +20,7 @@ from chaos.load import Editor, Pusher
 from chaos.verify import Checker, context
 from chaos.world import EDITOR, build
 from common import db
+from common.migrate import migrate
 
 HISTORY_LIMIT = 100
 SETTLE = 45.0  # seconds the clients get to catch up after the last fault
@@ -74,6 +75,8 @@ class Fleet:
     def start_services(self) -> None:
         for process in self.servers + self.workers:
             process.start()
+
+    def wait_for_servers(self) -> None:
         for process in self.servers:
             if not process.wait_listening():
                 raise RuntimeError(f"{process.name} did not start: see {process.log_path}")
@@ -88,8 +91,12 @@ class Fleet:
                     process.start()
 
     def stop(self) -> None:
-        for process in self.servers + self.workers + [self.redis, self.postgres]:
-            process.terminate()
+        """Servers and workers first (all at once), then the backends they used."""
+        for group in (self.servers + self.workers, [self.redis, self.postgres]):
+            for process in group:
+                process.ask_to_stop()
+            for process in group:
+                process.wait_or_kill()
 
 
 async def run(options: Options) -> dict[str, Any]:
@@ -100,6 +107,7 @@ async def run(options: Options) -> dict[str, Any]:
         return await _run(options, fleet)
     finally:
         fleet.stop()
+        say("stopped")
         if options.keep:
             say(f"logs kept in {home / 'logs'}")
         else:
@@ -109,15 +117,18 @@ async def run(options: Options) -> dict[str, Any]:
 async def _run(options: Options, fleet: Fleet) -> dict[str, Any]:
     rng = random.Random(options.seed)
     fleet.start_backends()  # from this thread: the children die with it (processes.py)
+    say("PostgreSQL and Redis up")
     async with db.create_pool(fleet.database_url, maxsize=2) as pool:
+        await migrate(pool)
+        fleet.start_services()  # they boot while the dashboards are made
         viewers = max(1, options.clients // 20)  # ~20 sockets a user: under the 50 per process
         world = await build(pool, options.dashboards, viewers)
-    fleet.start_services()
+    await asyncio.to_thread(fleet.wait_for_servers)
+    say("servers up, dashboards and users made")
     bases = [f"http://127.0.0.1:{s.port}" for s in fleet.servers]
     users = [UserSession(name, bases) for name in world.viewers]
     editor_session = UserSession(EDITOR, bases)
-    for user in [*users, editor_session]:
-        await user.log_in()
+    await asyncio.gather(*(user.log_in() for user in [*users, editor_session]))
     verifiers = [
         Verifier(
             n,
@@ -145,19 +156,22 @@ async def _run(options: Options, fleet: Fleet) -> dict[str, Any]:
     background += [asyncio.create_task(v.run(stop_clients)) for v in verifiers]
     pushing = [asyncio.create_task(p.run(stop_pushes, options.push_rate)) for p in pushers]
     began = time.monotonic()
-    await asyncio.sleep(3)  # every client connected and receiving before the first fault
+    await _wait_connected(verifiers)
     say("injecting faults")
     await injector.run(options.seconds)
     say(f"{len(injector.faults)} faults injected; settling")
     final = await _settle(injector, pushers, verifiers, stop_pushes, pushing, fleet)
     stored = await _stored(fleet.database_url, world.boards)
+    say("writers stopped")
     caught_up = await _wait_caught_up(verifiers, stored)
+    say("clients caught up" if caught_up is not None else "clients did NOT catch up")
     stop_clients.set()
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
     for user in [*users, editor_session]:
         await user.http.close()
+    say("clients stopped")
     checker = Checker(stored, HISTORY_LIMIT)
     for verifier in verifiers:
         checker.check_client(verifier)
@@ -186,8 +200,19 @@ async def _settle(injector, pushers, verifiers, stop_pushes, pushing, fleet) -> 
     await asyncio.gather(*pushing)
     injector.busy.update(w.name for w in fleet.workers)  # the supervisor leaves them stopped
     for worker in fleet.workers:
-        await asyncio.to_thread(worker.terminate)
+        worker.ask_to_stop()  # each lets its current tick commit and publish
+    for worker in fleet.workers:
+        await asyncio.to_thread(worker.wait_or_kill)
     return final.recovery()
+
+
+async def _wait_connected(verifiers: list[Verifier], within: float = 30) -> None:
+    """Until every client holds each of its metrics (or `within` seconds): faults start on a running system."""
+    for _ in range(int(within * 10)):
+        if all(last is not None for v in verifiers for last in v.held.values()):
+            break
+        await asyncio.sleep(0.1)
+    say(f"{len(verifiers)} clients receiving")
 
 
 async def _stored(database_url: str, boards) -> dict[int, list[tuple[int, float]]]:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import aiopg
 
 from common import db
-from common.migrate import migrate
 from common.passwords import hash_password
 from common.sources import PUSH, RANDOM
 from common.tokens import display_prefix, new_token, token_hash
@@ -39,8 +38,7 @@ class World:
 
 
 async def build(pool: aiopg.Pool, dashboards: int, viewers: int) -> World:
-    """Schema, an editor of every dashboard and `viewers` viewers of all of them."""
-    await migrate(pool)
+    """An editor of every dashboard and `viewers` viewers of all of them."""
     password_hash = hash_password(PASSWORD)
     editor = await db.create_user(pool, EDITOR, password_hash)
     names = [f"viewer{i}" for i in range(viewers)]
