@@ -84,6 +84,9 @@ class Injector:
                 if not instant:
                     break
                 kind = self.rng.choice(instant)
+            elif kind in PROCESS_KINDS and not self._free(kind):
+                order.append(kind)  # its processes are all under a fault: later
+                kind = self.rng.choice([k for k in self.kinds if k not in PROCESS_KINDS] or [kind])
             task = asyncio.create_task(self._inject(kind))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -114,9 +117,9 @@ class Injector:
                     process.dump_tasks()
 
     async def _do(self, kind: str) -> Fault | None:
-        how, what = kind.split(":")
+        how = kind.split(":")[0]
         if kind in PROCESS_KINDS:
-            free = [p for p in self.groups[what] if p.name not in self.busy and p.alive()]
+            free = self._free(kind)
             if not free:
                 return None
             target = self.rng.choice(free)
@@ -139,14 +142,15 @@ class Injector:
             finally:
                 self.busy.discard(target.name)
         else:
+            connected = [v for v in self.verifiers if v.ws is not None]
+            if kind == "cut:client" and not connected:
+                return None
             fault = Fault(kind, "", time.monotonic())
             self.faults.append(fault)
             if kind == "cut:client":
-                connected = [v for v in self.verifiers if v.ws is not None]
-                if connected:
-                    victim = self.rng.choice(connected)
-                    fault.target = f"client{victim.number}"
-                    victim.cut()
+                victim = self.rng.choice(connected)
+                fault.target = f"client{victim.number}"
+                victim.cut()
             elif kind == "burst:push":
                 pusher = self.rng.choice(self.pushers)
                 count = self.rng.randint(*self.profile.burst)
@@ -155,6 +159,10 @@ class Injector:
             else:
                 fault.detail = await self.editor.edit()
         return fault
+
+    def _free(self, kind: str) -> list[Managed]:
+        """The processes `kind` may hit now: running and under no other fault."""
+        return [p for p in self.groups[kind.split(":")[1]] if p.name not in self.busy and p.alive()]
 
     async def heal(self, fault: Fault) -> None:
         """Wait until every verifier shows values sent after the fault ended."""
