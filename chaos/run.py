@@ -18,7 +18,7 @@ from chaos.console import say
 from chaos.faults import KINDS, Fault, Injector, Profile
 from chaos.load import Editor, Pusher
 from chaos.verify import Checker, context
-from chaos.world import EDITOR, build
+from chaos.world import EDITOR, World, build
 from common import db
 from common.migrate import migrate
 
@@ -115,7 +115,19 @@ async def run(options: Options) -> dict[str, Any]:
 
 
 async def _run(options: Options, fleet: Fleet) -> dict[str, Any]:
-    rng = random.Random(options.seed)
+    world = await _start(options, fleet)
+    bases = [f"http://127.0.0.1:{s.port}" for s in fleet.servers]
+    users = [UserSession(name, bases) for name in world.viewers]
+    editor = UserSession(EDITOR, bases)
+    try:
+        await asyncio.gather(*(user.log_in() for user in [*users, editor]))
+        return await _watch(options, fleet, world, users, editor)
+    finally:
+        for user in [*users, editor]:
+            await user.http.close()
+
+
+async def _start(options: Options, fleet: Fleet) -> World:
     fleet.start_backends()  # from this thread: the children die with it (processes.py)
     say("PostgreSQL and Redis up")
     async with db.create_pool(fleet.database_url, maxsize=2) as pool:
@@ -125,10 +137,14 @@ async def _run(options: Options, fleet: Fleet) -> dict[str, Any]:
         world = await build(pool, options.dashboards, viewers)
     await asyncio.to_thread(fleet.wait_for_servers)
     say("servers up, dashboards and users made")
-    bases = [f"http://127.0.0.1:{s.port}" for s in fleet.servers]
-    users = [UserSession(name, bases) for name in world.viewers]
-    editor_session = UserSession(EDITOR, bases)
-    await asyncio.gather(*(user.log_in() for user in [*users, editor_session]))
+    return world
+
+
+async def _watch(
+    options: Options, fleet: Fleet, world: World, users: list[UserSession], editor: UserSession
+) -> dict[str, Any]:
+    """Clients and writers under faults, then the check of what the clients saw."""
+    rng = random.Random(options.seed)
     verifiers = [
         Verifier(
             n,
@@ -140,58 +156,63 @@ async def _run(options: Options, fleet: Fleet) -> dict[str, Any]:
         )
         for n in range(options.clients)
     ]
-    pushers = [Pusher(editor_session.http, bases, board) for board in world.boards]
+    bases = editor.bases
+    pushers = [Pusher(editor.http, bases, board) for board in world.boards]
     stop_clients, stop_pushes = asyncio.Event(), asyncio.Event()
     injector = Injector(
-        rng,
-        fleet.groups,
-        verifiers,
-        pushers,
-        Editor(editor_session, world.boards, rng),
-        options.profile,
-        stop_pushes,
+        rng, fleet.groups, verifiers, pushers, Editor(editor, world.boards, rng), options.profile, stop_pushes
     )
     injector.kinds = options.kinds
     background = [asyncio.create_task(fleet.supervise(injector.busy))]
     background += [asyncio.create_task(v.run(stop_clients)) for v in verifiers]
     pushing = [asyncio.create_task(p.run(stop_pushes, options.push_rate)) for p in pushers]
     began = time.monotonic()
-    await _wait_connected(verifiers)
-    say("injecting faults")
-    await injector.run(options.seconds)
-    say(f"{len(injector.faults)} faults injected; settling")
-    final = await _settle(injector, pushers, verifiers, stop_pushes, pushing, fleet)
-    stored = await _stored(fleet.database_url, world.boards)
-    say("writers stopped")
-    caught_up = await _wait_caught_up(verifiers, stored)
-    say("clients caught up" if caught_up is not None else "clients did NOT catch up")
-    stop_clients.set()
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
-    for user in [*users, editor_session]:
-        await user.http.close()
+    try:
+        await _wait_connected(verifiers)
+        say("injecting faults")
+        await injector.run(options.seconds)
+        say(f"{len(injector.faults)} faults injected; settling")
+        final = await _settle(injector, stop_pushes, pushing, fleet)
+        stored = await _stored(fleet.database_url, world.boards)
+        say("writers stopped")
+        caught_up = await _wait_caught_up(verifiers, stored)
+        say("clients caught up" if caught_up is not None else "clients did NOT catch up")
+    finally:
+        stop_clients.set()
+        for task in [*background, *pushing]:
+            task.cancel()
+        await asyncio.gather(*background, *pushing, return_exceptions=True)
     say("clients stopped")
+    result = _check(options, stored, injector, verifiers, pushers)
+    result.update(
+        elapsed_s=round(time.monotonic() - began, 1),
+        final_recovery_s=None if final is None else round(final, 2),
+        caught_up_s=caught_up,
+        unplanned_exits=fleet.exits,
+    )
+    print(report.table(result))
+    return result
+
+
+def _check(options: Options, stored: dict, injector: Injector, verifiers: list[Verifier], pushers) -> dict:
     checker = Checker(stored, HISTORY_LIMIT)
     for verifier in verifiers:
         checker.check_client(verifier)
     for pusher in pushers:
         checker.check_pushes(pusher)
-    result = report.build(
-        options, injector.faults, final, checker, verifiers, pushers, fleet.exits, time.monotonic() - began
-    )
-    result["caught_up_s"] = caught_up
+    result = report.build(options, injector.faults, checker, verifiers, pushers)
     if checker.violations:
         first = checker.violations[0]
         result["first_violation"] = {"message": first.message, "metric_id": first.metric_id}
         if first.client is not None:
             result["first_violation"].update(context(verifiers[first.client], first, injector.faults))
         say("FIRST VIOLATION:\n" + json.dumps(result["first_violation"], indent=1, default=str))
-    print(report.table(result))
     return result
 
 
-async def _settle(injector, pushers, verifiers, stop_pushes, pushing, fleet) -> float | None:
+async def _settle(
+    injector: Injector, stop_pushes: asyncio.Event, pushing: list, fleet: Fleet
+) -> float | None:
     """After the last fault: everyone heals, then the writers stop."""
     final = Fault("final", "", time.monotonic(), ended=time.monotonic())
     injector.profile.heal_timeout = SETTLE
