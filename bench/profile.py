@@ -105,7 +105,7 @@ def _category(frames: list[str]) -> str:
 
 
 def _function(frame: str, line: bool = False) -> str:
-    """`flush (/…/server/connection.py:190)` → `flush (server/connection.py)`, or with the
+    """`flush (/…/server/live/connection.py:190)` → `flush (server/live/connection.py)`, or with the
     line kept: inclusive time is per function, self time per line (which call it went to)."""
     name, _, where = frame.partition(" (")
     if not where:

@@ -28,7 +28,7 @@ import psycopg2
 from bench import store
 from common import db
 from common.migrate import migrate
-from server.ws import range_bucket_seconds
+from server.live.history import range_bucket_seconds
 from worker.rollups import roll_up
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/dashboard_bench"

@@ -41,6 +41,14 @@ class Violation:
     at: float | None = None
 
 
+@dataclass
+class _Held:
+    """What a client holds of one metric during the replay."""
+
+    last: int | None = None  # position (in stored order) of the newest value held
+    state: str = "none"  # none: nothing known; held: `last` is held; empty: the metric had no value
+
+
 class Checker:
     def __init__(self, stored: dict[int, list[tuple[int, float]]], history_limit: int) -> None:
         self.stored = stored
@@ -96,86 +104,97 @@ class Checker:
         return True
 
     def _replay(self, verifier: Verifier, metric_id: int) -> None:
-        where, rows = self.position[metric_id], self.stored[metric_id]
-        last: int | None = None  # position of the newest value held
-        state = "none"  # none: nothing known; held: `last` is held; empty: the metric had no value
+        held = _Held()
+        handlers = {
+            "history": self._on_history,
+            "reload": self._on_history,
+            "resumed": self._on_resumed,
+            "lost": self._on_lost,
+            "live": self._on_live,
+        }
         for index, (_, _, kind, event_metric, data) in enumerate(verifier.events):
-            if event_metric != metric_id:
-                continue
-            if kind in ("history", "reload"):
-                values, last_id = data
-                self.counts[kind] += 1
-                if not self._stored(verifier, metric_id, index, values):
+            if event_metric == metric_id and kind in handlers:
+                if kind != "live":
+                    self.counts[kind] += 1
+                if not handlers[kind](verifier, metric_id, index, kind, data, held):
                     return
-                if not self._run(verifier, metric_id, index, values, None):
-                    return
-                if values and values[-1][0] != last_id:
-                    self._fail(verifier, metric_id, index, f"last_id {last_id} is not the last value's id")
-                    return
-                if (
-                    kind == "history"
-                    and values
-                    and len(values) < self.history_limit
-                    and where[values[0][0]] != 0
-                ):
-                    self._fail(verifier, metric_id, index, "a short history that misses older values")
-                    return
-                if kind == "history" and state == "held" and values:
-                    jump = where[values[0][0]] - last - 1
-                    if jump > 0 and len(values) < self.history_limit:
-                        self._fail(verifier, metric_id, index, f"history skipped {jump} values")
-                        return
-                    if jump > 0:
-                        self.counts["history past the limit"] += 1
-                if values:
-                    last, state = where[values[-1][0]], "held"
-                else:
-                    last, state = None, "empty" if kind == "history" else "none"
-            elif kind == "resumed":
-                after_id, values, last_id = data
-                self.counts[kind] += 1
-                if state != "held" or after_id not in where or where[after_id] != last:
-                    self._fail(
-                        verifier, metric_id, index, f"resumed after {after_id}, which is not what it held"
-                    )
-                    return
-                if not self._stored(verifier, metric_id, index, values):
-                    return
-                if not self._run(verifier, metric_id, index, values, last):
-                    return
-                if last_id != (values[-1][0] if values else after_id):
-                    self._fail(
-                        verifier, metric_id, index, f"resume's last_id {last_id} does not match its values"
-                    )
-                    return
-                if values:
-                    last = where[values[-1][0]]
-            elif kind == "lost":
-                self.counts[kind] += 1
-                self._check_lost(verifier, metric_id, index, data)
-                last, state = None, "none"
-            elif kind == "live":
-                value_id = data[0]
-                if not self._stored(verifier, metric_id, index, [data]):
-                    return
-                if state == "empty":
-                    start = -1
-                elif state == "held":
-                    start = last
-                else:
-                    continue  # after recovered: false, before the reload replaces it
-                if not self._run(verifier, metric_id, index, [data], start):
-                    return
-                last, state = where[value_id], "held"
-        if state != "held" or last != len(rows) - 1:
+        rows = self.stored[metric_id]
+        if held.state != "held" or held.last != len(rows) - 1:
             newest = rows[-1][0] if rows else None
-            held = rows[last][0] if last is not None else None
+            mine = rows[held.last][0] if held.last is not None else None
             self._fail(
                 verifier,
                 metric_id,
                 len(verifier.events) - 1,
-                f"ends holding id {held}, newest stored is {newest}",
+                f"ends holding id {mine}, newest stored is {newest}",
             )
+
+    def _on_history(
+        self, verifier: Verifier, metric_id: int, index: int, kind: str, data, held: _Held
+    ) -> bool:
+        """A `metric_history` that replaces what the client held (a fresh one, or a `history` reload)."""
+        where = self.position[metric_id]
+        values, last_id = data
+        if not self._stored(verifier, metric_id, index, values) or not self._run(
+            verifier, metric_id, index, values, None
+        ):
+            return False
+        if values and values[-1][0] != last_id:
+            self._fail(verifier, metric_id, index, f"last_id {last_id} is not the last value's id")
+            return False
+        short = len(values) < self.history_limit
+        if kind == "history" and values and short and where[values[0][0]] != 0:
+            self._fail(verifier, metric_id, index, "a short history that misses older values")
+            return False
+        if kind == "history" and held.state == "held" and values:
+            jump = where[values[0][0]] - held.last - 1
+            if jump > 0 and short:
+                self._fail(verifier, metric_id, index, f"history skipped {jump} values")
+                return False
+            if jump > 0:
+                self.counts["history past the limit"] += 1
+        if values:
+            held.last, held.state = where[values[-1][0]], "held"
+        else:
+            held.last, held.state = None, "empty" if kind == "history" else "none"
+        return True
+
+    def _on_resumed(
+        self, verifier: Verifier, metric_id: int, index: int, kind: str, data, held: _Held
+    ) -> bool:
+        """A `resume` answer with `recovered: true`: exactly what was stored after `after_id`."""
+        where = self.position[metric_id]
+        after_id, values, last_id = data
+        if held.state != "held" or after_id not in where or where[after_id] != held.last:
+            self._fail(verifier, metric_id, index, f"resumed after {after_id}, which is not what it held")
+            return False
+        if not self._stored(verifier, metric_id, index, values) or not self._run(
+            verifier, metric_id, index, values, held.last
+        ):
+            return False
+        if last_id != (values[-1][0] if values else after_id):
+            self._fail(verifier, metric_id, index, f"resume's last_id {last_id} does not match its values")
+            return False
+        if values:
+            held.last = where[values[-1][0]]
+        return True
+
+    def _on_lost(self, verifier: Verifier, metric_id: int, index: int, kind: str, data, held: _Held) -> bool:
+        self._check_lost(verifier, metric_id, index, data)
+        held.last, held.state = None, "none"
+        return True
+
+    def _on_live(self, verifier: Verifier, metric_id: int, index: int, kind: str, data, held: _Held) -> bool:
+        """A live value: the stored successor of the one held before it."""
+        if not self._stored(verifier, metric_id, index, [data]):
+            return False
+        if held.state == "none":
+            return True  # after recovered: false, before the reload replaces it
+        start = -1 if held.state == "empty" else held.last
+        if not self._run(verifier, metric_id, index, [data], start):
+            return False
+        held.last, held.state = self.position[metric_id][data[0]], "held"
+        return True
 
     def _check_lost(self, verifier: Verifier, metric_id: int, index: int, after_id: int) -> None:
         where = self.position[metric_id]

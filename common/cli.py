@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.config import DEFAULT_DATA_DIR, Settings, check_database_url, obscure_password
+from common.config import DEFAULT_DATA_DIR, ResolvedSettings, Settings, check_database_url, obscure_password
 from common.configfile import default_map
 from common.embedded import EmbeddedUnavailable, start_embedded
 from common.logs import LOG_FORMATS, configure_logging
@@ -159,11 +159,12 @@ def _show_params(ctx: click.Context) -> None:
             continue
         value = ctx.params.get(param.name)
         source = ctx.get_parameter_source(param.name)
-        origin = {
+        origins: dict[click.core.ParameterSource | None, str] = {
             click.core.ParameterSource.COMMANDLINE: "flag",
             click.core.ParameterSource.ENVIRONMENT: f"environment {param.envvar}",
             click.core.ParameterSource.DEFAULT_MAP: "config or secret file",
-        }.get(source, "default")  # type: ignore[arg-type]
+        }
+        origin = origins.get(source, "default")
         key = param.opts[0].lstrip("-")
         if value is None or value == ():
             click.echo(f"# {key} = (unset)  # {origin}")
@@ -211,7 +212,7 @@ def settings_from_options(
     )
 
 
-def resolved_settings(ctx: click.Context) -> Settings:
+def resolved_settings(ctx: click.Context) -> ResolvedSettings:
     """The group's settings with concrete URLs, starting embedded servers if needed."""
     root = ctx.find_root()
     if "resolved_settings" not in root.meta:
@@ -221,7 +222,8 @@ def resolved_settings(ctx: click.Context) -> Settings:
             raise ConfigurationError(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"could not start the embedded database or Redis: {exc}") from exc
-    return root.meta["resolved_settings"]
+    resolved: ResolvedSettings = root.meta["resolved_settings"]
+    return resolved
 
 
 def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:

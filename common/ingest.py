@@ -6,7 +6,7 @@ after PostgreSQL committed means a client is never shown a value the
 database does not have. A failed publish loses nothing for open sockets
 either: each message carries its dashboard's batch number (`seq`, given by
 the insert), and a server that sees one skipped reads the missing values
-back (server/livegaps.py).
+back (server/live/gaps.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import aiopg
-import redis.exceptions
 
 from common import alerts, db
 from common.events import Channels, encode_alert, encode_values
+from common.failures import REDIS_UNAVAILABLE
 from common.redisconn import RedisClient, uses_sharded_pubsub
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ async def publish_stored(
             for dashboard_id, values in by_dashboard.items():
                 publish(channels.dashboard(dashboard_id), encode_values(dashboard_id, values))
             await pipe.execute()
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.error("could not publish %d dashboard update(s): %s", len(by_dashboard), exc)
         if on_publish_error is not None:
             on_publish_error(exc)
@@ -115,7 +115,7 @@ async def _evaluate_alerts(
                     encode_alert(metric.dashboard_id, metric, rule, event),
                 )
             await pipe.execute()
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.error("could not publish %d alert event(s): %s", len(events), exc)
         if on_publish_error is not None:
             on_publish_error(exc)

@@ -82,13 +82,18 @@ def parse_redis_url(url: str) -> RedisTarget:
         nodes=nodes,
         username=unquote(username) or None,
         password=unquote(password) or None,
-        sentinel_password=(query.get("sentinel_password") or [None])[0],
+        sentinel_password=next(iter(query.get("sentinel_password", [])), None),
         tls=scheme.startswith("rediss"),
     )
     if mode == CLUSTER:
         if path:
             raise ValueError("a Redis Cluster has only database 0: give no /path in redis+cluster://")
         return target
+    return _with_master(target, path)
+
+
+def _with_master(target: RedisTarget, path: list[str]) -> RedisTarget:
+    """A Sentinel target with the master's name and database from the URL's path."""
     if not path or len(path) > 2:
         raise ValueError(
             "redis+sentinel:// needs the master's name: redis+sentinel://host:26379/mymaster[/db]"
@@ -136,7 +141,7 @@ def connect_redis(url: str, *, max_connections: int | None = None, **options: An
             target.nodes,
             sentinel_kwargs={"password": target.sentinel_password} if target.sentinel_password else {},
         )
-        return sentinel.master_for(
+        master: Redis = sentinel.master_for(
             target.service or "",
             db=target.db,
             username=target.username,
@@ -145,6 +150,7 @@ def connect_redis(url: str, *, max_connections: int | None = None, **options: An
             max_connections=max_connections,
             **options,
         )
+        return master
     if max_connections is None:
         return Redis.from_url(url, **options)
     return Redis.from_pool(

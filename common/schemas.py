@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from common.config import MAX_METRICS_PER_DASHBOARD
-from common.db.notifications import CONTACT_KINDS
 from common.sources import DEFAULT_SOURCE, SOURCES, check_source, system_reading
+from common.vocabulary import (
+    ALERT_CONDITIONS,
+    CHART_STYLES,
+    CONTACT_KINDS,
+    MAX_RETENTION_DAYS,
+    METRIC_TYPES,
+    MIN_RETENTION_DAYS,
+    RANGES,
+    ROLES,
+    THEMES,
+)
+
+# Read here by server/asyncapi.py and server/live/history.py.
 
 # What a client may send. Anything else is answered with an `error`.
 CLIENT_ACTIONS = ("subscribe", "unsubscribe", "ping", "history", "resume")
@@ -35,11 +48,13 @@ SERVER_ACTIONS = (
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 # users.username's CHECK (migrations/0001_initial.sql): longer is never a user.
 USERNAME_MAX_LENGTH = 150
-# The time ranges a client may ask `history` for, in seconds.
-RANGES = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
-# Personal preferences (common.db.THEMES, common.db.CHART_STYLES).
-THEMES = ("light", "dark")
-CHART_STYLES = ("line", "area", "points")
+# Limits of a `history` from/to range (docs/protocol.md, "Ranges").
+MIN_SPAN = timedelta(seconds=10)
+MAX_SPAN = timedelta(days=400)  # past a year of rollups (the default keeps 365 days)
+MAX_AGE = timedelta(days=3660)  # `from` no earlier than ten years ago
+MAX_AHEAD = timedelta(days=1)  # `to` no later than a day from now
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME_TEXT = 40  # characters of an ISO 8601 time: "2026-12-07T02:04:05.123456+01:00" and some
 
 
 class StrictInteger(fields.Integer):
@@ -70,10 +85,70 @@ class MetricIdsSchema(Schema):
     )
 
 
-class HistorySchema(MetricIdsSchema):
-    """Payload of `history`: the metrics' values over a range, then live."""
+class Timestamp(fields.Field[datetime]):
+    """A point in time: an ISO 8601 string with a UTC offset (`Z` or `+01:00`), or a
+    JSON integer of milliseconds since the Unix epoch. Loaded as an aware UTC datetime."""
 
-    range = fields.String(required=True, validate=validate.OneOf(RANGES))
+    default_error_messages = {  # noqa: RUF012 (marshmallow's own attribute, an instance variable there)
+        "invalid": "Not a time: an ISO 8601 string with an offset (Z, +01:00) or epoch milliseconds.",
+        "naive": "No UTC offset: add Z or +HH:MM, or send epoch milliseconds.",
+        "out_of_range": "Out of range.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return EPOCH + timedelta(milliseconds=value)
+            if isinstance(value, str) and len(value) <= MAX_TIME_TEXT:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    raise self.make_error("naive")
+                # Still a datetime in UTC (0001-01-01T00:00+14:00 is not).
+                return parsed.astimezone(UTC)
+        except (OverflowError, OSError):
+            raise self.make_error("out_of_range") from None
+        except ValueError:
+            pass
+        raise self.make_error("invalid")
+
+
+class HistorySchema(MetricIdsSchema):
+    """Payload of `history`: the metrics' values over a range, then live while it ends now.
+    Either `range`, the last 5m, 1h, 24h or 7d, or `from` with an optional `to` (default: now)."""
+
+    range = fields.String(validate=validate.OneOf(RANGES))
+    since = Timestamp(
+        data_key="from",
+        metadata={"description": "start of the range: ISO 8601 with an offset, or epoch milliseconds"},
+    )
+    until = Timestamp(
+        data_key="to",
+        metadata={"description": "end of the range, alike; left out, or now or later: ends now, and live"},
+    )
+
+    @validates_schema
+    def _one_range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "until" in data and "since" not in data:
+            raise ValidationError("to needs a from.", "to")
+        if ("range" in data) == ("since" in data):
+            raise ValidationError("Send either range or from (with an optional to).", "range")
+        if "since" in data:
+            check_span(data["since"], data.get("until"), datetime.now(UTC))
+
+
+def check_span(since: datetime, until: datetime | None, now: datetime) -> None:
+    """ValidationError unless [since, until or now) is a range `history` answers."""
+    end = min(until, now) if until is not None else now
+    if since < now - MAX_AGE:
+        raise ValidationError(f"Earlier than {MAX_AGE.days} days ago.", "from")
+    if until is not None and until > now + MAX_AHEAD:
+        raise ValidationError(f"Later than {MAX_AHEAD.days} day from now.", "to")
+    if until is not None and until <= since:
+        raise ValidationError("Must be after from.", "to")
+    if end - since < MIN_SPAN:
+        raise ValidationError(f"The range must span at least {MIN_SPAN.seconds} seconds up to now.", "from")
+    if end - since > MAX_SPAN:
+        raise ValidationError(f"The range must span at most {MAX_SPAN.days} days.", "from")
 
 
 class PositionSchema(Schema):
@@ -127,7 +202,7 @@ class MetricSchema(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     description = fields.String(required=True)
-    type = fields.String(required=True, validate=validate.OneOf(["counter", "gauge", "histogram"]))
+    type = fields.String(required=True, validate=validate.OneOf(METRIC_TYPES))
     unit = fields.String(required=True)
     source = fields.String(
         metadata={
@@ -217,7 +292,23 @@ class MetricHistorySchema(Schema):
         allow_none=True,
         metadata={"description": "id of the newest stored value this history accounts for (the largest)"},
     )
-    range = fields.String(validate=validate.OneOf(RANGES), metadata={"description": "answers `history`"})
+    range = fields.String(
+        validate=validate.OneOf(RANGES), metadata={"description": "answers `history` asked with a range"}
+    )
+    since = fields.String(
+        data_key="from", metadata={"description": "answers `history`: the range's start, ISO 8601 in UTC"}
+    )
+    until = fields.String(
+        data_key="to",
+        allow_none=True,
+        metadata={"description": "answers `history`: the range's end, ISO 8601 in UTC; null: it ends now"},
+    )
+    live = fields.Boolean(
+        metadata={
+            "description": "answers `history`: true when the range ends now (later values extend it);"
+            " false when it ended in the past (later values are not part of it)"
+        }
+    )
     bucket_seconds = fields.Integer(metadata={"description": "answers `history`; 0: raw values"})
     summary = fields.Nested(RangeSummarySchema, metadata={"description": "answers `history`"})
     recovered = fields.Boolean(metadata={"description": "answers `resume`"})
@@ -254,7 +345,7 @@ class AlertSchema(Schema):
     state = fields.String(required=True, validate=validate.OneOf(["firing", "resolved"]))
     value = fields.Float(required=True, metadata={"description": "the value that fired or resolved it"})
     threshold = fields.Float(required=True)
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     at = fields.String(required=True, metadata={"description": "ISO 8601: that value's timestamp"})
     event_id = fields.Integer(
         metadata={"description": "the stored event's id: per rule, a higher id is a newer state"}
@@ -265,7 +356,7 @@ class AlertRuleStateSchema(Schema):
     rule_id = fields.Integer(required=True)
     metric_id = fields.Integer(required=True)
     metric_name = fields.String(required=True)
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     threshold = fields.Float(required=True)
     for_seconds = fields.Integer(required=True)
     state = fields.String(required=True, validate=validate.OneOf(["ok", "firing"]))
@@ -471,9 +562,6 @@ class BatchPushSchema(Schema):
 # Editing a dashboard (server/editing.py) -----------------------------------------
 # Bounds follow the database's CHECKs; unknown fields are refused by name.
 
-ROLES = ("viewer", "editor")  # common.db.ROLES
-METRIC_TYPES = ("counter", "gauge", "histogram")  # common.db.METRIC_TYPES
-MAX_RETENTION_DAYS = 36500  # common.db.MAX_RETENTION_DAYS
 _NAME = validate.Length(min=1, max=200)
 _DESCRIPTION = validate.Length(max=2000)
 _UNIT = validate.Length(max=50)
@@ -483,9 +571,8 @@ class TrimmedString(fields.String):
     """A string without its surrounding spaces (so "  " is empty, not a name),
     that PostgreSQL can store: no NUL, no lone surrogate (JSON's "\\ud800")."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
-        "unstorable": "Must not contain NUL characters or lone surrogates."
-    }
+    # marshmallow declares it per instance; a ClassVar here would not match.
+    default_error_messages = {"unstorable": "Must not contain NUL characters or lone surrogates."}  # noqa: RUF012
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -511,7 +598,9 @@ class DashboardEditSchema(Schema):
     name = TrimmedString(required=True, validate=_NAME)
     description = TrimmedString(load_default="", validate=_DESCRIPTION)
     # Absent: unchanged; null: the worker's global retention.
-    retention_days = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS))
+    retention_days = StrictInteger(
+        allow_none=True, validate=validate.Range(min=MIN_RETENTION_DAYS, max=MAX_RETENTION_DAYS)
+    )
 
 
 class DashboardDeleteSchema(Schema):
@@ -596,7 +685,7 @@ def _no_duplicates(ids: list[int]) -> None:
         raise ValidationError("Each metric may be listed once.")
 
 
-def _metric_id_list() -> fields.List:
+def _metric_id_list() -> fields.List[int]:
     return fields.List(
         StrictInteger(validate=validate.Range(min=1, max=MAX_ID)),
         validate=[validate.Length(max=MAX_METRICS_PER_DASHBOARD), _no_duplicates],
@@ -668,6 +757,6 @@ class AlertRuleCreateSchema(Schema):
     """Body of POST /dashboards/{id}/alerts: as `dashboard-server alert add`."""
 
     metric_id = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID))
-    condition = fields.String(required=True, validate=validate.OneOf(["above", "below"]))
+    condition = fields.String(required=True, validate=validate.OneOf(ALERT_CONDITIONS))
     threshold = StrictFloat(required=True)
     for_seconds = StrictInteger(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))

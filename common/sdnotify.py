@@ -54,7 +54,7 @@ async def ping_watchdog_forever(interval: float) -> None:
     await beat_forever(lambda: notify("WATCHDOG=1"), interval)
 
 
-async def beat_forever(beat: Callable[[], None], period: float) -> None:
+async def beat_forever(beat: Callable[[], object], period: float) -> None:
     """Call `beat` from the event loop every `period` seconds (a loop that stops turning stops it)."""
     while True:
         beat()

@@ -7,7 +7,7 @@
 -- `seq` order, and their value ids grow in that order too: "stored after"
 -- is "has a larger id". The published message carries `seq`; a server that
 -- sees a number skipped knows a publish was lost and reads what it missed
--- (server/livegaps.py).
+-- (server/live/gaps.py).
 --
 -- No foreign key to dashboards: a dashboard deleted while a batch is stored
 -- would make that batch's insert of a new row fail its key check (and cost

@@ -1,1 +1,1 @@
-"""The web server: pages, the dashboard WebSocket, and the Redis fan-out hub."""
+"""The web server: pages and JSON endpoints here, the live dashboard socket in server/live/."""

@@ -3,9 +3,9 @@
 As `dashboard-server alert add/list/remove`: a rule made here is the same
 row, evaluated on the ingest path like any other. After a change every open
 page of the dashboard gets a fresh `alerts` message (through the same
-announcement as an edit, server/configpush.py). Same JSON, CSRF and role
+announcement as an edit, server/live/configpush.py). Same JSON, CSRF and role
 rules as server/editing.py; answers are the `alerts` payload
-(server/alertstate.py).
+(server/live/alertstate.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from aiohttp import web
 
 from common import db
 from common.schemas import AlertRuleCreateSchema
-from server.alertstate import alert_state
-from server.configpush import announce_change
 from server.editing import editor_only, path_id
 from server.jsonbody import json_error, load_body, quota_refused
 from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
+from server.live.alertstate import alert_state
+from server.live.configpush import announce_change
 
 
 async def _answer(request: web.Request, dashboard_id: int, status: int = 200) -> web.Response:

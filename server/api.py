@@ -26,7 +26,7 @@ from common.schemas import BatchPushSchema, PushSchema
 from common.sources import PUSH, is_generated
 from common.tokens import token_hash
 from server.jsonbody import json_error, load_body
-from server.keys import CHANNELS_KEY, DB_KEY, METRICS_KEY, REDIS_KEY
+from server.keys import CHANNELS_KEY, DB_KEY, REDIS_KEY, TELEMETRY_KEY
 
 # Pushed timestamps may differ this much from the server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -120,7 +120,7 @@ async def _store(
         request.app[CHANNELS_KEY],
         metrics,
         stored,
-        on_publish_error=request.app[METRICS_KEY].backend_error,
+        on_publish_error=request.app[TELEMETRY_KEY].backend_error,
     )
     return web.json_response(
         {

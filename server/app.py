@@ -17,38 +17,38 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from common import db
-from common.config import Settings, obscure_password
+from common import db, vocabulary
+from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
-from server.closecodes import CloseCode
-from server.configpush import config_push_ctx
 from server.errorpages import error_pages
 from server.headers import add_security_headers
-from server.hub import Hub
 from server.keys import (
     CHANNELS_KEY,
     DB_KEY,
     HUB_KEY,
-    METRICS_KEY,
     PASSWORD_GATE_KEY,
     READS_KEY,
     REDIS_KEY,
     SETTINGS_KEY,
     SOCKETS_KEY,
+    TELEMETRY_KEY,
 )
-from server.livegaps import DatabaseStream
-from server.metrics import ServerMetrics, errors_middleware
-from server.preferencespush import preferences_push_ctx
+from server.live.closecodes import CloseCode
+from server.live.configpush import config_push_ctx
+from server.live.gaps import DatabaseStream
+from server.live.hub import Hub
+from server.live.preferencespush import preferences_push_ctx
+from server.live.revocation import registry_ctx
+from server.live.sharedreads import SharedReads
+from server.live.transport import Heartbeat
 from server.proxies import forwarded_middleware, parse_networks
 from server.ratelimit import PasswordGate
-from server.revocation import registry_ctx
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
-from server.sharedreads import SharedReads
-from server.websocket import Heartbeat
+from server.telemetry import ServerTelemetry, errors_middleware
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ REDIS_CONNECTIONS = 32  # per server process, including the one subscription
 SHUTDOWN_CLOSE_WAIT = 1.0  # seconds for clients to answer the 1001 close frame
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: ResolvedSettings) -> web.Application:
     """Build the server for settings whose database and Redis URLs are set."""
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs concrete database and Redis URLs")
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> web.Application:
         samesite="Lax",
         secure=settings.secure_cookies,
     )
-    metrics = ServerMetrics()
+    telemetry = ServerTelemetry()
     # Order matters: the CSRF check reads the session, so the session
     # middleware must run first (outermost). Errors are counted outside
     # both, so a session store failure counts too; error pages are outermost
@@ -94,22 +94,24 @@ def create_app(settings: Settings) -> web.Application:
             *forwarded,
             web.normalize_path_middleware(append_slash=True, merge_slashes=False),
             error_pages,
-            errors_middleware(metrics),
+            errors_middleware(telemetry),
             session_middleware(storage),
             csrf_middleware,
         ]
     )
     app[SETTINGS_KEY] = settings
     app[CHANNELS_KEY] = channels_for(settings.redis_url, settings.channel_prefix)
-    app[METRICS_KEY] = metrics
+    app[TELEMETRY_KEY] = telemetry
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = weakref.WeakSet()
     app[READS_KEY] = SharedReads()
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),
         autoescape=True,
     )
+    # Option lists and the page scripts' constants come from here, never a copy.
+    templates.globals["vocabulary"] = vocabulary
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
     app.cleanup_ctx.extend(
@@ -131,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    async with db.create_pool(settings.database_url or "") as pool:
+    async with db.create_pool(settings.database_url) as pool:
         pending = await pending_migrations(pool)
         if pending:
             raise MigrationError(
@@ -148,7 +150,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis_client.ping()
         log.info(
             "Redis ready at %s (channels %s)",
-            obscure_password(app[SETTINGS_KEY].redis_url or ""),
+            obscure_password(app[SETTINGS_KEY].redis_url),
             app[CHANNELS_KEY].pattern,
         )
         yield
@@ -165,10 +167,10 @@ async def password_gate_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[METRICS_KEY], DatabaseStream(app[DB_KEY]))
+    hub = Hub(app[REDIS_KEY], app[CHANNELS_KEY], app[TELEMETRY_KEY], DatabaseStream(app[DB_KEY]))
     app[HUB_KEY] = hub
     # Read at scrape time only: nothing to update on connect and disconnect.
-    app[METRICS_KEY].open_connections.set_function(hub.connection_count)
+    app[TELEMETRY_KEY].open_connections.set_function(hub.connection_count)
     listener = asyncio.create_task(hub.run(), name="redis-listener")
     yield
     listener.cancel()
@@ -178,8 +180,9 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    sockets = app[SOCKETS_KEY]
     heartbeat = asyncio.create_task(
-        Heartbeat(app[SOCKETS_KEY], app[SETTINGS_KEY].heartbeat_seconds).run(), name="heartbeat"
+        Heartbeat(sockets, app[SETTINGS_KEY].heartbeat_seconds).run(), name="heartbeat"
     )
     yield
     heartbeat.cancel()
@@ -189,7 +192,8 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, tell every client to go and reconnect (to another instance)."""
-    sockets = set(app[SOCKETS_KEY])
+    open_sockets = app[SOCKETS_KEY]
+    sockets = set(open_sockets)
     for socket in sockets:
         socket.close(CloseCode.GOING_AWAY, "server shutting down")
     # All at once, and not for long: a client that does not answer within a

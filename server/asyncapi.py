@@ -41,6 +41,7 @@ SUMMARIES = {
     "history": (
         "The metrics' values over a time range (raw or bucketed), replacing what the client holds,"
         " with the range's summary: a counter's rate, a histogram's percentiles and distribution."
+        " The range: the last 5m, 1h, 24h or 7d, or any from/to (to left out: up to now)."
     ),
     "resume": (
         "After a reconnect: what was stored after the newest value the client holds (a larger id), per metric."
@@ -71,6 +72,10 @@ MORE_EXAMPLES: dict[str, dict[str, Any]] = {
     "subscribe": {"subscribe_list": [1, 2]},
     "unsubscribe": {"unsubscribe_list": [2]},
     "ping": {"ping_without_payload": None},
+    "history": {
+        "history_from_to": {"metric_ids": [1, 2], "from": "2026-11-28T08:00:00+01:00", "to": 1795856400000},
+        "history_from_until_now": {"metric_ids": [1, 2], "from": "2026-11-28T20:00:00Z"},
+    },
 }
 
 EXAMPLES: dict[str, Any] = {
@@ -113,6 +118,9 @@ EXAMPLES: dict[str, Any] = {
         ],
         "last_id": 5231,
         "range": "24h",
+        "from": "2026-11-27T23:28:44.048772+00:00",
+        "to": None,
+        "live": True,
         "bucket_seconds": 300,
         "summary": {
             "count": 86400,
@@ -212,10 +220,11 @@ def object_schema(schema: Schema) -> dict[str, Any]:
     """The JSON Schema of a marshmallow schema: unknown keys are refused, as on load."""
     result: dict[str, Any] = {
         "type": "object",
-        "properties": {name: field_schema(field) for name, field in schema.fields.items()},
+        # On the wire a field has its data_key (`from`, `to`: Python keywords) if it has one.
+        "properties": {field.data_key or name: field_schema(field) for name, field in schema.fields.items()},
         "additionalProperties": False,
     }
-    required = [name for name, field in schema.fields.items() if field.required]
+    required = [field.data_key or name for name, field in schema.fields.items() if field.required]
     if required:
         result["required"] = required
     if schema.__doc__:
@@ -282,7 +291,8 @@ def asyncapi_document() -> dict[str, Any]:
                 "One socket per open dashboard. Every frame is a JSON text message "
                 '{"action": ..., "payload": ...}. docs/protocol.md explains the sequence, '
                 "close codes and recovery. Histories, resume and live values all follow one "
-                "order, the stored value's id. Ranges for history: " + ", ".join(RANGES) + "."
+                "order, the stored value's id. Ranges for history: " + ", ".join(RANGES) + ", or any "
+                "from/to (ISO 8601 with an offset, or epoch milliseconds; docs/protocol.md, Ranges)."
             ),
         },
         "defaultContentType": "application/json",

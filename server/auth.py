@@ -128,7 +128,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def form_fields(request: web.Request) -> MultiDictProxy[str | web.FileField]:
+async def form_fields(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
     """The request's form fields: 415 if the body is not a form, 400 if it cannot be read."""
     if request.content_type not in FORM_CONTENT_TYPES:
         raise web.HTTPUnsupportedMediaType(text="Send this form as form data.")

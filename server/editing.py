@@ -5,7 +5,7 @@ X-CSRF-Token header (server/auth.py checks it before any handler runs).
 Anonymous callers get 401, non-members 404 (as if the dashboard did not
 exist), viewers 403; nothing changes then. A change is committed, then
 announced, so every open page of the dashboard gets a fresh
-`dashboard_config` (server/configpush.py). Errors are
+`dashboard_config` (server/live/configpush.py). Errors are
 `{"error": message, "errors": {field: [reasons]}}`: 400 for a body that is
 not valid, 409 for a name already taken, 422 for a change refused on its
 merits (an unknown user, the last editor, a quota: server/jsonbody.py).
@@ -31,11 +31,11 @@ from common.schemas import (
     MetricOrderSchema,
 )
 from server.auth import current_user
-from server.configcache import config_payload
-from server.configpush import announce_change
 from server.jsonbody import json_error, load_body, quota_refused
 from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
-from server.revocation import revoke
+from server.live.configcache import config_payload
+from server.live.configpush import announce_change
+from server.live.revocation import revoke
 
 EditHandler = Callable[[web.Request, db.Dashboard], Awaitable[web.Response]]
 

@@ -13,10 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
-import redis.exceptions
 from aiohttp import web
 
-from common import db
+from common.failures import BACKEND_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.text != _ROUTER_NOT_FOUND or not _wants_html(request):
             raise
         return _page(request, 404, "Page not found", "There is nothing at this address.")
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
+    except BACKEND_UNAVAILABLE as exc:
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         if not _wants_html(request):

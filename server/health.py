@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
+from common.failures import BACKEND_UNAVAILABLE
 from common.telemetry import exposition
-from server.keys import DB_KEY, METRICS_KEY, REDIS_KEY
+from server.keys import DB_KEY, REDIS_KEY, TELEMETRY_KEY
 
 # A probe must answer quickly even when a dependency hangs.
 CHECK_TIMEOUT = 2.0
@@ -36,12 +36,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """This process's own metrics for Prometheus (counts only: no user data)."""
-    return exposition(request, request.app[METRICS_KEY].registry)
+    return exposition(request, request.app[TELEMETRY_KEY].registry)
 
 
 async def _check(probe: Awaitable[object]) -> str:
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT)
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError):
+    except BACKEND_UNAVAILABLE:
         return "unreachable"
     return "ok"

@@ -13,7 +13,7 @@ send half a request ("slow loris") hold as many file descriptors. Here:
   answered 503 and closed at once.
 
 A connection that misses a deadline is closed without an answer. A
-WebSocket's connection leaves aiohttp after the upgrade (server/websocket.py,
+WebSocket's connection leaves aiohttp after the upgrade (server/live/transport.py,
 `take_over`): the deadlines stay behind with the request handler, while the
 place in the cap goes with the socket and is given back when it closes.
 """
@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from common.config import Settings
+from common.config import ResolvedSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class GuardedRequestHandler(RequestHandler):
 
     __slots__ = ("_body", "_body_timer", "_cap", "_header_timer", "_held", "_refused", "_settings")
 
-    def __init__(self, manager: web.Server, cap: ConnectionCap, settings: Settings) -> None:
+    def __init__(self, manager: web.Server, cap: ConnectionCap, settings: ResolvedSettings) -> None:
         # The runner's own handler settings (the access log class among them),
         # as aiohttp's Server.__call__ passes them, with our keep-alive.
         handler_settings = {**manager._kwargs, "keepalive_timeout": settings.keepalive_timeout}
@@ -78,7 +79,8 @@ class GuardedRequestHandler(RequestHandler):
         if not self._cap.take():
             # Before aiohttp sees it: no task, no parser run, no place taken.
             self._refused = True
-            transport.write(_REFUSAL)  # type: ignore[attr-defined]
+            # A stream protocol is always handed a full Transport.
+            cast(asyncio.Transport, transport).write(_REFUSAL)
             transport.close()
             return
         self._held = True
@@ -148,7 +150,13 @@ class GuardedSite(web.BaseSite):
     __slots__ = ("_cap", "_host", "_port", "_reuse_port", "_settings")
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, settings: Settings, *, reuse_port: bool = False
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        settings: ResolvedSettings,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner)
         self._host, self._port, self._reuse_port = host, port, reuse_port

@@ -6,7 +6,7 @@ session's CSRF token in the X-CSRF-Token header (server/auth.py). Anonymous
 callers get 401, non-members 404 (as if the dashboard did not exist), an
 invalid body 400 naming the field; nothing changes then. A change is
 committed, then announced, so the user's other open pages follow
-(server/preferencespush.py).
+(server/live/preferencespush.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ from common.schemas import MAX_ID, DashboardPreferencesSchema, ThemeSchema
 from server.auth import current_user
 from server.jsonbody import json_error, load_body
 from server.keys import DB_KEY
-from server.preferencespush import announce_preferences, preferences_payload
-
-# What the dashboard's row holds; `theme` is the user's, on every dashboard.
-DASHBOARD_FIELDS = ("hidden_metric_ids", "card_order", "default_range", "chart_style")
+from server.live.preferencespush import announce_preferences, preferences_payload
 
 
 async def _user(request: web.Request) -> db.User:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from server.keys import CLIENT_ADDRESS_KEY
 
@@ -40,7 +41,7 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def forwarded_middleware(trusted: tuple[Network, ...]) -> web.middleware:
+def forwarded_middleware(trusted: tuple[Network, ...]) -> Middleware:
     """Take the client's address, scheme and host from trusted proxies' headers."""
 
     @web.middleware
@@ -49,7 +50,7 @@ def forwarded_middleware(trusted: tuple[Network, ...]) -> web.middleware:
             return await handler(request)
         hops, proto, host = _forwarded_values(request)
         client = _client(hops, trusted)
-        changes: dict[str, str] = {}
+        changes: dict[str, Any] = {}
         if client is not None:
             changes["remote"] = client
             request[CLIENT_ADDRESS_KEY] = client

@@ -16,9 +16,9 @@ from server import (
     preferences,
     tokens_api,
     views,
-    ws,
 )
 from server.auth import METRICS_PATH, PROBE_PATHS
+from server.live import endpoint
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -34,7 +34,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/dashboards/{id:\d+}/export", export.export_values, name="dashboard_export")
     _add_editing_routes(app)
     _add_preference_routes(app)
-    app.router.add_get(r"/ws/dashboard/{id:\d+}/", ws.dashboard_socket, name="dashboard_socket")
+    app.router.add_get(r"/ws/dashboard/{id:\d+}/", endpoint.dashboard_socket, name="dashboard_socket")
     app.router.add_post(r"/api/v1/metrics/{id:\d+}/values", api.push_metric_values, name="push_metric_values")
     app.router.add_post("/api/v1/values", api.push_values, name="push_values")
     app.router.add_get("/playground/", views.playground, name="playground")

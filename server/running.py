@@ -22,7 +22,7 @@ from aiohttp import web
 from common.sdnotify import beat_forever, notify, run_watchdog
 from common.telemetry import serve_registry
 from server.httplimits import GuardedSite
-from server.keys import METRICS_KEY, SETTINGS_KEY
+from server.keys import SETTINGS_KEY, TELEMETRY_KEY
 from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ async def _serve(
         log.info("serving on http://%s:%d", host, port)
         async with AsyncExitStack() as own_metrics:
             if metrics_port is not None:
-                registry = app[METRICS_KEY].registry
+                registry = app[TELEMETRY_KEY].registry
                 await own_metrics.enter_async_context(
                     serve_registry(registry, settings.metrics_host, metrics_port)
                 )

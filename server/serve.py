@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 import types
-from collections.abc import MutableSequence
+from collections.abc import MutableSequence, Sequence
 from multiprocessing.process import BaseProcess
 
 from common.cli import EX_CONFIG
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.logs import configure_logging
 from common.migrate import MigrationError
 from common.sdnotify import SYSTEMD_VARIABLES, notify, watchdog_interval
@@ -48,7 +48,7 @@ class ServeError(RuntimeError):
         self.configuration = configuration
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def serve(settings: ResolvedSettings, host: str, port: int, workers: int = 1) -> None:
     """Serve until SIGINT/SIGTERM with `workers` processes."""
     if workers == 1:
         _run(settings, host, port, reuse_port=False, metrics_port=settings.metrics_port)
@@ -94,7 +94,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
 
 
 def _supervise(
-    children: list[BaseProcess],
+    children: Sequence[BaseProcess],
     beats: MutableSequence[float],
     stop_requested: threading.Event,
     ping_every: float | None,
@@ -134,7 +134,7 @@ def _supervise(
 
 
 def _child(
-    settings: Settings,
+    settings: ResolvedSettings,
     host: str,
     port: int,
     log_level: str,
@@ -161,7 +161,7 @@ def _child(
 
 
 def _run(
-    settings: Settings,
+    settings: ResolvedSettings,
     host: str,
     port: int,
     *,

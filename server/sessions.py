@@ -19,9 +19,10 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
-from aiohttp_session import AbstractStorage, Session
+from aiohttp_session import AbstractStorage, Session, SessionData
 
 from common.redisconn import RedisClient
 from server.auth import CSRF_SESSION_KEY, session_redis_key, session_user_id
@@ -36,8 +37,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 class RedisSessionStorage(AbstractStorage):
     """Session data under `session_redis_key(key)`, the cookie holding only the key."""
 
-    def __init__(self, redis_client: RedisClient, **cookie_options: object) -> None:
-        super().__init__(encoder=json.dumps, decoder=json.loads, **cookie_options)  # type: ignore[arg-type]
+    def __init__(self, redis_client: RedisClient, **cookie_options: Any) -> None:
+        super().__init__(encoder=json.dumps, decoder=json.loads, **cookie_options)
         self._redis = redis_client
 
     async def load_session(self, request: web.Request) -> Session:
@@ -45,14 +46,14 @@ class RedisSessionStorage(AbstractStorage):
         if isinstance(key, str) and key.startswith(ANONYMOUS_PREFIX):
             token = key.removeprefix(ANONYMOUS_PREFIX)
             if _TOKEN.fullmatch(token):
-                data = {"created": int(time.time()), "session": {CSRF_SESSION_KEY: token}}
-                return Session(None, data=data, new=False, max_age=ANONYMOUS_MAX_AGE)
+                anonymous: SessionData = {"created": int(time.time()), "session": {CSRF_SESSION_KEY: token}}
+                return Session(None, data=anonymous, new=False, max_age=ANONYMOUS_MAX_AGE)
             return Session(None, data=None, new=True, max_age=self.max_age)
         if key is not None:
-            data = await self._redis.get(session_redis_key(str(key)))
-            if data is not None:
+            raw = await self._redis.get(session_redis_key(str(key)))
+            if raw is not None:
                 try:
-                    stored = self._decoder(data.decode())
+                    stored = self._decoder(_text(raw))
                 except ValueError:
                     stored = None
                 return Session(str(key), data=stored, new=False, max_age=self.max_age)
@@ -105,9 +106,14 @@ async def end_user_sessions(redis_client: RedisClient, user_id: int) -> int:
     """Delete every stored session of the user (their cookies open nothing after);
     how many there were. Their open sockets are closed by a Revocation."""
     index = user_sessions_key(user_id)
-    keys = [key.decode() for key in await redis_client.smembers(index)]
+    keys = [_text(key) for key in await redis_client.smembers(index)]
     if keys:
         await redis_client.delete(*[session_redis_key(key) for key in keys])
         # Only these: a login since the read stays indexed (it used the new password).
         await redis_client.srem(index, *keys)
     return len(keys)
+
+
+def _text(reply: bytes | str) -> str:
+    # Our clients answer bytes (no decode_responses); the client's type allows either.
+    return reply.decode() if isinstance(reply, bytes) else reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp_jinja2
@@ -20,8 +21,10 @@ from common.slugs import slugify
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, system_reading
 from server.asyncapi import asyncapi_document
 from server.auth import current_user, form_fields, log_in, log_out, login_required, page_context
-from server.keys import DB_KEY, METRICS_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, USER_KEY
-from server.preferencespush import preferences_payload
+from server.keys import DB_KEY, PASSWORD_GATE_KEY, REDIS_KEY, SETTINGS_KEY, TELEMETRY_KEY, USER_KEY
+from server.live.preferencespush import preferences_payload
+from server.live.registry import session_digest
+from server.live.revocation import revoke
 from server.ratelimit import (
     LoginLimits,
     PasswordGate,
@@ -30,8 +33,6 @@ from server.ratelimit import (
     login_failed,
     reserve_login,
 )
-from server.registry import session_digest
-from server.revocation import revoke
 
 log = logging.getLogger(__name__)
 DEFAULT_NEXT = "/dashboards/"
@@ -70,7 +71,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return await _login_answer(request, 400, error, next_url, "")
     gate = request.app[PASSWORD_GATE_KEY]
     if not gate.admit():
-        request.app[METRICS_KEY].login_refusals.labels(reason="busy").inc()
+        request.app[TELEMETRY_KEY].login_refusals.labels(reason="busy").inc()
         error = "Too many logins at once. Try again in a moment."
         return await _login_answer(request, 503, error, next_url, username, retry_after=1)
     try:
@@ -92,14 +93,14 @@ async def _check_login(
     )
     refused = await reserve_login(redis_client, username, address, limits)
     if refused is not None:
-        request.app[METRICS_KEY].login_refusals.labels(reason=refused.reason).inc()
+        request.app[TELEMETRY_KEY].login_refusals.labels(reason=refused.reason).inc()
         error = too_many_attempts(refused.retry_after)
         return await _login_answer(request, 429, error, next_url, username, retry_after=refused.retry_after)
     # A name PostgreSQL cannot hold (NUL) names nobody: the same answer as a wrong one.
     known = username and storable_text(username)
     credentials = await db.get_credentials(request.app[DB_KEY], username) if known else None
     # Checked even for an unknown user, so both failures look and time the same.
-    request.app[METRICS_KEY].password_checks.inc()
+    request.app[TELEMETRY_KEY].password_checks.inc()
     valid = await gate.verify(credentials.password_hash if credentials else None, password)
     if credentials is None or not valid:
         await login_failed(redis_client, username, address, limits)
@@ -186,7 +187,7 @@ async def create_dashboard(request: web.Request) -> web.StreamResponse:
 
 
 async def _refused_dashboard(
-    request: web.Request, form: dict[str, str], errors: dict, status: int
+    request: web.Request, form: dict[str, str], errors: dict[str, Any] | list[Any], status: int
 ) -> web.Response:
     """The list page again, its New dashboard form saying why nothing was created."""
     user = request[USER_KEY]

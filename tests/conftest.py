@@ -1,25 +1,20 @@
-"""Fixtures over the real PostgreSQL and Redis.
+"""Fixtures over the real PostgreSQL and Redis (tests/servers.py says which).
 
-The servers are those named by DASHBOARD_TEST_DATABASE_URL and
-DASHBOARD_TEST_REDIS_URL (CI points them at the machine's own); when unset,
-embedded ones are started for the session, so the suite runs on a machine
-with nothing but Python. The test database is created anew once per session
-and migrated with our own migrations; every test starts from empty tables and
-an empty Redis database.
+The test database is created anew once per session and migrated with our
+own migrations; every test starts from empty tables and an empty Redis
+database. What tests share besides fixtures is in tests/helpers.py.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiopg
 import psycopg2
@@ -27,41 +22,30 @@ import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, async_playwright
 
 from common import db
 from common.config import Settings
-from common.embedded import start_embedded, stop_embedded_redis
-from common.events import channels_for
 from common.migrate import migrate
 from common.passwords import hash_password
 from common.sources import DEFAULT_SOURCE
 from server.app import create_app
+from tests.helpers import log_in
+from tests.notifyreceiver import SECRET, receiver
+from tests.servers import TABLES, servers, with_database_name
 
-
-def _test_servers() -> tuple[str, str]:
-    database_url = os.environ.get("DASHBOARD_TEST_DATABASE_URL")
-    redis_url = os.environ.get("DASHBOARD_TEST_REDIS_URL")
-    if database_url and redis_url:
-        return database_url, redis_url
-    data_dir = Path(tempfile.mkdtemp(prefix="dashboard-tests-"))
-    # Registered first so it runs last, after the embedded servers stopped.
-    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-    embedded = start_embedded(Settings(data_dir=data_dir))
-    # Registered after start_embedded, so it runs before the data is removed.
-    atexit.register(stop_embedded_redis)
-    embedded_db = with_database_name(embedded.database_url or "", "dashboard_test")
-    return database_url or embedded_db, redis_url or embedded.redis_url or ""
-
-
-def with_database_name(url: str, name: str) -> str:
-    """The same server's URL for another database."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-DATABASE_URL, REDIS_URL = _test_servers()
-# The channels of the servers the tests start (the test Redis URL's database number).
-CHANNELS = channels_for(REDIS_URL)
-TABLES = "metric_values, metrics, dashboard_members, dashboards, users, rollup_progress, dashboard_seqs"
+# Browser downloads are not available: use the system's Chromium.
+CHROMIUM = os.environ.get("DASHBOARD_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _recreate_database(url: str) -> None:
@@ -79,15 +63,16 @@ def _recreate_database(url: str) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """A freshly created, migrated test database."""
-    _recreate_database(DATABASE_URL)
+    url = servers().database_url
+    _recreate_database(url)
     import asyncio
 
     async def _migrate() -> None:
-        async with db.create_pool(DATABASE_URL) as pool:
+        async with db.create_pool(url) as pool:
             await migrate(pool)
 
     asyncio.run(_migrate())
-    return DATABASE_URL
+    return url
 
 
 @pytest.fixture
@@ -98,7 +83,7 @@ def clean_state(database_url: str) -> Iterator[None]:
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     conn.close()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(servers().redis_url)
     client.flushdb()
     client.close()
     yield
@@ -106,7 +91,7 @@ def clean_state(database_url: str) -> Iterator[None]:
 
 @pytest.fixture
 def settings(database_url: str, clean_state: None) -> Settings:
-    return Settings(database_url=database_url, redis_url=REDIS_URL, history_limit=100)
+    return Settings(database_url=database_url, redis_url=servers().redis_url, history_limit=100)
 
 
 @pytest.fixture
@@ -174,27 +159,6 @@ async def setup(client: TestClient, make_user, make_dashboard, make_metric) -> d
     return {"user": alice, "ops": ops, "cpu": cpu, "requests": requests, "other": other, "secret": secret}
 
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-async def csrf_from(client: TestClient, path: str = "/login") -> str:
-    response = await client.get(path)
-    match = CSRF_INPUT.search(await response.text())
-    assert match, f"no CSRF token on {path}"
-    return match[1]
-
-
-async def log_in(client: TestClient, username: str, password: str = "secret-pw") -> None:
-    """Log the test client in through the real login form."""
-    token = await csrf_from(client)
-    response = await client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf_token": token},
-        allow_redirects=False,
-    )
-    assert response.status == 302, await response.text()
-
-
 @pytest.fixture
 async def new_client(client: TestClient) -> AsyncIterator[Callable[[], Awaitable[TestClient]]]:
     """More browsers (own cookie jars) on the same running server as `client`."""
@@ -223,16 +187,51 @@ def restore_root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-async def json_request(
-    client: TestClient, method: str, path: str, body: object, *, token: str | None = "fetch"
-) -> tuple[int, dict]:
-    """A JSON request the way the page's scripts send it (CSRF token in the header):
-    the status and the JSON answer (or {"text": ...} when the answer is not JSON)."""
-    if token == "fetch":
-        token = await csrf_from(client, "/dashboards/")
-    headers = {"X-CSRF-Token": token} if token else {}
-    response = await client.request(method, path, json=body, headers=headers)
-    try:
-        return response.status, await response.json()
-    except Exception:
-        return response.status, {"text": await response.text()}
+@pytest.fixture
+async def team(client, make_user, make_dashboard, make_metric, pool):
+    """ed edits `ops` (cpu, requests), vi views it, out is no member; ed is logged in on `client`."""
+    ed, vi, out = await make_user("ed"), await make_user("vi"), await make_user("out")
+    ops = await make_dashboard("ops")
+    await db.add_member(pool, ops.id, ed.id, db.EDITOR)
+    await db.add_member(pool, ops.id, vi.id)
+    cpu = await make_metric(ops, "cpu", "gauge", "%")
+    requests = await make_metric(ops, "requests", "counter", "req")
+    await log_in(client, "ed")
+    return {"ed": ed, "vi": vi, "out": out, "ops": ops, "cpu": cpu, "requests": requests}
+
+
+@pytest.fixture
+async def hook():
+    async with receiver() as state:
+        yield state
+
+
+@pytest.fixture
+async def board(pool, make_user, make_dashboard, make_metric, hook):
+    """`ops`'s temp metric, a rule (above 90) notifying a webhook at the receiver."""
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    temp = await make_metric(ops, "temp", "gauge", "C")
+    rule = await db.create_alert_rule(pool, temp.id, "above", 90.0)
+    contact = await db.create_contact_point(pool, ops.id, "ops hook", "webhook", hook.url, SECRET)
+    await db.set_rule_notifications(pool, ops.id, rule.id, [contact.id], None)
+    return {"ops": ops, "temp": temp, "rule": rule, "contact": contact}
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium binary; CI sets DASHBOARD_REQUIRE_BROWSER so that a missing one fails there."""
+    if not Path(CHROMIUM).exists():
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DASHBOARD_TEST_CHROMIUM)"
+        if os.environ.get("DASHBOARD_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()

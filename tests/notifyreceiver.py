@@ -6,8 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+
+from common.ingest import store_and_publish
+from common.redisconn import connect_redis
+from tests.servers import servers
+from worker.notify.delivery import Backoff
 
 
 @dataclass
@@ -50,3 +56,20 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
     finally:
         await runner.cleanup()
+
+
+FAST = Backoff(first=0.05, most=0.05)
+
+
+async def store_values(pool, board, *values: float) -> None:
+    """Values through the real ingest path (store, publish, evaluate the rules)."""
+    client = connect_redis(servers().redis_url)
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    rows = [(board["temp"].id, v, start + timedelta(seconds=i)) for i, v in enumerate(values)]
+    try:
+        await store_and_publish(pool, client, servers().channels, {board["temp"].id: board["temp"]}, rows)
+    finally:
+        await client.aclose()
+
+
+SECRET = "s3cret-signing-key"

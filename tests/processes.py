@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -85,3 +86,56 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30) -> N
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+class FakeSystemd:
+    """The notify socket systemd would give a Type=notify service.
+
+    Like systemd it learns each message's sender from the kernel
+    (SO_PASSCRED), so a test can tell what NotifyAccess=main would accept.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        # The pid of every message's sender, in order.
+        self.senders: list[tuple[str, int]] = []
+
+    def env(self, watchdog_seconds: float) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(int(watchdog_seconds * 1_000_000))}
+
+    def receive(self) -> str | None:
+        """The next message within 0.2 s, or None."""
+        try:
+            data, ancillary, _flags, _address = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except TimeoutError:
+            return None
+        message = data.decode()
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                self.senders.append((message, int.from_bytes(payload[:4], sys.byteorder)))
+        return message
+
+    def wait_for(self, prefix: str, timeout: float) -> float:
+        """Seconds until a message starting with `prefix` arrives."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            message = self.receive()
+            if message is not None and message.startswith(prefix):
+                return time.monotonic() - started
+        raise AssertionError(f"no {prefix!r} from the service within {timeout}s")
+
+    def count(self, prefix: str, seconds: float) -> int:
+        """How many messages starting with `prefix` arrive in the next `seconds`."""
+        deadline = time.monotonic() + seconds
+        seen = 0
+        while time.monotonic() < deadline:
+            message = self.receive()
+            seen += message is not None and message.startswith(prefix)
+        return seen
+
+    def close(self) -> None:
+        self.sock.close()

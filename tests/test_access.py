@@ -10,33 +10,20 @@ from dataclasses import replace
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
-from click.testing import CliRunner
 from redis.asyncio import Redis
 
 from common import db
 from common.events import Revocation
 from server.app import create_app
 from server.auth import session_redis_key
-from server.cli import main as server_main
-from server.closecodes import CloseCode
 from server.keys import HUB_KEY
-from server.registry import session_digest
-from server.revocation import revoke
-from tests.conftest import REDIS_URL, csrf_from, log_in
+from server.live.closecodes import CloseCode
+from server.live.registry import session_digest
+from server.live.revocation import revoke
+from tests.helpers import browser_log_in, closed_within, csrf_from, log_in, run_cli
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
+from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive
-
-
-async def closed_within(ws, seconds: float) -> tuple[int | None, float]:
-    """Read until the socket closes; (close code, seconds it took)."""
-    started = time.monotonic()
-    while True:
-        message = await asyncio.wait_for(ws.receive(), seconds)
-        if message.type == WSMsgType.CLOSE:  # the code the server sent
-            return message.data, time.monotonic() - started
-        if message.type in (WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
-            return ws.close_code, time.monotonic() - started
 
 
 async def open_dashboard(client, dashboard, metric_count: int = 1):
@@ -47,17 +34,6 @@ async def open_dashboard(client, dashboard, metric_count: int = 1):
 
 def cookie_of(client) -> str:
     return client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
-
-
-async def run_cli(settings, *args: str) -> str:
-    """`dashboard-server ARGS` in a thread (each command runs its own event loop)."""
-    result = await asyncio.to_thread(
-        CliRunner().invoke,
-        server_main,
-        ["--database-url", settings.database_url, "--redis-url", settings.redis_url, *args],
-    )
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture
@@ -197,7 +173,7 @@ async def test_a_revocation_announced_while_a_socket_opens_closes_it(
     list_metrics = db.list_metrics
 
     async def revoked_meanwhile(pool_, dashboard_id):
-        # Between the membership check and `registry.add` in server/ws.py::_open.
+        # Between the membership check and `registry.add` in server/live/endpoint.py::_open.
         if reason == "member_removed":
             await db.remove_member(pool, ops.id, alice.id)
             revocation = Revocation(reason, user_id=alice.id, dashboard_id=ops.id)
@@ -229,7 +205,7 @@ async def test_an_unknown_control_message_is_ignored(client, alice_and_bob):
     _, _, ops = alice_and_bob
     await log_in(client, "alice")
     ws = await open_dashboard(client, ops)
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         for junk in ("not json", '{"type":"revoke","v":1,"reason":"nope"}', '{"type":"future-kind"}'):
             await redis_client.publish("dashboard:control", junk)
     await ws.send_json({"action": "ping"})
@@ -260,7 +236,7 @@ async def test_a_session_deleted_behind_the_servers_back_closes_its_socket(
     client = await aiohttp_client(create_app(replace(settings, session_check_interval=0.2)))
     await log_in(client, "alice")
     ws = await open_dashboard(client, ops)
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         assert await redis_client.delete(session_redis_key(cookie_of(client))) == 1
     code, took = await closed_within(ws, 2)
     assert (code, took < 1) == (CloseCode.UNAUTHENTICATED, True)

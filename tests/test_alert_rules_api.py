@@ -3,8 +3,6 @@ editors add and remove rules, which behave as the CLI's; every socket gets the
 dashboard's alert state when it connects (what fired or resolved while no one
 watched included) and again after each change."""
 
-# ruff: noqa: F811  (`team` is test_editing's fixture, imported to be used as a parameter)
-
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -14,10 +12,9 @@ import pytest
 from common import db
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from common.tokens import display_prefix, new_token, token_hash
-from server.alertstate import RECENT_EVENTS
-from tests.test_access import run_cli
-from tests.test_editing import as_user, open_socket, post, team  # noqa: F401
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from server.live.alertstate import RECENT_EVENTS
+from tests.helpers import as_user, post, run_cli
+from tests.wsclient import expect_silence, open_socket, read_connect_sequence, receive
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 from common import alerts, db
 from common.tokens import display_prefix, new_token, token_hash
 from server.cli import main as server_main
-from tests.conftest import REDIS_URL, log_in
+from tests.helpers import log_in
+from tests.servers import servers
 from tests.wsclient import expect_silence, read_connect_sequence, receive
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -135,7 +136,7 @@ async def test_cli_adds_lists_and_removes_rules(pool, board, database_url):
         # In a thread: the commands run their own event loop.
         return CliRunner().invoke(server_main, args)
 
-    options = ["--database-url", database_url, "--redis-url", REDIS_URL]
+    options = ["--database-url", database_url, "--redis-url", servers().redis_url]
     added = await asyncio.to_thread(
         invoke, [*options, "alert", "add", "ops", "temp", "--below", "-5", "--for", "60"]
     )

@@ -11,14 +11,15 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
-import server.registry
+import server.live.registry
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed, announce_revocation
 from server.app import create_app
-from server.closecodes import CloseCode
 from server.keys import HUB_KEY
-from tests.conftest import CHANNELS, REDIS_URL, csrf_from, log_in
-from tests.test_ws_framing import RawClient
+from server.live.closecodes import CloseCode
+from tests.helpers import csrf_from, log_in
+from tests.servers import servers
+from tests.wsclient import RawClient
 
 SOCKETS = 1000
 
@@ -45,14 +46,14 @@ async def test_logouts_look_only_at_their_own_sockets(
     alice, bob = await make_user("alice"), await make_user("bob")
     ops = await make_dashboard("ops", members=(alice, bob))
     hashed = 0
-    digest = server.registry.session_digest
+    digest = server.live.registry.session_digest
 
     def counting_digest(session_key: str) -> str:
         nonlocal hashed
         hashed += 1
         return digest(session_key)
 
-    monkeypatch.setattr(server.registry, "session_digest", counting_digest)
+    monkeypatch.setattr(server.live.registry, "session_digest", counting_digest)
     await log_in(client, "alice")
     sockets = await open_sockets(client, ops.id, SOCKETS)
     bobs = await new_client()
@@ -102,7 +103,7 @@ async def test_edits_of_one_dashboard_do_not_make_another_re_read_its_config(
     await log_in(client, "ed")
     (watcher,) = await open_sockets(client, c.id, 1)
     before = await config_reads(client)
-    async with pool.acquire() as conn, conn.cursor() as cur, Redis.from_url(REDIS_URL) as redis:
+    async with pool.acquire() as conn, conn.cursor() as cur, Redis.from_url(servers().redis_url) as redis:
         # B's config read is held open while the edits of A are heard.
         await cur.execute("BEGIN")
         await cur.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
@@ -111,10 +112,10 @@ async def test_edits_of_one_dashboard_do_not_make_another_re_read_its_config(
         # The editor saves A 200 times: each save commits, then is announced to every process.
         for i in range(200):
             await db.update_dashboard(pool, a.id, f"A, take {i}", "")
-            await announce_dashboard_changed(redis, CHANNELS, DashboardChanged(a.id))
+            await announce_dashboard_changed(redis, servers().channels, DashboardChanged(a.id))
         # The control channel is ordered: once this closes the watcher, all 200 were heard.
         await announce_revocation(
-            redis, CHANNELS, Revocation("member_removed", user_id=ed.id, dashboard_id=c.id)
+            redis, servers().channels, Revocation("member_removed", user_id=ed.id, dashboard_id=c.id)
         )
         assert (await close_frame(watcher))[0] == CloseCode.FORBIDDEN
         await cur.execute("ROLLBACK")

@@ -12,10 +12,10 @@ from common import db
 from common.ingest import store_and_publish
 from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS, SERVER_PAYLOAD_SCHEMAS, parse_client_message
 from server.asyncapi import asyncapi_document
-from server.ws import HANDLERS
-from tests.conftest import CHANNELS, REDIS_URL, csrf_from
-from tests.test_ws_protocol import connect, publish
-from tests.wsclient import read_connect_sequence, receive_until
+from server.live.endpoint import HANDLERS
+from tests.helpers import csrf_from
+from tests.servers import servers
+from tests.wsclient import connect, publish, read_connect_sequence, receive_until
 
 
 def _operations(doc: dict, kind: str) -> set[str]:
@@ -91,10 +91,10 @@ async def test_real_server_messages_match_the_documented_schemas(client, setup, 
     seen = await read_connect_sequence(ws, 2)
     # Through the ingest path, so that the rule fires and an `alert` is sent too.
     await db.create_alert_rule(pool, cpu.id, "above", 1.5)
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         (stored,) = await store_and_publish(
-            pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 2.0, datetime.now(UTC))]
+            pool, redis_client, servers().channels, {cpu.id: cpu}, [(cpu.id, 2.0, datetime.now(UTC))]
         )
     finally:
         await redis_client.aclose()

@@ -46,8 +46,9 @@ from common.schemas import (
 )
 from common.tokens import display_prefix, token_hash
 from server.app import create_app
-from server.closecodes import CloseCode
-from tests.conftest import REDIS_URL, csrf_from, log_in
+from server.live.closecodes import CloseCode
+from tests.helpers import csrf_from, log_in
+from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive, receive_until
 
 
@@ -163,7 +164,7 @@ STORED = {
     "cookie", [case[1] for case in MALFORMED_COOKIES], ids=[case[0] for case in MALFORMED_COOKIES]
 )
 async def test_malformed_session_cookies_are_just_not_logged_in(client, new_client, ops, cookie):
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         for key, data in STORED.items():
             await redis_client.set(f"dashboard_session_{key}", data)
     stranger = await new_client()

@@ -1,4 +1,4 @@
-"""Live values in both forms (server/updates.py): `metric_update` one by one, and
+"""Live values in both forms (server/live/updates.py): `metric_update` one by one, and
 `metric_updates` for sockets opened with `?updates=batch`; history then live values
 with no gap and no duplicate in either."""
 
@@ -15,10 +15,16 @@ from redis.asyncio import Redis
 from common import db
 from common.events import ValueEvent, encode_values
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
-from server.updates import batch_frame, from_events
-from tests.conftest import CHANNELS, REDIS_URL, log_in
-from tests.test_fanout import publish_many
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from server.live.updates import batch_frame, from_events
+from tests.helpers import log_in
+from tests.servers import servers
+from tests.wsclient import (
+    expect_only_barrier,
+    publish_many,
+    read_connect_sequence,
+    receive,
+    unpacked_updates,
+)
 
 
 def _event(metric_id: int, value_id: int, value: float, timestamp: str) -> ValueEvent:
@@ -87,19 +93,11 @@ async def _both_forms(client, new_client, dashboard_id: int, metric_count: int) 
     return batched, single
 
 
-def _unpacked(message: dict) -> list[list]:
-    """[metric_id, id, value, timestamp] of each value of a metric_updates message."""
-    assert message["action"] == "metric_updates", message
-    return [
-        [*item, entry["timestamp"]] for entry in message["payload"]["updates"] for item in entry["values"]
-    ]
-
-
 async def _values(ws, count: int) -> list[list]:
     """The next `count` values, from metric_updates messages only."""
     values: list[list] = []
     while len(values) < count:
-        values += _unpacked(await receive(ws))
+        values += unpacked_updates(await receive(ws))
     assert len(values) == count, values
     return values
 
@@ -114,17 +112,17 @@ async def test_batched_and_single_sockets_get_the_same_values_each_in_their_form
 
     now = datetime.now(UTC)
     stored = await db.insert_values(pool, [(cpu.id, 1.0, now), (mem.id, 2.0, now), (cpu.id, 3.0, now)])
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         metrics = {cpu.id: cpu, mem.id: mem}
         await redis_client.publish(
-            CHANNELS.dashboard(ops.id), encode_values(ops.id, [(metrics[v.metric_id], v) for v in stored])
+            servers().channels.dashboard(ops.id),
+            encode_values(ops.id, [(metrics[v.metric_id], v) for v in stored]),
         )
     expected = [[v.metric_id, v.id, v.value, v.ts.isoformat()] for v in stored]
     assert await _values(batched, 3) == expected
     singles = [(await receive(single))["payload"] for _ in range(3)]
     assert [[p["metric_id"], p["id"], p["value"], p["timestamp"]] for p in singles] == expected
-    for ws in (batched, single):
-        await expect_silence(ws)
+    await expect_only_barrier(pool, mem, batched, single)
 
 
 async def test_a_batched_socket_gets_only_the_metrics_it_is_subscribed_to(
@@ -141,7 +139,7 @@ async def test_a_batched_socket_gets_only_the_metrics_it_is_subscribed_to(
     await publish_many(pool, mem, 3)
     await publish_many(pool, cpu, 2)
     assert [(v[0], v[2]) for v in await _values(ws, 2)] == [(cpu.id, 0.0), (cpu.id, 1.0)]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_an_unknown_updates_form_is_refused_before_the_upgrade(client, make_user, make_dashboard):
@@ -196,7 +194,9 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
                     assert "metric_history" in seen, "a live value before the history"
                     assert message["action"] == ("metric_updates" if form == "batch" else "metric_update")
                     ids += (
-                        [v[1] for v in _unpacked(message)] if form == "batch" else [message["payload"]["id"]]
+                        [v[1] for v in unpacked_updates(message)]
+                        if form == "batch"
+                        else [message["payload"]["id"]]
                     )
             stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
             start = stored.index(ids[0])
@@ -229,11 +229,10 @@ async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
         event(float("nan")),
         event(None),
     ]
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         for message in junk:
-            await redis_client.publish(CHANNELS.dashboard(ops.id), message)
+            await redis_client.publish(servers().channels.dashboard(ops.id), message)
     await publish_many(pool, cpu, 1)
     assert [v[2] for v in await _values(batched, 1)] == [0.0]
     assert (await receive(single))["payload"]["value"] == 0.0
-    for ws in (batched, single):
-        await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, batched, single)

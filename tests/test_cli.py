@@ -7,70 +7,40 @@ the test Redis. The tests are sync: every command calls asyncio.run itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 
 import click
 import psycopg2
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from common.config import obscure_password
 from common.events import decode_values
 from common.passwords import verify_password
 from common.version import __version__
 from server.cli import main as server_main
-from server.demo import DEMO_METRICS, MACHINE_METRICS
-from tests.conftest import CHANNELS, REDIS_URL
+from server.cli.demo import DEMO_METRICS, MACHINE_METRICS
+from tests.helpers import Invoke, expect_error, expect_ok, invoker, query_rows
+from tests.servers import servers
 from worker.cli import main as worker_main
-
-Invoke = Callable[..., Result]
-
-
-def _invoker(group: click.Group, database_url: str, redis_url: str = REDIS_URL) -> Invoke:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(group, ["--database-url", database_url, "--redis-url", redis_url, *args])
-
-    return invoke
 
 
 @pytest.fixture
 def server_cli(database_url: str, clean_state: None) -> Invoke:
     """`dashboard-server` on the emptied test database."""
-    return _invoker(server_main, database_url)
+    return invoker(server_main, database_url)
 
 
 @pytest.fixture
 def worker_cli(database_url: str, clean_state: None) -> Invoke:
     """`dashboard-worker` on the emptied test database."""
-    return _invoker(worker_main, database_url)
-
-
-def _ok(result: Result) -> str:
-    """The standard output of a command that must have succeeded."""
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.stdout
-
-
-def _error(result: Result, exit_code: int = 1) -> str:
-    """The error output of a command that must have refused with a message, not crashed."""
-    assert result.exit_code == exit_code, result.output
-    # A crash also exits 1, but leaves its own exception here.
-    assert isinstance(result.exception, SystemExit), result.exception
-    return result.stderr
-
-
-def _rows(database_url: str, query: str, params: tuple = ()) -> list[tuple]:
-    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
+    return invoker(worker_main, database_url)
 
 
 def _members(database_url: str) -> list[tuple[str, str]]:
-    return _rows(
+    return query_rows(
         database_url,
         "SELECT d.slug, u.username FROM dashboard_members m"
         " JOIN dashboards d ON d.id = m.dashboard_id JOIN users u ON u.id = m.user_id"
@@ -82,47 +52,47 @@ def _members(database_url: str) -> list[tuple[str, str]]:
 
 
 def test_user_create_then_list_stores_an_argon2_hash(server_cli, database_url):
-    created = _ok(server_cli("user", "create", "alice", "--password", "s3cret"))
+    created = expect_ok(server_cli("user", "create", "alice", "--password", "s3cret"))
 
-    [(user_id, password_hash)] = _rows(database_url, "SELECT id, password_hash FROM users")
+    [(user_id, password_hash)] = query_rows(database_url, "SELECT id, password_hash FROM users")
     assert created == f"created user alice (id {user_id})\n"
-    assert _ok(server_cli("user", "list")) == f"{user_id}\talice\n"
+    assert expect_ok(server_cli("user", "list")) == f"{user_id}\talice\n"
     assert password_hash.startswith("$argon2id$")
     assert verify_password(password_hash, "s3cret")
 
 
 def test_duplicate_user_is_refused_with_a_message(server_cli, database_url):
-    _ok(server_cli("user", "create", "alice", "--password", "first"))
+    expect_ok(server_cli("user", "create", "alice", "--password", "first"))
 
-    message = _error(server_cli("user", "create", "alice", "--password", "second"))
+    message = expect_error(server_cli("user", "create", "alice", "--password", "second"))
 
     assert "user 'alice' already exists" in message
-    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    [(password_hash,)] = query_rows(database_url, "SELECT password_hash FROM users")
     assert verify_password(password_hash, "first")
 
 
 @pytest.mark.parametrize("password", ["", " ", "\t \n"], ids=["empty", "space", "whitespace"])
 def test_empty_passwords_are_refused_and_nothing_changes(server_cli, database_url, password):
-    message = _error(server_cli("user", "create", "alice", "--password", password), exit_code=2)
+    message = expect_error(server_cli("user", "create", "alice", "--password", password), exit_code=2)
     assert "--password" in message and "must not be empty or only spaces" in message
-    assert _rows(database_url, "SELECT username FROM users") == []
+    assert query_rows(database_url, "SELECT username FROM users") == []
 
-    _ok(server_cli("user", "create", "alice", "--password", "first"))
-    message = _error(server_cli("user", "set-password", "alice", "--password", password), exit_code=2)
+    expect_ok(server_cli("user", "create", "alice", "--password", "first"))
+    message = expect_error(server_cli("user", "set-password", "alice", "--password", password), exit_code=2)
     assert "must not be empty or only spaces" in message
-    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    [(password_hash,)] = query_rows(database_url, "SELECT password_hash FROM users")
     assert verify_password(password_hash, "first")
 
 
 def test_a_blank_password_typed_at_the_prompt_is_refused(database_url, clean_state):
-    _ok(_invoker(server_main, database_url)("user", "create", "alice", "--password", "first"))
+    expect_ok(invoker(server_main, database_url)("user", "create", "alice", "--password", "first"))
     result = CliRunner().invoke(
         server_main,
-        ["--database-url", database_url, "--redis-url", REDIS_URL, "user", "set-password", "alice"],
+        ["--database-url", database_url, "--redis-url", servers().redis_url, "user", "set-password", "alice"],
         input="   \n   \n",
     )
     assert result.exit_code == 2 and "must not be empty or only spaces" in result.output
-    [(password_hash,)] = _rows(database_url, "SELECT password_hash FROM users")
+    [(password_hash,)] = query_rows(database_url, "SELECT password_hash FROM users")
     assert verify_password(password_hash, "first")
 
 
@@ -130,56 +100,58 @@ def test_a_blank_password_typed_at_the_prompt_is_refused(database_url, clean_sta
 
 
 def test_dashboard_create_derives_the_slug_from_the_name(server_cli, database_url):
-    created = _ok(server_cli("dashboard", "create", "My Board", "--description", "d"))
+    created = expect_ok(server_cli("dashboard", "create", "My Board", "--description", "d"))
 
-    [(dashboard_id, name, slug, description)] = _rows(
+    [(dashboard_id, name, slug, description)] = query_rows(
         database_url, "SELECT id, name, slug, description FROM dashboards"
     )
     assert (name, slug, description) == ("My Board", "my-board", "d")
     assert created == f"created dashboard my-board (id {dashboard_id})\n"
-    assert _ok(server_cli("dashboard", "list")) == f"{dashboard_id}\tmy-board\tMy Board\n"
+    assert expect_ok(server_cli("dashboard", "list")) == f"{dashboard_id}\tmy-board\tMy Board\n"
 
 
 @pytest.mark.parametrize("slug", ["My-Board", "my--board", "-board", "my board", "my_board"])
 def test_dashboard_create_rejects_an_invalid_slug(server_cli, database_url, slug):
-    message = _error(server_cli("dashboard", "create", "Board", f"--slug={slug}"), exit_code=2)
+    message = expect_error(server_cli("dashboard", "create", "Board", f"--slug={slug}"), exit_code=2)
 
     # Click quotes the option name in some versions, not in others.
     assert re.search(r"Invalid value for '?--slug'?:", message), message
-    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
+    assert query_rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
 
 
 def test_dashboard_name_without_letters_or_digits_needs_a_slug(server_cli, database_url):
-    message = _error(server_cli("dashboard", "create", "!!!"), exit_code=2)
+    message = expect_error(server_cli("dashboard", "create", "!!!"), exit_code=2)
 
     assert "give a --slug" in message
-    assert _rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
+    assert query_rows(database_url, "SELECT count(*) FROM dashboards") == [(0,)]
 
 
 # Metrics ---------------------------------------------------------------------
 
 
 def test_metric_add_then_list(server_cli, database_url):
-    _ok(server_cli("dashboard", "create", "My Board"))
+    expect_ok(server_cli("dashboard", "create", "My Board"))
 
-    added = _ok(server_cli("metric", "add", "my-board", "cpu", "--type", "gauge", "--unit", "%"))
+    added = expect_ok(server_cli("metric", "add", "my-board", "cpu", "--type", "gauge", "--unit", "%"))
 
-    [(metric_id,)] = _rows(database_url, "SELECT id FROM metrics")
+    [(metric_id,)] = query_rows(database_url, "SELECT id FROM metrics")
     assert added == (
         f"added gauge cpu (id {metric_id}, from push) to my-board\n"
         f"push its values to POST /api/v1/metrics/{metric_id}/values with a token of my-board\n"
     )
-    assert _ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\tpush\n"
+    assert expect_ok(server_cli("metric", "list", "my-board")) == f"{metric_id}\tgauge\tcpu\t%\tpush\n"
 
 
 def test_metric_add_rejects_an_unknown_type(server_cli, database_url):
-    _ok(server_cli("dashboard", "create", "My Board"))
+    expect_ok(server_cli("dashboard", "create", "My Board"))
 
-    message = _error(server_cli("metric", "add", "my-board", "cpu", "--type", "speedometer"), exit_code=2)
+    message = expect_error(
+        server_cli("metric", "add", "my-board", "cpu", "--type", "speedometer"), exit_code=2
+    )
 
     assert re.search(r"Invalid value for '?--type'?:", message), message
     assert "'gauge'" in message  # the choices are listed
-    assert _rows(database_url, "SELECT count(*) FROM metrics") == [(0,)]
+    assert query_rows(database_url, "SELECT count(*) FROM metrics") == [(0,)]
 
 
 @pytest.mark.parametrize(
@@ -193,37 +165,40 @@ def test_metric_add_rejects_an_unknown_type(server_cli, database_url):
     ids=" ".join,
 )
 def test_unknown_dashboard_is_a_clear_error(server_cli, args):
-    _ok(server_cli("user", "create", "alice", "--password", "pw"))
+    expect_ok(server_cli("user", "create", "alice", "--password", "pw"))
 
-    assert "no dashboard 'nope'" in _error(server_cli(*args))
+    assert "no dashboard 'nope'" in expect_error(server_cli(*args))
 
 
 # Members ---------------------------------------------------------------------
 
 
 def test_member_add_and_remove_say_what_changed(server_cli, database_url):
-    _ok(server_cli("user", "create", "alice", "--password", "pw"))
-    _ok(server_cli("dashboard", "create", "My Board"))
+    expect_ok(server_cli("user", "create", "alice", "--password", "pw"))
+    expect_ok(server_cli("dashboard", "create", "My Board"))
 
     assert (
-        _ok(server_cli("member", "add", "my-board", "alice"))
+        expect_ok(server_cli("member", "add", "my-board", "alice"))
         == "alice is now a member (viewer) of my-board\n"
     )
-    assert _ok(server_cli("member", "add", "my-board", "alice")).startswith(
+    assert expect_ok(server_cli("member", "add", "my-board", "alice")).startswith(
         "alice is already a member of my-board"
     )
     assert _members(database_url) == [("my-board", "alice")]
 
-    removed = _ok(server_cli("member", "remove", "my-board", "alice"))
+    removed = expect_ok(server_cli("member", "remove", "my-board", "alice"))
     assert removed == "alice is no longer a member of my-board\n"
-    assert _ok(server_cli("member", "remove", "my-board", "alice")) == "alice was not a member of my-board\n"
+    assert (
+        expect_ok(server_cli("member", "remove", "my-board", "alice"))
+        == "alice was not a member of my-board\n"
+    )
     assert _members(database_url) == []
 
 
 def test_member_add_unknown_user_is_a_clear_error(server_cli, database_url):
-    _ok(server_cli("dashboard", "create", "My Board"))
+    expect_ok(server_cli("dashboard", "create", "My Board"))
 
-    assert "no user 'bob'" in _error(server_cli("member", "add", "my-board", "bob"))
+    assert "no user 'bob'" in expect_error(server_cli("member", "add", "my-board", "bob"))
     assert _members(database_url) == []
 
 
@@ -231,40 +206,43 @@ def test_member_add_unknown_user_is_a_clear_error(server_cli, database_url):
 
 
 def test_demo_twice_is_idempotent(server_cli, database_url):
-    first = _ok(server_cli("demo"))
-    second = _ok(server_cli("demo"))
+    first = expect_ok(server_cli("demo"))
+    second = expect_ok(server_cli("demo"))
 
     assert second == first
-    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
+    [(dashboard_id,)] = query_rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
     assert f"demo dashboard demo (id {dashboard_id})" in first
-    assert _rows(database_url, "SELECT slug FROM dashboards ORDER BY slug") == [("demo",), ("this-machine",)]
-    metrics = _rows(database_url, "SELECT name FROM metrics WHERE dashboard_id = %s", (dashboard_id,))
+    assert query_rows(database_url, "SELECT slug FROM dashboards ORDER BY slug") == [
+        ("demo",),
+        ("this-machine",),
+    ]
+    metrics = query_rows(database_url, "SELECT name FROM metrics WHERE dashboard_id = %s", (dashboard_id,))
     assert sorted(name for (name,) in metrics) == sorted(name for name, *_ in DEMO_METRICS)
     assert len(metrics) == 9
-    users = dict(_rows(database_url, "SELECT username, password_hash FROM users"))
+    users = dict(query_rows(database_url, "SELECT username, password_hash FROM users"))
     assert users.keys() == {"demo", "outsider", "viewer"}
     assert verify_password(users["demo"], "demo")
     assert verify_password(users["viewer"], "viewer")
     assert verify_password(users["outsider"], "outsider")
     assert _members(database_url) == [("demo", "demo"), ("demo", "viewer"), ("this-machine", "demo")]
-    roles = _rows(
+    roles = query_rows(
         database_url, "SELECT u.username, m.role FROM dashboard_members m JOIN users u ON u.id = m.user_id"
     )
     assert sorted(roles) == [("demo", "editor"), ("demo", "editor"), ("viewer", "viewer")]
-    machine = _rows(
+    machine = query_rows(
         database_url, "SELECT name, source FROM metrics WHERE dashboard_id <> %s", (dashboard_id,)
     )
     assert sorted(machine) == sorted(MACHINE_METRICS)
 
 
 def test_check_is_ok_on_a_migrated_database(server_cli):
-    assert _ok(server_cli("check")) == "ok\n"
+    assert expect_ok(server_cli("check")) == "ok\n"
 
 
 def test_check_fails_when_redis_does_not_answer(database_url):
-    check = _invoker(server_main, database_url, redis_url="redis://127.0.0.1:1/0")
+    check = invoker(server_main, database_url, redis_url="redis://127.0.0.1:1/0")
 
-    assert "not ready" in _error(check("check"))
+    assert "not ready" in expect_error(check("check"))
 
 
 @pytest.mark.parametrize(
@@ -279,10 +257,10 @@ def test_check_fails_when_redis_does_not_answer(database_url):
 )
 def test_a_wrong_setting_exits_78_so_systemd_does_not_restart(database_url, args, message):
     result = CliRunner().invoke(
-        server_main, ["--database-url", database_url, "--redis-url", REDIS_URL, *args]
+        server_main, ["--database-url", database_url, "--redis-url", servers().redis_url, *args]
     )
 
-    assert message in _error(result, exit_code=78)
+    assert message in expect_error(result, exit_code=78)
 
 
 def test_pending_migrations_exit_78_from_check_and_worker(server_cli, worker_cli, database_url):
@@ -294,8 +272,8 @@ def test_pending_migrations_exit_78_from_check_and_worker(server_cli, worker_cli
         )
         newest = cur.fetchone()
     try:
-        assert "migration(s) pending" in _error(server_cli("check"), exit_code=78)
-        assert "needs migrations" in _error(worker_cli("tick"), exit_code=78)
+        assert "migration(s) pending" in expect_error(server_cli("check"), exit_code=78)
+        assert "needs migrations" in expect_error(worker_cli("tick"), exit_code=78)
     finally:
         with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
             cur.execute(
@@ -355,17 +333,17 @@ def test_help_says_what_each_command_does(group, path):
 
 
 def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worker_cli, database_url):
-    _ok(server_cli("demo"))
-    [(dashboard_id,)] = _rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
-    with redis.Redis.from_url(REDIS_URL) as client, client.pubsub() as pubsub:
-        pubsub.subscribe(CHANNELS.dashboard(dashboard_id))
+    expect_ok(server_cli("demo"))
+    [(dashboard_id,)] = query_rows(database_url, "SELECT id FROM dashboards WHERE slug = 'demo'")
+    with redis.Redis.from_url(servers().redis_url) as client, client.pubsub() as pubsub:
+        pubsub.subscribe(servers().channels.dashboard(dashboard_id))
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
 
         produced = len(DEMO_METRICS) + len(MACHINE_METRICS)
-        assert _ok(worker_cli("tick")) == f"stored and published {produced} value(s)\n"
+        assert expect_ok(worker_cli("tick")) == f"stored and published {produced} value(s)\n"
 
         published = pubsub.get_message(timeout=5)
-    per_metric = _rows(
+    per_metric = query_rows(
         database_url,
         "SELECT m.name, count(v.id) FROM metrics m LEFT JOIN metric_values v ON v.metric_id = m.id"
         " GROUP BY m.name",
@@ -375,7 +353,7 @@ def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worke
     assert published["type"] == "message"
     published_dashboard, values = decode_values(published["data"])
     assert published_dashboard == dashboard_id
-    stored_ids = _rows(
+    stored_ids = query_rows(
         database_url,
         "SELECT v.id FROM metric_values v JOIN metrics m ON m.id = v.metric_id"
         " WHERE m.dashboard_id = %s ORDER BY v.id",
@@ -390,7 +368,7 @@ def test_worker_tick_stores_and_publishes_one_value_per_metric(server_cli, worke
 def _show(group: click.Group, *args: str, env: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """`config show` as {key: (value, where from)}."""
     result = CliRunner(env=env).invoke(group, [*args, "config", "show"])
-    shown = _ok(result)
+    shown = expect_ok(result)
     entries = {}
     for line in shown.splitlines():
         if " = " in line and not line.startswith("#"):
@@ -430,9 +408,9 @@ def test_config_file_env_and_flag_rank_as_operators_expect(tmp_path):
 
 def test_a_config_file_is_used_by_the_commands(tmp_path, database_url):
     config = tmp_path / "dashboard.toml"
-    config.write_text(f'database_url = "{database_url}"\nredis_url = "{REDIS_URL}"\n')
+    config.write_text(f'database_url = "{database_url}"\nredis_url = "{servers().redis_url}"\n')
     env = {"DASHBOARD_DATABASE_URL": None, "DASHBOARD_REDIS_URL": None}
-    assert _ok(CliRunner(env=env).invoke(server_main, ["--config", str(config), "check"])) == "ok\n"
+    assert expect_ok(CliRunner(env=env).invoke(server_main, ["--config", str(config), "check"])) == "ok\n"
 
 
 @pytest.mark.parametrize(
@@ -450,7 +428,7 @@ def test_a_wrong_config_file_exits_78_naming_the_problem(tmp_path, text, message
     config.write_text(text)
     result = CliRunner().invoke(server_main, ["--config", str(config), "config", "show"])
 
-    assert message in _error(result, exit_code=78)
+    assert message in expect_error(result, exit_code=78)
 
 
 def test_urls_are_read_from_secret_files_and_systemd_credentials(tmp_path):
@@ -476,7 +454,7 @@ def test_urls_are_read_from_secret_files_and_systemd_credentials(tmp_path):
     missing = CliRunner(env={**env, "DASHBOARD_DATABASE_URL_FILE": str(tmp_path / "nope")}).invoke(
         server_main, ["config", "show"]
     )
-    assert "cannot read the database_url secret" in _error(missing, exit_code=78)
+    assert "cannot read the database_url secret" in expect_error(missing, exit_code=78)
 
 
 def test_every_option_names_its_environment_variable_in_help():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from common import db
-from tests.conftest import csrf_from, log_in
+from tests.helpers import csrf_from, log_in
 
 
 async def _create(client, **fields: str):

@@ -7,12 +7,11 @@ import pytest
 
 from common import db
 from server.cli import main as server_main
-from tests.test_cli import _error, _invoker, _ok
-from tests.test_editing import as_user, post, team  # noqa: F401 - `team` is a fixture
+from tests.helpers import as_user, expect_error, expect_ok, invoker, post
 from tests.wsclient import read_connect_sequence, receive_until
 
 
-async def test_an_editor_sets_and_clears_the_retention_and_open_pages_see_it(client, team, pool):  # noqa: F811
+async def test_an_editor_sets_and_clears_the_retention_and_open_pages_see_it(client, team, pool):
     ops = team["ops"]
     ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
     _, config, *_ = await read_connect_sequence(ws, 2)
@@ -40,7 +39,7 @@ async def test_an_editor_sets_and_clears_the_retention_and_open_pages_see_it(cli
 
 
 @pytest.mark.parametrize("days", [0, -1, 36501, "30", 2.5, True])
-async def test_a_bad_retention_is_refused_naming_the_field_and_nothing_changes(client, team, pool, days):  # noqa: F811
+async def test_a_bad_retention_is_refused_naming_the_field_and_nothing_changes(client, team, pool, days):
     ops = team["ops"]
     await db.set_dashboard_retention(pool, ops.id, 9)
     status, answer = await post(
@@ -51,7 +50,7 @@ async def test_a_bad_retention_is_refused_naming_the_field_and_nothing_changes(c
     assert (found.name, found.retention_days) == (ops.name, 9)
 
 
-async def test_viewers_may_not_set_it(team, new_client, pool):  # noqa: F811
+async def test_viewers_may_not_set_it(team, new_client, pool):
     viewer = await as_user(new_client, "vi")
     status, _ = await post(
         viewer, f"/dashboards/{team['ops'].id}/settings", {"name": "Ops", "retention_days": 1}
@@ -61,20 +60,21 @@ async def test_viewers_may_not_set_it(team, new_client, pool):  # noqa: F811
 
 
 def test_the_cli_shows_and_sets_it(database_url, clean_state):
-    cli = _invoker(server_main, database_url)
-    _ok(cli("dashboard", "create", "Ops"))
+    cli = invoker(server_main, database_url)
+    expect_ok(cli("dashboard", "create", "Ops"))
     assert (
-        _ok(cli("dashboard", "retention", "ops")) == "ops: raw values kept as the worker's global setting\n"
-    )
-    assert _ok(cli("dashboard", "retention", "ops", "14")) == "ops: raw values kept 14 day(s)\n"
-    assert _ok(cli("dashboard", "retention", "ops")) == "ops: raw values kept 14 day(s)\n"
-    for bad in ("0", "1.5", "two", "36501"):
-        assert "neither a number of days from 1 to 36500 nor 'global'" in _error(
-            cli("dashboard", "retention", "ops", bad), exit_code=2
-        )
-    assert _ok(cli("dashboard", "retention", "ops")) == "ops: raw values kept 14 day(s)\n"
-    assert (
-        _ok(cli("dashboard", "retention", "ops", "global"))
+        expect_ok(cli("dashboard", "retention", "ops"))
         == "ops: raw values kept as the worker's global setting\n"
     )
-    assert "no dashboard 'nope'" in _error(cli("dashboard", "retention", "nope", "3"))
+    assert expect_ok(cli("dashboard", "retention", "ops", "14")) == "ops: raw values kept 14 day(s)\n"
+    assert expect_ok(cli("dashboard", "retention", "ops")) == "ops: raw values kept 14 day(s)\n"
+    for bad in ("0", "1.5", "two", "36501"):
+        assert "neither a number of days from 1 to 36500 nor 'global'" in expect_error(
+            cli("dashboard", "retention", "ops", bad), exit_code=2
+        )
+    assert expect_ok(cli("dashboard", "retention", "ops")) == "ops: raw values kept 14 day(s)\n"
+    assert (
+        expect_ok(cli("dashboard", "retention", "ops", "global"))
+        == "ops: raw values kept as the worker's global setting\n"
+    )
+    assert "no dashboard 'nope'" in expect_error(cli("dashboard", "retention", "nope", "3"))

@@ -36,10 +36,8 @@ import redis
 from playwright.async_api import Browser, BrowserContext, expect
 
 from common.config import Settings
-from tests.browser.conftest import browser, chromium  # noqa: F401 - fixtures
-from tests.conftest import DATABASE_URL, REDIS_URL, with_database_name
-from tests.processes import free_port
-from tests.test_operations import FakeSystemd
+from tests.processes import FakeSystemd, free_port
+from tests.servers import servers, with_database_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment, pytest.mark.timeout(600)]
 
@@ -297,17 +295,19 @@ def deployment(install: Install, tmp_path_factory: pytest.TempPathFactory) -> It
     _require(shutil.which("openssl") is not None, "no openssl for the test certificate")
     directory = tmp_path_factory.mktemp("running")
     name = "dashboard_test_deployment"
-    database_url = with_database_name(DATABASE_URL, name)
-    admin = psycopg2.connect(with_database_name(DATABASE_URL, "postgres"))
+    database_url = with_database_name(servers().database_url, name)
+    admin = psycopg2.connect(with_database_name(servers().database_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         cur.execute(f"CREATE DATABASE {name}")
-    with redis.Redis.from_url(REDIS_URL) as client:
+    with redis.Redis.from_url(servers().redis_url) as client:
         client.flushdb()
     server_port, http_port, https_port = free_port(), free_port(), free_port()
     settings = _sample_settings(
-        DASHBOARD_DATABASE_URL=database_url, DASHBOARD_REDIS_URL=REDIS_URL, DASHBOARD_PORT=str(server_port)
+        DASHBOARD_DATABASE_URL=database_url,
+        DASHBOARD_REDIS_URL=servers().redis_url,
+        DASHBOARD_PORT=str(server_port),
     )
     # The README's commands, in its order.
     for command in (("dashboard-server", "migrate"), ("dashboard-server", "check")):
@@ -357,7 +357,7 @@ def deployment(install: Install, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:  # noqa: F811 - the fixture above
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     """A browser that accepts the test's self-signed certificate."""
     created = await browser.new_context(ignore_https_errors=True)
     created.set_default_timeout(15_000)

@@ -6,44 +6,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from common import db
 from common.events import encode_values
 from common.redisconn import connect_redis, publish
-from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
-from server.closecodes import CloseCode
-from tests.conftest import CHANNELS, REDIS_URL, json_request, log_in
-from tests.test_access import closed_within, run_cli
-from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
-
-
-async def post(
-    client: TestClient, path: str, body: object, *, token: str | None = "fetch"
-) -> tuple[int, dict]:
-    """A JSON POST the way the page's script sends it (CSRF token in the header)."""
-    return await json_request(client, "POST", path, body, token=token)
-
-
-@pytest.fixture
-async def team(client, make_user, make_dashboard, make_metric, pool):
-    """ed edits `ops` (cpu, requests), vi views it, out is no member; ed is logged in on `client`."""
-    ed, vi, out = await make_user("ed"), await make_user("vi"), await make_user("out")
-    ops = await make_dashboard("ops")
-    await db.add_member(pool, ops.id, ed.id, db.EDITOR)
-    await db.add_member(pool, ops.id, vi.id)
-    cpu = await make_metric(ops, "cpu", "gauge", "%")
-    requests = await make_metric(ops, "requests", "counter", "req")
-    await log_in(client, "ed")
-    return {"ed": ed, "vi": vi, "out": out, "ops": ops, "cpu": cpu, "requests": requests}
-
-
-async def as_user(new_client, username: str) -> TestClient:
-    other = await new_client()
-    await log_in(other, username)
-    return other
-
+from server.live.closecodes import CloseCode
+from tests.helpers import as_user, closed_within, post, run_cli
+from tests.servers import servers
+from tests.wsclient import (
+    expect_only_barrier,
+    next_config,
+    open_socket,
+    read_connect_sequence,
+    receive,
+    receive_until,
+)
 
 # Permissions ---------------------------------------------------------------------
 
@@ -185,22 +163,6 @@ async def second_server(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
-async def open_socket(client: TestClient, dashboard: db.Dashboard, metric_count: int):
-    ws = await client.ws_connect(f"/ws/dashboard/{dashboard.id}/")
-    await read_connect_sequence(ws, metric_count)
-    return ws
-
-
-async def next_config(ws) -> dict:
-    """The next pushed config, and the `alerts` that always follows it."""
-    messages = await receive_until(ws, "dashboard_config", within=3)
-    config = messages[-1]["payload"]
-    assert not SERVER_PAYLOAD_SCHEMAS["dashboard_config"].validate(config)
-    alerts = await receive(ws)
-    assert alerts["action"] == "alerts" and not SERVER_PAYLOAD_SCHEMAS["alerts"].validate(alerts["payload"])
-    return config
-
-
 async def test_every_open_page_on_every_process_gets_the_new_config(client, second_server, team, new_client):
     ops = team["ops"]
     here = await open_socket(await as_user(new_client, "vi"), ops, 2)
@@ -233,16 +195,18 @@ async def test_a_removed_metric_stops_and_a_new_one_can_be_subscribed(client, te
     # A stale publisher (a worker mid-tick) still sends the removed metric.
     now = (await db.insert_values(pool, [(requests.id, 1.0, datetime.now(UTC))]))[0]
     ghost = db.MetricValue(now.id + 1000, cpu.id, 5.0, now.ts)
-    redis_client = connect_redis(REDIS_URL)
+    redis_client = connect_redis(servers().redis_url)
     try:
         await publish(
-            redis_client, CHANNELS.dashboard(ops.id), encode_values(ops.id, [(cpu, ghost), (requests, now)])
+            redis_client,
+            servers().channels.dashboard(ops.id),
+            encode_values(ops.id, [(cpu, ghost), (requests, now)]),
         )
     finally:
         await redis_client.aclose()
     update = await receive(ws)
     assert (update["action"], update["payload"]["metric_id"]) == ("metric_update", requests.id)
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
     await ws.send_json({"action": "subscribe", "payload": {"metric_ids": [cpu.id]}})
     assert (await receive(ws))["action"] == "error"
 
@@ -289,7 +253,7 @@ async def test_a_metric_added_from_the_cli_reaches_open_pages(client, team, sett
     assert [m["name"] for m in (await next_config(ws))["metrics"]] == ["cpu", "requests", "disk"]
 
 
-# Each process keeps each watched dashboard's config (server/configcache.py); a
+# Each process keeps each watched dashboard's config (server/live/configcache.py); a
 # change must reach the sockets opened after it, on every process, not only
 # the open ones.
 

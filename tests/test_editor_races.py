@@ -12,8 +12,7 @@ import pytest
 
 from common import db
 from common.sources import PUSH
-from tests.conftest import csrf_from, json_request, log_in
-from tests.test_access import run_cli
+from tests.helpers import csrf_from, json_request, log_in, run_cli
 
 
 @pytest.fixture

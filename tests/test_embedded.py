@@ -8,9 +8,9 @@ import os
 import aiohttp
 import pytest
 
-from server.demo import DEMO_METRICS, MACHINE_METRICS
+from server.cli.demo import DEMO_METRICS, MACHINE_METRICS
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive
 
 pytestmark = pytest.mark.slow

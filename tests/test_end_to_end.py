@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import aiohttp
 import pytest
 
 from common import db
 from common.sources import RANDOM
-from tests.conftest import with_database_name
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
+from tests.servers import with_database_name
 from tests.wsclient import read_connect_sequence, receive
 
 pytestmark = pytest.mark.slow
-
-
-async def browser_log_in(session: aiohttp.ClientSession, base: str, username: str, password: str) -> None:
-    async with session.get(f"{base}/login") as response:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())[1]
-    async with session.post(
-        f"{base}/login",
-        data={"username": username, "password": password, "csrf_token": token},
-        allow_redirects=False,
-    ) as response:
-        assert response.status == 302
 
 
 async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user, make_dashboard, make_metric):

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from common import db
 from server.cli import main as server_main
-from tests.conftest import REDIS_URL, log_in
+from tests.helpers import log_in
 from tests.processes import child, free_port, wait_for_http
+from tests.servers import servers
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RANGE = {"since": "2025-03-01T12:00:00+00:00", "until": "2025-03-01T13:00:00+00:00"}
@@ -156,7 +157,7 @@ async def test_batches_are_bounded_and_cover_every_row(pool, make_dashboard, mak
 
 def test_cli_export_writes_the_same_bytes(database_url, clean_state, data):
     runner = CliRunner()
-    base = ["--database-url", database_url, "--redis-url", REDIS_URL, "export", "ops"]
+    base = ["--database-url", database_url, "--redis-url", servers().redis_url, "export", "ops"]
     result = runner.invoke(server_main, [*base, "--since", RANGE["since"], "--until", RANGE["until"]])
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes.decode() == EXPECTED_CSV
@@ -216,7 +217,7 @@ async def test_csv_export_neutralises_formulas(client, formulas):
 
 
 def test_cli_csv_export_neutralises_formulas(database_url, clean_state, formulas):
-    base = ["--database-url", database_url, "--redis-url", REDIS_URL, "export", "sheet"]
+    base = ["--database-url", database_url, "--redis-url", servers().redis_url, "export", "sheet"]
     result = CliRunner().invoke(server_main, [*base, "--since", RANGE["since"], "--until", RANGE["until"]])
     assert result.exit_code == 0, result.output
     assert_formulas_neutralised(result.stdout_bytes.decode())

@@ -16,21 +16,11 @@ from redis.asyncio import Redis
 from common import db
 from common.events import Channels, Revocation, channels_for, encode_revocation, encode_values
 from server.app import create_app
-from server.frames import text_frame
 from server.keys import HUB_KEY
-from tests.conftest import CHANNELS, REDIS_URL, log_in
-from tests.wsclient import expect_silence, read_connect_sequence, receive
-
-
-async def publish_many(pool, metric, count: int, first: int = 0) -> None:
-    """Store and publish values first..first+count-1 of one metric, in batches like the worker."""
-    now = datetime.now(UTC)
-    async with Redis.from_url(REDIS_URL) as client:
-        for start in range(first, first + count, 1000):
-            rows = [(metric.id, float(i), now) for i in range(start, min(first + count, start + 1000))]
-            stored = await db.insert_values(pool, rows)
-            message = encode_values(metric.dashboard_id, [(metric, item) for item in stored])
-            await client.publish(CHANNELS.dashboard(metric.dashboard_id), message)
+from server.live.frames import text_frame
+from tests.helpers import log_in
+from tests.servers import servers
+from tests.wsclient import expect_only_barrier, publish_many, read_connect_sequence, receive
 
 
 def test_text_frame_encodes_every_length_form():
@@ -61,7 +51,7 @@ async def test_updates_reach_only_the_connections_subscribed_to_that_metric(
     await publish_many(pool, cpu, 1)
     assert [(await receive(everything))["payload"]["metric_id"] for _ in range(2)] == [mem.id, cpu.id]
     assert (await receive(only_cpu))["payload"]["metric_id"] == cpu.id
-    await expect_silence(only_cpu)
+    await expect_only_barrier(pool, cpu, only_cpu)
 
 
 async def test_channel_is_left_after_the_last_local_connection(
@@ -71,10 +61,10 @@ async def test_channel_is_left_after_the_last_local_connection(
     ops = await make_dashboard("ops", members=(alice,))
     await make_metric(ops, "cpu")
     await log_in(client, "alice")
-    channel = CHANNELS.dashboard(ops.id)
+    channel = servers().channels.dashboard(ops.id)
 
     async def subscribers() -> int:
-        async with Redis.from_url(REDIS_URL) as redis_client:
+        async with Redis.from_url(servers().redis_url) as redis_client:
             return dict(await redis_client.pubsub_numsub(channel))[channel.encode()]
 
     ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
@@ -175,13 +165,13 @@ async def test_another_deployment_on_the_same_redis_is_never_heard(
     await log_in(client, "alice")
     ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
     await read_connect_sequence(ws, 1)
-    foreign = Channels("other-deployment:") if CHANNELS.prefix == "" else Channels("")
+    foreign = Channels("other-deployment:") if servers().channels.prefix == "" else Channels("")
     stranger = db.MetricValue(99_999_999, cpu.id, 666.0, datetime.now(UTC))
-    async with Redis.from_url(REDIS_URL) as redis_client:
+    async with Redis.from_url(servers().redis_url) as redis_client:
         await redis_client.publish(foreign.dashboard(ops.id), encode_values(ops.id, [(cpu, stranger)]))
         revocation = Revocation("dashboard_deleted", dashboard_id=ops.id)
         await redis_client.publish(foreign.control, encode_revocation(revocation))
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
     assert not ws.closed
     await publish_many(pool, cpu, 1)  # this deployment's own values still arrive
     assert (await receive(ws))["payload"]["metric_id"] == cpu.id

@@ -18,89 +18,12 @@ import pytest
 
 from common import db
 from common.migrate import migrate
-from common.passwords import hash_password
-from common.sources import RANDOM
-from server.closecodes import CloseCode
-from tests.faultservers import postgres_server, redis_server
+from server.live.closecodes import CloseCode
+from tests.faultservers import Viewer, assert_no_gaps, make_world, postgres_server, redis_server
+from tests.helpers import browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-RECONNECT_CODES = {CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.RESYNC, 1006, 1011}
-
-
-class Viewer:
-    """A browser tab: shows each metric's values, reconnects like the docs say."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str, dashboard_id: int) -> None:
-        self.session, self.base, self.dashboard_id = session, base, dashboard_id
-        self.shown: dict[int, list[tuple[str, float]]] = {}  # metric id -> (timestamp, value)
-        self.ever_shown: set[tuple[int, str, float]] = set()
-        self.closes: list[int] = []
-        self.updates = 0
-
-    async def run(self) -> None:
-        while True:
-            try:
-                ws = await self.session.ws_connect(
-                    f"{self.base}/ws/dashboard/{self.dashboard_id}/", origin=self.base
-                )
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.2)
-                continue
-            async for message in ws:
-                self._show(message.json())
-            self.closes.append(ws.close_code or 1006)
-            if ws.close_code not in RECONNECT_CODES:
-                return
-            await asyncio.sleep(0.2)
-
-    def _show(self, message: dict) -> None:
-        payload = message.get("payload")
-        if message["action"] == "metric_history":
-            # The history replaces the part of the past it covers.
-            values = [(v["timestamp"], v["value"]) for v in payload["values"]]
-            kept = self.shown.get(payload["metric_id"], [])
-            if values:
-                kept = [item for item in kept if item[0] < values[0][0]]
-            self.shown[payload["metric_id"]] = kept + values
-            self.ever_shown.update((payload["metric_id"], *v) for v in values)
-        elif message["action"] == "metric_update":
-            item = (payload["timestamp"], payload["value"])
-            self.shown.setdefault(payload["metric_id"], []).append(item)
-            self.ever_shown.add((payload["metric_id"], *item))
-            self.updates += 1
-
-    async def wait_for_updates(self, count: int, within: float = 20) -> None:
-        target = self.updates + count
-        deadline = time.monotonic() + within
-        while self.updates < target:
-            assert time.monotonic() < deadline, f"only {self.updates} updates, expected {target}"
-            await asyncio.sleep(0.05)
-
-
-async def assert_no_gaps(pool, viewer: Viewer, metric_ids: list[int]) -> None:
-    stored = await db.latest_values(pool, metric_ids, 100_000)
-    for metric_id in metric_ids:
-        rows = [(v.ts.isoformat(), v.value) for v in stored[metric_id]]
-        shown = viewer.shown[metric_id]
-        assert shown, "nothing shown"
-        start = rows.index(shown[0])
-        assert shown == rows[start : start + len(shown)], f"metric {metric_id}: gap, duplicate or disorder"
-    stored_set = {(m, *row) for m in metric_ids for row in [(v.ts.isoformat(), v.value) for v in stored[m]]}
-    assert viewer.ever_shown <= stored_set, "a value was shown that is not stored"
-
-
-async def make_world(pool) -> tuple[int, list[int]]:
-    """alice, member of one dashboard with two metrics: (dashboard id, metric ids)."""
-    alice = await db.create_user(pool, "alice", hash_password("secret-pw"))
-    dashboard = await db.create_dashboard(pool, "Ops", "ops")
-    await db.add_member(pool, dashboard.id, alice.id)
-    metrics = [
-        await db.create_metric(pool, dashboard.id, name, "counter", source=RANDOM) for name in ("a", "b")
-    ]
-    return dashboard.id, [m.id for m in metrics]
 
 
 def started(database_url: str, redis_url: str, port: int):
@@ -129,14 +52,11 @@ async def test_redis_restart_clients_resync_and_nothing_is_lost(settings, pool, 
                 stored_during = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
                 assert stored_during >= stored_before + 5, "the worker stopped writing while Redis was down"
                 own_redis.start()
-                deadline = time.monotonic() + 15
-                while CloseCode.RESYNC not in viewer.closes:
-                    assert time.monotonic() < deadline, f"clients were not told to resync: {viewer.closes}"
-                    await asyncio.sleep(0.1)
+                await eventually(lambda: CloseCode.RESYNC in viewer.closes, 15, "clients are told to resync")
                 await viewer.wait_for_updates(6)
                 worker.terminate()
                 assert await asyncio.to_thread(worker.wait, 10) == 0
-                await asyncio.sleep(0.5)  # the last publish reaches the viewer
+                await viewer.wait_until_caught_up(pool, metric_ids)
                 watching.cancel()
                 with suppress(asyncio.CancelledError):
                     await watching
@@ -191,7 +111,7 @@ async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers
                     await _subscribe_until_it_works(probe, metric_ids[:1])
                     worker.terminate()
                     assert await asyncio.to_thread(worker.wait, 10) == 0
-                    await asyncio.sleep(0.5)
+                    await viewer.wait_until_caught_up(pool, metric_ids)
                     watching.cancel()
                     with suppress(asyncio.CancelledError):
                         await watching

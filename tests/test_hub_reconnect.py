@@ -19,7 +19,7 @@ import pytest
 
 from common.events import Revocation, channels_for, encode_revocation
 from common.redisconn import connect_redis
-from server.hub import Hub
+from server.live.hub import Hub
 
 pytestmark = pytest.mark.timeout(90)
 

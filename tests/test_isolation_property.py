@@ -21,8 +21,9 @@ from common import db
 from common.events import Revocation, announce_revocation, encode_values
 from common.passwords import hash_password
 from server.app import create_app
-from server.closecodes import CloseCode
-from tests.conftest import CHANNELS, REDIS_URL, TABLES, log_in
+from server.live.closecodes import CloseCode
+from tests.helpers import log_in
+from tests.servers import TABLES, servers
 
 USERS, DASHBOARDS, METRICS_PER_DASHBOARD = 3, 3, 2
 METRIC_IDS = range(1, DASHBOARDS * METRICS_PER_DASHBOARD + 1)  # metric m is on dashboard (m-1)//2 + 1
@@ -91,7 +92,7 @@ async def _play(settings, members: set[tuple[int, int]], steps) -> None:
     async with (
         TestClient(TestServer(create_app(settings))) as first,
         db.create_pool(settings.database_url or "", maxsize=2) as pool,
-        Redis.from_url(REDIS_URL) as redis_client,
+        Redis.from_url(servers().redis_url) as redis_client,
     ):
         browsers = [first]
         for _ in range(USERS - 1):
@@ -132,7 +133,8 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
         metric = (await db.list_metrics(pool, dashboard_of(step[1])))[(step[1] - 1) % METRICS_PER_DASHBOARD]
         (stored,) = await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
         await redis_client.publish(
-            CHANNELS.dashboard(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
+            servers().channels.dashboard(metric.dashboard_id),
+            encode_values(metric.dashboard_id, [(metric, stored)]),
         )
         await asyncio.sleep(0.05)
     elif kind == "remove":
@@ -141,7 +143,9 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
             members.discard((u, d))
             await db.remove_member(pool, d + 1, u + 1)
             await announce_revocation(
-                redis_client, CHANNELS, Revocation("member_removed", user_id=u + 1, dashboard_id=d + 1)
+                redis_client,
+                servers().channels,
+                Revocation("member_removed", user_id=u + 1, dashboard_id=d + 1),
             )
             # Every socket of that user on that dashboard closes within a second.
             deadline = time.monotonic() + 1

@@ -13,11 +13,9 @@ import pytest
 
 from common import db
 from common.sources import RANDOM
+from tests.helpers import FAILOVER_SECONDS, wait_for_leases
 from tests.processes import child
 from worker.leases import LEASE_SESSION_NAME, Leases
-
-# What docs/scaling.md promises for a worker that dies (default settings).
-FAILOVER_SECONDS = 15
 
 
 async def _dashboards(pool, count: int) -> list[db.Metric]:
@@ -86,22 +84,6 @@ async def test_a_lost_lease_session_keeps_values_but_stores_none_until_it_is_bac
         await leases.close()
 
 
-async def _leases_by_holder(pool) -> dict[str, set[int]]:
-    by_holder: dict[int, set[int]] = {}
-    for dashboard_id, worker in (await db.dashboard_leases(pool)).items():
-        by_holder.setdefault(worker, set()).add(dashboard_id)
-    return by_holder
-
-
-async def _wait_for(pool, condition, within: float) -> float:
-    """Seconds until condition(leases by holder) held; fails after `within`."""
-    started = time.monotonic()
-    while not condition(await _leases_by_holder(pool)):
-        assert time.monotonic() - started < within, f"leases now: {await _leases_by_holder(pool)}"
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_killed_worker_dashboards_move_to_the_other_within_the_stated_time(settings, pool):
@@ -110,12 +92,12 @@ async def test_killed_worker_dashboards_move_to_the_other_within_the_stated_time
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
     command = ["-m", "worker", *urls, "run", "--interval", str(interval)]
     with child(command) as first, child(command) as second:
-        await _wait_for(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
+        await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
         balanced_at = datetime.now().astimezone()
         await asyncio.sleep(2)
         first.send_signal(signal.SIGKILL)
         killed_at = datetime.now().astimezone()
-        moved_in = await _wait_for(pool, lambda held: sorted(map(len, held.values())) == [4], within=30)
+        moved_in = await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [4], within=30)
         await asyncio.sleep(2)
         second.terminate()
         assert await asyncio.to_thread(second.wait, 10) == 0

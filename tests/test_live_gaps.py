@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -17,10 +16,10 @@ from common import db
 from common.events import encode_values
 from common.sources import RANDOM
 from common.tokens import display_prefix, new_token, token_hash
-from tests.conftest import CHANNELS
+from tests.helpers import browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
-from tests.wsclient import expect_silence, read_connect_sequence, receive
+from tests.servers import servers
+from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
 
 
 class CuttableProxy:
@@ -82,14 +81,6 @@ async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[CuttableProxy, s
         await proxy.cut()
 
 
-async def _wait_for(condition, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {within}s")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_a_publish_lost_for_real_is_filled_in_on_the_open_socket(
@@ -119,16 +110,21 @@ async def test_a_publish_lost_for_real_is_filled_in_on_the_open_socket(
             async with cuttable_redis(settings.redis_url) as (proxy, proxied_url):
                 worker_args = ["-m", "worker", *database, "--redis-url", proxied_url]
                 with child([*worker_args, "--log-level", "debug", "run", "--interval", "0.3"]) as worker:
-                    await _wait_for(lambda: len(received) >= 2, 20, "live values before the cut")
+                    await eventually(lambda: len(received) >= 2, 20, "live values before the cut")
                     # The worker's Redis is unreachable until one of its publishes failed.
                     await proxy.cut()
-                    await _wait_for(lambda: "could not publish" in worker.output(), 30, "a lost publish")
+                    await eventually(lambda: "could not publish" in worker.output(), 30, "a lost publish")
                     await proxy.start()
                     lost_at = len(received)
-                    await _wait_for(lambda: len(received) >= lost_at + 3, 20, "live values after the cut")
+                    await eventually(lambda: len(received) >= lost_at + 3, 20, "live values after the cut")
                     worker.terminate()
                     await asyncio.to_thread(worker.wait, 15)
-                    await asyncio.sleep(1)  # the last tick's publish, if any, arrives
+
+                    async def has_the_newest() -> bool:
+                        newest = (await db.latest_values(pool, [cpu.id], 1))[cpu.id]
+                        return bool(received) and received[-1]["payload"]["id"] == newest[-1].id
+
+                    await eventually(has_the_newest, 15, "the last stored value arrives")
             reader.cancel()
             assert not ws.closed, "the socket was closed: recovery must not need a reconnect"
             await ws.close()
@@ -144,7 +140,7 @@ async def test_a_publish_lost_for_real_is_filled_in_on_the_open_socket(
 
 async def _publish(redis_client, metric: db.Metric, stored: list[db.MetricValue]) -> None:
     await redis_client.publish(
-        CHANNELS.dashboard(metric.dashboard_id),
+        servers().channels.dashboard(metric.dashboard_id),
         encode_values(metric.dashboard_id, [(metric, v) for v in stored]),
     )
 
@@ -165,7 +161,7 @@ async def test_a_late_publish_is_neither_lost_nor_repeated_and_order_is_kept(
     await _publish(redis_client, cpu, third)
     ids = [(await receive(ws))["payload"]["id"] for _ in range(3)]
     assert ids == [first[0].id, second[0].id, third[0].id]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_values_stored_while_the_channel_is_joined_are_not_lost(client, setup, pool, redis_client):
@@ -179,16 +175,14 @@ async def test_values_stored_while_the_channel_is_joined_are_not_lost(client, se
     ids = [(await receive(ws))["payload"]["id"] for _ in range(2)]
     assert history["last_id"] is None
     assert ids == [unpublished[0].id, published[0].id]
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 @pytest.fixture
 async def redis_client(app):
     from redis.asyncio import Redis
 
-    from tests.conftest import REDIS_URL
-
-    created = Redis.from_url(REDIS_URL)
+    created = Redis.from_url(servers().redis_url)
     yield created
     await created.aclose()
 

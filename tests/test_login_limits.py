@@ -21,10 +21,11 @@ import pytest
 from redis.asyncio import Redis
 
 from server.app import create_app
-from server.keys import METRICS_KEY
+from server.keys import TELEMETRY_KEY
 from server.ratelimit import client_address
-from tests.conftest import REDIS_URL, csrf_from
+from tests.helpers import csrf_from
 from tests.processes import child, free_port, wait_for_http
+from tests.servers import servers
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHECKS_SAMPLE = re.compile(r"^dashboard_password_checks_total ([0-9.e+]+)$", re.MULTILINE)
@@ -76,7 +77,7 @@ async def test_parallel_attempts_never_pass_the_per_address_limit(aiohttp_client
         names = [f"guess{wave}-{i}" for i in range(3)]
         statuses += await asyncio.gather(*(post_form(client, token, name, "wrong") for name in names))
     assert sorted(statuses) == [401] * 5 + [429] * 7
-    assert app[METRICS_KEY].password_checks._value.get() == 5
+    assert app[TELEMETRY_KEY].password_checks._value.get() == 5
 
 
 async def post_form(client, token: str, username: str, password: str) -> int:
@@ -102,7 +103,7 @@ async def test_an_overlong_username_never_reaches_redis(client, length):
     if length == 151:
         assert "Username: at most 150 characters." in page
         assert username not in page  # not echoed back either
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         keys = [key async for key in redis_client.scan_iter(match="*uuuuuuuu*")]
     finally:

@@ -1,16 +1,15 @@
 """A metric's source chosen from the page (server/editing.py): checked as the
 CLI checks it, sent in `dashboard_config`, and used by the worker's next tick."""
 
-# ruff: noqa: F811  (`team` is test_editing's fixture, imported to be used as a parameter)
-
 from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis
 
 from common import db
-from tests.conftest import CHANNELS, REDIS_URL
-from tests.test_editing import next_config, open_socket, post, team  # noqa: F401
+from tests.helpers import post
+from tests.servers import servers
+from tests.wsclient import next_config, open_socket
 from worker.tick import Producer
 
 
@@ -81,8 +80,8 @@ async def test_changing_the_source_is_checked_against_the_type(client, team, poo
 
 async def test_the_worker_uses_a_source_chosen_from_the_page(client, team, pool):
     ops, cpu = team["ops"], team["cpu"]
-    async with Redis.from_url(REDIS_URL) as redis_client:
-        producer = Producer(pool, redis_client, CHANNELS)
+    async with Redis.from_url(servers().redis_url) as redis_client:
+        producer = Producer(pool, redis_client, servers().channels)
         await producer.tick()
         assert (await db.latest_values(pool, [cpu.id], 1))[cpu.id] == []  # pushed: the worker writes none
         await post(client, f"/dashboards/{ops.id}/metrics/{cpu.id}", {"source": "random"})

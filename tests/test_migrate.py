@@ -23,14 +23,14 @@ from common.migrate import (
     pending_migrations,
 )
 from server.cli import main as server_main
-from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.servers import servers
 
 SCHEMA_TABLES = {"users", "dashboards", "dashboard_members", "metrics", "metric_values", "schema_migrations"}
 
 
 def _run_on_server(statement: sql.Composable) -> None:
     """Run a statement outside any transaction, connected to the `postgres` database."""
-    admin = psycopg2.connect(urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres")))
+    admin = psycopg2.connect(urlunsplit(urlsplit(servers().database_url)._replace(path="/postgres")))
     admin.autocommit = True
     try:
         with admin.cursor() as cur:
@@ -42,7 +42,7 @@ def _run_on_server(statement: sql.Composable) -> None:
 @pytest.fixture
 def empty_database_url() -> Iterator[str]:
     """A database created empty for this test and dropped after it."""
-    parts = urlsplit(DATABASE_URL)
+    parts = urlsplit(servers().database_url)
     # Named after the session test database, so two checkouts pointing
     # DASHBOARD_TEST_DATABASE_URL at different databases never share it.
     name = sql.Identifier(f"{parts.path.lstrip('/')}_migrate")
@@ -188,7 +188,7 @@ _PARTS = "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhre
 
 def test_migrate_command_applies_then_reports_up_to_date(empty_database_url):
     runner = CliRunner()
-    options = ["--database-url", empty_database_url, "--redis-url", REDIS_URL]
+    options = ["--database-url", empty_database_url, "--redis-url", servers().redis_url]
 
     pending = runner.invoke(server_main, [*options, "check"])
     assert pending.exit_code == 78  # EX_CONFIG: the units do not restart on it

@@ -4,34 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import aiohttp
 import psutil
 import pytest
 from redis.asyncio import Redis
 
+from tests.helpers import browser_log_in, eventually_sync, run_cli
 from tests.processes import child, free_port, free_port_range, wait_for_http
-from tests.test_access import run_cli
-from tests.test_end_to_end import browser_log_in
-from tests.test_fanout import publish_many
-from tests.wsclient import read_connect_sequence, receive
+from tests.wsclient import publish_many, read_connect_sequence, receive
 
 pytestmark = pytest.mark.slow
 
 
 def _wait_until_listening(processes: list[psutil.Process], port: int, timeout: float = 30) -> None:
     """Every process has bound the port (the first to answer HTTP may be alone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listening = [
+
+    def all_listening() -> bool:
+        return all(
             any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("tcp"))
             for p in processes
-        ]
-        if all(listening):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not every server process listens on {port}")
+        )
+
+    eventually_sync(all_listening, timeout, f"every server process listens on {port}")
 
 
 def _sample(text: str, name: str) -> float:
@@ -95,7 +90,7 @@ async def test_two_server_processes_share_the_port_and_each_fans_out(
 async def test_a_metric_added_while_sockets_are_open_is_in_new_sockets_config_on_every_process(
     settings, pool, make_user, make_dashboard, make_metric
 ):
-    """Each process keeps the config of the dashboards it serves (server/configcache.py):
+    """Each process keeps the config of the dashboards it serves (server/live/configcache.py):
     a change announced by another process (here the CLI) must reach that copy, so a
     socket opened afterwards on either server starts with the new metric."""
     alice = await make_user("alice")

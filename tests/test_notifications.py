@@ -6,53 +6,18 @@ import asyncio
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common import db
-from common.ingest import store_and_publish
-from common.redisconn import connect_redis
-from tests.conftest import CHANNELS, REDIS_URL
-from tests.notifyreceiver import receiver
+from tests.notifyreceiver import FAST, SECRET, store_values
 from tests.processes import child
 from worker.notify.delivery import Backoff, deliver_once
 from worker.notify.guard import AllowList
 from worker.notify.senders import open_sender
 from worker.retention import delete_expired_notifications
 
-SECRET = "s3cret-signing-key"
 LOOPBACK = AllowList.parse(["127.0.0.1/32"])
-FAST = Backoff(first=0.05, most=0.05)
-
-
-@pytest.fixture
-async def hook():
-    async with receiver() as state:
-        yield state
-
-
-@pytest.fixture
-async def board(pool, make_user, make_dashboard, make_metric, hook):
-    """`ops`'s temp metric, a rule (above 90) notifying a webhook at the receiver."""
-    alice = await make_user("alice")
-    ops = await make_dashboard("ops", members=(alice,))
-    temp = await make_metric(ops, "temp", "gauge", "C")
-    rule = await db.create_alert_rule(pool, temp.id, "above", 90.0)
-    contact = await db.create_contact_point(pool, ops.id, "ops hook", "webhook", hook.url, SECRET)
-    await db.set_rule_notifications(pool, ops.id, rule.id, [contact.id], None)
-    return {"ops": ops, "temp": temp, "rule": rule, "contact": contact}
-
-
-async def _store(pool, board, *values: float) -> None:
-    """Values through the real ingest path (store, publish, evaluate the rules)."""
-    client = connect_redis(REDIS_URL)
-    start = datetime.now(UTC) - timedelta(seconds=len(values))
-    rows = [(board["temp"].id, v, start + timedelta(seconds=i)) for i, v in enumerate(values)]
-    try:
-        await store_and_publish(pool, client, CHANNELS, {board["temp"].id: board["temp"]}, rows)
-    finally:
-        await client.aclose()
 
 
 def _bodies(hook) -> list[dict]:
@@ -60,10 +25,10 @@ def _bodies(hook) -> list[dict]:
 
 
 async def test_firing_and_resolving_are_sent_signed(pool, board, hook):
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         assert await deliver_once(pool, sender) == 1
-        await _store(pool, board, 50.0)
+        await store_values(pool, board, 50.0)
         assert await deliver_once(pool, sender) == 1
         assert await deliver_once(pool, sender) == 0
 
@@ -80,7 +45,7 @@ async def test_firing_and_resolving_are_sent_signed(pool, board, hook):
 
 
 async def test_a_wrong_secret_does_not_verify(pool, board, hook):
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender)
     forged = "sha256=" + hmac.new(b"guess", hook.received[0].body, hashlib.sha256).hexdigest()
@@ -89,13 +54,13 @@ async def test_a_wrong_secret_does_not_verify(pool, board, hook):
 
 async def test_a_rule_still_firing_repeats_until_it_resolves(pool, board, hook):
     await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [board["contact"].id], 1)
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender)
         assert await deliver_once(pool, sender) == 0  # not yet due
         await asyncio.sleep(1.1)
         assert await deliver_once(pool, sender) == 1
-        await _store(pool, board, 10.0)
+        await store_values(pool, board, 10.0)
         await deliver_once(pool, sender)
         await asyncio.sleep(1.1)
         assert await deliver_once(pool, sender) == 0  # resolved: no more repeats
@@ -105,7 +70,7 @@ async def test_a_rule_still_firing_repeats_until_it_resolves(pool, board, hook):
 
 async def test_a_500_is_retried_with_backoff(pool, board, hook):
     hook.statuses = [500, 503]
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         assert await deliver_once(pool, sender, FAST) == 1
         assert await deliver_once(pool, sender, FAST) == 0  # waiting out the backoff
@@ -122,7 +87,7 @@ async def test_a_500_is_retried_with_backoff(pool, board, hook):
 
 async def test_a_400_is_not_retried(pool, board, hook):
     hook.statuses = [400]
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender, FAST)
         await asyncio.sleep(0.1)
@@ -136,7 +101,7 @@ async def test_a_400_is_not_retried(pool, board, hook):
 
 async def test_retries_stop_at_the_delivery_window(pool, board, hook):
     hook.statuses = [500]
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender, Backoff(first=7200, most=7200))  # past the 1 h window
     [attempt] = await db.list_delivery_attempts(pool, board["ops"].id, 10)
@@ -149,7 +114,7 @@ async def test_a_connection_refused_is_retried(pool, board, hook):
     closed = hook.url.rsplit(":", 1)[0] + ":1/hook"  # nothing listens on port 1
     contact = await db.create_contact_point(pool, board["ops"].id, "down", "webhook", closed, SECRET)
     await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [contact.id], None)
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender, FAST)
     [attempt] = await db.list_delivery_attempts(pool, board["ops"].id, 10)
@@ -174,7 +139,7 @@ async def test_internal_addresses_are_refused_unless_allowed(pool, board, hook, 
         pool, board["ops"].id, "x", "webhook", target.format(port=port), "k"
     )
     await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [contact.id], None)
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(AllowList()) as sender:
         await deliver_once(pool, sender, FAST)
         await asyncio.sleep(0.1)
@@ -193,7 +158,7 @@ async def test_an_allowed_host_name_may_resolve_to_loopback(pool, board, hook):
         pool, board["ops"].id, "x", "webhook", f"http://localhost:{port}/hook", "k"
     )
     await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [contact.id], None)
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     async with open_sender(AllowList.parse(["localhost"])) as sender:
         await deliver_once(pool, sender)
     assert len(hook.received) == 1
@@ -231,7 +196,7 @@ async def test_two_worker_processes_send_each_message_once(settings, pool, board
 async def test_a_slack_webhook_gets_text_and_blocks(pool, board, hook):
     slack = await db.create_contact_point(pool, board["ops"].id, "team chat", "slack", hook.url, None)
     await db.set_rule_notifications(pool, board["ops"].id, board["rule"].id, [slack.id], None)
-    await _store(pool, board, 95.5)
+    await store_values(pool, board, 95.5)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender)
         await db.enqueue_test_notification(pool, board["ops"].id, slack.id)
@@ -251,7 +216,7 @@ async def test_slack_text_cannot_mention_or_link(pool, make_dashboard, make_metr
     rule = await db.create_alert_rule(pool, metric.id, "above", 1.0)
     slack = await db.create_contact_point(pool, board.id, "chat", "slack", hook.url, None)
     await db.set_rule_notifications(pool, board.id, rule.id, [slack.id], None)
-    await _store(pool, {"temp": metric}, 5.0)
+    await store_values(pool, {"temp": metric}, 5.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender)
     [fired] = _bodies(hook)
@@ -278,7 +243,7 @@ async def test_old_finished_notifications_go_pending_ones_stay(pool, board, hook
 async def test_storing_a_transition_sends_nothing_itself(pool, board, hook):
     hook.delay = 3.0  # a receiver this slow would show in the ingest path's time
     started = asyncio.get_running_loop().time()
-    await _store(pool, board, 95.0)
+    await store_values(pool, board, 95.0)
     assert asyncio.get_running_loop().time() - started < 1.0
     assert hook.received == []  # only queued: the worker's loop sends
     async with pool.acquire() as conn, conn.cursor() as cur:

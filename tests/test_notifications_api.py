@@ -1,16 +1,14 @@
 """Contact points from the page (server/notifications_api.py): editors create, test and
 remove them, choose whom each rule notifies, and read the delivery log."""
 
-# ruff: noqa: F811  (`team` is test_editing's fixture, imported to be used as a parameter)
-
 from __future__ import annotations
 
 import pytest
 
 from common import db
 from common.config import Quotas
+from tests.helpers import as_user, post
 from tests.notifyreceiver import receiver
-from tests.test_editing import as_user, post, team  # noqa: F401
 from worker.notify.delivery import deliver_once
 from worker.notify.guard import AllowList
 from worker.notify.senders import open_sender

@@ -10,8 +10,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from common import db
+from tests.notifyreceiver import FAST, store_values
 from tests.processes import free_port
-from tests.test_notifications import FAST, _store, board, hook  # noqa: F401
 from worker.notify.delivery import deliver_once
 from worker.notify.guard import AllowList
 from worker.notify.mail import SmtpSettings
@@ -50,7 +50,7 @@ def inbox():
 
 
 @pytest.fixture
-async def mail_board(pool, board):  # noqa: F811
+async def mail_board(pool, board):
     """The board's rule notifying an e-mail address instead of the webhook."""
     contact = await db.create_contact_point(
         pool, board["ops"].id, "on-call", "email", "oncall@ops.example", None
@@ -60,10 +60,10 @@ async def mail_board(pool, board):  # noqa: F811
 
 
 async def test_firing_and_resolving_are_mailed(pool, mail_board, inbox):
-    await _store(pool, mail_board, 95.0)
+    await store_values(pool, mail_board, 95.0)
     async with open_sender(AllowList(), inbox.smtp) as sender:
         await deliver_once(pool, sender)
-        await _store(pool, mail_board, 10.0)
+        await store_values(pool, mail_board, 10.0)
         await deliver_once(pool, sender)
 
     assert inbox.envelopes == [("alerts@dash.example", ["oncall@ops.example"])] * 2
@@ -78,7 +78,7 @@ async def test_firing_and_resolving_are_mailed(pool, mail_board, inbox):
 
 async def test_a_4xx_answer_is_retried(pool, mail_board, inbox):
     inbox.rcpt_answers = ["451 4.3.0 mailbox busy, try later"]
-    await _store(pool, mail_board, 95.0)
+    await store_values(pool, mail_board, 95.0)
     async with open_sender(AllowList(), inbox.smtp) as sender:
         await deliver_once(pool, sender, FAST)
         await asyncio.sleep(0.1)
@@ -94,7 +94,7 @@ async def test_a_4xx_answer_is_retried(pool, mail_board, inbox):
 
 async def test_a_5xx_answer_is_not_retried(pool, mail_board, inbox):
     inbox.rcpt_answers = ["550 5.1.1 no such user"]
-    await _store(pool, mail_board, 95.0)
+    await store_values(pool, mail_board, 95.0)
     async with open_sender(AllowList(), inbox.smtp) as sender:
         await deliver_once(pool, sender, FAST)
         await asyncio.sleep(0.1)
@@ -107,7 +107,7 @@ async def test_a_5xx_answer_is_not_retried(pool, mail_board, inbox):
 
 async def test_an_unreachable_server_is_retried(pool, mail_board):
     down = SmtpSettings("127.0.0.1", free_port())
-    await _store(pool, mail_board, 95.0)
+    await store_values(pool, mail_board, 95.0)
     async with open_sender(AllowList(), down) as sender:
         await deliver_once(pool, sender, FAST)
     [attempt] = await db.list_delivery_attempts(pool, mail_board["ops"].id, 10)
@@ -115,7 +115,7 @@ async def test_an_unreachable_server_is_retried(pool, mail_board):
 
 
 async def test_without_an_smtp_server_the_log_says_so(pool, mail_board):
-    await _store(pool, mail_board, 95.0)
+    await store_values(pool, mail_board, 95.0)
     async with open_sender(AllowList()) as sender:
         await deliver_once(pool, sender)
     [attempt] = await db.list_delivery_attempts(pool, mail_board["ops"].id, 10)

@@ -1,16 +1,14 @@
 """Deleting from the page: a dashboard (editors only, by typing its name) and a
 revoked API token (an active one must be revoked first)."""
 
-# ruff: noqa: F811  (`team` is test_editing's fixture, imported to be used as a parameter)
-
 from __future__ import annotations
 
 import pytest
 
 from common import db
-from server.closecodes import CloseCode
-from tests.test_access import closed_within
-from tests.test_editing import as_user, open_socket, post, team  # noqa: F401
+from server.live.closecodes import CloseCode
+from tests.helpers import as_user, closed_within, post
+from tests.wsclient import open_socket
 
 
 async def test_a_dashboard_is_deleted_only_with_its_name_typed(client, team, pool):

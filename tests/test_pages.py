@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-from common import db
+from common import db, vocabulary
 from common.passwords import needs_rehash, verify_password
-from tests.conftest import REDIS_URL, csrf_from, log_in
+from tests.helpers import csrf_from, log_in
+from tests.servers import servers
 
 
 async def test_anonymous_visitor_is_sent_to_login(client):
@@ -77,6 +79,26 @@ async def test_dashboard_page_for_members_only(client, make_user, make_dashboard
     assert f'data-socket="/ws/dashboard/{mine.id}/"' in await page.text()
     assert (await client.get(f"/dashboards/{theirs.id}/")).status == 404
     assert (await client.get("/dashboards/999999/")).status == 404
+
+
+async def test_the_page_renders_the_vocabulary_it_validates_with(client, pool, make_user, make_dashboard):
+    """Ranges, roles, conditions and styles on the page are common/vocabulary.py's, and
+    the page scripts get the same values as JSON (a `</script>` in it would be escaped)."""
+    alice = await make_user("alice")
+    mine = await make_dashboard("mine")
+    await db.add_member(pool, mine.id, alice.id, db.EDITOR)
+    await log_in(client, "alice")
+    page = await (await client.get(f"/dashboards/{mine.id}/")).text()
+    found = re.search(r'<script type="application/json" id="vocabulary">(.*?)</script>', page)
+    assert found is not None
+    assert json.loads(found.group(1)) == vocabulary.as_json()
+    assert re.findall(r'data-range="([^"]+)"', page) == list(vocabulary.RANGES)
+    pref_ranges = re.search(r'<select id="pref-range">(.*?)</select>', page, re.S).group(1)
+    assert re.findall(r'value="([^"]+)"', pref_ranges) == list(vocabulary.RANGES)
+    for name, values in (("role", vocabulary.ROLES), ("condition", vocabulary.ALERT_CONDITIONS)):
+        options = re.search(rf'<select name="{name}">(.*?)</select>', page, re.S).group(1)
+        assert re.findall(r'value="([^"]+)"', options) == list(values)
+    assert f'<option value="{vocabulary.DEFAULT_METRIC_TYPE}" selected>' in page
 
 
 # Targets a browser would follow off the site; each must land on the dashboard list.
@@ -165,7 +187,7 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
     await make_user("alice")
     await log_in(client, "alice")
     key = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         stored = json.loads(await redis_client.get(f"dashboard_session_{key}"))
         assert "user_id" in stored["session"]
@@ -182,7 +204,7 @@ async def test_logout_ends_the_session_in_redis(client, make_user):
 
 async def test_anonymous_visitors_store_nothing_in_redis(client, make_user):
     await make_user("alice")
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         before = await redis_client.dbsize()
         for _ in range(100):

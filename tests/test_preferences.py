@@ -14,9 +14,8 @@ from common import db
 from common.events import PreferencesChanged, decode_control, encode_preferences_changed
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
-from tests.conftest import csrf_from, json_request, log_in
-from tests.test_editing import as_user, open_socket
-from tests.wsclient import expect_silence, receive_until
+from tests.helpers import as_user, csrf_from, json_request, log_in
+from tests.wsclient import expect_silence, open_socket, receive_until
 
 DEFAULTS = {
     "hidden_metric_ids": [],
@@ -129,7 +128,7 @@ async def test_the_database_refuses_unknown_values(team, pool, database_url):
         conn.close()
 
 
-async def _rows(database_url: str) -> tuple[int, int]:
+async def _preference_rows(database_url: str) -> tuple[int, int]:
     conn = psycopg2.connect(database_url)
     try:
         with conn.cursor() as cur:
@@ -145,15 +144,15 @@ async def test_they_go_with_the_membership_the_dashboard_or_the_user(team, pool,
     ops, lab, vi, ed = team["ops"], team["lab"], team["vi"], team["ed"]
     for dashboard, user in ((ops, vi), (lab, vi), (ops, ed)):
         await db.update_preferences(pool, dashboard.id, user.id, chart_style="points", theme="dark")
-    assert await _rows(database_url) == (3, 2)
+    assert await _preference_rows(database_url) == (3, 2)
     await db.remove_member(pool, ops.id, ed.id)
-    assert await _rows(database_url) == (2, 2)
+    assert await _preference_rows(database_url) == (2, 2)
     await db.add_member(pool, ops.id, ed.id)  # back again: the defaults
     assert (await db.get_preferences(pool, ops.id, ed.id)).chart_style == "line"
     await db.delete_dashboard(pool, lab.id)
-    assert await _rows(database_url) == (1, 2)
+    assert await _preference_rows(database_url) == (1, 2)
     await db.delete_user(pool, vi.id)
-    assert await _rows(database_url) == (0, 1)
+    assert await _preference_rows(database_url) == (0, 1)
 
 
 def test_the_control_message_round_trips():

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.conftest import csrf_from
+from tests.helpers import csrf_from
 from tests.processes import child, free_port, wait_for_http
 
 

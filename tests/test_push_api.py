@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from common import db
 from common.tokens import display_prefix, new_token, token_hash
 from server.cli import main as server_main
-from tests.conftest import REDIS_URL, log_in
+from tests.helpers import log_in
+from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive
 
 
@@ -160,7 +161,7 @@ async def test_counters_may_not_decrease(client, pool, board):
 
 def test_token_cli_creates_lists_and_revokes_with_only_a_hash_stored(database_url, clean_state):
     runner = CliRunner()
-    options = ["--database-url", database_url, "--redis-url", REDIS_URL]
+    options = ["--database-url", database_url, "--redis-url", servers().redis_url]
     assert runner.invoke(server_main, [*options, "dashboard", "create", "Ops"]).exit_code == 0
     created = runner.invoke(server_main, [*options, "token", "create", "ops", "cron job"])
     assert created.exit_code == 0, created.output

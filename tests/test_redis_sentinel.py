@@ -22,11 +22,10 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from server.auth import session_redis_key
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
+from tests.faultservers import Viewer, assert_no_gaps, make_world, redis_7_binary
+from tests.helpers import browser_log_in, eventually_sync
 from tests.processes import child, wait_for_http
-from tests.test_end_to_end import browser_log_in
-from tests.test_faults import Viewer, assert_no_gaps, make_world
-from tests.test_redis_cluster import _redis_7_binary, _wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -91,7 +90,7 @@ def _redis(binary: str, directory: Path, port: int, *extra: str) -> subprocess.P
 @contextmanager
 def redis_sentinel(directory: Path) -> Iterator[SentinelSetup]:
     """A master, its replica and one sentinel (quorum 1) watching them."""
-    binary = _redis_7_binary()
+    binary = redis_7_binary()
     if binary is None:
         pytest.skip("Sentinel test: no redis-server 7+ installed")
     setup = SentinelSetup(*_free_ports(3))
@@ -112,7 +111,7 @@ def redis_sentinel(directory: Path) -> Iterator[SentinelSetup]:
             [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         # The sentinel learns of the replica from the master's INFO.
-        _wait(lambda: _sentinel_knows_replica(setup), "the sentinel did not see the replica")
+        eventually_sync(lambda: _sentinel_knows_replica(setup), 30, "the sentinel sees the replica")
         yield setup
     finally:
         for process in setup.processes.values():
@@ -175,7 +174,7 @@ async def test_under_sentinel_values_and_sessions_survive_a_master_failover(sett
 
                 worker.terminate()
                 assert await asyncio.to_thread(worker.wait, 10) == 0
-                await asyncio.sleep(0.5)  # the last publish reaches the viewer
+                await viewer.wait_until_caught_up(pool, metric_ids)
                 watching.cancel()
                 with suppress(asyncio.CancelledError):
                     await watching

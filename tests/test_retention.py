@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from common import db
 from common.sources import RANDOM
+from tests.helpers import expect_ok, invoker
 from tests.processes import child
-from tests.test_cli import _invoker, _ok
 from worker.cli import main as worker_main
 from worker.maintenance import RetentionPolicy, maintain
 from worker.retention import delete_expired, delete_expired_alert_events, delete_expired_of_dashboards
@@ -63,8 +63,8 @@ async def test_the_worker_task_runs_at_start_and_stops_on_request(pool, make_das
 
 def test_prune_command(database_url, clean_state):
     asyncio.run(_seed_for_cli(database_url))
-    prune = _invoker(worker_main, database_url)
-    first, again = (_ok(prune("prune", "--retention-days", "7")) for _ in range(2))
+    prune = invoker(worker_main, database_url)
+    first, again = (expect_ok(prune("prune", "--retention-days", "7")) for _ in range(2))
     assert first.startswith(
         "deleted 40 value(s) older than 7 day(s), 0 of dashboards with a shorter retention;"
     )

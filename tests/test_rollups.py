@@ -12,7 +12,7 @@ import aiopg
 import pytest
 
 from common import db
-from server.ws import range_bucket_seconds
+from server.live.history import range_bucket_seconds
 from worker.retention import delete_expired, delete_expired_rollups
 from worker.rollups import roll_up
 

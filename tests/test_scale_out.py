@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from contextlib import ExitStack, suppress
 
 import aiohttp
@@ -18,9 +17,8 @@ import pytest
 from common import db
 from common.passwords import hash_password
 from common.sources import RANDOM
+from tests.helpers import FAILOVER_SECONDS, browser_log_in, eventually, wait_for_leases
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
-from tests.test_leases import FAILOVER_SECONDS, _wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -69,10 +67,10 @@ class ResumingClient:
 
     async def wait_for_updates(self, count: int, within: float = 20) -> None:
         target = self.updates + count
-        deadline = time.monotonic() + within
-        while self.updates < target:
-            assert time.monotonic() < deadline, f"only {self.updates} updates, expected {target}"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: self.updates >= target, within, f"{count} more updates")
+
+    def holds_newest(self, newest: dict[int, list[db.MetricValue]]) -> bool:
+        return all(self.ids.get(m, [])[-1:] == [values[-1].id] for m, values in newest.items() if values)
 
 
 async def test_two_instances_two_workers_failover_of_each(settings, pool):
@@ -97,7 +95,7 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
         workers = [
             stack.enter_context(child(["-m", "worker", *urls, "run", "--interval", "0.2"])) for _ in range(2)
         ]
-        await _wait_for(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
+        await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
             # One login: the session lives in the shared Redis, valid on both instances.
             await browser_log_in(session, bases[0], "alice", "secret-pw")
@@ -111,7 +109,7 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
                 await asyncio.gather(*(c.wait_for_updates(10) for c in clients))
 
                 workers[0].send_signal(signal.SIGKILL)
-                moved_in = await _wait_for(
+                moved_in = await wait_for_leases(
                     pool, lambda held: sorted(map(len, held.values())) == [4], within=FAILOVER_SECONDS + 5
                 )
                 assert moved_in < FAILOVER_SECONDS
@@ -121,7 +119,16 @@ async def test_two_instances_two_workers_failover_of_each(settings, pool):
                 await asyncio.gather(*(c.wait_for_updates(10) for c in clients))
                 workers[1].terminate()
                 assert await asyncio.to_thread(workers[1].wait, 10) == 0
-                await asyncio.sleep(1)  # the last values reach every client
+                # Everything stored has reached every client (instead of a fixed wait).
+                all_ids = [m for ids in metric_ids.values() for m in ids]
+
+                async def everyone_has_the_newest() -> bool:
+                    newest = await db.latest_values(pool, all_ids, 1)
+                    return all(
+                        c.holds_newest({m: newest[m] for m in metric_ids[c.dashboard_id]}) for c in clients
+                    )
+
+                await eventually(everyone_has_the_newest, 15, "every client has the newest values")
             finally:
                 for task in running:
                     task.cancel()

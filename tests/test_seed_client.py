@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from common.sources import RANDOM
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
 
 # What the example's messages carry (its MetricUpdatePayload, MetricHistoryPayload,

@@ -16,8 +16,8 @@ from common import db
 from common.events import encode_values
 from common.sources import RANDOM
 from common.version import __version__
-from tests.conftest import CHANNELS, REDIS_URL
 from tests.processes import child, free_port, wait_for_http
+from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive
 
 
@@ -40,9 +40,9 @@ async def scrape(client) -> dict[str, float]:
 
 async def publish(pool, metric, values: list[float]) -> None:
     stored = await db.insert_values(pool, [(metric.id, v, datetime.now(UTC)) for v in values])
-    async with Redis.from_url(REDIS_URL) as client:
+    async with Redis.from_url(servers().redis_url) as client:
         await client.publish(
-            CHANNELS.dashboard(metric.dashboard_id),
+            servers().channels.dashboard(metric.dashboard_id),
             encode_values(metric.dashboard_id, [(metric, item) for item in stored]),
         )
 

@@ -1,4 +1,4 @@
-"""Sockets opening together share one read (server/sharedreads.py), and each
+"""Sockets opening together share one read (server/live/sharedreads.py), and each
 still gets a state read after it asked."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from server.sharedreads import SharedReads
+from server.live.sharedreads import SharedReads
 
 
 class Source:

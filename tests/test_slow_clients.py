@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from tests.helpers import browser_log_in
 from tests.processes import child, free_port, wait_for_http
-from tests.test_end_to_end import browser_log_in
 from tests.wsclient import read_connect_sequence, receive
 
 

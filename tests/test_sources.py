@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from common import db
 from common.sources import SOURCES, SYSTEM_READINGS, check_source, system_reading
 from server.cli import main as server_main
-from tests.conftest import CHANNELS, REDIS_URL
-from tests.test_cli import _error, _invoker, _ok
+from tests.helpers import expect_error, expect_ok, invoker
+from tests.servers import servers
 from worker import sources
 from worker.sources import READERS, Sources
 from worker.tick import Producer
@@ -20,7 +20,7 @@ from worker.tick import Producer
 
 @pytest.fixture
 def server_cli(database_url, clean_state):
-    return _invoker(server_main, database_url)
+    return invoker(server_main, database_url)
 
 
 def _metric(metric_id: int, source: str, metric_type: str | None = None) -> db.Metric:
@@ -88,8 +88,8 @@ async def test_worker_ticks_store_the_hosts_readings(pool, make_dashboard):
     pushed = await db.create_metric(pool, board.id, "pushed", "gauge")
     assert pushed.source == "push"  # the default: the worker leaves it alone
 
-    async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client, CHANNELS)
+    async with Redis.from_url(servers().redis_url) as client:
+        producer = Producer(pool, client, servers().channels)
         for _ in range(3):
             assert await producer.tick() == 3
     stored = await db.latest_values(pool, [cpu.id, sent.id, pushed.id], 10)
@@ -100,16 +100,16 @@ async def test_worker_ticks_store_the_hosts_readings(pool, make_dashboard):
 
 
 def test_metric_add_with_a_system_source(server_cli):
-    _ok(server_cli("dashboard", "create", "Host"))
-    out = _ok(server_cli("metric", "add", "host", "cpu", "--source", "system:cpu_percent"))
+    expect_ok(server_cli("dashboard", "create", "Host"))
+    out = expect_ok(server_cli("metric", "add", "host", "cpu", "--source", "system:cpu_percent"))
     assert out.startswith("added gauge cpu (id ") and "system:cpu_percent" in out
-    _ok(server_cli("metric", "add", "host", "sent", "--source", "system:net_bytes_sent"))
-    listed = _ok(server_cli("metric", "list", "host")).splitlines()
+    expect_ok(server_cli("metric", "add", "host", "sent", "--source", "system:net_bytes_sent"))
+    listed = expect_ok(server_cli("metric", "list", "host")).splitlines()
     assert [line.split("\t")[1:] for line in listed] == [
         ["gauge", "cpu", "%", "system:cpu_percent"],
         ["counter", "sent", "bytes", "system:net_bytes_sent"],
     ]
-    sources_listed = _ok(server_cli("metric", "sources"))
+    sources_listed = expect_ok(server_cli("metric", "sources"))
     assert "system:load1\tgauge" in sources_listed
     assert sources_listed.startswith("push\tany\t\tValues pushed to the HTTP API")
 
@@ -127,5 +127,5 @@ def test_metric_add_with_a_system_source(server_cli):
     ids=["unknown", "wrong type", "push needs a type"],
 )
 def test_metric_add_refuses_a_bad_source(server_cli, args, message):
-    _ok(server_cli("dashboard", "create", "Host"))
-    assert message in _error(server_cli("metric", "add", "host", "x", *args), exit_code=2)
+    expect_ok(server_cli("dashboard", "create", "Host"))
+    assert message in expect_error(server_cli("metric", "add", "host", "x", *args), exit_code=2)

@@ -1,8 +1,6 @@
 """API tokens from the page (server/tokens_api.py): editors list, create and
 revoke; the secret is in the creation's answer only and only its hash is stored."""
 
-# ruff: noqa: F811  (`team` is test_editing's fixture, imported to be used as a parameter)
-
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +8,7 @@ import hashlib
 import pytest
 
 from common import db
-from tests.test_editing import as_user, post, team  # noqa: F401
+from tests.helpers import as_user, post
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from common import db
 from common.events import decode_values
 from common.sources import RANDOM
-from tests.conftest import CHANNELS, REDIS_URL
+from tests.servers import servers
 from worker.sources import next_value
 from worker.tick import Producer
 
@@ -53,8 +53,8 @@ async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_da
         await make_metric(first, "a", "counter", source=RANDOM),
         await make_metric(second, "b", "histogram", source=RANDOM),
     ]
-    async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client, CHANNELS)
+    async with Redis.from_url(servers().redis_url) as client:
+        producer = Producer(pool, client, servers().channels)
         assert await producer.tick() == 2
         assert await producer.tick() == 2
     history = await db.latest_values(pool, [m.id for m in metrics], 10)
@@ -63,9 +63,9 @@ async def test_tick_stores_one_value_per_metric_of_every_dashboard(pool, make_da
 
 async def test_counters_continue_from_the_stored_value_after_a_restart(pool, make_dashboard, make_metric):
     counter = await make_metric(await make_dashboard("d"), "hits", "counter", source=RANDOM)
-    async with Redis.from_url(REDIS_URL) as client:
+    async with Redis.from_url(servers().redis_url) as client:
         for _ in range(3):
-            await Producer(pool, client, CHANNELS).tick()  # a new worker process each time
+            await Producer(pool, client, servers().channels).tick()  # a new worker process each time
     values = [v.value for v in (await db.latest_values(pool, [counter.id], 10))[counter.id]]
     assert values == sorted(values) and len(set(values)) == 3
 
@@ -73,11 +73,11 @@ async def test_counters_continue_from_the_stored_value_after_a_restart(pool, mak
 async def test_published_values_are_already_committed(pool, settings, make_dashboard, make_metric):
     dashboard = await make_dashboard("d")
     metrics = [await make_metric(dashboard, name, source=RANDOM) for name in ("x", "y", "z")]
-    async with Redis.from_url(REDIS_URL) as client:
+    async with Redis.from_url(servers().redis_url) as client:
         pubsub = client.pubsub()
-        await pubsub.subscribe(CHANNELS.dashboard(dashboard.id))
+        await pubsub.subscribe(servers().channels.dashboard(dashboard.id))
         await pubsub.get_message(timeout=1)  # the subscribe confirmation
-        await Producer(pool, client, CHANNELS).tick()
+        await Producer(pool, client, servers().channels).tick()
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
         await pubsub.aclose()
     assert message is not None

@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from common import db
 from common.db.core import CLIENT_TIMEOUT
 from common.sources import RANDOM
-from tests.conftest import CHANNELS, REDIS_URL
+from tests.helpers import eventually
 from tests.processes import child
+from tests.servers import servers
 from worker.leases import Leases
 from worker.tick import Producer
 
@@ -81,8 +82,10 @@ async def test_a_million_kept_values_drain_in_chunks_while_live_ticks_go_on(pool
     ticks, chunk = 1000, 50_000
     # A long outage's backlog, kept as the worker keeps it: 1,000 ticks of 1,000 metrics.
     start = datetime.now(UTC) - timedelta(seconds=2 * ticks)
-    async with Redis.from_url(REDIS_URL) as client:
-        producer = Producer(pool, client, CHANNELS, max_unsaved_ticks=ticks + 100, backlog_chunk=chunk)
+    async with Redis.from_url(servers().redis_url) as client:
+        producer = Producer(
+            pool, client, servers().channels, max_unsaved_ticks=ticks + 100, backlog_chunk=chunk
+        )
         for i in range(ticks):
             ts = start + timedelta(seconds=i)
             producer._keep([(metric.id, float(i), ts) for metric in metrics])
@@ -143,11 +146,13 @@ async def _holders(pool) -> dict[str, set[int]]:
 
 
 async def _until(pool, condition, within: float) -> dict[str, set[int]]:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition(held := await _holders(pool)):
-        assert asyncio.get_running_loop().time() < deadline, f"leases now: {held}"
-        await asyncio.sleep(0.05)
-    return held
+    """The leases by holder once `condition` holds for them."""
+
+    async def held_if_settled() -> dict[str, set[int]] | None:
+        held = await _holders(pool)
+        return held if condition(held) else None
+
+    return await eventually(held_if_settled, within, "leases settle")
 
 
 @pytest.mark.slow

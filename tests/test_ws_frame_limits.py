@@ -13,12 +13,11 @@ from dataclasses import replace
 import pytest
 
 from server.app import create_app
-from server.closecodes import CloseCode
 from server.keys import SOCKETS_KEY
-from server.websocket import WebSocket
-from tests.conftest import log_in
-from tests.test_fanout import publish_many
-from tests.test_ws_framing import RawClient, client_frame
+from server.live.closecodes import CloseCode
+from server.live.transport import WebSocket
+from tests.helpers import log_in
+from tests.wsclient import RawClient, client_frame, publish_many
 
 PING, PONG, CLOSE = 0x9, 0xA, 0x8
 

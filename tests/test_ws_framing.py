@@ -1,4 +1,4 @@
-"""RFC 6455 on the server's own socket (server/websocket.py), spoken byte by
+"""RFC 6455 on the server's own socket (server/live/transport.py), spoken byte by
 byte from a raw TCP client: the handshake, fragments, control frames, the
 closing handshake, and what a client must not send. Message-level behaviour
 is in test_ws_protocol.py; abuse limits in test_bad_input.py."""
@@ -9,128 +9,19 @@ import asyncio
 import base64
 import gc
 import hashlib
-import json
-import os
-import socket
-import struct
 
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server.closecodes import CloseCode
-from server.frames import FrameError, FrameReader
 from server.keys import HUB_KEY, REGISTRY_KEY, SOCKETS_KEY
-from tests.conftest import log_in
+from server.live.closecodes import CloseCode
+from server.live.frames import FrameError, FrameReader
+from tests.helpers import log_in
+from tests.wsclient import RawClient, client_frame
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0
-) -> bytes:
-    """A frame as a client sends it: masked with a random key."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    size = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if size < 126:
-        header = bytes((first, mask_bit | size))
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, size)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, size)
-    if not masked:
-        return header + payload
-    key = os.urandom(4)
-    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-class RawClient:
-    """A WebSocket client with nothing between the test and the bytes."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handshake: bytes) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.handshake = handshake
-
-    @classmethod
-    async def connect(
-        cls, client, path: str, extra_headers: str = "", *, receive_buffer: int | None = None
-    ) -> tuple[RawClient, str]:
-        """Upgrade with `client`'s session cookie, if it has one. With
-        `receive_buffer`, the kernel and the reader hold about that many unread bytes."""
-        if receive_buffer is None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-        else:
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
-            reader, writer = await asyncio.open_connection(sock=sock, limit=receive_buffer)
-        key = base64.b64encode(os.urandom(16)).decode()
-        cookies = client.session.cookie_jar.filter_cookies(client.make_url("/"))
-        if "dashboard_session" in cookies:
-            extra_headers += f"Cookie: dashboard_session={cookies['dashboard_session'].value}\r\n"
-        writer.write(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"{extra_headers}\r\n"
-            ).encode()
-        )
-        handshake = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        return cls(reader, writer, handshake), key
-
-    def send(self, frame: bytes) -> None:
-        self.writer.write(frame)
-
-    def send_text(self, text: str) -> None:
-        self.send(client_frame(0x1, text.encode()))
-
-    async def frame(self, within: float = 5.0) -> tuple[int, bytes]:
-        """The next server frame: (opcode, payload). Server frames are never masked."""
-        first, second = await asyncio.wait_for(self.reader.readexactly(2), within)
-        assert not second & 0x80, "server frames must not be masked"
-        assert not first & 0x70, "no extension was negotiated: RSV bits must be clear"
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif size == 127:
-            size = int.from_bytes(await self.reader.readexactly(8), "big")
-        return first & 0x0F, await self.reader.readexactly(size)
-
-    async def message(self) -> dict:
-        """The next text message, skipping nothing: fails on anything else."""
-        opcode, payload = await self.frame()
-        assert opcode == 0x1, (opcode, payload)
-        return json.loads(payload)
-
-    async def until(self, action: str) -> list[dict]:
-        seen = []
-        while True:
-            seen.append(await self.message())
-            if seen[-1]["action"] == action:
-                return seen
-
-    async def close_code(self) -> int:
-        """Read past text frames to the close frame; its code."""
-        while True:
-            opcode, payload = await self.frame()
-            if opcode == 0x8:
-                return int.from_bytes(payload[:2], "big")
-            assert opcode == 0x1, (opcode, payload)
-
-    async def hung_up(self, within: float = 5.0) -> bool:
-        """The server closed the TCP connection (after whatever it still sent)."""
-        while True:
-            data = await asyncio.wait_for(self.reader.read(65536), within)
-            if not data:
-                return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
 
 
 @pytest.fixture
@@ -294,6 +185,26 @@ def test_the_frame_reader_reads_whatever_arrives_or_names_the_protocol_error(fra
     if isinstance(at_once, list):
         expected = [(opcode, payload) for opcode, payload, fin, masked in frames if opcode >= 0x8]
         assert [m for m in at_once if m[0] >= 0x8] == expected
+
+
+def test_a_large_frame_arriving_a_byte_at_a_time_is_read_whole():
+    """A frame's bytes are joined once, when all are here (not once per read), and the
+    header is checked as soon as it is whole: a frame above the limit is refused
+    before its body arrives."""
+    payload = bytes(range(256)) * 240  # 60 KB, under the 64 KB limit
+    data = client_frame(0x1, payload) + client_frame(0x9, b"ping")
+    for piece in (1, 3, 7, 4096):
+        reader = FrameReader(64 * 1024)
+        messages: list = []
+        for i in range(0, len(data), piece):
+            messages += reader.feed(data[i : i + piece])
+        assert messages == [(0x1, payload), (0x9, b"ping")], piece
+    too_big = client_frame(0x1, b"x" * (64 * 1024 + 1))
+    reader = FrameReader(64 * 1024)
+    reader.feed(too_big[:8])
+    with pytest.raises(FrameError) as refused:
+        reader.feed(too_big[8:14])  # the extended length and the mask: the header is whole
+    assert refused.value.code == 1009
 
 
 async def test_a_closed_socket_leaves_nothing_behind_without_a_garbage_collection(app, setup, socket_of):

@@ -8,33 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
-from redis.asyncio import Redis
 
 from common import db
-from common.events import encode_values
 from common.schemas import ProtocolError, parse_client_message
 from server.app import create_app
-from server.closecodes import CloseCode
-from tests.conftest import CHANNELS, REDIS_URL, log_in
-from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
-
-
-async def publish(pool, metric, value: float, when: datetime | None = None) -> db.MetricValue:
-    """Store a value and publish it the way the worker does (after the commit)."""
-    (stored,) = await db.insert_values(pool, [(metric.id, value, when or datetime.now(UTC))])
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.publish(
-            CHANNELS.dashboard(metric.dashboard_id), encode_values(metric.dashboard_id, [(metric, stored)])
-        )
-    finally:
-        await client.aclose()
-    return stored
-
-
-async def connect(client, dashboard_id: int, **kwargs):
-    return await client.ws_connect(f"/ws/dashboard/{dashboard_id}/", **kwargs)
-
+from server.live.closecodes import CloseCode
+from tests.helpers import log_in
+from tests.wsclient import (
+    connect,
+    expect_only_barrier,
+    publish,
+    read_connect_sequence,
+    receive,
+    receive_until,
+)
 
 # 1. authentication ------------------------------------------------------------
 
@@ -158,7 +145,7 @@ async def test_updates_of_other_dashboards_never_arrive(client, setup, pool):
     await publish(pool, setup["cpu"], 2.0)
     update = await receive(ws)
     assert update["payload"]["metric_id"] == setup["cpu"].id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, setup["cpu"], ws)
 
 
 async def test_every_connection_of_a_dashboard_gets_each_update(new_client, client, setup, pool):
@@ -192,7 +179,7 @@ async def test_unsubscribe_stops_updates_and_subscribe_resumes_with_history(clie
     await publish(pool, requests, 2.0)
     update = await receive(ws)
     assert update["payload"]["metric_id"] == requests.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
 
     await ws.send_json({"action": "subscribe", "payload": ids([cpu.id])})
     history, complete = await receive(ws), await receive(ws)
@@ -254,7 +241,7 @@ async def test_unsubscribing_what_is_not_subscribed_is_accepted(client, setup, p
     await publish(pool, cpu, 1.0)
     await publish(pool, requests, 2.0)
     assert (await receive(ws))["payload"]["metric_id"] == requests.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, requests, ws)
 
 
 @pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
@@ -277,7 +264,7 @@ async def test_ids_of_another_dashboard_are_refused_not_added(client, setup, poo
     await publish(pool, secret, 5.0)
     await publish(pool, cpu, 6.0)
     assert (await receive(ws))["payload"]["metric_id"] == cpu.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_ping_is_answered_with_pong_then_complete(client, setup):

@@ -9,22 +9,19 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import WSMsgType
 
 from common import db
-from server.closecodes import CloseCode
-from server.ws import MAX_RECOVERED
-from tests.conftest import csrf_from, log_in
-from tests.test_ws_protocol import connect, publish
-from tests.wsclient import expect_silence, read_connect_sequence, receive, receive_until
-
-
-async def connect_bare(client, dashboard_id: int):
-    """A socket opened with `?subscribe=none`, past authentication, config and alerts."""
-    ws = await client.ws_connect(f"/ws/dashboard/{dashboard_id}/?subscribe=none")
-    assert [(await receive(ws))["action"] for _ in range(3)] == [
-        "authentication",
-        "dashboard_config",
-        "alerts",
-    ]
-    return ws
+from server.live.closecodes import CloseCode
+from server.live.history import MAX_RECOVERED
+from tests.helpers import csrf_from, log_in
+from tests.wsclient import (
+    connect,
+    connect_bare,
+    expect_only_barrier,
+    expect_silence,
+    publish,
+    read_connect_sequence,
+    receive,
+    receive_until,
+)
 
 
 async def test_subscribe_none_sends_no_history_and_no_updates(client, setup, pool):
@@ -65,7 +62,7 @@ async def test_resume_sends_exactly_the_missed_values(client, setup, pool):
     await publish(pool, requests, 1.0)
     live = await publish(pool, cpu, 9.0)
     assert (await receive(ws))["payload"]["id"] == live.id
-    await expect_silence(ws)
+    await expect_only_barrier(pool, cpu, ws)
 
 
 async def test_resume_with_nothing_missed_is_recovered_and_empty(client, setup, pool):

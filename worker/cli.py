@@ -7,9 +7,9 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from typing import Any
 
 import click
-import redis.exceptions
 
 from common import db
 from common.cli import (
@@ -21,8 +21,9 @@ from common.cli import (
     settings_from_options,
     show_environment_variables,
 )
-from common.config import Settings, obscure_password
+from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
+from common.failures import REDIS_UNAVAILABLE
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
@@ -93,7 +94,7 @@ rollup_retention_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @connection_options("worker")
 @click.pass_context
-def main(ctx: click.Context, **options: object) -> None:
+def main(ctx: click.Context, **options: Any) -> None:
     """Produce a value for every metric of every dashboard, store it, publish it.
 
     Settings come from flags, DASHBOARD_* environment variables or a --config
@@ -101,7 +102,7 @@ def main(ctx: click.Context, **options: object) -> None:
     database or Redis URL the embedded ones in --data-dir are used (shared
     with `dashboard-server`).
     """
-    ctx.obj = settings_from_options(**options)  # type: ignore[arg-type]
+    ctx.obj = settings_from_options(**options)
 
 
 @main.command()
@@ -219,7 +220,7 @@ async def run(
     values for its fair share of the dashboards (leased through PostgreSQL).
     """
     settings = resolved_settings(ctx)
-    leases = Leases(settings.database_url or "", lease_interval)
+    leases = Leases(settings.database_url, lease_interval)
     async with (
         _producer(settings, unsaved_ticks, leases) as producer,
         _leasing(leases),
@@ -231,7 +232,7 @@ async def run(
         if metrics_port is not None:
             try:
                 await stack.enter_async_context(
-                    serve_registry(producer.metrics.registry, metrics_host, metrics_port)
+                    serve_registry(producer.telemetry.registry, metrics_host, metrics_port)
                 )
             except OSError as exc:
                 raise click.ClickException(
@@ -241,8 +242,8 @@ async def run(
         log.info(
             "worker started: every %.2fs into %s, publishing to %s (channels %s); leasing %d dashboard(s)",
             interval,
-            obscure_password(settings.database_url or ""),
-            obscure_password(settings.redis_url or ""),
+            obscure_password(settings.database_url),
+            obscure_password(settings.redis_url),
             channels_for(settings.redis_url, settings.channel_prefix).pattern,
             len(leases.held),
         )
@@ -305,7 +306,7 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
     small batches) older than --retention-days or their dashboard's own.
     """
     settings = resolved_settings(ctx)
-    async with db.create_pool(settings.database_url or "", maxsize=1) as pool:
+    async with db.create_pool(settings.database_url, maxsize=1) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         done = await maintain_once(pool, RetentionPolicy(retention_days, rollup_retention_days))
@@ -337,18 +338,18 @@ async def _leasing(leases: Leases) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def _producer(
-    settings: Settings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
+    settings: ResolvedSettings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
 ) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
     # Three: a tick, the maintenance and the notification delivery each hold one at times.
-    async with db.create_pool(settings.database_url or "", maxsize=3) as pool:
+    async with db.create_pool(settings.database_url, maxsize=3) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
-        client = connect_redis(settings.redis_url or "")
+        client = connect_redis(settings.redis_url)
         try:
             try:
                 await client.ping()
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
             channels = channels_for(settings.redis_url, settings.channel_prefix)
             yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases)

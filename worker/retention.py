@@ -11,6 +11,7 @@ the ticks sharing the pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -89,7 +90,7 @@ async def delete_expired_of_dashboards(
             continue  # the global retention removes more, by whole partitions
         cutoff = now - timedelta(days=days)
         deleted = await _in_batches(
-            lambda limit, d=dashboard_id, c=cutoff: db.delete_dashboard_values_before(pool, d, c, limit),
+            functools.partial(db.delete_dashboard_values_before, pool, dashboard_id, cutoff),
             batch_size,
             pause,
             stop,

@@ -16,15 +16,14 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 import aiopg
-import psycopg2
-from redis.asyncio import Redis
 
 from common import db
 from common.events import Channels
 from common.ingest import store_and_publish
+from common.redisconn import RedisClient
 from worker.leases import Leases, Ownership
-from worker.metrics import WorkerMetrics
 from worker.sources import Sources
+from worker.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +50,15 @@ class Producer:
     def __init__(
         self,
         pool: aiopg.Pool,
-        redis_client: Redis,
+        redis_client: RedisClient,
         channels: Channels,
         rng: random.Random | None = None,
         max_unsaved_ticks: int = DEFAULT_UNSAVED_TICKS,
         leases: Leases | None = None,
-        metrics: WorkerMetrics | None = None,
+        telemetry: WorkerTelemetry | None = None,
         backlog_chunk: int = BACKLOG_CHUNK,
     ) -> None:
-        self.metrics = metrics or WorkerMetrics()
+        self.telemetry = telemetry or WorkerTelemetry()
         self._pool = pool
         self._redis = redis_client
         self._channels = channels
@@ -98,21 +97,8 @@ class Producer:
         if ownership is not None:
             for metric_id in [m.id for m in self._metrics if m.dashboard_id in ownership.gained]:
                 self._last.pop(metric_id, None)  # another worker produced it meanwhile
-        try:
-            # Re-read every tick so metrics added from the CLI start at once.
-            # Pushed metrics are not listed: the worker never writes to them.
-            self._metrics = await db.list_generated_metrics(self._pool)
-            self._forget_unlisted()
-            mine = self._metrics if ownership is None else ownership.metrics(self._metrics)
-            unknown = [m.id for m in mine if m.type == "counter" and m.id not in self._last]
-            if unknown:
-                # Counters continue from their stored value across worker restarts.
-                self._last.update(await db.last_values(self._pool, unknown))
-        except db.UNAVAILABLE as exc:
-            self.metrics.backend_error(exc)
-            if not self._metrics:
-                raise  # nothing known to produce values for
-        self._keep(self._produce(self._metrics if ownership is None else ownership.metrics(self._metrics)))
+        await self._list_metrics(ownership)
+        self._keep(self._produce(self._mine(ownership)))
         backlog = self._oldest_backlog()
         listed = {metric.id for metric in self._metrics}
         # A metric switched to `push` since its values were kept gets none of them.
@@ -121,21 +107,8 @@ class Producer:
             if not ownership.confirmed:
                 return 0  # kept until this worker holds its leases again
             pending = ownership.rows(pending, {metric.id: metric for metric in self._metrics})
-        try:
-            # Published only after the commit: a client never sees an unstored value.
-            stored = await store_and_publish(
-                self._pool,
-                self._redis,
-                self._channels,
-                {metric.id: metric for metric in self._metrics},
-                pending,
-                on_publish_error=self.metrics.backend_error,
-                fence=None if ownership is None else ownership.tokens,
-            )
-        except db.UNAVAILABLE as exc:
-            log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
-            self.metrics.backend_error(exc)
-            self.metrics.unsaved_values.set(self.unsaved_values)
+        stored = await self._store(pending, ownership)
+        if stored is None:
             return 0
         if len(stored) < len(pending):
             log.info(
@@ -145,9 +118,49 @@ class Producer:
         self._forget(len(backlog))
         if self._unsaved:
             log.info("stored %d kept value(s), %d still to store", len(backlog), self.unsaved_values)
-        self.metrics.unsaved_values.set(self.unsaved_values)
-        self.metrics.values_stored.inc(len(stored))
+        self.telemetry.unsaved_values.set(self.unsaved_values)
+        self.telemetry.values_stored.inc(len(stored))
         return len(stored)
+
+    def _mine(self, ownership: Ownership | None) -> list[db.Metric]:
+        """The listed metrics this worker produces: all, or its leased dashboards'."""
+        return self._metrics if ownership is None else ownership.metrics(self._metrics)
+
+    async def _list_metrics(self, ownership: Ownership | None) -> None:
+        """Re-read the generated metrics and the counters' last stored values;
+        while the database is down, keep producing for the metrics known."""
+        try:
+            # Re-read every tick so metrics added from the CLI start at once.
+            # Pushed metrics are not listed: the worker never writes to them.
+            self._metrics = await db.list_generated_metrics(self._pool)
+            self._forget_unlisted()
+            unknown = [m.id for m in self._mine(ownership) if m.type == "counter" and m.id not in self._last]
+            if unknown:
+                # Counters continue from their stored value across worker restarts.
+                self._last.update(await db.last_values(self._pool, unknown))
+        except db.UNAVAILABLE as exc:
+            self.telemetry.backend_error(exc)
+            if not self._metrics:
+                raise  # nothing known to produce values for
+
+    async def _store(self, pending: list[Row], ownership: Ownership | None) -> list[db.MetricValue] | None:
+        """Store and publish `pending`; None, with everything kept, while the database is down."""
+        try:
+            # Published only after the commit: a client never sees an unstored value.
+            return await store_and_publish(
+                self._pool,
+                self._redis,
+                self._channels,
+                {metric.id: metric for metric in self._metrics},
+                pending,
+                on_publish_error=self.telemetry.backend_error,
+                fence=None if ownership is None else ownership.tokens,
+            )
+        except db.UNAVAILABLE as exc:
+            log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)
+            self.telemetry.backend_error(exc)
+            self.telemetry.unsaved_values.set(self.unsaved_values)
+            return None
 
     def _forget_unlisted(self) -> None:
         """Drop the counter state of metrics no longer generated: should one be
@@ -192,14 +205,14 @@ async def run_forever(producer: Producer, interval: float, stop: asyncio.Event) 
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
-        producer.metrics.tick_lag.set(max(0.0, started - next_at))
+        producer.telemetry.tick_lag.set(max(0.0, started - next_at))
         try:
             count = await producer.tick()
             log.debug("tick: %d values in %.1f ms", count, (time.monotonic() - started) * 1000)
-        except (psycopg2.Error, OSError, TimeoutError) as exc:
+        except db.UNAVAILABLE as exc:
             log.error("tick failed, values of this tick not stored: %s", exc)
-            producer.metrics.backend_error(exc)
-        producer.metrics.tick_duration.observe(time.monotonic() - started)
+            producer.telemetry.backend_error(exc)
+        producer.telemetry.tick_duration.observe(time.monotonic() - started)
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:

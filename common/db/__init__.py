@@ -7,7 +7,6 @@ each function lives.
 """
 
 from common.db.alerts import (
-    ALERT_CONDITIONS,
     AlertEvent,
     AlertOutcome,
     AlertRule,
@@ -33,10 +32,6 @@ from common.db.core import (
     ping,
 )
 from common.db.dashboards import (
-    EDITOR,
-    MAX_RETENTION_DAYS,
-    ROLES,
-    VIEWER,
     Dashboard,
     Member,
     Membership,
@@ -69,7 +64,6 @@ from common.db.leases import (
     try_lease_dashboards,
 )
 from common.db.metrics import (
-    METRIC_TYPES,
     Metric,
     create_metric,
     delete_metric,
@@ -79,7 +73,6 @@ from common.db.metrics import (
     update_metric,
 )
 from common.db.notifications import (
-    CONTACT_KINDS,
     DELIVERY_WINDOW,
     ContactPoint,
     Delivery,
@@ -108,9 +101,6 @@ from common.db.partitions import (
     partition_name,
 )
 from common.db.preferences import (
-    CHART_STYLES,
-    PREFERENCE_RANGES,
-    THEMES,
     MetricsNotOnDashboard,
     Preferences,
     get_preferences,
@@ -172,6 +162,20 @@ from common.db.values import (
     latest_values,
     range_sketches,
     values_after,
+    values_between,
+)
+
+# The vocabularies, here too so that callers of `db` need no second import.
+from common.vocabulary import (
+    ALERT_CONDITIONS,
+    CHART_STYLES,
+    CONTACT_KINDS,
+    EDITOR,
+    MAX_RETENTION_DAYS,
+    METRIC_TYPES,
+    ROLES,
+    THEMES,
+    VIEWER,
 )
 
 __all__ = [
@@ -184,7 +188,6 @@ __all__ = [
     "EXPORT_BATCH",
     "MAX_RETENTION_DAYS",
     "METRIC_TYPES",
-    "PREFERENCE_RANGES",
     "ROLES",
     "ROLLUP_PASS_IDS",
     "THEMES",
@@ -316,4 +319,5 @@ __all__ = [
     "update_preferences",
     "use_api_token",
     "values_after",
+    "values_between",
 ]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
 import aiopg
 
 from common.config import Quotas
-from common.db.core import UNAVAILABLE, transaction
+from common.db.core import transaction
 from common.db.notifications import enqueue_event_notifications
 from common.db.quotas import check_quota, lock_metric_dashboard
-
-ALERT_CONDITIONS = ("above", "below")
+from common.vocabulary import ALERT_CONDITIONS
 
 
 @dataclass(frozen=True)
@@ -187,41 +185,31 @@ async def evaluate_alert_rules(
     """
     if not metric_ids:
         return []
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
+    async with transaction(pool) as cur:
+        await cur.execute(
+            f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE metric_id = ANY(%s::bigint[])"
+            " ORDER BY id FOR UPDATE",
+            (list(metric_ids),),
+        )
+        rules = [AlertRule(*row) for row in await cur.fetchall()]
+        if not rules:
+            return []
+        updated, events = evaluate(rules)
+        for rule in updated:
             await cur.execute(
-                f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE metric_id = ANY(%s::bigint[])"
-                " ORDER BY id FOR UPDATE",
-                (list(metric_ids),),
+                "UPDATE alert_rules SET state = %s, condition_since = %s, evaluated_ts = %s WHERE id = %s",
+                (rule.state, rule.condition_since, rule.evaluated_ts, rule.id),
             )
-            rules = [AlertRule(*row) for row in await cur.fetchall()]
-            if not rules:
-                await cur.execute("COMMIT")
-                return []
-            updated, events = evaluate(rules)
-            for rule in updated:
-                await cur.execute(
-                    "UPDATE alert_rules SET state = %s, condition_since = %s, evaluated_ts = %s"
-                    " WHERE id = %s",
-                    (rule.state, rule.condition_since, rule.evaluated_ts, rule.id),
-                )
-            stored: list[AlertEvent] = []
-            for rule_id, state, value, at in events:
-                await cur.execute(
-                    "INSERT INTO alert_events (rule_id, state, value, at) VALUES (%s, %s, %s, %s)"
-                    " RETURNING id, rule_id, state, value, at",
-                    (rule_id, state, value, at),
-                )
-                stored.append(AlertEvent(*await cur.fetchone()))
-                # Same transaction: a stored transition always has its messages queued.
-                await enqueue_event_notifications(cur, rule_id, stored[-1].id, state)
-            await cur.execute("COMMIT")
-        except BaseException:
-            # The connection goes back to the pool: never with a transaction open.
-            with suppress(*UNAVAILABLE):
-                await cur.execute("ROLLBACK")
-            raise
+        stored: list[AlertEvent] = []
+        for rule_id, state, value, at in events:
+            await cur.execute(
+                "INSERT INTO alert_events (rule_id, state, value, at) VALUES (%s, %s, %s, %s)"
+                " RETURNING id, rule_id, state, value, at",
+                (rule_id, state, value, at),
+            )
+            stored.append(AlertEvent(*await cur.fetchone()))
+            # Same transaction: a stored transition always has its messages queued.
+            await enqueue_event_notifications(cur, rule_id, stored[-1].id, state)
     return stored
 
 

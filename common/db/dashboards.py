@@ -15,6 +15,7 @@ from common.db.core import AlreadyExists, LastEditor, NotFound, transaction
 from common.db.quotas import check_quota, lock_dashboard, lock_user
 from common.db.tokens import revoke_creator_tokens
 from common.db.users import User
+from common.vocabulary import EDITOR, MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, ROLES, VIEWER
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,6 @@ class Dashboard:
     created_at: datetime
     # Days of raw values kept; None: the worker's global --retention-days.
     retention_days: int | None = None
-
-
-# What a member may do: viewers watch; editors also change the dashboard,
-# its metrics and its members.
-ROLES = ("viewer", "editor")
-VIEWER, EDITOR = ROLES
-# The bounds of a dashboard's own retention (the CHECK in migrations/0006).
-MAX_RETENTION_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -207,8 +200,8 @@ async def update_dashboard(pool: aiopg.Pool, dashboard_id: int, name: str, descr
 
 async def set_dashboard_retention(pool: aiopg.Pool, dashboard_id: int, days: int | None) -> Dashboard:
     """Keep this dashboard's raw values `days` days (None: the global setting); NotFound if gone."""
-    if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
-        raise ValueError(f"retention must be 1 to {MAX_RETENTION_DAYS} days")
+    if days is not None and not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"retention must be {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS} days")
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
             f"UPDATE dashboards AS d SET retention_days = %s WHERE id = %s RETURNING {_DASHBOARD_COLUMNS}",

@@ -12,8 +12,7 @@ from common.config import Quotas
 from common.db.core import AlreadyExists, NotFound, transaction
 from common.db.quotas import check_quota, lock_dashboard
 from common.sources import DEFAULT_SOURCE, PUSH, check_source
-
-METRIC_TYPES = ("counter", "gauge", "histogram")
+from common.vocabulary import METRIC_TYPES
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import aiopg
 from common.config import Quotas
 from common.db.core import NotFound, transaction
 from common.db.quotas import check_quota, lock_dashboard
+from common.vocabulary import CONTACT_KINDS
 
-CONTACT_KINDS = ("webhook", "slack", "email")
 # How long a message is retried after it was enqueued; then it is marked failed.
 DELIVERY_WINDOW = timedelta(hours=1)
 _WINDOW_SQL = "now() + %(window)s"
@@ -217,7 +217,7 @@ async def enqueue_test_notification(pool: aiopg.Pool, dashboard_id: int, contact
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"no contact point {contact_point_id} on this dashboard")
-    return row[0]
+    return int(row[0])
 
 
 _DELIVERY_SELECT = (

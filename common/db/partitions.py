@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import aiopg
 import psycopg2.errors
 from psycopg2 import sql
+
+from common.db.core import transaction
 
 DEFAULT_PARTITION = "metric_values_default"
 _NAME = re.compile(r"^metric_values_p(\d{8})$")
@@ -89,71 +92,67 @@ async def create_value_partition(pool: aiopg.Pool, day: date) -> bool:
     table = sql.Identifier(partition.name)
     bounds = sql.Identifier(f"{partition.name}_bounds")
     span = {"start": partition.start, "end": partition.end}
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
+    try:
+        async with transaction(pool) as cur:
             await cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (PARTITION_LOCK_ID,))
             (locked,) = await cur.fetchone()
             await cur.execute("SELECT to_regclass(%s) IS NOT NULL", (partition.name,))
             (exists,) = await cur.fetchone()
             if not locked or exists:
-                await cur.execute("ROLLBACK")
-                return False
-            await cur.execute(
-                sql.SQL("CREATE TABLE {} (LIKE metric_values INCLUDING DEFAULTS)").format(table)
+                return False  # commits what read only: as good as a rollback
+            await _execute(
+                cur, sql.SQL("CREATE TABLE {} (LIKE metric_values INCLUDING DEFAULTS)").format(table)
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL(
                     "WITH moved AS (DELETE FROM metric_values_default WHERE ts >= %(start)s AND ts < %(end)s"
                     " RETURNING id, metric_id, value, ts) INSERT INTO {} SELECT * FROM moved"
                 ).format(table),
                 span,
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (ts >= %(start)s AND ts < %(end)s)").format(
                     table, bounds
                 ),
                 span,
             )
-            await cur.execute(
+            await _execute(
+                cur,
                 sql.SQL(
                     "ALTER TABLE metric_values ATTACH PARTITION {} FOR VALUES FROM (%(start)s) TO (%(end)s)"
                 ).format(table),
                 span,
             )
-            await cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bounds))
-            await cur.execute("COMMIT")
-        except psycopg2.errors.LockNotAvailable:
-            await cur.execute("ROLLBACK")
-            return False
-        except BaseException:
-            await cur.execute("ROLLBACK")
-            raise
+            await _execute(cur, sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bounds))
+    except psycopg2.errors.LockNotAvailable:
+        return False
     return True
 
 
 async def drop_value_partition(pool: aiopg.Pool, partition: Partition) -> bool:
     """Detach and drop one partition with all its values; False if a lock was not granted in time."""
     table = sql.Identifier(partition.name)
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
+    try:
+        async with transaction(pool) as cur:
             await cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (PARTITION_LOCK_ID,))
             (locked,) = await cur.fetchone()
             if not locked:
-                await cur.execute("ROLLBACK")
                 return False
             # Not CONCURRENTLY: PostgreSQL refuses that while a default
             # partition exists. The lock is held for a catalog change only.
-            await cur.execute(sql.SQL("ALTER TABLE metric_values DETACH PARTITION {}").format(table))
-            await cur.execute(sql.SQL("DROP TABLE {}").format(table))
-            await cur.execute("COMMIT")
-        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.UndefinedTable):
-            await cur.execute("ROLLBACK")
-            return False
-        except BaseException:
-            await cur.execute("ROLLBACK")
-            raise
+            await _execute(cur, sql.SQL("ALTER TABLE metric_values DETACH PARTITION {}").format(table))
+            await _execute(cur, sql.SQL("DROP TABLE {}").format(table))
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.UndefinedTable):
+        return False
     return True
+
+
+async def _execute(
+    cur: aiopg.Cursor, statement: sql.Composable, params: dict[str, Any] | None = None
+) -> None:
+    # Composed as psycopg2's own execute would; aiopg's signature takes text only.
+    await cur.execute(statement.as_string(cur.raw), params)

@@ -3,20 +3,14 @@ hide, their order, the default range and the chart style."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import aiopg
 import psycopg2.errors
 
-from common.db.core import UNAVAILABLE, NotFound
-
-# As the CHECKs of migrations/0006_preferences.sql; the ranges are the
-# protocol's (common.schemas.RANGES).
-THEMES = ("light", "dark")
-CHART_STYLES = ("line", "area", "points")
-PREFERENCE_RANGES = ("5m", "1h", "24h", "7d")
+from common.db.core import NotFound, transaction
+from common.vocabulary import CHART_STYLES, DEFAULT_CHART_STYLE, DEFAULT_RANGE, RANGES, THEMES
 
 
 @dataclass(frozen=True)
@@ -25,8 +19,8 @@ class Preferences:
 
     hidden_metric_ids: tuple[int, ...] = ()
     card_order: tuple[int, ...] = ()
-    default_range: str = "5m"
-    chart_style: str = "line"
+    default_range: str = DEFAULT_RANGE
+    chart_style: str = DEFAULT_CHART_STYLE
     theme: str = "light"  # the user's, on every dashboard
 
 
@@ -114,15 +108,14 @@ async def update_preferences(
     have; NotFound if the user is not a member of the dashboard.
     """
     if default_range is not None:
-        _check(default_range, PREFERENCE_RANGES, "default_range")
+        _check(default_range, RANGES, "default_range")
     if chart_style is not None:
         _check(chart_style, CHART_STYLES, "chart_style")
     if theme is not None:
         _check(theme, THEMES, "theme")
     lists = {"hidden_metric_ids": hidden_metric_ids, "card_order": card_order}
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
+    try:
+        async with transaction(pool) as cur:
             await _check_metrics(cur, dashboard_id, {k: v for k, v in lists.items() if v is not None})
             if any(value is not None for value in (*lists.values(), default_range, chart_style)):
                 await cur.execute(
@@ -138,15 +131,8 @@ async def update_preferences(
                 )
             if theme is not None:
                 await cur.execute(_SET_THEME, (user_id, theme))
-            await cur.execute("COMMIT")
-        except psycopg2.errors.ForeignKeyViolation:
-            await cur.execute("ROLLBACK")
-            raise NotFound("not a member of this dashboard") from None
-        except BaseException:
-            # The connection goes back to the pool: never with a transaction open.
-            with suppress(*UNAVAILABLE):
-                await cur.execute("ROLLBACK")
-            raise
+    except psycopg2.errors.ForeignKeyViolation:
+        raise NotFound("not a member of this dashboard") from None
     return await get_preferences(pool, dashboard_id, user_id)
 
 
@@ -179,6 +165,6 @@ async def _check_metrics(cur: aiopg.Cursor, dashboard_id: int, lists: dict[str, 
         raise MetricsNotOnDashboard(foreign)
 
 
-def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
+def _check(value: str, allowed: Collection[str], name: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}")

@@ -50,7 +50,7 @@ async def lock_metric_dashboard(cur: aiopg.Cursor, metric_id: int) -> int:
     row = await cur.fetchone()
     if row is None:
         raise NotFound(f"no metric {metric_id}")
-    return row[0]
+    return int(row[0])
 
 
 async def lock_user(cur: aiopg.Cursor, user_id: int) -> str:
@@ -59,7 +59,7 @@ async def lock_user(cur: aiopg.Cursor, user_id: int) -> str:
     row = await cur.fetchone()
     if row is None:
         raise NotFound("no such user: deleted meanwhile?")
-    return row[0]
+    return str(row[0])
 
 
 async def check_quota(

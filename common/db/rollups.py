@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiopg
 import psycopg2.errors
 
 from common import stats
+from common.db.core import transaction
 
 # Value ids one pass covers at most: the first pass over a large existing
 # table is a series of transactions of a second or so, not one long one.
@@ -52,19 +54,13 @@ class Rollup:
 async def roll_up_values(pool: aiopg.Pool, max_ids: int = ROLLUP_PASS_IDS) -> RollupPass | None:
     """One rollup pass in one transaction; None when another worker's pass is running
     or a metric was deleted under it (nothing was written; try again later)."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
-            done = await _pass(cur, max_ids)
-        except psycopg2.errors.ForeignKeyViolation:
-            # A metric deleted meanwhile: its values are gone too, so the
-            # next pass no longer sees them.
-            done = None
-        except BaseException:
-            await cur.execute("ROLLBACK")
-            raise
-        await cur.execute("COMMIT" if done is not None else "ROLLBACK")
-        return done
+    try:
+        async with transaction(pool) as cur:
+            return await _pass(cur, max_ids)
+    except psycopg2.errors.ForeignKeyViolation:
+        # A metric deleted meanwhile: its values are gone too, so the
+        # next pass no longer sees them.
+        return None
 
 
 async def _pass(cur: aiopg.Cursor, max_ids: int) -> RollupPass | None:
@@ -163,10 +159,13 @@ async def list_rollups(pool: aiopg.Pool, metric_id: int, since: datetime, until:
             " WHERE metric_id = %s AND minute >= %s AND minute < %s ORDER BY minute",
             (metric_id, since, until),
         )
-        return [
-            Rollup(*row[:10], sketch=None if row[10] is None else dict(zip(row[10], row[11], strict=True)))
-            for row in await cur.fetchall()
-        ]
+        return [_rollup(row) for row in await cur.fetchall()]
+
+
+def _rollup(row: tuple[Any, ...]) -> Rollup:
+    metric_id, minute, low, high, total, count, last_id, first, last, increase, keys, counts = row
+    sketch = None if keys is None else dict(zip(keys, counts, strict=True))
+    return Rollup(metric_id, minute, low, high, total, count, last_id, first, last, increase, sketch)
 
 
 async def delete_rollups_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiopg
 
 from common.counters import Decrease, find_decreases
-from common.db.core import STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
+from common.db.core import STORE_LOCK_TIMEOUT_MS, transaction
 from common.db.rollups import RISE, SKETCH_KEY, SKETCH_PARAMS
 
 
@@ -76,7 +76,7 @@ async def latest_values(
 
 async def _newest(
     cur: aiopg.Cursor, metric_ids: Sequence[int], limit: int, since: datetime | None, by_time: bool
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     # A fixed choice of four statement texts; the values are parameters.
     since_clause = " AND ts >= %(since)s" if since is not None else ""
     order = "ts DESC, id DESC" if by_time else "id DESC"
@@ -144,30 +144,22 @@ async def insert_pushed_values(
     if not values:
         return []
     counters = sorted(set(counter_ids) & {metric_id for metric_id, _, _ in values})
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        try:
-            if counters:
-                # NO KEY UPDATE: excludes other pushes to these counters (and
-                # edits of the metric) but not the foreign-key checks of
-                # inserts, which take KEY SHARE. In id order: no deadlocks.
-                await cur.execute(
-                    "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
-                    (counters,),
-                )
-            # After the lock: a later push gets a later timestamp.
-            now = datetime.now(UTC)
-            stamped = [(metric_id, value, ts or now) for metric_id, value, ts in values]
-            decreases = await _counter_decreases(cur, stamped, counters) if counters else []
-            if decreases:
-                raise CounterDecreases(decreases)
-            stored = await _insert(cur, stamped)
-            await cur.execute("COMMIT")
-        except BaseException:
-            # The connection goes back to the pool: never with a transaction open.
-            with suppress(*UNAVAILABLE):
-                await cur.execute("ROLLBACK")
-            raise
+    async with transaction(pool) as cur:
+        if counters:
+            # NO KEY UPDATE: excludes other pushes to these counters (and
+            # edits of the metric) but not the foreign-key checks of
+            # inserts, which take KEY SHARE. In id order: no deadlocks.
+            await cur.execute(
+                "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                (counters,),
+            )
+        # After the lock: a later push gets a later timestamp.
+        now = datetime.now(UTC)
+        stamped = [(metric_id, value, ts or now) for metric_id, value, ts in values]
+        decreases = await _counter_decreases(cur, stamped, counters) if counters else []
+        if decreases:
+            raise CounterDecreases(decreases)
+        stored = await _insert(cur, stamped)
     return stored
 
 
@@ -428,15 +420,20 @@ class Bucket:
 
 
 async def bucketed_values(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, bucket_seconds: int
+    pool: aiopg.Pool,
+    metric_ids: Sequence[int],
+    since: datetime,
+    bucket_seconds: int,
+    until: datetime | None = None,
 ) -> dict[int, list[Bucket]]:
-    """Each metric's values since `since`, as min/max/avg per bucket, oldest bucket first.
+    """Each metric's values in [since, until) (until: None, up to now), as min/max/avg
+    per bucket, oldest bucket first.
 
     Buckets start at multiples of `bucket_seconds` since the Unix epoch, so a
     client can add live values to the newest bucket by the same rule. For
     buckets of whole minutes the span the per-minute rollups cover is read
     from them (fast, and older than the raw values' retention); raw values
-    fill in the minute `since` falls in and the tail not rolled up yet.
+    fill in the minutes `since` and `until` fall in and the tail not rolled up yet.
     """
     result: dict[int, list[Bucket]] = {metric_id: [] for metric_id in metric_ids}
     if not metric_ids:
@@ -444,9 +441,10 @@ async def bucketed_values(
     params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
         if bucket_seconds % 60 == 0:
-            params.update(await _rollup_span(cur, since))
+            params.update(await _rollup_span(cur, since, until))
             query = _BUCKETS_FROM_ROLLUPS
         else:
+            params["until"] = until or END_OF_TIME
             query = _BUCKETS_FROM_VALUES
         # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
         await cur.execute(query, params)
@@ -456,29 +454,59 @@ async def bucketed_values(
 
 
 async def range_sketches(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None = None
 ) -> dict[int, dict[int, int]]:
-    """Each metric's distribution since `since`: {sketch key: count} (common/stats.py),
+    """Each metric's distribution in [since, until): {sketch key: count} (common/stats.py),
     merged in PostgreSQL from the per-minute rollups and the raw values around them."""
     result: dict[int, dict[int, int]] = {metric_id: {} for metric_id in metric_ids}
     if not metric_ids:
         return result
     async with pool.acquire() as conn, conn.cursor() as cur:
-        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **await _rollup_span(cur, since)}
+        span = await _rollup_span(cur, since, until)
+        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **span}
         await cur.execute(_RANGE_SKETCHES, params)
         for metric_id, key, count in await cur.fetchall():
             result[metric_id][key] = count
     return result
 
 
-async def _rollup_span(cur: aiopg.Cursor, since: datetime) -> dict[str, datetime]:
-    """`head_end` and `boundary`: rollup minutes in [head_end, boundary) stand for the raw
-    values there; raw values are read in [since, head_end) and from `boundary` on."""
+async def values_between(
+    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None, limit: int
+) -> dict[int, list[MetricValue]]:
+    """Each metric's first `limit` values measured in [since, until) (until: None, up to now),
+    oldest first (by time, then id)."""
+    result: dict[int, list[MetricValue]] = {metric_id: [] for metric_id in metric_ids}
+    if not metric_ids:
+        return result
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT v.id, m.id, v.value, v.ts FROM unnest(%(ids)s::bigint[]) AS m(id)"
+            " CROSS JOIN LATERAL ("
+            "   SELECT id, value, ts FROM metric_values"
+            "   WHERE metric_id = m.id AND ts >= %(since)s AND ts < %(until)s ORDER BY ts, id LIMIT %(limit)s"
+            " ) v",
+            {"ids": list(metric_ids), "since": since, "until": until or END_OF_TIME, "limit": limit},
+        )
+        for row in await cur.fetchall():
+            result[row[1]].append(MetricValue(*row))
+    return result
+
+
+# The `until` of a range that ends now: later than any value stored (pushes may be stamped ahead).
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+async def _rollup_span(cur: aiopg.Cursor, since: datetime, until: datetime | None) -> dict[str, datetime]:
+    """`head_end`, `boundary` and `until`: rollup minutes in [head_end, boundary) stand for the
+    raw values there; raw values are read in [since, head_end) and [boundary, until)."""
     await cur.execute("SELECT covered_until FROM rollup_progress")
     row = await cur.fetchone()
     head_end = _next_minute(since)
+    end = until or END_OF_TIME
     covered = row[0] if row and row[0] is not None else head_end
-    return {"head_end": head_end, "boundary": max(covered.replace(second=0, microsecond=0), head_end)}
+    # Minutes rolled up and wholly before `until`; never before head_end.
+    boundary = max(min(covered, end).replace(second=0, microsecond=0), head_end)
+    return {"head_end": head_end, "boundary": boundary, "until": end}
 
 
 def _next_minute(moment: datetime) -> datetime:
@@ -505,8 +533,8 @@ _ROLLUP_PARTS = (
     "SELECT metric_id, minute, last_id, min, max, sum, count, coalesce(first, min), coalesce(last, max),"
     " coalesce(increase, 0) FROM metric_rollups"
     " WHERE metric_id = ANY(%(ids)s::bigint[]) AND minute >= %(head_end)s AND minute < %(boundary)s"
-    f" UNION ALL {_RAW_PARTS} AND ts >= %(since)s AND ts < %(head_end)s"
-    f" UNION ALL {_RAW_PARTS} AND ts >= %(boundary)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
+    f" UNION ALL {_RAW_PARTS} AND ts >= %(boundary)s AND ts < %(until)s"
 )
 
 
@@ -522,7 +550,7 @@ def _buckets(parts: str) -> str:
     )
 
 
-_BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s")
+_BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s AND ts < %(until)s")
 _BUCKETS_FROM_ROLLUPS = _buckets(_ROLLUP_PARTS)
 # The same three spans as _ROLLUP_PARTS, as (metric_id, sketch key, count).
 _RAW_KEYS = (
@@ -534,8 +562,8 @@ _RANGE_SKETCHES = (
     " SELECT r.metric_id, s.key, s.n FROM metric_rollups r"
     "  CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(key, n)"
     "  WHERE r.metric_id = ANY(%(ids)s::bigint[]) AND r.minute >= %(head_end)s AND r.minute < %(boundary)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
+    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s AND ts < %(until)s"
     ") parts (metric_id, key, n) GROUP BY metric_id, key"
 )
 
@@ -575,7 +603,7 @@ async def values_after(
 
 async def _after(
     cur: aiopg.Cursor, positions: Mapping[int, int], limit: int, since: datetime | None
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """(metric_id, anchor found, id, value, ts) rows: the values after each anchor, by id."""
     # A fixed choice of two statement texts; the values are parameters. The
     # bound prunes partitions: it leaves out only values stored after the
@@ -597,7 +625,7 @@ async def _after(
     return await cur.fetchall()
 
 
-# A dashboard's live stream (server/livegaps.py) --------------------------------
+# A dashboard's live stream (server/live/gaps.py) --------------------------------
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ One module per group of commands; this one only assembles them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from common.cli import config_group, connection_options, settings_from_options, show_environment_variables
@@ -14,7 +16,7 @@ from server.cli import dashboards, export, metrics, quotas, serving, tokens, use
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @connection_options("server")
 @click.pass_context
-def main(ctx: click.Context, **options: object) -> None:
+def main(ctx: click.Context, **options: Any) -> None:
     """Live metrics dashboards: the web server and its administration.
 
     Settings come from flags, DASHBOARD_* environment variables or a --config
@@ -22,7 +24,7 @@ def main(ctx: click.Context, **options: object) -> None:
     database or Redis URL, an embedded PostgreSQL and Redis are started in
     --data-dir and shared with `dashboard-worker`.
     """
-    ctx.obj = settings_from_options(**options)  # type: ignore[arg-type]
+    ctx.obj = settings_from_options(**options)
 
 
 for command in (

@@ -9,6 +9,7 @@ from common.cli import resolved_settings, run_async
 from common.events import DashboardChanged
 from common.schemas import MetricEditSchema
 from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, check_source, system_reading
+from common.vocabulary import DEFAULT_METRIC_TYPE
 from server.cli.quotas import quota_options, quotas_from
 from server.cli.shared import announce, checked, dashboard_by_slug, fail, metric_by_name, open_pool
 
@@ -60,7 +61,7 @@ async def metric_add(
     reading = system_reading(source)
     if metric_type is None and reading is None:
         raise click.UsageError("Missing option '--type' (needed unless --source is a system reading).")
-    metric_type = metric_type or (reading.metric_type if reading else "gauge")
+    metric_type = metric_type or (reading.metric_type if reading else DEFAULT_METRIC_TYPE)
     try:
         check_source(source, metric_type)
     except ValueError as exc:

@@ -10,12 +10,12 @@ from dataclasses import replace
 import click
 
 from common.cli import ConfigurationError, resolved_settings, run_async
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.migrate import migrate, pending_migrations
 from common.redisconn import connect_redis
+from server.cli.demo import create_demo
 from server.cli.quotas import QUOTAS, quota_options, quotas_from
 from server.cli.shared import open_pool
-from server.demo import create_demo
 from server.proxies import parse_networks
 from server.serve import ServeError, serve
 
@@ -204,7 +204,7 @@ def run(
     _serve(settings, host, port, workers)
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def _serve(settings: ResolvedSettings, host: str, port: int, workers: int = 1) -> None:
     """Serve until SIGINT/SIGTERM; a start-up problem is a clean CLI error."""
     try:
         serve(settings, host, port, workers)
@@ -237,7 +237,7 @@ async def check(ctx: click.Context) -> None:
     try:
         async with open_pool(settings) as pool:
             pending = await pending_migrations(pool)
-        client = connect_redis(settings.redis_url or "")
+        client = connect_redis(settings.redis_url)
         try:
             await client.ping()
         finally:
@@ -282,8 +282,8 @@ def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
     ctx.invoke(demo)
     env = dict(
         os.environ,
-        DASHBOARD_DATABASE_URL=settings.database_url or "",
-        DASHBOARD_REDIS_URL=settings.redis_url or "",
+        DASHBOARD_DATABASE_URL=settings.database_url,
+        DASHBOARD_REDIS_URL=settings.redis_url,
     )
     worker = subprocess.Popen([sys.executable, "-m", "worker", "run", "--interval", str(interval)], env=env)
     click.echo(f"\n  Open http://{host}:{port}/ and log in as demo / demo  (Ctrl-C stops everything)\n")

@@ -9,11 +9,10 @@ from typing import Any
 
 import aiopg
 import click
-import redis.exceptions
 from marshmallow import Schema, ValidationError
 
 from common import db
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.events import (
     DashboardChanged,
     Revocation,
@@ -21,13 +20,14 @@ from common.events import (
     announce_revocation,
     channels_for,
 )
+from common.failures import REDIS_UNAVAILABLE
 from common.redisconn import connect_redis
 
 
 @asynccontextmanager
-async def open_pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+async def open_pool(settings: ResolvedSettings) -> AsyncIterator[aiopg.Pool]:
     """A two-connection pool: enough for one admin command."""
-    async with db.create_pool(settings.database_url or "", maxsize=2) as pool:
+    async with db.create_pool(settings.database_url, maxsize=2) as pool:
         yield pool
 
 
@@ -73,17 +73,17 @@ async def metric_by_name(pool: aiopg.Pool, dashboard: db.Dashboard, name: str) -
     raise click.ClickException(f"{dashboard.slug} has no metric {name!r}")
 
 
-async def announce(settings: Settings, event: Revocation | DashboardChanged) -> None:
+async def announce(settings: ResolvedSettings, event: Revocation | DashboardChanged) -> None:
     """Close the affected open sockets, or push the changed dashboard's config to
     them, on every server process (after the commit)."""
-    client = connect_redis(settings.redis_url or "")
+    client = connect_redis(settings.redis_url)
     channels = channels_for(settings.redis_url, settings.channel_prefix)
     try:
         if isinstance(event, Revocation):
             await announce_revocation(client, channels, event)
         else:
             await announce_dashboard_changed(client, channels, event)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         click.echo(
             f"warning: could not tell the servers ({exc}); open sockets close at their next session check",
             err=True,

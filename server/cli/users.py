@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import click
-import redis.exceptions
 
 from common import db
 from common.cli import resolved_settings, run_async
-from common.config import Settings
+from common.config import ResolvedSettings
 from common.events import Revocation
+from common.failures import REDIS_UNAVAILABLE
 from common.passwords import UnusablePassword, hash_password
 from common.redisconn import connect_redis
 from server.cli.shared import announce, fail, open_pool, user_by_name
@@ -75,12 +75,12 @@ def _new_password_hash(password: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--password") from None
 
 
-async def _end_sessions(settings: Settings, found: db.User, *, done: str) -> int:
+async def _end_sessions(settings: ResolvedSettings, found: db.User, *, done: str) -> int:
     """End the user's sessions in Redis, then close their sockets on every server process."""
-    client = connect_redis(settings.redis_url or "")
+    client = connect_redis(settings.redis_url)
     try:
         ended = await end_user_sessions(client, found.id)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise click.ClickException(
             f"{done}, but the sessions could not be ended ({exc}): run"
             f" `dashboard-server user logout-everywhere {found.username}` when Redis answers"

@@ -12,7 +12,7 @@
   const ruleList = document.getElementById("alert-list");
   const historyList = document.getElementById("alert-history");
   if (!root || !section || !ruleList || !historyList) return;
-  const MAX_EVENTS = 20; // as many as the server sends (server/alertstate.py)
+  const MAX_EVENTS = 20; // as many as the server sends (server/live/alertstate.py)
 
   const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   // 24-hour clock, as on the charts' axes; the date only when it is not today.

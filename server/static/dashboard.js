@@ -33,7 +33,6 @@
   const ageEl = document.getElementById("connection-age");
   const stateEl = document.getElementById("state");
   const template = document.getElementById("card-template");
-  const rangeButtons = Array.from(document.querySelectorAll("[data-range]"));
   const exportEl = document.getElementById("export");
   const exportLinks = Array.from(exportEl.querySelectorAll("a[data-format]"));
   const html = document.documentElement;
@@ -45,8 +44,14 @@
 
   const cards = new Map(); // metric id -> card
   const dirty = new Set(); // cards to redraw at the next animation frame
-  // A link's #range= wins; otherwise the user's default range.
-  let range = rangeFromHash() || (RANGES[prefs.default_range] ? prefs.default_range : "5m");
+  // The time range in view (timerange.js): a link's #range= or #from=&to= wins; otherwise
+  // the user's default range.
+  let view = TimeRange.viewFromHash(window.location.hash, Date.now()) || {
+    range: RANGES[prefs.default_range] ? prefs.default_range : "5m",
+  };
+  // A range that ended in the past, resolved once when chosen ({from, to, live, span} in ms):
+  // "now-2d to now-1d" then stays the same day while it is in view. Null for a live range.
+  let pastWindow = pastWindowOf(view);
   let socket = null;
   let attempt = 0;
   let pingTimer = null;
@@ -63,7 +68,7 @@
   let unansweredSince = null; // the first ping not answered yet (by its pong or any message)
 
   // For tests and curious people: read-only views of what the page holds.
-  const hook = { connections: 0, closes: [], status: "connecting", range: range, rtt: null, resumed: 0, reloaded: 0 };
+  const hook = { connections: 0, closes: [], status: "connecting", range: view.range || null, view: view, rtt: null, resumed: 0, reloaded: 0 };
   hook.points = (metricId) => {
     const card = cards.get(metricId);
     if (!card) return [];
@@ -123,11 +128,6 @@
 
   function formatStat(value, unit) {
     return isBytes(unit) ? formatBytes(value) : formatValue(value);
-  }
-
-  function rangeFromHash() {
-    const match = /range=([^&]+)/.exec(window.location.hash);
-    return match && RANGES[match[1]] ? match[1] : null;
   }
 
   // ---- states --------------------------------------------------------------
@@ -246,9 +246,16 @@
 
   // ---- export ----------------------------------------------------------------
 
-  // The range names (5m, 1h, 24h, 7d) are spans the export endpoint understands.
+  // The range names (5m, 1h, 24h, 7d) are spans the export endpoint understands; other
+  // ranges go as their UTC times (an export states its times in UTC).
   function exportUrl(format, metricId) {
-    const params = new URLSearchParams({ format: format, since: range });
+    const params = new URLSearchParams({ format: format });
+    if (view.range) params.set("since", view.range);
+    else {
+      const r = currentWindow();
+      params.set("since", new Date(r.from).toISOString());
+      if (!r.live) params.set("until", new Date(r.to).toISOString());
+    }
     if (metricId !== undefined) params.set("metric", String(metricId));
     return exportEl.dataset.url + "?" + params.toString();
   }
@@ -287,11 +294,35 @@
   }
 
   // The whole range in view, ending now (or at the newest value, if the clocks
-  // disagree): a range with few values still reads as that range.
+  // disagree): a range with few values still reads as that range. A past range stays put.
   function timeWindow(card) {
+    const r = currentWindow();
+    if (!r.live) return [r.from / 1000, r.to / 1000];
     const newest = card.xs.length ? card.xs[card.xs.length - 1] : 0;
     const end = Math.max(Date.now() / 1000, newest);
-    return [end - RANGES[range], end];
+    return [end - r.span / 1000, end];
+  }
+
+  // The span in view, in seconds.
+  function viewSeconds() {
+    return currentWindow().span / 1000;
+  }
+
+  function pastWindowOf(next) {
+    const r = TimeRange.resolve(next, Date.now());
+    return r.live ? null : r;
+  }
+
+  function currentWindow() {
+    return pastWindow || TimeRange.resolve(view, Date.now());
+  }
+
+  // The `history` request of the range in view (docs/protocol.md, "Ranges").
+  function requestHistory(metricIds) {
+    const fields = pastWindow
+      ? { from: new Date(pastWindow.from).toISOString(), to: new Date(pastWindow.to).toISOString() }
+      : TimeRange.historyFields(view, Date.now());
+    send("history", Object.assign({ metric_ids: metricIds }, fields));
   }
 
   function axis(values) {
@@ -497,7 +528,7 @@
   function trim(card) {
     const n = card.xs.length;
     if (!n) return;
-    const oldest = card.xs[n - 1] - RANGES[range];
+    const oldest = card.xs[n - 1] - viewSeconds();
     let drop = 0;
     while (drop < n && card.xs[drop] < oldest) drop++;
     drop = Math.max(drop, n - MAX_POINTS);
@@ -511,6 +542,7 @@
   // A stored value, placed at its timestamp: values come in the order they were
   // stored (by id), and a pushed one may be back-dated by minutes.
   function addValue(card, id, timestamp, value) {
+    if (card.past) return; // the range in view ended before this value (its history said live: false)
     if (id != null && card.lastId != null && id <= card.lastId) return; // already shown
     const x = parseTime(timestamp);
     const n = card.xs.length;
@@ -576,9 +608,9 @@
     summary.lastX = Math.max(summary.lastX, x);
     if (!summary.sketch) return;
     summary.sketch.add(value);
-    if (!summary.reloading && Date.now() / 1000 - summary.loadedAt > RANGES[range] * SKETCH_DRIFT) {
+    if (!summary.reloading && Date.now() / 1000 - summary.loadedAt > viewSeconds() * SKETCH_DRIFT) {
       summary.reloading = true; // the range's start has moved on: load it again
-      send("history", { metric_ids: [card.metric.id], range: range });
+      requestHistory([card.metric.id]);
     }
   }
 
@@ -597,6 +629,7 @@
   // A history replaces what the card holds (its values may be buckets).
   function replaceHistory(card, payload) {
     emptyBuffers(card, payload.bucket_seconds || 0);
+    card.past = payload.live === false;
     card.summary = readSummary(payload.summary);
     card.lastId = payload.last_id;
     card.latest = NaN;
@@ -627,7 +660,7 @@
     } else if (payload.recovered === false) {
       // Too old to fill: reload this metric's range.
       hook.reloaded += 1;
-      send("history", { metric_ids: [card.metric.id], range: range });
+      requestHistory([card.metric.id]);
     } else {
       replaceHistory(card, payload);
     }
@@ -658,8 +691,9 @@
         fresh.push(metric.id);
       } else {
         describeCard(card, metric);
-        // A new connection continues from what we hold; a live config needs nothing.
-        if (!live && card.lastId != null) positions.push({ metric_id: metric.id, after_id: card.lastId });
+        // A new connection continues from what we hold (a past range is read again);
+        // a live config needs nothing.
+        if (!live && card.lastId != null && !card.past) positions.push({ metric_id: metric.id, after_id: card.lastId });
         else if (!live) fresh.push(metric.id);
       }
     }
@@ -679,7 +713,7 @@
     }
     showState(null);
     if (positions.length) send("resume", { positions: positions });
-    if (fresh.length) send("history", { metric_ids: fresh, range: range });
+    if (fresh.length) requestHistory(fresh);
   }
 
   // ---- preferences ---------------------------------------------------------
@@ -725,7 +759,7 @@
     prefs = next;
     hook.preferences = next;
     root.dataset.chartStyle = next.chart_style;
-    if (RANGES[next.default_range] && next.default_range !== previous.default_range) setRange(next.default_range);
+    if (RANGES[next.default_range] && next.default_range !== previous.default_range) setView({ range: next.default_range });
     if (next.theme && html.dataset.theme !== next.theme) html.dataset.theme = next.theme; // charts follow (below)
     else if (next.chart_style !== previous.chart_style) rebuildCharts();
     arrangeCards();
@@ -739,14 +773,30 @@
       .catch(() => {});
   }
 
-  function setRange(next) {
-    if (!RANGES[next]) return;
-    range = next;
-    hook.range = next;
-    rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === next)));
-    history.replaceState(null, "", "#range=" + next);
+  // A new range in view (a preset, the picker, a drag on a chart: rangecontrols.js):
+  // in the URL, so a link opens exactly this view, and asked of the server for every card.
+  function setView(next) {
+    if (TimeRange.problem(next, Date.now())) return;
+    view = next;
+    pastWindow = pastWindowOf(next);
+    hook.view = next;
+    hook.range = next.range || null;
+    history.replaceState(null, "", TimeRange.hashWithView(window.location.hash, next));
+    announceView();
     updateExportLinks();
-    if (cards.size) send("history", { metric_ids: Array.from(cards.keys()), range: range });
+    for (const card of cards.values()) card.chart.setScale("x", rangeScale(card));
+    if (cards.size) requestHistory(Array.from(cards.keys()));
+  }
+
+  function announceView() {
+    root.dispatchEvent(new CustomEvent("dashboard:view", { detail: view }));
+  }
+
+  // A time chart's x scale in view; a histogram's is its values'.
+  function rangeScale(card) {
+    if (card.metric.type === "histogram") return { min: card.chart.scales.x.min, max: card.chart.scales.x.max };
+    const [min, max] = timeWindow(card);
+    return { min: min, max: max };
   }
 
   // ---- connection ----------------------------------------------------------
@@ -854,12 +904,13 @@
 
   // Between values too, a chart's time axis follows the clock, so a silence shows as a gap.
   function advanceTimeAxes() {
+    if (pastWindow) return; // a past range stays where it is
     for (const card of cards.values()) {
       if (card.metric.type === "histogram" || card.node.hidden || dirty.has(card)) continue;
       const u = card.chart;
       const [min, max] = timeWindow(card);
       // Once a pixel's worth of time has passed: a week's chart moves every few minutes.
-      if (!(max - u.scales.x.max < RANGES[range] / u.width)) u.setScale("x", { min: min, max: max });
+      if (!(max - u.scales.x.max < viewSeconds() / u.width)) u.setScale("x", { min: min, max: max });
     }
   }
 
@@ -960,7 +1011,7 @@
 
   // ---- page wiring ---------------------------------------------------------
 
-  rangeButtons.forEach((b) => b.addEventListener("click", () => setRange(b.dataset.range)));
+  root.addEventListener("range:set", (event) => setView(event.detail));
   root.dataset.chartStyle = prefs.chart_style; // for CSS and tests: how the charts are drawn
   // The View panel's own answer. While connected, the `preferences` message that
   // every change also sends to this page is what counts: those arrive in commit
@@ -971,7 +1022,7 @@
   });
   // However the theme changed (the toggle, another page of ours), charts take its colours.
   new MutationObserver(rebuildCharts).observe(html, { attributes: true, attributeFilter: ["data-theme"] });
-  rangeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
+  announceView();
   updateExportLinks();
 
   let resizeQueued = false;

@@ -29,7 +29,9 @@
     const ids = new Set(prefs.hidden_metric_ids);
     if (hidden) ids.add(metricId);
     else ids.delete(metricId);
-    change({ hidden_metric_ids: Array.from(ids) });
+    // Counted at once: a second click before the answer comes keeps the first one's card hidden.
+    prefs = Object.assign({}, prefs, { hidden_metric_ids: Array.from(ids) });
+    change({ hidden_metric_ids: prefs.hidden_metric_ids });
   }
 
   function move(index, step) {

@@ -4,30 +4,13 @@ worker processes. Screenshots go to test-output/screenshots/ on every run."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext
 
 from common.config import Settings
 from tests.processes import Child, child, free_port, wait_for_http
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-# Browser downloads are not available: use the system's Chromium.
-CHROMIUM = os.environ.get("DASHBOARD_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _urls(settings: Settings) -> list[str]:
@@ -88,46 +71,8 @@ def start_worker(settings: Settings) -> Iterator:
 
 
 @pytest.fixture
-def chromium() -> str:
-    """The Chromium binary; CI sets DASHBOARD_REQUIRE_BROWSER so that a missing one fails there."""
-    if not Path(CHROMIUM).exists():
-        message = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DASHBOARD_TEST_CHROMIUM)"
-        if os.environ.get("DASHBOARD_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     created = await browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
     created.set_default_timeout(15_000)
     yield created
     await created.close()
-
-
-async def log_in(
-    page: Page, base: str, username: str, password: str = "secret-pw", next_path: str = ""
-) -> None:
-    """Log in through the real form."""
-    await page.goto(f"{base}/login" + (f"?next={next_path}" if next_path else ""))
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", password)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state()
-    assert "/login" not in page.url, f"login failed for {username}"
-
-
-async def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    return path

@@ -7,23 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
 from common.sources import PUSH
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.conftest import CHANNELS, REDIS_URL
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, open_panel, screenshot
+from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-async def open_panel(page: Page) -> None:
-    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
-    await page.click("#edit-panel summary")
-    await expect(page.locator("#edit-metrics li").first).to_be_visible()
 
 
 async def test_an_editor_creates_copies_and_revokes_a_token(server, context, pool):
@@ -136,17 +130,21 @@ async def test_the_page_shows_what_resolved_while_it_was_disconnected(server, co
     page = await context.new_page()
     await log_in(page, server.base, "demo", "demo", f"/dashboards/{demo.dashboard.id}/")
     item = page.locator(f"#alert-list li[data-rule-id='{rule.id}']")
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         now = datetime.now(UTC)
-        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 5000.0, now)])
+        await store_and_publish(
+            pool, redis_client, servers().channels, {cpu.id: cpu}, [(cpu.id, 5000.0, now)]
+        )
         await expect(item).to_have_attribute("data-state", "firing")
 
         # The server dies; meanwhile the rule resolves, and no page hears it.
         server.kill()
         await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
         later = now + timedelta(seconds=1)
-        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 10.0, later)])
+        await store_and_publish(
+            pool, redis_client, servers().channels, {cpu.id: cpu}, [(cpu.id, 10.0, later)]
+        )
         await server.start()
         await expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=30_000)
         await expect(item).to_have_attribute("data-state", "ok")

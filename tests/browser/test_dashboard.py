@@ -4,45 +4,21 @@ a server restart, logout, lost membership, and the states of an empty board."""
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from redis.asyncio import Redis
 
 from common import db
 from common.ingest import store_and_publish
 from common.sources import RANDOM
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.conftest import CHANNELS, REDIS_URL
-from worker.sources import next_value
+from server.cli.demo import create_demo
+from tests.browser.pages import backfill, log_in, points, screenshot, wait_for
+from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-async def points(page: Page, metric_id: int) -> list[dict]:
-    return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)
-
-
-async def wait_for(page: Page, expression: str, arg: object = None, within_ms: float = 15_000) -> None:
-    await page.wait_for_function(expression, arg=arg, timeout=within_ms)
-
-
-async def backfill(pool, metrics: list[db.Metric], hours: float, step_seconds: float) -> None:
-    """Past values as the worker would have made them, so every range has something to show."""
-    rng = random.Random(7)
-    now = datetime.now(UTC)
-    steps = int(hours * 3600 / step_seconds)
-    rows = []
-    for metric in metrics:
-        previous = None
-        for i in range(steps, 0, -1):
-            previous = next_value(metric.type, previous, rng, metric.unit)
-            rows.append((metric.id, previous, now - timedelta(seconds=i * step_seconds)))
-    await db.insert_values(pool, rows)
 
 
 async def test_live_dashboard_shows_config_and_values_from_the_worker(server, start_worker, context, pool):
@@ -217,15 +193,19 @@ async def test_alert_badge_and_list_follow_alert_messages(server, context, pool)
     await expect(badge).to_have_attribute("data-state", "ok")
     await expect(item).to_have_attribute("data-state", "ok")
 
-    redis_client = Redis.from_url(REDIS_URL)
+    redis_client = Redis.from_url(servers().redis_url)
     try:
         now = datetime.now(UTC)
-        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 5000.0, now)])
+        await store_and_publish(
+            pool, redis_client, servers().channels, {cpu.id: cpu}, [(cpu.id, 5000.0, now)]
+        )
         await expect(badge).to_have_attribute("data-state", "firing")
         await expect(item.locator(".alert-state")).to_have_text("firing")
         await expect(item.locator(".alert-detail")).to_contain_text("value 5,000")
         later = now + timedelta(seconds=1)
-        await store_and_publish(pool, redis_client, CHANNELS, {cpu.id: cpu}, [(cpu.id, 10.0, later)])
+        await store_and_publish(
+            pool, redis_client, servers().channels, {cpu.id: cpu}, [(cpu.id, 10.0, later)]
+        )
         await expect(badge).to_have_attribute("data-state", "ok")
         await expect(item.locator(".alert-state")).to_have_text("ok")
     finally:

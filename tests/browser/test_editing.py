@@ -7,8 +7,8 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from common import db
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

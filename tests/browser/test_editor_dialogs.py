@@ -10,8 +10,8 @@ from playwright.async_api import Page, expect
 
 from common import db
 from common.tokens import display_prefix, new_token, token_hash
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from common import db
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.pages import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

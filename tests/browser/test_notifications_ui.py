@@ -7,9 +7,8 @@ import pytest
 from playwright.async_api import expect
 
 from common import db
-from server.demo import create_demo
-from tests.browser.conftest import log_in
-from tests.browser.test_admin_ui import open_panel
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, open_panel
 from tests.notifyreceiver import receiver
 from worker.notify.delivery import deliver_once
 from worker.notify.guard import AllowList

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

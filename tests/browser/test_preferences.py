@@ -8,9 +8,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from common import db
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.browser.test_dashboard import backfill
+from server.cli.demo import create_demo
+from tests.browser.pages import backfill, log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -15,7 +15,7 @@ from playwright.async_api import expect
 
 from common import db
 from common.tokens import display_prefix, new_token, token_hash
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.pages import log_in, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -10,8 +10,8 @@ from playwright.async_api import Page, expect
 
 from common import db, stats
 from common.schemas import RANGES
-from tests.browser.conftest import log_in, screenshot
-from tests.test_range_statistics import RATE, _counter, _in_range, _latencies, exact_percentile
+from tests.browser.pages import log_in, screenshot
+from tests.statsdata import RATE, counter_rows, exact_percentile, in_range, latencies
 from worker.rollups import roll_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -32,9 +32,9 @@ async def test_cards_show_the_raw_values_percentiles_and_rate_on_every_range(
     latency = await make_metric(board, "latency", "histogram", "ms")
     requests = await make_metric(board, "requests", "counter", "req")
     now = datetime.now(UTC)
-    latencies = _latencies(now)
-    counts, _ = _counter(now)
-    rows = [(latency.id, v, ts) for ts, v in latencies] + [(requests.id, v, ts) for ts, v in counts]
+    latency_rows = latencies(now)
+    counts, _ = counter_rows(now)
+    rows = [(latency.id, v, ts) for ts, v in latency_rows] + [(requests.id, v, ts) for ts, v in counts]
     for start in range(0, len(rows), 10_000):
         await db.insert_values(pool, rows[start : start + 10_000])
     await roll_up(pool)
@@ -44,7 +44,7 @@ async def test_cards_show_the_raw_values_percentiles_and_rate_on_every_range(
     for range_name in RANGES:
         page = await context.new_page()
         await page.goto(f"{server.base}/dashboards/{board.id}/#range={range_name}")
-        raw = _in_range(latencies, now, range_name)
+        raw = in_range(latency_rows, now, range_name)
         for p in stats.PERCENTILES:
             shown = await _stat(page, latency, f"p{p}")
             # The sketch's error, and the rounding to two decimals of what is shown.

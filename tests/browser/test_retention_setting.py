@@ -8,8 +8,8 @@ import pytest
 from playwright.async_api import expect
 
 from common import db
-from server.demo import create_demo
-from tests.browser.conftest import log_in
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

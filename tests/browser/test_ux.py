@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import DashboardChanged, announce_dashboard_changed
-from server.demo import create_demo
-from tests.browser.conftest import log_in, screenshot
-from tests.conftest import CHANNELS, REDIS_URL
+from server.cli.demo import create_demo
+from tests.browser.pages import log_in, screenshot
+from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -279,8 +279,8 @@ async def test_empty_states_say_what_to_do_next(server, context, pool, make_user
     other = await (await context.browser.new_context()).new_page()
     await db.delete_metric(pool, empty.id, (await db.list_metrics(pool, empty.id))[0].id)
     # Announced, as the Edit panel and the CLI do: servers cache each dashboard's config.
-    async with Redis.from_url(REDIS_URL) as redis_client:
-        await announce_dashboard_changed(redis_client, CHANNELS, DashboardChanged(empty.id))
+    async with Redis.from_url(servers().redis_url) as redis_client:
+        await announce_dashboard_changed(redis_client, servers().channels, DashboardChanged(empty.id))
     await log_in(other, server.base, "victor", next_path=f"/dashboards/{empty.id}/")
     await expect(other.locator("#state")).to_contain_text("Its editors have not added any metrics yet")
     await expect(other.locator("#state")).not_to_contain_text("dashboard-server")

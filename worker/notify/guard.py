@@ -80,7 +80,9 @@ class GuardedResolver(AbstractResolver):
         self._allow = allow
         self._inner = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         permitted = [r for r in results if self._allow.permits(host, ipaddress.ip_address(r["host"]))]
         if not permitted:

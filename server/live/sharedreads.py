@@ -7,7 +7,7 @@ and answers everyone who asked meanwhile: a burst costs a handful of reads
 and encodings instead of one per socket.
 
 A read always starts after all of its askers asked, so each gets a state at
-least as new as the moment it asked. server/ws.py relies on that: a socket
+least as new as the moment it asked. server/live/history.py relies on that: a socket
 subscribes, then asks, and the live updates it holds back cover everything
 after the read.
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class SharedReads:
@@ -25,7 +27,7 @@ class SharedReads:
         # The next read of each key: its askers' future and how to make it.
         self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
 
-    async def read(self, key: Hashable, make: Callable[[], Awaitable[Any]]) -> Any:
+    async def read(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
         """The result of `make()`, shared with everyone asking with the same key
         until that read starts. `make` must depend on nothing but the key."""
         waiting = self._next.get(key)
@@ -35,7 +37,8 @@ class SharedReads:
                 # On the next loop turn: the others asking in this one join it.
                 asyncio.get_running_loop().call_soon(self._start, key)
         # Shielded: one socket going away must not cancel the others' answer.
-        return await asyncio.shield(waiting[0])
+        result: T = await asyncio.shield(waiting[0])
+        return result
 
     def _start(self, key: Hashable) -> None:
         # Nobody can join this read from here on: later askers get the next one.
@@ -48,8 +51,8 @@ class SharedReads:
         self._running.discard(key)
         if done.cancelled():
             answer.cancel()
-        elif done.exception() is not None:
-            answer.set_exception(done.exception())  # type: ignore[arg-type]
+        elif (exc := done.exception()) is not None:
+            answer.set_exception(exc)
         else:
             answer.set_result(done.result())
         if key in self._next:

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Mapping
 
 from common.db import Dashboard, Metric, User
-from server.closecodes import CloseCode
-from server.frames import text_frame
-from server.updates import Update, batch_frame
-from server.websocket import WebSocket
+from server.live.closecodes import CloseCode
+from server.live.frames import text_frame
+from server.live.transport import WebSocket
+from server.live.updates import Update, batch_frame
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ClientConnection:
         self.socket = socket
         self.user = user
         self.dashboard = dashboard
-        # Shared with the dashboard's other connections (server/configcache.py).
+        # Shared with the dashboard's other connections (server/live/configcache.py).
         self.metrics = metrics
         # Replaced, never changed in place: the hub shares equal sets between connections.
         self.subscribed: frozenset[int] = frozenset()
@@ -121,7 +121,7 @@ class ClientConnection:
         self._floors: dict[int, int] = {}
         self._floor_expiry: asyncio.TimerHandle | None = None
         self._closing = False
-        # Read once when the connection ends (server/metrics.py), never per frame.
+        # Read once when the connection ends (server/telemetry.py), never per frame.
         self.dropped_frames = 0
         self.close_code: CloseCode | None = None
 

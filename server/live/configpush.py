@@ -2,7 +2,7 @@
 
 An edit (server/editing.py, or the CLI) commits, then announces the
 dashboard on the control channel. Every server process, this one included,
-hears it, drops the dashboard from its config cache (server/configcache.py:
+hears it, drops the dashboard from its config cache (server/live/configcache.py:
 sockets opening from now on get the new config), re-reads the dashboard and
 its metrics once, and sends the same `dashboard_config` frame to each of its
 open sockets of that dashboard, followed by the dashboard's `alerts` (a rule
@@ -18,16 +18,16 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import suppress
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
 from common.events import DashboardChanged, Revocation, announce_dashboard_changed
-from server.alertstate import alerts_frame
-from server.configcache import ConfigCache
-from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, METRICS_KEY, REDIS_KEY
+from common.failures import REDIS_UNAVAILABLE
+from common.tasks import BackgroundTasks
+from server.keys import CHANNELS_KEY, CONFIG_LOCKS_KEY, CONFIGS_KEY, DB_KEY, HUB_KEY, REDIS_KEY, TELEMETRY_KEY
+from server.live.alertstate import alerts_frame
+from server.live.configcache import ConfigCache
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ async def announce_change(app: web.Application, dashboard_id: int) -> None:
     """
     try:
         await announce_dashboard_changed(app[REDIS_KEY], app[CHANNELS_KEY], DashboardChanged(dashboard_id))
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning("could not announce the change of dashboard %s: %s", dashboard_id, exc)
         app[CONFIGS_KEY].invalidate(dashboard_id)
         await push_config(app, dashboard_id)
@@ -69,19 +69,17 @@ async def push_config(app: web.Application, dashboard_id: int) -> None:
 async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
     """The config cache, and configs pushed as the control channel announces
     changes; pending pushes are stopped at exit."""
-    tasks: set[asyncio.Task[None]] = set()
+    tasks = BackgroundTasks()
     # One lock per dashboard: two quick edits are read and sent in order, so
     # the older config can never arrive after the newer one.
     app[CONFIG_LOCKS_KEY] = defaultdict(asyncio.Lock)
-    configs = app[CONFIGS_KEY] = ConfigCache(app[DB_KEY], app[METRICS_KEY].config_reads)
+    configs = app[CONFIGS_KEY] = ConfigCache(app[DB_KEY], app[TELEMETRY_KEY].config_reads)
 
     def on_change(change: DashboardChanged) -> None:
         # At once, before the push is scheduled: a socket opening from now on
         # must not be handed the old config.
         configs.invalidate(change.dashboard_id)
-        task = asyncio.create_task(_push_logged(app, change.dashboard_id))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks.start(_push_logged(app, change.dashboard_id))
 
     def on_revocation(revocation: Revocation) -> None:
         if revocation.dashboard_id is not None and revocation.reason == "dashboard_deleted":
@@ -93,10 +91,7 @@ async def config_push_ctx(app: web.Application) -> AsyncIterator[None]:
     # After a Redis outage, announcements may have been missed.
     hub.on_resync(configs.clear)
     yield
-    for task in list(tasks):
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+    await tasks.cancel_all()
 
 
 async def _push_logged(app: web.Application, dashboard_id: int) -> None:

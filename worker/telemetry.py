@@ -1,4 +1,4 @@
-"""The worker's own metrics, served for Prometheus on `--metrics-port`."""
+"""The worker's telemetry (its own Prometheus numbers), served for Prometheus on `--metrics-port`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from common.telemetry import process_registry
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class WorkerMetrics:
+class WorkerTelemetry:
     def __init__(self) -> None:
         self.registry = process_registry()
         self.tick_duration = Histogram(

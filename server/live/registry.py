@@ -1,5 +1,5 @@
 """This process's open dashboard sockets by session, user and dashboard, and
-closing those whose access ended (see server/revocation.py for when).
+closing those whose access ended (see server/live/revocation.py for when).
 
 Sockets are indexed by session digest and by user, and a socket's session is
 hashed once, when it is added: a revocation naming a session or a user (a
@@ -15,10 +15,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from common.events import Revocation
-from server.closecodes import CloseCode
-from server.connection import ClientConnection
+from server.live.closecodes import CloseCode
+from server.live.connection import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _covers(revocation: Revocation, conn: ClientConnection, digest: str) -> bool
     )
 
 
-def _discard(index: dict, key: object, conn: ClientConnection) -> None:
+def _discard(index: dict[Any, set[ClientConnection]], key: object, conn: ClientConnection) -> None:
     """Take `conn` out of `index[key]`, and the key out once it has no socket left."""
     connections = index.get(key)
     if connections is not None:

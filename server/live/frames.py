@@ -77,20 +77,41 @@ class FrameReader:
     over `max_size` bytes or in more than MAX_FRAGMENTS fragments (1009).
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_max_size", "_opcode")
+    __slots__ = (
+        "_fragments",
+        "_fragments_size",
+        "_max_size",
+        "_needed",
+        "_opcode",
+        "_waiting",
+        "_waiting_size",
+    )
 
     def __init__(self, max_size: int) -> None:
         self._max_size = max_size
-        self._buffer = b""
+        # Bytes of an unfinished frame, kept as the reads brought them and joined
+        # once `_needed` of them are here: joining on every read would copy the
+        # frame once per read, quadratic for a peer sending a byte at a time.
+        self._waiting: list[bytes] = []
+        self._waiting_size = 0
+        self._needed = 0
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
         self._opcode = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer + data if self._buffer else data
+        if self._waiting:
+            self._waiting.append(data)
+            self._waiting_size += len(data)
+            if self._waiting_size < self._needed:
+                return []
+            data = b"".join(self._waiting)
+            self._waiting, self._waiting_size = [], 0
+        buffer = data
         messages: list[tuple[int, bytes]] = []
         offset = 0
         size = len(buffer)
+        needed = 2  # bytes from `offset` that the next step of reading needs
         while size - offset >= 2:
             first, second = buffer[offset], buffer[offset + 1]
             length = second & 0x7F
@@ -98,23 +119,27 @@ class FrameReader:
             if length == 126:
                 start += 2
                 if size < start:
+                    needed = start - offset
                     break
                 length = int.from_bytes(buffer[offset + 2 : start], "big")
             elif length == 127:
                 start += 8
                 if size < start:
+                    needed = start - offset
                     break
                 length = int.from_bytes(buffer[offset + 2 : start], "big")
             self._check_header(first, second, length)
             end = start + 4 + length
             if size < end:
+                needed = end - offset
                 break
             payload = _unmask(buffer[start : start + 4], buffer[start + 4 : end])
             offset = end
             message = self._message(first & 0x0F, bool(first & _FIN), payload)
             if message is not None:
                 messages.append(message)
-        self._buffer = buffer[offset:]
+        if offset < size:
+            self._waiting, self._waiting_size, self._needed = [buffer[offset:]], size - offset, needed
         return messages
 
     def _check_header(self, first: int, second: int, length: int) -> None:

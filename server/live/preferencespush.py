@@ -13,18 +13,18 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from typing import Any
 
-import redis.exceptions
 from aiohttp import web
 
 from common import db
 from common.events import PreferencesChanged, announce_preferences_changed
+from common.failures import REDIS_UNAVAILABLE
 from common.schemas import encode_message
-from server.connection import ClientConnection
-from server.frames import text_frame
+from common.tasks import BackgroundTasks
 from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, PREFERENCE_LOCKS_KEY, REDIS_KEY, REGISTRY_KEY
+from server.live.connection import ClientConnection
+from server.live.frames import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def announce_preferences(app: web.Application, change: PreferencesChanged)
     """
     try:
         await announce_preferences_changed(app[REDIS_KEY], app[CHANNELS_KEY], change)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         log.warning("could not announce the preferences of user %s: %s", change.user_id, exc)
         await push_preferences(app, change)
 
@@ -71,22 +71,17 @@ async def push_preferences(app: web.Application, change: PreferencesChanged) -> 
 
 async def preferences_push_ctx(app: web.Application) -> AsyncIterator[None]:
     """Push preferences as the control channel announces changes; stop pending pushes at exit."""
-    tasks: set[asyncio.Task[None]] = set()
+    tasks = BackgroundTasks()
     # One lock per user: two quick changes are read and sent in order, so
     # the older preferences can never arrive after the newer ones.
     app[PREFERENCE_LOCKS_KEY] = defaultdict(asyncio.Lock)
 
     def on_change(change: PreferencesChanged) -> None:
-        task = asyncio.create_task(_push_logged(app, change))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks.start(_push_logged(app, change))
 
     app[HUB_KEY].on_preferences_changed(on_change)
     yield
-    for task in list(tasks):
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+    await tasks.cancel_all()
 
 
 async def _push_logged(app: web.Application, change: PreferencesChanged) -> None:

@@ -20,7 +20,7 @@ import math
 
 from common.events import ValueEvent
 from common.schemas import encode_message
-from server.frames import text_frame, text_frame_bytes
+from server.live.frames import text_frame, text_frame_bytes
 
 _BATCH_OPEN = b'{"action":"metric_updates","payload":{"updates":['
 _BATCH_CLOSE = b"]}]}}"

@@ -9,7 +9,7 @@ handed that one piece, so an update touches only its subscribers and costs
 one call per connection per event-loop turn, however many values and
 messages arrived in that turn.
 
-Values reach the fan-out through `LiveStreams` (server/livegaps.py), which
+Values reach the fan-out through `LiveStreams` (server/live/gaps.py), which
 hands each dashboard's batches over in the order they were stored and fills
 in those whose publish was lost. Everything downstream (holds, floors,
 `resume`) goes by that one order: value ids.
@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio.client import PubSub
@@ -37,17 +38,17 @@ from common.events import (
 )
 from common.redisconn import RedisClient, uses_sharded_pubsub
 from common.schemas import encode_message
-from server.closecodes import CloseCode
-from server.connection import ClientConnection, FlushQueue
-from server.frames import text_frame
-from server.livegaps import LiveStreams, StoredStream
-from server.metrics import ServerMetrics
-from server.updates import Update, batch_frame, from_events
+from common.tasks import BackgroundTasks
+from server.live.closecodes import CloseCode
+from server.live.connection import ClientConnection, FlushQueue
+from server.live.frames import text_frame
+from server.live.gaps import LiveStreams, StoredStream
+from server.live.updates import Update, batch_frame, from_events
+from server.telemetry import ServerTelemetry
 
 log = logging.getLogger(__name__)
 
-# The control channel is always subscribed, so the listener has a live
-# subscription from the start (and revocations reach every process).
+# Longest wait, in seconds, between attempts to subscribe again after Redis went away.
 MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
 # each is waited on this long, which bounds the added latency per shard.
@@ -64,17 +65,17 @@ class Hub:
         self,
         redis_client: RedisClient,
         channels: Channels,
-        metrics: ServerMetrics | None = None,
+        telemetry: ServerTelemetry | None = None,
         stored: StoredStream | None = None,
     ) -> None:
         """`stored` is where lost publishes are read back from; without it they are not noticed."""
         self._redis = redis_client
         self._channels = channels
-        self._metrics = metrics or ServerMetrics()
+        self._telemetry = telemetry or ServerTelemetry()
         self._pubsub: PubSub = redis_client.pubsub()
         self._sharded = uses_sharded_pubsub(redis_client)
         # dashboard id -> (subscribed metric ids, batched) -> connections subscribed to
-        # exactly those that take updates in that form (server/updates.py)
+        # exactly those that take updates in that form (server/live/updates.py)
         self._groups: dict[int, dict[tuple[frozenset[int], bool], set[ClientConnection]]] = {}
         self._by_dashboard: dict[int, set[ClientConnection]] = defaultdict(set)
         self.flushes = FlushQueue()
@@ -94,9 +95,9 @@ class Hub:
         # the listener would die (tests/test_hub_reconnect.py).
         self._io_lock = asyncio.Lock()
         self._joined: set[str] = set()
-        self._leaving: set[asyncio.Future[None]] = set()
+        self._leaving = BackgroundTasks()
         self._closed = False  # set by close(): no more leaves are scheduled
-        self._control_listeners: list[Callable[[Revocation], None]] = []
+        self._control_listeners: list[Callable[[Revocation], object]] = []
         self._change_listeners: list[Callable[[DashboardChanged], None]] = []
         self._preferences_listeners: list[Callable[[PreferencesChanged], None]] = []
         self._resync_listeners: list[Callable[[], None]] = []
@@ -124,7 +125,7 @@ class Hub:
                 ):
                     # A reply out of place: start over on a fresh connection.
                     await self._reset_connection()
-                self._metrics.redis_errors.inc()
+                self._telemetry.redis_errors.inc()
                 self._interrupted = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -136,9 +137,7 @@ class Hub:
         # A leave still pending would unsubscribe on a closed connection (or
         # after the loop closed): the subscription ends with the close anyway.
         self._closed = True
-        for task in self._leaving:
-            task.cancel()
-        await asyncio.gather(*self._leaving, return_exceptions=True)
+        await self._leaving.cancel_all()
         await self.streams.close()
         await self._pubsub.aclose()
 
@@ -179,9 +178,7 @@ class Hub:
             del self._by_dashboard[dashboard_id]
             if self._closed:
                 return
-            task = asyncio.ensure_future(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
+            self._leaving.start(self._leave(self._channels.dashboard(dashboard_id), dashboard_id))
 
     def subscribe(self, conn: ClientConnection, metric_ids: list[int]) -> None:
         self._regroup(conn, conn.subscribed.union(metric_ids))
@@ -265,11 +262,14 @@ class Hub:
             else:
                 await self._pubsub.unsubscribe(channel)
 
-    async def _next_message(self) -> dict | None:
+    async def _next_message(self) -> dict[str, Any] | None:
+        message: dict[str, Any] | None
         async with self._io_lock:
             if self._sharded:
-                return await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
-            return await self._pubsub.get_message(timeout=POLL_SECONDS)
+                message = await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
+            else:
+                message = await self._pubsub.get_message(timeout=POLL_SECONDS)
+        return message
 
     async def _reset_connection(self) -> None:
         async with self._io_lock:
@@ -278,7 +278,7 @@ class Hub:
 
     # ---------------------------------------------------------------------------
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: dict[str, Any]) -> None:
         # Sharded confirmations and messages are handled as their classic twins.
         kind = {"ssubscribe": "subscribe", "smessage": "message"}.get(message["type"], message["type"])
         channel = message["channel"].decode()
@@ -352,7 +352,7 @@ class Hub:
                 sent += len(selected) * len(group)
         # Once per turn, not per connection: the hot loop above stays bare.
         if sent:
-            self._metrics.fanned_out(timestamps, sent)
+            self._telemetry.fanned_out(timestamps, sent)
 
     def _resync_dashboard(self, dashboard_id: int) -> None:
         """A gap that could not be filled in: the dashboard's sockets reconnect and resume."""
@@ -374,9 +374,9 @@ class Hub:
             conn.send_frame(frame)
 
     # Control channel and reconnects -------------------------------------------
-    # Kept apart from the fan-out: these only notify listeners (server/revocation.py).
+    # Kept apart from the fan-out: these only notify listeners (server/live/revocation.py).
 
-    def on_control(self, listener: Callable[[Revocation], None]) -> None:
+    def on_control(self, listener: Callable[[Revocation], object]) -> None:
         """Call `listener` with every revocation announced on the control channel."""
         self._control_listeners.append(listener)
 
@@ -403,11 +403,11 @@ class Hub:
             for listener in self._control_listeners:
                 listener(control)
         elif isinstance(control, DashboardChanged):
-            for listener in self._change_listeners:
-                listener(control)
+            for on_change in self._change_listeners:
+                on_change(control)
         elif isinstance(control, PreferencesChanged):
-            for listener in self._preferences_listeners:
-                listener(control)
+            for on_preferences in self._preferences_listeners:
+                on_preferences(control)
 
     def _resubscribed(self) -> None:
         # redis-py re-subscribes every channel in one SUBSCRIBE on reconnect,

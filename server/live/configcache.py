@@ -6,7 +6,7 @@ same `dashboard_config`. Here it is read once, and its frame built once, then
 shared until the dashboard changes.
 
 Freshness: an edit commits, then announces the dashboard on the control
-channel (server/configpush.py), whose handler calls `invalidate` before it
+channel (server/live/configpush.py), whose handler calls `invalidate` before it
 pushes the new config. A read that overlapped an invalidation of its
 dashboard is read again, so `get` never returns a config older than the last
 change this process heard of. Generations are kept per dashboard: one
@@ -29,7 +29,7 @@ from prometheus_client import Counter
 
 from common import db
 from common.schemas import encode_message
-from server.frames import text_frame
+from server.live.frames import text_frame
 
 MAX_AGE_SECONDS = 30.0
 

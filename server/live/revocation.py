@@ -24,15 +24,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
-import psycopg2
-import redis.exceptions
 from aiohttp import web
 
 from common import db
 from common.events import Revocation, announce_revocation
+from common.failures import BACKEND_UNAVAILABLE, REDIS_UNAVAILABLE
 from server.auth import session_redis_key
 from server.keys import CHANNELS_KEY, DB_KEY, HUB_KEY, REDIS_KEY, REGISTRY_KEY, SETTINGS_KEY
-from server.registry import SocketRegistry, close
+from server.live.registry import SocketRegistry, close
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ async def revoke(app: web.Application, revocation: Revocation) -> None:
     app[REGISTRY_KEY].revoke(revocation)
     try:
         await announce_revocation(app[REDIS_KEY], app[CHANNELS_KEY], revocation)
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         # The other processes' sweeps will still find it.
         log.warning("could not announce %s: %s", revocation.reason, exc)
 
@@ -98,6 +97,6 @@ async def _sweep_forever(app: web.Application) -> None:
         await asyncio.sleep(interval)
         try:
             await sweep(app)
-        except (redis.exceptions.RedisError, psycopg2.Error, OSError, TimeoutError) as exc:
+        except BACKEND_UNAVAILABLE as exc:
             # Fail open for one round rather than close everyone on a blip.
             log.warning("session sweep skipped: %s", exc)

@@ -1,4 +1,4 @@
-"""The server's own metrics, served at /metrics in the Prometheus text format.
+"""The server's telemetry, its own Prometheus numbers, served at /metrics.
 
 Counting stays out of the per-connection path where it can: a fan-out adds
 the number of recipients once per value, and a connection's dropped frames
@@ -14,17 +14,18 @@ from datetime import datetime
 import psycopg2
 import redis.exceptions
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.telemetry import process_registry
-from server.closecodes import CloseCode
+from server.live.closecodes import CloseCode
 
 # From a value's timestamp to its frame being handed to the connections:
 # worker tick, commit, publish and the Redis hop (milliseconds to seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ServerMetrics:
+class ServerTelemetry:
     """One registry per app, holding every sample /metrics shows."""
 
     def __init__(self) -> None:
@@ -104,8 +105,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def errors_middleware(
-    metrics: ServerMetrics,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    telemetry: ServerTelemetry,
+) -> Middleware:
     """Count database and Redis errors that escape a request handler."""
 
     @web.middleware
@@ -113,7 +114,7 @@ def errors_middleware(
         try:
             return await handler(request)
         except (psycopg2.Error, redis.exceptions.RedisError) as exc:
-            metrics.backend_error(exc)
+            telemetry.backend_error(exc)
             raise
 
     return count_errors

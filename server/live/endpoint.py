@@ -1,5 +1,6 @@
-"""The dashboard WebSocket: authenticate, send config and history, then
-stream updates and answer client messages. docs/protocol.md is its spec.
+"""The dashboard WebSocket endpoint: upgrade, authenticate, send config and
+history, then answer client messages. docs/protocol.md is its spec; the
+histories themselves are server/live/history.py.
 
 One order throughout: the stored value's id (a larger id was stored later;
 common/db/values.py). Histories hold the values stored last, `last_id` is the
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -21,36 +22,37 @@ import redis.exceptions
 from aiohttp import web
 
 from common import db
-from common.db import Metric, MetricValue
-from common.schemas import RANGES, ProtocolError, encode_message, error_message, parse_client_message
-from server.alertstate import alerts_frame
+from common.failures import BACKEND_UNAVAILABLE
+from common.schemas import ProtocolError, encode_message, error_message, parse_client_message
 from server.auth import origin_allowed, socket_session
-from server.closecodes import CloseCode
-from server.connection import ClientConnection
-from server.frames import TEXT, text_frame
 from server.keys import (
     CONFIGS_KEY,
     DB_KEY,
     HUB_KEY,
-    METRICS_KEY,
     READS_KEY,
     REGISTRY_KEY,
     SETTINGS_KEY,
     SOCKETS_KEY,
+    TELEMETRY_KEY,
 )
+from server.live.alertstate import alerts_frame
+from server.live.closecodes import CloseCode
+from server.live.connection import ClientConnection
+from server.live.frames import TEXT
+from server.live.history import (
+    answer_with_histories,
+    latest_loader,
+    range_loader,
+    requested_window,
+    resume_loader,
+    send_histories,
+)
+from server.live.transport import WebSocket, is_upgrade, take_over
 from server.ratelimit import TokenBucket
-from server.summaries import bucket_summary, raw_summary
-from server.websocket import WebSocket, is_upgrade, take_over
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024  # larger client frames are refused (close 1009)
-MAX_POINTS = 300  # per metric in a `history` answer: raw values, or this many buckets at most
-MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is reported as not recovered
-
-# Per metric: its finished `metric_history` frame, and the id of the newest value in it.
-HistoryFrames = dict[int, tuple[bytes, int | None]]
-HistoryLoader = Callable[[list[int]], Awaitable[HistoryFrames]]
 
 
 async def dashboard_socket(request: web.Request) -> web.StreamResponse:
@@ -60,7 +62,7 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="WebSocket connections from other origins are refused.")
     if not is_upgrade(request):
         raise web.HTTPBadRequest(text="This address takes WebSocket connections only.")
-    # `?updates=batch`: live values as one `metric_updates` message per turn (server/updates.py).
+    # `?updates=batch`: live values as one `metric_updates` message per turn (server/live/updates.py).
     updates = request.query.get("updates", "single")
     if updates not in ("single", "batch"):
         raise web.HTTPBadRequest(text="updates must be `single` (the default) or `batch`.")
@@ -84,7 +86,7 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history, batched))
     else:
         log.debug("client of %s went away before the upgrade", request.path)
-    # aiohttp has let go of the connection (server/websocket.py): this is never sent.
+    # aiohttp has let go of the connection (server/live/transport.py): this is never sent.
     return web.Response(status=101)
 
 
@@ -104,11 +106,11 @@ async def _set_up(
         conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
             await _serve(app, conn, with_history)
-    except (*db.UNAVAILABLE, redis.exceptions.RedisError) as exc:
+    except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
         log.warning("dashboard socket ended, database or session store unavailable: %r", exc)
-        app[METRICS_KEY].backend_error(exc)
+        app[TELEMETRY_KEY].backend_error(exc)
         socket.close(CloseCode.TRY_AGAIN_LATER, "service unavailable")
 
 
@@ -131,7 +133,7 @@ async def _open(
     if user is None:
         _refuse(socket, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
-    # From the per-process cache (server/configcache.py). From here until the
+    # From the per-process cache (server/live/configcache.py). From here until the
     # hub lists this socket (`_serve`) nothing waits, so any later change of
     # the config is pushed to it.
     config = await app[CONFIGS_KEY].get(dashboard_id) if member and dashboard_id is not None else None
@@ -169,14 +171,14 @@ async def _serve(app: web.Application, conn: ClientConnection, with_history: boo
     """Join the live stream, then send history and the alerts; client messages wait until then."""
     await app[HUB_KEY].add(conn)
     if with_history:
-        await _send_histories(app, conn, list(conn.metrics), _latest_loader(app, conn.metrics))
+        await send_histories(app, conn, list(conn.metrics), latest_loader(app, conn.metrics))
     # After the hub.add above: an event stored from now on also arrives
     # live; `event_id` tells the client which of the two is newer.
     conn.send_frame(await _alerts_frame(app, conn.dashboard.id))
 
 
 async def _on_message(app: web.Application, conn: ClientConnection, opcode: int, payload: bytes) -> None:
-    """One client message (server/websocket.py hands them over one at a time, in order,
+    """One client message (server/live/transport.py hands them over one at a time, in order,
     and has already counted it against the socket's rate limit)."""
     if opcode == TEXT:
         try:
@@ -193,7 +195,7 @@ async def _on_message(app: web.Application, conn: ClientConnection, opcode: int,
 def _ended(app: web.Application, conn: ClientConnection) -> None:
     app[REGISTRY_KEY].remove(conn)
     app[HUB_KEY].remove(conn)
-    app[METRICS_KEY].connection_ended(conn.dropped_frames, conn.close_code)
+    app[TELEMETRY_KEY].connection_ended(conn.dropped_frames, conn.close_code)
 
 
 def _dashboard_id(request: web.Request) -> int | None:
@@ -212,169 +214,10 @@ def _refuse(socket: WebSocket, status: int, text: str, code: CloseCode) -> None:
     socket.close(code, text, parse_reply=False)
 
 
-def _raw_values(values: list[MetricValue]) -> dict[str, Any]:
-    return {
-        "values": [{"id": v.id, "value": v.value, "timestamp": v.ts.isoformat()} for v in values],
-        "last_id": values[-1].id if values else None,
-    }
-
-
 async def _alerts_frame(app: web.Application, dashboard_id: int) -> bytes:
     """The dashboard's `alerts` message, read and encoded once for the sockets opening together."""
     pool = app[DB_KEY]
     return await app[READS_KEY].read(("alerts", dashboard_id), lambda: alerts_frame(pool, dashboard_id))
-
-
-def _history_frames(metrics: Mapping[int, Metric], histories: dict[int, dict[str, Any]]) -> HistoryFrames:
-    """Each metric's `metric_history` frame: its own fields, then what `histories` holds for it."""
-    frames: HistoryFrames = {}
-    for metric_id, history in histories.items():
-        metric = metrics[metric_id]
-        payload = {"metric_id": metric_id, "metric_name": metric.name, "unit": metric.unit, **history}
-        frames[metric_id] = (text_frame(encode_message("metric_history", payload)), payload["last_id"])
-    return frames
-
-
-def _latest_loader(app: web.Application, metrics: Mapping[int, Metric]) -> HistoryLoader:
-    """The values stored last (`history_limit` of them, by id): the history sent on connect and `subscribe`.
-
-    Read and encoded once for all the sockets asking together (server/sharedreads.py).
-    """
-
-    async def load(metric_ids: list[int]) -> HistoryFrames:
-        limit = app[SETTINGS_KEY].history_limit
-        latest = await db.latest_values(app[DB_KEY], metric_ids, limit)
-        return _history_frames(metrics, {i: _raw_values(values) for i, values in latest.items()})
-
-    async def shared(metric_ids: list[int]) -> HistoryFrames:
-        # `metrics` is the shared mapping of one config version (server/configcache.py):
-        # its identity, kept alive by `load` while the read is pending, names the version.
-        key = ("latest", id(metrics), tuple(metric_ids))
-        return await app[READS_KEY].read(key, lambda: load(metric_ids))
-
-    return shared
-
-
-def range_bucket_seconds(range_name: str) -> int:
-    """0 (raw values) for the shortest range, else a bucket size giving at most MAX_POINTS buckets;
-    whole minutes from a minute up, so that buckets are made of per-minute rollups."""
-    seconds = RANGES[range_name]
-    if seconds <= MAX_POINTS:
-        return 0
-    size = -(-seconds // MAX_POINTS)
-    return size if size < 60 else -(-size // 60) * 60
-
-
-def _range_loader(app: web.Application, metrics: Mapping[int, Metric], range_name: str) -> HistoryLoader:
-    """Values of the last `range_name`: raw for the shortest range, else min/max/avg buckets."""
-
-    async def load(metric_ids: list[int]) -> HistoryFrames:
-        return _history_frames(metrics, await _range_histories(app, metrics, range_name, metric_ids))
-
-    return load
-
-
-async def _range_histories(
-    app: web.Application, metrics: Mapping[int, Metric], range_name: str, metric_ids: list[int]
-) -> dict[int, dict[str, Any]]:
-    seconds = RANGES[range_name]
-    bucket_seconds = range_bucket_seconds(range_name)
-    pool = app[DB_KEY]
-    since = datetime.now(UTC) - timedelta(seconds=seconds)
-    common = {"range": range_name, "bucket_seconds": bucket_seconds}
-    if not bucket_seconds:
-        raw = await db.latest_values(pool, metric_ids, MAX_RECOVERED, since=since)
-        return {
-            metric_id: {**_raw_values(values), **common, "summary": raw_summary(metrics[metric_id], values)}
-            for metric_id, values in raw.items()
-        }
-    buckets = await db.bucketed_values(pool, metric_ids, since, bucket_seconds)
-    histograms = [metric_id for metric_id in metric_ids if metrics[metric_id].type == "histogram"]
-    sketches = await db.range_sketches(pool, histograms, since)
-    return {
-        metric_id: {
-            "values": [_bucket_value(metrics[metric_id], b) for b in found],
-            "last_id": max((b.last_id for b in found), default=None),
-            **common,
-            "summary": bucket_summary(metrics[metric_id], found, sketches.get(metric_id, {})),
-        }
-        for metric_id, found in buckets.items()
-    }
-
-
-def _bucket_value(metric: Metric, bucket: db.Bucket) -> dict[str, Any]:
-    value = {
-        "value": bucket.avg,
-        "timestamp": bucket.start.isoformat(),
-        "min": bucket.min,
-        "max": bucket.max,
-        "count": bucket.count,
-    }
-    if metric.type == "counter":
-        # Since the value before the bucket: the buckets' increases add up to the range's.
-        value["increase"] = bucket.increase
-    return value
-
-
-def _resume_loader(
-    app: web.Application, metrics: Mapping[int, Metric], positions: dict[int, int]
-) -> HistoryLoader:
-    """What was stored after each position (larger ids), or `recovered: false` when that cannot be told."""
-
-    async def load(metric_ids: list[int]) -> HistoryFrames:
-        missed = await db.values_after(app[DB_KEY], {i: positions[i] for i in metric_ids}, MAX_RECOVERED)
-        answers: dict[int, dict[str, Any]] = {}
-        for metric_id in metric_ids:
-            values = missed[metric_id]
-            if values is None:
-                answers[metric_id] = {"values": [], "last_id": None, "recovered": False}
-            else:
-                answers[metric_id] = {**_raw_values(values), "recovered": True}
-                answers[metric_id]["last_id"] = values[-1].id if values else positions[metric_id]
-        return _history_frames(metrics, answers)
-
-    return load
-
-
-async def _send_histories(
-    app: web.Application, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
-) -> None:
-    """Subscribe to the metrics, then send their history, then live updates.
-
-    Live updates arriving while history is read are held back and released
-    afterwards minus those the history already accounts for (ids up to its
-    `last_id`, the largest it holds): no gap, no duplicate.
-    """
-    conn.hold()
-    last_sent: dict[int, int] = {}
-    try:
-        app[HUB_KEY].subscribe(conn, metric_ids)
-        histories = await load(metric_ids)
-        for metric_id in metric_ids:
-            frame, last_id = histories[metric_id]
-            conn.send_frame(frame)
-            if last_id is not None:
-                last_sent[metric_id] = last_id
-    finally:
-        app[HUB_KEY].release(conn, last_sent)
-
-
-async def _answer_with_histories(
-    app: web.Application, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
-) -> None:
-    """`_send_histories` for a client's request: with the database away the
-    client gets an error and nothing changes, so it can simply ask again."""
-    newly = [metric_id for metric_id in metric_ids if metric_id not in conn.subscribed]
-    try:
-        await _send_histories(app, conn, metric_ids, load)
-    except db.UNAVAILABLE as exc:
-        app[HUB_KEY].unsubscribe(conn, newly)
-        log.warning("history unavailable: %s", exc)
-        app[METRICS_KEY].backend_error(exc)
-        raise ProtocolError(
-            "history unavailable: the database is not reachable, retry later",
-            {"database": ["unavailable"]},
-        ) from None
 
 
 async def _handle_text(app: web.Application, conn: ClientConnection, text: str) -> None:
@@ -400,14 +243,16 @@ async def _on_subscribe(app: web.Application, conn: ClientConnection, payload: d
     wanted = _own_metric_ids(conn, payload["metric_ids"])
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(app, conn, new, _latest_loader(app, conn.metrics))
+        await answer_with_histories(app, conn, new, latest_loader(app, conn.metrics))
 
 
 async def _on_history(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
-    # Subscribed or not: the history replaces what the client holds.
+    # Subscribed or not: the history replaces what the client holds. A range that
+    # ended in the past says `live: false`; the metrics stay subscribed all the same
+    # (the socket's own liveness and the alerts do not depend on the range in view).
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    loader = _range_loader(app, conn.metrics, payload["range"])
-    await _answer_with_histories(app, conn, wanted, loader)
+    loader = range_loader(app, conn.metrics, requested_window(payload, datetime.now(UTC)))
+    await answer_with_histories(app, conn, wanted, loader)
 
 
 async def _on_resume(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:
@@ -416,7 +261,7 @@ async def _on_resume(app: web.Application, conn: ClientConnection, payload: dict
     # Subscribed metrics are already live: the client has everything since.
     new = [metric_id for metric_id in wanted if metric_id not in conn.subscribed]
     if new:
-        await _answer_with_histories(app, conn, new, _resume_loader(app, conn.metrics, positions))
+        await answer_with_histories(app, conn, new, resume_loader(app, conn.metrics, positions))
 
 
 async def _on_unsubscribe(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ socket is then this object, its transport, and the dashboard's
 ClientConnection, with no task.
 
 What it does (RFC 6455): answers the handshake, reads client frames
-(server/frames.py), answers pings, runs the closing handshake, and hands each
+(server/live/frames.py), answers pings, runs the closing handshake, and hands each
 text or binary message to the handler set by `start`, one at a time and in
 order; a task exists only while there is something to handle. Heartbeats are
 sent for all sockets at once (`Heartbeat`), not by a timer per socket.
@@ -33,11 +33,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
 from aiohttp import web
 
-from server.closecodes import CloseCode
-from server.frames import (
+from server.httplimits import ConnectionCap, GuardedRequestHandler
+from server.live.closecodes import CloseCode
+from server.live.frames import (
     BINARY,
     CLOSE,
     PING,
@@ -50,7 +52,6 @@ from server.frames import (
     pong_frame,
     text_frame,
 )
-from server.httplimits import ConnectionCap, GuardedRequestHandler
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class WebSocket(asyncio.Protocol):
     """One client's socket: frames in and control frames out.
 
     Data frames out are written by the owner straight to `transport`
-    (server/connection.py coalesces them).
+    (server/live/connection.py coalesces them).
     """
 
     # Slots: one of these lives as long as each socket.
@@ -224,7 +225,9 @@ class WebSocket(asyncio.Protocol):
     # asyncio's side -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream protocol is always handed a full Transport (asyncio's
+        # signature names the base class).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = time.monotonic()

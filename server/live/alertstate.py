@@ -2,7 +2,7 @@
 latest firing/resolving events (docs/protocol.md, "Alerts").
 
 Sent to every new socket after its config and history, and to every open
-socket after each change of the dashboard (server/configpush.py), so a page
+socket after each change of the dashboard (server/live/configpush.py), so a page
 that was away, or just opened, shows what fired and resolved meanwhile.
 Live `alert` messages follow; `event_id` orders the two per rule.
 """
@@ -15,7 +15,7 @@ import aiopg
 
 from common import db
 from common.schemas import encode_message
-from server.frames import text_frame
+from server.live.frames import text_frame
 
 # Events in the list a page shows (and in each `alerts` message).
 RECENT_EVENTS = 20
