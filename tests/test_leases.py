@@ -117,3 +117,53 @@ async def test_killed_worker_dashboards_move_to_the_other_within_the_stated_time
         for start, gap in long_gaps:
             assert abs(start - killed_at.timestamp()) < 1.5 and gap < moved_in + 1
         assert stamps[-1] > killed_at.timestamp() + 1, "nobody produced after the kill"
+
+
+async def test_a_session_lost_between_reconnecting_and_rebalancing_is_tried_again(settings, pool):
+    """Found by the chaos run: the lease check opened a new session, a tick took
+    the lock first and found that session dead (PostgreSQL stalled again), and
+    the check then rebalanced on no session at all. Its task died silently:
+    the worker never held a dashboard again while its ticks went on."""
+    metrics = await _dashboards(pool, 2)
+    leases = Leases(settings.database_url)
+    try:
+        async with leases.hold():
+            # The check reconnects while a tick holds the leases...
+            checking = asyncio.create_task(leases.refresh())
+            for _ in range(250):
+                if await _lease_sessions(pool):
+                    break
+                await asyncio.sleep(0.02)
+            # ...and the next tick, queued behind it, finds the new session gone.
+            next_tick = asyncio.create_task(_tick(leases))
+            await asyncio.sleep(0.05)
+            await _terminate_lease_sessions(pool)
+        await next_tick
+        await checking  # raised AttributeError: no session to rebalance on
+        await leases.refresh()
+        assert leases.held == {m.dashboard_id for m in metrics}
+    finally:
+        await leases.close()
+
+
+async def _tick(leases: Leases) -> None:
+    async with leases.hold():
+        pass
+
+
+async def _lease_sessions(pool) -> int:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+            (LEASE_SESSION_NAME,),
+        )
+        return (await cur.fetchone())[0]
+
+
+async def _terminate_lease_sessions(pool) -> None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            (LEASE_SESSION_NAME,),
+        )

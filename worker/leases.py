@@ -95,7 +95,11 @@ class Leases:
     async def run(self) -> None:
         """Check the leases every `check_interval` seconds until cancelled."""
         while True:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:
+                # Ending here would leave the worker ticking with no dashboards, for good.
+                log.exception("lease check failed; trying again at the next one")
             await asyncio.sleep(self.check_interval)
 
     async def refresh(self) -> None:
@@ -110,6 +114,8 @@ class Leases:
             async with self._lock:
                 self._session = session
         async with self._lock:
+            if self._session is None:
+                return  # a tick found it dead meanwhile (hold()): the next check reconnects
             try:
                 await self._rebalance(self._session)
             except db.UNAVAILABLE as exc:

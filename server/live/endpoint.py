@@ -109,7 +109,7 @@ async def _set_up(
     except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
-        log.warning("dashboard socket ended, database or session store unavailable: %s", exc)
+        log.warning("dashboard socket ended, database or session store unavailable: %r", exc)
         app[TELEMETRY_KEY].backend_error(exc)
         socket.close(CloseCode.TRY_AGAIN_LATER, "service unavailable")
 

@@ -53,6 +53,9 @@ MAX_BACKOFF = 5.0
 # On a cluster, the subscription is one connection per shard, read in turn:
 # each is waited on this long, which bounds the added latency per shard.
 SHARDED_POLL_SECONDS = 0.02
+# The listener gives the subscription connection up this often (Hub._io_lock),
+# which bounds how long a new dashboard's SUBSCRIBE waits to be sent.
+POLL_SECONDS = 0.1
 # Distinct subscription sets kept for sharing (Hub._shared_set).
 MAX_SHARED_SETS = 10_000
 
@@ -85,6 +88,12 @@ class Hub:
         # Channel joins and leaves are serialised so that a leave racing a new
         # connection's join can never end up unsubscribed with a watcher left.
         self._channel_lock = asyncio.Lock()
+        # One user of the subscription connection at a time. A SUBSCRIBE or
+        # UNSUBSCRIBE that finds the connection lost reconnects it and reads
+        # the handshake: alongside the listener's read, both read one stream,
+        # redis-py raises (RuntimeError, or a reply read by the wrong one) and
+        # the listener would die (tests/test_hub_reconnect.py).
+        self._io_lock = asyncio.Lock()
         self._joined: set[str] = set()
         self._leaving = BackgroundTasks()
         self._closed = False  # set by close(): no more leaves are scheduled
@@ -108,9 +117,14 @@ class Hub:
                     joined_control = True
                 message = await self._next_message()
                 backoff = 0.1
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            except (redis.exceptions.RedisError, OSError) as exc:
                 # redis-py reconnects and re-subscribes on the next read.
                 log.warning("Redis subscription lost (%s); retrying in %.1fs", exc, backoff)
+                if not isinstance(
+                    exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError
+                ):
+                    # A reply out of place: start over on a fresh connection.
+                    await self._reset_connection()
                 self._telemetry.redis_errors.inc()
                 self._interrupted = True
                 await asyncio.sleep(backoff)
@@ -235,24 +249,32 @@ class Hub:
     # each channel's traffic stays on the shard that owns it (common/redisconn.py).
 
     async def _join(self, channel: str) -> None:
-        if self._sharded:
-            await self._pubsub.ssubscribe(channel)
-        else:
-            await self._pubsub.subscribe(channel)
+        async with self._io_lock:
+            if self._sharded:
+                await self._pubsub.ssubscribe(channel)
+            else:
+                await self._pubsub.subscribe(channel)
 
     async def _part(self, channel: str) -> None:
-        if self._sharded:
-            await self._pubsub.sunsubscribe(channel)
-        else:
-            await self._pubsub.unsubscribe(channel)
+        async with self._io_lock:
+            if self._sharded:
+                await self._pubsub.sunsubscribe(channel)
+            else:
+                await self._pubsub.unsubscribe(channel)
 
     async def _next_message(self) -> dict[str, Any] | None:
         message: dict[str, Any] | None
-        if self._sharded:
-            message = await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
-        else:
-            message = await self._pubsub.get_message(timeout=1.0)
+        async with self._io_lock:
+            if self._sharded:
+                message = await self._pubsub.get_sharded_message(timeout=SHARDED_POLL_SECONDS)
+            else:
+                message = await self._pubsub.get_message(timeout=POLL_SECONDS)
         return message
+
+    async def _reset_connection(self) -> None:
+        async with self._io_lock:
+            if self._pubsub.connection is not None:
+                await self._pubsub.connection.disconnect()
 
     # ---------------------------------------------------------------------------
 
