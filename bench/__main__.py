@@ -36,12 +36,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import aiopg
 import click
 import psycopg2
 from redis.asyncio import Redis
 from yarl import URL
 
-from bench import procstat, store
+from bench import procstat, push, store
 from bench import profile as profiling
 from common import db
 from common.events import channels_for, encode_values
@@ -566,6 +567,25 @@ class Bench:
         }
 
 
+async def _push(pool: aiopg.Pool, target: Target, seconds: float) -> list[dict]:
+    """The push API of one server process, at 100 and 1,000 values per request (bench/push.py)."""
+    metric_ids, token = await push.prepare(pool)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, *target.args, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}/login")
+        pids = procstat.tree(server.pid)
+        base = f"http://127.0.0.1:{port}"
+        return [await push.run(base, pids, metric_ids, token, size, seconds) for size in (100, 1000)]
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -919,12 +939,39 @@ async def _main(options: Options, command: str) -> None:
         all_metrics = bench.metrics
         more = [await db.create_metric(pool, bench.dashboard_id, f"ingest{i}", "gauge") for i in range(990)]
         ids = [m.id for m in all_metrics + more]
-        results["ingest"] = await store.ingest(pool, ids, ticks=20 if options.quick else 100)
+        ticks = 20 if options.quick else 100
+        # The worker's COPY, the INSERT (pushes and small ticks) and a raw COPY of the
+        # same rows into the same table, interleaved twice: the machine's speed drifts.
+        copier = db.Copier(database_url)
+        runs: dict[str, list[dict]] = {"copy": [], "insert": [], "raw": []}
+        try:
+            for _ in range(2):
+                runs["copy"].append(await store.ingest(pool, ids, ticks // 2, copier))
+                runs["insert"].append(await store.ingest(pool, ids, ticks // 2))
+                runs["raw"].append(
+                    await asyncio.to_thread(store.copy_reference, database_url, ids, ticks // 2)
+                )
+        finally:
+            copier.close()
+        rows = sum(r["rows"] for r in runs["copy"])
+        seconds = {kind: sum(r["seconds"] for r in done) for kind, done in runs.items()}
+        results["ingest"] = {
+            "rows": rows,
+            "rows_per_tick": len(ids),
+            "seconds": round(seconds["copy"], 3),
+            "rows_per_second": round(rows / seconds["copy"]),
+            "insert_rows_per_second": round(rows / seconds["insert"]),
+            "raw_copy_rows_per_second": round(rows / seconds["raw"]),
+            "share_of_raw_copy": round(seconds["raw"] / seconds["copy"], 3),
+            "insert_share_of_raw_copy": round(seconds["raw"] / seconds["insert"], 3),
+        }
+        click.echo("push API", err=True)
+        results["push"] = await _push(pool, targets["server"], 5 if options.quick else 10)
         rows_per_metric = 1_000 if options.quick else 10_000
         click.echo(f"history: filling {len(ids) * rows_per_metric:,} rows", err=True)
         fill_seconds = await store.fill(pool, ids, rows_per_metric)
         results["history"] = {
-            "table_rows": len(ids) * rows_per_metric + results["ingest"]["rows"],
+            "table_rows": len(ids) * rows_per_metric + 3 * results["ingest"]["rows"],
             "fill_seconds": round(fill_seconds, 1),
             **await store.history_latency(pool, ids, 500),
         }

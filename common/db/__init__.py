@@ -22,6 +22,7 @@ from common.db.alerts import (
     list_alert_rules,
     list_recent_alert_events,
 )
+from common.db.copyin import COPY_MIN_ROWS, Copier
 from common.db.core import (
     UNAVAILABLE,
     AlreadyExists,
@@ -179,6 +180,7 @@ __all__ = [
     "ALERT_CONDITIONS",
     "CHART_STYLES",
     "CONTACT_KINDS",
+    "COPY_MIN_ROWS",
     "DEFAULT_PARTITION",
     "DELIVERY_WINDOW",
     "EDITOR",
@@ -199,6 +201,7 @@ __all__ = [
     "ApiToken",
     "Bucket",
     "ContactPoint",
+    "Copier",
     "CounterDecreases",
     "Credentials",
     "Dashboard",
