@@ -55,7 +55,7 @@ PUBLISH_STEP = 0.002  # seconds: at high rates, the ticks due in this long share
 DRAIN = 2.0  # seconds after a window's last publish in which its messages still count
 LOG_DIR = Path("/tmp/dashboard-bench-logs")  # server logs of the last run, for when a run fails
 USERS_PER = 50  # connections per bench user (stays under per-user limits)
-MAX_USERS = 200  # beyond USERS_PER * MAX_USERS sockets, users hold more each (the servers are told)
+MAX_USERS = 100  # beyond USERS_PER * MAX_USERS sockets, users hold more each (the servers are told)
 HIST_BASE = 1.02  # wsload.c's latency histogram
 SOCKETS_PER_CLIENT = 17_000  # per C load client process (at most 20,000 descriptors each)
 
@@ -541,6 +541,7 @@ class Bench:
         )
         return {
             "rate": rate,
+            "window_seconds": self.window,
             "offered_per_second": round(rate * METRICS * connections),
             "delivered_per_second": round(per_second),
             "delivered_fraction": round(delivered / expected, 3) if expected else None,

@@ -14,8 +14,9 @@ that keeps what `values._insert` promises:
 3. the metrics still there locked FOR KEY SHARE (with a `fence`, only those
    whose lease still carries the token, the lease rows locked FOR SHARE):
    rows of the others are left out;
-4. ids drawn from the table's own sequence, one per row in the order given,
-   and written by COPY with the rows: ids still grow per metric;
+4. ids drawn from the table's own sequence after the numbering, one per row
+   in the order given, and written by COPY with the rows: ids still grow per
+   metric (those drawn for rows of a vanished metric stay unused);
 5. each dashboard's newest id recorded, then COMMIT; the caller publishes
    after that (common/ingest.py).
 
@@ -55,19 +56,31 @@ _NUMBER_FENCED = (
     " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.dashboard_id"
     " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
 )
-_LIVE = "SELECT id, dashboard_id FROM metrics WHERE id = ANY(%(metrics)s::bigint[]) ORDER BY id FOR KEY SHARE"
+# The live metrics with their dashboard's batch number (its row is locked by the
+# numbering just before), and as many ids as rows given, drawn after that lock
+# (once, with the first row; a dead metric's rows leave their ids unused).
+_IDS = (
+    "(SELECT array_agg(id ORDER BY id)"
+    " FROM (SELECT nextval('metric_values_id_seq') AS id FROM generate_series(1, %(rows)s)) drawn)"
+)
+_LIVE = (
+    f"SELECT m.id, m.dashboard_id, q.seq, {_IDS} FROM metrics m"
+    " JOIN dashboard_seqs q ON q.dashboard_id = m.dashboard_id"
+    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m"
+)
 _LIVE_FENCED = (
-    "SELECT m.id, m.dashboard_id FROM metrics m"
+    f"SELECT m.id, m.dashboard_id, q.seq, {_IDS} FROM metrics m"
+    " JOIN dashboard_seqs q ON q.dashboard_id = m.dashboard_id"
     " JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
     " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
     "  ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
     " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l"
 )
-_DRAW_IDS = "SELECT nextval('metric_values_id_seq') FROM generate_series(1, %s)"
+# Then COMMIT in the same round trip: the caller publishes after this returns.
 _RECORD = (
     "UPDATE dashboard_seqs q SET last_value_id = b.last_id"
     " FROM unnest(%s::bigint[], %s::bigint[]) AS b(dashboard_id, last_id)"
-    " WHERE q.dashboard_id = b.dashboard_id RETURNING q.dashboard_id, q.seq"
+    " WHERE q.dashboard_id = b.dashboard_id; COMMIT"
 )
 _COPY = "COPY metric_values (id, metric_id, value, ts) FROM STDIN (FORMAT binary)"
 
@@ -106,6 +119,8 @@ class Copier:
                 # As the pool's: UTC, and no statement waits longer than the pool's clients do.
                 options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
             )
+            # BEGIN and COMMIT go with the batch's own statements: three round trips in all.
+            self._conn.autocommit = True
         return self._conn
 
     def _store(
@@ -114,13 +129,11 @@ class Copier:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                stored = _copy(cur, values, fence)
-            conn.commit()
+                return _copy(cur, values, fence)
         except UNAVAILABLE:
-            # Rolled back, or the connection is gone: the next batch starts afresh.
+            # Closing ends the transaction (PostgreSQL rolls it back): the next batch starts afresh.
             self.close()
             raise
-        return stored
 
 
 def _copy(
@@ -132,15 +145,18 @@ def _copy(
         "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
         "dashboards": list(fence or {}),
         "tokens": list((fence or {}).values()),
+        "rows": len(values),
     }
     number, live = (_NUMBER, _LIVE) if fence is None else (_NUMBER_FENCED, _LIVE_FENCED)
-    cur.execute(f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}; {number}; {live}", params)
-    dashboard_of = dict(cur.fetchall())
+    cur.execute(f"BEGIN; SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}; {number}; {live}", params)
+    rows = cur.fetchall()
+    dashboard_of = {metric_id: dashboard_id for metric_id, dashboard_id, _, _ in rows}
+    seqs = {dashboard_id: seq for _, dashboard_id, seq, _ in rows}
     kept = [row for row in values if row[0] in dashboard_of]
     if not kept:
+        cur.execute("COMMIT")  # the batch numbers taken stay skipped, as values._insert's do
         return []
-    cur.execute(_DRAW_IDS, (len(kept),))
-    ids = [row[0] for row in cur.fetchall()]
+    ids = rows[0][3][: len(kept)]
     data = io.BytesIO()
     data.write(_HEADER)
     micros: dict[datetime, int] = {}
@@ -155,7 +171,6 @@ def _copy(
     data.seek(0)
     cur.copy_expert(_COPY, data)
     cur.execute(_RECORD, (list(last_id), list(last_id.values())))
-    seqs = dict(cur.fetchall())
     return [
         MetricValue(value_id, metric_id, float(value), ts, seqs[dashboard_of[metric_id]])
         for value_id, (metric_id, value, ts) in zip(ids, kept, strict=True)
