@@ -123,7 +123,8 @@ class LoadClients:
         self.processes = []
         for i in range(processes):
             share = connections // processes + (1 if i < connections % processes else 0)
-            source = ["--source", f"127.0.0.{2 + i}"] if processes > 1 else []
+            # Several processes: each from its own address, fewer handshakes at once each.
+            source = ["--source", f"127.0.0.{2 + i}", "--concurrency", "50"] if processes > 1 else []
             process = subprocess.Popen(
                 [*command, "--connections", str(share), *source, *args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -139,7 +140,11 @@ class LoadClients:
         )]  # fmt: skip
 
     async def connected(self) -> dict:
-        answers = await self._answers()
+        lines = await asyncio.gather(*(asyncio.to_thread(p.stdout.readline) for p in self.processes))
+        if not all(lines):
+            # The client said why on stderr (a socket closed during its set-up).
+            raise LoadClientFailed(f"{lines.count('')} of {len(lines)} load client(s) gave up during set-up")
+        answers = [json.loads(line) for line in lines]
         return {
             # The last process to have all of its sockets set up.
             "connect_seconds": max(a["connect_seconds"] for a in answers),
@@ -174,6 +179,10 @@ class LoadClients:
                 process.stdin.flush()
         for process in self.processes:
             process.wait(60)
+
+
+class LoadClientFailed(RuntimeError):
+    """A load client gave up (a socket was closed while being set up)."""
 
 
 def _histogram_quantile(histogram: dict[int, int], fraction: float) -> float | None:
@@ -213,6 +222,7 @@ class Bench:
         self.profile_setup = profile_setup
         self.storm = False  # end each fan-out run with a reconnect storm (`_storm`)
         self.fixed_rates = False  # `--rates`: only windows at the rates given
+        self.drain = DRAIN  # `--drain`
         # A stored value per metric: where the storm's sockets resume from.
         self.positions: dict[int, int] = {}
         self.metrics: list[db.Metric] = []
@@ -516,7 +526,7 @@ class Bench:
         publisher_before = _own_cpu_seconds()
         machine_before = procstat.machine_cpu()
         began_at = time.time()
-        load.send(f"go {self.window + DRAIN}")
+        load.send(f"go {self.window + self.drain}")
 
         async def publish() -> tuple[int, float]:
             # The server's CPU while values come in, apart from the drain after.
@@ -770,6 +780,14 @@ def _with_workers(targets: dict[str, Target], key: str, connections: int, users:
     " 1 tick/s latency of a large run.",
 )
 @click.option(
+    "--drain",
+    type=float,
+    default=DRAIN,
+    show_default=True,
+    help="Seconds after a window's last publish in which its values still count (longer for runs"
+    " where a tick takes seconds to reach every socket).",
+)
+@click.option(
     "--storm", is_flag=True, help="End each fan-out run with a reconnect storm (kill, restart, resume)."
 )
 @click.option(
@@ -798,6 +816,7 @@ def main(
     profile_setup: bool,
     rates: str | None,
     storm: bool,
+    drain: float,
 ) -> None:
     """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
     if load_client is None:
@@ -826,6 +845,7 @@ def main(
         profile_setup,
         [float(rate) for rate in rates.split(",")] if rates else None,
         storm,
+        drain,
     )
     asyncio.run(_main(options, " ".join(["python -m bench", *sys.argv[1:]])))
 
@@ -845,6 +865,7 @@ class Options:
     profile_setup: bool = False
     rates: list[float] | None = None
     storm: bool = False
+    drain: float = DRAIN
 
 
 def _load_command(client: str, build_dir: Path) -> list[str]:
@@ -894,6 +915,7 @@ async def _main(options: Options, command: str) -> None:
         options.profile_setup,
     )
     bench.storm = options.storm
+    bench.drain = options.drain
     bench.fixed_rates = options.rates is not None
     await bench.prepare(max((c for _, c in plan), default=0))
     targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
@@ -925,7 +947,14 @@ async def _main(options: Options, command: str) -> None:
     for key, connections in plan:
         target = _with_workers(targets, key, connections, bench.users)
         click.echo(f"fan-out: {target.name}, C={connections}", err=True)
-        results["fanout"].append(await bench.fanout(target, connections, rates))
+        try:
+            results["fanout"].append(await bench.fanout(target, connections, rates))
+        except LoadClientFailed as exc:
+            # Recorded, not fatal: the next runs of the plan still go.
+            results["fanout"].append({"target": target.name, "connections": connections, "failed": str(exc)})
+        # Written after each run: a long plan's finished runs survive a later failure.
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(build_dir, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     output = options.output

@@ -22,7 +22,7 @@ def rows(paths: list[Path]) -> list[dict]:
     found = []
     for path in paths:
         run = json.loads(path.read_text())
-        for fanout in run.get("fanout", []):
+        for fanout in [f for f in run.get("fanout", []) if "failed" not in f]:
             windows = [
                 *fanout["windows"],
                 *([fanout["half_saturation"]] if fanout.get("half_saturation") else []),
@@ -56,7 +56,7 @@ def markdown(found: list[dict]) -> str:
             f"| `{row['file']}` | {row['target']} | {row['sockets']:,} | {rate}"
             f" | {row['latency_p50_ms']} / {row['latency_p99_ms']} | {row['delivered_fraction']}"
             f" | {row['alive']:,} | {row.get('full_collections', '?')} ({row.get('longest_full_collection_ms', '?')})"
-            f" | {row['server_cpu_seconds']} | {row.get('load_average', '?')} |"
+            f" | {row['server_cpu_seconds']} | {round(row['load_average'], 1) if 'load_average' in row else '?'} |"
         )
     return "\n".join(lines)
 

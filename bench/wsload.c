@@ -4,7 +4,7 @@
  * server gets most of them (and --workers 2 has a second CPU to scale onto).
  *
  * Same arguments and the same JSON lines on stdout as bench/wsload.py:
- * opens --connections sockets (at most CONCURRENCY handshakes at once), waits
+ * opens --connections sockets (at most --concurrency handshakes at once, 200), waits
  * until each has had --initial-frames text frames, lets --settle seconds pass,
  * prints {"event": "connected", ...}; then for every "go SECONDS" line on stdin
  * counts what arrives for that long and prints {"event": "window", ...}. Any
@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CONCURRENCY 200
+static int concurrency = 200; /* handshakes in flight at most (--concurrency) */
 #define READ_CHUNK 65536
 #define STDIN_TAG UINT32_MAX
 #define HIST_BASE 1.02 /* 1 % relative error at most */
@@ -177,6 +177,7 @@ static void count_batch(const unsigned char *p, size_t n) {
 }
 
 static double now_mono(void);
+static double started_at;
 
 static void close_conn(Conn *c) {
     if (c->state == CLOSED) return;
@@ -187,7 +188,8 @@ static void close_conn(Conn *c) {
     }
     if (!storming && c->state == OPEN && c->initial_left) {
         /* Refused or closed during its set-up: the run would wait for it forever. */
-        fprintf(stderr, "wsload: a socket closed before it was set up\n");
+        fprintf(stderr, "wsload: a socket closed before it was set up (%d of %d were, %.1f s)\n", set_up, n_conns,
+                now_mono() - started_at);
         exit(1);
     }
     if (storming && (c->state == CONNECTING || c->state == HANDSHAKE)) opening--;
@@ -339,10 +341,10 @@ static void on_writable(Conn *c, uint32_t index) {
 static void open_one(uint32_t index);
 
 static void open_next(void) {
-    while (opening < CONCURRENCY && next_to_open < n_conns) open_one((uint32_t)next_to_open++);
+    while (opening < concurrency && next_to_open < n_conns) open_one((uint32_t)next_to_open++);
     if (!storming || !waiting_retry) return;
     double now = now_mono();
-    for (int i = 0; i < n_conns && opening < CONCURRENCY && waiting_retry; i++) {
+    for (int i = 0; i < n_conns && opening < concurrency && waiting_retry; i++) {
         Conn *c = &conns[i];
         if (c->state == CLOSED && c->retry_at && c->retry_at <= now) {
             c->retry_at = 0;
@@ -453,6 +455,7 @@ int main(int argc, char **argv) {
         {"connections", required_argument, 0, 'n'}, {"settle", required_argument, 0, 's'},
         {"sample-every", required_argument, 0, 'e'}, {"initial-frames", required_argument, 0, 'i'},
         {"processes", required_argument, 0, 'x'},  {"source", required_argument, 0, 'S'},
+        {"concurrency", required_argument, 0, 'C'},
         {0, 0, 0, 0},
     };
     for (int opt; (opt = getopt_long(argc, argv, "", options, NULL)) != -1;) {
@@ -470,6 +473,7 @@ int main(int argc, char **argv) {
         case 'i': initial_frames = atoi(optarg); break;
         case 'x': break;
         case 'S': source = optarg; break;
+        case 'C': concurrency = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -505,6 +509,7 @@ int main(int argc, char **argv) {
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &in)) fail("epoll_ctl stdin");
 
     double started = now_mono(), cpu_started = cpu_seconds();
+    started_at = started;
     double connect_seconds = -1, connect_cpu = 0, settled_at = 0;
     double window_end = 0, window_start = 0, window_cpu = 0;
     int connected_sent = 0;
