@@ -56,25 +56,29 @@ _NUMBER_FENCED = (
     " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.dashboard_id"
     " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
 )
-# The live metrics with their dashboard's batch number (its row is locked by the
-# numbering just before), and as many ids as rows given, drawn after that lock
-# (once, with the first row; a dead metric's rows leave their ids unused).
+# The live metrics (locked), their dashboards and those dashboards' batch numbers
+# (their rows locked by the numbering just before), and as many ids as rows
+# given, drawn after that numbering (a dead metric's rows leave theirs
+# unused): one row of arrays, so the ids travel once.
 _IDS = (
     "(SELECT array_agg(id ORDER BY id)"
     " FROM (SELECT nextval('metric_values_id_seq') AS id FROM generate_series(1, %(rows)s)) drawn)"
 )
+_LIVE_ROWS = (
+    "SELECT array_agg(l.id ORDER BY l.id), array_agg(l.dashboard_id ORDER BY l.id),"
+    f" array_agg(q.seq ORDER BY l.id), {_IDS}"
+    " FROM live l JOIN dashboard_seqs q ON q.dashboard_id = l.dashboard_id"
+)
 _LIVE = (
-    f"SELECT m.id, m.dashboard_id, q.seq, {_IDS} FROM metrics m"
-    " JOIN dashboard_seqs q ON q.dashboard_id = m.dashboard_id"
-    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m"
+    "WITH live AS MATERIALIZED (SELECT m.id, m.dashboard_id FROM metrics m"
+    "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m) " + _LIVE_ROWS
 )
 _LIVE_FENCED = (
-    f"SELECT m.id, m.dashboard_id, q.seq, {_IDS} FROM metrics m"
-    " JOIN dashboard_seqs q ON q.dashboard_id = m.dashboard_id"
-    " JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
-    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
-    "  ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
-    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l"
+    "WITH live AS MATERIALIZED (SELECT m.id, m.dashboard_id FROM metrics m"
+    "  JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
+    "  JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "   ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
+    "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l) " + _LIVE_ROWS
 )
 # Then COMMIT in the same round trip: the caller publishes after this returns.
 _RECORD = (
@@ -149,14 +153,14 @@ def _copy(
     }
     number, live = (_NUMBER, _LIVE) if fence is None else (_NUMBER_FENCED, _LIVE_FENCED)
     cur.execute(f"BEGIN; SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}; {number}; {live}", params)
-    rows = cur.fetchall()
-    dashboard_of = {metric_id: dashboard_id for metric_id, dashboard_id, _, _ in rows}
-    seqs = {dashboard_id: seq for _, dashboard_id, seq, _ in rows}
+    live, dashboards, numbers, drawn = cur.fetchone()
+    dashboard_of = dict(zip(live or [], dashboards or [], strict=True))
+    seqs = dict(zip(dashboards or [], numbers or [], strict=True))
     kept = [row for row in values if row[0] in dashboard_of]
     if not kept:
         cur.execute("COMMIT")  # the batch numbers taken stay skipped, as values._insert's do
         return []
-    ids = rows[0][3][: len(kept)]
+    ids = drawn[: len(kept)]
     data = io.BytesIO()
     data.write(_HEADER)
     micros: dict[datetime, int] = {}
