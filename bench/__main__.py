@@ -16,6 +16,7 @@ ratio on one machine state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -23,22 +24,25 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import aiopg
 import click
 import psycopg2
 from redis.asyncio import Redis
 from yarl import URL
 
-from bench import procstat, store
+from bench import procstat, push, store
 from bench import profile as profiling
 from common import db
 from common.events import channels_for, encode_values
@@ -51,6 +55,9 @@ PUBLISH_STEP = 0.002  # seconds: at high rates, the ticks due in this long share
 DRAIN = 2.0  # seconds after a window's last publish in which its messages still count
 LOG_DIR = Path("/tmp/dashboard-bench-logs")  # server logs of the last run, for when a run fails
 USERS_PER = 50  # connections per bench user (stays under per-user limits)
+MAX_USERS = 100  # beyond USERS_PER * MAX_USERS sockets, users hold more each (the servers are told)
+HIST_BASE = 1.02  # wsload.c's latency histogram
+SOCKETS_PER_CLIENT = 17_000  # per C load client process (at most 20,000 descriptors each)
 
 
 @dataclass
@@ -105,6 +112,93 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+class LoadClients:
+    """The load client as one or more processes (`processes`), each with its
+    share of the sockets and its own loopback source address (127.0.0.2, .3, …:
+    a process may hold at most 20,000 descriptors, an address has about 28,000
+    ephemeral ports towards one server port); their answers merged into one."""
+
+    def __init__(self, command: list[str], processes: int, connections: int, args: list[str]) -> None:
+        self.port = int(args[args.index("--port") + 1])
+        self.processes = []
+        for i in range(processes):
+            share = connections // processes + (1 if i < connections % processes else 0)
+            # Several processes: each from its own address, fewer handshakes at once each.
+            source = ["--source", f"127.0.0.{2 + i}", "--concurrency", "50"] if processes > 1 else []
+            process = subprocess.Popen(
+                [*command, "--connections", str(share), *source, *args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            self.processes.append(process)
+
+    async def answers(self) -> list[dict]:
+        return await self._answers()
+
+    async def _answers(self) -> list[dict]:
+        return [json.loads(line) for line in await asyncio.gather(
+            *(asyncio.to_thread(p.stdout.readline) for p in self.processes)
+        )]  # fmt: skip
+
+    async def connected(self) -> dict:
+        lines = await asyncio.gather(*(asyncio.to_thread(p.stdout.readline) for p in self.processes))
+        if not all(lines):
+            # The client said why on stderr (a socket closed during its set-up).
+            raise LoadClientFailed(f"{lines.count('')} of {len(lines)} load client(s) gave up during set-up")
+        answers = [json.loads(line) for line in lines]
+        return {
+            # The last process to have all of its sockets set up.
+            "connect_seconds": max(a["connect_seconds"] for a in answers),
+            "client_cpu_seconds": sum(a.get("client_cpu_seconds") or 0 for a in answers),
+        }
+
+    def send(self, line: str) -> None:
+        for process in self.processes:
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+
+    async def window(self) -> dict:
+        answers = await self._answers()
+        if len(answers) == 1:
+            return answers[0]
+        merged = {
+            key: sum(a[key] for a in answers) for key in ("alive", "frames", "updates", "latency_samples")
+        }
+        merged["client_cpu_seconds"] = sum(a["client_cpu_seconds"] for a in answers)
+        histogram: dict[int, int] = {}
+        for answer in answers:
+            for bucket, count in answer.get("latency_histogram", []):
+                histogram[bucket] = histogram.get(bucket, 0) + count
+        for name, fraction in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
+            merged[name] = _histogram_quantile(histogram, fraction)
+        return merged
+
+    def quit(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write("quit\n")
+                process.stdin.flush()
+        for process in self.processes:
+            process.wait(60)
+
+
+class LoadClientFailed(RuntimeError):
+    """A load client gave up (a socket was closed while being set up)."""
+
+
+def _histogram_quantile(histogram: dict[int, int], fraction: float) -> float | None:
+    """The quantile of wsload.c's latency histogram (bucket b: about HIST_BASE**b µs), in ms."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = fraction * total
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen > rank:
+            return round(HIST_BASE**bucket / 1000, 2)
+    return round(HIST_BASE ** max(histogram) / 1000, 2)
+
+
 class Bench:
     def __init__(
         self,
@@ -114,6 +208,7 @@ class Bench:
         load_command: list[str],
         load_processes: int = 1,
         profile_dir: Path | None = None,
+        profile_setup: bool = False,
     ) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
@@ -123,11 +218,24 @@ class Bench:
         # With py-spy at hand, each run's server is profiled at the half-saturation rate.
         self.py_spy = profiling.py_spy() if profile_dir is not None else None
         self.profile_dir = profile_dir
+        # Also sample the servers while all sockets are set up (costs them a little).
+        self.profile_setup = profile_setup
+        self.storm = False  # end each fan-out run with a reconnect storm (`_storm`)
+        self.fixed_rates = False  # `--rates`: only windows at the rates given
+        self.drain = DRAIN  # `--drain`
+        # A stored value per metric: where the storm's sockets resume from.
+        self.positions: dict[int, int] = {}
         self.metrics: list[db.Metric] = []
         self.dashboard_id = 0
         self.cookies: list[str] = []
         self.users = 0
         self.next_value_id = 1
+
+    def _client_processes(self, connections: int) -> int:
+        """C load clients for `connections` sockets: each within a process's descriptors."""
+        if self.load_command[0] == sys.executable:
+            return 1  # bench/wsload.py spreads over --processes itself
+        return math.ceil(connections / SOCKETS_PER_CLIENT)
 
     async def prepare(self, max_connections: int) -> None:
         _recreate(self.database_url)
@@ -138,10 +246,13 @@ class Bench:
             for i in range(METRICS):
                 self.metrics.append(await db.create_metric(pool, dashboard.id, f"m{i}", "gauge", "u"))
             password = hash_password("bench")
-            self.users = math.ceil(max_connections / USERS_PER)
+            self.users = min(MAX_USERS, math.ceil(max_connections / USERS_PER))
             for i in range(self.users):
                 user = await db.create_user(pool, f"bench{i}", password)
                 await db.add_member(pool, dashboard.id, user.id)
+            stored = await db.insert_values(pool, [(m.id, 0.0, datetime.now(UTC)) for m in self.metrics])
+            self.positions = {value.metric_id: value.id for value in stored}
+            self.next_value_id = max(self.positions.values()) + 1
         async with Redis.from_url(self.redis_url) as client:
             await client.flushdb()
 
@@ -198,30 +309,42 @@ class Bench:
         log_path = LOG_DIR / f"{_slug(target.name)}-{connections}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         gc_log = Path(tempfile.mkdtemp(prefix="dashboard-bench-gc-"))
-        server = subprocess.Popen(
-            [sys.executable, *target.args, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log_path.open("w"),
-            **_server_options(target.source, gc_log),
-        )
+
+        def start_server() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, *target.args, "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=log_path.open("a"),
+                **_server_options(target.source, gc_log),
+            )
+
+        server = start_server()
         try:
             await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}{target.path}", 60)
             await asyncio.sleep(1.0)  # every worker process up
             pids = procstat.tree(server.pid)
             rss_idle = procstat.rss_bytes(pids)
             cpu_idle = procstat.cpu_seconds(pids)
-            load = subprocess.Popen(
+            load = LoadClients(
+                self.load_command,
+                self._client_processes(connections),
+                connections,
                 [
-                    *self.load_command, "--port", str(port), "--path", target.path,
-                    "--connections", str(connections), "--settle", "1",
+                    "--port", str(port), "--path", target.path, "--settle", "1",
                     "--initial-frames", str(target.initial_frames),
                     "--processes", str(self.load_processes),
                     *[arg for cookie in self.cookies for arg in ("--cookie", cookie)],
                 ],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             try:
-                connected = json.loads(await asyncio.to_thread(load.stdout.readline))
+                recording = None
+                if self.profile_setup and self.py_spy is not None and self.profile_dir is not None:
+                    setup_stacks = self.profile_dir / f"{_slug(target.name)}-{connections}-setup.txt"
+                    recording = profiling.Recording(self.py_spy, pids, setup_stacks)
+                    await recording.start()
+                connected = await load.connected()
+                if recording is not None:
+                    await recording.stop()
                 pids = procstat.tree(server.pid)
                 rss_connected = procstat.rss_bytes(pids)
                 # Less noisy than the wall time on a shared machine: what setting
@@ -238,60 +361,131 @@ class Bench:
                     "rss_per_connection_kb": round((rss_connected - rss_idle) / connections / 1024, 1),
                     "windows": [],
                 }
+                if recording is not None:
+                    result["setup_profile"] = {
+                        "stacks": str(setup_stacks.relative_to(HERE.parent))
+                        if setup_stacks.is_relative_to(HERE.parent)
+                        else str(setup_stacks),
+                        **profiling.summarise(setup_stacks),
+                    }
                 # Saturation: the first rate at which clients no longer get
                 # everything within a second (or get disconnected as too slow).
                 windows = result["windows"]
-                saturated_at = await self._climb(load, pids, connections, rates, windows)
-                kept = [w["rate"] for w in windows if w["kept_up"]]
-                if saturated_at is not None and kept:
-                    # Doubling steps leave saturation anywhere in a factor of 2:
-                    # narrowed to quarter octaves (19 %) between the two.
-                    finer = [round(max(kept) * 2 ** (step / 4), 1) for step in (1, 2, 3)]
-                    saturated_at = (
-                        await self._climb(load, pids, connections, finer, windows, True) or saturated_at
-                    )
-                sustained = max((w["rate"] for w in windows if w["kept_up"]), default=None)
-                result["saturated_at_rate"] = saturated_at
-                # The highest rate kept up, and half of it: where latency is reported.
-                result["sustained_rate"] = sustained
-                half = (rates[-1] if saturated_at is None else sustained or saturated_at) / 2
-                # A saturated window leaves a backlog that DRAIN does not cover:
-                # it would be counted (and timed) in the next window.
-                await self._quiesce(load)
-                result["half_saturation"] = await self._window(load, pids, connections, half)
-                if self.py_spy is not None and self.profile_dir is not None:
-                    # A window of its own: sampling costs the server a little.
+                if self.fixed_rates:
+                    # `--rates`: a window at each, no search for saturation.
+                    await self._climb(load, pids, connections, rates, windows, quiesce=True, stop=False)
+                else:
+                    await self._sweep(load, pids, connections, rates, result)
+                if self.storm:
                     await self._quiesce(load)
-                    stacks = self.profile_dir / f"{_slug(target.name)}-{connections}.txt"
-                    profiled = await self._window(load, pids, connections, half, profile=stacks)
-                    result["profile"] = {
-                        "rate": half,
-                        "stacks": str(stacks.relative_to(HERE.parent))
-                        if stacks.is_relative_to(HERE.parent)
-                        else str(stacks),
-                        "window": profiled,
-                        **profiling.summarise(stacks),
-                    }
+                    server, result["storm"] = await self._storm(
+                        target, load, server, start_server, connections
+                    )
             finally:
-                load.stdin.write("quit\n")
-                load.stdin.flush()
-                load.wait(30)
+                load.quit()
         finally:
+            for pid in procstat.tree(server.pid)[1:]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             server.terminate()
             server.wait(30)
         # Written by each server process as it exits (bench/gcpauses).
         result["gc_pauses"] = _gc_pauses(gc_log)
+        _gc_in_windows(gc_log, [*result["windows"], result.get("half_saturation")])
         shutil.rmtree(gc_log)
         return result
 
+    async def _sweep(
+        self, load: LoadClients, pids: list[int], connections: int, rates: list[float], result: dict
+    ) -> None:
+        """Ramp the rate until saturation, then a window at half of it (and a profiled one)."""
+        target_name = result["target"]
+        windows = result["windows"]
+        saturated_at = await self._climb(load, pids, connections, rates, windows)
+        kept = [w["rate"] for w in windows if w["kept_up"]]
+        if saturated_at is not None and kept:
+            # Doubling steps leave saturation anywhere in a factor of 2:
+            # narrowed to quarter octaves (19 %) between the two.
+            finer = [round(max(kept) * 2 ** (step / 4), 1) for step in (1, 2, 3)]
+            saturated_at = await self._climb(load, pids, connections, finer, windows, True) or saturated_at
+        sustained = max((w["rate"] for w in windows if w["kept_up"]), default=None)
+        result["saturated_at_rate"] = saturated_at
+        # The highest rate kept up, and half of it: where latency is reported.
+        result["sustained_rate"] = sustained
+        half = (rates[-1] if saturated_at is None else sustained or saturated_at) / 2
+        # A saturated window leaves a backlog that DRAIN does not cover:
+        # it would be counted (and timed) in the next window.
+        await self._quiesce(load)
+        result["half_saturation"] = await self._window(load, pids, connections, half)
+        if self.py_spy is not None and self.profile_dir is not None:
+            # A window of its own: sampling costs the server a little.
+            await self._quiesce(load)
+            stacks = self.profile_dir / f"{_slug(target_name)}-{connections}.txt"
+            profiled = await self._window(load, pids, connections, half, profile=stacks)
+            result["profile"] = {
+                "rate": half,
+                "stacks": str(stacks.relative_to(HERE.parent))
+                if stacks.is_relative_to(HERE.parent)
+                else str(stacks),
+                "window": profiled,
+                **profiling.summarise(stacks),
+            }
+
+    async def _storm(
+        self,
+        target: Target,
+        load: LoadClients,
+        server: subprocess.Popen,
+        start_server: Callable[[], subprocess.Popen],
+        connections: int,
+    ) -> tuple[subprocess.Popen, dict]:
+        """Kill the server, start it again, and time until every socket is back with `resume`.
+
+        Each socket reconnects with `?subscribe=none`, waits for its authentication,
+        config and alerts, sends `resume` with the positions of the values stored in
+        `prepare` and is live when the answer's `complete` arrives. Returns the new
+        server and the storm's figures."""
+        separator = "&" if "?" in target.path else "?"
+        path = f"{target.path}{separator}subscribe=none"
+        positions = [{"metric_id": m, "after_id": i} for m, i in self.positions.items()]
+        resume = json.dumps({"action": "resume", "payload": {"positions": positions}}, separators=(",", ":"))
+        load.send(f"storm 3 {path} {resume}")
+        killed_at = time.monotonic()
+        for pid in procstat.tree(server.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.wait(30)
+        server = start_server()
+        answers = asyncio.ensure_future(load.answers())
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{load.port}{target.path}", 60)
+        serving_at = time.monotonic()
+        pids = procstat.tree(server.pid)
+        cpu_serving = procstat.cpu_seconds(pids)
+        storms = await asyncio.wait_for(answers, 300)
+        live_at = time.monotonic()
+        cpu = procstat.cpu_seconds(procstat.tree(server.pid)) - cpu_serving
+        return server, {
+            "sockets": connections,
+            # From the kill: the server's own restart included.
+            "seconds_from_kill": round(live_at - killed_at, 3),
+            "seconds_from_serving": round(live_at - serving_at, 3),
+            "seconds_per_client_process": [a["seconds"] for a in storms],
+            "server_restart_seconds": round(serving_at - killed_at, 3),
+            # What each socket's reconnect, checks and resume cost the new server.
+            "server_cpu_ms_per_socket": round(cpu * 1000 / connections, 3),
+            "connect_attempts": sum(a["connect_attempts"] for a in storms),
+            "load_average": os.getloadavg()[0],
+        }
+
     async def _climb(
         self,
-        load: subprocess.Popen,
+        load: LoadClients,
         pids: list[int],
         connections: int,
         rates: list[float],
         windows: list[dict],
         quiesce: bool = False,
+        stop: bool = True,
     ) -> float | None:
         """A window at each rate in turn (after the backlog clears, with `quiesce`),
         appended to `windows`, until one is not kept up: that rate, or None."""
@@ -300,23 +494,22 @@ class Bench:
                 await self._quiesce(load)
             window = await self._window(load, pids, connections, rate)
             windows.append(window)
-            if not window["kept_up"]:
+            if stop and not window["kept_up"]:
                 return rate
         return None
 
-    async def _quiesce(self, load: subprocess.Popen, longest: float = 60.0) -> None:
+    async def _quiesce(self, load: LoadClients, longest: float = 60.0) -> None:
         """Wait (publishing nothing) until a second passes with no update arriving."""
         started = time.monotonic()
         while time.monotonic() - started < longest:
-            load.stdin.write("go 1\n")
-            load.stdin.flush()
-            if json.loads(await asyncio.to_thread(load.stdout.readline))["updates"] == 0:
+            load.send("go 1")
+            if (await load.window())["updates"] == 0:
                 return
         raise RuntimeError(f"updates still arriving {longest:.0f} s after the last publish")
 
     async def _window(
         self,
-        load: subprocess.Popen,
+        load: LoadClients,
         pids: list[int],
         connections: int,
         rate: float,
@@ -332,24 +525,23 @@ class Bench:
         redis_before = procstat.cpu_seconds(redis_pids)
         publisher_before = _own_cpu_seconds()
         machine_before = procstat.machine_cpu()
-        load.stdin.write(f"go {self.window + DRAIN}\n")
-        load.stdin.flush()
+        began_at = time.time()
+        load.send(f"go {self.window + self.drain}")
 
         async def publish() -> tuple[int, float]:
             # The server's CPU while values come in, apart from the drain after.
             sent = await self.publish(rate, self.window)
             return sent, procstat.cpu_seconds(pids)
 
-        jobs = [publish(), asyncio.to_thread(load.stdout.readline)]
+        jobs = [publish(), load.window()]
         if profile is not None:
             jobs.append(profiling.record(self.py_spy, pids, self.window, profile))
-        (published, cpu_at_publish_end), line, *_ = await asyncio.gather(*jobs)
+        (published, cpu_at_publish_end), window, *_ = await asyncio.gather(*jobs)
         user_after, system_after = procstat.cpu_split(pids)
         user, system = user_after - user_before, system_after - system_before
         cpu = user + system
         machine_after = procstat.machine_cpu()
         machine = {kind: round(machine_after[kind] - machine_before[kind], 2) for kind in machine_after}
-        window = json.loads(line)
         expected = published * METRICS * connections
         delivered = window["updates"]
         per_second = delivered / self.window
@@ -359,6 +551,7 @@ class Bench:
         )
         return {
             "rate": rate,
+            "window_seconds": self.window,
             "offered_per_second": round(rate * METRICS * connections),
             "delivered_per_second": round(per_second),
             "delivered_fraction": round(delivered / expected, 3) if expected else None,
@@ -378,7 +571,30 @@ class Bench:
             "machine_cpu_seconds": machine,
             "alive": window["alive"],
             "kept_up": kept_up,
+            # When it ran: the garbage collections in it are counted once the server exits.
+            "began_at": round(began_at, 3),
+            "ended_at": round(time.time(), 3),
+            "load_average": os.getloadavg()[0],
         }
+
+
+async def _push(pool: aiopg.Pool, target: Target, seconds: float) -> list[dict]:
+    """The push API of one server process, at 100 and 1,000 values per request (bench/push.py)."""
+    metric_ids, token = await push.prepare(pool)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, *target.args, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{port}/login")
+        pids = procstat.tree(server.pid)
+        base = f"http://127.0.0.1:{port}"
+        return [await push.run(base, pids, metric_ids, token, size, seconds) for size in (100, 1000)]
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def _slug(name: str) -> str:
@@ -405,7 +621,7 @@ def _gc_pauses(gc_log: Path) -> dict:
     """Collections per generation of all the server's processes: count, total and longest pause."""
     by_generation: dict[int, list[float]] = {}
     for path in gc_log.glob("*.json"):
-        for generation, seconds in json.loads(path.read_text()):
+        for generation, seconds, *_ in json.loads(path.read_text()):
             by_generation.setdefault(generation, []).append(seconds)
     return {
         f"gen{generation}": {
@@ -415,6 +631,23 @@ def _gc_pauses(gc_log: Path) -> dict:
         }
         for generation, pauses in sorted(by_generation.items())
     }
+
+
+def _gc_in_windows(gc_log: Path, windows: list[dict | None]) -> None:
+    """Each window's full collections (any server process): how many, and the longest in ms."""
+    full = [
+        (began, seconds)
+        for path in gc_log.glob("*.json")
+        for generation, seconds, *rest in json.loads(path.read_text())
+        for began in rest
+        if generation == 2
+    ]
+    for window in windows:
+        if window is None or "began_at" not in window:
+            continue
+        inside = [seconds for began, seconds in full if window["began_at"] <= began <= window["ended_at"]]
+        window["full_collections"] = len(inside)
+        window["longest_full_collection_ms"] = round(max(inside, default=0) * 1000, 1)
 
 
 def _targets(
@@ -449,6 +682,12 @@ def _targets(
             f"/ws/dashboard/{dashboard_id}/?updates=batch",
             3 + METRICS,
         ),
+        "batch2": Target(
+            "dashboard-server --workers 2, batched updates",
+            [*server, "--workers", "2"],
+            f"/ws/dashboard/{dashboard_id}/?updates=batch",
+            3 + METRICS,
+        ),
         "naive": Target(
             "naive reference (send_str per client per message)",
             ["-m", "bench.naive_server", "--redis-url", redis_url, "--dashboard-id", str(dashboard_id)],
@@ -463,6 +702,31 @@ def _targets(
             before,
         ),
     }
+
+
+def _with_workers(targets: dict[str, Target], key: str, connections: int, users: int) -> Target:
+    """The target of `key`: `serverN`/`batchN` are `server`/`batch` with `--workers N`
+    (as `server2` and `batch2` are); sockets per user allowed as the run needs."""
+    workers = re.fullmatch(r"(server|batch)(\d+)", key)
+    if key in targets:
+        target = targets[key]
+    elif workers:
+        base = targets[workers[1]]
+        n = workers[2]
+        name = f"dashboard-server --workers {n}" + (", batched updates" if workers[1] == "batch" else "")
+        target = Target(name, [*base.args, "--workers", n], base.path, base.initial_frames, base.source)
+    else:
+        raise click.BadParameter(f"unknown target {key!r}", param_hint="--plan")
+    per_user = math.ceil(connections / max(users, 1))
+    if per_user > USERS_PER and key != "naive":
+        target = Target(
+            target.name,
+            [*target.args, "--max-connections-per-user", str(per_user + 1)],
+            target.path,
+            target.initial_frames,
+            target.source,
+        )
+    return target
 
 
 @click.command()
@@ -511,6 +775,27 @@ def _targets(
     " stacks go to a folder beside the JSON (`latest.json` → `latest-profiles/`).",
 )
 @click.option(
+    "--rates",
+    help="Only windows at these ticks/s (comma-separated), no saturation search: e.g. `1` for the"
+    " 1 tick/s latency of a large run.",
+)
+@click.option(
+    "--drain",
+    type=float,
+    default=DRAIN,
+    show_default=True,
+    help="Seconds after a window's last publish in which its values still count (longer for runs"
+    " where a tick takes seconds to reach every socket).",
+)
+@click.option(
+    "--storm", is_flag=True, help="End each fan-out run with a reconnect storm (kill, restart, resume)."
+)
+@click.option(
+    "--profile-setup",
+    is_flag=True,
+    help="Also sample the servers with py-spy while the sockets are set up (`…-setup.txt` stacks).",
+)
+@click.option(
     "--load-processes",
     type=int,
     default=2,
@@ -528,6 +813,10 @@ def main(
     load_client: str | None,
     profile: bool,
     load_processes: int,
+    profile_setup: bool,
+    rates: str | None,
+    storm: bool,
+    drain: float,
 ) -> None:
     """Fan-out sweep, worker ingest and history latency; results as JSON and markdown."""
     if load_client is None:
@@ -553,6 +842,10 @@ def main(
         load_client,
         load_processes,
         profile_dir,
+        profile_setup,
+        [float(rate) for rate in rates.split(",")] if rates else None,
+        storm,
+        drain,
     )
     asyncio.run(_main(options, " ".join(["python -m bench", *sys.argv[1:]])))
 
@@ -569,6 +862,10 @@ class Options:
     load_client: str
     load_processes: int
     profile_dir: Path | None
+    profile_setup: bool = False
+    rates: list[float] | None = None
+    storm: bool = False
+    drain: float = DRAIN
 
 
 def _load_command(client: str, build_dir: Path) -> list[str]:
@@ -576,7 +873,7 @@ def _load_command(client: str, build_dir: Path) -> list[str]:
     if client == "python":
         return [sys.executable, "-m", "bench.wsload"]
     binary = build_dir / "wsload"
-    subprocess.run(["cc", "-O2", "-o", str(binary), str(HERE / "wsload.c")], check=True)
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(HERE / "wsload.c"), "-lm"], check=True)
     return [str(binary)]
 
 
@@ -587,7 +884,7 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
         if key == "store" and not count:
             runs.append((key, 0))
             continue
-        if key not in ("server", "batch", "server2", "naive", "before") or not count.isdigit():
+        if not re.fullmatch(r"(server|batch)\d*|naive|before", key) or not count.isdigit():
             raise click.BadParameter(f"{item!r}: expected TARGET:CONNECTIONS", param_hint="--plan")
         if key == "before" and before_src is None:
             raise click.BadParameter("the `before` target needs --before-src", param_hint="--plan")
@@ -598,7 +895,7 @@ def _parse_plan(plan: str, before_src: Path | None) -> list[tuple[str, int]]:
 async def _main(options: Options, command: str) -> None:
     connection_counts = [100, 1000] if options.quick else [100, 1000, 5000]
     # Up to where the server (or the load client beside it) can no longer keep up.
-    rates = [1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]
+    rates = options.rates or [1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120]
     database_url, redis_url = options.database_url, options.redis_url
     plan = [("server", c) for c in connection_counts] + [("batch", 1000), ("naive", 1000), ("server2", 1000)]
     if not options.quick:
@@ -609,8 +906,17 @@ async def _main(options: Options, command: str) -> None:
     build_dir = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
     load_command = _load_command(options.load_client, build_dir)
     bench = Bench(
-        database_url, redis_url, options.window, load_command, options.load_processes, options.profile_dir
+        database_url,
+        redis_url,
+        options.window,
+        load_command,
+        options.load_processes,
+        options.profile_dir,
+        options.profile_setup,
     )
+    bench.storm = options.storm
+    bench.drain = options.drain
+    bench.fixed_rates = options.rates is not None
     await bench.prepare(max((c for _, c in plan), default=0))
     targets = _targets(database_url, redis_url, bench.dashboard_id, options.before_src)
     results: dict = {
@@ -639,8 +945,16 @@ async def _main(options: Options, command: str) -> None:
             login_server.wait(30)
 
     for key, connections in plan:
-        click.echo(f"fan-out: {targets[key].name}, C={connections}", err=True)
-        results["fanout"].append(await bench.fanout(targets[key], connections, rates))
+        target = _with_workers(targets, key, connections, bench.users)
+        click.echo(f"fan-out: {target.name}, C={connections}", err=True)
+        try:
+            results["fanout"].append(await bench.fanout(target, connections, rates))
+        except LoadClientFailed as exc:
+            # Recorded, not fatal: the next runs of the plan still go.
+            results["fanout"].append({"target": target.name, "connections": connections, "failed": str(exc)})
+        # Written after each run: a long plan's finished runs survive a later failure.
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(build_dir, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     output = options.output
@@ -655,12 +969,39 @@ async def _main(options: Options, command: str) -> None:
         all_metrics = bench.metrics
         more = [await db.create_metric(pool, bench.dashboard_id, f"ingest{i}", "gauge") for i in range(990)]
         ids = [m.id for m in all_metrics + more]
-        results["ingest"] = await store.ingest(pool, ids, ticks=20 if options.quick else 100)
+        ticks = 20 if options.quick else 100
+        # The worker's COPY, the INSERT (pushes and small ticks) and a raw COPY of the
+        # same rows into the same table, interleaved twice: the machine's speed drifts.
+        copier = db.Copier(database_url)
+        runs: dict[str, list[dict]] = {"copy": [], "insert": [], "raw": []}
+        try:
+            for _ in range(2):
+                runs["copy"].append(await store.ingest(pool, ids, ticks // 2, copier))
+                runs["insert"].append(await store.ingest(pool, ids, ticks // 2))
+                runs["raw"].append(
+                    await asyncio.to_thread(store.copy_reference, database_url, ids, ticks // 2)
+                )
+        finally:
+            copier.close()
+        rows = sum(r["rows"] for r in runs["copy"])
+        seconds = {kind: sum(r["seconds"] for r in done) for kind, done in runs.items()}
+        results["ingest"] = {
+            "rows": rows,
+            "rows_per_tick": len(ids),
+            "seconds": round(seconds["copy"], 3),
+            "rows_per_second": round(rows / seconds["copy"]),
+            "insert_rows_per_second": round(rows / seconds["insert"]),
+            "raw_copy_rows_per_second": round(rows / seconds["raw"]),
+            "share_of_raw_copy": round(seconds["raw"] / seconds["copy"], 3),
+            "insert_share_of_raw_copy": round(seconds["raw"] / seconds["insert"], 3),
+        }
+        click.echo("push API", err=True)
+        results["push"] = await _push(pool, targets["server"], 5 if options.quick else 10)
         rows_per_metric = 1_000 if options.quick else 10_000
         click.echo(f"history: filling {len(ids) * rows_per_metric:,} rows", err=True)
         fill_seconds = await store.fill(pool, ids, rows_per_metric)
         results["history"] = {
-            "table_rows": len(ids) * rows_per_metric + results["ingest"]["rows"],
+            "table_rows": len(ids) * rows_per_metric + 3 * results["ingest"]["rows"],
             "fill_seconds": round(fill_seconds, 1),
             **await store.history_latency(pool, ids, 500),
         }

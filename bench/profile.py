@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -55,6 +56,39 @@ async def record(executable: str, pids: list[int], seconds: float, output: Path)
         stacks.update(_read(part))
         part.unlink()
     output.write_text("".join(f"{stack} {count}\n" for stack, count in stacks.most_common()))
+
+
+class Recording:
+    """py-spy sampling `pids` from `start()` until `stop()` (for a phase of unknown
+    length, such as all sockets being set up); collapsed stacks of all go to `output`."""
+
+    def __init__(self, executable: str, pids: list[int], output: Path) -> None:
+        self._executable = executable
+        self._pids = pids
+        self._output = output
+        self._parts: list[tuple[asyncio.subprocess.Process, Path]] = []
+
+    async def start(self) -> None:
+        self._output.parent.mkdir(parents=True, exist_ok=True)
+        for pid in self._pids:
+            part = self._output.with_suffix(f".{pid}.txt")
+            process = await asyncio.create_subprocess_exec(
+                self._executable, "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_SECOND),
+                "--format", "raw", "--nonblocking", "--output", str(part),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            self._parts.append((process, part))
+
+    async def stop(self) -> None:
+        stacks: Counter[str] = Counter()
+        for process, part in self._parts:
+            # py-spy writes what it sampled when interrupted.
+            process.send_signal(signal.SIGINT)
+            await process.communicate()
+            if part.exists():
+                stacks.update(_read(part))
+                part.unlink()
+        self._output.write_text("".join(f"{stack} {count}\n" for stack, count in stacks.most_common()))
 
 
 def _read(path: Path) -> Counter[str]:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import random
 import statistics
+import struct
 import time
 from datetime import UTC, datetime, timedelta
 
 import aiopg
+import psycopg2
 
 from common import db
 
 
-async def ingest(pool: aiopg.Pool, metric_ids: list[int], ticks: int) -> dict:
-    """Insert one value per metric per tick the way the worker does; rows/s."""
+async def ingest(
+    pool: aiopg.Pool, metric_ids: list[int], ticks: int, copier: db.Copier | None = None
+) -> dict:
+    """Store one value per metric per tick the way the worker does (by COPY with
+    a `copier`, as `dashboard-worker run`; by INSERT without); rows/s."""
     now = datetime.now(UTC)
     rng = random.Random(1)
     started = time.perf_counter()
     for tick in range(ticks):
         stamp = now + timedelta(seconds=tick)
-        await db.insert_values(pool, [(metric_id, rng.random(), stamp) for metric_id in metric_ids])
+        rows = [(metric_id, rng.random(), stamp) for metric_id in metric_ids]
+        await (copier.store(rows) if copier is not None else db.insert_values(pool, rows))
     seconds = time.perf_counter() - started
     rows = ticks * len(metric_ids)
     return {
@@ -28,6 +35,45 @@ async def ingest(pool: aiopg.Pool, metric_ids: list[int], ticks: int) -> dict:
         "seconds": round(seconds, 3),
         "rows_per_second": round(rows / seconds),
     }
+
+
+def copy_reference(database_url: str, metric_ids: list[int], ticks: int) -> dict:
+    """The same rows as `ingest`, by a raw binary COPY into the same table (one
+    COPY and commit per tick, a synchronous connection): the ceiling `ingest`
+    is compared with in the same run."""
+    now = datetime.now(UTC)
+    rng = random.Random(1)
+    conn = psycopg2.connect(database_url)
+    try:
+        started = time.perf_counter()
+        for tick in range(ticks):
+            micros = _pg_micros(now + timedelta(seconds=tick))
+            data = io.BytesIO()
+            data.write(_COPY_HEADER)
+            for metric_id in metric_ids:
+                data.write(_COPY_ROW.pack(3, 8, metric_id, 8, rng.random(), 8, micros))
+            data.write(_COPY_TRAILER)
+            data.seek(0)
+            with conn.cursor() as cur:
+                cur.copy_expert("COPY metric_values (metric_id, value, ts) FROM STDIN (FORMAT binary)", data)
+            conn.commit()
+        seconds = time.perf_counter() - started
+    finally:
+        conn.close()
+    rows = ticks * len(metric_ids)
+    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds)}
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+# Per row: field count, then each field's length and value (bigint, float8, timestamptz).
+_COPY_ROW = struct.Struct("!hiqidiq")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _pg_micros(ts: datetime) -> int:
+    delta = ts - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 async def fill(pool: aiopg.Pool, metric_ids: list[int], per_metric: int) -> float:

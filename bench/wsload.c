@@ -4,7 +4,7 @@
  * server gets most of them (and --workers 2 has a second CPU to scale onto).
  *
  * Same arguments and the same JSON lines on stdout as bench/wsload.py:
- * opens --connections sockets (at most CONCURRENCY handshakes at once), waits
+ * opens --connections sockets (at most --concurrency handshakes at once, 200), waits
  * until each has had --initial-frames text frames, lets --settle seconds pass,
  * prints {"event": "connected", ...}; then for every "go SECONDS" line on stdin
  * counts what arrives for that long and prints {"event": "window", ...}. Any
@@ -13,7 +13,18 @@
  * metric_update messages, or several to a metric_updates message on sockets
  * opened with ?updates=batch (the --path given).
  *
- * One process, one epoll loop: --processes is accepted and ignored.
+ * One process, one epoll loop: --processes is accepted and ignored; for more
+ * sockets than one process may hold (or than one source address has ephemeral
+ * ports for), bench/__main__.py starts several, each with its own --source
+ * address in 127.0.0.0/8. Each window line also carries the sampled latencies
+ * as a histogram ("latency_histogram": [[bucket, count], ...], bucket b holding
+ * latencies around HIST_BASE^b microseconds), which merges across processes.
+ * A reconnect storm: after "storm INITIAL PATH RESUME" on stdin (the server is
+ * about to be killed and started again), every socket that the server closes
+ * is opened again at PATH (retrying while the port refuses), waits for INITIAL
+ * text frames, sends the text RESUME (no spaces) and counts as live again when
+ * its "complete" arrives; once all are, {"event": "storm", ...} is printed.
+ *
  * Built by bench/__main__.py with the system's C compiler (cc -O2).
  */
 #define _GNU_SOURCE
@@ -21,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -33,9 +45,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CONCURRENCY 200
+static int concurrency = 200; /* handshakes in flight at most (--concurrency) */
 #define READ_CHUNK 65536
 #define STDIN_TAG UINT32_MAX
+#define HIST_BASE 1.02 /* 1 % relative error at most */
+#define HIST_BUCKETS 1024
 
 enum { CONNECTING, HANDSHAKE, OPEN, CLOSED };
 
@@ -43,6 +57,8 @@ typedef struct {
     int fd;
     int state;
     int initial_left;
+    int resumed; /* storm: resume sent, waiting for its "complete" */
+    double retry_at; /* storm: when to connect again (0: not waiting) */
     unsigned char *buf;
     size_t len, cap;
 } Conn;
@@ -50,6 +66,14 @@ typedef struct {
 static const char UPDATE_PREFIX[] = "{\"action\":\"metric_update\",";
 static const char BATCH_PREFIX[] = "{\"action\":\"metric_updates\",";
 static const char TIMESTAMP_KEY[] = "\"timestamp\":\"";
+static const char COMPLETE_PREFIX[] = "{\"action\":\"complete\"";
+
+/* The storm (see the top of this file). */
+static int storming, storm_initial, storm_live, storm_reported;
+static long long storm_attempts;
+static double storm_started;
+static char *storm_path, *storm_resume;
+static int waiting_retry;
 
 static Conn *conns;
 static int n_conns, initial_frames, sample_every = 50;
@@ -59,8 +83,13 @@ static long long frames, updates;
 static double *samples;
 static size_t n_samples, cap_samples;
 static int epfd;
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr, source_addr;
+static int with_source;
 static char **requests;
+static const char *host = "127.0.0.1";
+static int port;
+static char **cookies;
+static int n_cookies;
 static size_t *request_lens;
 
 static double now_mono(void) {
@@ -147,15 +176,51 @@ static void count_batch(const unsigned char *p, size_t n) {
     }
 }
 
+static double now_mono(void);
+static double started_at;
+
 static void close_conn(Conn *c) {
     if (c->state == CLOSED) return;
     if (c->state == OPEN) alive--;
-    if (c->state == CONNECTING || c->state == HANDSHAKE) {
+    if (!storming && (c->state == CONNECTING || c->state == HANDSHAKE)) {
         fprintf(stderr, "wsload: a socket closed before its handshake completed\n");
         exit(1);
     }
+    if (!storming && c->state == OPEN && c->initial_left) {
+        /* Refused or closed during its set-up: the run would wait for it forever. */
+        fprintf(stderr, "wsload: a socket closed before it was set up (%d of %d were, %.1f s)\n", set_up, n_conns,
+                now_mono() - started_at);
+        exit(1);
+    }
+    if (storming && (c->state == CONNECTING || c->state == HANDSHAKE)) opening--;
     c->state = CLOSED;
     close(c->fd);
+    c->len = 0;
+    if (storming) {
+        /* Again soon, spread over 100-200 ms so refused ones do not spin. */
+        c->retry_at = now_mono() + 0.1 + (rand() % 100) / 1000.0;
+        c->resumed = 0;
+        waiting_retry++;
+    }
+}
+
+/* A masked client text frame (RFC 6455 5.3): the server refuses unmasked ones. */
+static void send_text(Conn *c, const char *text) {
+    size_t n = strlen(text), header = n < 126 ? 2 : 4;
+    unsigned char *frame = malloc(header + 4 + n);
+    const unsigned char mask[4] = {0x5a, 0x17, 0xc3, 0x8e};
+    frame[0] = 0x81;
+    if (n < 126) {
+        frame[1] = (unsigned char)(0x80 | n);
+    } else {
+        frame[1] = 0x80 | 126;
+        frame[2] = (unsigned char)(n >> 8);
+        frame[3] = (unsigned char)n;
+    }
+    memcpy(frame + header, mask, 4);
+    for (size_t i = 0; i < n; i++) frame[header + 4 + i] = (unsigned char)text[i] ^ mask[i % 4];
+    if (write(c->fd, frame, header + 4 + n) < 0 && errno != EAGAIN) close_conn(c);
+    free(frame);
 }
 
 static void open_next(void);
@@ -180,8 +245,20 @@ static void read_frames(Conn *c) {
         }
         if (c->len - off < header + size) break;
         unsigned char *payload = f + header;
-        if (opcode == 1 && c->initial_left) {
-            if (--c->initial_left == 0) set_up++;
+        if (opcode == 1 && storming && c->resumed) {
+            if (has_prefix(payload, size, COMPLETE_PREFIX, sizeof COMPLETE_PREFIX - 1)) {
+                c->resumed = 0;
+                storm_live++;
+            }
+        } else if (opcode == 1 && c->initial_left) {
+            if (--c->initial_left == 0) {
+                if (storming) {
+                    send_text(c, storm_resume);
+                    c->resumed = 1;
+                } else {
+                    set_up++;
+                }
+            }
         } else if (opcode == 1 && counting) {
             frames++;
             if (has_prefix(payload, size, UPDATE_PREFIX, sizeof UPDATE_PREFIX - 1)) {
@@ -245,6 +322,11 @@ static void on_writable(Conn *c, uint32_t index) {
     int error = 0;
     socklen_t len = sizeof error;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len);
+    if (error && storming) {
+        close_conn(c);
+        open_next();
+        return;
+    }
     if (error) {
         errno = error;
         fail("connect");
@@ -256,19 +338,42 @@ static void on_writable(Conn *c, uint32_t index) {
     if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev)) fail("epoll_ctl");
 }
 
+static void open_one(uint32_t index);
+
 static void open_next(void) {
-    while (opening < CONCURRENCY && next_to_open < n_conns) {
-        uint32_t index = (uint32_t)next_to_open++;
+    while (opening < concurrency && next_to_open < n_conns) open_one((uint32_t)next_to_open++);
+    if (!storming || !waiting_retry) return;
+    double now = now_mono();
+    for (int i = 0; i < n_conns && opening < concurrency && waiting_retry; i++) {
+        Conn *c = &conns[i];
+        if (c->state == CLOSED && c->retry_at && c->retry_at <= now) {
+            c->retry_at = 0;
+            waiting_retry--;
+            storm_attempts++;
+            open_one((uint32_t)i);
+        }
+    }
+}
+
+static void open_one(uint32_t index) {
+    {
         Conn *c = &conns[index];
         c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (c->fd < 0) fail("socket");
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (with_source) {
+            /* The port is chosen at connect(), per destination: each source
+             * address then has its whole ephemeral range for this server. */
+            setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            if (bind(c->fd, (struct sockaddr *)&source_addr, sizeof source_addr)) fail("bind");
+        }
         c->state = CONNECTING;
-        c->initial_left = initial_frames;
-        if (initial_frames == 0) set_up++;
-        if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) && errno != EINPROGRESS)
-            fail("connect");
+        c->initial_left = storming ? storm_initial : initial_frames;
+        if (!storming && initial_frames == 0) set_up++;
+        if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) && errno != EINPROGRESS) {
+            if (!storming) fail("connect");
+        }
         struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = index};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev)) fail("epoll_ctl");
         opening++;
@@ -290,18 +395,68 @@ static void print_ms(const char *name, double fraction) {
     printf(", \"%s\": %.2f", name, samples[i] * 1000);
 }
 
+static void print_histogram(void) {
+    static long long counts[HIST_BUCKETS];
+    memset(counts, 0, sizeof counts);
+    for (size_t i = 0; i < n_samples; i++) {
+        double us = samples[i] * 1e6;
+        int b = us <= 1 ? 0 : (int)lround(log(us) / log(HIST_BASE));
+        if (b >= HIST_BUCKETS) b = HIST_BUCKETS - 1;
+        counts[b]++;
+    }
+    printf(", \"latency_histogram\": [");
+    int first = 1;
+    for (int b = 0; b < HIST_BUCKETS; b++) {
+        if (!counts[b]) continue;
+        printf("%s[%d, %lld]", first ? "" : ", ", b, counts[b]);
+        first = 0;
+    }
+    printf("]");
+}
+
+/* One upgrade request per connection to `path` (a random key each, as RFC 6455 asks). */
+static void build_requests(const char *path) {
+    if (!requests) {
+        requests = calloc((size_t)n_conns, sizeof *requests);
+        request_lens = calloc((size_t)n_conns, sizeof *request_lens);
+        srand((unsigned)getpid());
+    }
+    for (int i = 0; i < n_conns; i++) {
+        unsigned char raw[16];
+        char key[25];
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int k = 0; k < 16; k++) raw[k] = (unsigned char)rand();
+        for (int k = 0, o = 0; k < 16; k += 3) {
+            unsigned v = raw[k] << 16 | (k + 1 < 16 ? raw[k + 1] << 8 : 0) | (k + 2 < 16 ? raw[k + 2] : 0);
+            key[o++] = b64[v >> 18 & 63];
+            key[o++] = b64[v >> 12 & 63];
+            key[o++] = k + 1 < 16 ? b64[v >> 6 & 63] : '=';
+            key[o++] = k + 2 < 16 ? b64[v & 63] : '=';
+        }
+        key[24] = 0;
+        free(requests[i]);
+        int n = asprintf(&requests[i],
+                         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nCookie: dashboard_session=%s\r\n\r\n",
+                         path, host, port, key, cookies[i % n_cookies]);
+        if (n < 0) fail("asprintf");
+        request_lens[i] = (size_t)n;
+    }
+}
+
+static void rebuild_requests(const char *path) { build_requests(path); }
+
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1", *path = NULL;
-    int port = 0;
+    const char *path = NULL, *source = NULL;
     double settle = 2.0;
-    char **cookies = NULL;
-    int n_cookies = 0;
     static struct option options[] = {
         {"host", required_argument, 0, 'h'},       {"port", required_argument, 0, 'p'},
         {"path", required_argument, 0, 'P'},       {"cookie", required_argument, 0, 'c'},
         {"connections", required_argument, 0, 'n'}, {"settle", required_argument, 0, 's'},
         {"sample-every", required_argument, 0, 'e'}, {"initial-frames", required_argument, 0, 'i'},
-        {"processes", required_argument, 0, 'x'},  {0, 0, 0, 0},
+        {"processes", required_argument, 0, 'x'},  {"source", required_argument, 0, 'S'},
+        {"concurrency", required_argument, 0, 'C'},
+        {0, 0, 0, 0},
     };
     for (int opt; (opt = getopt_long(argc, argv, "", options, NULL)) != -1;) {
         switch (opt) {
@@ -317,6 +472,8 @@ int main(int argc, char **argv) {
         case 'e': sample_every = atoi(optarg); break;
         case 'i': initial_frames = atoi(optarg); break;
         case 'x': break;
+        case 'S': source = optarg; break;
+        case 'C': concurrency = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -335,30 +492,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "wsload: --host must be an IPv4 address\n");
         return 2;
     }
-    /* One upgrade request per connection (a random key each, as RFC 6455 asks). */
-    requests = calloc((size_t)n_conns, sizeof *requests);
-    request_lens = calloc((size_t)n_conns, sizeof *request_lens);
-    srand((unsigned)getpid());
-    for (int i = 0; i < n_conns; i++) {
-        unsigned char raw[16];
-        char key[25];
-        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        for (int k = 0; k < 16; k++) raw[k] = (unsigned char)rand();
-        for (int k = 0, o = 0; k < 16; k += 3) {
-            unsigned v = raw[k] << 16 | (k + 1 < 16 ? raw[k + 1] << 8 : 0) | (k + 2 < 16 ? raw[k + 2] : 0);
-            key[o++] = b64[v >> 18 & 63];
-            key[o++] = b64[v >> 12 & 63];
-            key[o++] = k + 1 < 16 ? b64[v >> 6 & 63] : '=';
-            key[o++] = k + 2 < 16 ? b64[v & 63] : '=';
+    if (source) {
+        source_addr.sin_family = AF_INET;
+        if (inet_pton(AF_INET, source, &source_addr.sin_addr) != 1) {
+            fprintf(stderr, "wsload: --source must be an IPv4 address\n");
+            return 2;
         }
-        key[24] = 0;
-        int n = asprintf(&requests[i],
-                         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nCookie: dashboard_session=%s\r\n\r\n",
-                         path, host, port, key, cookies[i % n_cookies]);
-        if (n < 0) fail("asprintf");
-        request_lens[i] = (size_t)n;
+        with_source = 1;
     }
+    build_requests(path);
 
     conns = calloc((size_t)n_conns, sizeof *conns);
     epfd = epoll_create1(0);
@@ -367,10 +509,11 @@ int main(int argc, char **argv) {
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &in)) fail("epoll_ctl stdin");
 
     double started = now_mono(), cpu_started = cpu_seconds();
+    started_at = started;
     double connect_seconds = -1, connect_cpu = 0, settled_at = 0;
     double window_end = 0, window_start = 0, window_cpu = 0;
     int connected_sent = 0;
-    char line[256];
+    char line[8192];
     size_t line_len = 0;
     struct epoll_event events[512];
     open_next();
@@ -396,12 +539,23 @@ int main(int argc, char **argv) {
             print_ms("latency_p50_ms", 0.50);
             print_ms("latency_p95_ms", 0.95);
             print_ms("latency_p99_ms", 0.99);
+            print_histogram();
             printf(", \"client_cpu_seconds\": %.3f, \"client_processes\": 1}\n", cpu_seconds() - window_cpu);
             fflush(stdout);
+        }
+        if (storming) {
+            open_next();
+            if (!storm_reported && storm_live == n_conns) {
+                storm_reported = 1;
+                printf("{\"event\": \"storm\", \"seconds\": %.3f, \"live\": %d, \"connect_attempts\": %lld}\n",
+                       now_mono() - storm_started, storm_live, storm_attempts);
+                fflush(stdout);
+            }
         }
         double next = counting ? window_end : (connect_seconds >= 0 && !connected_sent ? settled_at : 0);
         int timeout = next ? (int)((next - now) * 1000) + 1 : 100;
         if (timeout > 100) timeout = 100;
+        if (storming && timeout > 10) timeout = 10;
         int ready = epoll_wait(epfd, events, 512, timeout < 0 ? 0 : timeout);
         if (ready < 0 && errno != EINTR) fail("epoll_wait");
         for (int i = 0; i < ready; i++) {
@@ -415,6 +569,19 @@ int main(int argc, char **argv) {
                 while ((newline = strchr(line, '\n'))) {
                     *newline = 0;
                     double seconds;
+                    char path_arg[1024], resume_arg[4096];
+                    if (sscanf(line, "storm %d %1023s %4095s", &storm_initial, path_arg, resume_arg) == 3) {
+                        storming = 1;
+                        storm_live = storm_reported = 0;
+                        storm_attempts = 0;
+                        storm_started = now_mono();
+                        storm_path = strdup(path_arg);
+                        storm_resume = strdup(resume_arg);
+                        rebuild_requests(storm_path);
+                        line_len -= (size_t)(newline + 1 - line);
+                        memmove(line, newline + 1, line_len + 1);
+                        continue;
+                    }
                     if (sscanf(line, "go %lf", &seconds) != 1 || !connected_sent) goto done;
                     frames = updates = 0;
                     n_samples = 0;

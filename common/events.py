@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from common.db import AlertEvent, AlertRule, Metric, MetricValue
@@ -90,6 +91,8 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
     """
     values = list(values)
     seqs = {stored.seq for _, stored in values if stored.seq is not None}
+    # A tick's (or a push's) values share a timestamp: formatted once.
+    stamps: dict[datetime, str] = {}
     return json.dumps(
         {
             "v": EVENT_VERSION,
@@ -104,7 +107,7 @@ def encode_values(dashboard_id: int, values: Iterable[tuple[Metric, MetricValue]
                     "metric_name": metric.name,
                     "unit": metric.unit,
                     "value": stored.value,
-                    "timestamp": stored.ts.isoformat(),
+                    "timestamp": stamps.get(stored.ts) or stamps.setdefault(stored.ts, stored.ts.isoformat()),
                 }
                 for metric, stored in values
             ],

@@ -34,12 +34,17 @@ async def store_and_publish(
     rows: Sequence[tuple[int, float, datetime]],
     on_publish_error: Callable[[Exception], None] | None = None,
     fence: Mapping[int, int] | None = None,
+    copier: db.Copier | None = None,
 ) -> list[db.MetricValue]:
     """Store (metric_id, value, ts) rows in one transaction, then publish those
     stored: one message per dashboard. `metrics` must hold every metric named in
     rows; `fence` is a worker's lease tokens (db.insert_values). A failed publish
-    is logged and passed to `on_publish_error` (for counting)."""
-    stored = await db.insert_values(pool, rows, fence=fence)
+    is logged and passed to `on_publish_error` (for counting). With a `copier`,
+    large batches go by COPY (common/db/copyin.py), with the same guarantees."""
+    if copier is not None and len(rows) >= db.COPY_MIN_ROWS:
+        stored = await copier.store(rows, fence)
+    else:
+        stored = await db.insert_values(pool, rows, fence=fence)
     await publish_stored(pool, redis_client, channels, metrics, stored, on_publish_error)
     return stored
 

@@ -562,6 +562,41 @@ class BatchPushSchema(Schema):
     )
 
 
+_PLAIN_ITEM_KEYS = (frozenset({"value"}), frozenset({"metric_id", "value"}))
+
+
+def load_plain_push(data: dict[str, Any], with_metric_id: bool) -> dict[str, Any] | None:
+    """What PushSchema (or BatchPushSchema, `with_metric_id`) loads from `data`,
+    for the common body only: nothing but `values`, each item a metric id (batch)
+    and a JSON number, no timestamps. None for anything else, which the schema
+    then loads (and words the errors of). Marshmallow spends about 25 µs on each
+    item; a push of thousands of values spent half its server CPU there."""
+    items = data.get("values") if len(data) == 1 else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_PUSHED_VALUES:
+        return None
+    keys = _PLAIN_ITEM_KEYS[with_metric_id]
+    loaded = []
+    for item in items:
+        if type(item) is not dict or item.keys() != keys:
+            return None
+        value = item["value"]
+        # JSON numbers only (bool is an int); load_strict_json already refused NaN and infinities.
+        if type(value) is float:
+            pass
+        elif type(value) is int and -(2**63) <= value <= MAX_ID:
+            value = float(value)
+        else:
+            return None
+        entry: dict[str, Any] = {"value": value, "timestamp": None}
+        if with_metric_id:
+            metric_id = item["metric_id"]
+            if type(metric_id) is not int or not 1 <= metric_id <= MAX_ID:
+                return None
+            entry["metric_id"] = metric_id
+        loaded.append(entry)
+    return {"values": loaded}
+
+
 # Editing a dashboard (server/editing.py) -----------------------------------------
 # Bounds follow the database's CHECKs; unknown fields are refused by name.
 

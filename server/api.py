@@ -22,7 +22,7 @@ from aiohttp import web
 from common import db
 from common.counters import Decrease
 from common.ingest import publish_stored
-from common.schemas import BatchPushSchema, PushSchema
+from common.schemas import BatchPushSchema, PushSchema, load_plain_push
 from common.sources import PUSH, is_generated
 from common.tokens import token_hash
 from server.jsonbody import json_error, load_body
@@ -53,7 +53,9 @@ def _one_value_shorthand(data: dict[str, Any]) -> dict[str, Any]:
 
 async def push_metric_values(request: web.Request) -> web.Response:
     dashboard_id = await _token_dashboard(request)
-    body = await load_body(request, PushSchema(), _one_value_shorthand)
+    body = await load_body(
+        request, PushSchema(), _one_value_shorthand, lambda data: load_plain_push(data, with_metric_id=False)
+    )
     metric_id = int(request.match_info["id"])
     for item in body["values"]:
         item["metric_id"] = metric_id
@@ -65,7 +67,12 @@ async def push_metric_values(request: web.Request) -> web.Response:
 
 async def push_values(request: web.Request) -> web.Response:
     dashboard_id = await _token_dashboard(request)
-    body = await load_body(request, BatchPushSchema(), _one_value_shorthand)
+    body = await load_body(
+        request,
+        BatchPushSchema(),
+        _one_value_shorthand,
+        lambda data: load_plain_push(data, with_metric_id=True),
+    )
     metrics = {m.id: m for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     unknown = {
         str(i): {"metric_id": [f"no metric {item['metric_id']} on this token's dashboard"]}
@@ -122,11 +129,18 @@ async def _store(
         stored,
         on_publish_error=request.app[TELEMETRY_KEY].backend_error,
     )
+    # A push's values mostly share one timestamp (stamped when stored): written once.
+    stamps: dict[datetime, str] = {}
     return web.json_response(
         {
             "stored": len(stored),
             "values": [
-                {"id": v.id, "metric_id": v.metric_id, "value": v.value, "timestamp": v.ts.isoformat()}
+                {
+                    "id": v.id,
+                    "metric_id": v.metric_id,
+                    "value": v.value,
+                    "timestamp": stamps.get(v.ts) or stamps.setdefault(v.ts, v.ts.isoformat()),
+                }
                 for v in stored
             ],
         },

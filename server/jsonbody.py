@@ -34,12 +34,18 @@ async def load_body(
     request: web.Request,
     schema: Schema,
     reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    plain: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """The body as a JSON object validated by `schema` (after `reshape`), or a 4xx
-    whose `errors` name what was wrong (`body` for the body as a whole)."""
+    whose `errors` name what was wrong (`body` for the body as a whole).
+
+    `plain` may load the common shape of a body faster, exactly as `schema`
+    would; it returns None for anything else, which `schema` then loads."""
     data = await _json_object(request)
     if reshape is not None:
         data = reshape(data)
+    if plain is not None and (loaded := plain(data)) is not None:
+        return loaded
     try:
         return schema.load(data)
     except ValidationError as exc:

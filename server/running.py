@@ -21,8 +21,9 @@ from aiohttp import web
 
 from common.sdnotify import beat_forever, notify, run_watchdog
 from common.telemetry import serve_registry
+from server.gcpolicy import freeze_after_bursts, tune
 from server.httplimits import GuardedSite
-from server.keys import SETTINGS_KEY, TELEMETRY_KEY
+from server.keys import HUB_KEY, SETTINGS_KEY, TELEMETRY_KEY
 from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
@@ -83,23 +84,29 @@ async def _serve(
                 log.info(
                     "this process's metrics at http://%s:%d/metrics", settings.metrics_host, metrics_port
                 )
-            await _until_stopped(stop, host, port, heartbeat)
+            await _until_stopped(app, stop, host, port, heartbeat)
     finally:
         await runner.cleanup()
 
 
-async def _until_stopped(stop: asyncio.Event, host: str, port: int, heartbeat: Heartbeat | None) -> None:
+async def _until_stopped(
+    app: web.Application, stop: asyncio.Event, host: str, port: int, heartbeat: Heartbeat | None
+) -> None:
     """Tell systemd (or the parent) this process serves, until `stop` is set."""
     # What exists now (modules, the app, its pools) lives as long as the
-    # process: frozen, full garbage collections no longer walk it.
+    # process: frozen, full garbage collections no longer walk it. So is what
+    # each burst of socket set-ups leaves (server/gcpolicy.py).
     gc.collect()
     gc.freeze()
+    tune()
+    freezer = asyncio.create_task(freeze_after_bursts(app[HUB_KEY]), name="gc-freezer")
     notify(f"READY=1\nSTATUS=serving on {host}:{port}")
     liveness = run_watchdog() if heartbeat is None else beat_forever(*heartbeat)
     watchdog = asyncio.create_task(liveness, name="liveness")
     await stop.wait()
     log.info("stopping: closing sockets with 1001")
     notify("STOPPING=1")
-    watchdog.cancel()
-    with suppress(asyncio.CancelledError):
-        await watchdog
+    for task in (watchdog, freezer):
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -11,6 +11,11 @@ token, so their session lives in the cookie alone (`anon.<token>`, a
 double-submit token, for an hour): anonymous requests write nothing to
 Redis, however many there are. The 7-day session in Redis is made at login
 (under a fresh key: server/auth.py log_in).
+
+The sessions asked for in one event-loop turn are read in one pipeline
+(server/live/sharedreads.py, `read_batched`): a reconnect storm of thousands of
+sockets is a few round trips to Redis, not one per socket waiting for one of
+the pool's connections.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from aiohttp_session import AbstractStorage, Session, SessionData
 
 from common.redisconn import RedisClient
 from server.auth import CSRF_SESSION_KEY, session_redis_key, session_user_id
+from server.live.sharedreads import SharedReads
 
 ANONYMOUS_PREFIX = "anon."
 # How long a login form may be left open before its token is refused.
@@ -40,6 +46,7 @@ class RedisSessionStorage(AbstractStorage):
     def __init__(self, redis_client: RedisClient, **cookie_options: Any) -> None:
         super().__init__(encoder=json.dumps, decoder=json.loads, **cookie_options)
         self._redis = redis_client
+        self._reads = SharedReads()
 
     async def load_session(self, request: web.Request) -> Session:
         key = self.load_cookie(request)
@@ -50,7 +57,8 @@ class RedisSessionStorage(AbstractStorage):
                 return Session(None, data=anonymous, new=False, max_age=ANONYMOUS_MAX_AGE)
             return Session(None, data=None, new=True, max_age=self.max_age)
         if key is not None:
-            raw = await self._redis.get(session_redis_key(str(key)))
+            # The sessions asked for in one loop turn are read in one pipeline (a reconnect storm).
+            raw = await self._reads.read_batched("get", session_redis_key(str(key)), self._get_many)
             if raw is not None:
                 try:
                     stored = self._decoder(_text(raw))
@@ -58,6 +66,13 @@ class RedisSessionStorage(AbstractStorage):
                     stored = None
                 return Session(str(key), data=stored, new=False, max_age=self.max_age)
         return Session(None, data=None, new=True, max_age=self.max_age)
+
+    async def _get_many(self, redis_keys: list[str]) -> dict[str, bytes | str | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for redis_key in redis_keys:
+                pipe.get(redis_key)
+            found = await pipe.execute()
+        return dict(zip(redis_keys, found, strict=True))
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session

@@ -207,6 +207,60 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
         await publisher
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("form", ["single", "batch"])
+async def test_a_fan_out_split_over_loop_turns_keeps_every_socket_gapless_and_in_order(
+    client, pool, make_user, make_dashboard, make_metric, form, monkeypatch
+):
+    """With one connection per slice (server/live/hub.py, FANOUT_SLICE), each update
+    reaches the sockets over several loop turns while more arrive, sockets open
+    and subscribe: every socket still gets exactly the stored ids after its
+    history, in order."""
+    monkeypatch.setattr("server.live.hub.FANOUT_SLICE", 1)
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    await log_in(client, "alice")
+    streaming = True
+
+    async def stream() -> None:
+        first = 0
+        while streaming:
+            await publish_many(pool, cpu, 5, first)
+            first += 5
+            await asyncio.sleep(0.002)
+
+    sockets: list[tuple[aiohttp.ClientWebSocketResponse, list[int]]] = []
+
+    async def read_until(ws: aiohttp.ClientWebSocketResponse, ids: list[int], count: int) -> None:
+        while len(ids) < count:
+            message = await receive(ws)
+            if message["action"] == "metric_history":
+                ids += [v["id"] for v in message["payload"]["values"]]
+            elif message["action"] in ("metric_update", "metric_updates"):
+                ids += (
+                    [v[1] for v in unpacked_updates(message)]
+                    if form == "batch"
+                    else [message["payload"]["id"]]
+                )
+
+    publisher = asyncio.create_task(stream())
+    try:
+        for _ in range(6):
+            ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/?updates={form}")
+            sockets.append((ws, []))
+            # The sockets opened before keep reading (and being written to in slices).
+            await asyncio.gather(*(read_until(w, ids, len(ids) + 10) for w, ids in sockets))
+    finally:
+        streaming = False
+        await publisher
+    stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
+    for ws, ids in sockets:
+        start = stored.index(ids[0])
+        assert ids == stored[start : start + len(ids)], "gap, duplicate or disorder"
+        await ws.close()
+
+
 async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
     client, new_client, pool, make_user, make_dashboard, make_metric
 ):

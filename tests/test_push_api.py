@@ -180,3 +180,56 @@ def test_token_cli_creates_lists_and_revokes_with_only_a_hash_stored(database_ur
     again = runner.invoke(server_main, [*options, "token", "revoke", "ops", "1"])
     assert again.exit_code == 1 and "no active token 1" in again.output
     assert "\trevoked\t" in runner.invoke(server_main, [*options, "token", "list", "ops"]).stdout
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [{"metric_id": 1, "value": 1.5}, {"metric_id": 2, "value": -3}],
+        [{"metric_id": 1, "value": 2**63 - 1}, {"metric_id": 2**63 - 1, "value": -0.0}],
+        [{"metric_id": 1, "value": True}],
+        [{"metric_id": True, "value": 1.0}],
+        [{"metric_id": 0, "value": 1.0}],
+        [{"metric_id": 2**63, "value": 1.0}],
+        [{"metric_id": 1, "value": 10**400}],
+        [{"metric_id": 1, "value": "1.0"}],
+        [{"metric_id": 1.0, "value": 1.0}],
+        [{"metric_id": 1, "value": 1.0, "extra": 1}],
+        [{"metric_id": 1, "value": 1.0, "timestamp": "2026-12-07T01:00:00+00:00"}],
+        [{"metric_id": 1, "value": 1.0, "timestamp": None}],
+        [{"metric_id": 1}],
+        [["not", "an", "object"]],
+        [],
+    ],
+)
+@pytest.mark.parametrize("with_metric_id", [True, False])
+def test_the_plain_push_loader_loads_exactly_what_the_schema_loads(values, with_metric_id):
+    """server/api.py loads the common body without marshmallow (common.schemas.load_plain_push):
+    whatever it accepts, the schema accepts with the same result; the rest it leaves to the schema."""
+    from marshmallow import ValidationError
+
+    from common.schemas import BatchPushSchema, PushSchema, load_plain_push
+
+    if not with_metric_id:
+        values = [
+            {k: v for k, v in item.items() if k != "metric_id"} if isinstance(item, dict) else item
+            for item in values
+        ]
+    data = {"values": values}
+    plain = load_plain_push(data, with_metric_id)
+    schema = BatchPushSchema() if with_metric_id else PushSchema()
+    try:
+        loaded = schema.load(data)
+    except ValidationError:
+        loaded = None
+    if plain is not None:
+        assert plain == loaded
+        assert [type(item["value"]) for item in plain["values"]] == [
+            type(item["value"]) for item in loaded["values"]
+        ]
+    keys = {"metric_id", "value"} if with_metric_id else {"value"}
+    if loaded is not None and all(item.keys() == keys for item in values):
+        assert plain is not None, "the common body takes the fast path"
+    # The plain loader never takes timestamps: the schema words their rules.
+    if any(isinstance(item, dict) and "timestamp" in item for item in values):
+        assert plain is None

@@ -1,13 +1,32 @@
-"""common.db.insert_values stores exactly what it is given (its columns travel as array literals)."""
+"""Storing values stores exactly what it is given: common.db.insert_values (its
+columns travel as array literals) and the worker's binary COPY (common/db/copyin.py)
+alike, with the same numbering, order and fencing."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from common import db
 
 
-async def test_values_and_timestamps_come_back_exactly_as_given(pool, make_dashboard, make_metric):
+@pytest.fixture(params=["insert", "copy"])
+async def store(request, pool, settings) -> AsyncIterator:
+    """`store(rows, fence=None)` by INSERT or by COPY."""
+    if request.param == "insert":
+        yield lambda rows, fence=None: db.insert_values(pool, rows, fence=fence)
+        return
+    copier = db.Copier(settings.database_url or "")
+    try:
+        yield copier.store
+    finally:
+        copier.close()
+
+
+async def test_values_and_timestamps_come_back_exactly_as_given(store, pool, make_dashboard, make_metric):
     ops = await make_dashboard("ops")
     first, second = await make_metric(ops, "a"), await make_metric(ops, "b")
     now = datetime.now(UTC).replace(microsecond=123456)
@@ -20,7 +39,7 @@ async def test_values_and_timestamps_come_back_exactly_as_given(pool, make_dashb
         (first.id, -123456789.125, now.astimezone(india)),  # another offset: the same instant
         (second.id, 42.0, now + timedelta(microseconds=1)),
     ]
-    stored = await db.insert_values(pool, rows)
+    stored = await store(rows)
     assert [(v.metric_id, v.value, v.ts) for v in stored] == rows
     assert [v.id for v in stored] == sorted(v.id for v in stored)
     read = await db.latest_values(pool, [first.id, second.id], 10)
@@ -29,20 +48,59 @@ async def test_values_and_timestamps_come_back_exactly_as_given(pool, make_dashb
     }
 
 
-async def test_a_thousand_values_in_one_call_keep_their_order(pool, make_dashboard, make_metric):
+async def test_a_thousand_values_in_one_call_keep_their_order(store, pool, make_dashboard, make_metric):
     ops = await make_dashboard("ops")
     metrics = [await make_metric(ops, f"m{i}") for i in range(10)]
     now = datetime.now(UTC)
     rows = [(metrics[i % 10].id, i / 7, now + timedelta(microseconds=i)) for i in range(1000)]
-    stored = await db.insert_values(pool, rows)
+    stored = await store(rows)
     assert [(v.metric_id, v.value, v.ts) for v in stored] == rows
 
 
-async def test_rows_of_a_deleted_metric_are_left_out_and_the_rest_stored(pool, make_dashboard, make_metric):
+async def test_rows_of_a_deleted_metric_are_left_out_and_the_rest_stored(
+    store, pool, make_dashboard, make_metric
+):
     ops = await make_dashboard("ops")
     kept, gone = await make_metric(ops, "kept"), await make_metric(ops, "gone")
     await db.delete_metric(pool, ops.id, gone.id)
     now = datetime.now(UTC)
     rows = [(gone.id, 1.0, now), (kept.id, 2.0, now), (gone.id, 3.0, now), (kept.id, 4.0, now)]
-    stored = await db.insert_values(pool, rows)
+    stored = await store(rows)
     assert [(v.metric_id, v.value) for v in stored] == [(kept.id, 2.0), (kept.id, 4.0)]
+
+
+async def test_batches_are_numbered_per_dashboard_and_ids_grow_in_commit_order(
+    store, pool, make_dashboard, make_metric
+):
+    ops, web = await make_dashboard("ops"), await make_dashboard("web")
+    a, b = await make_metric(ops, "a"), await make_metric(web, "b")
+    now = datetime.now(UTC)
+    first = await store([(a.id, 1.0, now), (b.id, 2.0, now)] * 150)
+    second = await store([(a.id, 3.0, now)] * 300)
+    assert {v.seq for v in first if v.metric_id == a.id} == {1}
+    assert {v.seq for v in first if v.metric_id == b.id} == {1}
+    assert {v.seq for v in second} == {2}
+    ids = [v.id for v in first + second]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert (await db.dashboard_position(pool, ops.id)).last_value_id == second[-1].id
+    assert (await db.dashboard_position(pool, web.id)).last_value_id == max(
+        v.id for v in first if v.metric_id == b.id
+    )
+
+
+async def test_a_fence_stores_only_where_the_lease_still_has_its_token(
+    store, pool, make_dashboard, make_metric
+):
+    ops, web = await make_dashboard("ops"), await make_dashboard("web")
+    a, b = await make_metric(ops, "a"), await make_metric(web, "b")
+    async with pool.acquire() as conn:
+        tokens = await db.try_lease_dashboards(conn, str(uuid.uuid4()), [ops.id, web.id], 2, 60)
+    now = datetime.now(UTC)
+    rows = [(a.id, 1.0, now), (b.id, 2.0, now)] * 150
+    # web's lease changed hands since this worker got its token.
+    stale = {ops.id: tokens[ops.id], web.id: tokens[web.id] + 1000}
+    stored = await store(rows, fence=stale)
+    assert {v.metric_id for v in stored} == {a.id}
+    assert len(stored) == 150
+    read = await db.latest_values(pool, [a.id, b.id], 1000)
+    assert len(read[a.id]) == 150 and read[b.id] == []

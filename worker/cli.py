@@ -352,7 +352,14 @@ async def _producer(
             except REDIS_UNAVAILABLE as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
             channels = channels_for(settings.redis_url, settings.channel_prefix)
-            yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases)
+            # Ticks of many values go by binary COPY on a connection of its own (common/db/copyin.py).
+            copier = db.Copier(settings.database_url or "")
+            try:
+                yield Producer(
+                    pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases, copier=copier
+                )
+            finally:
+                copier.close()
         finally:
             await client.aclose()
 

@@ -57,9 +57,11 @@ class Producer:
         leases: Leases | None = None,
         telemetry: WorkerTelemetry | None = None,
         backlog_chunk: int = BACKLOG_CHUNK,
+        copier: db.Copier | None = None,
     ) -> None:
         self.telemetry = telemetry or WorkerTelemetry()
         self._pool = pool
+        self._copier = copier
         self._redis = redis_client
         self._channels = channels
         self._sources = Sources(rng or random.Random())
@@ -155,6 +157,7 @@ class Producer:
                 pending,
                 on_publish_error=self.telemetry.backend_error,
                 fence=None if ownership is None else ownership.tokens,
+                copier=self._copier,
             )
         except db.UNAVAILABLE as exc:
             log.warning("database unavailable, %d value(s) kept for later: %s", self.unsaved_values, exc)

@@ -21,6 +21,7 @@ from common.db.alerts import (
     list_alert_rules,
     list_recent_alert_events,
 )
+from common.db.copyin import COPY_MIN_ROWS, Copier
 from common.db.core import (
     UNAVAILABLE,
     AlreadyExists,
@@ -46,6 +47,7 @@ from common.db.dashboards import (
     get_member_dashboard,
     get_membership,
     get_user_and_membership,
+    get_users_and_memberships,
     list_dashboards,
     list_members,
     list_user_dashboards,
@@ -185,6 +187,7 @@ __all__ = [
     "ALERT_CONDITIONS",
     "CHART_STYLES",
     "CONTACT_KINDS",
+    "COPY_MIN_ROWS",
     "DEFAULT_PARTITION",
     "DELIVERY_WINDOW",
     "EDITOR",
@@ -204,6 +207,7 @@ __all__ = [
     "ApiToken",
     "Bucket",
     "ContactPoint",
+    "Copier",
     "CounterDecreases",
     "Credentials",
     "Dashboard",
@@ -275,6 +279,7 @@ __all__ = [
     "get_user",
     "get_user_and_membership",
     "get_user_by_username",
+    "get_users_and_memberships",
     "insert_pushed_values",
     "insert_values",
     "last_values",

@@ -164,6 +164,27 @@ async def get_user_and_membership(
     return (User(row[0], row[1]), row[2]) if row else (None, False)
 
 
+async def get_users_and_memberships(
+    pool: aiopg.Pool, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[User | None, bool]]:
+    """`get_user_and_membership` of many (user id, dashboard id) pairs in one round trip."""
+    if not pairs:
+        return {}
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT p.user_id, p.dashboard_id, u.username, m.user_id IS NOT NULL"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS p(user_id, dashboard_id)"
+            " JOIN users u ON u.id = p.user_id"
+            " LEFT JOIN dashboard_members m ON m.user_id = p.user_id AND m.dashboard_id = p.dashboard_id",
+            ([user_id for user_id, _ in pairs], [dashboard_id for _, dashboard_id in pairs]),
+        )
+        rows = await cur.fetchall()
+    found: dict[tuple[int, int], tuple[User | None, bool]] = {pair: (None, False) for pair in pairs}
+    for user_id, dashboard_id, username, member in rows:
+        found[(user_id, dashboard_id)] = (User(user_id, username), member)
+    return found
+
+
 async def get_membership(pool: aiopg.Pool, dashboard_id: int, user_id: int) -> Membership | None:
     """The dashboard and the user's role on it; None if not a member, or no such dashboard."""
     async with pool.acquire() as conn, conn.cursor() as cur:

@@ -127,9 +127,14 @@ async def _open(
     if user_id is None or key is None:
         _refuse(socket, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None
-    # One round trip for both checks: with thousands of sockets opening at
-    # once, set-up cost is what bounds how fast they are all served again.
-    user, member = await db.get_user_and_membership(app[DB_KEY], user_id, dashboard_id or 0)
+    # One round trip for both checks, and for those of every socket opening in
+    # the same loop turn (a read starts after its askers asked: revocations
+    # from `checked_at` on are still seen): with thousands of sockets opening
+    # at once, set-up cost is what bounds how fast they are all served again.
+    pool = app[DB_KEY]
+    user, member = await app[READS_KEY].read_batched(
+        "access", (user_id, dashboard_id or 0), lambda pairs: db.get_users_and_memberships(pool, pairs)
+    )
     if user is None:
         _refuse(socket, 401, "Authentication required", CloseCode.UNAUTHENTICATED)
         return None

@@ -222,7 +222,13 @@ def resume_loader(
                 answers[metric_id]["last_id"] = values[-1].id if values else positions[metric_id]
         return _history_frames(metrics, answers)
 
-    return load
+    async def shared(metric_ids: list[int]) -> HistoryFrames:
+        # After a restart most clients of a dashboard hold the same newest
+        # values: their `resume`s ask the same thing, read once (as `latest_loader`).
+        key = ("resume", id(metrics), tuple((i, positions[i]) for i in metric_ids))
+        return await app[READS_KEY].read(key, lambda: load(metric_ids))
+
+    return shared
 
 
 async def send_histories(

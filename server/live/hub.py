@@ -9,6 +9,14 @@ handed that one piece, so an update touches only its subscribers and costs
 one call per connection per event-loop turn, however many values and
 messages arrived in that turn.
 
+One update to thousands of sockets is handed over in slices of
+`FANOUT_SLICE` connections, one slice per event-loop turn, so that reading
+Redis, socket set-ups and other dashboards' updates are not held up for the
+whole fan-out. The slices form one queue (`_backlog`): every connection gets
+its updates in the order they were received, and whatever must see all
+earlier updates delivered first (a subscription change, the end of a hold,
+an alert, a control message) empties the queue at once (`_deliver_pending`).
+
 Values reach the fan-out through `LiveStreams` (server/live/gaps.py), which
 hands each dashboard's batches over in the order they were stored and fills
 in those whose publish was lost. Everything downstream (holds, floors,
@@ -19,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +66,9 @@ SHARDED_POLL_SECONDS = 0.02
 POLL_SECONDS = 0.1
 # Distinct subscription sets kept for sharing (Hub._shared_set).
 MAX_SHARED_SETS = 10_000
+# Connections handed one update per event-loop turn before the rest wait for the
+# next turn: about 5-10 ms of writes on loopback (bench/RESULTS.md).
+FANOUT_SLICE = 1_000
 
 
 class Hub:
@@ -83,6 +94,12 @@ class Hub:
         self._pending: dict[int, list[Update]] = {}
         self._pending_timestamps: list[str] = []
         self._delivery: asyncio.Handle | None = None
+        # Handed over in part (FANOUT_SLICE): frames, the updates they carry,
+        # the connections to hand them to, and how many of those have them.
+        self._backlog: deque[tuple[bytes, list[Update], tuple[ClientConnection, ...], int]] = deque()
+        # Connections ever added and removed (server/gcpolicy.py watches them).
+        self.added_total = 0
+        self.removed_total = 0
         self._subscription_sets: dict[frozenset[int], frozenset[int]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         # Channel joins and leaves are serialised so that a leave racing a new
@@ -149,6 +166,7 @@ class Hub:
         """
         dashboard_id = conn.dashboard.id
         self._by_dashboard[dashboard_id].add(conn)
+        self.added_total += 1
         channel = self._channels.dashboard(dashboard_id)
         async with self._channel_lock:
             if channel not in self._joined:
@@ -173,7 +191,9 @@ class Hub:
         connections = self._by_dashboard.get(dashboard_id)
         if connections is None:
             return
-        connections.discard(conn)
+        if conn in connections:
+            connections.discard(conn)
+            self.removed_total += 1
         if not connections:
             del self._by_dashboard[dashboard_id]
             if self._closed:
@@ -323,16 +343,48 @@ class Hub:
         self._pending_timestamps += [event.timestamp for event in values]
         # Handed over once per loop turn: when messages come faster than one
         # per turn, a connection gets all of them in one call, not one each.
+        self._schedule_delivery()
+
+    def _schedule_delivery(self) -> None:
         if self._delivery is None:
-            self._delivery = asyncio.get_running_loop().call_soon(self._deliver_pending)
+            self._delivery = asyncio.get_running_loop().call_soon(self._deliver_turn)
+
+    def _deliver_turn(self) -> None:
+        self._delivery = None
+        self._hand_over(FANOUT_SLICE)
 
     def _deliver_pending(self) -> None:
-        """Hand the updates received since the last turn to their subscribers, in order."""
+        """Hand everything received so far to its subscribers now, in order."""
+        self._hand_over(None)
+
+    def _hand_over(self, budget: int | None) -> None:
+        """Hand over the updates received since the last turn after those still
+        in the backlog: to `budget` connections, or all with None."""
         if self._delivery is not None:
             self._delivery.cancel()
             self._delivery = None
-        if not self._pending:
-            return  # called on every (un)subscribe too, mostly with nothing waiting
+        if self._pending:
+            self._queue_pending()
+        backlog = self._backlog
+        while backlog:
+            frames, selected, connections, done = backlog[0]
+            end = len(connections) if budget is None else min(len(connections), done + budget)
+            for index in range(done, end):
+                connections[index].deliver(frames, selected)
+            if budget is not None:
+                budget -= end - done
+            if end < len(connections):
+                backlog[0] = (frames, selected, connections, end)
+            else:
+                backlog.popleft()
+            if budget is not None and budget <= 0:
+                break
+        if backlog:
+            self._schedule_delivery()
+
+    def _queue_pending(self) -> None:
+        """The updates received since the last turn, as frames per subscription
+        group, at the end of the backlog (each group's connections as of now)."""
         pending, self._pending = self._pending, {}
         timestamps, self._pending_timestamps = self._pending_timestamps, []
         sent = 0
@@ -347,10 +399,9 @@ class Hub:
                     frames = selected[0].frame
                 else:
                     frames = b"".join(update.frame for update in selected)
-                for conn in tuple(group):
-                    conn.deliver(frames, selected)
+                self._backlog.append((frames, selected, tuple(group), 0))
                 sent += len(selected) * len(group)
-        # Once per turn, not per connection: the hot loop above stays bare.
+        # Once per turn, not per connection: the hot loop stays bare.
         if sent:
             self._telemetry.fanned_out(timestamps, sent)
 

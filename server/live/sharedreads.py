@@ -6,6 +6,11 @@ key is running waits for the next one, which starts when the running one ends
 and answers everyone who asked meanwhile: a burst costs a handful of reads
 and encodings instead of one per socket.
 
+Reads of different keys of one kind (the access check of each socket: its
+user and membership) asked in the same loop turn are made as one
+(`read_batched`): a storm of sockets of different users costs a query per
+loop turn instead of one per socket.
+
 A read always starts after all of its askers asked, so each gets a state at
 least as new as the moment it asked. server/live/history.py relies on that: a socket
 subscribes, then asks, and the live updates it holds back cover everything
@@ -15,7 +20,7 @@ after the read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +31,8 @@ class SharedReads:
         self._running: set[Hashable] = set()
         # The next read of each key: its askers' future and how to make it.
         self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
+        # Per kind, the keys asked for in this loop turn (their askers' futures) and how to read them.
+        self._batches: dict[Hashable, tuple[dict[Hashable, asyncio.Future[Any]], BatchReader]] = {}
 
     async def read(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
         """The result of `make()`, shared with everyone asking with the same key
@@ -39,6 +46,23 @@ class SharedReads:
         # Shielded: one socket going away must not cancel the others' answer.
         result: T = await asyncio.shield(waiting[0])
         return result
+
+    async def read_batched(self, kind: Hashable, key: Hashable, make: BatchReader) -> Any:
+        """`make(keys)[key]`, where `keys` are all asked for with this `kind` in the
+        same loop turn. `make` must depend on nothing but the kind and the keys."""
+        batch = self._batches.get(kind)
+        if batch is None:
+            batch = self._batches[kind] = ({}, make)
+            asyncio.get_running_loop().call_soon(self._start_batch, kind)
+        waiting = batch[0].get(key)
+        if waiting is None:
+            waiting = batch[0][key] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(waiting)
+
+    def _start_batch(self, kind: Hashable) -> None:
+        askers, make = self._batches.pop(kind)
+        task = asyncio.ensure_future(make(list(askers)))
+        task.add_done_callback(lambda done: _answer_batch(askers, done))
 
     def _start(self, key: Hashable) -> None:
         # Nobody can join this read from here on: later askers get the next one.
@@ -57,3 +81,16 @@ class SharedReads:
             answer.set_result(done.result())
         if key in self._next:
             self._start(key)
+
+
+BatchReader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
+
+
+def _answer_batch(askers: dict[Hashable, asyncio.Future[Any]], done: asyncio.Future[Any]) -> None:
+    for key, answer in askers.items():
+        if done.cancelled():
+            answer.cancel()
+        elif done.exception() is not None:
+            answer.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            answer.set_result(done.result()[key])

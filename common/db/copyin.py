@@ -1,0 +1,191 @@
+"""Storing a large batch of values by binary COPY, with insert_values' guarantees.
+
+An INSERT of a thousand rows from array parameters is planned every time,
+locks the rows it reads, returns every row for the client to parse, and
+stored about two thirds of what a raw COPY of the same rows stores on the
+benchmark machine (bench/RESULTS.md, "Store"). Here the rows go by COPY
+(FORMAT binary: nothing to parse on either side) inside one transaction
+that keeps what `values._insert` promises:
+
+1. `lock_timeout` first (core.STORE_LOCK_TIMEOUT_MS): a batch waiting on an
+   editor's lock is refused by PostgreSQL before the client gives up;
+2. each dashboard's batch number (`dashboard_seqs`), its row locked until
+   commit, before any id is drawn: per dashboard, ids grow in commit order;
+3. the metrics still there locked FOR KEY SHARE (with a `fence`, only those
+   whose lease still carries the token, the lease rows locked FOR SHARE):
+   rows of the others are left out;
+4. ids drawn from the table's own sequence after the numbering, one per row
+   in the order given, and written by COPY with the rows: ids still grow per
+   metric (those drawn for rows of a vanished metric stay unused);
+5. each dashboard's newest id recorded, then COMMIT; the caller publishes
+   after that (common/ingest.py).
+
+aiopg's connections are asynchronous and cannot COPY, so a `Copier` holds one
+synchronous connection of its own and runs each batch in a thread, one at a
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import psycopg2
+
+from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
+from common.db.values import MetricValue
+
+# Below this many rows a batch goes by INSERT: a COPY's extra round trips cost more.
+COPY_MIN_ROWS = 200
+
+_NUMBER = (
+    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
+    " SELECT DISTINCT dashboard_id, 1, 0 FROM metrics WHERE id = ANY(%(metrics)s::bigint[])"
+    " ORDER BY dashboard_id"
+    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
+)
+_NUMBER_FENCED = (
+    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
+    " SELECT DISTINCT m.dashboard_id, 1, 0 FROM metrics m"
+    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "  ON f.dashboard_id = m.dashboard_id"
+    " JOIN dashboard_leases l ON l.dashboard_id = f.dashboard_id AND l.token = f.token"
+    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.dashboard_id"
+    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
+)
+# The live metrics (locked), their dashboards and those dashboards' batch numbers
+# (their rows locked by the numbering just before), and as many ids as rows
+# given, drawn after that numbering (a dead metric's rows leave theirs
+# unused): one row of arrays, so the ids travel once.
+_IDS = (
+    "(SELECT array_agg(id ORDER BY id)"
+    " FROM (SELECT nextval('metric_values_id_seq') AS id FROM generate_series(1, %(rows)s)) drawn)"
+)
+_LIVE_ROWS = (
+    "SELECT array_agg(l.id ORDER BY l.id), array_agg(l.dashboard_id ORDER BY l.id),"
+    f" array_agg(q.seq ORDER BY l.id), {_IDS}"
+    " FROM live l JOIN dashboard_seqs q ON q.dashboard_id = l.dashboard_id"
+)
+_LIVE = (
+    "WITH live AS MATERIALIZED (SELECT m.id, m.dashboard_id FROM metrics m"
+    "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m) " + _LIVE_ROWS
+)
+_LIVE_FENCED = (
+    "WITH live AS MATERIALIZED (SELECT m.id, m.dashboard_id FROM metrics m"
+    "  JOIN dashboard_leases l ON l.dashboard_id = m.dashboard_id"
+    "  JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
+    "   ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
+    "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l) " + _LIVE_ROWS
+)
+# Then COMMIT in the same round trip: the caller publishes after this returns.
+_RECORD = (
+    "UPDATE dashboard_seqs q SET last_value_id = b.last_id"
+    " FROM unnest(%s::bigint[], %s::bigint[]) AS b(dashboard_id, last_id)"
+    " WHERE q.dashboard_id = b.dashboard_id; COMMIT"
+)
+_COPY = "COPY metric_values (id, metric_id, value, ts) FROM STDIN (FORMAT binary)"
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_TRAILER = struct.pack("!h", -1)
+# A row: 4 fields, each its length then its value (bigint, bigint, float8, timestamptz).
+_ROW = struct.Struct("!hiqiqidiq")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class Copier:
+    """One synchronous connection that stores batches by COPY (see the module docstring)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: psycopg2.extensions.connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def store(
+        self, values: Sequence[tuple[int, float, datetime]], fence: Mapping[int, int] | None = None
+    ) -> list[MetricValue]:
+        """As values.insert_values: the stored rows once committed, in the order given."""
+        async with self._lock:
+            return await asyncio.to_thread(self._store, values, fence)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(
+                self._dsn,
+                connect_timeout=CLIENT_TIMEOUT,
+                # As the pool's: UTC, and no statement waits longer than the pool's clients do.
+                options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
+            )
+            # BEGIN and COMMIT go with the batch's own statements: three round trips in all.
+            self._conn.autocommit = True
+        return self._conn
+
+    def _store(
+        self, values: Sequence[tuple[int, float, datetime]], fence: Mapping[int, int] | None
+    ) -> list[MetricValue]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                return _copy(cur, values, fence)
+        except UNAVAILABLE:
+            # Closing ends the transaction (PostgreSQL rolls it back): the next batch starts afresh.
+            self.close()
+            raise
+
+
+def _copy(
+    cur: psycopg2.extensions.cursor,
+    values: Sequence[tuple[int, float, datetime]],
+    fence: Mapping[int, int] | None,
+) -> list[MetricValue]:
+    params = {
+        "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
+        "dashboards": list(fence or {}),
+        "tokens": list((fence or {}).values()),
+        "rows": len(values),
+    }
+    number, live = (_NUMBER, _LIVE) if fence is None else (_NUMBER_FENCED, _LIVE_FENCED)
+    cur.execute(f"BEGIN; SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}; {number}; {live}", params)
+    answer = cur.fetchone()
+    assert answer is not None  # the numbering's SELECT always answers one row
+    live_ids, dashboards, numbers, drawn = answer
+    dashboard_of = dict(zip(live_ids or [], dashboards or [], strict=True))
+    seqs = dict(zip(dashboards or [], numbers or [], strict=True))
+    kept = [row for row in values if row[0] in dashboard_of]
+    if not kept:
+        cur.execute("COMMIT")  # the batch numbers taken stay skipped, as values._insert's do
+        return []
+    ids = drawn[: len(kept)]
+    data = io.BytesIO()
+    data.write(_HEADER)
+    micros: dict[datetime, int] = {}
+    last_id: dict[int, int] = {}
+    for value_id, (metric_id, value, ts) in zip(ids, kept, strict=True):
+        stamp = micros.get(ts)
+        if stamp is None:
+            stamp = micros[ts] = _pg_micros(ts)
+        data.write(_ROW.pack(4, 8, value_id, 8, int(metric_id), 8, float(value), 8, stamp))
+        last_id[dashboard_of[metric_id]] = value_id  # ids grow: the last is the newest
+    data.write(_TRAILER)
+    data.seek(0)
+    cur.copy_expert(_COPY, data)
+    cur.execute(_RECORD, (list(last_id), list(last_id.values())))
+    return [
+        MetricValue(value_id, metric_id, float(value), ts, seqs[dashboard_of[metric_id]])
+        for value_id, (metric_id, value, ts) in zip(ids, kept, strict=True)
+    ]
+
+
+def _pg_micros(ts: datetime) -> int:
+    """Microseconds since 2000-01-01 UTC: timestamptz's binary form."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    delta = ts - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
