@@ -36,26 +36,13 @@ from datetime import UTC, datetime
 import psycopg2
 
 from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
-from common.db.values import MetricValue
+
+# The same numbering as the INSERT path's, so both number batches alike.
+from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue
 
 # Below this many rows a batch goes by INSERT: a COPY's extra round trips cost more.
 COPY_MIN_ROWS = 200
 
-_NUMBER = (
-    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
-    " SELECT DISTINCT dashboard_id, 1, 0 FROM metrics WHERE id = ANY(%(metrics)s::bigint[])"
-    " ORDER BY dashboard_id"
-    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
-)
-_NUMBER_FENCED = (
-    "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
-    " SELECT DISTINCT m.dashboard_id, 1, 0 FROM metrics m"
-    " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
-    "  ON f.dashboard_id = m.dashboard_id"
-    " JOIN dashboard_leases l ON l.dashboard_id = f.dashboard_id AND l.token = f.token"
-    " WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.dashboard_id"
-    " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
-)
 # The live metrics (locked), their dashboards and those dashboards' batch numbers
 # (their rows locked by the numbering just before), and as many ids as rows
 # given, drawn after that numbering (a dead metric's rows leave theirs
@@ -151,7 +138,7 @@ def _copy(
         "tokens": list((fence or {}).values()),
         "rows": len(values),
     }
-    number, live = (_NUMBER, _LIVE) if fence is None else (_NUMBER_FENCED, _LIVE_FENCED)
+    number, live = (NUMBER_BATCHES, _LIVE) if fence is None else (NUMBER_FENCED_BATCHES, _LIVE_FENCED)
     cur.execute(f"BEGIN; SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}; {number}; {live}", params)
     answer = cur.fetchone()
     assert answer is not None  # the numbering's SELECT always answers one row

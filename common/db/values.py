@@ -251,7 +251,7 @@ async def _insert(
     # (or inside the caller's): the lock wait limit first (core.STORE_LOCK_TIMEOUT_MS),
     # then the batch numbers, so that their row locks are held before any
     # value id is drawn. That is what makes a dashboard's ids grow in commit order.
-    numbering, inserting = (_NUMBER_BATCHES, _INSERT_VALUES) if fence is None else _FENCED
+    numbering, inserting = (NUMBER_BATCHES, _INSERT_VALUES) if fence is None else _FENCED
     await cur.execute(f"{_STORE_TIMEOUT}; {numbering}; {inserting}", params)
     rows = await cur.fetchall()
     rows.sort(key=lambda row: row[0])
@@ -267,13 +267,13 @@ _STORE_TIMEOUT = f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}"
 # deadlock. A dashboard whose values all vanish before the INSERT (metric
 # deleted, lease taken over) skips a number: a reader then looks for the
 # values of that number and finds none, which is harmless.
-_NUMBER_BATCHES = (
+NUMBER_BATCHES = (
     "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
     " SELECT DISTINCT dashboard_id, 1, 0 FROM metrics WHERE id = ANY(%(metrics)s::bigint[])"
     " ORDER BY dashboard_id"
     " ON CONFLICT (dashboard_id) DO UPDATE SET seq = dashboard_seqs.seq + 1"
 )
-_NUMBER_FENCED_BATCHES = (
+NUMBER_FENCED_BATCHES = (
     "INSERT INTO dashboard_seqs (dashboard_id, seq, last_value_id)"
     " SELECT DISTINCT m.dashboard_id, 1, 0 FROM metrics m"
     " JOIN unnest(%(dashboards)s::bigint[], %(tokens)s::bigint[]) AS f(dashboard_id, token)"
@@ -321,7 +321,7 @@ _INSERT_LIVE = (
 )
 _INSERT_VALUES = f"WITH live AS MATERIALIZED ({_LIVE_METRICS}){_INSERT_LIVE}"
 _INSERT_FENCED_VALUES = f"WITH live AS MATERIALIZED ({_FENCED_LIVE_METRICS}){_INSERT_LIVE}"
-_FENCED = (_NUMBER_FENCED_BATCHES, _INSERT_FENCED_VALUES)
+_FENCED = (NUMBER_FENCED_BATCHES, _INSERT_FENCED_VALUES)
 
 
 # Rows per export query: a few hundred kilobytes in memory at a time.
