@@ -165,7 +165,6 @@ from common.db.values import (
     insert_values,
     last_values,
     latest_values,
-    range_sketches,
     values_after,
     values_between,
 )
@@ -307,7 +306,6 @@ __all__ = [
     "partition_name",
     "ping",
     "ping_session",
-    "range_sketches",
     "record_attempt",
     "release_dashboards",
     "remove_member",

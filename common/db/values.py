@@ -453,23 +453,6 @@ async def bucketed_values(
     return result
 
 
-async def range_sketches(
-    pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None = None
-) -> dict[int, dict[int, int]]:
-    """Each metric's distribution in [since, until): {sketch key: count} (common/stats.py),
-    merged in PostgreSQL from the per-minute rollups and the raw values around them."""
-    result: dict[int, dict[int, int]] = {metric_id: {} for metric_id in metric_ids}
-    if not metric_ids:
-        return result
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        span = await _rollup_span(cur, since, until)
-        params = {"ids": list(metric_ids), "since": since, **SKETCH_PARAMS, **span}
-        await cur.execute(_RANGE_SKETCHES, params)
-        for metric_id, key, count in await cur.fetchall():
-            result[metric_id][key] = count
-    return result
-
-
 async def values_between(
     pool: aiopg.Pool, metric_ids: Sequence[int], since: datetime, until: datetime | None, limit: int
 ) -> dict[int, list[MetricValue]]:
@@ -584,20 +567,6 @@ def _buckets(parts: str) -> str:
 
 _BUCKETS_FROM_VALUES = _buckets(f"{_RAW_PARTS} AND ts >= %(since)s AND ts < %(until)s")
 _BUCKETS_FROM_ROLLUPS = _buckets(_ROLLUP_PARTS)
-# The same three spans as _ROLLUP_PARTS, as (metric_id, sketch key, count).
-_RAW_KEYS = (
-    f"SELECT metric_id, {SKETCH_KEY.format(value='value')}, 1 FROM metric_values"
-    " WHERE metric_id = ANY(%(ids)s::bigint[])"
-)
-_RANGE_SKETCHES = (
-    "SELECT metric_id, key, sum(n)::bigint FROM ("
-    " SELECT r.metric_id, s.key, s.n FROM metric_rollups r"
-    "  CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(key, n)"
-    "  WHERE r.metric_id = ANY(%(ids)s::bigint[]) AND r.minute >= %(head_end)s AND r.minute < %(boundary)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(since)s AND ts < %(head_end)s AND ts < %(until)s"
-    f" UNION ALL {_RAW_KEYS} AND ts >= %(boundary)s AND ts < %(until)s"
-    ") parts (metric_id, key, n) GROUP BY metric_id, key"
-)
 
 
 # Per bucket, as (metric_id, bucket start, sketch key, count): the spans of _ROLLUP_PARTS.
