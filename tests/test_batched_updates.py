@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from common import db
-from common.events import ValueEvent, encode_values
+from common.events import EVENT_VERSION, AlertNotice, ValueEvent, encode_values
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.live.updates import batch_frame, from_events
 from tests.helpers import log_in
@@ -290,3 +290,42 @@ async def test_unreadable_events_are_skipped_and_the_next_value_still_arrives(
     assert [v[2] for v in await _values(batched, 1)] == [0.0]
     assert (await receive(single))["payload"]["value"] == 0.0
     await expect_only_barrier(pool, cpu, batched, single)
+
+
+@pytest.mark.parametrize("form", ["single", "batch"])
+async def test_an_alert_never_overtakes_values_published_before_it_across_slices(
+    client, new_client, pool, make_user, make_dashboard, make_metric, form, monkeypatch
+):
+    """With one connection per slice, a value still waiting for later loop turns
+    goes out before an alert published after it (the hub drains its backlog
+    first, Hub._deliver_pending): on every socket, the value comes first."""
+    monkeypatch.setattr("server.live.hub.FANOUT_SLICE", 1)
+    alice = await make_user("alice")
+    ops = await make_dashboard("ops", members=(alice,))
+    cpu = await make_metric(ops, "cpu")
+    query = "?updates=batch" if form == "batch" else ""
+    sockets = []
+    for index in range(4):
+        browser = client if index == 0 else await new_client()
+        await log_in(browser, "alice")
+        ws = await browser.ws_connect(f"/ws/dashboard/{ops.id}/{query}")
+        await read_connect_sequence(ws, 1)
+        sockets.append(ws)
+    now = datetime.now(UTC)
+    (stored,) = await db.insert_values(pool, [(cpu.id, 95.0, now)])
+    notice = AlertNotice(1, cpu.id, "cpu", "firing", 95.0, 90.0, "above", now.isoformat(), 1)
+    alert = json.dumps(
+        {"v": EVENT_VERSION, "type": "alert", "dashboard_id": ops.id, "alert": notice.__dict__}
+    )
+    channel = servers().channels.dashboard(ops.id)
+    async with (
+        Redis.from_url(servers().redis_url) as redis_client,
+        redis_client.pipeline(transaction=False) as pipe,
+    ):
+        pipe.publish(channel, encode_values(ops.id, [(cpu, stored)]))
+        pipe.publish(channel, alert)
+        await pipe.execute()
+    for ws in sockets:
+        first, second = await receive(ws), await receive(ws)
+        assert first["action"] == ("metric_updates" if form == "batch" else "metric_update"), first
+        assert (second["action"], second["payload"]["rule_id"]) == ("alert", 1), second
