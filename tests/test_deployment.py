@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -294,7 +295,7 @@ def deployment(install: Install, tmp_path_factory: pytest.TempPathFactory) -> It
     _require(Path(NGINX).exists(), f"no nginx at {NGINX} (apt-get install nginx)")
     _require(shutil.which("openssl") is not None, "no openssl for the test certificate")
     directory = tmp_path_factory.mktemp("running")
-    name = "dashboard_test_deployment"
+    name = f"{urlsplit(servers().database_url).path.lstrip('/')}_deployment"
     database_url = with_database_name(servers().database_url, name)
     admin = psycopg2.connect(with_database_name(servers().database_url, "postgres"))
     admin.autocommit = True

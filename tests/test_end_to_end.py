@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -52,13 +53,15 @@ async def test_worker_tick_reaches_a_connected_client(settings, pool, make_user,
 async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
     import psycopg2
 
+    # Named after the test database: two parallel runs never share it.
+    name = f"{urlsplit(settings.database_url).path.lstrip('/')}_empty"
     admin = psycopg2.connect(with_database_name(settings.database_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS dashboard_test_empty")
-        cur.execute("CREATE DATABASE dashboard_test_empty")
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
     try:
-        empty = with_database_name(settings.database_url, "dashboard_test_empty")
+        empty = with_database_name(settings.database_url, name)
         with child(
             [
                 "-m",
@@ -80,5 +83,5 @@ async def test_server_refuses_to_start_on_an_unmigrated_database(settings):
         assert "Traceback" not in output
     finally:
         with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS dashboard_test_empty WITH (FORCE)")
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
