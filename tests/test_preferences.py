@@ -34,23 +34,15 @@ async def patch(
 
 
 @pytest.fixture
-async def team(client, make_user, make_dashboard, make_metric, pool):
-    """ed edits `ops` (cpu, requests, disk), vi views it, out is no member; vi is logged in on `client`.
-    `lab` is another dashboard of vi's, with a metric of its own."""
-    ed, vi, out = await make_user("ed"), await make_user("vi"), await make_user("out")
-    ops = await make_dashboard("ops")
-    await db.add_member(pool, ops.id, ed.id, db.EDITOR)
-    await db.add_member(pool, ops.id, vi.id)
-    cpu = await make_metric(ops, "cpu", "gauge", "%")
-    requests = await make_metric(ops, "requests", "counter", "req")
-    disk = await make_metric(ops, "disk", "gauge", "B")
-    lab = await make_dashboard("lab", members=(vi,))
+async def team(team, client, make_dashboard, make_metric):
+    """The shared team (ed edits `ops`, vi views it, out is no member) with a
+    third metric, `disk`, on ops, and `lab`, another dashboard of vi's with a
+    metric of its own; vi is logged in on `client`."""
+    disk = await make_metric(team["ops"], "disk", "gauge", "B")
+    lab = await make_dashboard("lab", members=(team["vi"],))
     probe = await make_metric(lab, "probe", "gauge")
     await log_in(client, "vi")
-    return {
-        **{"ed": ed, "vi": vi, "out": out},
-        **{"ops": ops, "cpu": cpu, "requests": requests, "disk": disk, "lab": lab, "probe": probe},
-    }
+    return {**team, "disk": disk, "lab": lab, "probe": probe}
 
 
 def path(team, name: str = "ops") -> str:
