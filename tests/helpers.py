@@ -171,6 +171,15 @@ def query_rows(database_url: str, query: str, params: tuple = ()) -> list[tuple]
         return cur.fetchall()
 
 
+async def waiting_on_locks(pool) -> int:
+    """How many sessions of the test database wait for a lock now."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return (await cur.fetchone())[0]
+
+
 # What docs/scaling.md promises for a worker that dies (default settings).
 FAILOVER_SECONDS = 15
 
@@ -180,6 +189,16 @@ async def leases_by_holder(pool) -> dict[str, set[int]]:
     for dashboard_id, worker in (await db.dashboard_leases(pool)).items():
         by_holder.setdefault(worker, set()).add(dashboard_id)
     return by_holder
+
+
+async def each_stored_since(pool, metrics, since, count: int, what: str, within: float = 15) -> None:
+    """Wait until every metric has `count` values stamped after `since`."""
+
+    async def stored() -> bool:
+        values = await db.latest_values(pool, [m.id for m in metrics], 100_000)
+        return all(sum(v.ts > since for v in values[m.id]) >= count for m in metrics)
+
+    await eventually(stored, within, what)
 
 
 async def wait_for_leases(pool, condition, within: float) -> float:

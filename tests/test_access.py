@@ -20,7 +20,7 @@ from server.keys import HUB_KEY
 from server.live.closecodes import CloseCode
 from server.live.registry import session_digest
 from server.live.revocation import revoke
-from tests.helpers import browser_log_in, closed_within, csrf_from, log_in, run_cli
+from tests.helpers import browser_log_in, closed_within, csrf_from, eventually, log_in, run_cli
 from tests.processes import child, free_port, wait_for_http
 from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive
@@ -262,12 +262,12 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(aiohttp_client, sett
     client = await aiohttp_client(create_app(replace(settings, heartbeat_seconds=0.3)))
     await log_in(client, "alice")
     silent = await client.ws_connect(f"/ws/dashboard/{ops.id}/", autoping=False)
-    answering = await client.ws_connect(f"/ws/dashboard/{ops.id}/")
+    answering = await client.ws_connect(f"/ws/dashboard/{ops.id}/", autoping=False)
     await read_connect_sequence(silent, 1)
     await read_connect_sequence(answering, 1)
-    # aiohttp's client answers pings only while something reads.
     replies: asyncio.Queue = asyncio.Queue()
-    reader = asyncio.create_task(_read_into(answering, replies))
+    pings: list[float] = []
+    reader = asyncio.create_task(_answer_pings(answering, replies, pings))
     started = time.monotonic()
     while True:  # the silent peer sees pings, then the end
         message = await asyncio.wait_for(silent.receive(), 3)
@@ -275,12 +275,19 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(aiohttp_client, sett
             break
     assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
     assert time.monotonic() - started < 1.5
-    await asyncio.sleep(0.5)  # several heartbeats later, the answering peer is still served
+    # Two heartbeats later, the answering peer is still served.
+    answered = len(pings)
+    await eventually(lambda: len(pings) >= answered + 2, 5, "two more heartbeats")
     await answering.send_json({"action": "ping"})
     assert (await asyncio.wait_for(replies.get(), 2))["action"] == "pong"
     reader.cancel()
 
 
-async def _read_into(ws, queue: asyncio.Queue) -> None:
+async def _answer_pings(ws, queue: asyncio.Queue, pings: list[float]) -> None:
+    """Answer the server's pings (noting when each came) and queue the messages."""
     async for message in ws:
-        queue.put_nowait(message.json())
+        if message.type == WSMsgType.PING:
+            await ws.pong(message.data)
+            pings.append(time.monotonic())
+        else:
+            queue.put_nowait(message.json())

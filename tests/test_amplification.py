@@ -17,7 +17,7 @@ from common.events import DashboardChanged, Revocation, announce_dashboard_chang
 from server.app import create_app
 from server.keys import HUB_KEY
 from server.live.closecodes import CloseCode
-from tests.helpers import csrf_from, log_in
+from tests.helpers import csrf_from, eventually, log_in, waiting_on_locks
 from tests.servers import servers
 from tests.wsclient import RawClient
 
@@ -43,8 +43,8 @@ async def test_logouts_look_only_at_their_own_sockets(
 ):
     app = create_app(replace(settings, max_connections_per_user=SOCKETS))
     client = await aiohttp_client(app)
-    alice, bob = await make_user("alice"), await make_user("bob")
-    ops = await make_dashboard("ops", members=(alice, bob))
+    alice, bob, carol = await make_user("alice"), await make_user("bob"), await make_user("carol")
+    ops = await make_dashboard("ops", members=(alice, bob, carol))
     hashed = 0
     digest = server.live.registry.session_digest
 
@@ -59,7 +59,10 @@ async def test_logouts_look_only_at_their_own_sockets(
     bobs = await new_client()
     await log_in(bobs, "bob")
     (bobs_socket,) = await open_sockets(bobs, ops.id, 1)
-    assert hashed == SOCKETS + 1  # once each, when registered
+    carols = await new_client()
+    await log_in(carols, "carol")
+    (carols_socket,) = await open_sockets(carols, ops.id, 1)
+    assert hashed == SOCKETS + 2  # once each, when registered
 
     hashed = 0
     anonymous = await new_client()
@@ -75,10 +78,15 @@ async def test_logouts_look_only_at_their_own_sockets(
     assert response.status == 302
     code, reason = await close_frame(bobs_socket)
     assert (code, reason) == (CloseCode.UNAUTHENTICATED, b"logout")
-    await asyncio.sleep(0.2)  # its announcement, echoed back by Redis, is handled too
+    # Its announcement, echoed back by Redis, is handled too: the control
+    # channel is ordered, so once a later one closes carol's socket, it was.
+    async with Redis.from_url(servers().redis_url) as redis:
+        removed = Revocation("member_removed", user_id=carol.id, dashboard_id=ops.id)
+        await announce_revocation(redis, servers().channels, removed)
+    assert (await close_frame(carols_socket))[0] == CloseCode.FORBIDDEN
     assert hashed == 0  # found by its digest, not by hashing the others
     assert app[HUB_KEY].connection_count() == SOCKETS
-    for raw in [*sockets, bobs_socket]:
+    for raw in [*sockets, bobs_socket, carols_socket]:
         raw.writer.close()
 
 
@@ -108,7 +116,7 @@ async def test_edits_of_one_dashboard_do_not_make_another_re_read_its_config(
         await cur.execute("BEGIN")
         await cur.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
         opening = asyncio.create_task(open_sockets(client, b.id, 1))
-        await asyncio.sleep(0.2)
+        await eventually(lambda: waiting_on_locks(pool), 10, "B's config read waits for the lock")
         # The editor saves A 200 times: each save commits, then is announced to every process.
         for i in range(200):
             await db.update_dashboard(pool, a.id, f"A, take {i}", "")

@@ -13,18 +13,7 @@ from common.schemas import CLIENT_ACTIONS, SERVER_ACTIONS
 from server.asyncapi import asyncapi_document
 from server.asyncapi_html import protocol_view
 from server.auth import SESSION_COOKIE
-from tests.helpers import csrf_from
-
-
-async def _log_in(client, make_user) -> None:
-    await make_user("alice")
-    token = await csrf_from(client)
-    response = await client.post(
-        "/login",
-        data={"username": "alice", "password": "secret-pw", "csrf_token": token},
-        allow_redirects=False,
-    )
-    assert response.status == 302
+from tests.helpers import log_in
 
 
 async def test_the_page_shows_servers_security_messages_schemas_and_examples(client):
@@ -93,7 +82,8 @@ async def test_the_page_is_open_to_whoever_may_read_the_json(client, make_user, 
     """The same access rule for both: public (the protocol holds no data)."""
     anonymous = await client.get(path, allow_redirects=False)
     assert anonymous.status == 200
-    await _log_in(client, make_user)
+    await make_user("alice")
+    await log_in(client, "alice")
     logged_in = await client.get(path, allow_redirects=False)
     assert logged_in.status == 200
 
@@ -102,7 +92,8 @@ async def test_the_page_links_the_json_and_the_playground_links_the_page(client,
     page = await (await client.get("/asyncapi/")).text()
     assert 'href="/asyncapi.json"' in page
     assert 'href="/playground/"' not in page  # only for those who may use it
-    await _log_in(client, make_user)
+    await make_user("alice")
+    await log_in(client, "alice")
     page = await (await client.get("/asyncapi/")).text()
     assert 'href="/playground/"' in page
     playground = await (await client.get("/playground/")).text()

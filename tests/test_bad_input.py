@@ -46,8 +46,9 @@ from common.schemas import (
 )
 from common.tokens import display_prefix, token_hash
 from server.app import create_app
+from server.keys import REGISTRY_KEY
 from server.live.closecodes import CloseCode
-from tests.helpers import csrf_from, log_in
+from tests.helpers import csrf_from, eventually, log_in
 from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive, receive_until
 
@@ -99,8 +100,12 @@ async def too_many_sockets(client, dashboard):
         "payload": {"status_code": 429, "status_text": "Too many connections", "data": None},
     }
     code = await close_code_of(extra)
+    registry = client.server.app[REGISTRY_KEY]
+    open_before = len(registry.sessions())
     await kept[0].close()
-    await asyncio.sleep(0.1)
+    await eventually(
+        lambda: len(registry.sessions()) < open_before, 5, "the closed socket's place given back"
+    )
     await still_served(client, dashboard)  # room again once one closed
     return code
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
@@ -157,6 +159,48 @@ async def test_an_unknown_updates_form_is_refused_before_the_upgrade(client, mak
     assert "updates must be" in await response.text()
 
 
+@asynccontextmanager
+async def streaming(pool, metric: db.Metric) -> AsyncIterator[None]:
+    """Values of `metric` stored and published five at a time, every few
+    milliseconds, until the block ends."""
+    stop = asyncio.Event()
+
+    async def stream() -> None:
+        first = 0
+        while not stop.is_set():
+            await publish_many(pool, metric, 5, first)
+            first += 5
+            await asyncio.sleep(0.002)  # the stream's pace, not a wait
+
+    publisher = asyncio.create_task(stream())
+    try:
+        yield
+    finally:
+        stop.set()
+        await publisher
+
+
+def value_ids(message: dict) -> list[int]:
+    """The value ids a history or a live message (either form) carries; none for others."""
+    if message["action"] == "metric_history":
+        return [v["id"] for v in message["payload"]["values"]]
+    if message["action"] == "metric_updates":
+        return [v[1] for v in unpacked_updates(message)]
+    if message["action"] == "metric_update":
+        return [message["payload"]["id"]]
+    return []
+
+
+async def _stored_ids(pool, metric: db.Metric) -> list[int]:
+    return [v.id for v in (await db.latest_values(pool, [metric.id], 10_000))[metric.id]]
+
+
+def assert_gapless(ids: list[int], stored: list[int]) -> None:
+    """What a socket got is a run of the stored ids: no gap, no duplicate, in order."""
+    start = stored.index(ids[0])
+    assert ids == stored[start : start + len(ids)], "gap, duplicate or disorder"
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("form", ["single", "batch"])
 async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_values_stream(
@@ -170,17 +214,7 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
     ops = await make_dashboard("ops", members=(alice,))
     cpu = await make_metric(ops, "cpu")
     await log_in(client, "alice")
-    streaming = True
-
-    async def stream() -> None:
-        first = 0
-        while streaming:
-            await publish_many(pool, cpu, 5, first)
-            first += 5
-            await asyncio.sleep(0.002)
-
-    publisher = asyncio.create_task(stream())
-    try:
+    async with streaming(pool, cpu):
         for _ in range(15):
             ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/?updates={form}")
             ids: list[int] = []
@@ -188,23 +222,12 @@ async def test_history_then_live_values_have_no_gap_and_no_duplicate_while_value
             while len(ids) < 25 or "alerts" not in seen:
                 message = await receive(ws)
                 seen.append(message["action"])
-                if message["action"] == "metric_history":
-                    ids += [v["id"] for v in message["payload"]["values"]]
-                elif message["action"] in ("metric_update", "metric_updates"):
+                if message["action"] in ("metric_update", "metric_updates"):
                     assert "metric_history" in seen, "a live value before the history"
                     assert message["action"] == ("metric_updates" if form == "batch" else "metric_update")
-                    ids += (
-                        [v[1] for v in unpacked_updates(message)]
-                        if form == "batch"
-                        else [message["payload"]["id"]]
-                    )
-            stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
-            start = stored.index(ids[0])
-            assert ids == stored[start : start + len(ids)], "gap, duplicate or disorder"
+                ids += value_ids(message)
+            assert_gapless(ids, await _stored_ids(pool, cpu))
             await ws.close()
-    finally:
-        streaming = False
-        await publisher
 
 
 @pytest.mark.timeout(60)
@@ -221,43 +244,21 @@ async def test_a_fan_out_split_over_loop_turns_keeps_every_socket_gapless_and_in
     ops = await make_dashboard("ops", members=(alice,))
     cpu = await make_metric(ops, "cpu")
     await log_in(client, "alice")
-    streaming = True
-
-    async def stream() -> None:
-        first = 0
-        while streaming:
-            await publish_many(pool, cpu, 5, first)
-            first += 5
-            await asyncio.sleep(0.002)
-
     sockets: list[tuple[aiohttp.ClientWebSocketResponse, list[int]]] = []
 
     async def read_until(ws: aiohttp.ClientWebSocketResponse, ids: list[int], count: int) -> None:
         while len(ids) < count:
-            message = await receive(ws)
-            if message["action"] == "metric_history":
-                ids += [v["id"] for v in message["payload"]["values"]]
-            elif message["action"] in ("metric_update", "metric_updates"):
-                ids += (
-                    [v[1] for v in unpacked_updates(message)]
-                    if form == "batch"
-                    else [message["payload"]["id"]]
-                )
+            ids += value_ids(await receive(ws))
 
-    publisher = asyncio.create_task(stream())
-    try:
+    async with streaming(pool, cpu):
         for _ in range(6):
             ws = await client.ws_connect(f"/ws/dashboard/{ops.id}/?updates={form}")
             sockets.append((ws, []))
             # The sockets opened before keep reading (and being written to in slices).
             await asyncio.gather(*(read_until(w, ids, len(ids) + 10) for w, ids in sockets))
-    finally:
-        streaming = False
-        await publisher
-    stored = [v.id for v in (await db.latest_values(pool, [cpu.id], 10_000))[cpu.id]]
+    stored = await _stored_ids(pool, cpu)
     for ws, ids in sockets:
-        start = stored.index(ids[0])
-        assert ids == stored[start : start + len(ids)], "gap, duplicate or disorder"
+        assert_gapless(ids, stored)
         await ws.close()
 
 

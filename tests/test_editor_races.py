@@ -12,7 +12,7 @@ import pytest
 
 from common import db
 from common.sources import PUSH
-from tests.helpers import csrf_from, json_request, log_in, run_cli
+from tests.helpers import csrf_from, eventually, json_request, log_in, run_cli, waiting_on_locks
 
 
 @pytest.fixture
@@ -79,24 +79,15 @@ async def held_memberships(pool, dashboard_id: int) -> AsyncIterator[None]:
             await cur.execute("ROLLBACK")
 
 
-async def waiting_on_locks(pool) -> int:
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return (await cur.fetchone())[0]
-
-
 async def test_demotions_that_overlap_exactly_still_leave_an_editor(pair, pool):
     """The worst interleaving, made certain: both demotions are under way together."""
     async with held_memberships(pool, pair["ops"].id):
         racing = asyncio.ensure_future(each_other(pair, "demote"))
-        for _ in range(200):
-            if await waiting_on_locks(pool) >= 2:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the two demotions never both reached the database")
+
+        async def both_waiting() -> bool:
+            return await waiting_on_locks(pool) >= 2
+
+        await eventually(both_waiting, 4, "the two demotions both reach the database")
     assert sorted(await racing) == [200, 422]
     assert len(await editors(pool, pair["ops"].id)) == 1
 

@@ -47,10 +47,12 @@ async def test_redis_restart_clients_resync_and_nothing_is_lost(settings, pool, 
                 watching = asyncio.create_task(viewer.run())
                 await viewer.wait_for_updates(6)
                 own_redis.kill()
-                stored_before = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
-                await asyncio.sleep(1.5)
-                stored_during = len((await db.latest_values(pool, metric_ids[:1], 100_000))[metric_ids[0]])
-                assert stored_during >= stored_before + 5, "the worker stopped writing while Redis was down"
+                stored_before = await _stored(pool, metric_ids[0])
+
+                async def stored_more() -> bool:
+                    return await _stored(pool, metric_ids[0]) >= stored_before + 5
+
+                await eventually(stored_more, 10, "the worker goes on writing while Redis is down")
                 own_redis.start()
                 await eventually(lambda: CloseCode.RESYNC in viewer.closes, 15, "clients are told to resync")
                 await viewer.wait_for_updates(6)
@@ -104,7 +106,10 @@ async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers
                     refused = await session.ws_connect(f"{base}/ws/dashboard/{dashboard_id}/", origin=base)
                     await refused.receive(timeout=5)
                     assert refused.close_code == CloseCode.TRY_AGAIN_LATER
-                    await asyncio.sleep(1.5)  # the worker produces ~15 ticks meanwhile
+                    # The worker keeps what it produces meanwhile: ten ticks' worth at least.
+                    await eventually(
+                        lambda: worker.output().count("database unavailable") >= 10, 15, "ten ticks kept"
+                    )
 
                     await asyncio.to_thread(own_pg.start)
                     await viewer.wait_for_updates(20)  # the kept values, then new ones
@@ -120,6 +125,10 @@ async def test_postgres_restart_worker_keeps_values_server_answers_then_recovers
             kept = await db.latest_values(pool, metric_ids[:1], 100_000)
             during = [v for v in kept[metric_ids[0]] if down_at < v.ts < down_at + timedelta(seconds=1.4)]
             assert len(during) >= 10, "values produced while the database was down were not stored"
+
+
+async def _stored(pool, metric_id: int) -> int:
+    return len((await db.latest_values(pool, [metric_id], 100_000))[metric_id])
 
 
 async def _drain_until(ws, action: str, count: int = 1) -> dict:

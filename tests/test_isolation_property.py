@@ -22,8 +22,9 @@ from common.events import Revocation, announce_revocation, encode_values
 from common.passwords import hash_password
 from server.app import create_app
 from server.live.closecodes import CloseCode
-from tests.helpers import log_in
+from tests.helpers import eventually, log_in
 from tests.servers import TABLES, servers
+from tests.wsclient import receive, receive_until
 
 USERS, DASHBOARDS, METRICS_PER_DASHBOARD = 3, 3, 2
 METRIC_IDS = range(1, DASHBOARDS * METRICS_PER_DASHBOARD + 1)  # metric m is on dashboard (m-1)//2 + 1
@@ -57,6 +58,17 @@ class Watched:
         self.messages: list[dict] = []
         self.close_code: int | None = None
         self.reader = asyncio.create_task(self._read())
+
+    def saw(self, *actions: str) -> int:
+        """How many messages with one of these actions arrived so far."""
+        return sum(message["action"] in actions for message in self.messages)
+
+    async def ask(self, message: dict, *answers: str) -> None:
+        """Send `message`; return once one of `answers` arrived after it (and so
+        all the server queued before it) or the socket is closed."""
+        before = self.saw(*answers)
+        await self.ws.send_json(message)
+        await eventually(lambda: self.saw(*answers) > before or self.reader.done(), 5, f"{answers}")
 
     async def _read(self) -> None:
         async for message in self.ws:
@@ -105,7 +117,7 @@ async def _play(settings, members: set[tuple[int, int]], steps) -> None:
         try:
             for step in steps:
                 await _do(step, browsers, sockets, members, pool, redis_client)
-            await asyncio.sleep(0.2)  # let the last deliveries arrive
+            await _delivered(browsers[0], sockets, pool, redis_client)
         finally:
             for watched in sockets:
                 await watched.ws.close()
@@ -121,22 +133,18 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
     if kind == "connect":
         _, u, d = step
         ws = await browsers[u].ws_connect(f"/ws/dashboard/{d + 1}/")
-        sockets.append(Watched(ws, u, d + 1, (u, d) in members))
-        await asyncio.sleep(0.05)
+        watched = Watched(ws, u, d + 1, (u, d) in members)
+        sockets.append(watched)
+        await eventually(lambda: watched.saw("alerts") or watched.reader.done(), 5, "set up or refused")
     elif kind in ("subscribe", "unsubscribe") and sockets:
         _, which, ids, bare = step
         watched = sockets[which % len(sockets)]
         if not watched.ws.closed:
-            await watched.ws.send_json({"action": kind, "payload": ids if bare else {"metric_ids": ids}})
-            await asyncio.sleep(0.05)
+            await watched.ask(
+                {"action": kind, "payload": ids if bare else {"metric_ids": ids}}, "complete", "error"
+            )
     elif kind == "publish":
-        metric = (await db.list_metrics(pool, dashboard_of(step[1])))[(step[1] - 1) % METRICS_PER_DASHBOARD]
-        (stored,) = await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
-        await redis_client.publish(
-            servers().channels.dashboard(metric.dashboard_id),
-            encode_values(metric.dashboard_id, [(metric, stored)]),
-        )
-        await asyncio.sleep(0.05)
+        await _publish(pool, redis_client, step[1])
     elif kind == "remove":
         _, u, d = step
         if (u, d) in members:
@@ -155,6 +163,37 @@ async def _do(step, browsers, sockets, members, pool, redis_client) -> None:
                         assert time.monotonic() < deadline, "a removed member's socket stayed open"
                         await asyncio.sleep(0.02)
                     assert watched.close_code in (CloseCode.FORBIDDEN, CloseCode.UNAUTHENTICATED)
+
+
+async def _publish(pool, redis_client, metric_id: int) -> db.MetricValue:
+    metric = (await db.list_metrics(pool, dashboard_of(metric_id)))[(metric_id - 1) % METRICS_PER_DASHBOARD]
+    (stored,) = await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
+    await redis_client.publish(
+        servers().channels.dashboard(metric.dashboard_id),
+        encode_values(metric.dashboard_id, [(metric, stored)]),
+    )
+    return stored
+
+
+async def _delivered(browser: TestClient, sockets: list[Watched], pool, redis_client) -> None:
+    """Everything published has reached the sockets' readers.
+
+    The server hands values over in the order its one subscription received
+    them: once a value published now reaches a socket opened for it, every
+    earlier one was queued for its sockets; a ping answered on each open
+    socket then comes after whatever was queued for it.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:  # `browser` is u0, user 1
+        await cur.execute("INSERT INTO dashboard_members VALUES (1, 1) ON CONFLICT DO NOTHING")
+    barrier_socket = await browser.ws_connect("/ws/dashboard/1/")
+    await receive_until(barrier_socket, "alerts")
+    barrier = await _publish(pool, redis_client, 1)
+    while (await receive(barrier_socket)).get("payload", {}).get("id") != barrier.id:
+        pass
+    await barrier_socket.close()
+    for watched in sockets:
+        if not watched.ws.closed:
+            await watched.ask({"action": "ping"}, "pong")
 
 
 def _check(watched: Watched) -> None:

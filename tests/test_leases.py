@@ -13,7 +13,7 @@ import pytest
 
 from common import db
 from common.sources import RANDOM
-from tests.helpers import FAILOVER_SECONDS, wait_for_leases
+from tests.helpers import FAILOVER_SECONDS, each_stored_since, eventually, wait_for_leases
 from tests.processes import child
 from worker.leases import LEASE_SESSION_NAME, Leases
 
@@ -94,11 +94,12 @@ async def test_killed_worker_dashboards_move_to_the_other_within_the_stated_time
     with child(command) as first, child(command) as second:
         await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
         balanced_at = datetime.now().astimezone()
-        await asyncio.sleep(2)
+        await each_stored_since(pool, metrics, balanced_at, 5, "five ticks of each by its worker")
         first.send_signal(signal.SIGKILL)
         killed_at = datetime.now().astimezone()
         moved_in = await wait_for_leases(pool, lambda held: sorted(map(len, held.values())) == [4], within=30)
-        await asyncio.sleep(2)
+        moved_at = datetime.now().astimezone()
+        await each_stored_since(pool, metrics, moved_at, 5, "five ticks of each by the other worker")
         second.terminate()
         assert await asyncio.to_thread(second.wait, 10) == 0
     assert moved_in < FAILOVER_SECONDS
@@ -130,13 +131,10 @@ async def test_a_session_lost_between_reconnecting_and_rebalancing_is_tried_agai
         async with leases.hold():
             # The check reconnects while a tick holds the leases...
             checking = asyncio.create_task(leases.refresh())
-            for _ in range(250):
-                if await _lease_sessions(pool):
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: _lease_sessions(pool), 5, "the check's new session")
             # ...and the next tick, queued behind it, finds the new session gone.
             next_tick = asyncio.create_task(_tick(leases))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0)  # one loop turn, not a wait: the task starts and queues for the lock
             await _terminate_lease_sessions(pool)
         await next_tick
         await checking  # raised AttributeError: no session to rebalance on

@@ -219,11 +219,12 @@ async def test_migrate_waits_for_a_runner_that_holds_the_lock_longer_than_the_po
         aiopg.connect(empty_database_url) as other_runner,
         other_runner.cursor() as cur,
         # A pool whose per-statement timeout is shorter than the wait below.
-        aiopg.create_pool(empty_database_url, timeout=2) as pool,
+        aiopg.create_pool(empty_database_url, timeout=1) as pool,
     ):
         await cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
         waiting = asyncio.create_task(migrate(pool))
-        await asyncio.sleep(pool.timeout + 1)
+        # A window, not a wait: the lock is held past the pool's timeout.
+        await asyncio.sleep(pool.timeout + 0.5)
         await cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
         assert _versions(await waiting) == ALL_VERSIONS
 

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from common import db
+from tests.helpers import eventually
 from tests.notifyreceiver import FAST, SECRET, store_values
 from tests.processes import child
 from worker.notify.delivery import Backoff, deliver_once
@@ -58,12 +59,16 @@ async def test_a_rule_still_firing_repeats_until_it_resolves(pool, board, hook):
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender)
         assert await deliver_once(pool, sender) == 0  # not yet due
-        await asyncio.sleep(1.1)
-        assert await deliver_once(pool, sender) == 1
+        assert await eventually(lambda: deliver_once(pool, sender), 5, "the repeat, a second later") == 1
         await store_values(pool, board, 10.0)
         await deliver_once(pool, sender)
-        await asyncio.sleep(1.1)
-        assert await deliver_once(pool, sender) == 0  # resolved: no more repeats
+        # Resolved: no more repeats, even once its repeat time has passed.
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE alert_rules SET repeat_due_at = now() - interval '1 hour' WHERE id = %s",
+                (board["rule"].id,),
+            )
+        assert await deliver_once(pool, sender) == 0
 
     assert [b["kind"] for b in _bodies(hook)] == ["firing", "repeat", "resolved"]
 
@@ -75,8 +80,7 @@ async def test_a_500_is_retried_with_backoff(pool, board, hook):
         assert await deliver_once(pool, sender, FAST) == 1
         assert await deliver_once(pool, sender, FAST) == 0  # waiting out the backoff
         for _ in range(2):
-            await asyncio.sleep(0.1)
-            assert await deliver_once(pool, sender, FAST) == 1
+            assert await eventually(lambda: deliver_once(pool, sender, FAST), 5, "the retry") == 1
 
     assert len({b["delivery_id"] for b in _bodies(hook)}) == 1
     log = await db.list_delivery_attempts(pool, board["ops"].id, 10)
@@ -90,7 +94,7 @@ async def test_a_400_is_not_retried(pool, board, hook):
     await store_values(pool, board, 95.0)
     async with open_sender(LOOPBACK) as sender:
         await deliver_once(pool, sender, FAST)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a window: past the backoff (0.05 s), a retry would be due
         assert await deliver_once(pool, sender, FAST) == 0
 
     assert len(hook.received) == 1
@@ -142,7 +146,7 @@ async def test_internal_addresses_are_refused_unless_allowed(pool, board, hook, 
     await store_values(pool, board, 95.0)
     async with open_sender(AllowList()) as sender:
         await deliver_once(pool, sender, FAST)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a window: past the backoff (0.05 s), a retry would be due
         assert await deliver_once(pool, sender, FAST) == 0  # refused for good, not retried
 
     assert hook.received == []

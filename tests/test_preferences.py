@@ -15,7 +15,7 @@ from common.events import PreferencesChanged, decode_control, encode_preferences
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.app import create_app
 from tests.helpers import as_user, csrf_from, json_request, log_in
-from tests.wsclient import expect_silence, open_socket, receive_until
+from tests.wsclient import expect_only_barrier, open_socket, receive, receive_until
 
 DEFAULTS = {
     "hidden_metric_ids": [],
@@ -34,23 +34,15 @@ async def patch(
 
 
 @pytest.fixture
-async def team(client, make_user, make_dashboard, make_metric, pool):
-    """ed edits `ops` (cpu, requests, disk), vi views it, out is no member; vi is logged in on `client`.
-    `lab` is another dashboard of vi's, with a metric of its own."""
-    ed, vi, out = await make_user("ed"), await make_user("vi"), await make_user("out")
-    ops = await make_dashboard("ops")
-    await db.add_member(pool, ops.id, ed.id, db.EDITOR)
-    await db.add_member(pool, ops.id, vi.id)
-    cpu = await make_metric(ops, "cpu", "gauge", "%")
-    requests = await make_metric(ops, "requests", "counter", "req")
-    disk = await make_metric(ops, "disk", "gauge", "B")
-    lab = await make_dashboard("lab", members=(vi,))
+async def team(team, client, make_dashboard, make_metric):
+    """The shared team (ed edits `ops`, vi views it, out is no member) with a
+    third metric, `disk`, on ops, and `lab`, another dashboard of vi's with a
+    metric of its own; vi is logged in on `client`."""
+    disk = await make_metric(team["ops"], "disk", "gauge", "B")
+    lab = await make_dashboard("lab", members=(team["vi"],))
     probe = await make_metric(lab, "probe", "gauge")
     await log_in(client, "vi")
-    return {
-        **{"ed": ed, "vi": vi, "out": out},
-        **{"ops": ops, "cpu": cpu, "requests": requests, "disk": disk, "lab": lab, "probe": probe},
-    }
+    return {**team, "disk": disk, "lab": lab, "probe": probe}
 
 
 def path(team, name: str = "ops") -> str:
@@ -306,7 +298,7 @@ async def second_server(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
-async def test_the_users_other_pages_follow_and_no_one_elses(client, second_server, team, new_client):
+async def test_the_users_other_pages_follow_and_no_one_elses(client, second_server, team, new_client, pool):
     ops = team["ops"]
     mine_here = await open_socket(client, ops, 3)
     await log_in(second_server, "vi")
@@ -320,8 +312,17 @@ async def test_the_users_other_pages_follow_and_no_one_elses(client, second_serv
     assert status == 200
     for ws in (mine_here, mine_there):
         assert await next_preferences(ws) == answer
-    await expect_silence(theirs, 0.5)
-    await expect_silence(mine_elsewhere, 0.1)  # another dashboard's preferences did not change
+    # A push is sent to all of a dashboard's chosen sockets on this process at
+    # once: had the editor's been among them, it would be queued before a
+    # value published now.
+    await expect_only_barrier(pool, team["cpu"], theirs, mine_here, mine_there)
+    # Another dashboard's preferences did not change. vi's pushes on this
+    # process are sent one after the other (one lock per user), so a wrong
+    # one to lab would come before the push of a change made to lab now.
+    await patch(client, path(team, "lab"), {"card_order": [team["probe"].id]})
+    first = await receive(mine_elsewhere)
+    assert first["action"] == "preferences", first
+    assert first["payload"]["card_order"] == [team["probe"].id], f"before the change to lab: {first}"
 
     # The theme is the user's: every dashboard of theirs follows, still no one else.
     await patch(client, "/preferences", {"theme": "dark"})
@@ -329,9 +330,9 @@ async def test_the_users_other_pages_follow_and_no_one_elses(client, second_serv
         assert (await next_preferences(ws))["theme"] == "dark"
     lab = await next_preferences(mine_elsewhere)
     assert (lab["dashboard_id"], lab["theme"], lab["chart_style"]) == (team["lab"].id, "dark", "line")
-    await expect_silence(theirs, 0.5)
+    await expect_only_barrier(pool, team["cpu"], theirs, mine_here, mine_there)
 
     # And the editor's own change reaches the editor, not vi.
     await patch(editor, path(team), {"default_range": "1h"})
     assert (await next_preferences(theirs))["default_range"] == "1h"
-    await expect_silence(mine_here, 0.5)
+    await expect_only_barrier(pool, team["cpu"], mine_here, mine_there, theirs)

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.helpers import csrf_from
+from tests.helpers import csrf_from, eventually
 from tests.processes import child, free_port, wait_for_http
 
 
@@ -79,9 +79,13 @@ async def test_access_log_shows_the_forwarded_client(settings):
         await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/healthz", server)
         async with aiohttp.ClientSession() as session:
             await session.get(f"http://127.0.0.1:{port}/login", headers={"X-Forwarded-For": "203.0.113.7"})
-        await asyncio.sleep(0.2)
-        entries = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    access = [entry for entry in entries if entry.get("logger") == "aiohttp.access"]
+
+        def access_log() -> list[dict]:
+            entries = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+            return [entry for entry in entries if entry.get("logger") == "aiohttp.access"]
+
+        await eventually(lambda: any(e.get("path") == "/login" for e in access_log()), 5, "/login logged")
+        access = access_log()
     assert any(entry.get("client") == "203.0.113.7" and entry.get("path") == "/login" for entry in access), (
         access
     )

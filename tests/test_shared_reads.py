@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from server.live.sharedreads import SharedReads
+from tests.helpers import eventually
 
 
 class Source:
@@ -35,9 +36,10 @@ async def test_askers_of_one_loop_turn_share_one_read():
 async def test_who_asks_during_a_read_gets_a_later_one():
     reads, source = SharedReads(), Source()
     first = [asyncio.ensure_future(reads.read("k", source.read)) for _ in range(3)]
-    await asyncio.sleep(0.01)  # the read has started and is waiting
+    await eventually(lambda: source.reads == 1, 1, "the read has started and is waiting")
     source.version = 1  # what a value stored now looks like
     later = [asyncio.ensure_future(reads.read("k", source.read)) for _ in range(3)]
+    # A window, not a wait: a read wrongly started for them would begin within two loop turns.
     await asyncio.sleep(0.01)
     assert source.reads == 1  # the later askers wait for the running read to end
     source.gate.set()
@@ -72,7 +74,7 @@ async def test_an_asker_that_gives_up_does_not_cancel_the_others_read():
     reads, source = SharedReads(), Source()
     quitter = asyncio.ensure_future(reads.read("k", source.read))
     stayer = asyncio.ensure_future(reads.read("k", source.read))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: source.reads == 1, 1, "the read has started")
     quitter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await quitter

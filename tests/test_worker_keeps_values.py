@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from common import db
 from common.db.core import CLIENT_TIMEOUT
 from common.sources import RANDOM
-from tests.helpers import eventually
+from tests.helpers import each_stored_since, eventually, waiting_on_locks
 from tests.processes import child
 from tests.servers import servers
 from worker.leases import Leases
@@ -27,6 +27,10 @@ from worker.tick import Producer
 def _worker(settings, *args: str) -> list[str]:
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
     return ["-m", "worker", *urls, "--log-level", "debug", "run", *args]
+
+
+# A tick's debug line in the worker's log.
+TICK = r" tick: \d+ values"
 
 
 async def _churn(pool, dashboard: db.Dashboard, stop: asyncio.Event) -> int:
@@ -48,13 +52,15 @@ async def test_metrics_deleted_mid_tick_cost_no_other_dashboard_a_tick(settings,
     stop = asyncio.Event()
     with child(_worker(settings, "--interval", "0.1")) as worker:
         churning = asyncio.create_task(_churn(pool, victim, stop))
-        await asyncio.sleep(6)
+        await eventually(
+            lambda: len(re.findall(TICK, worker.output())) >= 30, 30, "30 ticks during the churn"
+        )
         stop.set()
         rounds = await churning
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 15) == 0
         output = worker.output()
-    ticks = len(re.findall(r" tick: \d+ values", output))
+    ticks = len(re.findall(TICK, output))
     assert rounds > 100 and ticks > 20, (rounds, ticks)
     stored = await db.latest_values(pool, [m.id for m in metrics], 100_000)
     stamps = [[v.ts for v in stored[m.id]] for m in metrics]
@@ -121,10 +127,13 @@ async def test_a_stale_lease_token_stores_nothing_after_a_takeover(settings, poo
         await stale.refresh()
         async with stale.hold() as before:
             assert before.dashboards == {dashboard.id}
+
         # `stale` stops renewing (paused); its lease expires and `fresh` takes it.
-        await asyncio.sleep(stale.lease_seconds + 0.2)
-        await fresh.refresh()
-        assert fresh.held == {dashboard.id}
+        async def taken_over() -> bool:
+            await fresh.refresh()
+            return fresh.held == {dashboard.id}
+
+        await eventually(taken_over, stale.lease_seconds + 5, "the expired lease is taken over")
         now = datetime.now(UTC)
         assert await db.insert_values(pool, [(metric.id, 1.0, now)], fence=before.tokens) == []
         async with fresh.hold() as after:
@@ -164,16 +173,22 @@ async def test_a_paused_worker_stores_nothing_after_its_dashboards_were_taken_ov
     command = _worker(settings, "--interval", str(interval), "--lease-interval", "0.5")
     with child(command) as first, child(command) as second:
         balanced = await _until(pool, lambda held: sorted(map(len, held.values())) == [2, 2], within=20)
-        await asyncio.sleep(1)
+        await each_stored_since(pool, metrics, datetime.now(UTC), 3, "three ticks of each before the pause")
         first.send_signal(signal.SIGSTOP)
         paused_at = datetime.now(UTC)
         # Past its lease (5 x 0.5 s): the other worker takes all four.
         taken = await _until(pool, lambda held: sorted(map(len, held.values())) == [4], within=15)
         taken_at = datetime.now(UTC)
-        await asyncio.sleep(1)
+        await each_stored_since(pool, metrics, taken_at, 3, "three ticks of each by the other worker")
+        noticed = first.output().count("taken over")
         first.send_signal(signal.SIGCONT)
         resumed_at = datetime.now(UTC)
-        await asyncio.sleep(3)
+        # Woken, the first worker finds its leases gone; a paused tick would land
+        # at once, and a worker still producing would show in the next ticks.
+        # Not longer: the workers then rebalance, and a hand-over between two
+        # producers' ticks may fall anywhere within a tick.
+        await eventually(lambda: first.output().count("taken over") > noticed, 10, "the loss noticed")
+        await each_stored_since(pool, metrics, datetime.now(UTC), 2, "two ticks of each after that")
         for worker in (first, second):
             worker.terminate()
             assert await asyncio.to_thread(worker.wait, 15) == 0
@@ -207,7 +222,8 @@ async def test_a_store_held_past_its_lock_limit_fails_whole_and_never_lands_late
             await db.insert_values(pool, [(metric.id, 1.0, datetime.now(UTC))])
         # PostgreSQL gave up first: the worker knows the store failed and keeps the values.
         assert time.monotonic() - started < CLIENT_TIMEOUT
+        # And no statement still waits for the lock on the server, to commit once it is gone.
+        assert await waiting_on_locks(pool) == 0
         await cur.execute("ROLLBACK")
-    await asyncio.sleep(0.5)
-    # Nothing commits once the lock is gone: a retry will not store the value twice.
+    # Nothing committed: a retry will not store the value twice.
     assert (await db.latest_values(pool, [metric.id], 10))[metric.id] == []

@@ -40,15 +40,6 @@ async def receive_until(
             return seen
 
 
-async def expect_silence(ws: ClientWebSocketResponse, seconds: float = 0.3) -> None:
-    """Nothing arrives within `seconds`."""
-    try:
-        message = await asyncio.wait_for(ws.receive(), seconds)
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {message.type} {message.data!r}")
-
-
 async def read_connect_sequence(ws: ClientWebSocketResponse, metric_count: int) -> list[dict[str, Any]]:
     """authentication, dashboard_config, one metric_history per metric, then alerts."""
     return [await receive(ws) for _ in range(3 + metric_count)]
@@ -232,7 +223,7 @@ async def expect_only_barrier(pool, metric: db.Metric, *sockets: ClientWebSocket
     gets. The hub hands a process's values over in the order Redis delivered
     them, so anything wrongly sent before it (a duplicate, a value of an
     unsubscribed or foreign metric) would arrive first; a wait of fixed length
-    (`expect_silence`) would pass when such a message is merely late.
+    would pass when such a message is merely late.
     """
     barrier = await publish(pool, metric, -1.0)
     for ws in sockets:
@@ -240,6 +231,6 @@ async def expect_only_barrier(pool, metric: db.Metric, *sockets: ClientWebSocket
         if message["action"] == "metric_updates":
             got = [(metric_id, value_id) for metric_id, value_id, *_ in unpacked_updates(message)]
         else:
-            assert message["action"] == "metric_update", message
+            assert message["action"] == "metric_update", f"before the barrier: {message}"
             got = [(message["payload"]["metric_id"], message["payload"]["id"])]
         assert got == [(metric.id, barrier.id)], f"before the barrier: {message}"

@@ -9,7 +9,7 @@ from datetime import datetime
 import aiopg
 
 from common.config import Quotas
-from common.db.core import transaction
+from common.db.core import change_one, transaction
 from common.db.notifications import enqueue_event_notifications
 from common.db.quotas import check_quota, lock_metric_dashboard
 from common.vocabulary import ALERT_CONDITIONS
@@ -87,13 +87,8 @@ async def list_alert_rules(pool: aiopg.Pool, dashboard_id: int) -> list[AlertRul
 
 async def delete_alert_rule(pool: aiopg.Pool, dashboard_id: int, rule_id: int) -> bool:
     """Delete a rule (with its events) of this dashboard; False if it has no such rule."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "DELETE FROM alert_rules r USING metrics m"
-            " WHERE r.id = %s AND m.id = r.metric_id AND m.dashboard_id = %s",
-            (rule_id, dashboard_id),
-        )
-        return cur.rowcount == 1
+    query = "DELETE FROM alert_rules r USING metrics m WHERE r.id = %s AND m.id = r.metric_id AND m.dashboard_id = %s"
+    return await change_one(pool, query, (rule_id, dashboard_id))
 
 
 async def list_alert_events(pool: aiopg.Pool, rule_id: int) -> list[AlertEvent]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import aiopg
 import psycopg2
@@ -75,6 +76,24 @@ async def transaction(pool: aiopg.Pool) -> AsyncIterator[aiopg.Cursor]:
             with suppress(*UNAVAILABLE):
                 await cur.execute("ROLLBACK")
             raise
+
+
+async def fetch_one(pool: aiopg.Pool, query: str, params: Sequence[Any], *, missing: str) -> tuple[Any, ...]:
+    """The row a one-row statement (a SELECT by key, an UPDATE ... RETURNING)
+    gives; NotFound(`missing`) if there is none."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(missing)
+    return tuple(row)
+
+
+async def change_one(pool: aiopg.Pool, query: str, params: Sequence[Any]) -> bool:
+    """Run a statement meant to change one row (found by its key); whether it did."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(query, params)
+        return bool(cur.rowcount == 1)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ import aiopg
 import psycopg2.errors
 
 from common.config import Quotas
-from common.db.core import AlreadyExists, LastEditor, NotFound, transaction
+from common.db.core import AlreadyExists, LastEditor, NotFound, change_one, fetch_one, transaction
 from common.db.quotas import check_quota, lock_dashboard, lock_user
 from common.db.tokens import revoke_creator_tokens
 from common.db.users import User
@@ -106,12 +106,8 @@ async def create_owned_dashboard(
 
 
 async def get_dashboard_by_slug(pool: aiopg.Pool, slug: str) -> Dashboard:
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d WHERE slug = %s", (slug,))
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no dashboard {slug!r}")
-    return Dashboard(*row)
+    query = f"SELECT {_DASHBOARD_COLUMNS} FROM dashboards d WHERE slug = %s"
+    return Dashboard(*await fetch_one(pool, query, (slug,), missing=f"no dashboard {slug!r}"))
 
 
 async def list_dashboards(pool: aiopg.Pool) -> list[Dashboard]:
@@ -207,31 +203,21 @@ async def get_dashboard(pool: aiopg.Pool, dashboard_id: int) -> Dashboard | None
 
 async def update_dashboard(pool: aiopg.Pool, dashboard_id: int, name: str, description: str) -> Dashboard:
     """Rename and describe a dashboard; NotFound if it is gone."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "UPDATE dashboards AS d SET name = %s, description = %s WHERE id = %s"
-            f" RETURNING {_DASHBOARD_COLUMNS}",
-            (name, description, dashboard_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no dashboard {dashboard_id}")
-    return Dashboard(*row)
+    query = (
+        f"UPDATE dashboards AS d SET name = %s, description = %s WHERE id = %s RETURNING {_DASHBOARD_COLUMNS}"
+    )
+    params = (name, description, dashboard_id)
+    return Dashboard(*await fetch_one(pool, query, params, missing=f"no dashboard {dashboard_id}"))
 
 
 async def set_dashboard_retention(pool: aiopg.Pool, dashboard_id: int, days: int | None) -> Dashboard:
     """Keep this dashboard's raw values `days` days (None: the global setting); NotFound if gone."""
     if days is not None and not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
         raise ValueError(f"retention must be {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS} days")
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            f"UPDATE dashboards AS d SET retention_days = %s WHERE id = %s RETURNING {_DASHBOARD_COLUMNS}",
-            (days, dashboard_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no dashboard {dashboard_id}")
-    return Dashboard(*row)
+    query = f"UPDATE dashboards AS d SET retention_days = %s WHERE id = %s RETURNING {_DASHBOARD_COLUMNS}"
+    return Dashboard(
+        *await fetch_one(pool, query, (days, dashboard_id), missing=f"no dashboard {dashboard_id}")
+    )
 
 
 async def dashboard_retentions(pool: aiopg.Pool) -> dict[int, int]:
@@ -385,6 +371,4 @@ async def current_memberships(pool: aiopg.Pool, pairs: Sequence[tuple[int, int]]
 
 async def delete_dashboard(pool: aiopg.Pool, dashboard_id: int) -> bool:
     """Delete the dashboard with its metrics, values and memberships; False if absent."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("DELETE FROM dashboards WHERE id = %s", (dashboard_id,))
-        return cur.rowcount == 1
+    return await change_one(pool, "DELETE FROM dashboards WHERE id = %s", (dashboard_id,))

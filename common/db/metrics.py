@@ -9,7 +9,7 @@ import aiopg
 import psycopg2.errors
 
 from common.config import Quotas
-from common.db.core import AlreadyExists, NotFound, transaction
+from common.db.core import AlreadyExists, NotFound, change_one, transaction
 from common.db.quotas import check_quota, lock_dashboard
 from common.sources import DEFAULT_SOURCE, PUSH, check_source
 from common.vocabulary import METRIC_TYPES
@@ -113,11 +113,9 @@ async def update_metric(
 
 async def delete_metric(pool: aiopg.Pool, dashboard_id: int, metric_id: int) -> bool:
     """Delete a metric of this dashboard with its values; False if it has no such metric."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "DELETE FROM metrics WHERE id = %s AND dashboard_id = %s", (metric_id, dashboard_id)
-        )
-        return cur.rowcount == 1
+    return await change_one(
+        pool, "DELETE FROM metrics WHERE id = %s AND dashboard_id = %s", (metric_id, dashboard_id)
+    )
 
 
 async def reorder_metrics(pool: aiopg.Pool, dashboard_id: int, metric_ids: Sequence[int]) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import aiopg
 
 from common.config import Quotas
-from common.db.core import NotFound, transaction
+from common.db.core import NotFound, change_one, fetch_one, transaction
 from common.db.quotas import check_quota, lock_dashboard
 from common.vocabulary import CONTACT_KINDS
 
@@ -75,6 +75,10 @@ class DeliveryAttempt:
 _CONTACT_COLUMNS = "id, dashboard_id, name, kind, target, created_at"
 
 
+def _no_contact_point(contact_point_id: int) -> str:
+    return f"no contact point {contact_point_id} on this dashboard"
+
+
 async def create_contact_point(
     pool: aiopg.Pool,
     dashboard_id: int,
@@ -115,38 +119,25 @@ async def update_contact_point(
 ) -> ContactPoint:
     """Rename a contact point of this dashboard or change its URL or address (None: kept);
     its kind and secret stay. NotFound if it is not this dashboard's."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "UPDATE contact_points SET name = COALESCE(%s, name), target = COALESCE(%s, target)"
-            f" WHERE id = %s AND dashboard_id = %s RETURNING {_CONTACT_COLUMNS}",
-            (name, target, contact_point_id, dashboard_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no contact point {contact_point_id} on this dashboard")
-    return ContactPoint(*row)
+    query = (
+        "UPDATE contact_points SET name = COALESCE(%s, name), target = COALESCE(%s, target)"
+        f" WHERE id = %s AND dashboard_id = %s RETURNING {_CONTACT_COLUMNS}"
+    )
+    params = (name, target, contact_point_id, dashboard_id)
+    return ContactPoint(*await fetch_one(pool, query, params, missing=_no_contact_point(contact_point_id)))
 
 
 async def get_contact_point(pool: aiopg.Pool, dashboard_id: int, contact_point_id: int) -> ContactPoint:
     """One contact point of this dashboard; NotFound if it is not this dashboard's."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_CONTACT_COLUMNS} FROM contact_points WHERE id = %s AND dashboard_id = %s",
-            (contact_point_id, dashboard_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no contact point {contact_point_id} on this dashboard")
-    return ContactPoint(*row)
+    query = f"SELECT {_CONTACT_COLUMNS} FROM contact_points WHERE id = %s AND dashboard_id = %s"
+    params = (contact_point_id, dashboard_id)
+    return ContactPoint(*await fetch_one(pool, query, params, missing=_no_contact_point(contact_point_id)))
 
 
 async def delete_contact_point(pool: aiopg.Pool, dashboard_id: int, contact_point_id: int) -> bool:
     """Delete a contact point of this dashboard (with its pending messages); False if none."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "DELETE FROM contact_points WHERE id = %s AND dashboard_id = %s", (contact_point_id, dashboard_id)
-        )
-        return cur.rowcount == 1
+    query = "DELETE FROM contact_points WHERE id = %s AND dashboard_id = %s"
+    return await change_one(pool, query, (contact_point_id, dashboard_id))
 
 
 async def set_rule_notifications(
@@ -246,7 +237,7 @@ async def enqueue_test_notification(pool: aiopg.Pool, dashboard_id: int, contact
         )
         row = await cur.fetchone()
     if row is None:
-        raise NotFound(f"no contact point {contact_point_id} on this dashboard")
+        raise NotFound(_no_contact_point(contact_point_id))
     return int(row[0])
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import aiopg
 
 from common.config import Quotas
-from common.db.core import NotAnEditor, transaction
+from common.db.core import NotAnEditor, change_one, transaction
 from common.db.quotas import check_quota, lock_dashboard
 
 
@@ -77,24 +77,17 @@ async def list_api_tokens(pool: aiopg.Pool, dashboard_id: int) -> list[ApiToken]
 
 async def revoke_api_token(pool: aiopg.Pool, dashboard_id: int, token_id: int) -> bool:
     """Revoke a token of this dashboard; False if there is no such active token."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "UPDATE api_tokens SET revoked_at = now()"
-            " WHERE id = %s AND dashboard_id = %s AND revoked_at IS NULL",
-            (token_id, dashboard_id),
-        )
-        return cur.rowcount == 1
+    query = (
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND dashboard_id = %s AND revoked_at IS NULL"
+    )
+    return await change_one(pool, query, (token_id, dashboard_id))
 
 
 async def delete_revoked_api_token(pool: aiopg.Pool, dashboard_id: int, token_id: int) -> bool:
     """Remove a revoked token of this dashboard from its list; False if there is
     no such revoked token (an active one must be revoked first)."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "DELETE FROM api_tokens WHERE id = %s AND dashboard_id = %s AND revoked_at IS NOT NULL",
-            (token_id, dashboard_id),
-        )
-        return cur.rowcount == 1
+    query = "DELETE FROM api_tokens WHERE id = %s AND dashboard_id = %s AND revoked_at IS NOT NULL"
+    return await change_one(pool, query, (token_id, dashboard_id))
 
 
 async def revoke_creator_tokens(cur: aiopg.Cursor, user_id: int, dashboard_id: int | None = None) -> int:

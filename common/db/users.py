@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiopg
 import psycopg2.errors
 
-from common.db.core import AlreadyExists, NotFound, transaction
+from common.db.core import AlreadyExists, NotFound, change_one, transaction
 from common.db.tokens import revoke_creator_tokens
 
 
@@ -51,12 +51,8 @@ async def set_password_hash(pool: aiopg.Pool, user_id: int, password_hash: str) 
 async def replace_password_hash(pool: aiopg.Pool, user_id: int, old_hash: str, new_hash: str) -> bool:
     """Store `new_hash` only if `old_hash` is still the stored one (a rehash at
     login must not undo a password change made meanwhile); whether it did."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "UPDATE users SET password_hash = %s WHERE id = %s AND password_hash = %s",
-            (new_hash, user_id, old_hash),
-        )
-        return cur.rowcount == 1
+    query = "UPDATE users SET password_hash = %s WHERE id = %s AND password_hash = %s"
+    return await change_one(pool, query, (new_hash, user_id, old_hash))
 
 
 async def get_user(pool: aiopg.Pool, user_id: int) -> User | None:

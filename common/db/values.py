@@ -440,12 +440,8 @@ async def bucketed_values(
         return result
     params: dict[str, object] = {"ids": list(metric_ids), "since": since, "size": bucket_seconds}
     async with pool.acquire() as conn, conn.cursor() as cur:
-        if bucket_seconds % 60 == 0:
-            params.update(await _rollup_span(cur, since, until))
-            query = _BUCKETS_FROM_ROLLUPS
-        else:
-            params["until"] = until or END_OF_TIME
-            query = _BUCKETS_FROM_VALUES
+        span = (since, until, bucket_seconds)
+        query = await _bucket_query(cur, params, span, _BUCKETS_FROM_ROLLUPS, _BUCKETS_FROM_VALUES)
         # Aggregated in PostgreSQL: only a few hundred rows per metric cross the wire.
         await cur.execute(query, params)
         for row in await cur.fetchall():
@@ -499,16 +495,32 @@ async def bucket_sketches(
         **SKETCH_PARAMS,
     }
     async with pool.acquire() as conn, conn.cursor() as cur:
-        if bucket_seconds % 60 == 0:
-            params.update(await _rollup_span(cur, since, until))
-            query = _BUCKET_SKETCHES_FROM_ROLLUPS
-        else:
-            params["until"] = until or END_OF_TIME
-            query = _BUCKET_SKETCHES_FROM_VALUES
+        span = (since, until, bucket_seconds)
+        query = await _bucket_query(
+            cur, params, span, _BUCKET_SKETCHES_FROM_ROLLUPS, _BUCKET_SKETCHES_FROM_VALUES
+        )
         await cur.execute(query, params)
         for metric_id, start, key, count in await cur.fetchall():
             result[metric_id].setdefault(start, {})[key] = count
     return result
+
+
+async def _bucket_query(
+    cur: aiopg.Cursor,
+    params: dict[str, object],
+    span: tuple[datetime, datetime | None, int],
+    from_rollups: str,
+    from_values: str,
+) -> str:
+    """Which of the two queries reads the buckets of `span` (since, until, bucket
+    seconds), with the bounds it needs added to `params`: buckets of whole
+    minutes come from the rollups where they cover the span, others from the raw values."""
+    since, until, bucket_seconds = span
+    if bucket_seconds % 60 == 0:
+        params.update(await _rollup_span(cur, since, until))
+        return from_rollups
+    params["until"] = until or END_OF_TIME
+    return from_values
 
 
 async def _rollup_span(cur: aiopg.Cursor, since: datetime, until: datetime | None) -> dict[str, datetime]:

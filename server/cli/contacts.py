@@ -12,7 +12,7 @@ import click
 from marshmallow import ValidationError
 
 from common import db
-from common.cli import resolved_settings, run_async
+from common.cli import run_async
 from common.schemas import (
     ContactPointCreateSchema,
     ContactPointEditSchema,
@@ -20,7 +20,7 @@ from common.schemas import (
     check_contact_target,
 )
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import checked, dashboard_by_slug, fail, open_pool
+from server.cli.shared import change_item, checked, dashboard_pool, fail, item_command
 
 TARGET_HELP = "An http(s) URL for webhook and slack, one e-mail address for email."
 NOTIFY_HELP = "A contact point (name or id) the rule notifies when it fires and resolves; repeatable."
@@ -47,8 +47,7 @@ async def contact_add(
     """Add a contact point; a webhook's signing secret is printed this once."""
     body = checked(ContactPointCreateSchema(), {"name": name, "kind": kind, "target": target}, _HINTS)
     secret = secrets.token_urlsafe(32) if kind == "webhook" else None  # as the page does
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         try:
             created = await db.create_contact_point(
                 pool, found.id, body["name"], kind, body["target"], secret, quotas=quotas_from(limits)
@@ -67,8 +66,7 @@ async def contact_add(
 @run_async
 async def contact_list(ctx: click.Context, dashboard_slug: str) -> None:
     """List a dashboard's contact points: id, name, kind, URL or address."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         click.echo("id\tname\tkind\ttarget")
         for item in await db.list_contact_points(pool, found.id):
             click.echo(f"{item.id}\t{item.name}\t{item.kind}\t{item.target}")
@@ -89,8 +87,7 @@ async def contact_edit(
     if not given:
         raise click.UsageError("give --name, --target or both")
     body = checked(ContactPointEditSchema(), given, {"name": "--name"})
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         try:
             current = await db.get_contact_point(pool, found.id, contact_point_id)
             if "target" in body:
@@ -105,29 +102,17 @@ async def contact_edit(
     click.echo(f"contact point {changed.id}: {changed.name} ({changed.kind}) {changed.target}")
 
 
-@contact.command(name="remove")
-@click.argument("dashboard_slug")
-@click.argument("contact_point_id", type=int)
-@click.pass_context
-@run_async
+@item_command(contact, "remove", "contact_point_id")
 async def contact_remove(ctx: click.Context, dashboard_slug: str, contact_point_id: int) -> None:
     """Remove a contact point; messages not yet sent to it are dropped."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
-        if not await db.delete_contact_point(pool, found.id, contact_point_id):
-            raise click.ClickException(f"{dashboard_slug} has no contact point {contact_point_id}")
+    await change_item(ctx, dashboard_slug, db.delete_contact_point, contact_point_id, "contact point")
     click.echo(f"removed contact point {contact_point_id}")
 
 
-@contact.command(name="test")
-@click.argument("dashboard_slug")
-@click.argument("contact_point_id", type=int)
-@click.pass_context
-@run_async
+@item_command(contact, "test", "contact_point_id")
 async def contact_test(ctx: click.Context, dashboard_slug: str, contact_point_id: int) -> None:
     """Queue a test message; a worker sends it, and the page's delivery log shows the outcome."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         try:
             await db.enqueue_test_notification(pool, found.id, contact_point_id)
         except db.NotFound as exc:

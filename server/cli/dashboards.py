@@ -10,7 +10,15 @@ from common.events import DashboardChanged, Revocation
 from common.schemas import DashboardEditSchema
 from common.slugs import SLUG_PATTERN, slugify
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import announce, checked, dashboard_by_slug, fail, open_pool, user_by_name
+from server.cli.shared import (
+    announce,
+    checked,
+    dashboard_by_slug,
+    dashboard_pool,
+    fail,
+    open_pool,
+    user_by_name,
+)
 
 OWNER_HELP = "A user who becomes the dashboard's first editor."
 ROLE_HELP = "viewer: watches the dashboard; editor: also changes its name, metrics and members."
@@ -162,8 +170,7 @@ async def member_add(
     ctx: click.Context, dashboard_slug: str, username: str, role: str, **limits: int
 ) -> None:
     """Let a user see a dashboard (and, as an editor, change it)."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         who = await user_by_name(pool, username)
         try:
             added = await db.add_member(pool, found.id, who.id, role, quotas=quotas_from(limits))
@@ -188,8 +195,7 @@ async def member_role(
     """Make a member a viewer or an editor (a dashboard keeps at least one editor).
 
     A demoted editor's API tokens for the dashboard are revoked with the change."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         who = await user_by_name(pool, username)
         try:
             await db.set_member_role(pool, found.id, who.id, role, quotas=quotas_from(limits))
@@ -204,8 +210,7 @@ async def member_role(
 @run_async
 async def member_list(ctx: click.Context, dashboard_slug: str) -> None:
     """List a dashboard's members: username, role."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         for item in await db.list_members(pool, found.id):
             click.echo(f"{item.user.username}\t{item.role}")
 

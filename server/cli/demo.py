@@ -51,13 +51,9 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     member = await _ensure_user(pool, "demo", "demo")
     viewer = await _ensure_user(pool, "viewer", "viewer")
     await _ensure_user(pool, "outsider", "outsider")
-    try:
-        dashboard = await db.create_dashboard(
-            pool, "Service health (demo)", DEMO_SLUG, "Random values from dashboard-worker"
-        )
-    except db.AlreadyExists:
-        dashboard = await db.get_dashboard_by_slug(pool, DEMO_SLUG)
-    existing = {metric.name for metric in await db.list_metrics(pool, dashboard.id)}
+    dashboard, existing = await _ensure_dashboard(
+        pool, "Service health (demo)", DEMO_SLUG, "Random values from dashboard-worker"
+    )
     for name, metric_type, unit, description in DEMO_METRICS:
         if name not in existing:
             # Demo values: random, chosen explicitly (a new metric waits for pushes).
@@ -69,15 +65,22 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard, machine, ("viewer", "viewer"))
 
 
+async def _ensure_dashboard(
+    pool: aiopg.Pool, name: str, slug: str, description: str
+) -> tuple[db.Dashboard, set[str]]:
+    """The dashboard `slug` (created if missing) and the names of its metrics."""
+    try:
+        dashboard = await db.create_dashboard(pool, name, slug, description)
+    except db.AlreadyExists:
+        dashboard = await db.get_dashboard_by_slug(pool, slug)
+    return dashboard, {metric.name for metric in await db.list_metrics(pool, dashboard.id)}
+
+
 async def _ensure_machine_dashboard(pool: aiopg.Pool) -> db.Dashboard:
     """The dashboard of the worker host's own CPU, memory, load, network and disks."""
-    try:
-        machine = await db.create_dashboard(
-            pool, "This machine", MACHINE_SLUG, "The worker's host, read through psutil"
-        )
-    except db.AlreadyExists:
-        machine = await db.get_dashboard_by_slug(pool, MACHINE_SLUG)
-    existing = {metric.name for metric in await db.list_metrics(pool, machine.id)}
+    machine, existing = await _ensure_dashboard(
+        pool, "This machine", MACHINE_SLUG, "The worker's host, read through psutil"
+    )
     for name, source in MACHINE_METRICS:
         reading = system_reading(source)
         if name not in existing and reading is not None:

@@ -7,9 +7,9 @@ import sys
 import click
 
 from common import db
-from common.cli import resolved_settings, run_async
+from common.cli import run_async
 from common.export import FORMATS, TIME_HELP, RangeError, export_chunks, export_range
-from server.cli.shared import dashboard_by_slug, metric_by_name, open_pool
+from server.cli.shared import dashboard_pool, metric_by_name
 
 
 @click.command(name="export")
@@ -44,8 +44,7 @@ async def export_command(
     except RangeError as exc:
         raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from None
     out = sys.stdout.buffer
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         if metric_name is not None:
             metrics = [await metric_by_name(pool, found, metric_name)]
         else:

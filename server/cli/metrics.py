@@ -12,7 +12,15 @@ from common.sources import DEFAULT_SOURCE, PUSH, SOURCE_DESCRIPTIONS, SOURCES, c
 from common.vocabulary import DEFAULT_METRIC_TYPE
 from server.cli.contacts import notification_settings, notify_options
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import announce, checked, dashboard_by_slug, fail, metric_by_name, open_pool
+from server.cli.shared import (
+    announce,
+    checked,
+    dashboard_by_slug,
+    dashboard_pool,
+    fail,
+    metric_by_name,
+    open_pool,
+)
 
 SOURCE_HELP = (
     "Where its values come from: push (programs send them to the push API; the worker writes none), "
@@ -107,8 +115,7 @@ def metric_sources() -> None:
 @run_async
 async def metric_list(ctx: click.Context, dashboard_slug: str) -> None:
     """List a dashboard's metrics: id, type, name, unit, source."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         for item in await db.list_metrics(pool, found.id):
             click.echo(f"{item.id}\t{item.type}\t{item.name}\t{item.unit}\t{item.source}")
 
@@ -272,8 +279,7 @@ async def alert_notify(
     """Set whom a rule notifies (every --notify; none: nobody) and how often it repeats."""
     if repeat_minutes is not None and not notify:
         raise click.UsageError("--repeat needs --notify: repeats go to the rule's contact points")
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         contact_ids, repeat = await notification_settings(pool, found, notify, repeat_minutes)
         try:
             await db.set_rule_notifications(pool, found.id, rule_id, contact_ids, repeat)
@@ -295,8 +301,7 @@ def _notifies(contact_ids: list[int], repeat: int | None) -> str:
 @run_async
 async def alert_list(ctx: click.Context, dashboard_slug: str) -> None:
     """List a dashboard's alert rules: id, metric, condition, threshold, duration, state."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         names = {m.id: m.name for m in await db.list_metrics(pool, found.id)}
         click.echo("id\tmetric\tcondition\tthreshold\tfor\tstate")
         for rule in await db.list_alert_rules(pool, found.id):

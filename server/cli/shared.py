@@ -3,7 +3,7 @@ and telling the running servers about a change."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ import click
 from marshmallow import Schema, ValidationError
 
 from common import db
+from common.cli import resolved_settings, run_async
 from common.config import ResolvedSettings
 from common.events import (
     DashboardChanged,
@@ -29,6 +30,38 @@ async def open_pool(settings: ResolvedSettings) -> AsyncIterator[aiopg.Pool]:
     """A two-connection pool: enough for one admin command."""
     async with db.create_pool(settings.database_url, maxsize=2) as pool:
         yield pool
+
+
+@asynccontextmanager
+async def dashboard_pool(ctx: click.Context, slug: str) -> AsyncIterator[tuple[aiopg.Pool, db.Dashboard]]:
+    """The command's pool and the dashboard `slug` names (a CLI error if none)."""
+    async with open_pool(resolved_settings(ctx)) as pool:
+        yield pool, await dashboard_by_slug(pool, slug)
+
+
+def item_command(
+    group: click.Group, name: str, item_id: str
+) -> Callable[[Callable[..., Coroutine[Any, Any, None]]], click.Command]:
+    """`GROUP NAME DASHBOARD_SLUG ITEM_ID`: an async command on one item, by id, of a dashboard."""
+
+    def decorate(function: Callable[..., Coroutine[Any, Any, None]]) -> click.Command:
+        command = click.argument(item_id, type=int)(click.pass_context(run_async(function)))
+        return group.command(name=name)(click.argument("dashboard_slug")(command))
+
+    return decorate
+
+
+async def change_item(
+    ctx: click.Context,
+    dashboard_slug: str,
+    change: Callable[[aiopg.Pool, int, int], Awaitable[bool]],
+    item_id: int,
+    missing: str,
+) -> None:
+    """`change(pool, dashboard id, item_id)`; a CLI error if it found no such item (a `missing`)."""
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
+        if not await change(pool, found.id, item_id):
+            raise click.ClickException(f"{dashboard_slug} has no {missing} {item_id}")
 
 
 def fail(exc: Exception) -> click.ClickException:

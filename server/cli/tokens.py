@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from common import db
-from common.cli import resolved_settings, run_async
+from common.cli import run_async
 from common.tokens import display_prefix, new_token, token_hash
 from server.cli.quotas import quota_options, quotas_from
-from server.cli.shared import dashboard_by_slug, fail, open_pool
+from server.cli.shared import change_item, dashboard_pool, fail, item_command
 
 
 @click.group()
@@ -28,8 +28,7 @@ async def token_create(ctx: click.Context, dashboard_slug: str, name: str, **lim
     It has no creator, so it stays until revoked (tokens made by an editor on the
     page are revoked when that editor is no longer one)."""
     secret = new_token()
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         try:
             created = await db.create_api_token(
                 pool, found.id, name, token_hash(secret), display_prefix(secret), quotas=quotas_from(limits)
@@ -48,8 +47,7 @@ async def token_create(ctx: click.Context, dashboard_slug: str, name: str, **lim
 @run_async
 async def token_list(ctx: click.Context, dashboard_slug: str) -> None:
     """List a dashboard's tokens: id, prefix, name, state, last use, creator (cli: none)."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
+    async with dashboard_pool(ctx, dashboard_slug) as (pool, found):
         for item in await db.list_api_tokens(pool, found.id):
             state = "revoked" if item.revoked_at else "active"
             used = item.last_used_at.isoformat(timespec="seconds") if item.last_used_at else "never used"
@@ -57,29 +55,15 @@ async def token_list(ctx: click.Context, dashboard_slug: str) -> None:
             click.echo(f"{item.id}\t{item.prefix}…\t{item.name}\t{state}\t{used}\t{creator}")
 
 
-@token.command(name="revoke")
-@click.argument("dashboard_slug")
-@click.argument("token_id", type=int)
-@click.pass_context
-@run_async
+@item_command(token, "revoke", "token_id")
 async def token_revoke(ctx: click.Context, dashboard_slug: str, token_id: int) -> None:
     """Revoke a token at once: requests with it are refused from now on."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
-        if not await db.revoke_api_token(pool, found.id, token_id):
-            raise click.ClickException(f"{dashboard_slug} has no active token {token_id}")
+    await change_item(ctx, dashboard_slug, db.revoke_api_token, token_id, "active token")
     click.echo(f"revoked token {token_id}")
 
 
-@token.command(name="delete")
-@click.argument("dashboard_slug")
-@click.argument("token_id", type=int)
-@click.pass_context
-@run_async
+@item_command(token, "delete", "token_id")
 async def token_delete(ctx: click.Context, dashboard_slug: str, token_id: int) -> None:
     """Remove a revoked token from the dashboard's list (revoke it first)."""
-    async with open_pool(resolved_settings(ctx)) as pool:
-        found = await dashboard_by_slug(pool, dashboard_slug)
-        if not await db.delete_revoked_api_token(pool, found.id, token_id):
-            raise click.ClickException(f"{dashboard_slug} has no revoked token {token_id}")
+    await change_item(ctx, dashboard_slug, db.delete_revoked_api_token, token_id, "revoked token")
     click.echo(f"deleted token {token_id}")

@@ -16,6 +16,7 @@ from common.ingest import store_and_publish
 from common.sources import RANDOM
 from server.cli.demo import create_demo
 from tests.browser.pages import backfill, log_in, points, screenshot, wait_for
+from tests.helpers import each_stored_since
 from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -88,7 +89,10 @@ async def test_page_reconnects_after_a_server_restart_without_a_gap(
     server.kill()
     killed_at = datetime.now(UTC)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
-    await asyncio.sleep(2)  # the worker keeps storing values nobody receives
+    # The worker keeps storing values nobody receives.
+    await each_stored_since(
+        pool, [gauge, counter], killed_at, 4, "four ticks stored while the server is down"
+    )
     restarted_at = datetime.now(UTC)
     await server.start()
     await wait_for(page, "() => window.__dashboard.connections === 2", within_ms=30_000)
@@ -96,7 +100,7 @@ async def test_page_reconnects_after_a_server_restart_without_a_gap(
     # Filled by `resume` (both metrics recovered), not by reloading the range.
     await wait_for(page, "() => window.__dashboard.resumed + window.__dashboard.reloaded >= 2")
     assert await page.evaluate("[window.__dashboard.resumed, window.__dashboard.reloaded]") == [2, 0]
-    await asyncio.sleep(1)
+    await each_stored_since(pool, [gauge, counter], datetime.now(UTC), 2, "live values after the resume")
     worker.terminate()
     worker.wait()
 
