@@ -4,6 +4,7 @@
 // to the events it dispatches on #dashboard; uPlot is the vendored classic script.
 
 import * as ChartTools from "./charttools.js";
+import { clockTime, formatAge, formatStat, isBytes, pointTime, statText, timeTicks, withUnit } from "./format.js";
 import { startRangeControls } from "./rangecontrols.js";
 import * as RangeStats from "./stats.js";
 import * as TimeRange from "./timerange.js";
@@ -31,7 +32,6 @@ const RATE_WINDOW = 1 / 30; // of the range: a raw counter's rate is taken over 
 // A histogram's sketch holds the range as loaded plus the values since: past this
 // share of the range in extra values, the range is loaded again.
 const SKETCH_DRIFT = 0.05;
-const BYTE_UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
 // Axis steps for bytes: 1, 2, 4 … 512 of each binary unit, so ticks read 512 MiB, 1 GiB.
 const BYTE_STEPS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
   [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].map((m) => m * 1024 ** power),
@@ -128,47 +128,6 @@ root.addEventListener("dashboard:config", () => { hook.configs += 1; });
 hook.dropConnection = () => abandon("dropped on request");
 window.__dashboard = hook;
 
-// ---- formatting --------------------------------------------------------
-
-const plain = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
-const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 2 });
-
-function formatValue(value) {
-  if (!Number.isFinite(value)) return "–";
-  const abs = Math.abs(value);
-  if (abs >= 100000) return compact.format(value);
-  if (abs >= 100) return plain.format(Math.round(value * 10) / 10);
-  return plain.format(value);
-}
-
-// Byte counts in binary units (1.5 GiB), so "B" never reads as billions of bytes.
-function isBytes(unit) {
-  return unit === "bytes" || unit === "B";
-}
-
-function scaleBytes(value) {
-  let scaled = value;
-  let i = 0;
-  while (Math.abs(scaled) >= 1024 && i < BYTE_UNITS.length - 1) {
-    scaled /= 1024;
-    i += 1;
-  }
-  return [plain.format(scaled), BYTE_UNITS[i]];
-}
-
-function formatBytes(value) {
-  return Number.isFinite(value) ? scaleBytes(value).join(" ") : "–";
-}
-
-// A value as its card shows it: [number, unit].
-function withUnit(value, unit) {
-  return isBytes(unit) && Number.isFinite(value) ? scaleBytes(value) : [formatValue(value), unit];
-}
-
-function formatStat(value, unit) {
-  return isBytes(unit) ? formatBytes(value) : formatValue(value);
-}
-
 // ---- states --------------------------------------------------------------
 
 function setStatus(kind, text) {
@@ -184,13 +143,6 @@ function showAge() {
   const old = !stopped && heardAt > 0 && hook.status !== "connected" && hook.status !== "connecting";
   ageEl.hidden = !old;
   if (old) ageEl.textContent = "last update " + formatAge(Date.now() - heardAt) + " ago";
-}
-
-function formatAge(ms) {
-  const seconds = Math.max(0, Math.round(ms / 1000));
-  if (seconds < 120) return seconds + " s";
-  if (seconds < 7200) return Math.round(seconds / 60) + " min";
-  return Math.round(seconds / 3600) + " h";
 }
 
 // A page-wide state (empty, signed out, no access) replaces the grid's message.
@@ -311,18 +263,6 @@ function updateExportLinks() {
 
 function chartWidth(card) {
   return Math.max(220, Math.floor(card.chartEl.clientWidth || 320));
-}
-
-const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
-const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const dayClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false });
-
-// Time labels that fit the ticks' step: seconds, hours and minutes, or days.
-function timeLabels(u, splits) {
-  const span = u.scales.x.max - u.scales.x.min;
-  const step = splits.length > 1 ? splits[1] - splits[0] : span;
-  const format = step >= 86400 ? dayLabel : span > 2 * 86400 ? dayClock : step < 60 ? clockSeconds : clock;
-  return splits.map((s) => format.format(new Date(s * 1000)));
 }
 
 // Colours of the current theme (app.css), read when a chart is made.
@@ -649,7 +589,8 @@ function timeCursor() {
 function timeAxis() {
   // Closer labels on a phone, so even a week shows several days (their labels are short).
   const space = (u, axisIdx, min, max, plotWidth) => (plotWidth < NARROW_PLOT ? 36 : 55);
-  return Object.assign(axis(timeLabels), { space: space, size: 30 });
+  const labels = (u, splits) => timeTicks(splits, u.scales.x.max - u.scales.x.min);
+  return Object.assign(axis(labels), { space: space, size: 30 });
 }
 
 // Ticks with the unit ("50 ms", "1.5 GiB", "5 req/s"), as wide as their longest label.
@@ -682,14 +623,6 @@ function valueRange(card, min, max) {
 
 function showsRate(card) {
   return card.metric.type === "counter" && !card.showTotal;
-}
-
-// A value with its unit as the card states it; `perSecond`: a counter's rate.
-function statText(value, unit, perSecond) {
-  if (!Number.isFinite(value)) return "–";
-  const [number, shown] = withUnit(value, unit);
-  const suffix = perSecond ? (shown ? " " + shown + "/s" : "/s") : shown ? " " + shown : "";
-  return number + suffix;
 }
 
 function extent(values) {
@@ -729,18 +662,12 @@ function counterRates(card) {
   return rates;
 }
 
-const tipClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const dayLabel = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric" });
-
 // The tooltip's lines for the point at `idx`: when, then what, with units.
 function describePoint(card, u, idx) {
   const x = card.xs[idx];
   if (x == null) return null;
   const unit = card.metric.unit;
-  const when = card.bucket
-    ? tipClock.format(new Date(x * 1000)) + " – " + clock.format(new Date((x + card.bucket) * 1000))
-    : tipClock.format(new Date(x * 1000));
-  const lines = [when];
+  const lines = [pointTime(x, card.bucket)];
   if (card.heatmap) {
     lines.push("avg " + statText(card.ys[idx], unit));
     lines.push(statText(card.mins[idx], unit) + " … " + statText(card.maxs[idx], unit));
@@ -868,7 +795,7 @@ function showLastUpdated() {
   shownValuesAt = valuesAt;
   const at = new Date(valuesAt);
   lastUpdatedTime.dateTime = at.toISOString();
-  lastUpdatedTime.textContent = clockSeconds.format(at);
+  lastUpdatedTime.textContent = clockTime(valuesAt);
   lastUpdatedEl.hidden = false;
 }
 
