@@ -1,4 +1,4 @@
-// What the dashboard's charts carry besides their series (dashboard.js makes the
+// What the dashboard's charts carry besides their series (chart.js makes the
 // charts): the tooltip under the pointer, alert thresholds, firing periods and
 // events, a histogram's heatmap on long ranges, and the favicon's count of firing
 // alerts. Everything here is drawn on the chart's canvas or set as text; drawing

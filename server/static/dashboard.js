@@ -3,39 +3,25 @@
 // never as HTML. The page's other modules (alerts, View and Edit panels) listen
 // to the events it dispatches on #dashboard; uPlot is the vendored classic script.
 
-import * as ChartTools from "./charttools.js";
-import { clockTime, formatAge, formatStat, isBytes, pointTime, statText, timeTicks, withUnit } from "./format.js";
+import { alertColors, chartHeight, chartWidth, makeChart, showsRate } from "./chart.js";
+import { heatCells, setFaviconCount } from "./charttools.js";
+import { clockTime, formatAge, statText, withUnit } from "./format.js";
 import { startRangeControls } from "./rangecontrols.js";
+import { LiveSocket } from "./socket.js";
 import * as RangeStats from "./stats.js";
 import * as TimeRange from "./timerange.js";
 import { VOCABULARY } from "./vocabulary.js";
 
 const RANGES = VOCABULARY.ranges; // name -> seconds
 const MAX_POINTS = 1200; // per chart, whatever the range: memory stays flat for days
-const PING_EVERY_MS = 15000; // browsers expose no WebSocket ping, so we send our own
-const PONG_TIMEOUT_MS = 8000; // no pong by then: the connection is dead, reconnect
-// Sooner than that, the values on screen may already be old: silent for a few data
-// intervals, the page asks the server (a ping); unanswered for PONG_GRACE_MS, it says Stale.
-const QUIET_INTERVALS = 3;
-const MIN_QUIET_MS = 2000;
-const PONG_GRACE_MS = 3000;
 const TICK_MS = 1000; // the page's clock: staleness, "last update … ago", the charts' time axes
-const MAX_BACKOFF_MS = 30000;
-const CHART_HEIGHT = 150;
 const HISTOGRAM_BINS = 24;
 const HEAT_ROWS = 20; // value bands of a histogram's heatmap
-const FOCUSED_CHROME = 230; // px of a full-screen card that are not its chart
-const NARROW_PLOT = 400; // px: below, time ticks sit closer (a phone)
-const AXIS_FONT = "11px system-ui, sans-serif";
 const LABEL_EVERY_MS = 15000; // a chart's text alternative changes at most this often
 const RATE_WINDOW = 1 / 30; // of the range: a raw counter's rate is taken over 10 s on 5 min
 // A histogram's sketch holds the range as loaded plus the values since: past this
 // share of the range in extra values, the range is loaded again.
 const SKETCH_DRIFT = 0.05;
-// Axis steps for bytes: 1, 2, 4 … 512 of each binary unit, so ticks read 512 MiB, 1 GiB.
-const BYTE_STEPS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
-  [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].map((m) => m * 1024 ** power),
-);
 
 const root = document.getElementById("dashboard");
 const grid = document.getElementById("metrics");
@@ -65,20 +51,8 @@ let view = TimeRange.viewFromHash(window.location.hash, Date.now()) || {
 // A range that ended in the past, resolved once when chosen ({from, to, live, span} in ms):
 // "now-2d to now-1d" then stays the same day while it is in view. Null for a live range.
 let pastWindow = pastWindowOf(view);
-let socket = null;
-let attempt = 0;
-let pingTimer = null;
-let pongTimer = null;
-let reconnectTimer = null;
-let stopped = false;
 let frameRequested = false;
 let configSeen = false; // on this connection: later configs are live edits
-let authenticated = false; // this socket's messages are the dashboard's: each proves it live
-let heardAt = 0; // Date.now() of the last message from the server
-let dataAt = 0; // of the last values, and the typical time between them (0: not known yet)
-let dataInterval = 0;
-let pingedAt = 0;
-let unansweredSince = null; // the first ping not answered yet (by its pong or any message)
 let valuesAt = 0; // Date.now() when values last arrived (history or live)
 let shownValuesAt = 0; // the arrival shown as "Updated …"
 let focusedId = panelFromHash(); // the card shown full screen (#panel=), once it exists
@@ -86,6 +60,28 @@ let dashboardName = root.querySelector("#dashboard-name").textContent;
 let alertRules = []; // as alerts.js holds them (`alerts:changed`): thresholds on the charts
 let alertEvents = [];
 let shownFiring = 0;
+
+// The socket (socket.js). subscribe=none: this page asks for exactly the history it needs
+// (range or resume). updates=batch: live values come as one metric_updates message per
+// server turn, not one message each (fewer bytes and parses when values come fast).
+const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+const connection = new LiveSocket(scheme + window.location.host + root.dataset.socket + "?subscribe=none&updates=batch", {
+  status: showStatus,
+  opening: () => {
+    configSeen = false;
+  },
+  message: onMessage,
+  closed: (code) => hook.closes.push(code),
+  ended: ended,
+});
+
+// What the charts (chart.js) ask of the page.
+const chartPage = {
+  style: () => prefs.chart_style,
+  timeWindow: timeWindow,
+  thresholds: chartThresholds,
+  marks: alertMarks,
+};
 
 // For tests and curious people: read-only views of what the page holds.
 const hook = { connections: 0, closes: [], status: "connecting", range: view.range || null, view: view, rtt: null, resumed: 0, reloaded: 0 };
@@ -125,24 +121,26 @@ hook.configs = 0;
 hook.preferences = prefs;
 root.addEventListener("dashboard:config", () => { hook.configs += 1; });
 // Drop the connection as a network failure would (for tests and diagnosis).
-hook.dropConnection = () => abandon("dropped on request");
+hook.dropConnection = () => connection.abandon("dropped on request");
 window.__dashboard = hook;
 
 // ---- states --------------------------------------------------------------
 
-function setStatus(kind, text) {
+// The connection's state (socket.js), as the badge says it.
+function showStatus(kind, text, title) {
   hook.status = kind;
   statusEl.dataset.state = kind;
   statusText.textContent = text;
+  if (title !== undefined) statusEl.title = title;
   // Values once live but no longer: dimmed, and how old they are is said.
   grid.classList.toggle("stale", hook.connections > 0 && kind !== "connected");
   showAge();
 }
 
 function showAge() {
-  const old = !stopped && heardAt > 0 && hook.status !== "connected" && hook.status !== "connecting";
+  const old = !connection.stopped && connection.heardAt > 0 && connection.status !== "connected" && connection.status !== "connecting";
   ageEl.hidden = !old;
-  if (old) ageEl.textContent = "last update " + formatAge(Date.now() - heardAt) + " ago";
+  if (old) ageEl.textContent = "last update " + formatAge(Date.now() - connection.heardAt) + " ago";
 }
 
 // A page-wide state (empty, signed out, no access) replaces the grid's message.
@@ -200,7 +198,7 @@ function addCard(metric) {
   node.querySelector(".metric-total").hidden = metric.type !== "counter";
   describeCard(card, metric);
   grid.appendChild(node);
-  card.chart = makeChart(card);
+  card.chart = makeChart(card, chartPage);
   cards.set(metric.id, card);
   if (metric.id === focusedId) focusCard(metric.id); // a shared link to one card
   markDirty(card);
@@ -261,23 +259,6 @@ function updateExportLinks() {
   cards.forEach((card) => { card.node.querySelector(".metric-export").href = exportUrl("csv", card.metric.id); });
 }
 
-function chartWidth(card) {
-  return Math.max(220, Math.floor(card.chartEl.clientWidth || 320));
-}
-
-// Colours of the current theme (app.css), read when a chart is made.
-function cssColor(name, fallback) {
-  return getComputedStyle(html).getPropertyValue(name).trim() || fallback;
-}
-
-const FALLBACK_COLORS = { counter: "#1a7f37", gauge: "#0969da", histogram: "#8250df" };
-
-// "#rrggbb" (the theme's --counter, --gauge, --histogram) with an alpha suffix added below.
-function seriesColor(type) {
-  const color = cssColor("--" + type, FALLBACK_COLORS[type]);
-  return /^#[0-9a-f]{6}$/i.test(color) ? color : FALLBACK_COLORS[type];
-}
-
 // The whole range in view, ending now (or at the newest value, if the clocks
 // disagree): a range with few values still reads as that range. A past range stays put.
 function timeWindow(card) {
@@ -310,128 +291,13 @@ function requestHistory(metricIds) {
   send("history", Object.assign({ metric_ids: metricIds }, fields));
 }
 
-function axis(values) {
-  return {
-    stroke: cssColor("--chart-axis", "#57606a"),
-    grid: { stroke: cssColor("--chart-grid", "rgba(31, 35, 40, 0.07)"), width: 1 },
-    ticks: { show: false },
-    font: AXIS_FONT,
-    values: values,
-  };
-}
-
-// The user's chart style for lines (histograms are always bars).
-function valueSeries(color) {
-  if (prefs.chart_style === "points") {
-    return { label: "value", stroke: color, width: 1, paths: () => null, points: { show: true, size: 4, fill: color } };
-  }
-  const fill = prefs.chart_style === "area" ? color + "55" : color + "14";
-  // Points only where values are far apart (uPlot's default): a lone value still shows.
-  return { label: "value", stroke: color, width: 2, fill: fill, points: { size: 5, fill: color } };
-}
-
 // Styles are fixed when a uPlot is made: a new style or theme makes new charts (the data stays).
 function rebuildCharts() {
   for (const card of cards.values()) {
     card.chart.destroy();
-    card.chart = makeChart(card);
+    card.chart = makeChart(card, chartPage);
     markDirty(card);
   }
-}
-
-function makeChart(card) {
-  card.heatmap = card.metric.type === "histogram" && card.bucket > 0;
-  if (card.heatmap) return makeHeatmapChart(card);
-  if (card.metric.type === "histogram") return makeDistributionChart(card);
-  return makeTimeChart(card);
-}
-
-// A histogram's values on a short range: how many fell in each band of values.
-function makeDistributionChart(card) {
-  const color = seriesColor(card.metric.type);
-  const valueLabels = (u, splits) => splits.map((s) => formatStat(s, card.metric.unit));
-  return new uPlot(
-    {
-      width: chartWidth(card),
-      height: chartHeight(card),
-      legend: { show: false },
-      cursor: { show: false },
-      scales: {
-        // To the end of the last bin, so its bar is drawn whole.
-        x: { time: false, range: (u, min, max) => (min == null ? [0, 1] : [min, max + (card.binWidth || 1)]) },
-        y: { range: (u, min, max) => [0, Math.max(1, max)] },
-      },
-      axes: [
-        Object.assign(axis(valueLabels), { size: 30 }),
-        Object.assign(axis((u, splits) => splits.map((s) => (Number.isInteger(s) ? String(s) : ""))), { size: 40 }),
-      ],
-      series: [
-        {},
-        {
-          label: "values",
-          stroke: color,
-          fill: color + "59",
-          width: 1,
-          paths: uPlot.paths.bars({ size: [0.9, 80], align: 0 }),
-          points: { show: false },
-        },
-      ],
-    },
-    [[], []],
-    card.chartEl,
-  );
-}
-
-function makeTimeChart(card) {
-  const color = seriesColor(card.metric.type);
-  return new uPlot(
-    {
-      width: chartWidth(card),
-      height: chartHeight(card),
-      legend: { show: false },
-      cursor: timeCursor(),
-      scales: {
-        x: { time: true, range: () => timeWindow(card) },
-        y: { range: (u, min, max) => valueRange(card, min, max) },
-      },
-      axes: [timeAxis(), valueAxis(card)],
-      series: [
-        {},
-        valueSeries(color),
-        { label: "min", stroke: "transparent", points: { show: false } },
-        { label: "max", stroke: "transparent", points: { show: false } },
-      ],
-      // Between min and max of each bucket: the spread a bucketed range hides.
-      bands: [{ series: [3, 2], fill: color + "26" }],
-      plugins: chartPlugins(card),
-    },
-    [[], [], [], []],
-    card.chartEl,
-  );
-}
-
-// A histogram on a bucketed range: time across, values up, darker where more values fell.
-function makeHeatmapChart(card) {
-  const color = seriesColor(card.metric.type);
-  return new uPlot(
-    {
-      width: chartWidth(card),
-      height: chartHeight(card),
-      legend: { show: false },
-      cursor: timeCursor(),
-      scales: {
-        x: { time: true, range: () => timeWindow(card) },
-        y: { range: () => (card.heat ? [card.heat.low, card.heat.high] : [0, 1]) },
-      },
-      axes: [timeAxis(), valueAxis(card)],
-      series: [{}, { label: "average", stroke: color, width: 1, points: { show: false } }],
-      plugins: chartPlugins(card).concat([
-        ChartTools.heatmapPlugin(() => card.heat, () => seriesColor(card.metric.type)),
-      ]),
-    },
-    [[], []],
-    card.chartEl,
-  );
 }
 
 function markDirty(card) {
@@ -577,54 +443,6 @@ function redrawHistogram(card) {
 
 // ---- exact values: axes, tooltip, legend, text alternative (issue 15) ----
 
-function chartHeight(card) {
-  return card.node.classList.contains("focused") ? Math.max(CHART_HEIGHT, window.innerHeight - FOCUSED_CHROME) : CHART_HEIGHT;
-}
-
-// Every time chart's crosshair follows the pointer on any of them (uPlot's cursor sync).
-function timeCursor() {
-  return { drag: { x: false, y: false }, points: { size: 6 }, sync: { key: ChartTools.SYNC_KEY } };
-}
-
-function timeAxis() {
-  // Closer labels on a phone, so even a week shows several days (their labels are short).
-  const space = (u, axisIdx, min, max, plotWidth) => (plotWidth < NARROW_PLOT ? 36 : 55);
-  const labels = (u, splits) => timeTicks(splits, u.scales.x.max - u.scales.x.min);
-  return Object.assign(axis(labels), { space: space, size: 30 });
-}
-
-// Ticks with the unit ("50 ms", "1.5 GiB", "5 req/s"), as wide as their longest label.
-function valueAxis(card) {
-  const values = (u, splits) => splits.map((s) => statText(s, card.metric.unit, showsRate(card)));
-  const options = { size: (u, labels) => axisWidth(labels) };
-  if (isBytes(card.metric.unit) && !showsRate(card)) options.incrs = BYTE_STEPS;
-  return Object.assign(axis(values), options);
-}
-
-const measure = document.createElement("canvas").getContext("2d");
-function axisWidth(labels) {
-  if (!labels) return 40;
-  measure.font = AXIS_FONT;
-  let widest = 0;
-  for (const label of labels) widest = Math.max(widest, measure.measureText(label).width);
-  return Math.ceil(widest) + 14;
-}
-
-// Nice bounds around the values and the thresholds drawn on the chart, so a rule's line shows.
-function valueRange(card, min, max) {
-  if (min == null || max == null) return [0, 1];
-  for (const threshold of chartThresholds(card)) {
-    min = Math.min(min, threshold.value);
-    max = Math.max(max, threshold.value);
-  }
-  const [low, high] = uPlot.rangeNum(min, max, 0.1, true);
-  return [min >= 0 && low < 0 ? 0 : low, high];
-}
-
-function showsRate(card) {
-  return card.metric.type === "counter" && !card.showTotal;
-}
-
 function extent(values) {
   let low = Infinity;
   let high = -Infinity;
@@ -662,35 +480,6 @@ function counterRates(card) {
   return rates;
 }
 
-// The tooltip's lines for the point at `idx`: when, then what, with units.
-function describePoint(card, u, idx) {
-  const x = card.xs[idx];
-  if (x == null) return null;
-  const unit = card.metric.unit;
-  const lines = [pointTime(x, card.bucket)];
-  if (card.heatmap) {
-    lines.push("avg " + statText(card.ys[idx], unit));
-    lines.push(statText(card.mins[idx], unit) + " … " + statText(card.maxs[idx], unit));
-    lines.push(card.counts[idx] + " values");
-    return lines;
-  }
-  if (showsRate(card)) {
-    lines.push(statText(u.data[1][idx], unit, true));
-    if (!card.bucket) lines.push("total " + statText(card.ys[idx], unit));
-    return lines;
-  }
-  lines.push((card.bucket ? "avg " : "") + statText(card.ys[idx], unit));
-  if (card.bucket) lines.push(statText(card.mins[idx], unit) + " … " + statText(card.maxs[idx], unit));
-  return lines;
-}
-
-function chartPlugins(card) {
-  return [
-    ChartTools.tooltipPlugin((u, idx) => describePoint(card, u, idx)),
-    ChartTools.alertPlugin(() => alertMarks(card), alertColors),
-  ];
-}
-
 // The chart's text alternative: the metric and its latest value. Changed at most every
 // LABEL_EVERY_MS (it is not a live region: nothing is announced as values stream).
 function describeChart(card) {
@@ -714,7 +503,7 @@ function drawHeatmap(card, low, high) {
   if (!hasSketches) {
     card.heat = null; // an older server: the buckets' averages only
   } else {
-    const cells = ChartTools.heatCells(card.sketches, mapping, low, high, HEAT_ROWS);
+    const cells = heatCells(card.sketches, mapping, low, high, HEAT_ROWS);
     card.heat = { xs: card.xs, bucket: card.bucket, low: low, high: high, rows: HEAT_ROWS, cells: cells.cells, max: cells.max };
   }
   card.chart.setData([card.xs, card.ys]);
@@ -737,7 +526,7 @@ function addToBucketSketch(card, i, value) {
 function fitChartKind(card) {
   if (card.metric.type !== "histogram" || card.heatmap === card.bucket > 0) return;
   card.chart.destroy();
-  card.chart = makeChart(card);
+  card.chart = makeChart(card, chartPage);
 }
 
 // ---- counters: rate or total ---------------------------------------------
@@ -747,7 +536,7 @@ function setShowTotal(card, total) {
   const toggle = card.node.querySelector(".metric-total");
   toggle.setAttribute("aria-pressed", String(total));
   card.chart.destroy(); // the axis' unit and steps are fixed when a chart is made
-  card.chart = makeChart(card);
+  card.chart = makeChart(card, chartPage);
   card.labelledAt = 0;
   markDirty(card);
 }
@@ -801,15 +590,6 @@ function showLastUpdated() {
 
 // ---- alerts on charts: thresholds, firing periods, events, title ----------
 
-function alertColors() {
-  return { bad: hexColor("--bad", "#cf222e"), warn: hexColor("--warn", "#9a6700"), ok: hexColor("--ok", "#1a7f37") };
-}
-
-function hexColor(name, fallback) {
-  const color = cssColor(name, fallback);
-  return /^#[0-9a-f]{6}$/i.test(color) ? color : fallback;
-}
-
 // Thresholds are in the metric's own values: not drawn over a counter's rate.
 function chartThresholds(card) {
   if (showsRate(card)) return [];
@@ -861,7 +641,7 @@ function showTitle() {
   document.title = (firing ? "(" + firing + " firing) " : "") + dashboardName + " · Live dashboards";
   if (firing !== shownFiring) {
     shownFiring = firing;
-    ChartTools.setFaviconCount(firing, alertColors());
+    setFaviconCount(firing, alertColors());
   }
 }
 
@@ -1158,25 +938,15 @@ function rangeScale(card) {
 // ---- connection ----------------------------------------------------------
 
 function send(action, payload) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action, payload }));
+  connection.send(action, payload);
 }
 
-function onMessage(event) {
-  let message;
-  try {
-    message = JSON.parse(event.data);
-  } catch (e) {
-    return;
-  }
-  heard();
+function onMessage(message) {
   const payload = message.payload;
   switch (message.action) {
     case "authentication":
       if (payload.status_code === 200) {
-        attempt = 0;
-        authenticated = true;
         hook.connections += 1;
-        setStatus("connected", "Live");
         if (hook.connections > 1) refreshPreferences();
       }
       break;
@@ -1211,52 +981,11 @@ function onMessage(event) {
       applyPreferences(payload);
       break;
     case "pong":
-      clearTimeout(pongTimer);
-      if (payload && payload.t) hook.rtt = Date.now() - payload.t;
+      hook.rtt = connection.rtt;
       break;
     case "error":
       console.warn("server refused a message:", payload.message, payload.errors);
       break;
-  }
-}
-
-// Any message shows the socket delivers: Live again, at once, after a silence.
-function heard() {
-  heardAt = Date.now();
-  unansweredSince = null;
-  if (authenticated && hook.status !== "connected") setStatus("connected", "Live");
-}
-
-// How often values come (a worker's interval): how long a silence may be before it is asked about.
-function noteData() {
-  const now = Date.now();
-  valuesAt = now;
-  const gap = now - dataAt;
-  if (dataAt && gap < PING_EVERY_MS) dataInterval = dataInterval ? 0.8 * dataInterval + 0.2 * gap : gap;
-  dataAt = now;
-}
-
-function quietMs() {
-  const expected = dataInterval ? QUIET_INTERVALS * dataInterval : PING_EVERY_MS / 3;
-  return Math.min(PING_EVERY_MS, Math.max(MIN_QUIET_MS, expected));
-}
-
-function ping() {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
-  pingedAt = Date.now();
-  if (unansweredSince === null) unansweredSince = pingedAt;
-  send("ping", { t: pingedAt });
-}
-
-// A silent socket is asked whether it is still there; one that does not answer soon is stale
-// (and abandoned later, at PONG_TIMEOUT_MS after a regular ping).
-function watchSocket() {
-  if (!socket || !authenticated) return;
-  const now = Date.now();
-  const quiet = quietMs();
-  if (now - heardAt >= quiet && now - pingedAt >= quiet) ping();
-  if (unansweredSince !== null && now - unansweredSince >= PONG_GRACE_MS && hook.status === "connected") {
-    setStatus("stale", "Stale");
   }
 }
 
@@ -1272,47 +1001,23 @@ function advanceTimeAxes() {
   }
 }
 
+// Values arrived (live): the connection learns their pace; "Updated" shows when.
+function noteData() {
+  connection.noteData();
+  valuesAt = Date.now();
+}
+
 function tick() {
-  watchSocket();
+  connection.watch();
   showAge();
   showLastUpdated();
   advanceTimeAxes();
 }
 
-function startPings() {
-  pingedAt = Date.now();
-  pingTimer = setInterval(() => {
-    ping();
-    clearTimeout(pongTimer);
-    pongTimer = setTimeout(() => abandon("no answer to ping"), PONG_TIMEOUT_MS);
-  }, PING_EVERY_MS);
-}
-
-function stopTimers() {
-  clearInterval(pingTimer);
-  clearTimeout(pongTimer);
-}
-
-// A socket that stopped answering may take minutes to report its close:
-// drop it and reconnect now.
-function abandon(reason) {
-  if (!socket) return;
-  const dead = socket;
-  socket = null;
-  dead.onclose = dead.onmessage = null;
-  dead.close();
-  onClose({ code: 1006, reason: reason });
-}
-
-function onClose(event) {
-  stopTimers();
-  socket = null;
-  authenticated = false;
-  hook.closes.push(event.code);
-  if (stopped) return;
-  if (event.code === 4401) {
-    stopped = true;
-    setStatus("offline", "Signed out");
+// What happens when the server closes for good (socket.js CLOSE_CODES: no reconnect).
+function ended(name) {
+  if (name === "UNAUTHENTICATED") {
+    connection.setStatus("offline", "Signed out");
     // Nobody is logged in any more: the top bar stops naming them and offering their controls.
     for (const el of document.querySelectorAll(".topbar .who, .topbar form.inline, #theme-toggle")) el.hidden = true;
     const next = window.location.pathname + window.location.hash;
@@ -1320,52 +1025,13 @@ function onClose(event) {
       href: "/login?next=" + encodeURIComponent(next),
       text: "Log in again",
     });
-    return;
-  }
-  if (event.code === 4403) {
-    stopped = true;
-    setStatus("offline", "No access");
+  } else if (name === "FORBIDDEN") {
+    connection.setStatus("offline", "No access");
     showState("forbidden", "No access", "You are no longer a member of this dashboard.", {
       href: "/dashboards/",
       text: "Your dashboards",
     });
-    return;
   }
-  scheduleReconnect();
-}
-
-function scheduleReconnect() {
-  clearTimeout(reconnectTimer);
-  if (!navigator.onLine) {
-    setStatus("offline", "Offline");
-    return; // the "online" event reconnects
-  }
-  // Exponential backoff with jitter: half fixed, half random, capped.
-  const ceiling = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-  attempt += 1;
-  setStatus("reconnecting", "Reconnecting…");
-  statusEl.title = "next attempt in " + Math.round(delay / 100) / 10 + " s";
-  reconnectTimer = setTimeout(connect, delay);
-}
-
-function connect() {
-  clearTimeout(reconnectTimer);
-  if (stopped || socket) return;
-  const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-  // subscribe=none: this page asks for exactly the history it needs (range or resume).
-  // updates=batch: live values come as one metric_updates message per server turn,
-  // not one message each (fewer bytes and parses when values come fast).
-  const ws = new WebSocket(
-    scheme + window.location.host + root.dataset.socket + "?subscribe=none&updates=batch",
-  );
-  socket = ws;
-  configSeen = false;
-  authenticated = false;
-  unansweredSince = null;
-  ws.onmessage = onMessage;
-  ws.onclose = onClose;
-  ws.onopen = startPings;
 }
 
 // ---- page wiring ---------------------------------------------------------
@@ -1391,7 +1057,7 @@ root.dataset.chartStyle = prefs.chart_style; // for CSS and tests: how the chart
 // order, read after each commit, whereas an answer can overtake them the other
 // way and put back a choice made since (say the theme, toggled meanwhile).
 root.addEventListener("preferences:set", (event) => {
-  if (hook.status !== "connected") applyPreferences(event.detail);
+  if (connection.status !== "connected") applyPreferences(event.detail);
 });
 // However the theme changed (the toggle, another page of ours), charts take its colours.
 new MutationObserver(rebuildCharts).observe(html, { attributes: true, attributeFilter: ["data-theme"] });
@@ -1408,27 +1074,10 @@ new ResizeObserver(() => {
   });
 }).observe(grid);
 
-// The browser's word is a hint: a socket may outlive a short outage, and only its
-// silence (Stale) or its next message (Live) says how things are.
-window.addEventListener("offline", () => {
-  if (stopped) return;
-  if (socket && authenticated) ping();
-  else setStatus("offline", "Offline");
-});
-window.addEventListener("online", () => {
-  attempt = 0;
-  if (!socket && !stopped) connect();
-  else if (authenticated) ping(); // a quick pong: Live again even on a quiet dashboard
-});
-window.addEventListener("pagehide", () => {
-  stopped = true;
-  if (socket) socket.close(1000);
-});
 // Back from the back/forward cache: the socket is gone, start afresh.
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) window.location.reload();
 });
 
-setStatus("connecting", "Connecting…");
 setInterval(tick, TICK_MS);
-connect();
+connection.start();

@@ -1,4 +1,4 @@
-"""The page's pure modules, case by case, in the real Chromium.
+"""The page's pure modules, case by case, and socket.js's close codes, in the real Chromium.
 
 One page (en-US, Europe/Paris: numbers and times as a user there sees them)
 imports each module with `await import(...)`, the files served from
@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Route, sync_playwright
 
 from common import vocabulary
+from server.live.closecodes import CloseCode
 from tests.browser.pages import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser]
@@ -340,3 +341,16 @@ def test_the_cases_have_distinct_names() -> None:
     for cases in (FORMAT, TIMERANGE):
         names = [case.name for case in cases]
         assert len(names) == len(set(names))
+
+
+def test_the_socket_knows_every_close_code_of_the_server(modules: ModulePage) -> None:
+    table = modules.evaluate("async (url) => (await import(url)).CLOSE_CODES", "/static/socket.js")
+    # Every name and value of server/live/closecodes.py, nothing more.
+    assert {name: entry["code"] for name, entry in table.items()} == {
+        code.name: code.value for code in CloseCode
+    }
+    assert all(isinstance(entry["reconnect"], bool) for entry in table.values())
+    # 40xx: the client may reconnect (closecodes.py); after 4401 and 4403 the page stops.
+    assert all(entry["reconnect"] for entry in table.values() if 4000 <= entry["code"] < 4100)
+    stops = sorted(name for name, entry in table.items() if not entry["reconnect"])
+    assert stops == ["FORBIDDEN", "UNAUTHENTICATED"]
