@@ -1,24 +1,36 @@
 // The dashboard page: one card per metric, fed only by the WebSocket
-// (docs/protocol.md). Every text from the server is set with textContent,
-// never as HTML. The page's other modules (alerts, View and Edit panels) listen
-// to the events it dispatches on #dashboard; uPlot is the vendored classic script.
+// (docs/protocol.md). This module is the page's glue: socket.js keeps the connection,
+// series.js the cards' points, chart.js draws them, format.js writes numbers and times,
+// timerange.js and rangecontrols.js hold the range in view. The page's other modules
+// (alerts, View and Edit panels) listen to the events it dispatches on #dashboard.
+// Every text from the server is set with textContent, never as HTML.
 
 import { alertColors, chartHeight, chartWidth, makeChart, showsRate } from "./chart.js";
 import { heatCells, setFaviconCount } from "./charttools.js";
 import { clockTime, formatAge, statText, withUnit } from "./format.js";
 import { startRangeControls } from "./rangecontrols.js";
+import {
+  addPoint,
+  average,
+  counterRate,
+  counterRates,
+  emptyBuffers,
+  extent,
+  lastValue,
+  parseTime,
+  replacePoints,
+  trim,
+} from "./series.js";
 import { LiveSocket } from "./socket.js";
 import * as RangeStats from "./stats.js";
 import * as TimeRange from "./timerange.js";
 import { VOCABULARY } from "./vocabulary.js";
 
 const RANGES = VOCABULARY.ranges; // name -> seconds
-const MAX_POINTS = 1200; // per chart, whatever the range: memory stays flat for days
 const TICK_MS = 1000; // the page's clock: staleness, "last update … ago", the charts' time axes
 const HISTOGRAM_BINS = 24;
 const HEAT_ROWS = 20; // value bands of a histogram's heatmap
 const LABEL_EVERY_MS = 15000; // a chart's text alternative changes at most this often
-const RATE_WINDOW = 1 / 30; // of the range: a raw counter's rate is taken over 10 s on 5 min
 // A histogram's sketch holds the range as loaded plus the values since: past this
 // share of the range in extra values, the range is loaded again.
 const SKETCH_DRIFT = 0.05;
@@ -164,19 +176,6 @@ function showState(kind, title, body, link) {
 }
 
 // ---- cards ---------------------------------------------------------------
-
-function emptyBuffers(card, bucket) {
-  card.bucket = bucket;
-  card.xs = [];
-  card.ys = [];
-  card.mins = [];
-  card.maxs = [];
-  card.counts = [];
-  card.ids = [];
-  card.incs = []; // a counter's increase per point, since the point before (stats.js rise)
-  card.sketches = []; // a histogram bucket's values, {sketch key: count} (heatmaps)
-  card.summary = null; // the range's, from the server, kept current (docs/protocol.md "Ranges")
-}
 
 function addCard(metric) {
   const node = template.content.firstElementChild.cloneNode(true);
@@ -330,7 +329,7 @@ function redraw(card) {
 function redrawTimeChart(card) {
   const unit = card.metric.unit;
   if (card.metric.type === "counter" && !card.showTotal) {
-    const rates = counterRates(card);
+    const rates = counterRates(card, viewSeconds());
     card.chart.setData([card.xs, rates, rates, rates]);
     if (!card.xs.length) return setStats(card, []);
     const [low, high] = extent(rates);
@@ -384,28 +383,6 @@ function statItem(label) {
   return item;
 }
 
-function average(card) {
-  let sum = 0;
-  let count = 0;
-  for (let i = 0; i < card.ys.length; i++) {
-    sum += card.ys[i] * card.counts[i];
-    count += card.counts[i];
-  }
-  return count ? sum / count : NaN;
-}
-
-// Per second over the range in view: the increases between its values (resets
-// included) over the time from its first value to its newest (the server's `rate`).
-function counterRate(card) {
-  const n = card.xs.length;
-  if (n < 2 && !card.bucket) return NaN;
-  let increase = 0;
-  for (let i = card.bucket ? 0 : 1; i < n; i++) increase += card.incs[i];
-  const first = card.bucket && card.summary ? Math.max(card.summary.firstX, card.xs[0]) : card.xs[0];
-  const last = card.bucket && card.summary ? card.summary.lastX : card.xs[n - 1];
-  return last > first ? increase / (last - first) : NaN;
-}
-
 function redrawHistogram(card) {
   const unit = card.metric.unit;
   const sketch = card.bucket && card.summary ? card.summary.sketch : null;
@@ -441,45 +418,6 @@ function redrawHistogram(card) {
   card.chart.setData([xs, counts]);
 }
 
-// ---- exact values: axes, tooltip, legend, text alternative (issue 15) ----
-
-function extent(values) {
-  let low = Infinity;
-  let high = -Infinity;
-  for (const v of values) {
-    if (v == null) continue;
-    if (v < low) low = v;
-    if (v > high) high = v;
-  }
-  return [low, high];
-}
-
-// A counter per second at each point. Raw values: the increase over the last
-// RATE_WINDOW of the range (at least the step from the value before), so an integer
-// counter read every second does not zigzag between 0 and 2/s. Buckets: the bucket's
-// increase (from the value before it) over its width; the newest runs to its newest value.
-function counterRates(card) {
-  const n = card.xs.length;
-  const rates = new Array(n);
-  if (!card.bucket) {
-    const window = viewSeconds() * RATE_WINDOW;
-    let from = 0; // the value the window starts at
-    let increase = 0; // card.incs over (from, i]
-    for (let i = 0; i < n; i++) {
-      if (i > 0) increase += card.incs[i];
-      while (from < i - 1 && card.xs[i] - card.xs[from + 1] >= window) increase -= card.incs[++from];
-      const span = card.xs[i] - card.xs[from];
-      rates[i] = i > 0 && span > 0 ? increase / span : null;
-    }
-    return rates;
-  }
-  for (let i = 0; i < n; i++) {
-    const span = i < n - 1 || !card.summary ? card.bucket : Math.min(card.bucket, card.summary.lastX - card.xs[i] + (card.gap || 0));
-    rates[i] = span > 0 ? card.incs[i] / span : null;
-  }
-  return rates;
-}
-
 // The chart's text alternative: the metric and its latest value. Changed at most every
 // LABEL_EVERY_MS (it is not a live region: nothing is announced as values stream).
 function describeChart(card) {
@@ -507,19 +445,6 @@ function drawHeatmap(card, low, high) {
     card.heat = { xs: card.xs, bucket: card.bucket, low: low, high: high, rows: HEAT_ROWS, cells: cells.cells, max: cells.max };
   }
   card.chart.setData([card.xs, card.ys]);
-}
-
-// A new value's sketch key, as the range's sketch keys them (docs/protocol.md "Ranges").
-function bucketSketch(card, value) {
-  if (!card.heatmap || !card.summary || !card.summary.sketch) return null;
-  return new Map([[card.summary.sketch.keyOf(value), 1]]);
-}
-
-function addToBucketSketch(card, i, value) {
-  const sketch = card.sketches[i];
-  if (!sketch || !card.summary || !card.summary.sketch) return;
-  const key = card.summary.sketch.keyOf(value);
-  sketch.set(key, (sketch.get(key) || 0) + 1);
 }
 
 // A histogram's chart is a distribution on raw ranges and a heatmap on bucketed ones.
@@ -645,25 +570,7 @@ function showTitle() {
   }
 }
 
-// ---- data ----------------------------------------------------------------
-
-function parseTime(timestamp) {
-  return Date.parse(timestamp) / 1000;
-}
-
-function trim(card) {
-  const n = card.xs.length;
-  if (!n) return;
-  const oldest = card.xs[n - 1] - viewSeconds();
-  let drop = 0;
-  while (drop < n && card.xs[drop] < oldest) drop++;
-  drop = Math.max(drop, n - MAX_POINTS);
-  if (drop > 0) {
-    for (const list of [card.xs, card.ys, card.mins, card.maxs, card.counts, card.ids, card.incs, card.sketches]) {
-      list.splice(0, drop);
-    }
-  }
-}
+// ---- data: values and histories into the cards' points (series.js) ---------
 
 // A stored value, placed at its timestamp: values come in the order they were
 // stored (by id), and a pushed one may be back-dated by minutes.
@@ -675,61 +582,11 @@ function addValue(card, id, timestamp, value) {
   // A back-dated value (pushed with an older timestamp) is placed at its time; the
   // counter's increase is counted from the newest value only.
   const newest = !n || x >= card.xs[n - 1];
-  const rise = newest ? RangeStats.rise(n ? lastValue(card) : null, value) : 0;
-  extendSummary(card, x, value, rise);
-  if (card.bucket) {
-    const start = Math.floor(x / card.bucket) * card.bucket;
-    const i = pointAt(card, start);
-    if (i < card.xs.length && card.xs[i] === start) {
-      const count = card.counts[i];
-      card.ys[i] = (card.ys[i] * count + value) / (count + 1);
-      card.mins[i] = Math.min(card.mins[i], value);
-      card.maxs[i] = Math.max(card.maxs[i], value);
-      card.counts[i] = count + 1;
-      card.ids[i] = Math.max(card.ids[i] || 0, id || 0) || null;
-      card.incs[i] += rise;
-      addToBucketSketch(card, i, value);
-    } else {
-      placePoint(card, start, value, value, value, 1, id, rise, bucketSketch(card, value));
-    }
-  } else {
-    placePoint(card, x, value, value, value, 1, id, rise);
-  }
-  if (newest) {
-    if (card.newestX) card.gap = x - card.newestX; // how often values come (a rate's newest bucket)
-    card.newestX = x;
-  }
-  if (newest) card.latest = value;
-  if (id != null) card.lastId = Math.max(card.lastId || 0, id);
-  trim(card);
+  const increase = newest ? RangeStats.rise(n ? lastValue(card) : null, value) : 0;
+  extendSummary(card, x, value, increase);
+  addPoint(card, id, x, value, increase, newest);
+  trim(card, viewSeconds());
   markDirty(card);
-}
-
-// The index of the first point at or after x (the end, for the usual newest value).
-function pointAt(card, x) {
-  let i = card.xs.length;
-  while (i > 0 && card.xs[i - 1] >= x) i--;
-  return i;
-}
-
-// Points stay sorted by time, for the chart; after those with the same time.
-function placePoint(card, x, y, min, max, count, id, increase, sketch) {
-  let i = card.xs.length;
-  while (i > 0 && card.xs[i - 1] > x) i--;
-  card.xs.splice(i, 0, x);
-  card.ys.splice(i, 0, y);
-  card.mins.splice(i, 0, min);
-  card.maxs.splice(i, 0, max);
-  card.counts.splice(i, 0, count);
-  card.ids.splice(i, 0, id);
-  card.incs.splice(i, 0, increase);
-  card.sketches.splice(i, 0, sketch || null);
-}
-
-// The newest value the card has seen (a bucket's average is not one).
-function lastValue(card) {
-  if (card.summary && card.summary.lastValue != null) return card.summary.lastValue;
-  return card.bucket ? null : card.ys[card.ys.length - 1];
 }
 
 // A later value joins the range's summary: the counter's increase, the histogram's sketch.
@@ -746,39 +603,9 @@ function extendSummary(card, x, value, rise) {
   }
 }
 
-function readSummary(summary) {
-  if (!summary || !summary.count) return null;
-  return {
-    firstX: parseTime(summary.first_timestamp),
-    lastX: parseTime(summary.last_timestamp),
-    lastValue: summary.last_value != null ? summary.last_value : null,
-    sketch: summary.sketch ? new RangeStats.Sketch(summary.sketch) : null,
-    loadedAt: Date.now() / 1000,
-    reloading: false,
-  };
-}
-
 // A history replaces what the card holds (its values may be buckets).
 function replaceHistory(card, payload) {
-  emptyBuffers(card, payload.bucket_seconds || 0);
-  card.past = payload.live === false;
-  card.summary = readSummary(payload.summary);
-  card.lastId = payload.last_id;
-  card.latest = NaN;
-  let previous = null;
-  for (const v of payload.values) {
-    const count = v.count || 1;
-    const min = v.min != null ? v.min : v.value;
-    const max = v.max != null ? v.max : v.value;
-    // A bucket's increase comes from the server; raw values' from the value before.
-    const increase = v.increase != null ? v.increase : card.bucket ? 0 : RangeStats.rise(previous, v.value);
-    const sketch = v.sketch ? new Map(v.sketch) : null; // a histogram bucket's (heatmaps)
-    placePoint(card, parseTime(v.timestamp), v.value, min, max, count, v.id != null ? v.id : null, increase, sketch);
-    card.latest = v.value;
-    previous = v.value;
-  }
-  if (card.summary && card.summary.lastValue != null) card.latest = card.summary.lastValue;
-  trim(card);
+  replacePoints(card, payload, viewSeconds());
   fitChartKind(card);
   markDirty(card);
 }
