@@ -209,7 +209,7 @@ async def dashboard_page(request: web.Request) -> dict | web.Response:
         # Not "forbidden": whether the dashboard exists is not for non-members to learn.
         context = await page_context(request, user=user)
         return aiohttp_jinja2.render_template("no_dashboard.html", request, context, status=404)
-    # The alert list's starting state; dashboard.js keeps it current from `alert` messages.
+    # The alert list's starting state; alerts.js keeps it current from `alert` messages.
     metric_names = {m.id: m.name for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     rules = await db.list_alert_rules(request.app[DB_KEY], dashboard_id)
     # In the page, so the cards come up hidden, ordered and drawn as the user likes at once.

@@ -205,7 +205,7 @@ async def board(pool, make_user, make_dashboard, make_metric, hook):
     return {"ops": ops, "temp": temp, "rule": rule, "contact": contact}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """The Chromium binary; CI sets DASHBOARD_REQUIRE_BROWSER so that a missing one fails there."""
     if not Path(CHROMIUM).exists():

@@ -34,7 +34,7 @@ import psutil
 import psycopg2
 import pytest
 import redis
-from playwright.async_api import Browser, BrowserContext, expect
+from playwright.async_api import Browser, BrowserContext, Response, expect
 
 from common.config import Settings
 from tests.processes import FakeSystemd, free_port
@@ -406,11 +406,23 @@ async def test_a_page_through_nginx_streams_live_and_pushed_values(
     context: BrowserContext,
 ) -> None:
     page = await context.new_page()
+    scripts: dict[str, str] = {}
+
+    def note_script(response: Response) -> None:
+        if response.request.resource_type == "script":
+            scripts[response.url] = response.headers.get("content-type", "")
+
+    page.on("response", note_script)
     await page.goto(f"{deployment.public}/login?next=/dashboards/{deployment.dashboard_id}/")
     await page.fill("input[name=username]", "demo")
     await page.fill("input[name=password]", "demo")
     await page.click("button[type=submit]")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    # The page's ES modules, those it imports too, came through nginx as JavaScript (the
+    # only type a browser runs a module script with).
+    assert any(url.endswith("/static/socket.js") for url in scripts)
+    for url, content_type in scripts.items():
+        assert content_type.split(";")[0] in ("text/javascript", "application/javascript"), url
     cards = await page.evaluate(
         "() => [...document.querySelectorAll('article.metric')].map(c => +c.dataset.metricId)"
     )

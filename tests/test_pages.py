@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -13,6 +14,8 @@ from common import db, vocabulary
 from common.passwords import needs_rehash, verify_password
 from tests.helpers import csrf_from, log_in
 from tests.servers import servers
+
+STATIC = Path(__file__).resolve().parents[1] / "server" / "static"
 
 
 async def test_anonymous_visitor_is_sent_to_login(client):
@@ -244,6 +247,27 @@ async def test_static_chart_library_is_served_locally(client):
     response = await client.get("/static/vendor/uPlot-1.6.32.iife.min.js")
     assert response.status == 200
     assert "uPlot" in await response.text()
+
+
+async def test_the_dashboard_page_loads_its_scripts_as_modules_served_as_javascript(client, team):
+    page = await (await client.get(f"/dashboards/{team['ops'].id}/")).text()
+    # Classic scripts: every page's theme toggle, and uPlot (read by the modules as a global).
+    classic = re.findall(r'<script src="/static/([^"]+)"', page)
+    assert classic == ["theme.js", "vendor/uPlot-1.6.32.iife.min.js"]
+    modules = re.findall(r'<script type="module" src="/static/([^"]+)"', page)
+    assert modules[-1] == "dashboard.js" and "editor.js" in modules
+    # Every module a page loads or imports exists, and is served as JavaScript: a browser
+    # runs a module script only with a JavaScript MIME type (and nosniff is set).
+    imported = {
+        name
+        for script in STATIC.glob("*.js")
+        for name in re.findall(r'^import .* from "\./([^"]+)";$', script.read_text(), re.M)
+    }
+    assert {"format.js", "socket.js", "chart.js", "timerange.js", "panels.js"} <= imported
+    for name in sorted(set(modules) | imported):
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200, name
+        assert response.content_type in ("text/javascript", "application/javascript"), name
 
 
 async def test_an_unknown_address_gets_the_sites_not_found_page(client, make_user):

@@ -1,5 +1,8 @@
 """Every WebSocket close code the server uses (documented in docs/protocol.md).
 
+The page's copy, with what it does after each, is CLOSE_CODES in
+server/static/socket.js; tests/browser/test_page_modules.py keeps them equal.
+
 1000-2999 are the protocol's own codes; 4000-4999 are ours. Within ours,
 44xx mirror HTTP statuses and mean "do not reconnect as you are" (log in
 again, or stop trying); 40xx mean the client may reconnect.

@@ -4,9 +4,8 @@
 // replaces rules and events, and live `alert` messages update them in
 // between. dashboard.js forwards both as `dashboard:alerts` and
 // `dashboard:alert` events. Server text is set as text only.
-"use strict";
 
-(function () {
+function showAlerts() {
   const root = document.getElementById("dashboard");
   const section = document.getElementById("alerts");
   const ruleList = document.getElementById("alert-list");
@@ -188,4 +187,6 @@
   // Cards come and go with configs: their badges follow.
   root.addEventListener("dashboard:config", renderBadges);
   renderEvents();
-})();
+}
+
+showAlerts();

@@ -3,10 +3,11 @@
 // which keeps this list current too. Tokens go to server/tokens_api.py: a new
 // token's secret is in the answer to its creation only, shown here once and
 // dropped when dismissed. Server text is set as text only.
-"use strict";
 
-(function () {
-  const edit = Panels.editPanel();
+import { button, confirmAction, editPanel } from "./panels.js";
+
+function startEditorAdmin() {
+  const edit = editPanel();
   if (!edit) return;
   const { root, panel } = edit;
   const { call } = edit.api;
@@ -18,8 +19,6 @@
   const secretValue = secretBox.querySelector(".token-secret-value");
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
-  const { button, confirmAction } = Panels;
-
 
   function text(className, content) {
     const node = document.createElement("span");
@@ -204,4 +203,6 @@
   root.addEventListener("dashboard:config", (event) => fillMetricChoice(event.detail.metrics));
   root.addEventListener("dashboard:alerts", (event) => renderRules(event.detail));
   root.addEventListener("dashboard:alert", (event) => onAlert(event.detail));
-})();
+}
+
+startEditorAdmin();

@@ -2,14 +2,15 @@
 // to the JSON endpoints of server/editing.py with the CSRF token in a header;
 // the page itself is updated by the `dashboard_config` the server then pushes
 // to every open page, this one included. Server text is set as text only.
-"use strict";
 
-(function () {
-  const edit = Panels.editPanel();
+import { button, confirmAction, editPanel, focusedControl, restoreFocus } from "./panels.js";
+import { VOCABULARY } from "./vocabulary.js";
+
+function startEditor() {
+  const edit = editPanel();
   if (!edit) return;
   const { root, panel, base, errorEl, api } = edit;
-  // The roles a member may have (common/vocabulary.py, written into the page by base.html).
-  const ROLES = JSON.parse(document.getElementById("vocabulary").textContent).roles;
+  const ROLES = VOCABULARY.roles; // the roles a member may have
   const metricList = document.getElementById("edit-metrics");
   const memberList = document.getElementById("edit-members");
   const settingsForm = document.getElementById("edit-settings");
@@ -17,7 +18,6 @@
   let metrics = [];
   let dashboardName = document.getElementById("dashboard-name").textContent;
   let scrollToMetric = null; // the name of a metric just added: its card scrolls into view
-  const { button, confirmAction, focusedControl, restoreFocus } = Panels;
 
   // Every answer about members carries the new list.
   async function call(method, path, body, near) {
@@ -25,7 +25,6 @@
     if (answer && answer.members) renderMembers(answer.members);
     return answer;
   }
-
 
   function move(index, step) {
     const ids = metrics.map((m) => m.id);
@@ -264,4 +263,6 @@
       panel.querySelector("summary").focus();
     }
   });
-})();
+}
+
+startEditor();

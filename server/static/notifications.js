@@ -5,10 +5,11 @@
 // the panel is open (deliveries happen in a worker, not in these requests);
 // while a contact point is being edited its list is left alone, so the refresh
 // never takes the form from under the typing. Server text is set as text only.
-"use strict";
 
-(function () {
-  const edit = Panels.editPanel();
+import { button, confirmAction, editPanel } from "./panels.js";
+
+function startNotifications() {
+  const edit = editPanel();
   if (!edit) return;
   const { root, panel } = edit;
   const { call } = edit.api;
@@ -17,7 +18,6 @@
   const ruleForm = document.getElementById("edit-rule-contacts");
   const log = document.getElementById("edit-deliveries");
   const secretBox = document.getElementById("contact-secret");
-  const { button, confirmAction } = Panels;
   let state = { contact_points: [], rules: [], deliveries: [] };
   let editing = null; // id of the contact point whose edit form is open
   let ruleNames = new Map(); // rule_id -> "cpu above 90", from the `alerts` messages
@@ -222,4 +222,6 @@
     );
     load();
   });
-})();
+}
+
+startNotifications();

@@ -3,9 +3,10 @@
 // server/preferences.py. dashboard.js applies what the server answers, and
 // the `preferences` message brings the same to the user's other pages.
 // Server text is set as text only.
-"use strict";
 
-(function () {
+import { button, client, focusedControl, restoreFocus } from "./panels.js";
+
+function startViewPanel() {
   const root = document.getElementById("dashboard");
   const panel = document.getElementById("view-panel");
   if (!root || !panel) return;
@@ -17,8 +18,7 @@
   let prefs = null;
   let metrics = []; // as shown: the user's order
 
-  const api = Panels.client(panel.dataset.url, panel.dataset.csrf, errorEl);
-  const { button, focusedControl, restoreFocus } = Panels;
+  const api = client(panel.dataset.url, panel.dataset.csrf, errorEl);
 
   async function change(body) {
     const answer = await api.call("PATCH", "", body);
@@ -87,4 +87,6 @@
     const hide = event.target.closest(".metric-hide");
     if (hide && prefs) setHidden(Number(hide.closest("article").dataset.metricId), true);
   });
-})();
+}
+
+startViewPanel();

@@ -1,10 +1,13 @@
 // The time range controls of the dashboard page: presets, earlier/later, zoom out, the
 // from–to picker, and drag to zoom on any chart. The range itself is dashboard.js's:
-// it announces each view with `dashboard:view`, and these controls ask for another with
-// `range:set` (detail: a view, timerange.js). Texts are set with textContent.
-"use strict";
+// it starts these controls, announces each view with `dashboard:view`, and these
+// controls ask for another with `range:set` (detail: a view, timerange.js). Texts are
+// set with textContent.
 
-(function () {
+import * as TimeRange from "./timerange.js";
+
+// `chartScale(metricId)`: the x scale of that card's chart, {xMin, xMax} in seconds, or null.
+export function startRangeControls(chartScale) {
   const root = document.getElementById("dashboard");
   const grid = document.getElementById("metrics");
   const form = document.getElementById("range-form");
@@ -82,11 +85,6 @@
 
   let drag = null;
 
-  function chartScale(card) {
-    const hook = window.__dashboard;
-    return hook && hook.chart ? hook.chart(Number(card.dataset.metricId)) : null;
-  }
-
   grid.addEventListener("pointerdown", (event) => {
     // A finger on a chart shows its value (charttools.js); zooming there is the picker's.
     if (event.button !== 0 || event.pointerType === "touch") return;
@@ -122,7 +120,7 @@
     drag = null;
     done.mark.remove();
     if (!apply || right - left < MIN_DRAG_PX) return;
-    const scale = chartScale(done.card);
+    const scale = chartScale(Number(done.card.dataset.metricId));
     if (!scale || scale.xMin == null || scale.xMax == null) return;
     const toTime = (px) => (scale.xMin + (px / done.box.width) * (scale.xMax - scale.xMin)) * 1000;
     ask(TimeRange.zoomTo(toTime(left), toTime(right), Date.now()));
@@ -135,4 +133,4 @@
   grid.addEventListener("dblclick", (event) => {
     if (view && event.target.closest(".u-over")) ask(TimeRange.zoomOut(view, Date.now()));
   });
-})();
+}
