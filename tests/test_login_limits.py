@@ -200,8 +200,9 @@ async def test_a_parallel_burst_is_counted_before_passwords_are_checked(server, 
     assert checks_many_names <= 10, checks_many_names  # 2 running + 8 waiting, the rest refused
     # The checks ran beside the event loop: the probe was answered all along.
     # Inline, 200 argon2 checks (64 MiB, t=3) would hold every probe for seconds; off the
-    # loop, a probe waits only for the machine itself (generous: CI's 2 cores are shared).
-    assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+    # loop, a probe waits only for the machine itself (generous: CI's 2 cores are shared,
+    # so one probe in ten may have waited for another process).
+    assert len(latencies) >= 5 and sorted(latencies)[len(latencies) * 9 // 10] < 1.0, latencies
     assert sorted(latencies)[len(latencies) // 2] < 0.25, latencies
 
 

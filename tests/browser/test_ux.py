@@ -127,14 +127,15 @@ async def tour(browser: Browser, base: str, board: int, theme: str, width: int) 
     return watched.problems
 
 
-async def test_every_page_in_both_themes_and_on_a_phone_without_errors(server, start_worker, browser, pool):
+# One test per theme and width: each tour takes about 20 s, and a failure names its own.
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("width", [1440, 420])
+async def test_every_page_in_both_themes_and_on_a_phone_without_errors(
+    server, start_worker, browser, pool, width, theme
+):
     demo = await create_demo(pool)
     start_worker(interval=1.0)
-    problems = []
-    for width in (1440, 420):
-        for theme in ("light", "dark"):
-            problems += await tour(browser, server.base, demo.dashboard.id, theme, width)
-    assert problems == []
+    assert await tour(browser, server.base, demo.dashboard.id, theme, width) == []
 
 
 async def chart(page: Page, metric_id: int) -> dict:
