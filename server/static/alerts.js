@@ -5,6 +5,8 @@
 // between. dashboard.js forwards both as `dashboard:alerts` and
 // `dashboard:alert` events. Server text is set as text only.
 
+import { text } from "./panels.js";
+
 function showAlerts() {
   const root = document.getElementById("dashboard");
   const section = document.getElementById("alerts");
@@ -46,13 +48,6 @@ function showAlerts() {
     return rule.metric_name + " " + rule.condition + " " + rule.threshold + duration;
   }
 
-  function span(className, text) {
-    const node = document.createElement("span");
-    node.className = className;
-    node.textContent = text;
-    return node;
-  }
-
   function renderRules() {
     ruleList.replaceChildren();
     for (const rule of rules.values()) {
@@ -65,7 +60,7 @@ function showAlerts() {
         detail = (rule.state === "firing" ? "fired" : "resolved") + " at " +
           when(rule.since) + " (value " + formatValue(rule.value) + ")";
       }
-      item.append(span("alert-state", rule.state), " ", span("alert-rule", label(rule)), " ", span("alert-detail", detail));
+      item.append(text("alert-state", rule.state), " ", text("alert-rule", label(rule)), " ", text("alert-detail", detail));
       ruleList.append(item);
     }
   }
@@ -82,11 +77,11 @@ function showAlerts() {
       item.append(
         time,
         " ",
-        span("alert-state", event.state),
+        text("alert-state", event.state),
         " ",
-        span("alert-rule", event.metric_name + " " + event.condition + " " + event.threshold),
+        text("alert-rule", event.metric_name + " " + event.condition + " " + event.threshold),
         " ",
-        span("alert-detail", "value " + formatValue(event.value)),
+        text("alert-detail", "value " + formatValue(event.value)),
       );
       historyList.append(item);
     }

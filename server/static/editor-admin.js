@@ -4,7 +4,7 @@
 // token's secret is in the answer to its creation only, shown here once and
 // dropped when dismissed. Server text is set as text only.
 
-import { button, confirmAction, editPanel } from "./panels.js";
+import { button, confirmAction, editPanel, text } from "./panels.js";
 
 function startEditorAdmin() {
   const edit = editPanel();
@@ -19,13 +19,6 @@ function startEditorAdmin() {
   const secretValue = secretBox.querySelector(".token-secret-value");
   const copied = secretBox.querySelector(".token-copied");
   let tokensLoaded = false;
-
-  function text(className, content) {
-    const node = document.createElement("span");
-    node.className = className;
-    node.textContent = content;
-    return node;
-  }
 
   const dated = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", hour12: false });
 

@@ -6,7 +6,7 @@
 // while a contact point is being edited its list is left alone, so the refresh
 // never takes the form from under the typing. Server text is set as text only.
 
-import { button, confirmAction, editPanel } from "./panels.js";
+import { button, confirmAction, editPanel, text } from "./panels.js";
 
 function startNotifications() {
   const edit = editPanel();
@@ -22,13 +22,6 @@ function startNotifications() {
   let editing = null; // id of the contact point whose edit form is open
   let ruleNames = new Map(); // rule_id -> "cpu above 90", from the `alerts` messages
   let shownRules = ""; // what the rule form was last filled from: a refresh must not undo a choice in progress
-
-  function text(className, content) {
-    const node = document.createElement("span");
-    node.className = className;
-    node.textContent = content;
-    return node;
-  }
 
   function render(answer) {
     state = answer;

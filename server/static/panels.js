@@ -106,6 +106,14 @@ export function confirmAction(options) {
   });
 }
 
+// A span of server text: set as text, never as HTML.
+export function text(className, content) {
+  const node = document.createElement("span");
+  node.className = className;
+  node.textContent = content;
+  return node;
+}
+
 export function button(text, label, onClick) {
   const b = document.createElement("button");
   b.type = "button";
