@@ -108,6 +108,8 @@ class ClientConnection:
         # Kept: the socket lets go of its transport when the connection is lost.
         if socket.transport is None:
             raise ConnectionResetError("client went away")
+        # Frames are written to the transport from here: the handshake's answer goes first.
+        socket.send_unsent()
         self._transport = socket.transport
         self._flushes = flushes
         self._max_buffered = max_buffered

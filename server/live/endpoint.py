@@ -47,7 +47,7 @@ from server.live.history import (
     resume_loader,
     send_histories,
 )
-from server.live.transport import WebSocket, is_upgrade, take_over
+from server.live.transport import TakenOver, WebSocket, is_upgrade, take_over
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history, batched))
     else:
         log.debug("client of %s went away before the upgrade", request.path)
-    # aiohttp has let go of the connection (server/live/transport.py): this is never sent.
-    return web.Response(status=101)
+    # aiohttp has let go of the connection (server/live/transport.py): nothing is sent.
+    return TakenOver()
 
 
 async def _set_up(
@@ -154,6 +154,7 @@ async def _open(
     if not socket.is_open:  # went away during the checks
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard_id}
+    # Goes out with the handshake's answer.
     socket.send_text(
         encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
