@@ -146,6 +146,15 @@ class ClientConnection:
             self._flush_pending = True
             self._flushes.add(self)
 
+    def cork(self) -> None:
+        """Keep what is sent from now on until `uncork` writes it at once (a
+        socket's set-up: config, history and alerts in one write, not three)."""
+        if not self._pending:
+            self._flush_pending = True  # so that send_frame schedules no flush
+
+    def uncork(self) -> None:
+        self.flush()
+
     def deliver(self, frames: bytes, updates: list[Update]) -> None:
         """Live updates from the hub: `frames` is the `updates` in this connection's form.
 

@@ -105,7 +105,11 @@ async def _set_up(
             raise session
         conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
-            await _serve(app, conn, with_history)
+            try:
+                await _serve(app, conn, with_history)
+            finally:
+                # Config, history and alerts in one write (also what is ready when a read fails).
+                conn.uncork()
     except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
@@ -162,6 +166,7 @@ async def _open(
     conn = ClientConnection(
         socket, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes, batched
     )
+    conn.cork()
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
     # served like a socket revoked just after opening, until the close completes.
