@@ -44,6 +44,7 @@ from bench import profile as profiling
 from bench.__main__ import METRICS, Bench, _free_port, _load_command, _targets, _wait_http
 
 SETTLE = 0.5  # seconds after the client has every socket set up: work still under way finishes
+AFTER_CLOSE = 3.5  # seconds from closing a round's sockets to the next round
 
 
 def _strace_counts(text: str) -> dict[str, int]:
@@ -129,7 +130,9 @@ async def _round(load_command: list[str], server: Server, path: str, connections
     await asyncio.sleep(SETTLE)
     user1, system1 = procstat.cpu_split([server.pid])
     _close(client)
-    await asyncio.sleep(1.0)  # the closes are handled before the next round
+    # The closes are handled, and the collection they make due (server/gcpolicy.py,
+    # a second after) is over before the next round.
+    await asyncio.sleep(AFTER_CLOSE)
     return {
         "server": server.name,
         "connections": connections,
