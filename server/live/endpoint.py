@@ -108,7 +108,7 @@ async def _set_up(
             try:
                 await _serve(app, conn, with_history)
             finally:
-                # Config, history and alerts in one write (also what is ready when a read fails).
+                # Everything the set-up sent, in one write (also what is ready when a read fails).
                 conn.uncork()
     except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
@@ -158,8 +158,9 @@ async def _open(
     if not socket.is_open:  # went away during the checks
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard_id}
-    # Goes out with the handshake's answer.
-    socket.send_text(
+    # Goes out with the handshake's answer and, if nothing closes the socket
+    # meanwhile, with the config, history and alerts (`uncork`).
+    socket.send_later(
         encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
     flushes = app[HUB_KEY].flushes

@@ -184,7 +184,8 @@ class WebSocket(asyncio.Protocol):
         self.cap: ConnectionCap | None = None
         self.last_heard = time.monotonic()
         self.ping_sent = False
-        # The handshake's answer until the first frame goes out with it (`take_over`).
+        # The handshake's answer (and `send_later` frames) until the first write
+        # takes them (`take_over`).
         self.unsent = b""
 
     # Owner's side ---------------------------------------------------------------
@@ -207,9 +208,14 @@ class WebSocket(asyncio.Protocol):
         if not self.closing and self.transport is not None and not self.transport.is_closing():
             self._write(text_frame(text))
 
+    def send_later(self, text: str) -> None:
+        """Send a message with whatever is written next (`unsent`): the socket's
+        own frames, or the owner's next write (which must take `unsent` first)."""
+        if not self.closing and self.transport is not None and not self.transport.is_closing():
+            self.unsent += text_frame(text)
+
     def send_unsent(self) -> None:
-        """Write the handshake's answer now if no frame took it yet (before the owner
-        writes to `transport` itself)."""
+        """Write `unsent` now if no frame took it yet."""
         if self.unsent and self.transport is not None:
             self._write(b"")
 
