@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, SessionData
+from redis.asyncio import RedisCluster
 
 from common.redisconn import RedisClient
 from server.auth import CSRF_SESSION_KEY, session_redis_key, session_user_id
@@ -68,10 +69,16 @@ class RedisSessionStorage(AbstractStorage):
         return Session(None, data=None, new=True, max_age=self.max_age)
 
     async def _get_many(self, redis_keys: list[str]) -> dict[str, bytes | str | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for redis_key in redis_keys:
-                pipe.get(redis_key)
-            found = await pipe.execute()
+        if isinstance(self._redis, RedisCluster):
+            # The keys live in different slots: one GET each, pipelined per node.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for redis_key in redis_keys:
+                    pipe.get(redis_key)
+                found = await pipe.execute()
+        else:
+            # One command and one reply for the whole batch: a pipeline of GETs
+            # cost a reply to parse (and a read timeout to arm) per socket set up.
+            found = await self._redis.mget(redis_keys)
         return dict(zip(redis_keys, found, strict=True))
 
     async def save_session(

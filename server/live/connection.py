@@ -144,6 +144,20 @@ class ClientConnection:
             self._flush_pending = True
             self._flushes.add(self)
 
+    def cork(self) -> None:
+        """Keep what is sent from now on until `uncork` writes it at once (a
+        socket's set-up: its handshake answer, authentication, config, history
+        and alerts in one write, not five).
+
+        While the socket holds `unsent` bytes, frames must wait here (`deliver`
+        writes directly only when nothing waits): the set-up queues the config
+        right after corking, so something waits until `uncork`."""
+        if not self._pending:
+            self._flush_pending = True  # so that send_frame schedules no flush
+
+    def uncork(self) -> None:
+        self.flush()
+
     def deliver(self, frames: bytes, updates: list[Update]) -> None:
         """Live updates from the hub: `frames` is the `updates` in this connection's form.
 
@@ -251,6 +265,9 @@ class ClientConnection:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_bytes = 0
+        if self.socket.unsent:
+            # The set-up's first write: the handshake's answer and the authentication go first.
+            data, self.socket.unsent = self.socket.unsent + data, b""
         self._transport.write(data)
 
     def _overflow(self) -> None:

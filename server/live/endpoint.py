@@ -47,7 +47,7 @@ from server.live.history import (
     resume_loader,
     send_histories,
 )
-from server.live.transport import WebSocket, is_upgrade, take_over
+from server.live.transport import TakenOver, WebSocket, is_upgrade, take_over
 from server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         socket.run(_set_up(app, socket, session, _dashboard_id(request), checked_at, with_history, batched))
     else:
         log.debug("client of %s went away before the upgrade", request.path)
-    # aiohttp has let go of the connection (server/live/transport.py): this is never sent.
-    return web.Response(status=101)
+    # aiohttp has let go of the connection (server/live/transport.py): nothing is sent.
+    return TakenOver()
 
 
 async def _set_up(
@@ -105,7 +105,11 @@ async def _set_up(
             raise session
         conn = await _open(app, socket, session, dashboard_id, checked_at, batched)
         if conn is not None:
-            await _serve(app, conn, with_history)
+            try:
+                await _serve(app, conn, with_history)
+            finally:
+                # Everything the set-up sent, in one write (also what is ready when a read fails).
+                conn.uncork()
     except BACKEND_UNAVAILABLE as exc:
         # Answered at once with a code that says "come back", instead of a
         # socket that hangs or dies with 1011.
@@ -154,13 +158,16 @@ async def _open(
     if not socket.is_open:  # went away during the checks
         return None
     accepted = {"user": user.username, "dashboard_id": dashboard_id}
-    socket.send_text(
+    # Goes out with the handshake's answer and, if nothing closes the socket
+    # meanwhile, with the config, history and alerts (`uncork`).
+    socket.send_later(
         encode_message("authentication", {"status_code": 200, "status_text": "OK", "data": accepted})
     )
     flushes = app[HUB_KEY].flushes
     conn = ClientConnection(
         socket, user, config.dashboard, config.metrics, settings.client_buffer_bytes, flushes, batched
     )
+    conn.cork()
     # Registered before anything is sent, so a revocation from now on reaches it.
     # One that came during the checks above closes it here instead; it is then
     # served like a socket revoked just after opening, until the close completes.

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import logging
 import time
@@ -35,7 +36,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from server.httplimits import ConnectionCap, GuardedRequestHandler
 from server.live.closecodes import CloseCode
@@ -88,13 +89,44 @@ def take_over(request: web.Request, socket: WebSocket) -> bool:
     handler.transport = None
     handler.connection_lost(None)
     socket.connection_made(transport)
-    transport.write(_handshake_response(request.headers["Sec-WebSocket-Key"]))
+    # Sent with the socket's first frame (its authentication answer, a refusal,
+    # a close): one send instead of two for every socket set up.
+    socket.unsent = _handshake_response(request.headers["Sec-WebSocket-Key"])
     return True
 
 
+class TakenOver(web.StreamResponse):
+    """What the handler returns once `take_over` moved the connection: aiohttp,
+    which let go of it, has nothing to prepare, write or send."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
 def is_upgrade(request: web.Request) -> bool:
-    """A well-formed WebSocket upgrade request (§4.2.1) this server can accept."""
-    return web.WebSocketResponse().can_prepare(request).ok
+    """A well-formed WebSocket upgrade request (§4.2.1) this server can accept.
+
+    The checks of aiohttp's `WebSocketResponse.can_prepare`, without building
+    a response and its headers for every socket.
+    """
+    headers = request.headers
+    if headers.get(hdrs.UPGRADE, "").lower().strip() != "websocket" or not request._message.upgrade:
+        return False
+    if headers.get(hdrs.SEC_WEBSOCKET_VERSION, "") not in ("13", "8", "7"):
+        return False
+    key = headers.get(hdrs.SEC_WEBSOCKET_KEY)
+    if not key:
+        return False
+    try:
+        return len(base64.b64decode(key)) == 16
+    except binascii.Error:
+        return False
 
 
 def _handshake_response(key: str) -> bytes:
@@ -130,6 +162,7 @@ class WebSocket(asyncio.Protocol):
         "last_heard",
         "ping_sent",
         "transport",
+        "unsent",
     )
 
     def __init__(self, max_message_bytes: int, limit: TokenBucket) -> None:
@@ -151,6 +184,9 @@ class WebSocket(asyncio.Protocol):
         self.cap: ConnectionCap | None = None
         self.last_heard = time.monotonic()
         self.ping_sent = False
+        # The handshake's answer (and `send_later` frames) until the first write
+        # takes them (`take_over`).
+        self.unsent = b""
 
     # Owner's side ---------------------------------------------------------------
 
@@ -170,7 +206,18 @@ class WebSocket(asyncio.Protocol):
 
     def send_text(self, text: str) -> None:
         if not self.closing and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(text_frame(text))
+            self._write(text_frame(text))
+
+    def send_later(self, text: str) -> None:
+        """Send a message with whatever is written next (`unsent`): the socket's
+        own frames, or the owner's next write (which must take `unsent` first)."""
+        if not self.closing and self.transport is not None and not self.transport.is_closing():
+            self.unsent += text_frame(text)
+
+    def send_unsent(self) -> None:
+        """Write `unsent` now if no frame took it yet."""
+        if self.unsent and self.transport is not None:
+            self._write(b"")
 
     def close(self, code: int, reason: str = "", *, parse_reply: bool = True) -> None:
         """Start the closing handshake (idempotent): no frame goes out after the close frame.
@@ -184,7 +231,7 @@ class WebSocket(asyncio.Protocol):
         if self.closing or self._lost or self.transport is None:
             return
         self.closing = True
-        self.transport.write(close_frame(code, reason))
+        self._write(close_frame(code, reason))
         if self.transport.is_closing():
             return
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
@@ -208,7 +255,7 @@ class WebSocket(asyncio.Protocol):
     def ping(self) -> None:
         if not self.closing and self.transport is not None:
             self.ping_sent = True
-            self.transport.write(ping_frame())
+            self._write(ping_frame())
 
     @property
     def is_open(self) -> bool:
@@ -259,7 +306,7 @@ class WebSocket(asyncio.Protocol):
                 self._queue(opcode, payload)
         if pong is not None and self.transport is not None and not self.closing:
             # Only the last ping of a read is answered (§5.5.3 allows it).
-            self.transport.write(pong_frame(pong))
+            self._write(pong_frame(pong))
 
     def pause_writing(self) -> None:
         # The peer does not read what we send: stop reading what it sends,
@@ -290,6 +337,13 @@ class WebSocket(asyncio.Protocol):
 
     # ----------------------------------------------------------------------------
 
+    def _write(self, frame: bytes) -> None:
+        # The transport is there: every caller checked.
+        transport = cast(asyncio.Transport, self.transport)
+        if self.unsent:
+            frame, self.unsent = self.unsent + frame, b""
+        transport.write(frame)
+
     def _peer_closed(self, payload: bytes) -> None:
         if self.transport is None:
             return
@@ -297,8 +351,9 @@ class WebSocket(asyncio.Protocol):
             # Echo the code (§5.5.1): the peer asked to close, we agree.
             self.closing = True
             code = close_code(payload)
-            self.transport.write(close_frame(1000 if code == 1005 else code))
+            self._write(close_frame(1000 if code == 1005 else code))
         # Both close frames exchanged: the server hangs up first (§7.1.1).
+        self.send_unsent()
         self.transport.close()
 
     def _stop_reading(self, reason: int) -> None:
