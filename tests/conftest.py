@@ -34,31 +34,6 @@ from tests.helpers import log_in
 from tests.notifyreceiver import SECRET, receiver
 from tests.servers import TABLES, servers, with_database_name
 
-# scripts/test runs the files in several processes (pytest-xdist, --dist
-# loadfile), handed out in collection order as processes come free: the
-# longest files go first, so that none is left running alone at the end.
-# The longest in a run of the whole suite (--durations), longest first.
-LONGEST_FIRST = (
-    "test_deployment.py",
-    "test_worker_keeps_values.py",
-    "test_chaos.py",
-    "test_migrate.py",
-    "browser/test_time_ranges.py",
-    "test_isolation_property.py",
-    "test_bad_input.py",
-    "test_faults.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-
-    def rank(item: pytest.Item) -> int:
-        path = item.path.relative_to(here).as_posix()
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each file, and of the rest, stays
-
 
 def _recreate_database(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
