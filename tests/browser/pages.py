@@ -59,6 +59,16 @@ async def wait_for(page: Page, expression: str, arg: object = None, within_ms: f
     await page.wait_for_function(expression, arg=arg, timeout=within_ms)
 
 
+async def until_chart(page: Page, metric_id: int, condition: str, view: str = "chartMarks") -> None:
+    """Wait until `condition`, a JavaScript expression over `m` (what `window.__dashboard[view](id)`
+    returns), holds. A card the page has not built yet, before its config arrives, is "not yet",
+    not an error that ends the wait."""
+    await page.wait_for_function(
+        f"(id) => {{ const m = window.__dashboard && window.__dashboard.{view}(id); return m != null && ({condition}); }}",
+        arg=metric_id,
+    )
+
+
 async def points(page: Page, metric_id: int) -> list[dict]:
     return await page.evaluate("(id) => window.__dashboard.points(id)", metric_id)
 

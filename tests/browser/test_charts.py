@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 
 from common import db
 from server.cli.demo import create_demo
-from tests.browser.pages import backfill, log_in, screenshot
+from tests.browser.pages import backfill, log_in, screenshot, until_chart
 from worker.rollups import roll_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -115,11 +115,11 @@ async def test_a_counter_draws_its_rate_and_its_total_on_request(server, context
 
     await toggle.click()
     await expect(toggle).to_have_attribute("aria-pressed", "true")
-    total = await marks(page, requests.id)
-    assert total["showsRate"] is False
-    # The total's axis reaches the counter's value, far above its rate per second.
+    # The total's axis reaches the counter's value, far above its rate per second. The chart
+    # is made anew and drawn on the next animation frame: wait for that drawing.
     points = await page.evaluate("(id) => window.__dashboard.points(id)", requests.id)
-    assert total["yMax"] >= points[-1]["v"] > rate_top
+    assert points[-1]["v"] > rate_top
+    await until_chart(page, requests.id, f"m.showsRate === false && m.yMax >= {points[-1]['v']!r}")
     await expect(card.locator("[data-stat=last] .stat-value")).to_have_text(re.compile(r"^[\d.,KM]+ req$"))
     await toggle.click()
     assert (await marks(page, requests.id))["showsRate"] is True
@@ -177,7 +177,7 @@ async def test_a_shared_link_opens_the_same_range_and_card_and_kiosk_hides_the_c
     await expect(shared.locator(f"article[data-metric-id='{cpu.id}']")).to_have_class(
         re.compile(r"\bfocused\b")
     )
-    await shared.wait_for_function("(id) => window.__dashboard.chartMarks(id).height > 400", arg=cpu.id)
+    await until_chart(shared, cpu.id, "m.height > 400")
     assert await shared.evaluate("window.__dashboard.range") == "24h"
     # Over the others: what is under the middle of the page is that card.
     assert await shared.evaluate(
@@ -238,7 +238,7 @@ async def test_alert_rules_draw_on_their_charts_and_count_in_title_and_favicon(
     assert icon and icon.startswith("data:image/png")
 
     # The threshold on the chart of the metric with the rule; its firing period and event.
-    await page.wait_for_function("(id) => window.__dashboard.chartMarks(id).events > 0", arg=cpu.id)
+    await until_chart(page, cpu.id, "m.events > 0")
     shown = await marks(page, cpu.id)
     assert shown["thresholds"] == [{"value": cpu_rule.threshold, "firing": True}]
     assert shown["periods"] >= 1
@@ -294,10 +294,7 @@ async def test_a_histogram_on_24_hours_draws_a_heatmap_from_the_buckets_distribu
     errors = watch_errors(page)
     await log_in(page, server.base, "demo", "demo")
     await page.goto(f"{server.base}/dashboards/{demo.dashboard.id}/#range=24h")
-    await page.wait_for_function(
-        "(id) => { const m = window.__dashboard.chartMarks(id); return m.heatmap && m.heatmap.max > 0; }",
-        arg=latency.id,
-    )
+    await until_chart(page, latency.id, "m.heatmap && m.heatmap.max > 0")
     heat = (await marks(page, latency.id))["heatmap"]
     assert heat["buckets"] >= 280  # 5-minute columns over the day
     await hover_chart(page, latency.id, 0.5)
@@ -310,7 +307,7 @@ async def test_a_histogram_on_24_hours_draws_a_heatmap_from_the_buckets_distribu
     )
     # Back to 5 minutes: the distribution of the raw values again.
     await page.click("[data-range='5m']")
-    await page.wait_for_function("(id) => window.__dashboard.chartMarks(id).heatmap === null", arg=latency.id)
+    await until_chart(page, latency.id, "m.heatmap === null")
     assert not errors
 
 

@@ -59,7 +59,7 @@ async def _all_cards_show(page: Page, metrics, start: float, end: float, toleran
     await wait_for(
         page,
         "([ids, start, end, tol]) => ids.every((id) => { const c = window.__dashboard.chart(id);"
-        " return Math.abs(c.xMin - start) <= tol && Math.abs(c.xMax - end) <= tol; })",
+        " return c !== null && Math.abs(c.xMin - start) <= tol && Math.abs(c.xMax - end) <= tol; })",
         [[m.id for m in metrics if m.type != "histogram"], start, end, tolerance],
     )
 
@@ -153,7 +153,7 @@ async def test_picker_relative_ranges_and_a_shared_link(server, start_worker, br
     await expect(page.locator("#range-label")).to_have_text("Last 6h")
     await wait_for(
         page,
-        "(id) => { const c = window.__dashboard.chart(id); return Math.abs(c.xMax - c.xMin - 6 * 3600) < 2"
+        "(id) => { const c = window.__dashboard.chart(id); return c !== null && Math.abs(c.xMax - c.xMin - 6 * 3600) < 2"
         " && Math.abs(c.xMax - Date.now() / 1000) < 3; }",
         cpu.id,
     )
@@ -167,7 +167,7 @@ async def test_picker_relative_ranges_and_a_shared_link(server, start_worker, br
     assert (await _view(shared)) == {"from": "now-6h", "to": "now"}
     await wait_for(
         shared,
-        "(id) => { const c = window.__dashboard.chart(id); return Math.abs(c.xMax - c.xMin - 6 * 3600) < 2; }",
+        "(id) => { const c = window.__dashboard.chart(id); return c !== null && Math.abs(c.xMax - c.xMin - 6 * 3600) < 2; }",
         cpu.id,
     )
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from common import db
 from common.events import DashboardChanged, announce_dashboard_changed
 from server.cli.demo import create_demo
-from tests.browser.pages import log_in, screenshot
+from tests.browser.pages import log_in, screenshot, until_chart
 from tests.servers import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -169,14 +169,14 @@ async def test_charts_span_the_chosen_range_in_the_themes_colours(server, contex
     await page.wait_for_function("(id) => window.__dashboard.points(id).length === 30", arg=latency.id)
     # Charts redraw on the next animation frame: wait for the redraw, not just the data.
     with suppress(PlaywrightTimeoutError):
-        await page.wait_for_function("(id) => window.__dashboard.chart(id).xMax === 39", arg=latency.id)
+        await until_chart(page, latency.id, "m.xMax === 39", view="chart")
     bars = await chart(page, latency.id)
     assert bars["xMax"] == pytest.approx(39.0)  # the end of the last bin: the largest value
     await screenshot(page, "ux-chart-24h-light")
 
     await page.click("#theme-toggle")
     await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
-    await page.wait_for_function("(id) => window.__dashboard.chart(id).stroke === '#4493f8'", arg=cpu.id)
+    await until_chart(page, cpu.id, "m.stroke === '#4493f8'", view="chart")
     assert (await chart(page, metrics["requests"].id))["stroke"] == DARK["--counter"]
 
 
