@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from importlib import resources
@@ -36,14 +35,13 @@ from server.keys import (
     SOCKETS_KEY,
     TELEMETRY_KEY,
 )
-from server.live.closecodes import CloseCode
 from server.live.configpush import config_push_ctx
 from server.live.gaps import DatabaseStream
 from server.live.hub import Hub
 from server.live.preferencespush import preferences_push_ctx
 from server.live.revocation import registry_ctx
 from server.live.sharedreads import SharedReads
-from server.live.transport import Heartbeat
+from server.live.transport import Heartbeat, OpenSockets
 from server.proxies import forwarded_middleware, parse_networks
 from server.ratelimit import PasswordGate
 from server.routes import setup_routes
@@ -103,7 +101,7 @@ def create_app(settings: ResolvedSettings) -> web.Application:
     app[CHANNELS_KEY] = channels_for(settings.redis_url, settings.channel_prefix)
     app[TELEMETRY_KEY] = telemetry
     app[REDIS_KEY] = redis_client
-    app[SOCKETS_KEY] = weakref.WeakSet()
+    app[SOCKETS_KEY] = OpenSockets()
     app[READS_KEY] = SharedReads()
     templates = aiohttp_jinja2.setup(
         app,
@@ -192,15 +190,6 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, tell every client to go and reconnect (to another instance)."""
-    open_sockets = app[SOCKETS_KEY]
-    sockets = set(open_sockets)
-    for socket in sockets:
-        socket.close(CloseCode.GOING_AWAY, "server shutting down")
     # All at once, and not for long: a client that does not answer within a
     # second (gone, or not reading) must not hold up the stop.
-    if sockets:
-        await asyncio.wait(
-            [asyncio.ensure_future(socket.wait_closed()) for socket in sockets], timeout=SHUTDOWN_CLOSE_WAIT
-        )
-        for socket in sockets:
-            socket.abort()
+    await app[SOCKETS_KEY].close_all(SHUTDOWN_CLOSE_WAIT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING
 
 import aiopg
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from server.live.hub import Hub
     from server.live.registry import SocketRegistry
     from server.live.sharedreads import SharedReads
-    from server.live.transport import WebSocket
+    from server.live.transport import OpenSockets
     from server.ratelimit import PasswordGate
     from server.telemetry import ServerTelemetry
 
@@ -31,7 +30,7 @@ CHANNELS_KEY = web.AppKey("channels", Channels)
 DB_KEY = web.AppKey("db", aiopg.Pool)
 REDIS_KEY = web.AppKey[RedisClient]("redis")
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
-SOCKETS_KEY: web.AppKey[weakref.WeakSet[WebSocket]] = web.AppKey("sockets")
+SOCKETS_KEY: web.AppKey[OpenSockets] = web.AppKey("sockets")
 REGISTRY_KEY: web.AppKey[SocketRegistry] = web.AppKey("registry")
 TELEMETRY_KEY: web.AppKey[ServerTelemetry] = web.AppKey("telemetry")
 # Per dashboard, held while its new config is read and pushed (server/live/configpush.py).

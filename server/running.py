@@ -5,7 +5,10 @@ then the port is bound (with the connection limits of server/httplimits.py);
 only then is systemd told READY=1. On SIGTERM or
 SIGINT the listening socket is closed first (no new connections), then every
 WebSocket is closed with 1001 so clients reconnect elsewhere, then handlers
-get `shutdown_timeout` seconds to finish before the resources close.
+get `shutdown_timeout` seconds to finish before the resources close. A stop
+that takes longer than a few seconds says in the log what it still waits on,
+and every stop says how long it took: systemd kills a unit that overruns
+`TimeoutStopSec`, and the operator should see why before that happens.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import asyncio
 import gc
 import logging
 import signal
+import time
+import types
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
+from pathlib import Path
 
 from aiohttp import web
 
@@ -28,7 +34,14 @@ from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 10.0  # seconds; the systemd unit's TimeoutStopSec is above it
+# Seconds for HTTP handlers still running at a stop. aiohttp spends it up to
+# twice per connection: waiting for the handler, then again after cancelling
+# it. Twice this, the second for sockets to answer 1001 and the resources'
+# close stay well under the systemd unit's TimeoutStopSec (20 s).
+SHUTDOWN_TIMEOUT = 5.0
+SLOW_STOP_REPORT = 3.0  # seconds between "still stopping" lines
+# The packages whose lines a "still stopping" line names (installed or not).
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("server", "common"))
 
 # A child of `--workers N`: what to call from the event loop, and how often,
 # to show its parent (which pings systemd's watchdog) that the loop turns.
@@ -86,7 +99,54 @@ async def _serve(
                 )
             await _until_stopped(app, stop, host, port, heartbeat)
     finally:
-        await runner.cleanup()
+        started = time.monotonic()
+        reporter = asyncio.create_task(_report_slow_stop(started), name="slow-stop-report")
+        try:
+            await runner.cleanup()
+        finally:
+            reporter.cancel()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+async def _report_slow_stop(started: float) -> None:
+    """Every few seconds of a stop, log where each task still running waits."""
+    while True:
+        await asyncio.sleep(SLOW_STOP_REPORT)
+        waiting = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        log.warning(
+            "still stopping after %.0f s; %d task(s) wait: %s",
+            time.monotonic() - started,
+            len(waiting),
+            "; ".join(_where(task) for task in waiting[:20]),
+        )
+
+
+def _where(task: asyncio.Task[object]) -> str:
+    """A task's name, the line it waits on and the innermost line of ours that led there."""
+    stack = _awaiting(task.get_coro())
+    if not stack:
+        return task.get_name()
+    inner = stack[-1]
+    where = f"{task.get_name()} waits in {_line(inner)}"
+    ours = [frame for frame in stack if frame.f_code.co_filename.startswith(_OWN_CODE)]
+    if ours and ours[-1] is not inner:
+        where += f", called from {_line(ours[-1])}"
+    return where
+
+
+def _awaiting(coro: object) -> list[types.FrameType]:
+    """The frames of a suspended coroutine and of those it awaits, outermost
+    first (Task.get_stack gives only the outermost)."""
+    frames = []
+    while (frame := getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)) is not None:
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def _line(frame: types.FrameType) -> str:
+    path = Path(frame.f_code.co_filename)
+    return f"{frame.f_code.co_name} ({path.parent.name}/{path.name}:{frame.f_lineno})"
 
 
 async def _until_stopped(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -18,9 +19,10 @@ import pytest
 
 from server.app import create_app
 from server.live.closecodes import CloseCode
+from server.running import SHUTDOWN_TIMEOUT
 from tests.faultservers import redis_server
 from tests.helpers import browser_log_in
-from tests.processes import FakeSystemd, child, free_port
+from tests.processes import FakeSystemd, child, free_port, wait_for_http
 from tests.wsclient import read_connect_sequence
 
 UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
@@ -83,6 +85,43 @@ async def test_server_notifies_ready_pings_watchdog_and_stops_cleanly_on_sigterm
                     await session.get(f"{base}/healthz")
     finally:
         systemd.close()
+
+
+@pytest.mark.slow
+async def test_a_stop_held_up_by_an_unfinished_request_ends_in_time_and_says_what_it_waits_on(settings):
+    """A client that sent half a body holds a handler. The stop gives it
+    SHUTDOWN_TIMEOUT, which aiohttp may spend twice, then ends well inside
+    systemd's TimeoutStopSec (20 s), and the log says where it waited."""
+    port = free_port()
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    with child(["-m", "server", *urls, "run", "--port", str(port)]) as server:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/healthz", server)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nusername="
+        )
+        await writer.drain()
+        # A request sent after ours and answered: the server has read ours, and
+        # its handler waits for the rest of the body.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as answer,
+        ):
+            assert answer.status == 200
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.wait, 20) == 0
+        took = time.monotonic() - started
+        writer.close()
+        assert SHUTDOWN_TIMEOUT - 0.5 < took < 2 * SHUTDOWN_TIMEOUT + 3
+        output = server.output()
+        assert "still stopping after 3 s" in output
+        # The login handler (server/auth.py) reading the body that never comes.
+        assert re.search(
+            r"waits in _wait \(aiohttp/streams.py:\d+\), called from \w+ \(server/auth.py:", output
+        )
+        assert re.search(r"stopped in \d+\.\d s", output)
 
 
 def start_as_systemd(args: list[str], env: dict[str, str]) -> subprocess.Popen:

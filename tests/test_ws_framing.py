@@ -227,3 +227,21 @@ async def test_a_closed_socket_leaves_nothing_behind_without_a_garbage_collectio
         gc.enable()
     other.send_text('{"action":"ping"}')
     assert await other.until("complete") == [{"action": "pong"}, {"action": "complete"}]
+
+
+async def test_a_socket_upgraded_after_the_stop_told_the_others_to_go_is_told_too(
+    app, client, setup, socket_of
+):
+    """The stop closes the sockets it finds with 1001. An upgrade under way at that
+    moment (still reading its session) completes later: it must not stay open,
+    unseen, while the resources it needs are closed under it."""
+    first = await socket_of()
+    stopping = asyncio.ensure_future(app[SOCKETS_KEY].close_all(wait=5))
+    assert await first.close_code() == CloseCode.GOING_AWAY
+    first.send(client_frame(0x8, CloseCode.GOING_AWAY.to_bytes(2, "big")))
+    await asyncio.wait_for(stopping, 5)  # the answer ended the wait
+    late, _ = await RawClient.connect(client, f"/ws/dashboard/{setup['ops'].id}/")
+    assert await late.close_code() == CloseCode.GOING_AWAY
+    late.send(client_frame(0x8, CloseCode.GOING_AWAY.to_bytes(2, "big")))
+    assert await late.hung_up()
+    await late.close()

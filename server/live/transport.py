@@ -32,6 +32,7 @@ import binascii
 import hashlib
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
@@ -404,6 +405,39 @@ class WebSocket(asyncio.Protocol):
         on_closed, self._on_closed = self._on_closed, None
         if on_closed is not None:
             on_closed()
+
+
+class OpenSockets(weakref.WeakSet[WebSocket]):
+    """The process's open sockets, for the heartbeat and the stop.
+
+    Weak: a socket that ended is freed at once, without leaving this set.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+
+    def add(self, socket: WebSocket) -> None:
+        super().add(socket)
+        # An upgrade that was under way when the stop began (its session read,
+        # say) ends after `close_all` looked: told to go at once, like the rest,
+        # not left open while the resources it needs close under it.
+        if self.stopping:
+            socket.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def close_all(self, wait: float) -> None:
+        """Tell every client to go and reconnect (to another instance), wait up
+        to `wait` seconds for their answers, then hang up on the rest."""
+        self.stopping = True
+        sockets = set(self)
+        for socket in sockets:
+            socket.close(CloseCode.GOING_AWAY, "server shutting down")
+        if sockets:
+            await asyncio.wait(
+                [asyncio.ensure_future(socket.wait_closed()) for socket in sockets], timeout=wait
+            )
+            for socket in sockets:
+                socket.abort()
 
 
 class Heartbeat:
