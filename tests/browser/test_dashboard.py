@@ -43,7 +43,9 @@ async def test_live_dashboard_shows_config_and_values_from_the_worker(server, st
     # Values arrive live from the worker, in place: same page, same cards.
     cpu = next(m for m in metrics if m.name == "cpu")
     before = (await points(page, cpu.id))[-1]["id"]
-    await wait_for(page, "([id, last]) => window.__dashboard.points(id).at(-1).id > last", [cpu.id, before])
+    await wait_for(
+        page, "([id, last]) => (window.__dashboard.points(id).at(-1)?.id ?? 0) > last", [cpu.id, before]
+    )
     newest = (await points(page, cpu.id))[-1]
     stored = {v.id: v.value for v in (await db.latest_values(pool, [cpu.id], 5))[cpu.id]}
     assert stored[newest["id"]] == newest["v"]
@@ -64,7 +66,10 @@ async def test_live_dashboard_shows_config_and_values_from_the_worker(server, st
     bucketed = await points(page, cpu.id)
     assert 250 <= len(bucketed) <= 302
     await wait_for(
-        page, "([id, t]) => window.__dashboard.points(id).at(-1).t > t", [cpu.id, bucketed[-1]["t"]], 20_000
+        page,
+        "([id, t]) => (window.__dashboard.points(id).at(-1)?.t ?? 0) > t",
+        [cpu.id, bucketed[-1]["t"]],
+        20_000,
     )
     await screenshot(page, "dashboard-1h")
     assert page.url.endswith("#range=1h")
@@ -255,5 +260,7 @@ async def test_badge_goes_stale_in_a_short_outage_and_live_again_when_values_flo
     await expect(badge).to_have_text("Live")
     await expect(age).to_be_hidden()
     await expect(grid).not_to_have_class(re.compile(r"\bstale\b"))
-    await wait_for(page, "([id, t]) => window.__dashboard.points(id).at(-1).t > t", [gauge.id, newest])
+    await wait_for(
+        page, "([id, t]) => (window.__dashboard.points(id).at(-1)?.t ?? 0) > t", [gauge.id, newest]
+    )
     await screenshot(page, "dashboard-live-again")

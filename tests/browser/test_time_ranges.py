@@ -160,7 +160,9 @@ async def test_picker_relative_ranges_and_a_shared_link(server, start_worker, br
     await wait_for(page, "(id) => window.__dashboard.points(id).length > 60", cpu.id)
     newest = (await points(page, cpu.id))[-1]["id"]
     # Live: the worker's values are added.
-    await wait_for(page, "([id, last]) => window.__dashboard.points(id).at(-1).id > last", [cpu.id, newest])
+    await wait_for(
+        page, "([id, last]) => (window.__dashboard.points(id).at(-1)?.id ?? 0) > last", [cpu.id, newest]
+    )
 
     # A link to it opens the same view, still relative (it moves with the clock).
     shared = await _page(browser, server, page.url)
