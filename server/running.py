@@ -19,6 +19,7 @@ import logging
 import signal
 import time
 import types
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
@@ -34,12 +35,13 @@ from server.proxies import AccessLog
 
 log = logging.getLogger(__name__)
 
-# Seconds for HTTP handlers still running at a stop. aiohttp spends it up to
-# twice per connection: waiting for the handler, then again after cancelling
-# it. Twice this, the second for sockets to answer 1001 and the resources'
-# close stay well under the systemd unit's TimeoutStopSec (20 s).
+# Seconds for HTTP handlers still running at a stop. aiohttp may spend it
+# twice: waiting for the handlers, then again after cancelling them. With the
+# second sockets get to answer 1001 and the pools' close (common/db/core.py
+# POOL_CLOSE_WAIT), a stop stays under the systemd unit's TimeoutStopSec (20 s).
 SHUTDOWN_TIMEOUT = 5.0
 SLOW_STOP_REPORT = 3.0  # seconds between "still stopping" lines
+SLOW_STOP_PLACES = 10  # the places most tasks wait in, in each of them
 # The packages whose lines a "still stopping" line names (installed or not).
 _OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("server", "common"))
 
@@ -100,7 +102,9 @@ async def _serve(
             await _until_stopped(app, stop, host, port, heartbeat)
     finally:
         started = time.monotonic()
-        reporter = asyncio.create_task(_report_slow_stop(started), name="slow-stop-report")
+        stopping = asyncio.current_task()
+        assert stopping is not None  # run by asyncio.run
+        reporter = asyncio.create_task(_report_slow_stop(started, stopping), name="slow-stop-report")
         try:
             await runner.cleanup()
         finally:
@@ -108,26 +112,33 @@ async def _serve(
         log.info("stopped in %.1f s", time.monotonic() - started)
 
 
-async def _report_slow_stop(started: float) -> None:
-    """Every few seconds of a stop, log where each task still running waits."""
+async def _report_slow_stop(started: float, stopping: asyncio.Task[object]) -> None:
+    """Every few seconds of a stop, log where the stop itself waits and where
+    the other tasks do, alike ones counted together (thousands of sockets)."""
     while True:
         await asyncio.sleep(SLOW_STOP_REPORT)
-        waiting = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        others = Counter(
+            _where(task) for task in asyncio.all_tasks() if task not in (stopping, asyncio.current_task())
+        )
         log.warning(
-            "still stopping after %.0f s; %d task(s) wait: %s",
+            "still stopping after %.0f s: the stop %s; %d other task(s): %s",
             time.monotonic() - started,
-            len(waiting),
-            "; ".join(_where(task) for task in waiting[:20]),
+            _where(stopping),
+            others.total(),
+            "; ".join(f"{count}x {where}" for where, count in others.most_common(SLOW_STOP_PLACES)),
         )
 
 
 def _where(task: asyncio.Task[object]) -> str:
-    """A task's name, the line it waits on and the innermost line of ours that led there."""
+    """The line a task waits on and the innermost line of ours that led there,
+    with the task's name if it was given one."""
+    name = task.get_name()
+    named = "" if name.startswith("Task-") else f"{name} "
     stack = _awaiting(task.get_coro())
     if not stack:
-        return task.get_name()
+        return name
     inner = stack[-1]
-    where = f"{task.get_name()} waits in {_line(inner)}"
+    where = f"{named}waits in {_line(inner)}"
     ours = [frame for frame in stack if frame.f_code.co_filename.startswith(_OWN_CODE)]
     if ours and ours[-1] is not inner:
         where += f", called from {_line(ours[-1])}"

@@ -245,3 +245,6 @@ async def test_a_socket_upgraded_after_the_stop_told_the_others_to_go_is_told_to
     late.send(client_frame(0x8, CloseCode.GOING_AWAY.to_bytes(2, "big")))
     assert await late.hung_up()
     await late.close()
+    # Nothing of it was set up: not live, not counted against its user.
+    assert app[HUB_KEY].connection_count() == 0
+    assert app[REGISTRY_KEY].count_for_user(setup["user"].id) == 0

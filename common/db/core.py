@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -21,6 +23,10 @@ CLIENT_TIMEOUT = 10
 # client's back (then stored twice). lock_timeout, not statement_timeout:
 # aiopg turns the latter's QueryCanceled into asyncio.CancelledError.
 STORE_LOCK_TIMEOUT_MS = (CLIENT_TIMEOUT - 2) * 1000
+# Seconds a closing pool waits for connections in use before closing them.
+POOL_CLOSE_WAIT = 3.0
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(LookupError):
@@ -98,13 +104,38 @@ async def change_one(pool: aiopg.Pool, query: str, params: Sequence[Any]) -> boo
 
 @asynccontextmanager
 async def create_pool(dsn: str, *, minsize: int = 1, maxsize: int = 10) -> AsyncIterator[aiopg.Pool]:
-    """A connection pool whose sessions speak UTC, closed on exit."""
+    """A connection pool whose sessions speak UTC, closed on exit (`close_pool`)."""
     # timeout bounds every statement's wait, so a database that went away
     # surfaces as an error instead of a hung request.
-    async with aiopg.create_pool(
+    pool = await aiopg.create_pool(
         dsn, minsize=minsize, maxsize=maxsize, timeout=CLIENT_TIMEOUT, options="-c timezone=UTC"
-    ) as pool:
+    )
+    try:
         yield pool
+    finally:
+        await close_pool(pool)
+
+
+async def close_pool(pool: aiopg.Pool) -> None:
+    """Close the pool, giving connections in use `POOL_CLOSE_WAIT` seconds to
+    come back, then closing them where they are.
+
+    aiopg alone waits for every connection in use, however long: one held by a
+    task that was never cancelled would keep a stopping process alive until
+    systemd kills it.
+    """
+    pool.close()
+    try:
+        await asyncio.wait_for(pool.wait_closed(), POOL_CLOSE_WAIT)
+    except TimeoutError:
+        log.warning(
+            "closing the database pool: %d connection(s) still in use after %.0f s, closed where they are",
+            pool.size - pool.freesize,
+            POOL_CLOSE_WAIT,
+        )
+        pool.terminate()
+        with suppress(TimeoutError):  # a connection still being opened ends with its own timeout
+            await asyncio.wait_for(pool.wait_closed(), POOL_CLOSE_WAIT)
 
 
 async def ping(pool: aiopg.Pool) -> None:

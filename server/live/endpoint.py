@@ -100,6 +100,8 @@ async def _set_up(
     batched: bool,
 ) -> None:
     """Authenticate, send config, history and alerts, then take client messages."""
+    if not socket.is_open:  # closed as it was added: the server is stopping
+        return
     try:
         if isinstance(session, Exception):
             raise session

@@ -253,6 +253,12 @@ class WebSocket(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def cancel_work(self) -> None:
+        """Cancel the set-up or message handler still running (at a stop: what it
+        reads must not keep the database pool from closing)."""
+        if self._task is not None:
+            self._task.cancel()
+
     def ping(self) -> None:
         if not self.closing and self.transport is not None:
             self.ping_sent = True
@@ -427,7 +433,8 @@ class OpenSockets(weakref.WeakSet[WebSocket]):
 
     async def close_all(self, wait: float) -> None:
         """Tell every client to go and reconnect (to another instance), wait up
-        to `wait` seconds for their answers, then hang up on the rest."""
+        to `wait` seconds for their answers, then hang up on the rest and
+        cancel what their handlers still do."""
         self.stopping = True
         sockets = set(self)
         for socket in sockets:
@@ -438,6 +445,7 @@ class OpenSockets(weakref.WeakSet[WebSocket]):
             )
             for socket in sockets:
                 socket.abort()
+                socket.cancel_work()
 
 
 class Heartbeat:
