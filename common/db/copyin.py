@@ -38,7 +38,7 @@ import psycopg2
 from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
 
 # The same numbering as the INSERT path's, so both number batches alike.
-from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue
+from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue, bigint_array
 
 # Below this many rows a batch goes by INSERT: a COPY's extra round trips cost more.
 COPY_MIN_ROWS = 200
@@ -133,7 +133,7 @@ def _copy(
     fence: Mapping[int, int] | None,
 ) -> list[MetricValue]:
     params = {
-        "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
+        "metrics": bigint_array(sorted({int(metric_id) for metric_id, _, _ in values})),
         "dashboards": list(fence or {}),
         "tokens": list((fence or {}).values()),
         "rows": len(values),

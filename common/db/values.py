@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,7 +231,7 @@ async def _insert(
     # one. With 1,000 rows a tick the literals store 1.4x the rows per second
     # (bench/RESULTS.md). They hold only what int(), float() and isoformat()
     # write: nothing from the caller is spliced in as text.
-    metric_ids = "{" + ",".join([str(int(metric_id)) for metric_id, _, _ in values]) + "}"
+    metric_ids = bigint_array(metric_id for metric_id, _, _ in values)
     numbers = "{" + ",".join([repr(float(value)) for _, value, _ in values]) + "}"
     # A tick's values share one timestamp: written once.
     texts: dict[datetime, str] = {}
@@ -240,7 +240,7 @@ async def _insert(
             texts[ts] = f'"{ts.isoformat()}"'
     stamps = "{" + ",".join([texts[ts] for _, _, ts in values]) + "}"
     params = {
-        "metrics": sorted({int(metric_id) for metric_id, _, _ in values}),
+        "metrics": bigint_array(sorted({int(metric_id) for metric_id, _, _ in values})),
         "ids": metric_ids,
         "values": numbers,
         "ts": stamps,
@@ -259,6 +259,14 @@ async def _insert(
 
 
 _STORE_TIMEOUT = f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS}"
+
+
+def bigint_array(numbers: Iterable[int]) -> str:
+    """A bigint[] parameter as one array literal ('{1,2,3}'), not the ARRAY[...]
+    psycopg2 makes of a list: PostgreSQL parses and plans a thousand-element
+    ARRAY[...] element by element, which took 1.9 of the 3.8 ms of a COPY
+    tick's first statement (bench/RESULTS.md). Only what int() writes."""
+    return "{" + ",".join([str(int(number)) for number in numbers]) + "}"
 
 
 # Each dashboard with values in the batch gets its next number, its row
