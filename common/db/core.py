@@ -23,8 +23,9 @@ CLIENT_TIMEOUT = 10
 # client's back (then stored twice). lock_timeout, not statement_timeout:
 # aiopg turns the latter's QueryCanceled into asyncio.CancelledError.
 STORE_LOCK_TIMEOUT_MS = (CLIENT_TIMEOUT - 2) * 1000
-# Seconds a closing pool waits for connections in use before closing them.
-POOL_CLOSE_WAIT = 3.0
+# Seconds a closing pool waits for connections in use before closing them
+# (twice at worst: a connection being opened holds aiopg's lock meanwhile).
+POOL_CLOSE_WAIT = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ async def close_pool(pool: aiopg.Pool) -> None:
         await asyncio.wait_for(pool.wait_closed(), POOL_CLOSE_WAIT)
     except TimeoutError:
         log.warning(
-            "closing the database pool: %d connection(s) still in use after %.0f s, closed where they are",
+            "closing the database pool: %d connection(s) in use or being opened after %.0f s, closed",
             pool.size - pool.freesize,
             POOL_CLOSE_WAIT,
         )
