@@ -193,3 +193,5 @@ async def close_sockets(app: web.Application) -> None:
     # All at once, and not for long: a client that does not answer within a
     # second (gone, or not reading) must not hold up the stop.
     await app[SOCKETS_KEY].close_all(SHUTDOWN_CLOSE_WAIT)
+    # What they were reading for (shared among them) holds pool connections.
+    app[READS_KEY].cancel_all()

@@ -80,3 +80,25 @@ async def test_an_asker_that_gives_up_does_not_cancel_the_others_read():
         await quitter
     source.gate.set()
     assert await stayer == 0
+
+
+async def test_a_stop_cancels_the_reads_under_way_and_their_askers_hear_it():
+    """At a stop the reads still running hold pool connections: cancelled, they
+    give them back at once instead of at the pool's forced close."""
+    reads, source = SharedReads(), Source()
+    single = asyncio.ensure_future(reads.read("k", source.read))
+
+    async def batch(keys: list) -> dict:
+        await source.gate.wait()
+        return {key: key for key in keys}
+
+    batched = asyncio.ensure_future(reads.read_batched("access", 1, batch))
+    await eventually(lambda: source.reads == 1, 1, "the read has started and is waiting")
+    reads.cancel_all()
+    for asker in (single, batched):
+        with pytest.raises(asyncio.CancelledError):
+            await asker
+    # Nothing left running, and a later read is made afresh.
+    source.gate.set()
+    assert await reads.read("k", source.read) == 0
+    assert source.reads == 2

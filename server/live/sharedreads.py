@@ -33,6 +33,15 @@ class SharedReads:
         self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
         # Per kind, the keys asked for in this loop turn (their askers' futures) and how to read them.
         self._batches: dict[Hashable, tuple[dict[Hashable, asyncio.Future[Any]], BatchReader]] = {}
+        # The reads under way (asyncio holds tasks weakly), for `cancel_all`.
+        self._reading: set[asyncio.Future[Any]] = set()
+
+    def cancel_all(self) -> None:
+        """At a stop, after the sockets were closed: cancel the reads under way,
+        so that the connections they hold go back to the pool before it closes.
+        Their askers get CancelledError."""
+        for task in list(self._reading):
+            task.cancel()
 
     async def read(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
         """The result of `make()`, shared with everyone asking with the same key
@@ -61,15 +70,20 @@ class SharedReads:
 
     def _start_batch(self, kind: Hashable) -> None:
         askers, make = self._batches.pop(kind)
-        task = asyncio.ensure_future(make(list(askers)))
+        task = self._track(asyncio.ensure_future(make(list(askers))))
         task.add_done_callback(lambda done: _answer_batch(askers, done))
 
     def _start(self, key: Hashable) -> None:
         # Nobody can join this read from here on: later askers get the next one.
         answer, make = self._next.pop(key)
         self._running.add(key)
-        task = asyncio.ensure_future(make())
+        task = self._track(asyncio.ensure_future(make()))
         task.add_done_callback(lambda done: self._finished(key, answer, done))
+
+    def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+        return task
 
     def _finished(self, key: Hashable, answer: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
         self._running.discard(key)
