@@ -67,11 +67,14 @@ _LIVE_FENCED = (
     "   ON f.dashboard_id = l.dashboard_id AND f.token = l.token"
     "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l) " + _LIVE_ROWS
 )
-# Then COMMIT in the same round trip: the caller publishes after this returns.
+# Each dashboard's newest id is known once the ids are drawn: it is recorded,
+# the rows copied and the transaction committed in one round trip (the server
+# runs the statements of one message in turn, the COPY taking the rows sent
+# after it; an error skips the rest). The caller publishes after this returns.
 _RECORD = (
     "UPDATE dashboard_seqs q SET last_value_id = b.last_id"
     " FROM unnest(%s::bigint[], %s::bigint[]) AS b(dashboard_id, last_id)"
-    " WHERE q.dashboard_id = b.dashboard_id; COMMIT"
+    " WHERE q.dashboard_id = b.dashboard_id"
 )
 _COPY = "COPY metric_values (id, metric_id, value, ts) FROM STDIN (FORMAT binary)"
 
@@ -110,7 +113,7 @@ class Copier:
                 # As the pool's: UTC, and no statement waits longer than the pool's clients do.
                 options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
             )
-            # BEGIN and COMMIT go with the batch's own statements: three round trips in all.
+            # BEGIN and COMMIT go with the batch's own statements: two round trips in all.
             self._conn.autocommit = True
         return self._conn
 
@@ -162,8 +165,8 @@ def _copy(
         last_id[dashboard_of[metric_id]] = value_id  # ids grow: the last is the newest
     data.write(_TRAILER)
     data.seek(0)
-    cur.copy_expert(_COPY, data)
-    cur.execute(_RECORD, (list(last_id), list(last_id.values())))
+    record = cur.mogrify(_RECORD, (bigint_array(last_id), bigint_array(last_id.values()))).decode()
+    cur.copy_expert(f"{record}; {_COPY}; COMMIT", data)
     return [
         MetricValue(value_id, metric_id, float(value), ts, seqs[dashboard_of[metric_id]])
         for value_id, (metric_id, value, ts) in zip(ids, kept, strict=True)
