@@ -4,6 +4,7 @@ alike, with the same numbering, order and fencing."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -104,3 +105,29 @@ async def test_a_fence_stores_only_where_the_lease_still_has_its_token(
     assert len(stored) == 150
     read = await db.latest_values(pool, [a.id, b.id], 1000)
     assert len(read[a.id]) == 150 and read[b.id] == []
+
+
+async def test_a_copy_batch_that_fails_midway_holds_no_lock_and_leaves_no_trace(
+    pool, settings, make_dashboard, make_metric
+):
+    """A row that cannot be packed fails the batch after its transaction began
+    (the batch number taken, the dashboard's row locked): none of it stays."""
+    ops = await make_dashboard("ops")
+    metric = await make_metric(ops, "a")
+    now = datetime.now(UTC)
+    copier = db.Copier(settings.database_url or "")
+    try:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await copier.store([(metric.id, 1.0, now)] * 250 + [(metric.id, 2.0, now.replace(tzinfo=None))])
+        # Another writer numbers the same dashboard at once: with the lock still
+        # held it would wait out STORE_LOCK_TIMEOUT_MS and fail.
+        started = time.monotonic()
+        by_insert = await db.insert_values(pool, [(metric.id, 3.0, now)])
+        assert time.monotonic() - started < 2
+        # The failed batch's number went back with it, and the copier goes on.
+        by_copy = await copier.store([(metric.id, 4.0, now)] * 250)
+        assert [v.seq for v in by_insert] == [1] and {v.seq for v in by_copy} == {2}
+        stored = await db.latest_values(pool, [metric.id], 1000)
+        assert [v.value for v in stored[metric.id]] == [3.0] + [4.0] * 250
+    finally:
+        copier.close()

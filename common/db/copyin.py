@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
+from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS
 
 # The same numbering as the INSERT path's, so both number batches alike.
 from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue, bigint_array
@@ -124,8 +124,11 @@ class Copier:
         try:
             with conn.cursor() as cur:
                 return _copy(cur, values, fence)
-        except UNAVAILABLE:
-            # Closing ends the transaction (PostgreSQL rolls it back): the next batch starts afresh.
+        except Exception:
+            # Any failure, the database's or ours (a row that cannot be packed
+            # comes after BEGIN): closing ends the transaction, PostgreSQL rolls
+            # it back and frees the dashboards' batch rows at once, and the next
+            # batch starts afresh.
             self.close()
             raise
 
