@@ -206,7 +206,10 @@ def write_markdown(results: dict, path: Path, baseline_path: Path) -> None:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| worker ingest (one multi-row INSERT per tick of {ingest['rows_per_tick']:,} values) | {ingest['rows_per_second']:,} rows/s |",
+        f"| worker ingest (binary COPY, ticks of {ingest['rows_per_tick']:,} values) | {ingest['rows_per_second']:,} rows/s |",
+        f"| the same rows by INSERT (pushes, small ticks) | {ingest['insert_rows_per_second']:,} rows/s |",
+        f"| the same rows by a raw binary COPY, tick by tick in turn with the two above | {ingest['raw_copy_rows_per_second']:,} rows/s |",
+        f"| share of the raw COPY: worker / INSERT | {ingest['share_of_raw_copy']} / {ingest['insert_share_of_raw_copy']} |",
         f"| latest-100 history, table of {history['table_rows']:,} rows: p50 / p99 / max | "
         f"{history['p50_ms']} / {history['p99_ms']} / {history['max_ms']} ms |",
         "",
