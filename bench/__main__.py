@@ -58,6 +58,12 @@ USERS_PER = 50  # connections per bench user (stays under per-user limits)
 MAX_USERS = 100  # beyond USERS_PER * MAX_USERS sockets, users hold more each (the servers are told)
 HIST_BASE = 1.02  # wsload.c's latency histogram
 SOCKETS_PER_CLIENT = 17_000  # per C load client process (at most 20,000 descriptors each)
+# Per loopback source address. connect() looks for a free ephemeral port by
+# probing; towards one server port it stays cheap (20-30 us of kernel CPU)
+# while fewer than about half of an address's 28,000 are taken, then costs
+# 0.4 ms and more per socket (bench/RESULTS.md): 17,000 from one address made
+# the load clients of a 100,000-socket run use 48 CPU-s of the box's two CPUs.
+SOCKETS_PER_SOURCE = 5_000
 
 
 @dataclass
@@ -114,17 +120,21 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 class LoadClients:
     """The load client as one or more processes (`processes`), each with its
-    share of the sockets and its own loopback source address (127.0.0.2, .3, …:
-    a process may hold at most 20,000 descriptors, an address has about 28,000
-    ephemeral ports towards one server port); their answers merged into one."""
+    share of the sockets and loopback source addresses of its own (127.0.N.1,
+    .2, …, one per SOCKETS_PER_SOURCE sockets: a process may hold at most
+    20,000 descriptors, an address has about 28,000 ephemeral ports towards
+    one server port); their answers merged into one."""
 
     def __init__(self, command: list[str], processes: int, connections: int, args: list[str]) -> None:
         self.port = int(args[args.index("--port") + 1])
         self.processes = []
         for i in range(processes):
             share = connections // processes + (1 if i < connections % processes else 0)
-            # Several processes: each from its own address, fewer handshakes at once each.
-            source = ["--source", f"127.0.0.{2 + i}", "--concurrency", "50"] if processes > 1 else []
+            # Several processes: each from addresses of its own, fewer handshakes at once each.
+            addresses = ",".join(
+                f"127.0.{1 + i}.{1 + j}" for j in range(math.ceil(share / SOCKETS_PER_SOURCE))
+            )
+            source = ["--source", addresses, "--concurrency", "50"] if processes > 1 else []
             process = subprocess.Popen(
                 [*command, "--connections", str(share), *source, *args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -14,9 +14,10 @@
  * opened with ?updates=batch (the --path given).
  *
  * One process, one epoll loop: --processes is accepted and ignored; for more
- * sockets than one process may hold (or than one source address has ephemeral
- * ports for), bench/__main__.py starts several, each with its own --source
- * address in 127.0.0.0/8. Each window line also carries the sampled latencies
+ * sockets than one process may hold, bench/__main__.py starts several, each
+ * with its own --source addresses in 127.0.0.0/8 (a comma-separated list,
+ * taken in turn per socket: the kernel finds a free ephemeral port quickly
+ * only while most of an address's are free, see bench/RESULTS.md). Each window line also carries the sampled latencies
  * as a histogram ("latency_histogram": [[bucket, count], ...], bucket b holding
  * latencies around HIST_BASE^b microseconds), which merges across processes.
  * A reconnect storm: after "storm INITIAL PATH RESUME" on stdin (the server is
@@ -83,8 +84,9 @@ static long long frames, updates;
 static double *samples;
 static size_t n_samples, cap_samples;
 static int epfd;
-static struct sockaddr_in server_addr, source_addr;
-static int with_source;
+#define MAX_SOURCES 64
+static struct sockaddr_in server_addr, source_addrs[MAX_SOURCES];
+static int n_sources;
 static char **requests;
 static const char *host = "127.0.0.1";
 static int port;
@@ -362,11 +364,12 @@ static void open_one(uint32_t index) {
         if (c->fd < 0) fail("socket");
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (with_source) {
+        if (n_sources) {
             /* The port is chosen at connect(), per destination: each source
              * address then has its whole ephemeral range for this server. */
             setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-            if (bind(c->fd, (struct sockaddr *)&source_addr, sizeof source_addr)) fail("bind");
+            struct sockaddr_in *source_addr = &source_addrs[index % (uint32_t)n_sources];
+            if (bind(c->fd, (struct sockaddr *)source_addr, sizeof *source_addr)) fail("bind");
         }
         c->state = CONNECTING;
         c->initial_left = storming ? storm_initial : initial_frames;
@@ -492,13 +495,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "wsload: --host must be an IPv4 address\n");
         return 2;
     }
-    if (source) {
-        source_addr.sin_family = AF_INET;
-        if (inet_pton(AF_INET, source, &source_addr.sin_addr) != 1) {
-            fprintf(stderr, "wsload: --source must be an IPv4 address\n");
+    for (const char *next = source; next && *next;) {
+        const char *comma = strchr(next, ',');
+        size_t length = comma ? (size_t)(comma - next) : strlen(next);
+        char address[INET_ADDRSTRLEN];
+        if (n_sources == MAX_SOURCES || length >= sizeof address) {
+            fprintf(stderr, "wsload: --source takes at most %d IPv4 addresses, comma-separated\n", MAX_SOURCES);
             return 2;
         }
-        with_source = 1;
+        memcpy(address, next, length);
+        address[length] = '\0';
+        source_addrs[n_sources].sin_family = AF_INET;
+        if (inet_pton(AF_INET, address, &source_addrs[n_sources].sin_addr) != 1) {
+            fprintf(stderr, "wsload: --source must be IPv4 addresses, comma-separated\n");
+            return 2;
+        }
+        n_sources++;
+        next = comma ? comma + 1 : NULL;
     }
     build_requests(path);
 
