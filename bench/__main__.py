@@ -245,7 +245,7 @@ class Bench:
         """C load clients for `connections` sockets: each within a process's descriptors."""
         if self.load_command[0] == sys.executable:
             return 1  # bench/wsload.py spreads over --processes itself
-        return math.ceil(connections / SOCKETS_PER_CLIENT)
+        return max(self.load_processes, math.ceil(connections / SOCKETS_PER_CLIENT))
 
     async def prepare(self, max_connections: int) -> None:
         _recreate(self.database_url)
@@ -808,9 +808,9 @@ def _with_workers(targets: dict[str, Target], key: str, connections: int, users:
 @click.option(
     "--load-processes",
     type=int,
-    default=2,
-    show_default=True,
-    help="Processes the Python load client spreads its sockets over (the C client uses one).",
+    default=None,
+    help="Processes the load client spreads its sockets over: for the Python client 2 by default;"
+    " for the C client at least this many (1 by default), and one per 17,000 sockets.",
 )
 def main(
     database_url: str,
@@ -822,7 +822,7 @@ def main(
     before_src: Path | None,
     load_client: str | None,
     profile: bool,
-    load_processes: int,
+    load_processes: int | None,
     profile_setup: bool,
     rates: str | None,
     storm: bool,
@@ -870,7 +870,7 @@ class Options:
     runs: list[tuple[str, int]] | None  # None: the full plan
     before_src: Path | None
     load_client: str
-    load_processes: int
+    load_processes: int | None
     profile_dir: Path | None
     profile_setup: bool = False
     rates: list[float] | None = None
@@ -920,7 +920,7 @@ async def _main(options: Options, command: str) -> None:
         redis_url,
         options.window,
         load_command,
-        options.load_processes,
+        options.load_processes or (1 if options.load_client == "c" else 2),
         options.profile_dir,
         options.profile_setup,
     )
@@ -940,7 +940,7 @@ async def _main(options: Options, command: str) -> None:
             "load_average": os.getloadavg(),
         },
         "load_client": options.load_client,
-        "load_processes": 1 if options.load_client == "c" else options.load_processes,
+        "load_processes": options.load_processes or (1 if options.load_client == "c" else 2),
         "fanout": [],
     }
     if plan:
