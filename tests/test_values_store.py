@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg2.errors
 import pytest
 
 from common import db
@@ -131,3 +132,37 @@ async def test_a_copy_batch_that_fails_midway_holds_no_lock_and_leaves_no_trace(
         assert [v.value for v in stored[metric.id]] == [3.0] + [4.0] * 250
     finally:
         copier.close()
+
+
+async def test_a_copy_batch_refused_by_the_server_commits_nothing(
+    pool, settings, make_dashboard, make_metric
+):
+    """The COPY fails on the server (a trigger refuses one row): its message's
+    COMMIT never runs, the batch number and newest id stay as they were, and
+    the next batch is stored."""
+    ops = await make_dashboard("ops")
+    metric = await make_metric(ops, "a")
+    now = datetime.now(UTC)
+    refused = -271828.0
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$BEGIN IF NEW.value = {refused} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END$$;"
+            " CREATE TRIGGER refuse_one BEFORE INSERT ON metric_values"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+        )
+    copier = db.Copier(settings.database_url or "")
+    try:
+        first = await copier.store([(metric.id, 1.0, now)] * 250)
+        with pytest.raises(psycopg2.errors.RaiseException, match="refused"):
+            await copier.store([(metric.id, 2.0, now)] * 249 + [(metric.id, refused, now)])
+        assert (await db.dashboard_position(pool, ops.id)).last_value_id == first[-1].id
+        after = await copier.store([(metric.id, 3.0, now)] * 250)
+        assert {v.seq for v in after} == {2}
+        assert (await db.dashboard_position(pool, ops.id)).last_value_id == after[-1].id
+        stored = await db.latest_values(pool, [metric.id], 1000)
+        assert [v.value for v in stored[metric.id]] == [1.0] * 250 + [3.0] * 250
+    finally:
+        copier.close()
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("DROP TRIGGER refuse_one ON metric_values; DROP FUNCTION refuse_one()")

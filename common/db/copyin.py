@@ -15,9 +15,10 @@ that keeps what `values._insert` promises:
    whose lease still carries the token, the lease rows locked FOR SHARE):
    rows of the others are left out;
 4. ids drawn from the table's own sequence after the numbering, one per row
-   in the order given, and written by COPY with the rows: ids still grow per
-   metric (those drawn for rows of a vanished metric stay unused);
-5. each dashboard's newest id recorded, then COMMIT; the caller publishes
+   in the order given: ids still grow per metric (those drawn for rows of a
+   vanished metric stay unused);
+5. each dashboard's newest id recorded (known once the ids are drawn), the
+   rows written by COPY with their ids, then COMMIT; the caller publishes
    after that (common/ingest.py).
 
 aiopg's connections are asynchronous and cannot COPY, so a `Copier` holds one
@@ -70,9 +71,10 @@ _LIVE_FENCED = (
     "  WHERE m.id = ANY(%(metrics)s::bigint[]) ORDER BY m.id FOR KEY SHARE OF m FOR SHARE OF l) " + _LIVE_ROWS
 )
 # Each dashboard's newest id is known once the ids are drawn: it is recorded,
-# the rows copied and the transaction committed in one round trip (the server
-# runs the statements of one message in turn, the COPY taking the rows sent
-# after it; an error skips the rest). The caller publishes after this returns.
+# the rows copied and the transaction committed in one message (the server
+# runs its statements in turn, the COPY taking the rows sent once it is ready
+# for them; an error skips the rest, COMMIT included). The caller publishes
+# after this returns.
 _RECORD = (
     "UPDATE dashboard_seqs q SET last_value_id = b.last_id"
     " FROM unnest(%s::bigint[], %s::bigint[]) AS b(dashboard_id, last_id)"
@@ -115,7 +117,9 @@ class Copier:
                 # As the pool's: UTC, and no statement waits longer than the pool's clients do.
                 options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
             )
-            # BEGIN and COMMIT go with the batch's own statements: two round trips in all.
+            # BEGIN and COMMIT go with the batch's own statements: three round
+            # trips in all (the first statement, the COPY's start, its rows),
+            # as many as a bare COPY and its COMMIT.
             self._conn.autocommit = True
         return self._conn
 
