@@ -4,6 +4,7 @@ alike, with the same numbering, order and fencing."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -166,3 +167,104 @@ async def test_a_copy_batch_refused_by_the_server_commits_nothing(
         copier.close()
         async with pool.acquire() as conn, conn.cursor() as cur:
             await cur.execute("DROP TRIGGER refuse_one ON metric_values; DROP FUNCTION refuse_one()")
+
+
+class CuttingProxy:
+    """A TCP proxy in front of PostgreSQL that, once armed, drops the first
+    connection whose bytes in one direction contain a pattern, both ways at
+    once and without passing those bytes on: a connection lost at that moment."""
+
+    def __init__(self, database_url: str) -> None:
+        dsn = psycopg2.extensions.parse_dsn(database_url)
+        host, port = dsn.get("host") or "127.0.0.1", int(dsn.get("port") or 5432)
+        self._target = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+        self._dsn = dsn
+        self._armed: tuple[str, bytes] | None = None
+        self.cuts = 0
+
+    def arm(self, direction: str, pattern: bytes) -> None:
+        """`direction` "to server" or "to client"."""
+        self._armed = (direction, pattern)
+
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        fields = {**self._dsn, "host": "127.0.0.1", "port": str(port)}
+        self.dsn = " ".join(f"{key}={value}" for key, value in fields.items())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, client_reader, client_writer) -> None:
+        if isinstance(self._target, str):
+            server_reader, server_writer = await asyncio.open_unix_connection(self._target)
+        else:
+            server_reader, server_writer = await asyncio.open_connection(*self._target)
+        writers = (client_writer, server_writer)
+        await asyncio.gather(
+            self._pump("to server", client_reader, server_writer, writers),
+            self._pump("to client", server_reader, client_writer, writers),
+        )
+
+    async def _pump(self, direction, reader, writer, writers) -> None:
+        while data := await reader.read(65536):
+            if self._armed and self._armed[0] == direction and self._armed[1] in data:
+                self._armed = None
+                self.cuts += 1
+                for each in writers:
+                    each.transport.abort()
+                return
+            writer.write(data)
+        writer.close()
+
+
+async def test_a_copy_batch_whose_commit_answer_is_lost_is_not_stored_again(
+    pool, settings, make_dashboard, make_metric, caplog
+):
+    """The connection breaks after PostgreSQL committed a batch, before its
+    answer came: the copier finds the batch stored and returns it as stored,
+    so that the worker does not store it a second time."""
+    ops = await make_dashboard("ops")
+    metric = await make_metric(ops, "a")
+    now = datetime.now(UTC)
+    async with CuttingProxy(settings.database_url or "") as proxy:
+        copier = db.Copier(proxy.dsn)
+        try:
+            first = await copier.store([(metric.id, 1.0, now)] * 250)
+            proxy.arm("to client", b"COMMIT\x00")
+            second = await copier.store([(metric.id, 2.0, now)] * 250)
+            assert proxy.cuts == 1
+            third = await copier.store([(metric.id, 3.0, now)] * 250)
+        finally:
+            copier.close()
+    assert [batch[0].seq for batch in (first, second, third)] == [1, 2, 3]
+    stored = (await db.latest_values(pool, [metric.id], 1000))[metric.id]
+    assert [v.value for v in stored] == [1.0] * 250 + [2.0] * 250 + [3.0] * 250
+    assert stored[250:500] == second
+    assert "they were, and are not stored again" in caplog.text
+
+
+async def test_a_copy_batch_lost_on_its_way_is_reported_failed_and_leaves_nothing(
+    pool, settings, make_dashboard, make_metric
+):
+    """The connection breaks before the batch's last message reached
+    PostgreSQL: nothing was committed, and the copier says it failed (the
+    worker keeps the values and stores them later)."""
+    ops = await make_dashboard("ops")
+    metric = await make_metric(ops, "a")
+    now = datetime.now(UTC)
+    async with CuttingProxy(settings.database_url or "") as proxy:
+        copier = db.Copier(proxy.dsn)
+        try:
+            first = await copier.store([(metric.id, 1.0, now)] * 250)
+            proxy.arm("to server", b"; COPY metric_values")
+            with pytest.raises(psycopg2.OperationalError):
+                await copier.store([(metric.id, 2.0, now)] * 250)
+            assert proxy.cuts == 1
+            again = await copier.store([(metric.id, 3.0, now)] * 250)
+        finally:
+            copier.close()
+    assert first[0].seq == 1 and again[0].seq == 2
+    stored = (await db.latest_values(pool, [metric.id], 1000))[metric.id]
+    assert [v.value for v in stored] == [1.0] * 250 + [3.0] * 250

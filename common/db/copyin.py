@@ -21,6 +21,12 @@ that keeps what `values._insert` promises:
    rows written by COPY with their ids, then COMMIT; the caller publishes
    after that (common/ingest.py).
 
+Should the connection break while that last message is under way, the batch
+may or may not have been committed, and the caller would store it again (a
+second copy) or drop it (a loss). The Copier settles it first: it ends the
+old session for certain and looks for the batch's first row, whose id and
+time it knows (`Copier._committed`).
+
 aiopg's connections are asynchronous and cannot COPY, so a `Copier` holds one
 synchronous connection of its own and runs each batch in a thread, one at a
 time.
@@ -30,16 +36,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import struct
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 
 import psycopg2
 
-from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS
+from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
 
 # The same numbering as the INSERT path's, so both number batches alike.
 from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue, bigint_array
+
+log = logging.getLogger(__name__)
 
 # Below this many rows a batch goes by INSERT: a COPY's extra round trips cost more.
 COPY_MIN_ROWS = 200
@@ -111,17 +122,45 @@ class Copier:
 
     def _connection(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg2.connect(
-                self._dsn,
-                connect_timeout=CLIENT_TIMEOUT,
-                # As the pool's: UTC, and no statement waits longer than the pool's clients do.
-                options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
-            )
-            # BEGIN and COMMIT go with the batch's own statements: three round
-            # trips in all (the first statement, the COPY's start, its rows),
-            # as many as a bare COPY and its COMMIT.
-            self._conn.autocommit = True
+            self._conn = self._connect()
         return self._conn
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(
+            self._dsn,
+            connect_timeout=CLIENT_TIMEOUT,
+            # As the pool's: UTC, and no statement waits longer than the pool's clients do.
+            options=f"-c timezone=UTC -c statement_timeout={CLIENT_TIMEOUT * 1000}",
+        )
+        # BEGIN and COMMIT go with the batch's own statements: three round
+        # trips in all (the first statement, the COPY's start, its rows),
+        # as many as a bare COPY and its COMMIT.
+        conn.autocommit = True
+        return conn
+
+    def _committed(self, backend_pid: int, value_id: int, ts: datetime) -> bool | None:
+        """Whether the batch whose first row is (value_id, ts) was committed by
+        the session `backend_pid`, whose connection broke during the batch's
+        last message; None if the database cannot tell now.
+
+        The session is ended first (pg_terminate_backend) and gone before the
+        row is looked for: a COMMIT still under way there then either has
+        finished or never will."""
+        try:
+            with closing(self._connect()) as conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+                deadline = time.monotonic() + CLIENT_TIMEOUT
+                while True:
+                    cur.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend_pid,))
+                    if cur.fetchone() is None:
+                        break
+                    if time.monotonic() > deadline:
+                        return None
+                    time.sleep(0.05)
+                cur.execute("SELECT 1 FROM metric_values WHERE id = %s AND ts = %s", (value_id, ts))
+                return cur.fetchone() is not None
+        except UNAVAILABLE:
+            return None
 
     def _store(
         self, values: Sequence[tuple[int, float, datetime]], fence: Mapping[int, int] | None
@@ -129,7 +168,7 @@ class Copier:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                return _copy(cur, values, fence)
+                return _copy(cur, values, fence, self._committed)
         except Exception:
             # Any failure, the database's or ours (a row that cannot be packed
             # comes after BEGIN): closing ends the transaction, PostgreSQL rolls
@@ -143,6 +182,7 @@ def _copy(
     cur: psycopg2.extensions.cursor,
     values: Sequence[tuple[int, float, datetime]],
     fence: Mapping[int, int] | None,
+    committed: Callable[[int, int, datetime], bool | None],
 ) -> list[MetricValue]:
     params = {
         "metrics": bigint_array(sorted({int(metric_id) for metric_id, _, _ in values})),
@@ -175,7 +215,23 @@ def _copy(
     data.write(_TRAILER)
     data.seek(0)
     record = cur.mogrify(_RECORD, (bigint_array(last_id), bigint_array(last_id.values()))).decode()
-    cur.copy_expert(f"{record}; {_COPY}; COMMIT", data)
+    backend_pid = cur.connection.get_backend_pid()
+    try:
+        cur.copy_expert(f"{record}; {_COPY}; COMMIT", data)
+    except psycopg2.Error:
+        if not cur.connection.closed:
+            raise  # the server answered with an error: it skipped the rest, COMMIT included
+        outcome = committed(backend_pid, ids[0], kept[0][2])
+        if outcome is None:
+            log.warning(
+                "connection lost as %d value(s) were committed, and whether they were is unknown", len(kept)
+            )
+            raise
+        if not outcome:
+            raise
+        log.warning(
+            "connection lost as %d value(s) were committed; they were, and are not stored again", len(kept)
+        )
     return [
         MetricValue(value_id, metric_id, float(value), ts, seqs[dashboard_of[metric_id]])
         for value_id, (metric_id, value, ts) in zip(ids, kept, strict=True)
