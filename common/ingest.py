@@ -39,9 +39,11 @@ async def store_and_publish(
     """Store (metric_id, value, ts) rows in one transaction, then publish those
     stored: one message per dashboard. `metrics` must hold every metric named in
     rows; `fence` is a worker's lease tokens (db.insert_values). A failed publish
-    is logged and passed to `on_publish_error` (for counting). With a `copier`,
-    large batches go by COPY (common/db/copyin.py), with the same guarantees."""
-    if copier is not None and len(rows) >= db.COPY_MIN_ROWS:
+    is logged and passed to `on_publish_error` (for counting). With a `copier`
+    (the worker's) every batch goes by COPY (common/db/copyin.py): the same
+    guarantees, and a batch whose commit answer a broken connection lost is
+    found stored or not, never stored twice."""
+    if copier is not None:
         stored = await copier.store(rows, fence)
     else:
         stored = await db.insert_values(pool, rows, fence=fence)

@@ -352,7 +352,7 @@ async def _producer(
             except REDIS_UNAVAILABLE as exc:
                 raise click.ClickException(f"Redis is not reachable: {exc}") from None
             channels = channels_for(settings.redis_url, settings.channel_prefix)
-            # Ticks of many values go by binary COPY on a connection of its own (common/db/copyin.py).
+            # Ticks go by binary COPY on a connection of its own (common/db/copyin.py).
             copier = db.Copier(settings.database_url or "")
             try:
                 yield Producer(

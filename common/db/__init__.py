@@ -21,7 +21,7 @@ from common.db.alerts import (
     list_alert_rules,
     list_recent_alert_events,
 )
-from common.db.copyin import COPY_MIN_ROWS, Copier
+from common.db.copyin import Copier
 from common.db.core import (
     UNAVAILABLE,
     AlreadyExists,
@@ -186,7 +186,6 @@ __all__ = [
     "ALERT_CONDITIONS",
     "CHART_STYLES",
     "CONTACT_KINDS",
-    "COPY_MIN_ROWS",
     "DEFAULT_PARTITION",
     "DELIVERY_WINDOW",
     "EDITOR",

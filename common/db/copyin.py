@@ -1,4 +1,4 @@
-"""Storing a large batch of values by binary COPY, with insert_values' guarantees.
+"""Storing a worker's batch of values by binary COPY, with insert_values' guarantees.
 
 An INSERT of a thousand rows from array parameters is planned every time,
 locks the rows it reads, returns every row for the client to parse, and
@@ -51,9 +51,6 @@ from common.db.core import CLIENT_TIMEOUT, STORE_LOCK_TIMEOUT_MS, UNAVAILABLE
 from common.db.values import NUMBER_BATCHES, NUMBER_FENCED_BATCHES, MetricValue, bigint_array
 
 log = logging.getLogger(__name__)
-
-# Below this many rows a batch goes by INSERT: a COPY's extra round trips cost more.
-COPY_MIN_ROWS = 200
 
 # The live metrics (locked), their dashboards and those dashboards' batch numbers
 # (their rows locked by the numbering just before), and as many ids as rows
