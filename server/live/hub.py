@@ -12,10 +12,20 @@ messages arrived in that turn.
 One update to thousands of sockets is handed over in slices of
 `FANOUT_SLICE` connections, one slice per event-loop turn, so that reading
 Redis, socket set-ups and other dashboards' updates are not held up for the
-whole fan-out. The slices form one queue (`_backlog`): every connection gets
-its updates in the order they were received, and whatever must see all
-earlier updates delivered first (a subscription change, the end of a hold,
-an alert, a control message) empties the queue at once (`_deliver_pending`).
+whole fan-out. The slices form one queue (`_backlog`) of hand-overs: every
+connection gets its updates in the order they were received, and whatever
+must see all earlier updates delivered first (a subscription change, the end
+of a hold, an alert, a control message) empties the queue at once
+(`_deliver_pending`).
+
+A connection is waiting in at most one hand-over (`Handover`). Updates that
+arrive while a group's hand-overs are queued join them, and only the
+connections not waiting already get a new one at the end: however fast
+values come, each connection is written once per pass over the queue, with
+everything that arrived meanwhile. Queuing a hand-over per arrival instead
+wrote every connection once per loop turn that brought values, more writes
+than turns could make: the queue, and every value's latency, then grew for as
+long as the rate lasted (bench/RESULTS.md, "A queue that grew").
 
 Values reach the fan-out through `LiveStreams` (server/live/gaps.py), which
 hands each dashboard's batches over in the order they were stored and fills
@@ -71,6 +81,49 @@ MAX_SHARED_SETS = 10_000
 FANOUT_SLICE = 1_000
 
 
+# A subscription group: dashboard id, the metric ids subscribed to, batched or not.
+GroupKey = tuple[int, frozenset[int], bool]
+
+
+class Handover:
+    """Updates on their way to some connections of one subscription group, all
+    of them due the same updates: `connections[done:]` are still to be handed
+    them, in slices over loop turns (Hub._hand_over)."""
+
+    __slots__ = ("_frames", "connections", "done", "key", "updates")
+
+    def __init__(
+        self, key: GroupKey, updates: list[Update], connections: tuple[ClientConnection, ...]
+    ) -> None:
+        self.key = key
+        self.updates = updates
+        self.connections = connections
+        self.done = 0
+        self._frames: bytes | None = None
+
+    def join(self, later: list[Update]) -> None:
+        """Add updates received later: the connections not handed these yet get
+        all in one write. Those that have them stop waiting here (the caller
+        hands them `later` in a new hand-over)."""
+        self.updates = self.updates + later
+        self._frames = None
+        if self.done:
+            self.connections = self.connections[self.done :]
+            self.done = 0
+
+    def frames(self) -> bytes:
+        """The updates as the group's connections take them, built once per change."""
+        if self._frames is None:
+            updates = self.updates
+            if self.key[2]:
+                self._frames = batch_frame(updates)
+            elif len(updates) == 1:
+                self._frames = updates[0].frame
+            else:
+                self._frames = b"".join(update.frame for update in updates)
+        return self._frames
+
+
 class Hub:
     def __init__(
         self,
@@ -94,9 +147,10 @@ class Hub:
         self._pending: dict[int, list[Update]] = {}
         self._pending_timestamps: list[str] = []
         self._delivery: asyncio.Handle | None = None
-        # Handed over in part (FANOUT_SLICE): frames, the updates they carry,
-        # the connections to hand them to, and how many of those have them.
-        self._backlog: deque[tuple[bytes, list[Update], tuple[ClientConnection, ...], int]] = deque()
+        # Handed over in part (FANOUT_SLICE), oldest first; and, per group,
+        # its hand-overs in the queue, in the same order.
+        self._backlog: deque[Handover] = deque()
+        self._queued: dict[GroupKey, deque[Handover]] = {}
         # Connections ever added and removed (server/gcpolicy.py watches them).
         self.added_total = 0
         self.removed_total = 0
@@ -367,24 +421,31 @@ class Hub:
             self._queue_pending()
         backlog = self._backlog
         while backlog:
-            frames, selected, connections, done = backlog[0]
+            handover = backlog[0]
+            connections, done = handover.connections, handover.done
             end = len(connections) if budget is None else min(len(connections), done + budget)
+            frames, updates = handover.frames(), handover.updates
             for index in range(done, end):
-                connections[index].deliver(frames, selected)
+                connections[index].deliver(frames, updates)
             if budget is not None:
                 budget -= end - done
             if end < len(connections):
-                backlog[0] = (frames, selected, connections, end)
+                handover.done = end
             else:
                 backlog.popleft()
+                queued = self._queued[handover.key]
+                queued.popleft()  # the oldest of its group: the queue is first in, first out
+                if not queued:
+                    del self._queued[handover.key]
             if budget is not None and budget <= 0:
                 break
         if backlog:
             self._schedule_delivery()
 
     def _queue_pending(self) -> None:
-        """The updates received since the last turn, as frames per subscription
-        group, at the end of the backlog (each group's connections as of now)."""
+        """Hand the updates received since the last turn to each subscription
+        group's connections (as of now): those still waiting get them with
+        what they wait for, the others in a new hand-over at the end."""
         pending, self._pending = self._pending, {}
         timestamps, self._pending_timestamps = self._pending_timestamps, []
         sent = 0
@@ -393,13 +454,23 @@ class Hub:
                 selected = [update for update in updates if update.metric_id in subscribed]
                 if not selected:
                     continue
-                if batched:
-                    frames = batch_frame(selected)
-                elif len(selected) == 1:
-                    frames = selected[0].frame
+                key = (dashboard_id, subscribed, batched)
+                queued = self._queued.get(key)
+                if queued is None:
+                    waiting: tuple[ClientConnection, ...] = tuple(group)
+                    queued = self._queued[key] = deque()
                 else:
-                    frames = b"".join(update.frame for update in selected)
-                self._backlog.append((frames, selected, tuple(group), 0))
+                    # The group is unchanged since these were queued: a change
+                    # of its members empties the backlog first (_regroup).
+                    already: set[ClientConnection] = set()
+                    for handover in queued:
+                        handover.join(selected)
+                        already.update(handover.connections)
+                    waiting = tuple(conn for conn in group if conn not in already)
+                if waiting:
+                    handover = Handover(key, selected, waiting)
+                    self._backlog.append(handover)
+                    queued.append(handover)
                 sent += len(selected) * len(group)
         # Once per turn, not per connection: the hot loop stays bare.
         if sent:
