@@ -9,7 +9,10 @@
  * prints {"event": "connected", ...}; then for every "go SECONDS" line on stdin
  * counts what arrives for that long and prints {"event": "window", ...}. Any
  * other line ends it. Latency is sampled from one value in --sample-every:
- * its "timestamp" (set when the value was published) to now. Values come as
+ * its "timestamp" (set when the value was published) to now; with "go SECONDS
+ * EARLY_BEFORE LATE_AFTER" (seconds since the epoch) the window line also has
+ * the latencies of the values published before the one and from the other on
+ * ("early_latency_p50_ms", "late_latency_p50_ms" and their histograms). Values come as
  * metric_update messages, or several to a metric_updates message on sockets
  * opened with ?updates=batch (the --path given).
  *
@@ -81,8 +84,16 @@ static int n_conns, initial_frames, sample_every = 50;
 static int set_up, alive, opening, next_to_open;
 static int counting;
 static long long frames, updates;
-static double *samples;
-static size_t n_samples, cap_samples;
+/* Sampled latencies in seconds: all of a window's, and apart those of values
+ * published before `early_before` and from `late_after` on (seconds since the
+ * epoch, from "go SECONDS EARLY_BEFORE LATE_AFTER"): a latency that grows
+ * through the window is a queue that grows, however short the window. */
+typedef struct {
+    double *v;
+    size_t n, cap;
+} Samples;
+static Samples samples, early, late;
+static double early_before, late_after;
 static int epfd;
 #define MAX_SOURCES 64
 static struct sockaddr_in server_addr, source_addrs[MAX_SOURCES];
@@ -137,13 +148,21 @@ static int parse_timestamp(const unsigned char *p, size_t n, double *out) {
     return 1;
 }
 
-static void add_sample(double seconds) {
-    if (n_samples == cap_samples) {
-        cap_samples = cap_samples ? cap_samples * 2 : 4096;
-        samples = realloc(samples, cap_samples * sizeof *samples);
-        if (!samples) fail("realloc");
+static void push_sample(Samples *to, double seconds) {
+    if (to->n == to->cap) {
+        to->cap = to->cap ? to->cap * 2 : 4096;
+        to->v = realloc(to->v, to->cap * sizeof *to->v);
+        if (!to->v) fail("realloc");
     }
-    samples[n_samples++] = seconds;
+    to->v[to->n++] = seconds;
+}
+
+/* A sampled value published at `sent` (seconds since the epoch) arrived now. */
+static void add_sample(double sent) {
+    double seconds = now_real() - sent;
+    push_sample(&samples, seconds);
+    if (sent < early_before) push_sample(&early, seconds);
+    if (late_after && sent >= late_after) push_sample(&late, seconds);
 }
 
 static void sample_latency(const unsigned char *payload, size_t n) {
@@ -151,7 +170,7 @@ static void sample_latency(const unsigned char *payload, size_t n) {
     double sent;
     if (!key) return;
     key += sizeof TIMESTAMP_KEY - 1;
-    if (parse_timestamp(key, n - (size_t)(key - payload), &sent)) add_sample(now_real() - sent);
+    if (parse_timestamp(key, n - (size_t)(key - payload), &sent)) add_sample(sent);
 }
 
 static int has_prefix(const unsigned char *payload, size_t n, const char *prefix, size_t k) {
@@ -173,7 +192,7 @@ static void count_batch(const unsigned char *p, size_t n) {
             double sent;
             updates++;
             if (updates % sample_every == 0 && stamp && parse_timestamp(stamp, n - (size_t)(stamp - p), &sent))
-                add_sample(now_real() - sent);
+                add_sample(sent);
         }
     }
 }
@@ -388,26 +407,26 @@ static int compare(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void print_ms(const char *name, double fraction) {
-    if (!n_samples) {
+static void print_ms(const char *name, const Samples *from, double fraction) {
+    if (!from->n) {
         printf(", \"%s\": null", name);
         return;
     }
-    size_t i = (size_t)(fraction * (double)n_samples);
-    if (i >= n_samples) i = n_samples - 1;
-    printf(", \"%s\": %.2f", name, samples[i] * 1000);
+    size_t i = (size_t)(fraction * (double)from->n);
+    if (i >= from->n) i = from->n - 1;
+    printf(", \"%s\": %.2f", name, from->v[i] * 1000);
 }
 
-static void print_histogram(void) {
+static void print_histogram(const char *name, const Samples *from) {
     static long long counts[HIST_BUCKETS];
     memset(counts, 0, sizeof counts);
-    for (size_t i = 0; i < n_samples; i++) {
-        double us = samples[i] * 1e6;
+    for (size_t i = 0; i < from->n; i++) {
+        double us = from->v[i] * 1e6;
         int b = us <= 1 ? 0 : (int)lround(log(us) / log(HIST_BASE));
         if (b >= HIST_BUCKETS) b = HIST_BUCKETS - 1;
         counts[b]++;
     }
-    printf(", \"latency_histogram\": [");
+    printf(", \"%s\": [", name);
     int first = 1;
     for (int b = 0; b < HIST_BUCKETS; b++) {
         if (!counts[b]) continue;
@@ -545,14 +564,22 @@ int main(int argc, char **argv) {
         }
         if (counting && now >= window_end) {
             counting = 0;
-            qsort(samples, n_samples, sizeof *samples, compare);
+            qsort(samples.v, samples.n, sizeof *samples.v, compare);
+            qsort(early.v, early.n, sizeof *early.v, compare);
+            qsort(late.v, late.n, sizeof *late.v, compare);
             printf("{\"event\": \"window\", \"alive\": %d, \"window_seconds\": %.3f, \"frames\": %lld, "
                    "\"updates\": %lld, \"latency_samples\": %zu",
-                   alive, now - window_start, frames, updates, n_samples);
-            print_ms("latency_p50_ms", 0.50);
-            print_ms("latency_p95_ms", 0.95);
-            print_ms("latency_p99_ms", 0.99);
-            print_histogram();
+                   alive, now - window_start, frames, updates, samples.n);
+            print_ms("latency_p50_ms", &samples, 0.50);
+            print_ms("latency_p95_ms", &samples, 0.95);
+            print_ms("latency_p99_ms", &samples, 0.99);
+            print_histogram("latency_histogram", &samples);
+            if (late_after) {
+                print_ms("early_latency_p50_ms", &early, 0.50);
+                print_ms("late_latency_p50_ms", &late, 0.50);
+                print_histogram("early_latency_histogram", &early);
+                print_histogram("late_latency_histogram", &late);
+            }
             printf(", \"client_cpu_seconds\": %.3f, \"client_processes\": 1}\n", cpu_seconds() - window_cpu);
             fflush(stdout);
         }
@@ -595,9 +622,11 @@ int main(int argc, char **argv) {
                         memmove(line, newline + 1, line_len + 1);
                         continue;
                     }
-                    if (sscanf(line, "go %lf", &seconds) != 1 || !connected_sent) goto done;
+                    early_before = late_after = 0;
+                    if (sscanf(line, "go %lf %lf %lf", &seconds, &early_before, &late_after) < 1 || !connected_sent)
+                        goto done;
                     frames = updates = 0;
-                    n_samples = 0;
+                    samples.n = early.n = late.n = 0;
                     counting = 1;
                     window_start = now_mono();
                     window_end = window_start + seconds;

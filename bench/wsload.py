@@ -35,7 +35,7 @@ class Counter:
         self.expected = 0
         self.frames = 0
         self.updates = 0
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[float, float]] = []  # (published at, seconds to arrive)
         self.sample_every = sample_every
         self.counting = False
 
@@ -109,14 +109,14 @@ class LoadProtocol(asyncio.Protocol):
                     if counter.updates % counter.sample_every == 0:
                         payload = json.loads(bytes(buffer[start:end]))["payload"]
                         sent = datetime.fromisoformat(payload["timestamp"]).timestamp()
-                        counter.latencies.append(time.time() - sent)
+                        counter.latencies.append((sent, time.time() - sent))
                 elif buffer.startswith(_BATCH_PREFIX, start):
                     for entry in json.loads(bytes(buffer[start:end]))["payload"]["updates"]:
                         for _ in entry["values"]:
                             counter.updates += 1
                             if counter.updates % counter.sample_every == 0:
                                 sent = datetime.fromisoformat(entry["timestamp"]).timestamp()
-                                counter.latencies.append(time.time() - sent)
+                                counter.latencies.append((sent, time.time() - sent))
             elif opcode == 9 and self.transport is not None:  # ping: answer with a masked pong
                 body = bytes(buffer[start:end])
                 self.transport.write(bytes((0x8A, 0x80 | len(body))) + b"\0\0\0\0" + body)
@@ -280,10 +280,21 @@ def run(
         for pipe in pipes:
             pipe.send(float(words[1]))
         shares = [pipe.recv() for pipe in pipes]
-        latencies = [sample for share in shares for sample in share["latencies"]]
+        samples = [sample for share in shares for sample in share["latencies"]]
+        latencies = [seconds for _, seconds in samples]
+        # `go SECONDS EARLY_BEFORE LATE_AFTER`: also the values published before / from then (wsload.c).
+        split = [float(word) for word in words[2:4]]
         _emit(
             {
                 "event": "window",
+                **(
+                    {
+                        "early_latency_p50_ms": _ms(percentile([s for t, s in samples if t < split[0]], 0.5)),
+                        "late_latency_p50_ms": _ms(percentile([s for t, s in samples if t >= split[1]], 0.5)),
+                    }
+                    if len(split) == 2
+                    else {}
+                ),
                 "alive": sum(s["alive"] for s in shares),
                 "window_seconds": max(s["window_seconds"] for s in shares),
                 "frames": sum(s["frames"] for s in shares),
