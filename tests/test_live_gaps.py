@@ -19,60 +19,20 @@ from common.tokens import display_prefix, new_token, token_hash
 from tests.helpers import browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.servers import servers
+from tests.tcpproxy import TcpProxy
 from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
 
 
-class CuttableProxy:
-    """A TCP proxy in front of Redis that can be cut: while cut, it refuses
-    connections and has dropped those it carried, as an unreachable Redis does."""
-
-    def __init__(self, target: tuple[str, int] | str) -> None:
-        # (host, port), or the path of a Unix socket (the embedded Redis).
-        self._target = target
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-        self.port = free_port()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._carry, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in tuple(self._links):
-            writer.transport.abort()
-        self._links.clear()
-
-    async def _carry(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        if isinstance(self._target, str):
-            server_reader, server_writer = await asyncio.open_unix_connection(self._target)
-        else:
-            server_reader, server_writer = await asyncio.open_connection(*self._target)
-        self._links |= {client_writer, server_writer}
-
-        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            writer.transport.abort()
-
-        await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer))
-        self._links -= {client_writer, server_writer}
-
-
 @contextlib.asynccontextmanager
-async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[CuttableProxy, str]]:
+async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     parts = urlsplit(redis_url)
     if parts.scheme == "unix":
         # The embedded Redis listens on a socket file: the proxy speaks TCP in front of it.
         database = parse_qs(parts.query).get("db", ["0"])[0]
-        proxy = CuttableProxy(parts.path)
+        proxy = TcpProxy(parts.path)
         proxied = f"redis://127.0.0.1:{proxy.port}/{database}"
     else:
-        proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
         proxied = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
     await proxy.start()
     try:

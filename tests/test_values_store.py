@@ -4,7 +4,6 @@ alike, with the same numbering, order and fencing."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ import psycopg2.errors
 import pytest
 
 from common import db
+from tests.tcpproxy import TO_CLIENT, TO_SERVER, TcpProxy
 
 
 @pytest.fixture(params=["insert", "copy"])
@@ -169,65 +169,21 @@ async def test_a_copy_batch_refused_by_the_server_commits_nothing(
             await cur.execute("DROP TRIGGER refuse_one ON metric_values; DROP FUNCTION refuse_one()")
 
 
-class CuttingProxy:
-    """A TCP proxy in front of PostgreSQL that, once armed, drops the first
-    connection whose bytes in one direction contain a pattern, both ways at
-    once and without passing those bytes on: a connection lost at that moment."""
-
-    def __init__(self, database_url: str) -> None:
-        dsn = psycopg2.extensions.parse_dsn(database_url)
-        host, port = dsn.get("host") or "127.0.0.1", int(dsn.get("port") or 5432)
-        self._target = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
-        self._dsn = dsn
-        self._armed: tuple[str, bytes] | None = None
-        self.cuts = 0
-
-    def arm(self, direction: str, pattern: bytes) -> None:
-        """`direction` "to server" or "to client"."""
-        self._armed = (direction, pattern)
-
-    async def __aenter__(self) -> CuttingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        fields = {**self._dsn, "host": "127.0.0.1", "port": str(port)}
-        self.dsn = " ".join(f"{key}={value}" for key, value in fields.items())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-
-    async def _serve(self, client_reader, client_writer) -> None:
-        if isinstance(self._target, str):
-            server_reader, server_writer = await asyncio.open_unix_connection(self._target)
-        else:
-            server_reader, server_writer = await asyncio.open_connection(*self._target)
-        writers = (client_writer, server_writer)
-        await asyncio.gather(
-            self._pump("to server", client_reader, server_writer, writers),
-            self._pump("to client", server_reader, client_writer, writers),
-        )
-
-    async def _pump(self, direction, reader, writer, writers) -> None:
-        while data := await reader.read(65536):
-            if self._armed and self._armed[0] == direction and self._armed[1] in data:
-                self._armed = None
-                self.cuts += 1
-                for each in writers:
-                    each.transport.abort()
-                return
-            writer.write(data)
-        writer.close()
-
-
 @pytest.fixture
-async def behind_proxy(settings) -> AsyncIterator[tuple[CuttingProxy, db.Copier]]:
-    """A copier whose connections go through a CuttingProxy."""
-    async with CuttingProxy(settings.database_url or "") as proxy:
-        copier = db.Copier(proxy.dsn)
-        try:
-            yield proxy, copier
-        finally:
-            copier.close()
+async def behind_proxy(settings) -> AsyncIterator[tuple[TcpProxy, db.Copier]]:
+    """A copier whose connections to PostgreSQL go through a TcpProxy."""
+    dsn = psycopg2.extensions.parse_dsn(settings.database_url or "")
+    host, port = dsn.get("host") or "127.0.0.1", int(dsn.get("port") or 5432)
+    proxy = TcpProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    await proxy.start()
+    copier = db.Copier(
+        " ".join(f"{key}={value}" for key, value in {**dsn, "host": "127.0.0.1", "port": proxy.port}.items())
+    )
+    try:
+        yield proxy, copier
+    finally:
+        copier.close()
+        await proxy.cut()
 
 
 async def test_a_copy_batch_whose_commit_answer_is_lost_is_not_stored_again(
@@ -240,7 +196,7 @@ async def test_a_copy_batch_whose_commit_answer_is_lost_is_not_stored_again(
     metric = await make_metric(await make_dashboard("ops"), "a")
     now = datetime.now(UTC)
     first = await copier.store([(metric.id, 1.0, now)] * 250)
-    proxy.arm("to client", b"COMMIT\x00")
+    proxy.arm(TO_CLIENT, b"COMMIT\x00")
     second = await copier.store([(metric.id, 2.0, now)] * 250)
     assert proxy.cuts == 1
     third = await copier.store([(metric.id, 3.0, now)] * 250)
@@ -261,7 +217,7 @@ async def test_a_copy_batch_lost_on_its_way_is_reported_failed_and_leaves_nothin
     metric = await make_metric(await make_dashboard("ops"), "a")
     now = datetime.now(UTC)
     await copier.store([(metric.id, 1.0, now)] * 10)
-    proxy.arm("to server", b"; COPY metric_values")
+    proxy.arm(TO_SERVER, b"; COPY metric_values")
     with pytest.raises(psycopg2.OperationalError):
         await copier.store([(metric.id, 2.0, now)] * 10)
     assert proxy.cuts == 1
