@@ -10,10 +10,16 @@ stored entirely or not at all. A counter's rows are locked for the check that
 it never decreases and the insert (common/db/values.py), so concurrent pushes
 cannot interleave between the two. Values are published as the worker's are,
 after the commit.
+
+A push may carry an `Idempotency-Key` header: sent again with the same key
+(its answer lost, a client retrying) within KEY_HOURS, it is answered with
+what the first one stored and stores nothing (common/db/pushkeys.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +36,9 @@ from server.keys import CHANNELS_KEY, DB_KEY, REDIS_KEY, TELEMETRY_KEY
 
 # Pushed timestamps may differ this much from the server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# An Idempotency-Key: visible ASCII, as a bare token or a quoted string (the
+# IETF draft's sf-string form), 1 to 255 characters inside.
+_KEY = re.compile(r'"([\x21\x23-\x7e]{1,255})"|([\x21\x23-\x7e]{1,255})')
 
 
 async def _token_dashboard(request: web.Request) -> int:
@@ -62,7 +71,7 @@ async def push_metric_values(request: web.Request) -> web.Response:
     metrics = {m.id: m for m in await db.list_metrics(request.app[DB_KEY], dashboard_id)}
     if metric_id not in metrics:
         raise json_error(web.HTTPNotFound, f"no metric {metric_id} on this token's dashboard")
-    return await _store(request, metrics, body["values"])
+    return await _store(request, dashboard_id, metrics, body["values"])
 
 
 async def push_values(request: web.Request) -> web.Response:
@@ -81,12 +90,51 @@ async def push_values(request: web.Request) -> web.Response:
     }
     if unknown:
         raise json_error(web.HTTPUnprocessableEntity, "unknown metrics", {"values": unknown})
-    return await _store(request, metrics, body["values"])
+    return await _store(request, dashboard_id, metrics, body["values"])
+
+
+async def _push_key(request: web.Request, dashboard_id: int) -> db.PushKey | None:
+    """The request's Idempotency-Key, if it has one (400 if malformed)."""
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        return None
+    match = _KEY.fullmatch(header.strip())
+    if match is None:
+        raise json_error(
+            web.HTTPBadRequest,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters, bare or in double quotes",
+            {"Idempotency-Key": ["malformed"]},
+        )
+    # The same key with another request (another metric, other values) is refused, not answered.
+    digest = hashlib.sha256(request.path.encode() + b"\n" + await request.read()).digest()
+    return db.PushKey(dashboard_id, match[1] or match[2], digest)
+
+
+async def _earlier_push(request: web.Request, key: db.PushKey) -> web.Response | None:
+    """The answer to a push with this key, if one was stored (422 if it was another request)."""
+    try:
+        stored = await db.find_push(request.app[DB_KEY], key)
+    except db.PushKeyReused:
+        raise json_error(
+            web.HTTPUnprocessableEntity,
+            f"Idempotency-Key {key.key!r} was used by another request in the last {db.KEY_HOURS} hours;"
+            " a new request needs a new key",
+            {"Idempotency-Key": ["used by another request"]},
+        ) from None
+    if stored is None:
+        return None
+    return _stored_answer([db.MetricValue(*row) for row in stored], replayed=True)
 
 
 async def _store(
-    request: web.Request, metrics: dict[int, db.Metric], values: list[dict[str, Any]]
+    request: web.Request, dashboard_id: int, metrics: dict[int, db.Metric], values: list[dict[str, Any]]
 ) -> web.Response:
+    key = await _push_key(request, dashboard_id)
+    if key is not None:
+        # Before the checks: a retry minutes later must get the answer, not a stale-timestamp refusal.
+        earlier = await _earlier_push(request, key)
+        if earlier is not None:
+            return earlier
     now = datetime.now(UTC)
     errors: dict[str, dict[str, list[str]]] = {}
     rows = []
@@ -113,7 +161,14 @@ async def _store(
     if not errors:
         counter_ids = [metric.id for metric in metrics.values() if metric.type == "counter"]
         try:
-            stored = await db.insert_pushed_values(request.app[DB_KEY], rows, counter_ids)
+            stored = await db.insert_pushed_values(request.app[DB_KEY], rows, counter_ids, key)
+        except db.PushKeyTaken:
+            # The same push, sent twice at once: the other one stored it.
+            assert key is not None
+            earlier = await _earlier_push(request, key)
+            if earlier is None:
+                raise RuntimeError(f"push key {key.key!r} taken, yet nothing found under it") from None
+            return earlier
         except db.CounterDecreases as exc:
             for decrease in exc.decreases:
                 _refuse(errors, decrease.index, "value", _decrease_message(metrics, decrease))
@@ -129,6 +184,11 @@ async def _store(
         stored,
         on_publish_error=request.app[TELEMETRY_KEY].backend_error,
     )
+    return _stored_answer(stored)
+
+
+def _stored_answer(stored: list[db.MetricValue], replayed: bool = False) -> web.Response:
+    """201 with the values stored; `replayed`: by an earlier push with the same Idempotency-Key."""
     # A push's values mostly share one timestamp (stamped when stored): written once.
     stamps: dict[datetime, str] = {}
     return web.json_response(
@@ -145,6 +205,7 @@ async def _store(
             ],
         },
         status=201,
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
     )
 
 

@@ -23,6 +23,7 @@ from worker.retention import (
     delete_expired_alert_events,
     delete_expired_notifications,
     delete_expired_of_dashboards,
+    delete_expired_push_keys,
     delete_expired_rollups,
 )
 from worker.rollups import roll_up
@@ -54,6 +55,7 @@ class MaintenanceReport:
     deleted_rollups: int
     deleted_alert_events: int
     deleted_notifications: int
+    deleted_push_keys: int
 
 
 async def maintain_once(
@@ -84,6 +86,7 @@ async def maintain_once(
         deleted_notifications=await delete_expired_notifications(
             pool, policy.rollup_days, now=now, stop=stop
         ),
+        deleted_push_keys=await delete_expired_push_keys(pool, now=now, stop=stop),
     )
 
 

@@ -146,3 +146,24 @@ async def delete_expired_notifications(
     return await _delete_before(
         "notification(s)", db.delete_notifications_before, pool, days, batch_size, pause, now, stop
     )
+
+
+async def delete_expired_push_keys(
+    pool: aiopg.Pool,
+    *,
+    batch_size: int = RETENTION_BATCH,
+    pause: float = BATCH_PAUSE,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Forget the pushes' idempotency keys older than db.KEY_HOURS, in batches."""
+    return await _delete_before(
+        "push idempotency key(s)",
+        db.delete_push_keys_before,
+        pool,
+        db.KEY_HOURS / 24,
+        batch_size,
+        pause,
+        now,
+        stop,
+    )

@@ -112,6 +112,14 @@ from common.db.preferences import (
     set_theme,
     update_preferences,
 )
+from common.db.pushkeys import (
+    KEY_HOURS,
+    PushKey,
+    PushKeyReused,
+    PushKeyTaken,
+    delete_push_keys_before,
+    find_push,
+)
 from common.db.rollups import (
     ROLLUP_PASS_IDS,
     Rollup,
@@ -190,6 +198,7 @@ __all__ = [
     "DELIVERY_WINDOW",
     "EDITOR",
     "EXPORT_BATCH",
+    "KEY_HOURS",
     "MAX_RETENTION_DAYS",
     "METRIC_TYPES",
     "ROLES",
@@ -222,6 +231,9 @@ __all__ = [
     "NotFound",
     "Partition",
     "Preferences",
+    "PushKey",
+    "PushKeyReused",
+    "PushKeyTaken",
     "QuotaExceeded",
     "RecentAlertEvent",
     "Rollup",
@@ -257,6 +269,7 @@ __all__ = [
     "delete_dashboard_values_before",
     "delete_metric",
     "delete_notifications_before",
+    "delete_push_keys_before",
     "delete_revoked_api_token",
     "delete_rollups_before",
     "delete_user",
@@ -266,6 +279,7 @@ __all__ = [
     "enqueue_test_notification",
     "evaluate_alert_rules",
     "export_batches",
+    "find_push",
     "get_contact_point",
     "get_credentials",
     "get_dashboard",

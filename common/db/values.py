@@ -11,6 +11,7 @@ from typing import Any, Final
 import aiopg
 
 from common.counters import Decrease, find_decreases
+from common.db import pushkeys
 from common.db.core import STORE_LOCK_TIMEOUT_MS, transaction
 from common.db.rollups import RISE, SKETCH_KEY, SKETCH_PARAMS
 
@@ -133,7 +134,10 @@ class CounterDecreases(ValueError):
 
 
 async def insert_pushed_values(
-    pool: aiopg.Pool, values: Sequence[tuple[int, float, datetime | None]], counter_ids: Collection[int]
+    pool: aiopg.Pool,
+    values: Sequence[tuple[int, float, datetime | None]],
+    counter_ids: Collection[int],
+    key: pushkeys.PushKey | None = None,
 ) -> list[MetricValue]:
     """Store pushed (metric_id, value, ts) rows in one transaction; a ts of None
     is stamped with the clock once the counters are locked.
@@ -143,11 +147,17 @@ async def insert_pushed_values(
     so concurrent pushes to a counter are checked one after the other and it
     never decreases in time order. CounterDecreases, with nothing stored, if
     any value would make one decrease.
+
+    With `key` (an Idempotency-Key), the key is claimed first and what was
+    stored recorded with it (common/db/pushkeys.py); PushKeyTaken, with
+    nothing stored, if a push with that key committed meanwhile.
     """
     if not values:
         return []
     counters = sorted(set(counter_ids) & {metric_id for metric_id, _, _ in values})
     async with transaction(pool) as cur:
+        if key is not None:
+            await pushkeys.claim(cur, key)
         if counters:
             # NO KEY UPDATE: excludes other pushes to these counters (and
             # edits of the metric) but not the foreign-key checks of
@@ -163,6 +173,8 @@ async def insert_pushed_values(
         if decreases:
             raise CounterDecreases(decreases)
         stored = await _insert(cur, stamped)
+        if key is not None:
+            await pushkeys.record(cur, key, [(v.id, v.metric_id, v.value, v.ts) for v in stored])
     return stored
 
 
