@@ -53,7 +53,7 @@ class ServerTelemetry:
         )
         self.publish_latency = Histogram(
             "dashboard_publish_to_send_seconds",
-            "From a value's timestamp to its frame being handed to the connections",
+            "From a value's timestamp to its frame being queued for the connections (up to one pass over them before written)",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

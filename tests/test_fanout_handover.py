@@ -81,9 +81,10 @@ async def hub(settings, monkeypatch):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_values_arriving_every_turn_reach_each_connection_once_per_pass_in_order(hub, seed):
     """Two groups (all metrics, batched; one metric, a frame per value), values
-    in most turns for 200 turns: each connection gets exactly its values, in
-    order, each within one pass over the queue of its arrival, in about one
-    write per pass; and no connection is ever waiting in two hand-overs."""
+    in most turns for 200 turns, one connection moving to a third group half
+    way: each connection gets exactly its values, in order, each within one
+    pass over the queue of its arrival, in about one write per pass; and no
+    connection is ever waiting in two hand-overs."""
     rng = random.Random(seed)
     now = [0]
     everything = [RecordingConnection(batched=True, now=now) for _ in range(10)]
@@ -96,8 +97,12 @@ async def test_values_arriving_every_turn_reach_each_connection_once_per_pass_in
     metric_of: dict[int, int] = {}
     next_id = 1
     turns = 200
+    mover = everything[3]
+    moved_at = turns // 2  # from then on, metric 2 only (values before go by the old subscription)
     for turn in range(turns):
         now[0] = turn
+        if turn == moved_at:
+            hub.unsubscribe(mover, [1])
         if rng.random() < 0.8:
             events = []
             for _ in range(rng.randint(1, 4)):
@@ -111,6 +116,9 @@ async def test_values_arriving_every_turn_reach_each_connection_once_per_pass_in
         hub._deliver_turn()
         waiting = Counter(conn for handover in hub._backlog for conn in handover.connections[handover.done :])
         assert max(waiting.values(), default=0) <= 1, "a connection waits in two hand-overs"
+        for queued in hub._queued.values():
+            assert queued.handovers, "a group queue left with nothing queued"
+            assert not waiting.keys() & set(queued.handed), "a connection both waiting and handed all"
     now[0] = turns
     hub._deliver_pending()
     assert not hub._backlog and not hub._queued
@@ -118,7 +126,11 @@ async def test_values_arriving_every_turn_reach_each_connection_once_per_pass_in
     connections = len(everything) + len(one_metric)
     one_pass = math.ceil(connections / SLICE)
     for conn, metrics in [*((c, {1, 2}) for c in everything), *((c, {2}) for c in one_metric)]:
-        expected = [value_id for value_id in arrived if metric_of[value_id] in metrics]
+        expected = [
+            value_id
+            for value_id in arrived
+            if metric_of[value_id] in (metrics if conn is not mover or arrived[value_id] < moved_at else {2})
+        ]
         handed = [value_id for _, _, ids in conn.writes for value_id in ids]
         assert handed == expected, "a value lost, repeated or out of order"
         assert [i for _, frames, _ in conn.writes for i in _frame_value_ids(frames)] == expected

@@ -96,20 +96,20 @@ class Handover:
         self, key: GroupKey, updates: list[Update], connections: tuple[ClientConnection, ...]
     ) -> None:
         self.key = key
-        self.updates = updates
+        self.updates = list(updates)  # its own: later ones are added in place (join)
         self.connections = connections
         self.done = 0
         self._frames: bytes | None = None
 
-    def join(self, later: list[Update]) -> None:
+    def join(self, later: list[Update]) -> tuple[ClientConnection, ...]:
         """Add updates received later: the connections not handed these yet get
-        all in one write. Those that have them stop waiting here (the caller
-        hands them `later` in a new hand-over)."""
-        self.updates = self.updates + later
+        all in one write. Returns those that have been handed them: they stop
+        waiting here (the caller hands them `later` in a new hand-over)."""
+        self.updates += later
         self._frames = None
-        if self.done:
-            self.connections = self.connections[self.done :]
-            self.done = 0
+        handed, self.connections = self.connections[: self.done], self.connections[self.done :]
+        self.done = 0
+        return handed
 
     def frames(self) -> bytes:
         """The updates as the group's connections take them, built once per change."""
@@ -122,6 +122,17 @@ class Handover:
             else:
                 self._frames = b"".join(update.frame for update in updates)
         return self._frames
+
+
+class GroupQueue:
+    """A subscription group's hand-overs in the queue, oldest first, and its
+    connections handed every update queued so far (none waits for anything)."""
+
+    __slots__ = ("handed", "handovers")
+
+    def __init__(self) -> None:
+        self.handovers: deque[Handover] = deque()
+        self.handed: list[ClientConnection] = []
 
 
 class Hub:
@@ -150,7 +161,7 @@ class Hub:
         # Handed over in part (FANOUT_SLICE), oldest first; and, per group,
         # its hand-overs in the queue, in the same order.
         self._backlog: deque[Handover] = deque()
-        self._queued: dict[GroupKey, deque[Handover]] = {}
+        self._queued: dict[GroupKey, GroupQueue] = {}
         # Connections ever added and removed (server/gcpolicy.py watches them).
         self.added_total = 0
         self.removed_total = 0
@@ -425,6 +436,8 @@ class Hub:
             connections, done = handover.connections, handover.done
             end = len(connections) if budget is None else min(len(connections), done + budget)
             frames, updates = handover.frames(), handover.updates
+            # deliver() writes, or schedules a close: it never calls back into
+            # the hub, so the queue stays as it is until `done` is saved below.
             for index in range(done, end):
                 connections[index].deliver(frames, updates)
             if budget is not None:
@@ -434,8 +447,10 @@ class Hub:
             else:
                 backlog.popleft()
                 queued = self._queued[handover.key]
-                queued.popleft()  # the oldest of its group: the queue is first in, first out
-                if not queued:
+                queued.handovers.popleft()  # the oldest of its group: the queue is first in, first out
+                if queued.handovers:
+                    queued.handed += connections
+                else:
                     del self._queued[handover.key]
             if budget is not None and budget <= 0:
                 break
@@ -458,19 +473,20 @@ class Hub:
                 queued = self._queued.get(key)
                 if queued is None:
                     waiting: tuple[ClientConnection, ...] = tuple(group)
-                    queued = self._queued[key] = deque()
                 else:
                     # The group is unchanged since these were queued: a change
-                    # of its members empties the backlog first (_regroup).
-                    already: set[ClientConnection] = set()
-                    for handover in queued:
-                        handover.join(selected)
-                        already.update(handover.connections)
-                    waiting = tuple(conn for conn in group if conn not in already)
+                    # of its members empties the backlog first (_regroup). Its
+                    # connections are each either waiting in one of its hand-overs
+                    # or handed everything: as many steps as were handed over.
+                    for handover in queued.handovers:
+                        queued.handed += handover.join(selected)
+                    waiting, queued.handed = tuple(queued.handed), []
                 if waiting:
                     handover = Handover(key, selected, waiting)
                     self._backlog.append(handover)
-                    queued.append(handover)
+                    if queued is None:
+                        queued = self._queued[key] = GroupQueue()
+                    queued.handovers.append(handover)
                 sent += len(selected) * len(group)
         # Once per turn, not per connection: the hot loop stays bare.
         if sent:
