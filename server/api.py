@@ -98,11 +98,11 @@ async def _push_key(request: web.Request, dashboard_id: int) -> db.PushKey | Non
     header = request.headers.get("Idempotency-Key")
     if header is None:
         return None
-    match = _KEY.fullmatch(header.strip())
+    match = _KEY.fullmatch(header.strip(" \t"))
     if match is None:
         raise json_error(
             web.HTTPBadRequest,
-            "Idempotency-Key must be 1 to 255 visible ASCII characters, bare or in double quotes",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters other than '\"', bare or in double quotes",
             {"Idempotency-Key": ["malformed"]},
         )
     # The same key with another request (another metric, other values) is refused, not answered.
@@ -110,10 +110,12 @@ async def _push_key(request: web.Request, dashboard_id: int) -> db.PushKey | Non
     return db.PushKey(dashboard_id, match[1] or match[2], digest)
 
 
-async def _earlier_push(request: web.Request, key: db.PushKey) -> web.Response | None:
+async def _earlier_push(
+    request: web.Request, key: db.PushKey, metrics: dict[int, db.Metric]
+) -> web.Response | None:
     """The answer to a push with this key, if one was stored (422 if it was another request)."""
     try:
-        stored = await db.find_push(request.app[DB_KEY], key)
+        earlier = await db.find_push(request.app[DB_KEY], key)
     except db.PushKeyReused:
         raise json_error(
             web.HTTPUnprocessableEntity,
@@ -121,9 +123,15 @@ async def _earlier_push(request: web.Request, key: db.PushKey) -> web.Response |
             " a new request needs a new key",
             {"Idempotency-Key": ["used by another request"]},
         ) from None
-    if stored is None:
+    if earlier is None:
         return None
-    return _stored_answer([db.MetricValue(*row) for row in stored], replayed=True)
+    stored = [db.MetricValue(*row) for row in earlier.stored]
+    if not earlier.published:
+        # Its first attempt died after the commit, before publishing (its COMMIT
+        # answer lost): published now. Should both have published, servers drop
+        # the second copy by its batch number and alert rules skip values seen.
+        await _publish(request, metrics, [v for v in stored if v.metric_id in metrics], key)
+    return _stored_answer(stored, replayed=True)
 
 
 async def _store(
@@ -132,7 +140,7 @@ async def _store(
     key = await _push_key(request, dashboard_id)
     if key is not None:
         # Before the checks: a retry minutes later must get the answer, not a stale-timestamp refusal.
-        earlier = await _earlier_push(request, key)
+        earlier = await _earlier_push(request, key, metrics)
         if earlier is not None:
             return earlier
     now = datetime.now(UTC)
@@ -165,10 +173,13 @@ async def _store(
         except db.PushKeyTaken:
             # The same push, sent twice at once: the other one stored it.
             assert key is not None
-            earlier = await _earlier_push(request, key)
+            earlier = await _earlier_push(request, key, metrics)
             if earlier is None:
                 raise RuntimeError(f"push key {key.key!r} taken, yet nothing found under it") from None
             return earlier
+        except db.NotFound:
+            # Deleted since the token was checked.
+            raise json_error(web.HTTPNotFound, "this token's dashboard no longer exists") from None
         except db.CounterDecreases as exc:
             for decrease in exc.decreases:
                 _refuse(errors, decrease.index, "value", _decrease_message(metrics, decrease))
@@ -176,6 +187,13 @@ async def _store(
         raise json_error(
             web.HTTPUnprocessableEntity, "values refused; nothing was stored", {"values": errors}
         )
+    await _publish(request, metrics, stored, key)
+    return _stored_answer(stored)
+
+
+async def _publish(
+    request: web.Request, metrics: dict[int, db.Metric], stored: list[db.MetricValue], key: db.PushKey | None
+) -> None:
     await publish_stored(
         request.app[DB_KEY],
         request.app[REDIS_KEY],
@@ -184,7 +202,8 @@ async def _store(
         stored,
         on_publish_error=request.app[TELEMETRY_KEY].backend_error,
     )
-    return _stored_answer(stored)
+    if key is not None:
+        await db.mark_published(request.app[DB_KEY], key)
 
 
 def _stored_answer(stored: list[db.MetricValue], replayed: bool = False) -> web.Response:

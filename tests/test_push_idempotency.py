@@ -8,14 +8,18 @@ same key, they are stored once, whatever happened to the first attempt.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import psycopg2.extensions
 import pytest
+from redis.asyncio import Redis
 
 from common import db
+from common.events import channels_for
 from common.tokens import display_prefix, new_token, token_hash
+from tests.helpers import eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.tcpproxy import TO_CLIENT, TcpProxy
 from worker.retention import delete_expired_push_keys
@@ -46,9 +50,10 @@ def keyed(board, key: str) -> dict[str, str]:
 
 async def test_a_push_sent_again_with_its_key_gets_the_same_answer_and_is_stored_once(client, pool, board):
     path = "/api/v1/values"
+    # 1e16: read back from jsonb without an exponent, it must still be answered as a float.
     body = {
         "values": [
-            {"metric_id": board["gauge"].id, "value": 1.5},
+            {"metric_id": board["gauge"].id, "value": 1e16},
             {"metric_id": board["counter"].id, "value": 7},
         ]
     }
@@ -56,12 +61,12 @@ async def test_a_push_sent_again_with_its_key_gets_the_same_answer_and_is_stored
     assert first.status == 201 and "Idempotent-Replayed" not in first.headers
     again = await client.post(path, json=body, headers=keyed(board, '"run-42"'))  # the draft's quoted form
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
-    assert await again.json() == await first.json()
-    assert await stored(pool, board["gauge"]) == [1.5]
+    assert await again.text() == await first.text()
+    assert await stored(pool, board["gauge"]) == [1e16]
     assert await stored(pool, board["counter"]) == [7]
     # Without a key, the same body is a new push.
     plain = await client.post(path, json=body, headers=board["auth"])
-    assert plain.status == 201 and await stored(pool, board["gauge"]) == [1.5, 1.5]
+    assert plain.status == 201 and await stored(pool, board["gauge"]) == [1e16, 1e16]
 
 
 async def test_a_key_used_with_another_request_is_refused_and_stores_nothing(client, pool, board):
@@ -146,8 +151,8 @@ async def test_the_same_push_sent_many_times_at_once_is_stored_once(client, pool
 async def test_a_push_whose_commit_answer_was_lost_is_stored_once_when_sent_again(settings, pool, board):
     """A real server whose connections to PostgreSQL pass through a proxy that
     drops the one carrying the push's COMMIT answer: the push fails (503)
-    though it was stored; sent again with its key, it is answered with the
-    stored values, and they are there once."""
+    though it was stored, and was not published; sent again with its key, it
+    is answered with the stored values, published then, and stored once."""
     dsn = psycopg2.extensions.parse_dsn(settings.database_url or "")
     host, pg_port = dsn.get("host") or "127.0.0.1", int(dsn.get("port") or 5432)
     proxy = TcpProxy(f"{host}/.s.PGSQL.{pg_port}" if host.startswith("/") else (host, pg_port))
@@ -171,7 +176,12 @@ async def test_a_push_whose_commit_answer_was_lost_is_stored_once_when_sent_agai
         with child(server) as process:
             await asyncio.to_thread(wait_for_http, f"{base}/login", process)
             url = f"{base}/api/v1/metrics/{board['gauge'].id}/values"
-            async with aiohttp.ClientSession() as session:
+            async with (
+                aiohttp.ClientSession() as session,
+                Redis.from_url(settings.redis_url) as redis_client,
+                redis_client.pubsub() as channel,
+            ):
+                await channel.subscribe(channels_for(settings.redis_url).dashboard(board["ops"].id))
                 proxy.arm(TO_CLIENT, b"COMMIT\x00")
                 async with session.post(url, json={"value": 9.5}, headers=keyed(board, "lost")) as lost:
                     assert lost.status == 503, await lost.text()
@@ -181,11 +191,32 @@ async def test_a_push_whose_commit_answer_was_lost_is_stored_once_when_sent_agai
                     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
                     answer = await again.json()
                 assert answer["stored"] == 1 and answer["values"][0]["value"] == 9.5
+                published = await eventually(lambda: _published(channel), 10, "the value published")
+                assert [v["id"] for v in published] == [answer["values"][0]["id"]]
     finally:
         await proxy.cut()
     assert await stored(pool, board["gauge"]) == [9.5]
     row = (await db.latest_values(pool, [board["gauge"].id], 1))[board["gauge"].id][0]
     assert answer["values"][0]["id"] == row.id
+
+
+async def _published(channel) -> list[dict] | None:
+    """The values of a message on the dashboard's channel, if one came."""
+    message = await channel.get_message(ignore_subscribe_messages=True, timeout=0.2)
+    return json.loads(message["data"])["values"] if message else None
+
+
+async def test_a_key_older_than_a_day_is_a_new_key(client, pool, board):
+    path = f"/api/v1/metrics/{board['gauge'].id}/values"
+    assert (await client.post(path, json={"value": 1}, headers=keyed(board, "weekly"))).status == 201
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("UPDATE push_keys SET created_at = now() - interval '25 hours'")
+    # Even with another request: the old one is forgotten, whether or not the worker deleted it yet.
+    response = await client.post(path, json={"value": 2}, headers=keyed(board, "weekly"))
+    assert response.status == 201 and "Idempotent-Replayed" not in response.headers
+    again = await client.post(path, json={"value": 2}, headers=keyed(board, "weekly"))
+    assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert await stored(pool, board["gauge"]) == [1.0, 2.0]
 
 
 async def test_the_worker_forgets_keys_after_a_day(pool, board, client):

@@ -114,11 +114,13 @@ from common.db.preferences import (
 )
 from common.db.pushkeys import (
     KEY_HOURS,
+    EarlierPush,
     PushKey,
     PushKeyReused,
     PushKeyTaken,
     delete_push_keys_before,
     find_push,
+    mark_published,
 )
 from common.db.rollups import (
     ROLLUP_PASS_IDS,
@@ -221,6 +223,7 @@ __all__ = [
     "DashboardUsage",
     "Delivery",
     "DeliveryAttempt",
+    "EarlierPush",
     "LastEditor",
     "Member",
     "Membership",
@@ -315,6 +318,7 @@ __all__ = [
     "list_user_usage",
     "list_users",
     "list_value_partitions",
+    "mark_published",
     "open_lease_session",
     "partition_name",
     "ping",

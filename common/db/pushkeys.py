@@ -4,21 +4,25 @@ The key is claimed in the transaction that stores the push's values
 (`insert_pushed_values`), before anything else in it: a second push with the
 same key waits for the first's transaction and, if that committed, finds the
 key taken and stores nothing. What the first push stored is recorded with the
-key, so the second is answered with the same values.
+key, so the second is answered with the same values; and whether they were
+published, so that it publishes them if the first died before it could.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import aiopg
+import psycopg2.errors
+from psycopg2.extras import Json
 
-from common.db.core import STORE_LOCK_TIMEOUT_MS
+from common.db.core import STORE_LOCK_TIMEOUT_MS, NotFound
 
-# How long a key is remembered (worker/retention.py deletes older ones).
+# How long a key is remembered: an older one is free again, and
+# worker/retention.py deletes it.
 KEY_HOURS = 24
+_FRESH = f"created_at > now() - interval '{KEY_HOURS} hours'"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,15 @@ class PushKey:
     digest: bytes
 
 
+@dataclass(frozen=True)
+class EarlierPush:
+    """What the push that used a key stored, as (id, metric_id, value, ts, seq) rows, and
+    whether those values were published."""
+
+    stored: list[tuple[int, int, float, datetime, int | None]]
+    published: bool
+
+
 class PushKeyTaken(Exception):
     """Another push with this key was stored while this one was checked: nothing was stored."""
 
@@ -38,45 +51,66 @@ class PushKeyReused(ValueError):
     """The key was used by a push with another request (path or body)."""
 
 
-async def find_push(pool: aiopg.Pool, key: PushKey) -> list[tuple[int, int, float, datetime]] | None:
-    """The (id, metric_id, value, ts) rows stored by the push that used `key`,
-    or None if none did; PushKeyReused if that push was another request."""
+async def find_push(pool: aiopg.Pool, key: PushKey) -> EarlierPush | None:
+    """What the push that used `key` in the last KEY_HOURS stored, or None if none
+    did; PushKeyReused if that push was another request."""
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(
-            "SELECT digest, stored FROM push_keys WHERE dashboard_id = %s AND idempotency_key = %s",
+            f"SELECT digest, stored, published FROM push_keys"
+            f" WHERE dashboard_id = %s AND idempotency_key = %s AND {_FRESH}",
             (key.dashboard_id, key.key),
         )
         row = await cur.fetchone()
     if row is None:
         return None
-    digest, stored = row
+    digest, stored, published = row
     if bytes(digest) != key.digest:
         raise PushKeyReused(key.key)
-    return [(i, m, v, datetime.fromisoformat(ts)) for i, m, v, ts in stored or []]
+    # float(): jsonb writes a number as numeric, without an exponent, and 1e16 would come back an int.
+    rows = [(i, m, float(v), datetime.fromisoformat(ts), seq) for i, m, v, ts, seq in stored or []]
+    return EarlierPush(rows, published)
 
 
 async def claim(cur: aiopg.Cursor, key: PushKey) -> None:
-    """Claim `key` in the caller's transaction; PushKeyTaken if a push holding it committed.
+    """Claim `key` in the caller's transaction (taking over one older than KEY_HOURS);
+    PushKeyTaken if a push holding it committed; NotFound if the dashboard is gone.
 
     The lock wait limit is set first (core.STORE_LOCK_TIMEOUT_MS): a push with
     the same key still under way is waited for that long at most."""
-    await cur.execute(
-        f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS};"
-        " INSERT INTO push_keys (dashboard_id, idempotency_key, digest) VALUES (%s, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        (key.dashboard_id, key.key, key.digest),
-    )
+    try:
+        await cur.execute(
+            f"SET LOCAL lock_timeout = {STORE_LOCK_TIMEOUT_MS};"
+            " INSERT INTO push_keys (dashboard_id, idempotency_key, digest) VALUES (%s, %s, %s)"
+            " ON CONFLICT (dashboard_id, idempotency_key) DO UPDATE"
+            "  SET digest = EXCLUDED.digest, stored = NULL, published = false, created_at = now()"
+            f" WHERE NOT push_keys.{_FRESH}"
+            " RETURNING 1",
+            (key.dashboard_id, key.key, key.digest),
+        )
+    except psycopg2.errors.ForeignKeyViolation:
+        raise NotFound(f"dashboard {key.dashboard_id}") from None
     if await cur.fetchone() is None:
         raise PushKeyTaken(key.key)
 
 
-async def record(cur: aiopg.Cursor, key: PushKey, stored: list[tuple[int, int, float, datetime]]) -> None:
+async def record(
+    cur: aiopg.Cursor, key: PushKey, stored: list[tuple[int, int, float, datetime, int | None]]
+) -> None:
     """What the push claiming `key` stored, in the same transaction."""
-    rows = [[i, m, v, ts.isoformat()] for i, m, v, ts in stored]
+    rows = [[i, m, v, ts.isoformat(), seq] for i, m, v, ts, seq in stored]
     await cur.execute(
-        "UPDATE push_keys SET stored = %s::jsonb WHERE dashboard_id = %s AND idempotency_key = %s",
-        (json.dumps(rows), key.dashboard_id, key.key),
+        "UPDATE push_keys SET stored = %s WHERE dashboard_id = %s AND idempotency_key = %s",
+        (Json(rows), key.dashboard_id, key.key),
     )
+
+
+async def mark_published(pool: aiopg.Pool, key: PushKey) -> None:
+    """The values stored under `key` were published (and their alert rules stepped)."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "UPDATE push_keys SET published = true WHERE dashboard_id = %s AND idempotency_key = %s",
+            (key.dashboard_id, key.key),
+        )
 
 
 async def delete_push_keys_before(pool: aiopg.Pool, cutoff: datetime, limit: int) -> int:

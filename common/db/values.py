@@ -162,8 +162,10 @@ async def insert_pushed_values(
             # NO KEY UPDATE: excludes other pushes to these counters (and
             # edits of the metric) but not the foreign-key checks of
             # inserts, which take KEY SHARE. In id order: no deadlocks.
+            # Waited for as long as the store's other locks at most.
             await cur.execute(
-                "SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                f"{_STORE_TIMEOUT};"
+                " SELECT id FROM metrics WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
                 (counters,),
             )
         # After the lock: a later push gets a later timestamp.
@@ -174,7 +176,7 @@ async def insert_pushed_values(
             raise CounterDecreases(decreases)
         stored = await _insert(cur, stamped)
         if key is not None:
-            await pushkeys.record(cur, key, [(v.id, v.metric_id, v.value, v.ts) for v in stored])
+            await pushkeys.record(cur, key, [(v.id, v.metric_id, v.value, v.ts, v.seq) for v in stored])
     return stored
 
 
