@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from click.testing import CliRunner, Result
 
 from common import db
+from common.tokens import display_prefix, new_token, token_hash
 from server.cli import main as server_main
 from tests.servers import servers
 
@@ -217,3 +218,10 @@ def assert_one_producer(metric_id: int, gaps: list[float], interval: float) -> N
     machine, so a few are allowed."""
     short = [round(gap, 3) for gap in gaps if gap < interval / 2]
     assert len(short) <= len(gaps) // 5, f"metric {metric_id}: produced twice ({short} of {len(gaps)} gaps)"
+
+
+async def api_token(pool, dashboard_id: int, name: str = "ci") -> str:
+    """A new API token of the dashboard, stored as `token create` stores one; its secret."""
+    secret = new_token()
+    await db.create_api_token(pool, dashboard_id, name, token_hash(secret), display_prefix(secret))
+    return secret

@@ -11,9 +11,8 @@ import pytest
 
 from common import db
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
-from common.tokens import display_prefix, new_token, token_hash
 from server.live.alertstate import RECENT_EVENTS
-from tests.helpers import as_user, post, run_cli
+from tests.helpers import api_token, as_user, post, run_cli
 from tests.wsclient import expect_only_barrier, open_socket, read_connect_sequence, receive
 
 
@@ -25,8 +24,7 @@ def alerts_path(team) -> str:
 @pytest.fixture
 async def push(client, team, pool):
     """Push (seconds after a start 2 minutes ago, value) points of cpu through the push API."""
-    secret = new_token()
-    await db.create_api_token(pool, team["ops"].id, "test", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, team["ops"].id, "test")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
 
     async def _push(*points: tuple[float, float]) -> None:

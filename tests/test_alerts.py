@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from common import alerts, db
-from common.tokens import display_prefix, new_token, token_hash
 from server.cli import main as server_main
-from tests.helpers import log_in
+from tests.helpers import api_token, log_in
 from tests.servers import servers
 from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
 
@@ -32,8 +31,7 @@ async def board(pool, make_user, make_dashboard, make_metric):
     other = await make_dashboard("other", members=(bob,))
     temp = await make_metric(ops, "temp", "gauge", "C")
     theirs = await make_metric(other, "theirs", "gauge")
-    secret = new_token()
-    await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, ops.id)
     rule = await db.create_alert_rule(pool, temp.id, "above", 90.0, for_seconds=30)
     return {
         "t0": _start(),

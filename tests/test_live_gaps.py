@@ -15,8 +15,7 @@ import pytest
 from common import db
 from common.events import encode_values
 from common.sources import RANDOM
-from common.tokens import display_prefix, new_token, token_hash
-from tests.helpers import browser_log_in, eventually
+from tests.helpers import api_token, browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.servers import servers
 from tests.tcpproxy import TcpProxy
@@ -159,8 +158,7 @@ async def _push(client, auth, metric_id: int, value: float, ts: datetime) -> int
 
 async def test_back_dated_pushes_resume_without_gap_or_duplicate(client, pool, setup):
     ops, cpu = setup["ops"], setup["cpu"]
-    secret = new_token()
-    await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, ops.id)
     auth = {"Authorization": f"Bearer {secret}"}
     now = datetime.now(UTC)
     # Interleaved: live stamps and stamps minutes back, some before what the client last saw.

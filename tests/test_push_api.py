@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from common import db
-from common.tokens import display_prefix, new_token, token_hash
+from common.tokens import token_hash
 from server.cli import main as server_main
-from tests.helpers import log_in
+from tests.helpers import api_token, log_in
 from tests.servers import servers
 from tests.wsclient import read_connect_sequence, receive
 
@@ -21,8 +21,7 @@ async def board(pool, make_user, make_dashboard, make_metric):
     alice = await make_user("alice")
     ops = await make_dashboard("ops", members=(alice,))
     other = await make_dashboard("other")
-    secret = new_token()
-    await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, ops.id)
     return {
         "ops": ops,
         "gauge": await make_metric(ops, "temp", "gauge", "C"),

@@ -18,8 +18,7 @@ from redis.asyncio import Redis
 
 from common import db
 from common.events import channels_for
-from common.tokens import display_prefix, new_token, token_hash
-from tests.helpers import eventually
+from tests.helpers import api_token, eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.tcpproxy import TO_CLIENT, TcpProxy
 from worker.retention import delete_expired_push_keys
@@ -30,8 +29,7 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture
 async def board(pool, make_dashboard, make_metric):
     ops = await make_dashboard("ops")
-    secret = new_token()
-    await db.create_api_token(pool, ops.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, ops.id)
     return {
         "ops": ops,
         "gauge": await make_metric(ops, "temp", "gauge", "C"),
@@ -87,8 +85,7 @@ async def test_a_key_used_with_another_request_is_refused_and_stores_nothing(cli
 async def test_keys_are_per_dashboard(client, pool, board, make_dashboard, make_metric):
     other = await make_dashboard("other")
     theirs = await make_metric(other, "theirs", "gauge")
-    secret = new_token()
-    await db.create_api_token(pool, other.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, other.id)
     headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "nightly"}
     assert (await client.post(f"/api/v1/metrics/{board['gauge'].id}/values", json={"value": 1},
                               headers=keyed(board, "nightly"))).status == 201  # fmt: skip

@@ -14,15 +14,13 @@ import pytest
 
 from common import db
 from common.sources import PUSH, RANDOM
-from common.tokens import display_prefix, new_token, token_hash
-from tests.helpers import eventually, log_in
+from tests.helpers import api_token, eventually, log_in
 from tests.processes import child
 from tests.wsclient import read_connect_sequence
 
 
 async def _token(pool, dashboard: db.Dashboard) -> dict[str, str]:
-    secret = new_token()
-    await db.create_api_token(pool, dashboard.id, "ci", token_hash(secret), display_prefix(secret))
+    secret = await api_token(pool, dashboard.id)
     return {"Authorization": f"Bearer {secret}"}
 
 
