@@ -11,6 +11,9 @@ Two kinds of break, as the network gives them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
 
 from tests.processes import free_port
 
@@ -72,3 +75,22 @@ class TcpProxy:
             pump(TO_SERVER, client_reader, server_writer), pump(TO_CLIENT, server_reader, client_writer)
         )
         self._links -= link
+
+
+@contextlib.asynccontextmanager
+async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A TcpProxy in front of the Redis of `redis_url`, and the URL that goes through it."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        # The embedded Redis listens on a socket file: the proxy speaks TCP in front of it.
+        database = parse_qs(parts.query).get("db", ["0"])[0]
+        proxy = TcpProxy(parts.path)
+        proxied = f"redis://127.0.0.1:{proxy.port}/{database}"
+    else:
+        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+        proxied = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+    await proxy.start()
+    try:
+        yield proxy, proxied
+    finally:
+        await proxy.cut()

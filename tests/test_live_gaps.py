@@ -4,10 +4,7 @@ histories and live values all go by one order, the value id (issue 14)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -18,26 +15,8 @@ from common.sources import RANDOM
 from tests.helpers import api_token, browser_log_in, eventually
 from tests.processes import child, free_port, wait_for_http
 from tests.servers import servers
-from tests.tcpproxy import TcpProxy
+from tests.tcpproxy import cuttable_redis
 from tests.wsclient import expect_only_barrier, read_connect_sequence, receive
-
-
-@contextlib.asynccontextmanager
-async def cuttable_redis(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    parts = urlsplit(redis_url)
-    if parts.scheme == "unix":
-        # The embedded Redis listens on a socket file: the proxy speaks TCP in front of it.
-        database = parse_qs(parts.query).get("db", ["0"])[0]
-        proxy = TcpProxy(parts.path)
-        proxied = f"redis://127.0.0.1:{proxy.port}/{database}"
-    else:
-        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
-        proxied = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
-    await proxy.start()
-    try:
-        yield proxy, proxied
-    finally:
-        await proxy.cut()
 
 
 @pytest.mark.slow
