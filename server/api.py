@@ -194,15 +194,17 @@ async def _store(
 async def _publish(
     request: web.Request, metrics: dict[int, db.Metric], stored: list[db.MetricValue], key: db.PushKey | None
 ) -> None:
+    failures: list[Exception] = []
+
+    def failed(exc: Exception) -> None:
+        failures.append(exc)
+        request.app[TELEMETRY_KEY].backend_error(exc)
+
     await publish_stored(
-        request.app[DB_KEY],
-        request.app[REDIS_KEY],
-        request.app[CHANNELS_KEY],
-        metrics,
-        stored,
-        on_publish_error=request.app[TELEMETRY_KEY].backend_error,
+        request.app[DB_KEY], request.app[REDIS_KEY], request.app[CHANNELS_KEY], metrics, stored, failed
     )
-    if key is not None:
+    if key is not None and not failures:
+        # Not after a failed publish: a retry with the key publishes again.
         await db.mark_published(request.app[DB_KEY], key)
 
 

@@ -20,7 +20,7 @@ from common import db
 from common.events import channels_for
 from tests.helpers import api_token, eventually
 from tests.processes import child, free_port, wait_for_http
-from tests.tcpproxy import TO_CLIENT, TcpProxy
+from tests.tcpproxy import TO_CLIENT, TcpProxy, cuttable_redis
 from worker.retention import delete_expired_push_keys
 
 pytestmark = pytest.mark.timeout(90)
@@ -52,6 +52,7 @@ async def test_a_push_sent_again_with_its_key_gets_the_same_answer_and_is_stored
     body = {
         "values": [
             {"metric_id": board["gauge"].id, "value": 1e16},
+            {"metric_id": board["gauge"].id, "value": -0.0},  # jsonb's numeric has no -0.0
             {"metric_id": board["counter"].id, "value": 7},
         ]
     }
@@ -60,11 +61,11 @@ async def test_a_push_sent_again_with_its_key_gets_the_same_answer_and_is_stored
     again = await client.post(path, json=body, headers=keyed(board, '"run-42"'))  # the draft's quoted form
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert await again.text() == await first.text()
-    assert await stored(pool, board["gauge"]) == [1e16]
+    assert await stored(pool, board["gauge"]) == [1e16, -0.0]
     assert await stored(pool, board["counter"]) == [7]
     # Without a key, the same body is a new push.
     plain = await client.post(path, json=body, headers=board["auth"])
-    assert plain.status == 201 and await stored(pool, board["gauge"]) == [1e16, 1e16]
+    assert plain.status == 201 and len(await stored(pool, board["gauge"])) == 4
 
 
 async def test_a_key_used_with_another_request_is_refused_and_stores_nothing(client, pool, board):
@@ -195,6 +196,36 @@ async def test_a_push_whose_commit_answer_was_lost_is_stored_once_when_sent_agai
     assert await stored(pool, board["gauge"]) == [9.5]
     row = (await db.latest_values(pool, [board["gauge"].id], 1))[board["gauge"].id][0]
     assert answer["values"][0]["id"] == row.id
+
+
+async def test_a_push_whose_publish_failed_is_published_when_sent_again(settings, pool, board):
+    """A real server whose Redis is cut: the push is stored and answered, its
+    publish fails; sent again with its key once Redis is back, it is published."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/api/v1/metrics/{board['gauge'].id}/values"
+    async with (
+        cuttable_redis(settings.redis_url) as (proxy, proxied_url),
+        Redis.from_url(settings.redis_url) as redis_client,
+        redis_client.pubsub() as channel,
+        aiohttp.ClientSession() as session,
+    ):
+        await channel.subscribe(channels_for(settings.redis_url).dashboard(board["ops"].id))
+        server = ["-m", "server", "--database-url", settings.database_url, "--redis-url", proxied_url]
+        with child([*server, "run", "--port", str(port)]) as process:
+            await asyncio.to_thread(wait_for_http, f"{base}/login", process)
+            await proxy.cut()
+            async with session.post(url, json={"value": 4.5}, headers=keyed(board, "no-redis")) as first:
+                assert first.status == 201, await first.text()
+                answer = await first.json()
+            assert await _published(channel) is None
+            await proxy.start()
+            async with session.post(url, json={"value": 4.5}, headers=keyed(board, "no-redis")) as again:
+                assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+                assert await again.json() == answer
+            published = await eventually(lambda: _published(channel), 10, "the value published")
+            assert [v["id"] for v in published] == [answer["values"][0]["id"]]
+    assert await stored(pool, board["gauge"]) == [4.5]
 
 
 async def _published(channel) -> list[dict] | None:

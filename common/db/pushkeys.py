@@ -66,7 +66,7 @@ async def find_push(pool: aiopg.Pool, key: PushKey) -> EarlierPush | None:
     digest, stored, published = row
     if bytes(digest) != key.digest:
         raise PushKeyReused(key.key)
-    # float(): jsonb writes a number as numeric, without an exponent, and 1e16 would come back an int.
+    # Values as their repr: jsonb's numeric has no -0.0 and would give 1e16 back as an int.
     rows = [(i, m, float(v), datetime.fromisoformat(ts), seq) for i, m, v, ts, seq in stored or []]
     return EarlierPush(rows, published)
 
@@ -97,7 +97,7 @@ async def record(
     cur: aiopg.Cursor, key: PushKey, stored: list[tuple[int, int, float, datetime, int | None]]
 ) -> None:
     """What the push claiming `key` stored, in the same transaction."""
-    rows = [[i, m, v, ts.isoformat(), seq] for i, m, v, ts, seq in stored]
+    rows = [[i, m, repr(float(v)), ts.isoformat(), seq] for i, m, v, ts, seq in stored]
     await cur.execute(
         "UPDATE push_keys SET stored = %s WHERE dashboard_id = %s AND idempotency_key = %s",
         (Json(rows), key.dashboard_id, key.key),

@@ -88,9 +88,10 @@ GroupKey = tuple[int, frozenset[int], bool]
 class Handover:
     """Updates on their way to some connections of one subscription group, all
     of them due the same updates: `connections[done:]` are still to be handed
-    them, in slices over loop turns (Hub._hand_over)."""
+    them, in slices over loop turns (Hub._hand_over); `connections[start:done]`
+    have been handed them (those before `start` left at a `join`)."""
 
-    __slots__ = ("_frames", "connections", "done", "key", "updates")
+    __slots__ = ("_frames", "connections", "done", "key", "start", "updates")
 
     def __init__(
         self, key: GroupKey, updates: list[Update], connections: tuple[ClientConnection, ...]
@@ -98,17 +99,19 @@ class Handover:
         self.key = key
         self.updates = list(updates)  # its own: later ones are added in place (join)
         self.connections = connections
+        self.start = 0
         self.done = 0
         self._frames: bytes | None = None
 
     def join(self, later: list[Update]) -> tuple[ClientConnection, ...]:
         """Add updates received later: the connections not handed these yet get
-        all in one write. Returns those that have been handed them: they stop
-        waiting here (the caller hands them `later` in a new hand-over)."""
+        all in one write. Returns those that have been handed them: they leave
+        (the caller hands them `later` in a new hand-over). Indices, not a copy
+        of the rest: a join costs what was handed since the last one."""
         self.updates += later
         self._frames = None
-        handed, self.connections = self.connections[: self.done], self.connections[self.done :]
-        self.done = 0
+        handed = self.connections[self.start : self.done]
+        self.start = self.done
         return handed
 
     def frames(self) -> bytes:
@@ -449,7 +452,7 @@ class Hub:
                 queued = self._queued[handover.key]
                 queued.handovers.popleft()  # the oldest of its group: the queue is first in, first out
                 if queued.handovers:
-                    queued.handed += connections
+                    queued.handed += connections[handover.start :]
                 else:
                     del self._queued[handover.key]
             if budget is not None and budget <= 0:
