@@ -44,8 +44,11 @@ _KEY = re.compile(r'"([\x21\x23-\x7e]{1,255})"|([\x21\x23-\x7e]{1,255})')
 async def _token_dashboard(request: web.Request) -> int:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     dashboard_id = None
-    if scheme.lower() == "bearer" and token:
-        dashboard_id = await db.use_api_token(request.app[DB_KEY], token_hash(token.strip()))
+    token = token.strip()
+    # Tokens are ASCII (common/tokens.py); a header's other bytes arrive as
+    # lone surrogates, which no token has and no hash can be made of.
+    if scheme.lower() == "bearer" and token and token.isascii():
+        dashboard_id = await db.use_api_token(request.app[DB_KEY], token_hash(token))
     if dashboard_id is None:
         raise json_error(
             web.HTTPUnauthorized,

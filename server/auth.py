@@ -16,6 +16,7 @@ from multidict import MultiDictProxy
 
 from common import db
 from common.db import User
+from common.schemas import storable_text
 from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -133,14 +134,32 @@ async def form_fields(request: web.Request) -> MultiDictProxy[str | bytes | byte
     if request.content_type not in FORM_CONTENT_TYPES:
         raise web.HTTPUnsupportedMediaType(text="Send this form as form data.")
     try:
-        return await request.post()
+        form = await request.post()
     # Undecodable text (UnicodeDecodeError is a ValueError), an unknown charset, broken multipart.
     except (ValueError, LookupError, HttpProcessingError) as exc:
         raise web.HTTPBadRequest(text=f"The form could not be read: {exc}") from None
+    # A charset of the client's choosing (unicode_escape, say) can give any
+    # code point: NUL or a lone surrogate would fail later, in PostgreSQL,
+    # Redis or the password hash, as a 500.
+    for name, value in form.items():
+        if isinstance(value, str) and not storable_text(value):
+            raise web.HTTPBadRequest(
+                text=f"The form could not be read: {name[:40]!r} holds NUL or invalid text."
+            )
+    return form
 
 
 def _check_csrf(sent: object, expected: object) -> None:
-    if not (isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)):
+    # Compared as bytes: compare_digest raises TypeError for a str with
+    # anything but ASCII, and a header or form field may hold any text
+    # (headers arrive with undecodable bytes as lone surrogates).
+    if not (
+        isinstance(sent, str)
+        and isinstance(expected, str)
+        and hmac.compare_digest(
+            sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        )
+    ):
         raise web.HTTPForbidden(text="Invalid or missing CSRF token: reload the page and retry.")
 
 

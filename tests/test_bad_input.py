@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from common import db
-from common.passwords import hash_password
+from common.passwords import UnusablePassword, hash_password, verify_password
 from common.schemas import (
     CLIENT_ACTIONS,
     AlertRuleCreateSchema,
@@ -669,3 +669,106 @@ async def _send_bodies(settings, requests) -> None:
             method, template = endpoint.split(" ", 1)
             response = await send(client, world, method, template, Bad("fuzz", body), form=False)
             assert response.status < 500, (endpoint, body, await response.text())
+
+
+# Text no token, field or password can hold ----------------------------------------------
+# Header bytes that are not ASCII reach the server as non-ASCII text (or, not
+# UTF-8, as lone surrogates); a form in a charset of the client's choosing can
+# give any code point. Each used to be a 500 with a traceback in the log.
+
+
+async def _raw_post(
+    client: TestClient, path: str, headers: dict[str, bytes], body: bytes
+) -> tuple[int, bytes]:
+    """A POST sent byte for byte (a client library would refuse or re-encode these headers)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    lines = [
+        f"POST {path} HTTP/1.1".encode(),
+        f"Host: {client.host}:{client.port}".encode(),
+        b"Connection: close",
+    ]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+FORM = b"application/x-www-form-urlencoded"
+UNDECODABLE = [
+    # (case, path, headers beyond the session cookie, body, status)
+    (
+        "csrf-form-non-ascii",
+        "/login",
+        {"Content-Type": FORM},
+        b"csrf_token=%C3%A9&username=bob&password=x",
+        403,
+    ),
+    (
+        "csrf-header-non-ascii",
+        "/dashboards/1/settings",
+        {"Content-Type": b"application/json", "X-CSRF-Token": "é".encode()},
+        b"{}",
+        403,
+    ),
+    (
+        "csrf-header-not-utf8",
+        "/dashboards/1/settings",
+        {"Content-Type": b"application/json", "X-CSRF-Token": b"\xff\xfe"},
+        b"{}",
+        403,
+    ),
+    (
+        "bearer-not-utf8",
+        "/api/v1/values",
+        {"Content-Type": b"application/json", "Authorization": b"Bearer dsh_\xff"},
+        b'{"value": 1}',
+        401,
+    ),
+    (
+        "bearer-non-ascii",
+        "/api/v1/values",
+        {"Content-Type": b"application/json", "Authorization": "Bearer dsh_é".encode()},
+        b'{"value": 1}',
+        401,
+    ),
+    (
+        "password-lone-surrogate",
+        "/login",
+        {"Content-Type": FORM + b"; charset=unicode_escape"},
+        b"csrf_token={csrf}&username=bob&password=\\ud800",
+        400,
+    ),
+    ("username-nul", "/login", {"Content-Type": FORM}, b"csrf_token={csrf}&username=b%00ob&password=x", 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status"),
+    [case[1:] for case in UNDECODABLE],
+    ids=[case[0] for case in UNDECODABLE],
+)
+async def test_undecodable_text_is_refused_with_a_4xx_not_a_crash(
+    client, ops, caplog, path, headers, body, status
+):
+    csrf = await csrf_from(client)  # an anonymous session, as a login page gives
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
+    body = body.replace(b"{csrf}", csrf.encode())
+    got, rest = await _raw_post(
+        client, path, {**headers, "Cookie": f"dashboard_session={cookie}".encode()}, body
+    )
+    assert got == status, rest[-300:]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+    await log_in(client, "alice")
+    await still_served(client, ops)
+
+
+def test_a_password_utf8_cannot_hold_is_unusable_and_never_matches():
+    with pytest.raises(UnusablePassword):
+        hash_password("pass\ud800word")
+    assert not verify_password(hash_password("password"), "pass\ud800word")
+    assert not verify_password(None, "\udcff")
