@@ -27,6 +27,7 @@ from server.headers import add_security_headers
 from server.keys import (
     CHANNELS_KEY,
     DB_KEY,
+    HISTORY_TURNS_KEY,
     HUB_KEY,
     PASSWORD_GATE_KEY,
     READS_KEY,
@@ -37,13 +38,14 @@ from server.keys import (
 )
 from server.live.configpush import config_push_ctx
 from server.live.gaps import DatabaseStream
+from server.live.history import RANGE_TURNS_PER_USER
 from server.live.hub import Hub
 from server.live.preferencespush import preferences_push_ctx
 from server.live.revocation import registry_ctx
 from server.live.sharedreads import SharedReads
 from server.live.transport import Heartbeat, OpenSockets
 from server.proxies import forwarded_middleware, parse_networks
-from server.ratelimit import PasswordGate
+from server.ratelimit import PasswordGate, PerUserTurns
 from server.routes import setup_routes
 from server.sessions import RedisSessionStorage
 from server.telemetry import ServerTelemetry, errors_middleware
@@ -103,6 +105,7 @@ def create_app(settings: ResolvedSettings) -> web.Application:
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = OpenSockets()
     app[READS_KEY] = SharedReads()
+    app[HISTORY_TURNS_KEY] = PerUserTurns(RANGE_TURNS_PER_USER)
     templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),

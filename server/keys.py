@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from server.live.registry import SocketRegistry
     from server.live.sharedreads import SharedReads
     from server.live.transport import OpenSockets
-    from server.ratelimit import PasswordGate
+    from server.ratelimit import PasswordGate, PerUserTurns
     from server.telemetry import ServerTelemetry
 
 SETTINGS_KEY = web.AppKey("settings", ResolvedSettings)
@@ -43,6 +43,8 @@ CONFIGS_KEY: web.AppKey[ConfigCache] = web.AppKey("configs")
 READS_KEY: web.AppKey[SharedReads] = web.AppKey("reads")
 # Login password checks, off the event loop and bounded (server/ratelimit.py).
 PASSWORD_GATE_KEY: web.AppKey[PasswordGate] = web.AppKey("password_gate")
+# A range's history, a few of one user's at once (server/ratelimit.py).
+HISTORY_TURNS_KEY: web.AppKey[PerUserTurns] = web.AppKey("history_turns")
 
 # The logged-in user of a request, set by auth.login_required.
 USER_KEY = web.RequestKey("user", User)

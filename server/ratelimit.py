@@ -1,7 +1,8 @@
-"""Limits on what one client may do: messages per second on a socket, and
-login attempts per (username, address) and per address (kept in Redis, so
-every server process counts the same attempts), with the password checks
-themselves bounded per process (`PasswordGate`).
+"""Limits on what one client may do: messages per second on a socket, login
+attempts per (username, address) and per address (kept in Redis, so every
+server process counts the same attempts), with the password checks themselves
+bounded per process (`PasswordGate`), and costly requests per user at once
+(`PerUserTurns`).
 
 Why per (username, address) and not per username: a per-username block lets
 anyone lock its owner out with five wrong passwords. Here a guesser's
@@ -12,8 +13,10 @@ doubles after each failure), while the owner, elsewhere, logs in at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -184,3 +187,37 @@ class PasswordGate:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class PerUserTurns:
+    """At most `limit` of one user's requests of a kind at once; the rest wait their turn.
+
+    For work that costs the process much more than a message does (a range's
+    history: up to 100,000 rows read, turned into objects and encoded on the
+    event loop, then written as the client reads it). The socket's message
+    rate alone lets one user run one of those per open socket at once; this
+    bounds what one user holds of the database pool and of the loop's time,
+    whatever the number of sockets or tabs. Nothing is refused: the request
+    waits, as its socket's later messages do.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        # Only users with requests running or waiting have an entry.
+        self._turns: dict[int, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user_id: int) -> AsyncIterator[None]:
+        semaphore, users = self._turns.get(user_id, (None, 0))
+        if semaphore is None:
+            semaphore = asyncio.Semaphore(self._limit)
+        self._turns[user_id] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._turns[user_id]
+            if users == 1:
+                del self._turns[user_id]
+            else:
+                self._turns[user_id] = (semaphore, users - 1)

@@ -5,15 +5,18 @@ malformed or hostile range answered with an `error` on a socket that stays usabl
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common import db, stats
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
-from server.live.history import MAX_POINTS, MAX_RAW
+from server.live.history import MAX_POINTS, MAX_RAW, RANGE_TURNS_PER_USER
+from server.ratelimit import PerUserTurns
 from tests.statsdata import exact_percentile
 from tests.wsclient import connect_bare, publish, receive, receive_until
 from worker.retention import delete_expired
@@ -237,3 +240,78 @@ async def test_every_hostile_range_gets_an_error_and_the_socket_stays_usable(cli
     assert await receive(ws) == {"action": "complete"}
     (answer,) = await _history(ws, [cpu.id], **{"from": _ms(datetime.now(UTC) - timedelta(hours=1))})
     assert answer["summary"]["count"] == 1
+
+
+async def test_a_dashboard_full_of_metrics_gets_its_whole_history_on_one_socket(
+    client, setup, pool, make_metric
+):
+    """100 metrics (the default quota) with MAX_RAW values each in the range: about
+    7 MB of answer, seven times a socket's send buffer. It is a reply the client
+    asked for and reads, so it is written as the client reads it, not refused
+    as a slow consumer's backlog."""
+    metrics = [setup["cpu"], setup["requests"]]
+    metrics += [await make_metric(setup["ops"], f"m{n}") for n in range(98)]
+    now = datetime.now(UTC)
+    rows = [
+        (metric.id, float(n), now - timedelta(seconds=(MAX_RAW - n) * 0.9))
+        for metric in metrics
+        for n in range(MAX_RAW)
+    ]
+    for start in range(0, len(rows), 10_000):
+        await db.insert_values(pool, rows[start : start + 10_000])
+
+    ws = await connect_bare(client, setup["ops"].id)
+    ids = [metric.id for metric in metrics]
+    answers = await _history(ws, ids, **{"from": _iso(now - timedelta(seconds=MAX_RAW))})
+    assert [answer["metric_id"] for answer in answers] == ids
+    for answer in answers:
+        assert answer["bucket_seconds"] == 0
+        assert [v["value"] for v in answer["values"]] == [float(n) for n in range(MAX_RAW)]
+    await ws.send_json({"action": "ping"})
+    assert await receive_until(ws, "complete") == [{"action": "pong"}, {"action": "complete"}]
+    await ws.close()
+
+
+async def test_one_users_range_histories_take_turns_and_other_users_do_not_wait():
+    turns = PerUserTurns(RANGE_TURNS_PER_USER)
+    running: Counter[int] = Counter()
+    most: Counter[int] = Counter()
+    answered = asyncio.Event()
+
+    async def history(user_id: int) -> None:
+        async with turns.turn(user_id):
+            running[user_id] += 1
+            most[user_id] = max(most[user_id], running[user_id])
+            await answered.wait()
+            running[user_id] -= 1
+
+    # One user's many sockets at once, and another user's one.
+    tasks = [asyncio.create_task(history(1)) for _ in range(6)] + [asyncio.create_task(history(2))]
+    await asyncio.sleep(0.05)
+    assert running == {1: RANGE_TURNS_PER_USER, 2: 1}
+    answered.set()
+    await asyncio.gather(*tasks)
+    assert most == {1: RANGE_TURNS_PER_USER, 2: 1}
+    assert not turns._turns  # nothing kept for users with nothing running
+
+
+async def test_a_cancelled_wait_for_a_turn_gives_nothing_away():
+    turns = PerUserTurns(1)
+    held = asyncio.Event()
+    done = asyncio.Event()
+
+    async def holder() -> None:
+        async with turns.turn(1):
+            held.set()
+            await done.wait()
+
+    first = asyncio.create_task(holder())
+    await held.wait()
+    waiting = asyncio.create_task(holder())  # a socket that closes while it waits
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    done.set()
+    await first
+    assert not turns._turns

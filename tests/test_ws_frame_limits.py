@@ -6,15 +6,20 @@ bounded, end its socket with the documented code, and leave others served."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common import db
 from server.app import create_app
 from server.keys import SOCKETS_KEY
+from server.live import connection
 from server.live.closecodes import CloseCode
+from server.live.history import MAX_RAW
 from server.live.transport import WebSocket
 from tests.helpers import log_in
 from tests.wsclient import RawClient, client_frame, publish_many
@@ -181,4 +186,65 @@ async def socket_of(client, setup):
 
     yield open_one
     for raw in opened:
+        raw.writer.close()
+
+
+async def test_a_history_read_slowly_arrives_whole_and_one_never_read_is_cut_off(
+    aiohttp_client, settings, make_user, make_dashboard, make_metric, pool, monkeypatch
+):
+    """A history several times the send buffer is written as its client reads it
+    (not refused as a slow consumer's backlog); a client that stops reading is
+    closed as a slow consumer once its buffer stops shrinking, and others are served."""
+    monkeypatch.setattr(connection, "STALL_SECONDS", 1.0)
+    limits = replace(settings, client_buffer_bytes=256 * 1024)
+    app = create_app(limits)
+    client = await aiohttp_client(app)
+    alice = await make_user("alice")
+    dashboard = await make_dashboard("ops", members=(alice,))
+    metrics = [await make_metric(dashboard, f"m{n}") for n in range(10)]
+    now = datetime.now(UTC)
+    await db.insert_values(
+        pool,
+        [(m.id, float(n), now - timedelta(seconds=MAX_RAW - n)) for m in metrics for n in range(MAX_RAW)],
+    )
+    await log_in(client, "alice")
+    path = f"/ws/dashboard/{dashboard.id}/?subscribe=none"
+    ask = json.dumps(
+        {
+            "action": "history",
+            "payload": {
+                "metric_ids": [m.id for m in metrics],
+                "from": (now - timedelta(hours=1)).isoformat(),
+            },
+        }
+    )
+    bystander, _ = await RawClient.connect(client, path)
+    await bystander.until("alerts")
+
+    # A slow reader: a small window, read a little at a time.
+    slow, _ = await RawClient.connect(client, path, receive_buffer=4096)
+    await slow.until("alerts")
+    slow.send_text(ask)
+    histories = []
+    while len(histories) < len(metrics):
+        message = await slow.message()
+        if message["action"] == "metric_history":
+            histories.append(message["payload"])
+        await asyncio.sleep(0.001)
+    assert [len(h["values"]) for h in histories] == [MAX_RAW] * len(metrics)
+    assert sum(len(json.dumps(h)) for h in histories) > 2 * limits.client_buffer_bytes
+    assert await slow.until("complete") == [{"action": "complete"}]
+
+    # One that never reads: cut off, and only it.
+    stuck, _ = await RawClient.connect(client, path, receive_buffer=4096)
+    await stuck.until("alerts")
+    stuck_side = server_side(app, stuck)
+    assert stuck_side.transport is not None
+    stuck_side.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    stuck.send_text(ask)
+    await asyncio.sleep(3)  # more than STALL_SECONDS of not reading
+    assert await answered(bystander)
+    code, _ = await close_code_after(stuck, within=10)
+    assert code == CloseCode.SLOW_CONSUMER
+    for raw in (slow, stuck, bystander):
         raw.writer.close()

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 TRANSPORT_HIGH_WATER = 256 * 1024
 # How soon to look again when the transport was too full to take more.
 RETRY_SECONDS = 0.02
+# A reply the client asked for (history) waits for the client to read: closed as
+# a slow consumer only if its buffer has not shrunk for this long.
+STALL_SECONDS = 10.0
 # How long after a history live values it already holds are looked for: a value
 # stored before the read is published at once, so it arrives within moments.
 FLOOR_SECONDS = 10.0
@@ -143,6 +146,41 @@ class ClientConnection:
         elif not self._flush_pending:
             self._flush_pending = True
             self._flushes.add(self)
+
+    async def send_reply(self, frame: bytes) -> None:
+        """Queue a frame of an answer the client asked for, once it fits under
+        the transport's high-water mark: waits while the client reads what went before.
+
+        Live values that do not fit close the socket (they would pile up for a
+        client that does not keep up). An answer is different: the client asked
+        for it and reads it, and a dashboard's history can be several times the
+        buffer. It is written as the client takes it; only a client whose buffer
+        does not shrink for STALL_SECONDS is closed as a slow consumer. What was
+        queued before goes out first (a set-up's cork ends early: its answer is
+        more than one write)."""
+        loop = asyncio.get_running_loop()
+        progress_at, before = loop.time(), None
+        while not self._closing and not self.socket.closing and not self._transport.is_closing():
+            # Up to the high-water mark only: what follows the answer (held
+            # live values, `complete`) must still fit under `max_buffered`.
+            if (
+                self._pending_bytes + self._transport.get_write_buffer_size() + len(frame)
+                <= TRANSPORT_HIGH_WATER
+            ):
+                break
+            if self._pending:
+                self._write_pending()
+            buffered = self._transport.get_write_buffer_size()
+            if not buffered:
+                break  # a frame above the mark on its own, after all that went before
+            if before is None or buffered < before:
+                progress_at = loop.time()  # the client read since the last look
+            elif loop.time() - progress_at > STALL_SECONDS:
+                self._overflow()
+                return
+            before = buffered
+            await asyncio.sleep(RETRY_SECONDS)
+        self.send_frame(frame)
 
     def cork(self) -> None:
         """Keep what is sent from now on until `uncork` writes it at once (a
@@ -261,6 +299,9 @@ class ClientConnection:
             self._flush_pending = True
             asyncio.get_running_loop().call_later(RETRY_SECONDS, self.flush)
             return
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()

@@ -35,6 +35,10 @@ MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is report
 # and starts within RAW_HORIZON, where raw values are always kept (the shortest retention is a day).
 MAX_RAW = 1000
 RAW_HORIZON = timedelta(days=1)
+# A range's history can cost the process a read of MAX_RAW + 1 values of each of a
+# hundred metrics, made into objects and encoded on the event loop: this many of
+# one user's at once, whatever their sockets and tabs (server/ratelimit.py, PerUserTurns).
+RANGE_TURNS_PER_USER = 2
 
 # Per metric: its finished `metric_history` frame, and the id of the newest value in it.
 HistoryFrames = dict[int, tuple[bytes, int | None]]
@@ -247,7 +251,7 @@ async def send_histories(
         histories = await load(metric_ids)
         for metric_id in metric_ids:
             frame, last_id = histories[metric_id]
-            conn.send_frame(frame)
+            await conn.send_reply(frame)
             if last_id is not None:
                 last_sent[metric_id] = last_id
     finally:
