@@ -72,6 +72,10 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
+    # Seconds data may wait for a client that does not read (a zero window) or
+    # does not acknowledge, before the kernel drops the connection: a response
+    # or socket no one reads does not hold its handler, memory and place forever.
+    send_timeout: float = 60.0
     # Open connections (HTTP and WebSocket) on one server process; more are
     # answered 503. Keep it below the file descriptor limit (LimitNOFILE).
     max_connections_per_process: int = 20_000

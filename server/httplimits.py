@@ -9,6 +9,12 @@ send half a request ("slow loris") hold as many file descriptors. Here:
   connection opens, or after its first byte when the connection was idle;
 - its body must be complete `body_timeout` seconds after its headers;
 - an idle connection is closed after `keepalive_timeout` (aiohttp's own timer);
+- what is sent may wait `send_timeout` seconds for a client that does not
+  read it (its window stays shut) or acknowledge it: then the kernel drops
+  the connection (TCP_USER_TIMEOUT). Without it, a client that asks for an
+  export or a file and never reads holds the handler, what it has read from
+  the database and its place in the cap for as long as it likes: neither
+  aiohttp's writes nor the loop's sendfile have a deadline;
 - beyond `max_connections_per_process` open connections, a new one is
   answered 503 and closed at once.
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import cast
 
 from aiohttp import web
@@ -84,6 +91,7 @@ class GuardedRequestHandler(RequestHandler):
             transport.close()
             return
         self._held = True
+        _drop_when_unread(transport, self._settings.send_timeout)
         super().connection_made(transport)
         self._header_timer = self._loop.call_later(self._settings.header_timeout, self._headers_late)
 
@@ -142,6 +150,17 @@ class GuardedRequestHandler(RequestHandler):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+
+def _drop_when_unread(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """Have the kernel drop the connection once sent data waits `seconds` for the client.
+
+    Measured from the last progress: a slow client that reads, however
+    slowly, keeps its connection; an idle one (nothing unsent) is not
+    affected. The option goes with the socket when a WebSocket takes it over."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(seconds * 1000))
 
 
 class GuardedSite(web.BaseSite):

@@ -6,6 +6,7 @@ established WebSocket outlives every HTTP deadline."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 
@@ -153,3 +154,36 @@ async def test_an_open_websocket_outlives_the_deadlines_and_holds_its_place(
         await eventually(lambda: _probe(port, b"HTTP/1.1 200"), 5, "its place given back")
         for _, other in others:
             other.close()
+
+
+async def test_a_client_that_never_reads_its_answers_is_dropped_and_gives_its_place_back(start_server):
+    """Thirty pipelined requests for a 51 KB file, from a client with a tiny
+    window that never reads: the server's writes (and sendfile) stall. After
+    --send-timeout of no progress the connection is dropped, its place in the
+    cap is free again, and others were served meanwhile."""
+    _, port = start_server(
+        "--send-timeout", "2", "--keepalive-timeout", "600", "--max-connections-per-process", "3"
+    )
+    request = b"GET /static/vendor/uPlot-1.6.32.iife.min.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    stalled = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        sock.sendall(request * 30)  # small enough for the server's receive buffer
+        stalled.append(sock)
+    # The two hold two of the three places while they stall: a page is still served.
+    assert await _probe(port, b"HTTP/1.1 200") is not None
+    await asyncio.sleep(5)  # more than --send-timeout without reading
+    for sock in stalled:
+        # What the window let through, then the end: not 30 answers (1.5 MB) on a live connection.
+        reader, writer = await asyncio.open_connection(sock=sock)
+        received, _ = await closed_after(reader, within=5)
+        writer.close()
+        assert received.count(b"HTTP/1.1 200") < 30
+    # Both places given back: three connections fit again.
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    assert await _probe(port, b"HTTP/1.1 200") is not None
+    for _, writer in held:
+        writer.close()

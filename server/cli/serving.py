@@ -46,6 +46,10 @@ MAX_CONNECTIONS_HELP = "Sockets one user may hold open on this server process (m
 HEADER_TIMEOUT_HELP = "Seconds a client has to send a request's headers (slower ones are disconnected)."
 BODY_TIMEOUT_HELP = "Seconds a client has to send a request's body once its headers are in."
 KEEPALIVE_HELP = "Seconds an idle HTTP connection is kept open for its next request."
+SEND_TIMEOUT_HELP = (
+    "Seconds what is sent may wait for a client that does not read or acknowledge it "
+    "before the connection is dropped (TCP_USER_TIMEOUT)."
+)
 MAX_PROCESS_CONNECTIONS_HELP = (
     "Open connections (HTTP and WebSocket) per server process; more are answered 503. "
     "Keep it below the file descriptor limit."
@@ -154,6 +158,14 @@ def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, .
     help=KEEPALIVE_HELP,
 )
 @click.option(
+    "--send-timeout",
+    envvar="DASHBOARD_SEND_TIMEOUT",
+    type=click.FloatRange(1, 3600),
+    default=60.0,
+    show_default=True,
+    help=SEND_TIMEOUT_HELP,
+)
+@click.option(
     "--max-connections-per-process",
     envvar="DASHBOARD_MAX_CONNECTIONS_PER_PROCESS",
     type=click.IntRange(1, 1_000_000),
@@ -180,6 +192,7 @@ def run(
     header_timeout: float,
     body_timeout: float,
     keepalive_timeout: float,
+    send_timeout: float,
     max_connections_per_process: int,
     **limits: int,
 ) -> None:
@@ -198,6 +211,7 @@ def run(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
+        send_timeout=send_timeout,
         max_connections_per_process=max_connections_per_process,
         quotas=quotas_from(limits),
     )
