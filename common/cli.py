@@ -16,6 +16,7 @@ from common.config import DEFAULT_DATA_DIR, ResolvedSettings, Settings, check_da
 from common.configfile import default_map
 from common.embedded import EmbeddedUnavailable, start_embedded
 from common.logs import LOG_FORMATS, configure_logging
+from common.migrate import MigrationError
 from common.redisconn import parse_redis_url
 from common.version import __version__
 
@@ -227,10 +228,18 @@ def resolved_settings(ctx: click.Context) -> ResolvedSettings:
 
 
 def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
-    """Let a click command be written as an async function."""
+    """Let a click command be written as an async function.
+
+    A database this code cannot use (newer than the code, or its migrations
+    out of order) ends the command with status 78, as it ends
+    `dashboard-server run`: the units' RestartPreventExitStatus.
+    """
 
     @functools.wraps(coroutine_function)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        return asyncio.run(coroutine_function(*args, **kwargs))
+        try:
+            return asyncio.run(coroutine_function(*args, **kwargs))
+        except MigrationError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     return wrapper

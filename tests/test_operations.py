@@ -11,10 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import aiohttp
 import psutil
+import psycopg2
 import pytest
 
 from common import db
@@ -201,6 +204,69 @@ async def test_worker_notifies_ready_pings_watchdog_and_exits_on_sigterm(
         systemd.close()
 
 
+@contextmanager
+def schema_out_of_step(database_url: str, state: str) -> Iterator[None]:
+    """The test database as one with a migration pending ("pending": the
+    newest one's record gone) or one newer than the code ("newer": a record of
+    a version the code does not know); put back afterwards."""
+    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+        if state == "pending":
+            cur.execute(
+                "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"
+                " RETURNING version, name, applied_at"
+            )
+            removed = cur.fetchone()
+        else:
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name)"
+                " SELECT max(version) + 1, 'from_a_newer_release' FROM schema_migrations"
+            )
+    try:
+        yield
+    finally:
+        with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+            if state == "pending":
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)", removed
+                )
+            else:
+                cur.execute("DELETE FROM schema_migrations WHERE name = 'from_a_newer_release'")
+
+
+SCHEMA_PROBLEMS = {
+    "pending": "run `dashboard-server migrate`",
+    "newer": "this code knows only",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schema", SCHEMA_PROBLEMS)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["server", "check"],
+        ["server", "run"],
+        # The sample dashboard.env's: the children find it, the main process exits.
+        ["server", "run", "--workers", "2"],
+        ["worker", "run"],
+    ],
+    ids=" ".join,
+)
+def test_run_exits_78_where_check_does_so_systemd_stops_restarting(settings, schema, command):
+    """systemd honours RestartPreventExitStatus=78 only from the main process
+    (`run`), never from an ExecStartPre: `run` must exit 78 itself."""
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    args = ["-m", command[0], *urls, *command[1:]]
+    if command[1] == "run" and command[0] == "server":
+        args += ["--port", str(free_port())]
+    with schema_out_of_step(settings.database_url, schema), child(args) as process:
+        code = process.wait(30)
+        output = process.output()
+    assert code == 78, output
+    assert SCHEMA_PROBLEMS[schema] in output
+    assert "Traceback" not in output
+
+
 def test_systemd_units_verify(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
@@ -216,5 +282,14 @@ def test_systemd_units_verify(tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
     for unit in units:
         text = Path(unit).read_text()
-        for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ProtectSystem=strict"):
+        for setting in (
+            "Type=notify",
+            "WatchdogSec=",
+            "Restart=on-failure",
+            "RestartPreventExitStatus=78",
+            "ProtectSystem=strict",
+        ):
             assert setting in text, (unit, setting)
+        # systemd would restart a failing ExecStartPre forever: it compares
+        # RestartPreventExitStatus with the main process's status only.
+        assert not re.search(r"^ExecStartPre=", text, re.MULTILINE), unit

@@ -11,7 +11,7 @@ import click
 
 from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import ResolvedSettings
-from common.migrate import migrate, pending_migrations
+from common.migrate import MigrationError, migrate, pending_migrations
 from common.redisconn import connect_redis
 from server.cli.demo import create_demo
 from server.cli.quotas import QUOTAS, quota_options, quotas_from
@@ -244,8 +244,9 @@ async def migrate_command(ctx: click.Context) -> None:
 async def check(ctx: click.Context) -> None:
     """Exit 0 if the database and Redis answer and the schema is current.
 
-    Exit status 78 (EX_CONFIG) when migrations are pending or a setting is wrong,
-    1 when the database or Redis does not answer.
+    Exit status 78 (EX_CONFIG) when migrations are pending, the database is
+    newer than the code or a setting is wrong, 1 when the database or Redis
+    does not answer. `run` exits with the same status on the same problems.
     """
     settings = resolved_settings(ctx)
     try:
@@ -256,6 +257,9 @@ async def check(ctx: click.Context) -> None:
             await client.ping()
         finally:
             await client.aclose()
+    except MigrationError as exc:
+        # A database newer than the code: what `run` exits 78 on too.
+        raise ConfigurationError(f"not ready: {exc}") from None
     except Exception as exc:
         raise click.ClickException(f"not ready: {exc}") from exc
     if pending:
