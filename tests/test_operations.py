@@ -293,3 +293,5 @@ def test_systemd_units_verify(tmp_path):
         # systemd would restart a failing ExecStartPre forever: it compares
         # RestartPreventExitStatus with the main process's status only.
         assert not re.search(r"^ExecStartPre=", text, re.MULTILINE), unit
+        # /proc/stat stays visible: without it there are no process_* metrics.
+        assert not re.search(r"^ProcSubset=pid", text, re.MULTILINE), unit
