@@ -15,6 +15,7 @@ import click
 from common.config import DEFAULT_DATA_DIR, ResolvedSettings, Settings, check_database_url, obscure_password
 from common.configfile import default_map
 from common.embedded import EmbeddedUnavailable, start_embedded
+from common.failures import BackendUnavailable
 from common.logs import LOG_FORMATS, configure_logging
 from common.migrate import MigrationError
 from common.redisconn import parse_redis_url
@@ -232,7 +233,9 @@ def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Call
 
     A database this code cannot use (newer than the code, or its migrations
     out of order) ends the command with status 78, as it ends
-    `dashboard-server run`: the units' RestartPreventExitStatus.
+    `dashboard-server run`: the units' RestartPreventExitStatus. PostgreSQL
+    or Redis out of reach ends it with one line saying which and why, and
+    status 1: a restart may help once it is back.
     """
 
     @functools.wraps(coroutine_function)
@@ -241,5 +244,7 @@ def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Call
             return asyncio.run(coroutine_function(*args, **kwargs))
         except MigrationError as exc:
             raise ConfigurationError(str(exc)) from None
+        except BackendUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
 
     return wrapper

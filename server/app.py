@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from importlib import resources
 
 import aiohttp_jinja2
@@ -19,6 +19,7 @@ from aiohttp_session import session_middleware
 from common import db, vocabulary
 from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
+from common.failures import reaching_database, reaching_redis
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
@@ -134,8 +135,11 @@ def create_app(settings: ResolvedSettings) -> web.Application:
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    async with db.create_pool(settings.database_url) as pool:
-        pending = await pending_migrations(pool)
+    async with AsyncExitStack() as stack:
+        # Only opening and the first query: what fails later is a request's.
+        with reaching_database(settings.database_url):
+            pool = await stack.enter_async_context(db.create_pool(settings.database_url))
+            pending = await pending_migrations(pool)
         if pending:
             raise MigrationError(
                 f"the database needs {len(pending)} migration(s): run `dashboard-server migrate`"
@@ -148,7 +152,8 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis_client = app[REDIS_KEY]
     try:
-        await redis_client.ping()
+        with reaching_redis(app[SETTINGS_KEY].redis_url):
+            await redis_client.ping()
         log.info(
             "Redis ready at %s (channels %s)",
             obscure_password(app[SETTINGS_KEY].redis_url),

@@ -20,8 +20,8 @@ import signal
 import time
 import types
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AsyncExitStack, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
 from pathlib import Path
 
 from aiohttp import web
@@ -50,6 +50,14 @@ _OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("
 Heartbeat = tuple[Callable[[], None], float]
 
 
+class CannotListen(RuntimeError):
+    """A listening socket (the port, or the --metrics-port) could not be bound.
+
+    Its own class: an OSError of the database or Redis must not be reported
+    as the port's fault.
+    """
+
+
 def run_server(
     app: web.Application,
     host: str,
@@ -60,7 +68,8 @@ def run_server(
     heartbeat: Heartbeat | None = None,
     metrics_port: int | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; raises what start-up raises (MigrationError, OSError).
+    """Serve until SIGTERM/SIGINT; raises what start-up raises (MigrationError,
+    BackendUnavailable, CannotListen).
 
     `reuse_port` lets several processes bind the same port (server/serve.py).
     With a `heartbeat` the process beats for its parent instead of pinging
@@ -85,17 +94,24 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log_class=AccessLog)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        # What opened before the failure (the pool, when Redis is down) closes.
+        await runner.cleanup()
+        raise
     settings = app[SETTINGS_KEY]
     try:
-        await GuardedSite(runner, host, port, settings, reuse_port=reuse_port).start()
+        with _listening(host, port):
+            await GuardedSite(runner, host, port, settings, reuse_port=reuse_port).start()
         log.info("serving on http://%s:%d", host, port)
         async with AsyncExitStack() as own_metrics:
             if metrics_port is not None:
                 registry = app[TELEMETRY_KEY].registry
-                await own_metrics.enter_async_context(
-                    serve_registry(registry, settings.metrics_host, metrics_port)
-                )
+                with _listening(settings.metrics_host, metrics_port):
+                    await own_metrics.enter_async_context(
+                        serve_registry(registry, settings.metrics_host, metrics_port)
+                    )
                 log.info(
                     "this process's metrics at http://%s:%d/metrics", settings.metrics_host, metrics_port
                 )
@@ -110,6 +126,15 @@ async def _serve(
         finally:
             reporter.cancel()
         log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+@contextmanager
+def _listening(host: str, port: int) -> Iterator[None]:
+    """Inside, binding a socket on host:port: its OSError becomes CannotListen."""
+    try:
+        yield
+    except OSError as exc:
+        raise CannotListen(f"cannot serve on {host}:{port}: {exc}") from None
 
 
 async def _report_slow_stop(started: float, stopping: asyncio.Task[object]) -> None:

@@ -25,11 +25,12 @@ from multiprocessing.process import BaseProcess
 
 from common.cli import EX_CONFIG
 from common.config import ResolvedSettings
+from common.failures import BackendUnavailable
 from common.logs import configure_logging
 from common.migrate import MigrationError
 from common.sdnotify import SYSTEMD_VARIABLES, notify, watchdog_interval
 from server.app import create_app
-from server.running import Heartbeat, run_server
+from server.running import CannotListen, Heartbeat, run_server
 
 log = logging.getLogger(__name__)
 
@@ -174,5 +175,6 @@ def _run(
         run_server(app, host, port, reuse_port=reuse_port, heartbeat=heartbeat, metrics_port=metrics_port)
     except MigrationError as exc:
         raise ServeError(str(exc), configuration=True) from None
-    except OSError as exc:
-        raise ServeError(f"cannot serve on {host}:{port}: {exc}") from None
+    except (BackendUnavailable, CannotListen) as exc:
+        # A restart may help: the backend comes back, the port is freed.
+        raise ServeError(str(exc)) from None

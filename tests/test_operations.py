@@ -8,12 +8,14 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -21,13 +23,14 @@ import psycopg2
 import pytest
 
 from common import db
-from common.db.core import POOL_CLOSE_WAIT
+from common.db.core import CLIENT_TIMEOUT, POOL_CLOSE_WAIT
 from server.app import create_app
 from server.live.closecodes import CloseCode
 from server.running import SHUTDOWN_TIMEOUT
 from tests.faultservers import redis_server
 from tests.helpers import browser_log_in
 from tests.processes import FakeSystemd, child, free_port, wait_for_http
+from tests.servers import with_database_name
 from tests.wsclient import read_connect_sequence
 
 UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
@@ -264,6 +267,89 @@ def test_run_exits_78_where_check_does_so_systemd_stops_restarting(settings, sch
         output = process.output()
     assert code == 78, output
     assert SCHEMA_PROBLEMS[schema] in output
+    assert "Traceback" not in output
+
+
+SECRET = "s3cret"
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A port whose connections the kernel completes and no one ever answers:
+    a database whose packets are dropped after the handshake, as its client sees it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def _with_password(url: str) -> str:
+    """`url` with SECRET as its password, as a query parameter (the user part may be absent)."""
+    parts = urlsplit(url)
+    return parts._replace(query="&".join(filter(None, [parts.query, f"password={SECRET}"]))).geturl()
+
+
+def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str]:
+    """The database and Redis URLs of `fault`, and a pattern of the one line
+    that must say what is wrong, with the password masked."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if fault == "redis refused":
+        port = free_port()
+        redis_url = f"redis://:{SECRET}@127.0.0.1:{port}/0"
+        where = re.escape(redis_url.replace(SECRET, "***"))
+        # errno 111: ECONNREFUSED.
+        reason = rf"Error 111 connecting to 127\.0\.0\.1:{port}"
+        return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
+    if fault == "database unknown":
+        database_url = _with_password(with_database_name(database_url, "no_such_database"))
+        reason = 'database "no_such_database" does not exist'
+    else:
+        port = free_port() if fault == "database refused" else stack.enter_context(unanswered_port())
+        database_url = f"postgresql://dashboard:{SECRET}@127.0.0.1:{port}/dashboard"
+        reason = "Connection refused"
+    where = re.escape(database_url.replace(SECRET, "***"))
+    if fault == "database silent":
+        return database_url, redis_url, f"PostgreSQL at {where} did not answer within {CLIENT_TIMEOUT} s"
+    return database_url, redis_url, f"cannot connect to PostgreSQL at {where}: .*{reason}"
+
+
+BACKEND_FAULTS = ["database refused", "database unknown", "database silent", "redis refused"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", BACKEND_FAULTS)
+@pytest.mark.parametrize("command", [["server", "check"], ["server", "run"], ["worker", "run"]], ids=" ".join)
+def test_a_backend_out_of_reach_is_one_line_saying_which_and_why_and_exit_1(settings, fault, command):
+    """Not 78: a restart may help once the backend is back. Not the port's
+    fault, and no traceback. A silent database takes the pool's timeout."""
+    with ExitStack() as stack:
+        database_url, redis_url, expected = _out_of_reach(stack, fault, settings)
+        args = ["-m", command[0], "--database-url", database_url, "--redis-url", redis_url, *command[1:]]
+        if command == ["server", "run"]:
+            args += ["--port", str(free_port())]
+        process = stack.enter_context(child(args))
+        code = process.wait(CLIENT_TIMEOUT + 10)
+        output = process.output()
+    assert code == 1, output
+    prefix = "not ready: " if command[1] == "check" else ""
+    assert re.search(f"^Error: {prefix}{expected}", output, re.MULTILINE), output
+    assert SECRET not in output
+    assert "cannot serve on" not in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_the_one_failure_blamed_on_the_port(settings):
+    urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with child(["-m", "server", *urls, "run", "--port", str(port)]) as server:
+            code = server.wait(30)
+            output = server.output()
+    assert code == 1, output
+    assert re.search(rf"^Error: cannot serve on 127\.0\.0\.1:{port}: .*address already in use", output, re.M)
     assert "Traceback" not in output
 
 

@@ -23,7 +23,7 @@ from common.cli import (
 )
 from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
-from common.failures import REDIS_UNAVAILABLE
+from common.failures import reaching_database, reaching_redis
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
@@ -341,27 +341,23 @@ async def _producer(
     settings: ResolvedSettings, unsaved_ticks: int = DEFAULT_UNSAVED_TICKS, leases: Leases | None = None
 ) -> AsyncIterator[Producer]:
     """A Producer with its pool and Redis client, closed on exit."""
-    # Three: a tick, the maintenance and the notification delivery each hold one at times.
-    async with db.create_pool(settings.database_url, maxsize=3) as pool:
-        if await pending_migrations(pool):
+    async with AsyncExitStack() as stack:
+        # Only opening and the first query: what fails later is a tick's.
+        with reaching_database(settings.database_url):
+            # Three: a tick, the maintenance and the notification delivery each hold one at times.
+            pool = await stack.enter_async_context(db.create_pool(settings.database_url, maxsize=3))
+            pending = await pending_migrations(pool)
+        if pending:
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         client = connect_redis(settings.redis_url)
-        try:
-            try:
-                await client.ping()
-            except REDIS_UNAVAILABLE as exc:
-                raise click.ClickException(f"Redis is not reachable: {exc}") from None
-            channels = channels_for(settings.redis_url, settings.channel_prefix)
-            # Ticks go by binary COPY on a connection of its own (common/db/copyin.py).
-            copier = db.Copier(settings.database_url or "")
-            try:
-                yield Producer(
-                    pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases, copier=copier
-                )
-            finally:
-                copier.close()
-        finally:
-            await client.aclose()
+        stack.push_async_callback(client.aclose)
+        with reaching_redis(settings.redis_url):
+            await client.ping()
+        channels = channels_for(settings.redis_url, settings.channel_prefix)
+        # Ticks go by binary COPY on a connection of its own (common/db/copyin.py).
+        copier = db.Copier(settings.database_url or "")
+        stack.callback(copier.close)
+        yield Producer(pool, client, channels, max_unsaved_ticks=unsaved_ticks, leases=leases, copier=copier)
 
 
 main.add_command(config_group("worker", run))

@@ -11,6 +11,7 @@ import click
 
 from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import ResolvedSettings
+from common.failures import BackendUnavailable, reaching_database, reaching_redis
 from common.migrate import MigrationError, migrate, pending_migrations
 from common.redisconn import connect_redis
 from server.cli.demo import create_demo
@@ -250,18 +251,20 @@ async def check(ctx: click.Context) -> None:
     """
     settings = resolved_settings(ctx)
     try:
-        async with open_pool(settings) as pool:
-            pending = await pending_migrations(pool)
+        with reaching_database(settings.database_url):
+            async with open_pool(settings) as pool:
+                pending = await pending_migrations(pool)
         client = connect_redis(settings.redis_url)
         try:
-            await client.ping()
+            with reaching_redis(settings.redis_url):
+                await client.ping()
         finally:
             await client.aclose()
     except MigrationError as exc:
         # A database newer than the code: what `run` exits 78 on too.
         raise ConfigurationError(f"not ready: {exc}") from None
-    except Exception as exc:
-        raise click.ClickException(f"not ready: {exc}") from exc
+    except BackendUnavailable as exc:
+        raise click.ClickException(f"not ready: {exc}") from None
     if pending:
         raise ConfigurationError(
             f"not ready: {len(pending)} migration(s) pending: run `dashboard-server migrate`"
