@@ -5,6 +5,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.schemas import utf8_text
+
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that a wrong username and
 # a wrong password take the same time to answer.
@@ -19,14 +21,14 @@ def hash_password(password: str) -> str:
     """The hash to store for a new password; UnusablePassword for an empty one."""
     if not password.strip():
         raise UnusablePassword("must not be empty or only spaces")
-    if not _encodable(password):
+    if not utf8_text(password):
         raise UnusablePassword("must be valid text (no lone surrogates)")
     return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True if the password matches; a None hash (unknown user) never does."""
-    if not _encodable(password):
+    if not utf8_text(password):
         return False  # no stored hash can have been made of it (hash_password refuses it)
     try:
         _hasher.verify(password_hash or _DUMMY_HASH, password)
@@ -42,13 +44,3 @@ def needs_rehash(password_hash: str) -> bool:
         return _hasher.check_needs_rehash(password_hash)
     except InvalidHashError:
         return False
-
-
-def _encodable(password: str) -> bool:
-    """Whether argon2 can hash it: it takes UTF-8, which has no lone surrogates
-    (a terminal's undecodable bytes, or JSON's "\\ud800")."""
-    try:
-        password.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

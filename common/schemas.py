@@ -620,9 +620,13 @@ class TrimmedString(fields.String):
 
 
 def storable_text(text: str) -> bool:
-    """Whether PostgreSQL can store this text: it refuses NUL, and UTF-8 cannot hold lone surrogates."""
-    if "\x00" in text:
-        return False
+    """Whether PostgreSQL can store this text: it refuses NUL, and takes UTF-8."""
+    return "\x00" not in text and utf8_text(text)
+
+
+def utf8_text(text: str) -> bool:
+    """Whether UTF-8 can hold this text (what PostgreSQL, Redis and argon2 take):
+    not with lone surrogates, JSON's "\\ud800" or a header's undecodable bytes."""
     try:
         text.encode()
     except UnicodeEncodeError:

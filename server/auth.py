@@ -16,7 +16,7 @@ from multidict import MultiDictProxy
 
 from common import db
 from common.db import User
-from common.schemas import storable_text
+from common.schemas import utf8_text
 from server.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -138,14 +138,12 @@ async def form_fields(request: web.Request) -> MultiDictProxy[str | bytes | byte
     # Undecodable text (UnicodeDecodeError is a ValueError), an unknown charset, broken multipart.
     except (ValueError, LookupError, HttpProcessingError) as exc:
         raise web.HTTPBadRequest(text=f"The form could not be read: {exc}") from None
-    # A charset of the client's choosing (unicode_escape, say) can give any
-    # code point: NUL or a lone surrogate would fail later, in PostgreSQL,
-    # Redis or the password hash, as a 500.
+    # A charset of the client's choosing (unicode_escape, say) can give lone
+    # surrogates, which would fail later in Redis or the password hash as a 500.
+    # (NUL is valid text: each field's own checks say what it may hold.)
     for name, value in form.items():
-        if isinstance(value, str) and not storable_text(value):
-            raise web.HTTPBadRequest(
-                text=f"The form could not be read: {name[:40]!r} holds NUL or invalid text."
-            )
+        if isinstance(value, str) and not utf8_text(value):
+            raise web.HTTPBadRequest(text=f"The form could not be read: {name[:40]!r} is not valid text.")
     return form
 
 

@@ -698,13 +698,13 @@ async def _raw_post(
     return int(status_line.split()[1]), rest
 
 
-FORM = b"application/x-www-form-urlencoded"
+RAW_FORM = b"application/x-www-form-urlencoded"
 UNDECODABLE = [
     # (case, path, headers beyond the session cookie, body, status)
     (
         "csrf-form-non-ascii",
         "/login",
-        {"Content-Type": FORM},
+        {"Content-Type": RAW_FORM},
         b"csrf_token=%C3%A9&username=bob&password=x",
         403,
     ),
@@ -739,11 +739,25 @@ UNDECODABLE = [
     (
         "password-lone-surrogate",
         "/login",
-        {"Content-Type": FORM + b"; charset=unicode_escape"},
+        {"Content-Type": RAW_FORM + b"; charset=unicode_escape"},
         b"csrf_token={csrf}&username=bob&password=\\ud800",
         400,
     ),
-    ("username-nul", "/login", {"Content-Type": FORM}, b"csrf_token={csrf}&username=b%00ob&password=x", 400),
+    (
+        "username-lone-surrogate",
+        "/login",
+        {"Content-Type": RAW_FORM + b"; charset=unicode_escape"},
+        b"csrf_token={csrf}&username=b\\udc80ob&password=x",
+        400,
+    ),
+    # NUL is text: a name no user has, answered as a wrong one.
+    (
+        "username-nul",
+        "/login",
+        {"Content-Type": RAW_FORM},
+        b"csrf_token={csrf}&username=b%00ob&password=x",
+        401,
+    ),
 ]
 
 
