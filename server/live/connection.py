@@ -147,9 +147,10 @@ class ClientConnection:
             self._flush_pending = True
             self._flushes.add(self)
 
-    async def send_reply(self, frame: bytes) -> None:
-        """Queue a frame of an answer the client asked for, once it fits under
-        the transport's high-water mark: waits while the client reads what went before.
+    async def send_reply(self, frames: list[bytes]) -> None:
+        """Queue the frames of an answer the client asked for, each once it fits
+        under the transport's high-water mark: waits while the client reads
+        what went before.
 
         Live values that do not fit close the socket (they would pile up for a
         client that does not keep up). An answer is different: the client asked
@@ -158,21 +159,28 @@ class ClientConnection:
         does not shrink for STALL_SECONDS is closed as a slow consumer. What was
         queued before goes out first (a set-up's cork ends early: its answer is
         more than one write)."""
+        # Up to the high-water mark only: what follows the answer (held live
+        # values, `complete`) must still fit under `max_buffered`.
+        if self._waiting_bytes() + sum(map(len, frames)) <= TRANSPORT_HIGH_WATER:
+            # Most answers (every socket's set-up): queued at once, no wait.
+            for frame in frames:
+                self.send_frame(frame)
+            return
+        for frame in frames:
+            await self._room_for(len(frame))
+            self.send_frame(frame)
+
+    async def _room_for(self, size: int) -> None:
         loop = asyncio.get_running_loop()
         progress_at, before = loop.time(), None
         while not self._closing and not self.socket.closing and not self._transport.is_closing():
-            # Up to the high-water mark only: what follows the answer (held
-            # live values, `complete`) must still fit under `max_buffered`.
-            if (
-                self._pending_bytes + self._transport.get_write_buffer_size() + len(frame)
-                <= TRANSPORT_HIGH_WATER
-            ):
-                break
+            if self._waiting_bytes() + size <= TRANSPORT_HIGH_WATER:
+                return
             if self._pending:
                 self._write_pending()
             buffered = self._transport.get_write_buffer_size()
             if not buffered:
-                break  # a frame above the mark on its own, after all that went before
+                return  # a frame above the mark on its own, after all that went before
             if before is None or buffered < before:
                 progress_at = loop.time()  # the client read since the last look
             elif loop.time() - progress_at > STALL_SECONDS:
@@ -180,7 +188,9 @@ class ClientConnection:
                 return
             before = buffered
             await asyncio.sleep(RETRY_SECONDS)
-        self.send_frame(frame)
+
+    def _waiting_bytes(self) -> int:
+        return self._pending_bytes + self._transport.get_write_buffer_size()
 
     def cork(self) -> None:
         """Keep what is sent from now on until `uncork` writes it at once (a
@@ -316,6 +326,6 @@ class ClientConnection:
             "closing slow client of user %s on dashboard %s: %d bytes waiting",
             self.user.username,
             self.dashboard.id,
-            self._pending_bytes + self._transport.get_write_buffer_size(),
+            self._waiting_bytes(),
         )
         self.close_soon(CloseCode.SLOW_CONSUMER, "too slow: send buffer full")

@@ -249,9 +249,9 @@ async def send_histories(
     try:
         app[HUB_KEY].subscribe(conn, metric_ids)
         histories = await load(metric_ids)
+        await conn.send_reply([histories[metric_id][0] for metric_id in metric_ids])
         for metric_id in metric_ids:
-            frame, last_id = histories[metric_id]
-            await conn.send_reply(frame)
+            last_id = histories[metric_id][1]
             if last_id is not None:
                 last_sent[metric_id] = last_id
     finally:
