@@ -148,6 +148,7 @@ from common.db.usage import (
 from common.db.users import (
     Credentials,
     User,
+    count_users_except,
     create_user,
     delete_user,
     get_credentials,
@@ -250,6 +251,7 @@ __all__ = [
     "bucket_sketches",
     "bucketed_values",
     "claim_due_notifications",
+    "count_users_except",
     "create_alert_rule",
     "create_api_token",
     "create_contact_point",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import aiopg
@@ -73,6 +74,18 @@ async def list_users(pool: aiopg.Pool) -> list[User]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute("SELECT id, username FROM users ORDER BY username")
         return [User(*row) for row in await cur.fetchall()]
+
+
+async def count_users_except(pool: aiopg.Pool, usernames: Collection[str]) -> int:
+    """How many users are named none of `usernames`; 0 in a database never migrated."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT to_regclass('users') IS NOT NULL")
+        (exists,) = await cur.fetchone()
+        if not exists:
+            return 0
+        await cur.execute("SELECT count(*) FROM users WHERE username <> ALL(%s)", (list(usernames),))
+        (count,) = await cur.fetchone()
+    return int(count)
 
 
 async def delete_user(pool: aiopg.Pool, user_id: int) -> bool:

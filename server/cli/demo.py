@@ -13,6 +13,8 @@ from common.passwords import hash_password
 from common.sources import RANDOM, system_reading
 
 DEMO_SLUG = "demo"
+# The logins create_demo makes, each with its name as its password.
+DEMO_USERNAMES = ("demo", "viewer", "outsider")
 DEMO_METRICS = [
     ("requests", "counter", "req", "HTTP requests served"),
     ("errors", "counter", "err", "Requests that failed"),
@@ -63,6 +65,12 @@ async def create_demo(pool: aiopg.Pool) -> DemoLogins:
     machine = await _ensure_machine_dashboard(pool)
     await db.add_member(pool, machine.id, member.id, db.EDITOR)
     return DemoLogins(("demo", "demo"), ("outsider", "outsider"), dashboard, machine, ("viewer", "viewer"))
+
+
+async def real_users(pool: aiopg.Pool) -> int:
+    """How many users are not the demo's: a real deployment's, beside whom
+    logins with known passwords would let anyone in."""
+    return await db.count_users_except(pool, DEMO_USERNAMES)
 
 
 async def _ensure_dashboard(

@@ -14,7 +14,7 @@ from common.config import ResolvedSettings
 from common.failures import BackendUnavailable, reaching_database, reaching_redis
 from common.migrate import MigrationError, migrate, pending_migrations
 from common.redisconn import connect_redis
-from server.cli.demo import create_demo
+from server.cli.demo import create_demo, real_users
 from server.cli.quotas import QUOTAS, quota_options, quotas_from
 from server.cli.shared import open_pool
 from server.proxies import parse_networks
@@ -56,6 +56,10 @@ MAX_PROCESS_CONNECTIONS_HELP = (
     "Keep it below the file descriptor limit."
 )
 CLIENT_BUFFER_HELP = "Bytes that may wait for one slow client before it is disconnected (close 4008)."
+ALONGSIDE_REAL_USERS_HELP = (
+    "Add the demo logins even though the database holds other users (a real deployment's), "
+    "where anyone who knows them could log in. Without it, that is refused."
+)
 
 
 def _networks(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -273,16 +277,26 @@ async def check(ctx: click.Context) -> None:
 
 
 @click.command()
+@click.option("--alongside-real-users", is_flag=True, help=ALONGSIDE_REAL_USERS_HELP)
 @click.pass_context
 @run_async
-async def demo(ctx: click.Context) -> None:
+async def demo(ctx: click.Context, alongside_real_users: bool) -> None:
     """Create the demo dashboards, an editor (demo/demo), a viewer (viewer/viewer) and a
     non-member (outsider/outsider).
 
     "Service health (demo)" gets random values; "This machine" the worker host's
-    CPU, memory, load, network and disk readings.
+    CPU, memory, load, network and disk readings. Refused where the database holds
+    other users (a real deployment), unless --alongside-real-users.
     """
     async with open_pool(resolved_settings(ctx)) as pool:
+        # Before migrating: a refused command leaves a real database as it found it.
+        others = await real_users(pool)
+        if others and not alongside_real_users:
+            raise click.ClickException(
+                f"not adding demo/demo, viewer/viewer and outsider/outsider: the database holds {others}"
+                " other user(s), a real deployment's, where anyone could log in with them"
+                " (--alongside-real-users adds them anyway)"
+            )
         await migrate(pool)
         logins = await create_demo(pool)
     click.echo(f"demo dashboard {logins.dashboard.slug} (id {logins.dashboard.id})")
@@ -296,11 +310,15 @@ async def demo(ctx: click.Context) -> None:
 @click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", envvar="DASHBOARD_PORT", type=int, default=8080, show_default=True, help=PORT_HELP)
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Worker seconds between values.")
+@click.option("--alongside-real-users", is_flag=True, help=ALONGSIDE_REAL_USERS_HELP)
 @click.pass_context
-def up(ctx: click.Context, host: str, port: int, interval: float) -> None:
-    """Everything on this machine: migrate, demo data, a worker and the server."""
+def up(ctx: click.Context, host: str, port: int, interval: float, alongside_real_users: bool) -> None:
+    """Everything on this machine: migrate, demo data, a worker and the server.
+
+    Refused, like `demo`, where the database holds other users than the demo's.
+    """
     settings = resolved_settings(ctx)
-    ctx.invoke(demo)
+    ctx.invoke(demo, alongside_real_users=alongside_real_users)
     env = dict(
         os.environ,
         DASHBOARD_DATABASE_URL=settings.database_url,
