@@ -1,21 +1,24 @@
-"""What both CLIs share: the connection options, the config file, `config show`
-and running an async command."""
+"""What both CLIs share: the connection options, the config file, `config show`,
+running an async command and its database pool."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiopg
 import click
 
+from common import db
 from common.config import DEFAULT_DATA_DIR, ResolvedSettings, Settings, check_database_url, obscure_password
 from common.configfile import default_map
 from common.embedded import EmbeddedUnavailable, start_embedded
-from common.failures import BackendUnavailable
+from common.failures import BackendUnavailable, reaching_database
 from common.logs import LOG_FORMATS, configure_logging
 from common.migrate import MigrationError
 from common.redisconn import parse_redis_url
@@ -248,3 +251,15 @@ def run_async(coroutine_function: Callable[..., Coroutine[Any, Any, T]]) -> Call
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+@asynccontextmanager
+async def command_pool(settings: ResolvedSettings, *, maxsize: int) -> AsyncIterator[aiopg.Pool]:
+    """The pool of one command, closed on exit. PostgreSQL out of reach as it
+    opens (it connects at once) is BackendUnavailable: with `run_async`, one
+    line naming the database and exit 1, not a traceback."""
+    async with AsyncExitStack() as stack:
+        # Only the opening: what the command's own statements raise is theirs.
+        with reaching_database(settings.database_url):
+            pool = await stack.enter_async_context(db.create_pool(settings.database_url, maxsize=maxsize))
+        yield pool

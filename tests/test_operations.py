@@ -338,6 +338,35 @@ def test_a_backend_out_of_reach_is_one_line_saying_which_and_why_and_exit_1(sett
     assert "Traceback" not in output
 
 
+# Every admin command opens its pool the same way; one of each kind and program.
+ADMIN_COMMANDS = [
+    ["server", "migrate"],
+    ["server", "demo"],
+    ["server", "user", "create", "alice", "--password", "pw"],
+    ["server", "dashboard", "list"],
+    ["server", "export", "web-tier"],
+    ["server", "usage"],
+    ["worker", "prune", "--retention-days", "30"],
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["database refused", "database unknown"])
+@pytest.mark.parametrize("command", ADMIN_COMMANDS, ids=" ".join)
+def test_an_admin_command_meeting_no_database_says_so_in_one_line(settings, fault, command):
+    """As `run` and `check` do: the operator reads which database and why, not a traceback."""
+    with ExitStack() as stack:
+        database_url, redis_url, expected = _out_of_reach(stack, fault, settings)
+        args = ["-m", command[0], "--database-url", database_url, "--redis-url", redis_url, *command[1:]]
+        process = stack.enter_context(child(args))
+        code = process.wait(CLIENT_TIMEOUT + 10)
+        output = process.output()
+    assert code == 1, output
+    [line] = output.splitlines()
+    assert re.match(f"Error: {expected}", line), output
+    assert SECRET not in output
+
+
 @pytest.mark.slow
 def test_a_port_in_use_is_the_one_failure_blamed_on_the_port(settings):
     urls = ["--database-url", settings.database_url, "--redis-url", settings.redis_url]

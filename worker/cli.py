@@ -14,6 +14,7 @@ import click
 from common import db
 from common.cli import (
     ConfigurationError,
+    command_pool,
     config_group,
     connection_options,
     resolved_settings,
@@ -305,8 +306,7 @@ async def prune(ctx: click.Context, retention_days: float, rollup_retention_days
     Rolls up new values, then drops the partitions and deletes the values (in
     small batches) older than --retention-days or their dashboard's own.
     """
-    settings = resolved_settings(ctx)
-    async with db.create_pool(settings.database_url, maxsize=1) as pool:
+    async with command_pool(resolved_settings(ctx), maxsize=1) as pool:
         if await pending_migrations(pool):
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         done = await maintain_once(pool, RetentionPolicy(retention_days, rollup_retention_days))

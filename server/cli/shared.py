@@ -12,7 +12,7 @@ import click
 from marshmallow import Schema, ValidationError
 
 from common import db
-from common.cli import resolved_settings, run_async
+from common.cli import command_pool, resolved_settings, run_async
 from common.config import ResolvedSettings
 from common.events import (
     DashboardChanged,
@@ -27,8 +27,9 @@ from common.redisconn import connect_redis
 
 @asynccontextmanager
 async def open_pool(settings: ResolvedSettings) -> AsyncIterator[aiopg.Pool]:
-    """A two-connection pool: enough for one admin command."""
-    async with db.create_pool(settings.database_url, maxsize=2) as pool:
+    """A two-connection pool: enough for one admin command (PostgreSQL out of
+    reach is one line, common/cli.py `command_pool`)."""
+    async with command_pool(settings, maxsize=2) as pool:
         yield pool
 
 
