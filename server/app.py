@@ -19,7 +19,7 @@ from aiohttp_session import session_middleware
 from common import db, vocabulary
 from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
-from common.failures import reaching_database, reaching_redis
+from common.failures import ping_redis, reaching_database
 from common.migrate import MigrationError, pending_migrations
 from common.redisconn import connect_redis
 from server.auth import SESSION_COOKIE, csrf_middleware
@@ -152,8 +152,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis_client = app[REDIS_KEY]
     try:
-        with reaching_redis(app[SETTINGS_KEY].redis_url):
-            await redis_client.ping()
+        await ping_redis(redis_client, app[SETTINGS_KEY].redis_url)
         log.info(
             "Redis ready at %s (channels %s)",
             obscure_password(app[SETTINGS_KEY].redis_url),

@@ -24,6 +24,7 @@ import pytest
 
 from common import db
 from common.db.core import CLIENT_TIMEOUT, POOL_CLOSE_WAIT
+from common.failures import REDIS_STARTUP_TIMEOUT
 from server.app import create_app
 from server.live.closecodes import CloseCode
 from server.running import SHUTDOWN_TIMEOUT
@@ -300,6 +301,11 @@ def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str
         # errno 111: ECONNREFUSED.
         reason = rf"Error 111 connecting to 127\.0\.0\.1:{port}"
         return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
+    if fault == "redis silent":
+        port = stack.enter_context(unanswered_port())
+        redis_url = f"redis://:{SECRET}@127.0.0.1:{port}/0"
+        where = re.escape(redis_url.replace(SECRET, "***"))
+        return database_url, redis_url, f"Redis at {where} did not answer within {REDIS_STARTUP_TIMEOUT} s"
     if fault == "database unknown":
         database_url = _with_password(with_database_name(database_url, "no_such_database"))
         reason = 'database "no_such_database" does not exist'
@@ -313,7 +319,7 @@ def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str
     return database_url, redis_url, f"cannot connect to PostgreSQL at {where}: .*{reason}"
 
 
-BACKEND_FAULTS = ["database refused", "database unknown", "database silent", "redis refused"]
+BACKEND_FAULTS = ["database refused", "database unknown", "database silent", "redis refused", "redis silent"]
 
 
 @pytest.mark.slow
@@ -321,21 +327,45 @@ BACKEND_FAULTS = ["database refused", "database unknown", "database silent", "re
 @pytest.mark.parametrize("command", [["server", "check"], ["server", "run"], ["worker", "run"]], ids=" ".join)
 def test_a_backend_out_of_reach_is_one_line_saying_which_and_why_and_exit_1(settings, fault, command):
     """Not 78: a restart may help once the backend is back. Not the port's
-    fault, and no traceback. A silent database takes the pool's timeout."""
+    fault, and no traceback. A silent database takes the pool's timeout; a
+    silent Redis the start-up ping's, well before systemd would give up."""
     with ExitStack() as stack:
         database_url, redis_url, expected = _out_of_reach(stack, fault, settings)
         args = ["-m", command[0], "--database-url", database_url, "--redis-url", redis_url, *command[1:]]
         if command == ["server", "run"]:
             args += ["--port", str(free_port())]
+        started = time.monotonic()
         process = stack.enter_context(child(args))
         code = process.wait(CLIENT_TIMEOUT + 10)
+        elapsed = time.monotonic() - started
         output = process.output()
     assert code == 1, output
+    if fault == "redis silent":
+        assert elapsed < 10, output
     prefix = "not ready: " if command[1] == "check" else ""
     assert re.search(f"^Error: {prefix}{expected}", output, re.MULTILINE), output
     assert SECRET not in output
     assert "cannot serve on" not in output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_silent_sentinels_share_one_start_up_bound(settings):
+    """Not one read timeout per sentinel (and its retries): one bound for the
+    start-up ping, whatever the deployment, and one line."""
+    with ExitStack() as stack:
+        ports = [stack.enter_context(unanswered_port()) for _ in range(3)]
+        redis_url = "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in ports) + "/mymaster"
+        args = ["-m", "server", "--database-url", settings.database_url, "--redis-url", redis_url, "check"]
+        started = time.monotonic()
+        process = stack.enter_context(child(args))
+        code = process.wait(CLIENT_TIMEOUT + 20)
+        elapsed = time.monotonic() - started
+        output = process.output()
+    assert code == 1, output
+    [line] = output.splitlines()
+    assert line == f"Error: not ready: Redis at {redis_url} did not answer within {REDIS_STARTUP_TIMEOUT} s"
+    assert elapsed < 10, output
 
 
 # Every admin command opens its pool the same way; one of each kind and program.

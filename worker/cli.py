@@ -24,7 +24,7 @@ from common.cli import (
 )
 from common.config import ResolvedSettings, obscure_password
 from common.events import channels_for
-from common.failures import reaching_database, reaching_redis
+from common.failures import ping_redis, reaching_database
 from common.migrate import pending_migrations
 from common.redisconn import connect_redis
 from common.sdnotify import notify, run_watchdog
@@ -351,8 +351,7 @@ async def _producer(
             raise ConfigurationError("the database needs migrations: run `dashboard-server migrate`")
         client = connect_redis(settings.redis_url)
         stack.push_async_callback(client.aclose)
-        with reaching_redis(settings.redis_url):
-            await client.ping()
+        await ping_redis(client, settings.redis_url)
         channels = channels_for(settings.redis_url, settings.channel_prefix)
         # Ticks go by binary COPY on a connection of its own (common/db/copyin.py).
         copier = db.Copier(settings.database_url or "")

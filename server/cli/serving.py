@@ -11,7 +11,7 @@ import click
 
 from common.cli import ConfigurationError, resolved_settings, run_async
 from common.config import ResolvedSettings
-from common.failures import BackendUnavailable, reaching_database, reaching_redis
+from common.failures import BackendUnavailable, ping_redis, reaching_database
 from common.migrate import MigrationError, migrate, pending_migrations
 from common.redisconn import connect_redis
 from server.cli.demo import create_demo, real_users
@@ -260,8 +260,7 @@ async def check(ctx: click.Context) -> None:
                 pending = await pending_migrations(pool)
         client = connect_redis(settings.redis_url)
         try:
-            with reaching_redis(settings.redis_url):
-                await client.ping()
+            await ping_redis(client, settings.redis_url)
         finally:
             await client.aclose()
     except MigrationError as exc:
