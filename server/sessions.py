@@ -39,6 +39,12 @@ ANONYMOUS_PREFIX = "anon."
 ANONYMOUS_MAX_AGE = 3600
 # What secrets.token_urlsafe(32) makes (server/auth.py csrf_token).
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
+# What a logged-in session's key is (uuid.uuid4().hex, `save_session`). Any
+# other cookie names no session and is not looked up: the keys of one loop
+# turn go to Redis in one MGET, and a key Redis cannot take (a cookie's
+# undecodable bytes arrive as lone surrogates) failed the whole batch, other
+# users' requests with it.
+_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 class RedisSessionStorage(AbstractStorage):
@@ -57,7 +63,7 @@ class RedisSessionStorage(AbstractStorage):
                 anonymous: SessionData = {"created": int(time.time()), "session": {CSRF_SESSION_KEY: token}}
                 return Session(None, data=anonymous, new=False, max_age=ANONYMOUS_MAX_AGE)
             return Session(None, data=None, new=True, max_age=self.max_age)
-        if key is not None:
+        if isinstance(key, str) and _KEY.fullmatch(key):
             # The sessions asked for in one loop turn are read in one pipeline (a reconnect storm).
             raw = await self._reads.read_batched("get", session_redis_key(str(key)), self._get_many)
             if raw is not None:

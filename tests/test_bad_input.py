@@ -154,14 +154,14 @@ MALFORMED_COOKIES = [
     ("quoted", '"abc"'),
     ("very long", "a" * 4000),
     ("control characters", "%00%0d%0a"),
-    ("stored but not JSON", "stored-junk"),
-    ("stored with a string user id", "stored-string-id"),
-    ("stored for a deleted user", "stored-ghost"),
+    ("stored but not JSON", "5" * 32),
+    ("stored with a string user id", "6" * 32),
+    ("stored for a deleted user", "7" * 32),
 ]
 STORED = {
-    "stored-junk": "{{{",
-    "stored-string-id": json.dumps({"created": 2_000_000_000, "session": {"user_id": "1"}}),
-    "stored-ghost": json.dumps({"created": 2_000_000_000, "session": {"user_id": 987654}}),
+    "5" * 32: "{{{",
+    "6" * 32: json.dumps({"created": 2_000_000_000, "session": {"user_id": "1"}}),
+    "7" * 32: json.dumps({"created": 2_000_000_000, "session": {"user_id": 987654}}),
 }
 
 
@@ -677,19 +677,21 @@ async def _send_bodies(settings, requests) -> None:
 # give any code point. Each used to be a 500 with a traceback in the log.
 
 
-async def _raw_post(
-    client: TestClient, path: str, headers: dict[str, bytes], body: bytes
+async def _raw_request(
+    client: TestClient, path: str, headers: dict[str, bytes], body: bytes | None
 ) -> tuple[int, bytes]:
-    """A POST sent byte for byte (a client library would refuse or re-encode these headers)."""
+    """A POST (a GET when `body` is None) sent byte for byte: a client library
+    would refuse or re-encode these headers."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     lines = [
-        f"POST {path} HTTP/1.1".encode(),
+        f"{'GET' if body is None else 'POST'} {path} HTTP/1.1".encode(),
         f"Host: {client.host}:{client.port}".encode(),
         b"Connection: close",
     ]
     lines += [name.encode() + b": " + value for name, value in headers.items()]
-    lines.append(b"Content-Length: " + str(len(body)).encode())
-    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    if body is not None:
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + (body or b""))
     try:
         answer = await asyncio.wait_for(reader.read(), 10)
     finally:
@@ -772,7 +774,7 @@ async def test_undecodable_text_is_refused_with_a_4xx_not_a_crash(
     csrf = await csrf_from(client)  # an anonymous session, as a login page gives
     cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["dashboard_session"].value
     body = body.replace(b"{csrf}", csrf.encode())
-    got, rest = await _raw_post(
+    got, rest = await _raw_request(
         client, path, {**headers, "Cookie": f"dashboard_session={cookie}".encode()}, body
     )
     assert got == status, rest[-300:]
@@ -786,3 +788,19 @@ def test_a_password_utf8_cannot_hold_is_unusable_and_never_matches():
         hash_password("pass\ud800word")
     assert not verify_password(hash_password("password"), "pass\ud800word")
     assert not verify_password(None, "\udcff")
+
+
+async def test_a_session_cookie_redis_cannot_take_fails_no_one_else(client, ops, caplog):
+    """Session reads of one loop turn go to Redis in one MGET: a cookie whose
+    bytes are not UTF-8 (a lone surrogate in the key) failed the whole batch,
+    so other users' pages and socket set-ups in that turn got 500s."""
+    await log_in(client, "alice")
+    bad = {"Cookie": b"dashboard_session=ab\xff\xfecd"}
+    answers = await asyncio.gather(
+        *[_raw_request(client, "/dashboards/", bad, None) for _ in range(5)],
+        *[client.get("/dashboards/", allow_redirects=False) for _ in range(20)],
+    )
+    assert [status for status, _ in answers[:5]] == [302] * 5  # not logged in: to the login page
+    assert [response.status for response in answers[5:]] == [200] * 20
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+    await still_served(client, ops)
