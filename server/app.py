@@ -39,7 +39,7 @@ from server.keys import (
 )
 from server.live.configpush import config_push_ctx
 from server.live.gaps import DatabaseStream
-from server.live.history import RANGE_TURNS_PER_USER
+from server.live.history import HISTORY_TURNS_PER_USER
 from server.live.hub import Hub
 from server.live.preferencespush import preferences_push_ctx
 from server.live.revocation import registry_ctx
@@ -106,7 +106,7 @@ def create_app(settings: ResolvedSettings) -> web.Application:
     app[REDIS_KEY] = redis_client
     app[SOCKETS_KEY] = OpenSockets()
     app[READS_KEY] = SharedReads()
-    app[HISTORY_TURNS_KEY] = PerUserTurns(RANGE_TURNS_PER_USER)
+    app[HISTORY_TURNS_KEY] = PerUserTurns(HISTORY_TURNS_PER_USER)
     templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(resources.files("templates"))),

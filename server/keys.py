@@ -43,7 +43,7 @@ CONFIGS_KEY: web.AppKey[ConfigCache] = web.AppKey("configs")
 READS_KEY: web.AppKey[SharedReads] = web.AppKey("reads")
 # Login password checks, off the event loop and bounded (server/ratelimit.py).
 PASSWORD_GATE_KEY: web.AppKey[PasswordGate] = web.AppKey("password_gate")
-# A range's history, a few of one user's at once (server/ratelimit.py).
+# Histories clients ask for, a few of one user's at once (server/live/history.py).
 HISTORY_TURNS_KEY: web.AppKey[PerUserTurns] = web.AppKey("history_turns")
 
 # The logged-in user of a request, set by auth.login_required.

@@ -192,13 +192,13 @@ class PasswordGate:
 class PerUserTurns:
     """At most `limit` of one user's requests of a kind at once; the rest wait their turn.
 
-    For work that costs the process much more than a message does (a range's
-    history: up to 100,000 rows read, turned into objects and encoded on the
-    event loop, then written as the client reads it). The socket's message
-    rate alone lets one user run one of those per open socket at once; this
-    bounds what one user holds of the database pool and of the loop's time,
-    whatever the number of sockets or tabs. Nothing is refused: the request
-    waits, as its socket's later messages do.
+    For work that costs the process much more than a message does (a history
+    a client asks for: up to 100,000 rows read, turned into objects and
+    encoded on the event loop, then written as the client reads it). The
+    socket's message rate alone lets one user run one of those per open
+    socket at once; this bounds what one user holds of the database pool, of
+    the loop's time and of memory, whatever the number of sockets or tabs.
+    Nothing is refused: the request waits, as its socket's later messages do.
     """
 
     def __init__(self, limit: int) -> None:

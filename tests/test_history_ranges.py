@@ -15,7 +15,7 @@ import pytest
 
 from common import db, stats
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
-from server.live.history import MAX_POINTS, MAX_RAW, RANGE_TURNS_PER_USER
+from server.live.history import HISTORY_TURNS_PER_USER, MAX_POINTS, MAX_RAW
 from server.ratelimit import PerUserTurns
 from tests.statsdata import exact_percentile
 from tests.wsclient import connect_bare, publish, receive, receive_until
@@ -273,7 +273,7 @@ async def test_a_dashboard_full_of_metrics_gets_its_whole_history_on_one_socket(
 
 
 async def test_one_users_range_histories_take_turns_and_other_users_do_not_wait():
-    turns = PerUserTurns(RANGE_TURNS_PER_USER)
+    turns = PerUserTurns(HISTORY_TURNS_PER_USER)
     running: Counter[int] = Counter()
     most: Counter[int] = Counter()
     answered = asyncio.Event()
@@ -288,10 +288,10 @@ async def test_one_users_range_histories_take_turns_and_other_users_do_not_wait(
     # One user's many sockets at once, and another user's one.
     tasks = [asyncio.create_task(history(1)) for _ in range(6)] + [asyncio.create_task(history(2))]
     await asyncio.sleep(0.05)
-    assert running == {1: RANGE_TURNS_PER_USER, 2: 1}
+    assert running == {1: HISTORY_TURNS_PER_USER, 2: 1}
     answered.set()
     await asyncio.gather(*tasks)
-    assert most == {1: RANGE_TURNS_PER_USER, 2: 1}
+    assert most == {1: HISTORY_TURNS_PER_USER, 2: 1}
     assert not turns._turns  # nothing kept for users with nothing running
 
 

@@ -248,3 +248,57 @@ async def test_a_history_read_slowly_arrives_whole_and_one_never_read_is_cut_off
     assert code == CloseCode.SLOW_CONSUMER
     for raw in (slow, stuck, bystander):
         raw.writer.close()
+
+
+async def test_a_history_read_slowly_is_not_taken_for_a_dead_peer(
+    aiohttp_client, settings, make_user, make_dashboard, make_metric, pool
+):
+    """While an answer waits for its client, the server reads nothing from it
+    (its send buffer is full), so the client's pongs wait unread: the client's
+    reading is its sign of life, or the heartbeat would cut every answer that
+    takes longer than two beats to read (a large history on a slow link)."""
+    # Beats of 1 s; an answer of 30 frames of ~70 KB read at one frame per
+    # 0.1 s takes 3 s and more. Its last 256 KB (what is still queued once the
+    # whole answer is) drain in about 0.4 s, after which the pongs are read.
+    app = create_app(replace(settings, heartbeat_seconds=1.0))
+    client = await aiohttp_client(app)
+    alice = await make_user("alice")
+    dashboard = await make_dashboard("ops", members=(alice,))
+    metrics = [await make_metric(dashboard, f"m{n}") for n in range(30)]
+    now = datetime.now(UTC)
+    await db.insert_values(
+        pool,
+        [(m.id, float(n), now - timedelta(seconds=MAX_RAW - n)) for m in metrics for n in range(MAX_RAW)],
+    )
+    await log_in(client, "alice")
+    ws = await client.ws_connect(f"/ws/dashboard/{dashboard.id}/?subscribe=none")  # answers pings
+    assert [(await ws.receive_json())["action"] for _ in range(3)] == [
+        "authentication",
+        "dashboard_config",
+        "alerts",
+    ]
+    ours = ws.get_extra_info("sockname")
+    (server_socket,) = [
+        s for s in app[SOCKETS_KEY] if s.transport and s.transport.get_extra_info("peername") == ours
+    ]
+    assert server_socket.transport is not None
+    server_socket.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    started = time.monotonic()
+    await ws.send_json(
+        {
+            "action": "history",
+            "payload": {
+                "metric_ids": [m.id for m in metrics],
+                "from": (now - timedelta(hours=1)).isoformat(),
+            },
+        }
+    )
+    actions = []
+    while not actions or actions[-1] != "complete":
+        actions.append((await ws.receive_json(timeout=10))["action"])
+        await asyncio.sleep(0.1)  # a slow link
+    assert actions == ["metric_history"] * len(metrics) + ["complete"]
+    assert time.monotonic() - started > 2.5  # it did take several beats
+    await ws.send_json({"action": "ping"})
+    assert (await ws.receive_json(timeout=5))["action"] == "pong"
+    await ws.close()

@@ -183,6 +183,9 @@ class ClientConnection:
                 return  # a frame above the mark on its own, after all that went before
             if before is None or buffered < before:
                 progress_at = loop.time()  # the client read since the last look
+                # Its pongs wait unread meanwhile (nothing is read from a
+                # socket whose send buffer is full): reading is its sign of life.
+                self.socket.heard_from()
             elif loop.time() - progress_at > STALL_SECONDS:
                 self._overflow()
                 return

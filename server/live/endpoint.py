@@ -28,7 +28,6 @@ from server.auth import origin_allowed, socket_session
 from server.keys import (
     CONFIGS_KEY,
     DB_KEY,
-    HISTORY_TURNS_KEY,
     HUB_KEY,
     READS_KEY,
     REGISTRY_KEY,
@@ -266,10 +265,8 @@ async def _on_history(app: web.Application, conn: ClientConnection, payload: dic
     # ended in the past says `live: false`; the metrics stay subscribed all the same
     # (the socket's own liveness and the alerts do not depend on the range in view).
     wanted = _own_metric_ids(conn, payload["metric_ids"])
-    async with app[HISTORY_TURNS_KEY].turn(conn.user.id):
-        # The window from when the turn came: a range ending now ends then.
-        loader = range_loader(app, conn.metrics, requested_window(payload, datetime.now(UTC)))
-        await answer_with_histories(app, conn, wanted, loader)
+    loader = range_loader(app, conn.metrics, requested_window(payload, datetime.now(UTC)))
+    await answer_with_histories(app, conn, wanted, loader)
 
 
 async def _on_resume(app: web.Application, conn: ClientConnection, payload: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from common import db
 from common.db import Metric, MetricValue
 from common.schemas import ProtocolError, encode_message
 from common.vocabulary import RANGES
-from server.keys import DB_KEY, HUB_KEY, READS_KEY, SETTINGS_KEY, TELEMETRY_KEY
+from server.keys import DB_KEY, HISTORY_TURNS_KEY, HUB_KEY, READS_KEY, SETTINGS_KEY, TELEMETRY_KEY
 from server.live.connection import ClientConnection
 from server.live.frames import text_frame
 from server.live.summaries import bucket_summary, merge_sketches, raw_summary
@@ -35,10 +35,12 @@ MAX_RECOVERED = 1000  # values per metric `resume` sends; a longer gap is report
 # and starts within RAW_HORIZON, where raw values are always kept (the shortest retention is a day).
 MAX_RAW = 1000
 RAW_HORIZON = timedelta(days=1)
-# A range's history can cost the process a read of MAX_RAW + 1 values of each of a
-# hundred metrics, made into objects and encoded on the event loop: this many of
-# one user's at once, whatever their sockets and tabs (server/ratelimit.py, PerUserTurns).
-RANGE_TURNS_PER_USER = 2
+# A history a client asks for (a range, `resume`, `subscribe`) can cost the process
+# a read of about a thousand values of each of a hundred metrics, made into objects,
+# encoded on the event loop and written as the client reads it: this many of one
+# user's at once, whatever their sockets and tabs (server/ratelimit.py, PerUserTurns).
+# Per process: with --workers N a user has N times as many.
+HISTORY_TURNS_PER_USER = 2
 
 # Per metric: its finished `metric_history` frame, and the id of the newest value in it.
 HistoryFrames = dict[int, tuple[bytes, int | None]]
@@ -261,11 +263,13 @@ async def send_histories(
 async def answer_with_histories(
     app: web.Application, conn: ClientConnection, metric_ids: list[int], load: HistoryLoader
 ) -> None:
-    """`send_histories` for a client's request: with the database away the
-    client gets an error and nothing changes, so it can simply ask again."""
+    """`send_histories` for a client's request (`history`, `resume`, `subscribe`),
+    a few of one user's at once: with the database away the client gets an
+    error and nothing changes, so it can simply ask again."""
     newly = [metric_id for metric_id in metric_ids if metric_id not in conn.subscribed]
     try:
-        await send_histories(app, conn, metric_ids, load)
+        async with app[HISTORY_TURNS_KEY].turn(conn.user.id):
+            await send_histories(app, conn, metric_ids, load)
     except db.UNAVAILABLE as exc:
         app[HUB_KEY].unsubscribe(conn, newly)
         log.warning("history unavailable: %s", exc)

@@ -259,6 +259,12 @@ class WebSocket(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
 
+    def heard_from(self) -> None:
+        """The peer is alive: it read what we sent (an answer being written as it
+        reads, while we read nothing from it) or it sent something."""
+        self.last_heard = time.monotonic()
+        self.ping_sent = False
+
     def ping(self) -> None:
         if not self.closing and self.transport is not None:
             self.ping_sent = True
@@ -284,8 +290,7 @@ class WebSocket(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.last_heard = time.monotonic()
-        self.ping_sent = False
+        self.heard_from()
         if self._reader is None:
             # We read nothing more: whatever comes, its close frame or more, ends it.
             if self.transport is not None:
