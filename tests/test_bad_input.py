@@ -804,3 +804,21 @@ async def test_a_session_cookie_redis_cannot_take_fails_no_one_else(client, ops,
     assert [response.status for response in answers[5:]] == [200] * 20
     assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
     await still_served(client, ops)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboards/" + "1" * 4301 + "/",  # beyond what int() takes
+        "/dashboards/" + "9" * 4300 + "/export",  # what it takes, beyond a bigint
+        "/dashboards/\u0663/",  # an Arabic-Indic three: a digit to \d, not an id
+        "/ws/dashboard/" + "1" * 4301 + "/",
+    ],
+    ids=["4301 digits", "4300 digits", "non-ASCII digit", "socket, 4301 digits"],
+)
+async def test_an_id_no_dashboard_can_have_is_no_route(client, ops, caplog, path):
+    await log_in(client, "alice")
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 404
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+    await still_served(client, ops)
