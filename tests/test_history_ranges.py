@@ -17,6 +17,7 @@ from common import db, stats
 from common.schemas import SERVER_PAYLOAD_SCHEMAS
 from server.live.history import HISTORY_TURNS_PER_USER, MAX_POINTS, MAX_RAW
 from server.ratelimit import PerUserTurns
+from tests.helpers import store_last_seconds
 from tests.statsdata import exact_percentile
 from tests.wsclient import connect_bare, publish, receive, receive_until
 from worker.retention import delete_expired
@@ -251,18 +252,11 @@ async def test_a_dashboard_full_of_metrics_gets_its_whole_history_on_one_socket(
     as a slow consumer's backlog."""
     metrics = [setup["cpu"], setup["requests"]]
     metrics += [await make_metric(setup["ops"], f"m{n}") for n in range(98)]
-    now = datetime.now(UTC)
-    rows = [
-        (metric.id, float(n), now - timedelta(seconds=(MAX_RAW - n) * 0.9))
-        for metric in metrics
-        for n in range(MAX_RAW)
-    ]
-    for start in range(0, len(rows), 10_000):
-        await db.insert_values(pool, rows[start : start + 10_000])
+    now = await store_last_seconds(pool, metrics, MAX_RAW)
 
     ws = await connect_bare(client, setup["ops"].id)
     ids = [metric.id for metric in metrics]
-    answers = await _history(ws, ids, **{"from": _iso(now - timedelta(seconds=MAX_RAW))})
+    answers = await _history(ws, ids, **{"from": _iso(now - timedelta(seconds=MAX_RAW + 1))})
     assert [answer["metric_id"] for answer in answers] == ids
     for answer in answers:
         assert answer["bucket_seconds"] == 0

@@ -10,18 +10,17 @@ import json
 import socket
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from common import db
 from server.app import create_app
 from server.keys import SOCKETS_KEY
 from server.live import connection
 from server.live.closecodes import CloseCode
 from server.live.history import MAX_RAW
 from server.live.transport import WebSocket
-from tests.helpers import log_in
+from tests.helpers import log_in, store_last_seconds
 from tests.wsclient import RawClient, client_frame, publish_many
 
 PING, PONG, CLOSE = 0x9, 0xA, 0x8
@@ -202,11 +201,7 @@ async def test_a_history_read_slowly_arrives_whole_and_one_never_read_is_cut_off
     alice = await make_user("alice")
     dashboard = await make_dashboard("ops", members=(alice,))
     metrics = [await make_metric(dashboard, f"m{n}") for n in range(10)]
-    now = datetime.now(UTC)
-    await db.insert_values(
-        pool,
-        [(m.id, float(n), now - timedelta(seconds=MAX_RAW - n)) for m in metrics for n in range(MAX_RAW)],
-    )
+    now = await store_last_seconds(pool, metrics, MAX_RAW)
     await log_in(client, "alice")
     path = f"/ws/dashboard/{dashboard.id}/?subscribe=none"
     ask = json.dumps(
@@ -265,11 +260,7 @@ async def test_a_history_read_slowly_is_not_taken_for_a_dead_peer(
     alice = await make_user("alice")
     dashboard = await make_dashboard("ops", members=(alice,))
     metrics = [await make_metric(dashboard, f"m{n}") for n in range(30)]
-    now = datetime.now(UTC)
-    await db.insert_values(
-        pool,
-        [(m.id, float(n), now - timedelta(seconds=MAX_RAW - n)) for m in metrics for n in range(MAX_RAW)],
-    )
+    now = await store_last_seconds(pool, metrics, MAX_RAW)
     await log_in(client, "alice")
     ws = await client.ws_connect(f"/ws/dashboard/{dashboard.id}/?subscribe=none")  # answers pings
     assert [(await ws.receive_json())["action"] for _ in range(3)] == [
