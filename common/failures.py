@@ -24,8 +24,15 @@ from common.db.core import CLIENT_TIMEOUT
 from common.db.core import UNAVAILABLE as DATABASE_UNAVAILABLE
 from common.redisconn import RedisClient
 
-# Redis down, restarting, refusing (READONLY, OOM) or out of reach.
-REDIS_UNAVAILABLE = (redis.exceptions.RedisError, OSError)
+# Redis down, restarting, refusing (READONLY, OOM) or out of reach; for a
+# cluster also no node reachable, or a slot no node serves (those two are not
+# RedisErrors: without them a cluster out of reach was a traceback).
+REDIS_UNAVAILABLE = (
+    redis.exceptions.RedisError,
+    OSError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+)
 # Either of them: what a request or a round needing both can meet.
 BACKEND_UNAVAILABLE = (*DATABASE_UNAVAILABLE, *REDIS_UNAVAILABLE)
 # Seconds Redis has to answer the start-up ping, connecting included, however

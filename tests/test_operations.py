@@ -301,6 +301,12 @@ def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str
         # errno 111: ECONNREFUSED.
         reason = rf"Error 111 connecting to 127\.0\.0\.1:{port}"
         return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
+    if fault == "redis cluster refused":
+        port = free_port()
+        redis_url = f"redis+cluster://:{SECRET}@127.0.0.1:{port}"
+        where = re.escape(redis_url.replace(SECRET, "***"))
+        reason = rf"Redis Cluster cannot be connected.*Error 111 connecting to 127\.0\.0\.1:{port}"
+        return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
     if fault == "redis silent":
         port = stack.enter_context(unanswered_port())
         redis_url = f"redis://:{SECRET}@127.0.0.1:{port}/0"
@@ -319,7 +325,14 @@ def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str
     return database_url, redis_url, f"cannot connect to PostgreSQL at {where}: .*{reason}"
 
 
-BACKEND_FAULTS = ["database refused", "database unknown", "database silent", "redis refused", "redis silent"]
+BACKEND_FAULTS = [
+    "database refused",
+    "database unknown",
+    "database silent",
+    "redis refused",
+    "redis cluster refused",
+    "redis silent",
+]
 
 
 @pytest.mark.slow
