@@ -252,9 +252,9 @@ async def test_a_history_read_slowly_is_not_taken_for_a_dead_peer(
     (its send buffer is full), so the client's pongs wait unread: the client's
     reading is its sign of life, or the heartbeat would cut every answer that
     takes longer than two beats to read (a large history on a slow link)."""
-    # Beats of 1 s; an answer of 30 frames of ~70 KB read at one frame per
-    # 0.1 s takes 3 s and more. Its last 256 KB (what is still queued once the
-    # whole answer is) drain in about 0.4 s, after which the pongs are read.
+    # Beats of 1 s; an answer of 30 frames of ~70 KB over a link that takes one
+    # frame per 0.1 s: 3 s and more. Like a browser, the client answers a ping as
+    # soon as it reads it, and reads through a small window.
     app = create_app(replace(settings, heartbeat_seconds=1.0))
     client = await aiohttp_client(app)
     alice = await make_user("alice")
@@ -262,34 +262,26 @@ async def test_a_history_read_slowly_is_not_taken_for_a_dead_peer(
     metrics = [await make_metric(dashboard, f"m{n}") for n in range(30)]
     now = await store_last_seconds(pool, metrics, MAX_RAW)
     await log_in(client, "alice")
-    ws = await client.ws_connect(f"/ws/dashboard/{dashboard.id}/?subscribe=none")  # answers pings
-    assert [(await ws.receive_json())["action"] for _ in range(3)] == [
-        "authentication",
-        "dashboard_config",
-        "alerts",
-    ]
-    ours = ws.get_extra_info("sockname")
-    (server_socket,) = [
-        s for s in app[SOCKETS_KEY] if s.transport and s.transport.get_extra_info("peername") == ours
-    ]
-    assert server_socket.transport is not None
-    server_socket.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    started = time.monotonic()
-    await ws.send_json(
-        {
-            "action": "history",
-            "payload": {
-                "metric_ids": [m.id for m in metrics],
-                "from": (now - timedelta(hours=1)).isoformat(),
-            },
-        }
+    raw, _ = await RawClient.connect(
+        client, f"/ws/dashboard/{dashboard.id}/?subscribe=none", receive_buffer=4096
     )
+    await raw.until("alerts")
+    server_side(app, raw).transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+    )
+    started = time.monotonic()
+    ask = {"metric_ids": [m.id for m in metrics], "from": (now - timedelta(hours=1)).isoformat()}
+    raw.send_text(json.dumps({"action": "history", "payload": ask}))
     actions = []
     while not actions or actions[-1] != "complete":
-        actions.append((await ws.receive_json(timeout=10))["action"])
-        await asyncio.sleep(0.1)  # a slow link
+        opcode, payload = await raw.frame(within=10)
+        if opcode == PING:
+            raw.send(client_frame(PONG, payload))
+            continue
+        assert opcode != CLOSE, payload
+        actions.append(json.loads(payload)["action"])
+        await asyncio.sleep(0.1)  # the slow link
     assert actions == ["metric_history"] * len(metrics) + ["complete"]
-    assert time.monotonic() - started > 2.5  # it did take several beats
-    await ws.send_json({"action": "ping"})
-    assert (await ws.receive_json(timeout=5))["action"] == "pong"
-    await ws.close()
+    assert time.monotonic() - started > 2.5  # it took several beats
+    assert await answered(raw)
+    raw.writer.close()
