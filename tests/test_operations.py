@@ -294,18 +294,19 @@ def _out_of_reach(stack: ExitStack, fault: str, settings) -> tuple[str, str, str
     """The database and Redis URLs of `fault`, and a pattern of the one line
     that must say what is wrong, with the password masked."""
     database_url, redis_url = settings.database_url, settings.redis_url
-    if fault == "redis refused":
+    if fault in ("redis refused", "redis cluster refused"):
         port = free_port()
-        redis_url = f"redis://:{SECRET}@127.0.0.1:{port}/0"
+        cluster = fault == "redis cluster refused"
+        redis_url = (
+            f"redis+cluster://:{SECRET}@127.0.0.1:{port}"
+            if cluster
+            else f"redis://:{SECRET}@127.0.0.1:{port}/0"
+        )
         where = re.escape(redis_url.replace(SECRET, "***"))
-        # errno 111: ECONNREFUSED.
-        reason = rf"Error 111 connecting to 127\.0\.0\.1:{port}"
-        return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
-    if fault == "redis cluster refused":
-        port = free_port()
-        redis_url = f"redis+cluster://:{SECRET}@127.0.0.1:{port}"
-        where = re.escape(redis_url.replace(SECRET, "***"))
-        reason = rf"Redis Cluster cannot be connected.*Error 111 connecting to 127\.0\.0\.1:{port}"
+        # errno 111: ECONNREFUSED; a cluster says first that no node answered.
+        reason = (
+            "Redis Cluster cannot be connected.*" if cluster else ""
+        ) + rf"Error 111 connecting to 127\.0\.0\.1:{port}"
         return database_url, redis_url, f"cannot connect to Redis at {where}: {reason}"
     if fault == "redis silent":
         port = stack.enter_context(unanswered_port())
